@@ -1,0 +1,311 @@
+package mailer
+
+import (
+	"bytes"
+	"fmt"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+)
+
+// A skeleton is a job's whole MIME header, encoded once with go-message, cut at the fields
+// that change per consumer: the patent's "first portion duplicated, second portion
+// replaced" (claims 5-7) applied to the message rather than only the body. Building a message
+// is then appends, which is what lets one mail server write thousands a second.
+type skeleton struct {
+	literals [][]byte // literals[i] precedes slot i; the last one closes the header
+	slots    []slot
+}
+
+type slot int
+
+const (
+	slotTo slot = iota
+	slotSubject
+	slotDate
+	slotMessageID
+	slotReplyTo
+	slotListUnsubscribe
+	slotCount
+)
+
+// marker is what a slot holds while go-message writes the skeleton; it has no spaces so
+// header folding never splits it.
+func (s slot) marker() string { return fmt.Sprintf("@@pointpost-slot-%d@@", s) }
+
+// Addresses are where a message's links and replies point.
+type Addresses struct {
+	From mail.Address
+	// ReplyDomain takes replies (reply+TOKEN@domain) and carries the Message-IDs.
+	ReplyDomain string
+	// BaseURL is the consumer web server for acknowledgement, page and unsubscribe links.
+	BaseURL string
+}
+
+// jobMessages is one job compiled for sending: a skeleton and templates per format.
+type jobMessages struct {
+	job    *postoffice.Job
+	addr   Addresses
+	text   *formatMessage
+	html   *formatMessage
+	issuer string
+}
+
+type formatMessage struct {
+	skeleton skeleton
+	subject  *postoffice.Template
+	body     *postoffice.Template
+	html     bool
+}
+
+func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addresses) (*jobMessages, error) {
+	jm := &jobMessages{job: job, addr: addr, issuer: job.IssuerSlug}
+	for _, m := range []*postoffice.Message{text, html} {
+		if m == nil {
+			continue
+		}
+		fm, err := compileFormat(job, m, addr)
+		if err != nil {
+			return nil, fmt.Errorf("job %d %s message: %w", job.Key, m.Type, err)
+		}
+		if m.Type == rewards.FormatHTML {
+			jm.html = fm
+		} else {
+			jm.text = fm
+		}
+	}
+	if jm.text == nil && jm.html == nil {
+		return nil, fmt.Errorf("job %d has no message", job.Key)
+	}
+	return jm, nil
+}
+
+func compileFormat(job *postoffice.Job, m *postoffice.Message, addr Addresses) (*formatMessage, error) {
+	fm := &formatMessage{html: m.Type == rewards.FormatHTML}
+	var err error
+	if fm.subject, err = postoffice.ParseTemplate(m.Subject); err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	if fm.body, err = postoffice.ParseTemplate(m.Body); err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	var h gomail.Header
+	// WriteHeader writes fields last-added first, so they are added in reverse.
+	h.Set("X-Pointpost-Job", fmt.Sprint(job.Key))
+	h.Set("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	h.Set("List-Unsubscribe", slotListUnsubscribe.marker())
+	h.Set("Content-Transfer-Encoding", "quoted-printable")
+	ctype := "text/plain"
+	if fm.html {
+		ctype = "text/html"
+	}
+	h.SetContentType(ctype, map[string]string{"charset": "utf-8"})
+	h.Set("MIME-Version", "1.0")
+	h.Set("Message-ID", slotMessageID.marker())
+	h.Set("Date", slotDate.marker())
+	h.Set("Subject", slotSubject.marker())
+	h.Set("Reply-To", slotReplyTo.marker())
+	h.Set("To", slotTo.marker())
+	h.SetAddressList("From", []*gomail.Address{{Name: addr.From.Name, Address: addr.From.Address}})
+	var buf bytes.Buffer
+	if err := textproto.WriteHeader(&buf, h.Header.Header); err != nil {
+		return nil, err
+	}
+	fm.skeleton = cutSkeleton(buf.Bytes())
+	return fm, nil
+}
+
+// cutSkeleton splits an encoded header at the slot markers.
+func cutSkeleton(header []byte) skeleton {
+	var sk skeleton
+	rest := header
+	for {
+		at, which := -1, slot(0)
+		for s := slot(0); s < slotCount; s++ {
+			if i := bytes.Index(rest, []byte(s.marker())); i >= 0 && (at < 0 || i < at) {
+				at, which = i, s
+			}
+		}
+		if at < 0 {
+			sk.literals = append(sk.literals, rest)
+			return sk
+		}
+		sk.literals = append(sk.literals, rest[:at])
+		sk.slots = append(sk.slots, which)
+		rest = rest[at+len(which.marker()):]
+	}
+}
+
+// links returns the consumer's URLs for a token.
+func (a *Addresses) links(token string) (ack, page, unsubscribe string) {
+	base := strings.TrimRight(a.BaseURL, "/")
+	return base + "/a/" + token, base + "/i/" + token, base + "/u/" + token
+}
+
+// build writes one consumer's message into dst and returns it. The format follows the
+// consumer's mail client (claim 3); a job with one format sends that one to everyone.
+func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token string, date string, scratch []byte) (msg, scratchOut []byte) {
+	fm := jm.text
+	if (r.Consumer.Format == rewards.FormatHTML && jm.html != nil) || fm == nil {
+		fm = jm.html
+	}
+	ack, page, unsub := jm.addr.links(token)
+	v := postoffice.TagValues{Consumer: &r.Consumer, Token: token, AckURL: ack, PageURL: page,
+		UnsubscribeURL: unsub, IssuerName: jm.issuer, JobName: jm.job.Name}
+	for i, s := range fm.skeleton.slots {
+		dst = append(dst, fm.skeleton.literals[i]...)
+		switch s {
+		case slotTo:
+			dst = appendAddress(dst, r.Consumer.FullName(), r.Consumer.Email)
+		case slotSubject:
+			scratch = fm.subject.Append(scratch[:0], &v, false)
+			scratch = append(scratch, " [#"...)
+			scratch = append(scratch, token...)
+			scratch = append(scratch, ']')
+			dst = appendHeaderText(dst, scratch)
+		case slotDate:
+			dst = append(dst, date...)
+		case slotMessageID:
+			dst = append(dst, '<')
+			dst = append(dst, token...)
+			dst = append(dst, '@')
+			dst = append(dst, jm.addr.ReplyDomain...)
+			dst = append(dst, '>')
+		case slotReplyTo:
+			dst = append(dst, "<reply+"...)
+			dst = append(dst, token...)
+			dst = append(dst, '@')
+			dst = append(dst, jm.addr.ReplyDomain...)
+			dst = append(dst, '>')
+		case slotListUnsubscribe:
+			dst = append(dst, '<')
+			dst = append(dst, unsub...)
+			dst = append(dst, ">, <mailto:unsubscribe+"...)
+			dst = append(dst, token...)
+			dst = append(dst, '@')
+			dst = append(dst, jm.addr.ReplyDomain...)
+			dst = append(dst, '>')
+		}
+	}
+	dst = append(dst, fm.skeleton.literals[len(fm.skeleton.slots)]...)
+	scratch = fm.body.Append(scratch[:0], &v, fm.html)
+	dst = appendQuotedPrintable(dst, scratch)
+	return dst, scratch
+}
+
+// appendAddress writes a mailbox, encoding a non-ASCII display name (RFC 2047).
+func appendAddress(dst []byte, name, email string) []byte {
+	if name == "" {
+		return append(dst, email...)
+	}
+	if isPlainPhrase(name) {
+		dst = append(dst, name...)
+	} else if isASCII(name) {
+		dst = append(dst, '"')
+		for i := 0; i < len(name); i++ {
+			if name[i] == '"' || name[i] == '\\' {
+				dst = append(dst, '\\')
+			}
+			dst = append(dst, name[i])
+		}
+		dst = append(dst, '"')
+	} else {
+		dst = append(dst, mime.QEncoding.Encode("utf-8", name)...)
+	}
+	dst = append(dst, " <"...)
+	dst = append(dst, email...)
+	return append(dst, '>')
+}
+
+// appendHeaderText writes an unstructured header value: as is when it is short printable
+// ASCII, else as RFC 2047 encoded words on folded lines.
+func appendHeaderText(dst, text []byte) []byte {
+	if len(text) <= 900 && isASCII(string(text)) {
+		for _, c := range text {
+			if c == '\r' || c == '\n' {
+				c = ' '
+			}
+			dst = append(dst, c)
+		}
+		return dst
+	}
+	encoded := mime.QEncoding.Encode("utf-8", strings.ToValidUTF8(string(text), "\uFFFD"))
+	// The encoder separates encoded words with spaces; folding there keeps lines short.
+	return append(dst, strings.ReplaceAll(encoded, "?= =?", "?=\r\n =?")...)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf || s[i] < ' ' && s[i] != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// isPlainPhrase reports whether a display name needs no quoting (RFC 5322 atoms and spaces).
+func isPlainPhrase(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' ||
+			strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+const hexUpper = "0123456789ABCDEF"
+
+// appendQuotedPrintable encodes body as quoted-printable (RFC 2045) with CRLF line ends and
+// lines of at most 76 characters. Line breaks in body (LF or CRLF) stay hard breaks.
+func appendQuotedPrintable(dst, body []byte) []byte {
+	col := 0
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c == '\n' || c == '\r' && i+1 < len(body) && body[i+1] == '\n' {
+			if c == '\r' {
+				i++
+			}
+			// Trailing whitespace before a hard break must be encoded to survive transport.
+			if n := len(dst); col > 0 && (dst[n-1] == ' ' || dst[n-1] == '\t') {
+				ws := dst[n-1]
+				dst = append(dst[:n-1], '=', hexUpper[ws>>4], hexUpper[ws&15])
+			}
+			dst = append(dst, '\r', '\n')
+			col = 0
+			continue
+		}
+		plain := c >= 33 && c <= 126 && c != '=' || c == ' ' || c == '\t'
+		width := 1
+		if !plain {
+			width = 3
+		}
+		if col+width > 75 {
+			dst = append(dst, '=', '\r', '\n')
+			col = 0
+		}
+		if plain {
+			dst = append(dst, c)
+		} else {
+			dst = append(dst, '=', hexUpper[c>>4], hexUpper[c&15])
+		}
+		col += width
+	}
+	if n := len(dst); col > 0 && (dst[n-1] == ' ' || dst[n-1] == '\t') {
+		ws := dst[n-1]
+		dst = append(dst[:n-1], '=', hexUpper[ws>>4], hexUpper[ws&15])
+	}
+	return append(dst, '\r', '\n')
+}
+
+// dateHeader formats t as an RFC 5322 date.
+func dateHeader(t time.Time) string { return t.Format(time.RFC1123Z) }

@@ -1,0 +1,513 @@
+// Package mailer is the pool of mail servers 195: each one's dispatcher 197 claims the
+// deliveries of the jobs assigned to it, writes every message on the fly and sends it.
+package mailer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+)
+
+// Store is what a mail server reads and writes in the post office database.
+type Store interface {
+	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
+	Job(ctx context.Context, key int64) (*postoffice.Job, error)
+	Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error)
+	ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error)
+	RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error
+	NextAttemptAfter(ctx context.Context, jobKey int64, now time.Time) (time.Time, error)
+	PendingCount(ctx context.Context, jobKey int64) (int, error)
+}
+
+// PostOffice is what a mail server tells the post office.
+type PostOffice interface {
+	Report(postoffice.MailServerStatus)
+	Finished(ctx context.Context, jobKey int64) error
+}
+
+// Config configures one mail server. Zero fields get the defaults New gives.
+type Config struct {
+	ID         int
+	Relay      string // shown in its status; "" for the embedded outbox
+	Store      Store
+	PostOffice PostOffice
+	Sender     Sender
+	Tokens     *postoffice.Keyring
+	Addresses  Addresses
+	// Workers is how many messages are in flight at once (and relay connections open).
+	Workers int
+	// Batch is how many deliveries one claim takes.
+	Batch int
+	// CommitSize and CommitEvery bound how many outcomes wait for one transaction, and how long.
+	CommitSize  int
+	CommitEvery time.Duration
+	// MaxRetries is how many times a delivery is retried after a temporary failure before it
+	// is given up; the wait doubles from RetryBase up to RetryMax.
+	MaxRetries int
+	RetryBase  time.Duration
+	RetryMax   time.Duration
+	// Poll is how often an idle server looks for work; HaltCheck how often a running one
+	// rereads its job for a suspend or a stop.
+	Poll      time.Duration
+	HaltCheck time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// MailServer sends the jobs the post office assigns to it.
+type MailServer struct {
+	cfg Config
+
+	sent, retried, rejected, failed atomic.Int64
+	queue                           atomic.Int64
+
+	mu       sync.Mutex
+	state    string
+	jobs     []int64
+	rate     float64
+	compiled map[int64]*jobMessages
+}
+
+// New returns a mail server; Run starts it.
+func New(cfg Config) *MailServer {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 512
+	}
+	if cfg.CommitSize <= 0 {
+		cfg.CommitSize = 1000
+	}
+	if cfg.CommitEvery <= 0 {
+		cfg.CommitEvery = 100 * time.Millisecond
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 5
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Minute
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 2 * time.Hour
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 500 * time.Millisecond
+	}
+	if cfg.HaltCheck <= 0 {
+		cfg.HaltCheck = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Logger = cfg.Logger.With("mail_server", cfg.ID)
+	return &MailServer{cfg: cfg, state: "idle", compiled: map[int64]*jobMessages{}}
+}
+
+// Counters are a mail server's totals since it started.
+type Counters struct {
+	Sent, Retried, Rejected, Failed int64
+}
+
+// Counters returns the totals.
+func (m *MailServer) Counters() Counters {
+	return Counters{m.sent.Load(), m.retried.Load(), m.rejected.Load(), m.failed.Load()}
+}
+
+// Status is what the server reports to the post office.
+func (m *MailServer) Status() postoffice.MailServerStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return postoffice.MailServerStatus{
+		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state,
+		Jobs: append([]int64(nil), m.jobs...), Queue: int(m.queue.Load()), Rate: m.rate,
+		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
+		ReportedAt: m.cfg.Now(),
+	}
+}
+
+func (m *MailServer) setState(state string, jobs []int64) {
+	m.mu.Lock()
+	m.state, m.jobs = state, jobs
+	m.mu.Unlock()
+}
+
+// Run is the dispatcher: until ctx ends it runs passes over the jobs assigned to this
+// server, and reports its status every second.
+func (m *MailServer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.reportLoop(ctx)
+	}()
+	defer wg.Wait()
+	due := map[int64]time.Time{}
+	for ctx.Err() == nil {
+		ran, err := m.dispatch(ctx, due)
+		if err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Error("dispatch", "err", err)
+		}
+		if !ran {
+			select {
+			case <-ctx.Done():
+			case <-time.After(m.cfg.Poll):
+			}
+		}
+	}
+	m.setState("stopped", nil)
+	return nil
+}
+
+// dispatch runs one pass over each of this server's jobs that is due.
+func (m *MailServer) dispatch(ctx context.Context, due map[int64]time.Time) (ran bool, err error) {
+	jobs, err := m.cfg.Store.Jobs(ctx, postoffice.JobRunning)
+	if err != nil {
+		return false, err
+	}
+	now := m.cfg.Now()
+	var mine []int64
+	for _, job := range jobs {
+		if job.MailServerID != m.cfg.ID {
+			continue
+		}
+		mine = append(mine, job.Key)
+		if !job.Sendable(now) || due[job.Key].After(now) {
+			continue
+		}
+		m.setState("sending", mine)
+		next, err := m.pass(ctx, job)
+		if err != nil {
+			due[job.Key] = now.Add(m.cfg.Poll)
+			return true, fmt.Errorf("job %d: %w", job.Key, err)
+		}
+		due[job.Key] = next
+		ran = true
+	}
+	if !ran {
+		state := "idle"
+		if len(mine) > 0 {
+			state = "waiting"
+		}
+		m.setState(state, mine)
+		if len(mine) == 0 {
+			m.queue.Store(0)
+		}
+	}
+	return ran, nil
+}
+
+// pass sends every delivery of job that is due, in id order, until there is none left or the
+// job is suspended or stopped. It returns when the job should next be looked at.
+func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, error) {
+	jm, err := m.compile(ctx, job)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if pending, err := m.cfg.Store.PendingCount(ctx, job.Key); err == nil {
+		m.queue.Store(int64(pending))
+	}
+	passCtx, halt := context.WithCancel(ctx)
+	defer halt()
+	var halted atomic.Bool
+	go m.watch(passCtx, job, func() { halted.Store(true); halt() })
+
+	work := make(chan postoffice.Recipient, m.cfg.Batch)
+	results := make(chan postoffice.Outcome, m.cfg.CommitSize)
+	var workers, committer sync.WaitGroup
+	for range m.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			m.worker(passCtx, job, jm, work, results)
+		}()
+	}
+	var commitErr error
+	committer.Add(1)
+	go func() {
+		defer committer.Done()
+		commitErr = m.commit(ctx, results)
+	}()
+
+	claimErr := m.claim(passCtx, job.Key, work)
+	close(work)
+	workers.Wait()
+	close(results)
+	committer.Wait()
+	if commitErr != nil {
+		return time.Time{}, commitErr
+	}
+	now := m.cfg.Now()
+	if halted.Load() || ctx.Err() != nil {
+		return now.Add(m.cfg.Poll), nil
+	}
+	if claimErr != nil {
+		return time.Time{}, claimErr
+	}
+	return m.nextLook(ctx, job, now)
+}
+
+// nextLook decides, after a pass, when the job has work again: now if deliveries are due,
+// at the earliest retry, or never when nothing is pending (then the job is finished).
+func (m *MailServer) nextLook(ctx context.Context, job *postoffice.Job, now time.Time) (time.Time, error) {
+	pending, err := m.cfg.Store.PendingCount(ctx, job.Key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	m.queue.Store(int64(pending))
+	if pending == 0 {
+		fresh, err := m.cfg.Store.Job(ctx, job.Key)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !fresh.SelectedAll {
+			return now.Add(m.cfg.Poll / 5), nil
+		}
+		m.forget(job.Key)
+		return now.Add(m.cfg.Poll), m.cfg.PostOffice.Finished(ctx, job.Key)
+	}
+	// Deliveries that came due during the pass sit behind the cursor: go again at once.
+	due, err := m.cfg.Store.ClaimRecipients(ctx, job.Key, 0, now, 1)
+	if err != nil || len(due) > 0 {
+		return now, err
+	}
+	next, err := m.cfg.Store.NextAttemptAfter(ctx, job.Key, now)
+	if err != nil || next.IsZero() {
+		return now, err
+	}
+	return next, nil
+}
+
+func (m *MailServer) compile(ctx context.Context, job *postoffice.Job) (*jobMessages, error) {
+	m.mu.Lock()
+	jm := m.compiled[job.Key]
+	m.mu.Unlock()
+	if jm != nil {
+		jm.job = job
+		return jm, nil
+	}
+	text, html, err := m.cfg.Store.Messages(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	jm, err = compileJob(job, text, html, m.cfg.Addresses)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.compiled[job.Key] = jm
+	m.mu.Unlock()
+	return jm, nil
+}
+
+func (m *MailServer) forget(jobKey int64) {
+	m.mu.Lock()
+	delete(m.compiled, jobKey)
+	m.mu.Unlock()
+}
+
+// watch rereads the job until ctx ends and calls halt once it may no longer send: suspended,
+// stopped, or past its stop date.
+func (m *MailServer) watch(ctx context.Context, job *postoffice.Job, halt func()) {
+	t := time.NewTicker(m.cfg.HaltCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fresh, err := m.cfg.Store.Job(ctx, job.Key)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.cfg.Logger.Warn("rereading job", "job", job.Key, "err", err)
+			}
+			continue
+		}
+		if !fresh.Sendable(m.cfg.Now()) || fresh.MailServerID != m.cfg.ID {
+			m.cfg.Logger.Info("job halted", "job", job.Key, "state", fresh.State, "suspended", fresh.Suspended)
+			halt()
+			return
+		}
+	}
+}
+
+// claim feeds the workers batch after batch of due deliveries, walking the job by id.
+func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postoffice.Recipient) error {
+	var cursor int64
+	for {
+		batch, err := m.cfg.Store.ClaimRecipients(ctx, jobKey, cursor, m.cfg.Now(), m.cfg.Batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, r := range batch {
+			select {
+			case work <- r:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		cursor = batch[len(batch)-1].DeliveryID
+	}
+}
+
+// worker renders and sends until work is closed; once ctx ends it drains work unsent.
+func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan postoffice.Recipient, results chan<- postoffice.Outcome) {
+	var buf, scratch []byte
+	env := Envelope{From: m.cfg.Addresses.From.Address}
+	for r := range work {
+		now := m.cfg.Now()
+		if ctx.Err() != nil || !now.Before(job.Stop) {
+			continue
+		}
+		if r.Consumer.Status != rewards.StatusActive {
+			results <- postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeFailed, At: now,
+				Error: fmt.Sprintf("not sent: consumer is %s", r.Consumer.Status)}
+			continue
+		}
+		token := m.cfg.Tokens.Encode(job.Key, r.Consumer.ID)
+		buf, scratch = jm.build(buf[:0], &r, token, dateHeader(now), scratch)
+		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
+		env.Subject = job.Name
+		err := m.cfg.Sender.Send(ctx, &env)
+		if err != nil && ctx.Err() != nil {
+			continue // halted while sending: the delivery stays pending, no retry is counted
+		}
+		results <- m.outcome(&r, err, m.cfg.Now())
+	}
+}
+
+// outcome turns a send's result into what is recorded for the delivery.
+func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time) postoffice.Outcome {
+	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now}
+	switch Classify(err) {
+	case VerdictSent:
+		o.Kind = postoffice.OutcomeSent
+	case VerdictRejected:
+		o.Kind, o.Error = postoffice.OutcomeRejected, err.Error()
+	case VerdictRetry:
+		if r.RetryCount >= m.cfg.MaxRetries {
+			o.Kind = postoffice.OutcomeFailed
+			o.Error = fmt.Sprintf("gave up after %d retries: %v", r.RetryCount, err)
+		} else {
+			o.Kind, o.Error = postoffice.OutcomeRetry, err.Error()
+			o.NextAttempt = now.Add(m.backoff(r.RetryCount))
+		}
+	}
+	return o
+}
+
+// backoff is the wait before retry n+1: RetryBase doubled n times, at most RetryMax.
+func (m *MailServer) backoff(n int) time.Duration {
+	d := m.cfg.RetryBase
+	for i := 0; i < n && d < m.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, m.cfg.RetryMax)
+}
+
+// commit records outcomes in batches: when CommitSize are waiting or CommitEvery has passed.
+// A failing commit is retried, holding the batch, so the workers wait rather than lose
+// results; after ctx ends what is left is still written, the mail having gone out.
+func (m *MailServer) commit(ctx context.Context, results <-chan postoffice.Outcome) error {
+	batch := make([]postoffice.Outcome, 0, m.cfg.CommitSize)
+	t := time.NewTicker(m.cfg.CommitEvery)
+	defer t.Stop()
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		wait := 50 * time.Millisecond
+		for attempt := 0; ; attempt++ {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := m.cfg.Store.RecordOutcomes(wctx, batch)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil && attempt >= 3 {
+				return fmt.Errorf("recording %d outcomes: %w", len(batch), err)
+			}
+			m.cfg.Logger.Warn("recording outcomes failed; will retry", "count", len(batch), "err", err)
+			time.Sleep(wait)
+			wait = min(wait*2, 5*time.Second)
+		}
+		for _, o := range batch {
+			switch o.Kind {
+			case postoffice.OutcomeSent:
+				m.sent.Add(1)
+				m.queue.Add(-1)
+			case postoffice.OutcomeRetry:
+				m.retried.Add(1)
+			case postoffice.OutcomeRejected:
+				m.rejected.Add(1)
+				m.queue.Add(-1)
+			case postoffice.OutcomeFailed:
+				m.failed.Add(1)
+				m.queue.Add(-1)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for {
+		select {
+		case o, ok := <-results:
+			if !ok {
+				return flush()
+			}
+			batch = append(batch, o)
+			if len(batch) >= m.cfg.CommitSize {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-t.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// reportLoop measures the send rate and reports the status every second.
+func (m *MailServer) reportLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last, lastAt := m.sent.Load(), m.cfg.Now()
+	m.cfg.PostOffice.Report(m.Status())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now, sent := m.cfg.Now(), m.sent.Load()
+		if secs := now.Sub(lastAt).Seconds(); secs > 0 {
+			instant := float64(sent-last) / secs
+			m.mu.Lock()
+			if instant > 0 || m.state != "sending" {
+				// An exponential average: a job's estimate follows changes within seconds.
+				m.rate = 0.7*m.rate + 0.3*instant
+			}
+			m.mu.Unlock()
+		}
+		last, lastAt = sent, now
+		m.cfg.PostOffice.Report(m.Status())
+	}
+}

@@ -1,0 +1,114 @@
+package mailer
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Sink is an SMTP server that takes every message and counts it: the far end of the
+// benchmark and of tests. With Keep set it also keeps each message; with Answer set it
+// can refuse or drop some, as a troubled relay would.
+type Sink struct {
+	// Keep keeps every accepted message for Messages.
+	Keep bool
+	// Answer, when set, decides each message after DATA: nil accepts it, an *smtp.SMTPError
+	// refuses it, ErrDrop closes the connection without a reply.
+	Answer func(from, to string, data []byte) error
+
+	server   *smtp.Server
+	listener net.Listener
+	count    atomic.Int64
+	mu       sync.Mutex
+	kept     []SinkMessage
+}
+
+// SinkMessage is a message the sink accepted.
+type SinkMessage struct {
+	From, To string
+	Data     []byte
+}
+
+// ErrDrop makes the sink hang up instead of answering.
+var ErrDrop = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "dropped"}
+
+// Start listens on addr (use 127.0.0.1:0) and serves until Close.
+func (s *Sink) Start(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.listener = l
+	s.server = smtp.NewServer(s)
+	s.server.Domain = "sink.localhost"
+	s.server.AllowInsecureAuth = true
+	s.server.ReadTimeout = 30 * time.Second
+	s.server.WriteTimeout = 30 * time.Second
+	s.server.MaxMessageBytes = 10 << 20
+	go s.server.Serve(l)
+	return nil
+}
+
+// Addr is where the sink listens.
+func (s *Sink) Addr() string { return s.listener.Addr().String() }
+
+// URL is the relay URL for the sink.
+func (s *Sink) URL() string { return "smtp://" + s.Addr() }
+
+// Count is how many messages the sink has accepted.
+func (s *Sink) Count() int64 { return s.count.Load() }
+
+// Messages returns the kept messages.
+func (s *Sink) Messages() []SinkMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SinkMessage(nil), s.kept...)
+}
+
+// Close stops the server.
+func (s *Sink) Close() error { return s.server.Close() }
+
+// NewSession implements smtp.Backend.
+func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &sinkSession{sink: s, conn: c}, nil
+}
+
+type sinkSession struct {
+	sink     *Sink
+	conn     *smtp.Conn
+	from, to string
+	buf      bytes.Buffer
+}
+
+func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error { ss.from = from; return nil }
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error   { ss.to = to; return nil }
+func (ss *sinkSession) Reset()                                      { ss.from, ss.to = "", "" }
+func (ss *sinkSession) Logout() error                               { return nil }
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	ss.buf.Reset()
+	if _, err := ss.buf.ReadFrom(r); err != nil {
+		return err
+	}
+	if ss.sink.Answer != nil {
+		if err := ss.sink.Answer(ss.from, ss.to, ss.buf.Bytes()); err != nil {
+			if err == ErrDrop {
+				ss.conn.Conn().Close()
+			}
+			return err
+		}
+	}
+	ss.sink.count.Add(1)
+	if ss.sink.Keep {
+		msg := SinkMessage{From: ss.from, To: ss.to, Data: bytes.Clone(ss.buf.Bytes())}
+		ss.sink.mu.Lock()
+		ss.sink.kept = append(ss.sink.kept, msg)
+		ss.sink.mu.Unlock()
+	}
+	return nil
+}

@@ -1,0 +1,682 @@
+// Command pointpost runs an incentive e-mail program: a post office that selects consumers
+// and schedules campaigns onto in-process mail servers, which write every message on the fly
+// and send it over SMTP. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"pointpost/mailer"
+	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/store"
+	"pointpost/toolbox"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pointpost:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: pointpost COMMAND [flags]
+
+commands:
+  serve                       run the post office, mail servers and web server
+  import consumers FILE.csv   add or update consumers from a CSV file
+  campaign create FILE.json   define a job from a campaign file; prints its job key
+  job list|show|suspend|resume|stop|schedule [KEY]
+  bench                       measure end-to-end sending against an in-process SMTP sink
+
+Run 'pointpost COMMAND -h' for a command's flags.`
+
+// run is the whole program, so tests can run it with their own arguments and environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "serve":
+		return serveCommand(ctx, args[1:], getenv, stdout)
+	case "import":
+		if len(args) < 2 || args[1] != "consumers" {
+			return errors.New("usage: pointpost import consumers FILE.csv")
+		}
+		return importCommand(ctx, args[2:], getenv, stdout)
+	case "campaign":
+		if len(args) < 2 || args[1] != "create" {
+			return errors.New("usage: pointpost campaign create FILE.json")
+		}
+		return campaignCommand(ctx, args[2:], getenv, stdout)
+	case "job":
+		return jobCommand(ctx, args[1:], getenv, stdout)
+	case "bench":
+		return benchCommand(ctx, args[1:], getenv, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// Config is everything serve needs, from flags and their environment variables.
+type Config struct {
+	DB          string
+	HTTP        string
+	SMTP        string
+	Relay       string
+	MailServers int
+	Workers     int
+	From        string
+	ReplyDomain string
+	BaseURL     string
+	TokenKey    string
+	MaxRetries  int
+	RetryBase   time.Duration
+	Demo        bool
+	LogLevel    string
+}
+
+// flags binds Config to a flag set; each flag's default comes from its env variable.
+func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
+	str := func(p *string, name, env, def, help string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+env+")")
+	}
+	num := func(p *int, name, env string, def int, help string) {
+		if v, err := strconv.Atoi(getenv(env)); err == nil {
+			def = v
+		}
+		fs.IntVar(p, name, def, help+" (env "+env+")")
+	}
+	str(&c.DB, "db", "POINTPOST_DB", "pointpost.db", "SQLite database file")
+	str(&c.HTTP, "http", "POINTPOST_HTTP", "127.0.0.1:8080", "address of the web server (toolbox and consumer pages)")
+	str(&c.SMTP, "smtp", "POINTPOST_SMTP", "127.0.0.1:2525", "address of the SMTP receiver for replies")
+	str(&c.Relay, "relay", "POINTPOST_RELAY", "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")
+	num(&c.MailServers, "mail-servers", "POINTPOST_MAIL_SERVERS", 4, "number of in-process mail servers")
+	num(&c.Workers, "connections", "POINTPOST_CONNECTIONS", 16, "messages in flight (relay connections) per mail server")
+	str(&c.From, "from", "POINTPOST_FROM", "Pointpost <invitations@pointpost.localhost>", "From address of invitations")
+	str(&c.ReplyDomain, "reply-domain", "POINTPOST_REPLY_DOMAIN", "", "domain for reply addresses and Message-IDs (default: the From domain)")
+	str(&c.BaseURL, "base-url", "POINTPOST_BASE_URL", "", "public URL of the web server, for links in messages (default: http://ADDRESS of --http)")
+	str(&c.TokenKey, "token-key", "POINTPOST_TOKEN_KEY", "", "token secret, 32+ hex characters; default: a key made on first start and kept in the database")
+	num(&c.MaxRetries, "max-retries", "POINTPOST_MAX_RETRIES", 5, "retries after a temporary failure before a delivery is given up")
+	retry := "1m"
+	if v := getenv("POINTPOST_RETRY_BASE"); v != "" {
+		retry = v
+	}
+	fs.Func("retry-base", "first wait before a retry, doubled each time (env POINTPOST_RETRY_BASE) (default 1m)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.RetryBase = d
+		return err
+	})
+	c.RetryBase, _ = time.ParseDuration(retry)
+	demo := getenv("POINTPOST_DEMO") == "1" || getenv("POINTPOST_DEMO") == "true"
+	fs.BoolVar(&c.Demo, "demo", demo, "seed demo data into an empty database (env POINTPOST_DEMO)")
+	str(&c.LogLevel, "log", "POINTPOST_LOG", "info", "log level: debug, info, warn, error")
+}
+
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func parseConfig(name string, args []string, getenv func(string) string) (*Config, *flag.FlagSet, error) {
+	var c Config
+	fs := flag.NewFlagSet("pointpost "+name, flag.ContinueOnError)
+	c.flags(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if c.MailServers < 1 {
+		return nil, nil, errors.New("--mail-servers must be at least 1")
+	}
+	if c.Workers < 1 {
+		return nil, nil, errors.New("--connections must be at least 1")
+	}
+	return &c, fs, nil
+}
+
+// app is the wired program.
+type app struct {
+	cfg    *Config
+	log    *slog.Logger
+	store  *store.Store
+	po     *postoffice.PostOffice
+	pool   *mailer.Pool
+	sender mailer.Sender
+	from   mail.Address
+}
+
+// open opens the database and wires the post office; with mail servers it also builds the
+// sender and the pool.
+func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*app, error) {
+	from, err := mail.ParseAddress(cfg.From)
+	if err != nil {
+		return nil, fmt.Errorf("--from %q: %w", cfg.From, err)
+	}
+	if cfg.ReplyDomain == "" {
+		cfg.ReplyDomain = from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = "http://" + cfg.HTTP
+	}
+	st, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: st, from: *from}
+	keys, err := a.keyring(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.po = postoffice.New(postoffice.Config{Store: st, Tokens: keys, BaseURL: cfg.BaseURL, Logger: log})
+	if !withMail {
+		return a, nil
+	}
+	if cfg.Relay == "" {
+		a.sender = mailer.NewOutbox(st)
+	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain}); err != nil {
+		st.Close()
+		return nil, err
+	}
+	relay := "embedded outbox"
+	if cfg.Relay != "" {
+		relay = mailer.RedactURL(cfg.Relay)
+	}
+	if err := st.RegisterMailServers(ctx, cfg.MailServers, relay); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.pool = mailer.NewPool(cfg.MailServers, mailer.Config{
+		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys,
+		Addresses:  mailer.Addresses{From: *from, ReplyDomain: cfg.ReplyDomain, BaseURL: cfg.BaseURL},
+		Workers:    cfg.Workers,
+		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: log,
+	})
+	return a, nil
+}
+
+// keyring loads the token keys: the one given by flag, or those kept in the database.
+func (a *app) keyring(ctx context.Context) (*postoffice.Keyring, error) {
+	if a.cfg.TokenKey != "" {
+		secret, err := parseHexKey(a.cfg.TokenKey)
+		if err != nil {
+			return nil, fmt.Errorf("--token-key: %w", err)
+		}
+		return postoffice.NewKeyring(1, map[int][]byte{1: secret})
+	}
+	current, secrets, err := a.store.TokenSecrets(ctx, postoffice.NewSecret)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	return postoffice.NewKeyring(current, secrets)
+}
+
+func parseHexKey(s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) < 16 {
+		return nil, errors.New("must be at least 32 hexadecimal characters")
+	}
+	return b, nil
+}
+
+func (a *app) close() {
+	if a.sender != nil {
+		a.sender.Close()
+	}
+	a.store.Close()
+}
+
+// serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
+// them in order: HTTP first, then the mail servers (which record what they sent), then the
+// scheduler, then the database.
+func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
+	web := http.NewServeMux()
+	web.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log}))
+	web.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		a.pool.WriteMetrics(w)
+		a.writeQueueMetrics(r.Context(), w)
+	})
+	ln, err := net.Listen("tcp", a.cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", a.cfg.HTTP, err)
+	}
+	srv := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	a.log.Info("pointpost serving", "http", "http://"+ln.Addr().String(), "db", a.cfg.DB,
+		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	var poolDone, schedDone sync.WaitGroup
+	poolDone.Add(1)
+	go func() { defer poolDone.Done(); a.pool.Run(runCtx) }()
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone.Add(1)
+	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
+	httpErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+		}
+	}()
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	var result error
+	select {
+	case <-ctx.Done():
+	case result = <-httpErr:
+	}
+	a.log.Info("stopping")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = srv.Shutdown(shutdownCtx)
+	wg.Wait()
+	cancel()
+	poolDone.Wait()
+	stopSched()
+	schedDone.Wait()
+	a.log.Info("stopped")
+	return result
+}
+
+func (a *app) writeQueueMetrics(ctx context.Context, w io.Writer) {
+	jobs, err := a.store.Jobs(ctx, postoffice.JobRunning)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "# HELP pointpost_job_pending Deliveries still to send, per running job.\n# TYPE pointpost_job_pending gauge\n")
+	for _, j := range jobs {
+		if n, err := a.store.PendingCount(ctx, j.Key); err == nil {
+			fmt.Fprintf(w, "pointpost_job_pending{job=\"%d\"} %d\n", j.Key, n)
+		}
+	}
+}
+
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, _, err := parseConfig("serve", args, getenv)
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(os.Stderr)
+	a, err := open(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if cfg.Demo {
+		if err := a.seedDemo(ctx); err != nil {
+			return fmt.Errorf("demo data: %w", err)
+		}
+	}
+	return a.serve(ctx, func(addr string) {
+		fmt.Fprintf(stdout, "pointpost is running: open http://%s/\n", addr)
+	})
+}
+
+// seedDemo fills an empty database with 10,000 consumers, one issuer and a campaign that
+// starts at once. A database that already has consumers is left alone.
+func (a *app) seedDemo(ctx context.Context) error {
+	n, err := a.store.CountConsumers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	if err := a.seedConsumers(ctx, 10_000, 1); err != nil {
+		return err
+	}
+	now := a.po.Now()
+	job, matching, err := a.po.CreateJob(ctx, demoCampaign(now, 10_000))
+	if err != nil {
+		return err
+	}
+	a.log.Info("demo data seeded", "consumers", 10_000, "job", job.Key, "recipients", matching)
+	return nil
+}
+
+func (a *app) seedConsumers(ctx context.Context, n int, seed int64) error {
+	batch := make([]rewards.Consumer, 0, 5000)
+	flush := func() error {
+		_, _, err := a.store.UpsertConsumers(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
+	err := rewards.DemoConsumers(n, seed, func(c rewards.Consumer) error {
+		batch = append(batch, c)
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+func demoCampaign(now time.Time, count int) *postoffice.Campaign {
+	return &postoffice.Campaign{
+		Issuer: "acme", IssuerName: "Acme Outdoor", Name: "Welcome to Acme points",
+		Start: now.UTC().Format(time.RFC3339), Stop: now.Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339),
+		ClientCount: count,
+		Text: &postoffice.MessageSpec{
+			Subject: "<_&getUserName_>, 10 points are waiting for you",
+			Body: "POINTENTIALS -- Acme Outdoor\n\nDear <_&getUserName_>,\n\n" +
+				"Acme invites you to earn 10 points: reply to this e-mail, or open\n<_&getAckURL_>\n\n" +
+				"Your balance: <_&getPointsBalance_> points.\nWe think you like <_&getInterests_> in <_&getCity_>.\n\n" +
+				"To stop these e-mails: <_&getUnsubscribeURL_>\n",
+		},
+		HTML: &postoffice.MessageSpec{
+			Subject: "<_&getUserName_>, 10 points are waiting for you",
+			Body: `<html><body style="font-family:sans-serif"><h1>POINTENTIALS</h1>` +
+				`<p>Dear <_&getUserName_>,</p><p><font size="+1" color="#FF0000">Acme invites you to earn 10 points.</font></p>` +
+				`<p><a href="<_&getAckURL_>">Earn my points</a> or simply reply to this e-mail.</p>` +
+				`<p>Your balance: <b><_&getPointsBalance_></b> points. We think you like <_&getInterests_> in <_&getCity_>.</p>` +
+				`<p style="font-size:small"><a href="<_&getUnsubscribeURL_>">Unsubscribe</a></p></body></html>`,
+		},
+	}
+}
+
+// storeOnly opens the database for the commands that do not send.
+func storeOnly(ctx context.Context, name string, args []string, getenv func(string) string) (*app, *flag.FlagSet, error) {
+	cfg, fs, err := parseConfig(name, args, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := open(ctx, cfg, cfg.logger(io.Discard), false)
+	return a, fs, err
+}
+
+func importCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	a, fs, err := storeOnly(ctx, "import consumers", args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if fs.NArg() != 1 {
+		return errors.New("usage: pointpost import consumers [--db FILE] FILE.csv")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	start := time.Now()
+	res, err := a.store.ImportConsumersCSV(ctx, f, func(e rewards.RowError) {
+		fmt.Fprintf(stdout, "%s: %v\n", filepath.Base(fs.Arg(0)), &e)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d rows in %.1fs: %d new, %d updated, %d bad\n",
+		res.Rows, time.Since(start).Seconds(), res.Inserted, res.Updated, res.Bad)
+	return nil
+}
+
+func campaignCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	a, fs, err := storeOnly(ctx, "campaign create", args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if fs.NArg() != 1 {
+		return errors.New("usage: pointpost campaign create [--db FILE] FILE.json")
+	}
+	data, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	c, err := postoffice.ParseCampaign(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	job, _, err := a.po.CreateJob(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	fmt.Fprintln(stdout, job.Key)
+	return nil
+}
+
+func jobCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: pointpost job list|show|suspend|resume|stop|schedule [KEY]")
+	}
+	verb := args[0]
+	a, fs, err := storeOnly(ctx, "job "+verb, args[1:], getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if verb == "list" {
+		jobs, err := a.store.Jobs(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-6s %-10s %-9s %-24s %9s %9s %s\n", "KEY", "ISSUER", "STATE", "NAME", "SELECTED", "SENT", "SERVER")
+		for _, j := range jobs {
+			counts, err := a.store.JobCounts(ctx, j.Key)
+			if err != nil {
+				return err
+			}
+			state := string(j.State)
+			if j.Suspended {
+				state += "*"
+			}
+			fmt.Fprintf(stdout, "%-6d %-10s %-9s %-24.24s %9d %9d %d\n", j.Key, j.IssuerSlug, state, j.Name, j.Selected, counts.Sent, j.MailServerID)
+		}
+		return nil
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("usage: pointpost job %s KEY", verb)
+	}
+	key, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+	if err != nil {
+		return fmt.Errorf("job key %q is not a number", fs.Arg(0))
+	}
+	switch verb {
+	case "show":
+		job, err := a.store.Job(ctx, key)
+		if err != nil {
+			return err
+		}
+		counts, err := a.store.JobCounts(ctx, key)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"job": job, "counts": counts})
+	case "suspend":
+		return a.po.Suspend(ctx, key)
+	case "resume":
+		return a.po.Resume(ctx, key)
+	case "stop":
+		return a.po.Stop(ctx, key)
+	case "schedule":
+		return a.po.Schedule(ctx, key)
+	}
+	return fmt.Errorf("unknown job command %q", verb)
+}
+
+// benchResult is what `pointpost bench --json` prints.
+type benchResult struct {
+	Consumers        int     `json:"consumers"`
+	Messages         int     `json:"messages"`
+	Seconds          float64 `json:"seconds"`
+	MsgsPerSec       float64 `json:"msgs_per_sec"`
+	CPUSeconds       float64 `json:"cpu_seconds"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+	SelectionSeconds float64 `json:"selection_seconds"`
+	SeedSeconds      float64 `json:"seed_seconds"`
+	SinkMessages     int64   `json:"sink_messages,omitempty"`
+}
+
+// benchCommand runs a real job through the real post office and mail servers into an
+// in-process SMTP sink (or --relay) and measures it.
+func benchCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("pointpost bench", flag.ContinueOnError)
+	consumers := fs.Int("consumers", 100_000, "synthetic consumers, all selected")
+	relay := fs.String("relay", "", "send to this SMTP relay instead of the in-process sink")
+	servers := fs.Int("mail-servers", 1, "mail servers (one job runs on one)")
+	conns := fs.Int("connections", 16, "connections per mail server")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	keep := fs.Bool("keep", false, "keep the temporary database and print where it is")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *consumers < 1 {
+		return errors.New("--consumers must be at least 1")
+	}
+	dir, err := os.MkdirTemp("", "pointpost-bench-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	var sink *mailer.Sink
+	if *relay == "" {
+		sink = &mailer.Sink{}
+		if err := sink.Start("127.0.0.1:0"); err != nil {
+			return err
+		}
+		defer sink.Close()
+		*relay = sink.URL()
+	}
+	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, MailServers: *servers,
+		Workers: *conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn"}
+	log := cfg.logger(os.Stderr)
+	a, err := open(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	t := time.Now()
+	if err := a.seedConsumers(ctx, *consumers, 7); err != nil {
+		return err
+	}
+	res := benchResult{Consumers: *consumers, SeedSeconds: time.Since(t).Seconds()}
+	job, _, err := a.po.CreateJob(ctx, demoCampaign(a.po.Now().Add(-time.Second), *consumers))
+	if err != nil {
+		return err
+	}
+	cpu0 := cpuSeconds()
+	t = time.Now()
+	// One scheduler pass selects the whole audience before any mail server has reported.
+	if err := a.po.Tick(ctx); err != nil {
+		return err
+	}
+	res.SelectionSeconds = time.Since(t).Seconds()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.pool.Run(runCtx) }()
+	go func() { defer wg.Done(); a.po.Run(runCtx) }()
+	t = time.Now()
+	err = waitDone(ctx, a.store, job.Key)
+	res.Seconds = time.Since(t).Seconds()
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	res.CPUSeconds = cpuSeconds() - cpu0
+	res.PeakRSSBytes = peakRSS()
+	counts, err := a.store.JobCounts(ctx, job.Key)
+	if err != nil {
+		return err
+	}
+	res.Messages = counts.Sent
+	res.MsgsPerSec = float64(counts.Sent) / res.Seconds
+	if sink != nil {
+		res.SinkMessages = sink.Count()
+	}
+	if *keep {
+		fmt.Fprintln(os.Stderr, "database kept at", cfg.DB)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
+		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.Messages, res.Seconds, res.MsgsPerSec, res.CPUSeconds,
+		float64(res.PeakRSSBytes)/(1<<20))
+	if counts.Sent != *consumers {
+		return fmt.Errorf("only %d of %d messages were sent (%+v)", counts.Sent, *consumers, counts)
+	}
+	return nil
+}
+
+// waitDone polls until the job is done.
+func waitDone(ctx context.Context, st *store.Store, key int64) error {
+	for {
+		job, err := st.Job(ctx, key)
+		if err != nil {
+			return err
+		}
+		if job.State == postoffice.JobDone {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// peakRSS reads the process's high-water resident set size from /proc.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

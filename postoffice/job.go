@@ -1,0 +1,131 @@
+// Package postoffice is the post office 180 of WO 00/42557: it keeps jobs (the control table,
+// FIG. 4), their messages (FIG. 5) and one delivery per selected consumer (FIG. 6); it selects
+// the audience, assigns each job to the mail server that will be idle soonest (claim 8),
+// compiles the tag templates (claims 5-7) and issues the acknowledgement tokens.
+package postoffice
+
+import (
+	"time"
+
+	"pointpost/rewards"
+)
+
+// JobState is where a job is in its life: draft → scheduled → running → done.
+type JobState string
+
+const (
+	JobDraft     JobState = "draft"
+	JobScheduled JobState = "scheduled"
+	JobRunning   JobState = "running"
+	JobDone      JobState = "done"
+)
+
+// Job is a control table entry 216.
+type Job struct {
+	Key         int64 // 216a
+	IssuerID    int64
+	IssuerSlug  string
+	Name        string
+	State       JobState
+	Start       time.Time // 216b: nothing is sent before it
+	Stop        time.Time // 216c: nothing is sent after it
+	ClientCount int       // 216d: never more deliveries than this
+	Suspended   bool      // 216e
+	// MailServerID is 216f; 0 while the job is not assigned.
+	MailServerID  int
+	TextMessageID int64 // 216g; 0 when the job has no text message
+	HTMLMessageID int64 // 216h; 0 when the job has no HTML message
+	// Selection is the criteria as the issuer gave them, as JSON.
+	Selection string
+	// SelectionSQL is 216i: the WHERE expression over consumers, as run.
+	SelectionSQL  string
+	SelectionArgs []any
+	// Selected counts the deliveries materialised so far; SelectCursor is the last consumer
+	// id the selection has walked past; SelectedAll is set when selection has finished.
+	Selected     int
+	SelectCursor int64
+	SelectedAll  bool
+	DoneReason   string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Sendable reports whether the job may send at now.
+func (j *Job) Sendable(now time.Time) bool {
+	return j.State == JobRunning && !j.Suspended && !now.Before(j.Start) && now.Before(j.Stop)
+}
+
+// MessageType is the format a message entry is written for (218b).
+type MessageType = rewards.Format
+
+// Message is a message entry 218: a subject and body template with tags.
+type Message struct {
+	ID      int64
+	Type    MessageType
+	Subject string
+	Body    string
+}
+
+// Delivery is a client mail entry 220.
+type Delivery struct {
+	ID          int64
+	JobKey      int64
+	ConsumerID  int64
+	Sent        bool
+	Received    bool
+	RetryCount  int
+	Rejected    bool
+	Failed      bool // given up after the retry limit
+	NextAttempt time.Time
+	SentAt      time.Time
+	ReceivedAt  time.Time
+	LastError   string
+}
+
+// Recipient is a delivery claimed for sending, with its consumer row joined in.
+type Recipient struct {
+	DeliveryID int64
+	RetryCount int
+	Consumer   rewards.Consumer
+}
+
+// OutcomeKind is what happened to one send.
+type OutcomeKind int
+
+const (
+	OutcomeSent     OutcomeKind = iota // 2xx
+	OutcomeRetry                       // 4xx or a dropped connection: try again later
+	OutcomeRejected                    // 5xx: no retry
+	OutcomeFailed                      // retries exhausted
+)
+
+// Outcome is the result of one send, recorded by a mail server.
+type Outcome struct {
+	DeliveryID  int64
+	Kind        OutcomeKind
+	At          time.Time
+	NextAttempt time.Time // for OutcomeRetry
+	Error       string    // the reply or error, for anything but OutcomeSent
+}
+
+// JobCounts summarises a job's deliveries.
+type JobCounts struct {
+	Total    int
+	Sent     int
+	Pending  int // not yet sent and not given up, including retrying
+	Retrying int // pending with at least one failed attempt
+	Rejected int
+	Failed   int
+	Received int
+}
+
+// OutboxMessage is a message the embedded outbox captured instead of sending it.
+type OutboxMessage struct {
+	ID         int64
+	DeliveryID int64
+	From       string
+	To         string
+	Subject    string
+	Data       []byte
+	CreatedAt  time.Time
+}

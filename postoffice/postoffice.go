@@ -1,0 +1,311 @@
+package postoffice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"pointpost/rewards"
+)
+
+// Store is what the post office keeps in its database 184.
+type Store interface {
+	EnsureIssuer(ctx context.Context, slug, name string) (rewards.Issuer, error)
+	CreateJob(ctx context.Context, job *Job, text, html *Message) error
+	Job(ctx context.Context, key int64) (*Job, error)
+	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
+	SetJobState(ctx context.Context, key int64, state JobState, reason string) error
+	SetJobSuspended(ctx context.Context, key int64, suspended bool) error
+	AssignJob(ctx context.Context, key int64, mailServerID int) error
+	SelectBatch(ctx context.Context, job *Job, raw bool, limit int) (added int, complete bool, err error)
+	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
+	PendingCount(ctx context.Context, key int64) (int, error)
+	ReportMailServers(ctx context.Context, statuses []MailServerStatus) error
+}
+
+// MailServerStatus is what a mail server reports about itself (claim 8).
+type MailServerStatus struct {
+	ID    int
+	Name  string
+	Relay string
+	State string // idle, sending, paused
+	Jobs  []int64
+	// Queue is the deliveries of its jobs still to send; Rate its measured messages/s.
+	Queue      int
+	Rate       float64
+	Sent       int64
+	Retried    int64
+	Rejected   int64
+	ReportedAt time.Time
+}
+
+// nominalRate stands in for a mail server's rate before it has measured one.
+const nominalRate = 1000.0
+
+// IdleIn estimates how long the server needs to empty its queue.
+func (st MailServerStatus) IdleIn() time.Duration {
+	if st.Queue <= 0 {
+		return 0
+	}
+	rate := st.Rate
+	if rate <= 0 {
+		rate = nominalRate
+	}
+	return time.Duration(float64(st.Queue) / rate * float64(time.Second))
+}
+
+// Config configures a PostOffice.
+type Config struct {
+	Store  Store
+	Tokens *Keyring
+	// BaseURL is where consumer pages are served, for the URLs in messages.
+	BaseURL string
+	// SelectBatch is how many deliveries one selection transaction writes.
+	SelectBatch int
+	// Tick is how often the scheduler looks at the jobs.
+	Tick   time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// PostOffice schedules jobs, selects their audience and assigns them to mail servers.
+type PostOffice struct {
+	cfg Config
+
+	mu       sync.Mutex
+	statuses map[int]MailServerStatus
+}
+
+// New returns a post office with cfg's zero fields set to defaults.
+func New(cfg Config) *PostOffice {
+	if cfg.SelectBatch <= 0 {
+		cfg.SelectBatch = 50_000
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}}
+}
+
+// Tokens is the keyring acknowledgement tokens are made and checked with.
+func (po *PostOffice) Tokens() *Keyring { return po.cfg.Tokens }
+
+// BaseURL is where consumer pages live.
+func (po *PostOffice) BaseURL() string { return po.cfg.BaseURL }
+
+// Now is the post office's clock.
+func (po *PostOffice) Now() time.Time { return po.cfg.Now() }
+
+// Report records a mail server's status; the post office assigns jobs from these.
+func (po *PostOffice) Report(st MailServerStatus) {
+	if st.ReportedAt.IsZero() {
+		st.ReportedAt = po.cfg.Now()
+	}
+	po.mu.Lock()
+	po.statuses[st.ID] = st
+	po.mu.Unlock()
+}
+
+// Statuses returns the latest status of every mail server, by ID.
+func (po *PostOffice) Statuses() []MailServerStatus {
+	po.mu.Lock()
+	out := make([]MailServerStatus, 0, len(po.statuses))
+	for _, st := range po.statuses {
+		out = append(out, st)
+	}
+	po.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// chooseMailServer picks the server that is idle, or will be idle soonest (claim 8).
+// Returns 0 when no mail server has reported.
+func (po *PostOffice) chooseMailServer() int {
+	best, bestIdle := 0, time.Duration(0)
+	for _, st := range po.Statuses() {
+		idle := st.IdleIn()
+		if best == 0 || idle < bestIdle {
+			best, bestIdle = st.ID, idle
+		}
+	}
+	return best
+}
+
+// Suspend sets a job's suspend flag; its mail server halts within a second.
+func (po *PostOffice) Suspend(ctx context.Context, key int64) error {
+	return po.cfg.Store.SetJobSuspended(ctx, key, true)
+}
+
+// Resume clears a job's suspend flag.
+func (po *PostOffice) Resume(ctx context.Context, key int64) error {
+	return po.cfg.Store.SetJobSuspended(ctx, key, false)
+}
+
+// Stop ends a job now: nothing more is sent for it.
+func (po *PostOffice) Stop(ctx context.Context, key int64) error {
+	job, err := po.cfg.Store.Job(ctx, key)
+	if err != nil {
+		return err
+	}
+	if job.State == JobDone {
+		return nil
+	}
+	return po.cfg.Store.SetJobState(ctx, key, JobDone, "stopped by operator")
+}
+
+// Schedule moves a draft job to scheduled: it starts at its start date.
+func (po *PostOffice) Schedule(ctx context.Context, key int64) error {
+	job, err := po.cfg.Store.Job(ctx, key)
+	if err != nil {
+		return err
+	}
+	if job.State != JobDraft {
+		return fmt.Errorf("job %d is %s, not a draft", key, job.State)
+	}
+	return po.cfg.Store.SetJobState(ctx, key, JobScheduled, "")
+}
+
+// Run is the scheduler: until ctx ends it starts jobs whose start date has come, ends jobs
+// past their stop date or with nothing left to send, and saves the mail servers' statuses.
+func (po *PostOffice) Run(ctx context.Context) error {
+	t := time.NewTicker(po.cfg.Tick)
+	defer t.Stop()
+	lastReport := time.Time{}
+	for {
+		if err := po.Tick(ctx); err != nil && ctx.Err() == nil {
+			po.cfg.Logger.Error("scheduler", "err", err)
+		}
+		if now := po.cfg.Now(); now.Sub(lastReport) >= time.Second {
+			lastReport = now
+			if err := po.cfg.Store.ReportMailServers(ctx, po.Statuses()); err != nil && ctx.Err() == nil {
+				po.cfg.Logger.Warn("saving mail server statuses", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Tick does one pass of the scheduler.
+func (po *PostOffice) Tick(ctx context.Context) error {
+	jobs, err := po.cfg.Store.Jobs(ctx, JobScheduled, JobRunning)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, job := range jobs {
+		if err := po.advance(ctx, job); err != nil {
+			errs = append(errs, fmt.Errorf("job %d: %w", job.Key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (po *PostOffice) advance(ctx context.Context, job *Job) error {
+	now := po.cfg.Now()
+	if !now.Before(job.Stop) {
+		po.cfg.Logger.Info("job stopped at its stop date", "job", job.Key)
+		return po.cfg.Store.SetJobState(ctx, job.Key, JobDone, "stop date passed")
+	}
+	if now.Before(job.Start) || job.Suspended {
+		return nil
+	}
+	if job.State == JobScheduled {
+		if err := po.start(ctx, job); err != nil {
+			return err
+		}
+	}
+	if job.MailServerID == 0 || po.unknownServer(job.MailServerID) {
+		if id := po.chooseMailServer(); id != 0 {
+			if err := po.cfg.Store.AssignJob(ctx, job.Key, id); err != nil {
+				return err
+			}
+			job.MailServerID = id
+			po.cfg.Logger.Info("job assigned", "job", job.Key, "mail_server", id)
+		}
+	}
+	if !job.SelectedAll {
+		return po.selectAll(ctx, job)
+	}
+	return nil
+}
+
+// unknownServer reports whether id names no mail server that has reported, as after a
+// restart with fewer mail servers.
+func (po *PostOffice) unknownServer(id int) bool {
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	if len(po.statuses) == 0 {
+		return false
+	}
+	_, ok := po.statuses[id]
+	return !ok
+}
+
+// start selects the first batch of the audience, so the mail server can begin, and marks
+// the job running.
+func (po *PostOffice) start(ctx context.Context, job *Job) error {
+	added, complete, err := po.cfg.Store.SelectBatch(ctx, job, po.isRaw(job), po.cfg.SelectBatch)
+	if err != nil {
+		return err
+	}
+	job.Selected += added
+	job.SelectedAll = complete
+	if err := po.cfg.Store.SetJobState(ctx, job.Key, JobRunning, ""); err != nil {
+		return err
+	}
+	job.State = JobRunning
+	po.cfg.Logger.Info("job started", "job", job.Key, "selected", job.Selected)
+	return nil
+}
+
+// selectAll materialises the rest of the audience, batch by batch.
+func (po *PostOffice) selectAll(ctx context.Context, job *Job) error {
+	raw := po.isRaw(job)
+	for !job.SelectedAll {
+		added, complete, err := po.cfg.Store.SelectBatch(ctx, job, raw, po.cfg.SelectBatch)
+		if err != nil {
+			return err
+		}
+		job.Selected += added
+		job.SelectedAll = complete
+	}
+	po.cfg.Logger.Info("job selection complete", "job", job.Key, "selected", job.Selected)
+	return nil
+}
+
+func (po *PostOffice) isRaw(job *Job) bool {
+	sel, err := ParseSelection([]byte(job.Selection))
+	return err == nil && sel.IsRaw()
+}
+
+// Finished is called by a mail server that found nothing left to send for a job: the job is
+// done once its selection is complete and no delivery is pending.
+func (po *PostOffice) Finished(ctx context.Context, key int64) error {
+	job, err := po.cfg.Store.Job(ctx, key)
+	if err != nil {
+		return err
+	}
+	if job.State != JobRunning || !job.SelectedAll {
+		return nil
+	}
+	pending, err := po.cfg.Store.PendingCount(ctx, key)
+	if err != nil || pending > 0 {
+		return err
+	}
+	po.cfg.Logger.Info("job complete", "job", key, "selected", job.Selected)
+	return po.cfg.Store.SetJobState(ctx, key, JobDone, "complete")
+}

@@ -1,0 +1,701 @@
+package postoffice
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Selection is a job's audience criteria, the SQL selection 216i before it is compiled: a
+// tree whose every node is exactly one of an all-group (every member matches), an any-group
+// (at least one matches), a condition on one consumer field, or, only as the whole
+// selection, one raw SQL expression that the store runs under its guard. The zero Selection
+// matches every active consumer.
+//
+//	{"all": [{"field": "country", "op": "=", "value": "US"},
+//	         {"any": [{"field": "birth_year", "op": ">=", "value": 1980},
+//	                  {"field": "interests", "op": "contains", "value": "golf"}]},
+//	         {"field": "attr.plan", "op": "in", "value": ["gold", "silver"]}]}
+//	{"sql": "country = 'US' AND birth_year >= 1980"}
+type Selection struct {
+	All   []Selection `json:"all,omitempty"`
+	Any   []Selection `json:"any,omitempty"`
+	Field string      `json:"field,omitempty"`
+	Op    string      `json:"op,omitempty"`
+	Value any         `json:"value,omitempty"`
+	SQL   string      `json:"sql,omitempty"`
+}
+
+// SelectionError is selection criteria that are wrong at Path, such as
+// "selection.all[1].any[0].op".
+type SelectionError struct {
+	Path   string
+	Reason string
+}
+
+func (e *SelectionError) Error() string { return e.Path + ": " + e.Reason }
+
+// Limits that keep a selection within what SQLite accepts (expression depth 1000, 32766
+// parameters) and what a person can mean.
+const (
+	maxSelectionDepth  = 16
+	maxSelectionArgs   = 10000
+	maxSelectionList   = 1000
+	maxSelectionRawSQL = 10000
+	maxAttrName        = 64
+)
+
+// everyone is the WHERE expression of the empty selection.
+const everyone = "1"
+
+// ParseSelection decodes selection criteria as a campaign file gives them and checks them
+// by compiling. Empty input or JSON null is the empty selection: every active consumer.
+// Returns a *SelectionError naming where the criteria are wrong, including unknown keys and
+// values of the wrong JSON type.
+func ParseSelection(data []byte) (*Selection, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &Selection{}, nil
+	}
+	// A generic first pass names the place of an unknown key or a mistyped value, which
+	// encoding/json's errors do not, and sees an "sql" that is present but empty.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, &SelectionError{"selection", "not valid JSON: " + err.Error()}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &SelectionError{"selection", "unexpected data after the selection"}
+	}
+	if tree == nil {
+		return &Selection{}, nil
+	}
+	if err := checkSelectionJSON(tree, "selection", 0); err != nil {
+		return nil, err
+	}
+	strict := json.NewDecoder(bytes.NewReader(data))
+	strict.DisallowUnknownFields()
+	var s Selection
+	if err := strict.Decode(&s); err != nil {
+		return nil, &SelectionError{"selection", err.Error()}
+	}
+	if _, _, err := s.Compile(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// checkSelectionJSON checks the keys and JSON types of one decoded node and its members.
+func checkSelectionJSON(v any, path string, depth int) error {
+	if depth > maxSelectionDepth {
+		return &SelectionError{path, fmt.Sprintf("nested more than %d levels deep", maxSelectionDepth)}
+	}
+	node, ok := v.(map[string]any)
+	if !ok {
+		return &SelectionError{path, fmt.Sprintf("must be an object, not %s", jsonKind(v))}
+	}
+	keys := make([]string, 0, len(node))
+	for k := range node {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the same input always names the same problem
+	for _, k := range keys {
+		v := node[k]
+		p := path + "." + k
+		switch k {
+		case "all", "any":
+			if v == nil {
+				continue
+			}
+			list, ok := v.([]any)
+			if !ok {
+				return &SelectionError{p, fmt.Sprintf("must be an array, not %s", jsonKind(v))}
+			}
+			for i, m := range list {
+				if err := checkSelectionJSON(m, fmt.Sprintf("%s[%d]", p, i), depth+1); err != nil {
+					return err
+				}
+			}
+		case "field", "op", "sql":
+			if v == nil {
+				continue
+			}
+			s, ok := v.(string)
+			if !ok {
+				return &SelectionError{p, fmt.Sprintf("must be a string, not %s", jsonKind(v))}
+			}
+			if k == "sql" && strings.TrimSpace(s) == "" {
+				return &SelectionError{p, "empty expression"}
+			}
+		case "value":
+		default:
+			return &SelectionError{p, "unknown key (want all, any, field, op, value or sql)"}
+		}
+	}
+	return nil
+}
+
+// jsonKind names the JSON type of a decoded value for an error message.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Number, float64:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// IsRaw reports whether the selection is one raw SQL expression, which the store must run
+// under its guard.
+func (s *Selection) IsRaw() bool { return s != nil && s.SQL != "" }
+
+// isEmpty reports whether the node sets nothing at all.
+func (s *Selection) isEmpty() bool {
+	return s.All == nil && s.Any == nil && s.Field == "" && s.Op == "" && s.Value == nil && s.SQL == ""
+}
+
+// Compile turns the selection into a boolean SQL expression over the columns of the
+// consumers table, unqualified, with every value a "?" parameter in args. The empty (or nil)
+// selection compiles to "1". A raw selection is returned as written (plus a newline when it
+// ends in a "--" comment), without args, after a cheap check; the store's guard is what
+// makes it safe. Returns a *SelectionError naming the node, key or value that is wrong.
+func (s *Selection) Compile() (where string, args []any, err error) {
+	if s == nil || s.isEmpty() {
+		return everyone, nil, nil
+	}
+	if s.SQL != "" && s.All == nil && s.Any == nil && s.Field == "" && s.Op == "" && s.Value == nil {
+		return compileRaw(s.SQL)
+	}
+	var c selectionCompiler
+	if err := c.node(s, "selection", 0); err != nil {
+		return "", nil, err
+	}
+	if len(c.args) > maxSelectionArgs {
+		return "", nil, &SelectionError{"selection", fmt.Sprintf("more than %d values in all", maxSelectionArgs)}
+	}
+	return c.sql.String(), c.args, nil
+}
+
+// selectionCompiler accumulates the SQL and the parameters of one Compile.
+type selectionCompiler struct {
+	sql  strings.Builder
+	args []any
+}
+
+func (c *selectionCompiler) node(s *Selection, path string, depth int) error {
+	if depth > maxSelectionDepth {
+		return &SelectionError{path, fmt.Sprintf("nested more than %d levels deep", maxSelectionDepth)}
+	}
+	var kinds []string
+	if s.All != nil {
+		kinds = append(kinds, "all")
+	}
+	if s.Any != nil {
+		kinds = append(kinds, "any")
+	}
+	if s.Field != "" || s.Op != "" || s.Value != nil {
+		kinds = append(kinds, "a condition")
+	}
+	if s.SQL != "" {
+		kinds = append(kinds, "sql")
+	}
+	switch {
+	case len(kinds) == 0:
+		return &SelectionError{path, "empty: want all, any, a condition (field, op, value) or sql"}
+	case len(kinds) > 1:
+		return &SelectionError{path, "has " + strings.Join(kinds, " and ") + "; a node is exactly one of all, any, a condition or sql"}
+	}
+	switch {
+	case s.All != nil:
+		return c.group(s.All, path+".all", " AND ", depth)
+	case s.Any != nil:
+		if len(s.Any) == 0 {
+			return &SelectionError{path + ".any", "empty: an any-group with no members matches no one"}
+		}
+		return c.group(s.Any, path+".any", " OR ", depth)
+	case s.SQL != "":
+		return &SelectionError{path + ".sql", "raw sql must be the whole selection, not part of a group"}
+	}
+	return c.condition(s, path)
+}
+
+// group writes the members joined by and/or, in parentheses. An empty all-group is true:
+// what an editor leaves when every condition was removed.
+func (c *selectionCompiler) group(members []Selection, path, join string, depth int) error {
+	if len(members) == 0 {
+		c.sql.WriteString(everyone)
+		return nil
+	}
+	c.sql.WriteByte('(')
+	for i := range members {
+		if i > 0 {
+			c.sql.WriteString(join)
+		}
+		if err := c.node(&members[i], fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+			return err
+		}
+	}
+	c.sql.WriteByte(')')
+	return nil
+}
+
+// fieldKind is how a field's values are read and compared.
+type fieldKind int
+
+const (
+	textField      fieldKind = iota + 1 // compared as written
+	lowerField                          // stored lower-cased, so the value is lower-cased
+	yearField                           // an integer, maybe NULL
+	interestsField                      // ';golf;tennis;'
+	attrField                           // a value of the attributes JSON object, maybe NULL
+)
+
+// lookupField resolves a condition's field to the SQL that reads it.
+func lookupField(name string) (column string, kind fieldKind, reason string) {
+	switch name {
+	case "first_name", "last_name", "city", "region", "country", "postal_code":
+		return name, textField, ""
+	case "email", "gender", "format":
+		return name, lowerField, ""
+	case "birth_year":
+		return name, yearField, ""
+	case "interests":
+		return name, interestsField, ""
+	case "":
+		return "", 0, "missing"
+	}
+	if attr, ok := strings.CutPrefix(name, "attr."); ok {
+		if !validAttrName(attr) {
+			return "", 0, fmt.Sprintf("attribute name %q must be 1 to %d letters, digits, '_' or '-'", attr, maxAttrName)
+		}
+		// The name is checked above, so it may stand inside the path literal: the compiled
+		// SQL stays readable where the job shows it.
+		return `json_extract(attributes, '$."` + attr + `"')`, attrField, ""
+	}
+	return "", 0, fmt.Sprintf("unknown field %q (want email, first_name, last_name, city, region, country, "+
+		"postal_code, birth_year, gender, interests, format or attr.NAME)", name)
+}
+
+func validAttrName(name string) bool {
+	if name == "" || len(name) > maxAttrName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch b := name[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (c *selectionCompiler) condition(s *Selection, path string) error {
+	column, kind, reason := lookupField(s.Field)
+	if reason != "" {
+		return &SelectionError{path + ".field", reason}
+	}
+	op := strings.Join(strings.Fields(strings.ToLower(s.Op)), " ")
+	switch op {
+	case "=", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "prefix":
+	case "":
+		return &SelectionError{path + ".op", "missing"}
+	default:
+		return &SelectionError{path + ".op", fmt.Sprintf("unknown operator %q (want =, !=, <, <=, >, >=, in, not in, contains or prefix)", s.Op)}
+	}
+	if !opApplies(op, kind) {
+		return &SelectionError{path + ".op", fmt.Sprintf("operator %q does not apply to %s", op, s.Field) + opHint(kind)}
+	}
+	vpath := path + ".value"
+	if s.Value == nil {
+		return &SelectionError{vpath, "missing"}
+	}
+	if op == "in" || op == "not in" {
+		return c.list(column, kind, op, s.Value, vpath)
+	}
+	v, reason := fieldValue(kind, s.Value, s.Field)
+	if reason != "" {
+		return &SelectionError{vpath, reason}
+	}
+	switch op {
+	case "contains":
+		text, ok := v.(string)
+		if !ok || text == "" {
+			return &SelectionError{vpath, "contains needs a non-empty string"}
+		}
+		if kind == interestsField {
+			c.sql.WriteString(`instr(interests, ';' || ? || ';') > 0`)
+		} else {
+			c.sql.WriteString("instr(" + column + ", ?) > 0")
+		}
+		c.args = append(c.args, text)
+	case "prefix":
+		text, ok := v.(string)
+		if !ok || text == "" {
+			return &SelectionError{vpath, "prefix needs a non-empty string"}
+		}
+		// substr rather than LIKE: the value's '%' and '_' stay plain characters, and the
+		// comparison stays case-sensitive like '='. substr counts characters, not bytes.
+		c.sql.WriteString("substr(" + column + ", 1, ?) = ?")
+		c.args = append(c.args, int64(utf8.RuneCountInString(text)), text)
+	case "!=":
+		// On a column that may be NULL, "is not X" includes those for whom X is unknown.
+		if nullable(kind) {
+			c.sql.WriteString(operand(column, kind, v) + " IS NOT ?")
+		} else {
+			c.sql.WriteString(column + " != ?")
+		}
+		c.args = append(c.args, v)
+	default:
+		c.sql.WriteString(operand(column, kind, v) + " " + op + " ?")
+		c.args = append(c.args, v)
+	}
+	return nil
+}
+
+// list writes in / not in. On interests, in means "has any of these" and not in "has none".
+func (c *selectionCompiler) list(column string, kind fieldKind, op string, value any, path string) error {
+	rv := reflect.ValueOf(value)
+	if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() == reflect.Uint8 {
+		return &SelectionError{path, op + " needs an array of values"}
+	}
+	n := rv.Len()
+	if n == 0 {
+		return &SelectionError{path, op + " needs at least one value"}
+	}
+	if n > maxSelectionList {
+		return &SelectionError{path, fmt.Sprintf("more than %d values", maxSelectionList)}
+	}
+	vals := make([]any, n)
+	numbers := 0
+	for i := range n {
+		v, reason := fieldValue(kind, rv.Index(i).Interface(), "")
+		if reason != "" {
+			return &SelectionError{fmt.Sprintf("%s[%d]", path, i), reason}
+		}
+		if _, isText := v.(string); !isText {
+			numbers++
+		}
+		vals[i] = v
+	}
+	if kind == attrField && numbers != 0 && numbers != n {
+		// Text and numbers compare differently (see operand); one list is one kind.
+		return &SelectionError{path, "mixes strings and numbers; use an any-group for both"}
+	}
+	if kind == interestsField {
+		if op == "not in" {
+			c.sql.WriteString("NOT ")
+		}
+		c.sql.WriteByte('(')
+		for i, v := range vals {
+			if i > 0 {
+				c.sql.WriteString(" OR ")
+			}
+			c.sql.WriteString(`instr(interests, ';' || ? || ';') > 0`)
+			c.args = append(c.args, v)
+		}
+		c.sql.WriteByte(')')
+		return nil
+	}
+	expr := operand(column, kind, vals[0])
+	marks := strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+	switch {
+	case op == "in":
+		c.sql.WriteString(expr + " IN (" + marks + ")")
+	case nullable(kind):
+		c.sql.WriteString("(" + expr + " IS NULL OR " + expr + " NOT IN (" + marks + "))")
+	default:
+		c.sql.WriteString(expr + " NOT IN (" + marks + ")")
+	}
+	c.args = append(c.args, vals...)
+	return nil
+}
+
+func nullable(kind fieldKind) bool { return kind == yearField || kind == attrField }
+
+func opApplies(op string, kind fieldKind) bool {
+	switch kind {
+	case yearField:
+		return op != "contains" && op != "prefix"
+	case interestsField:
+		return op == "contains" || op == "in" || op == "not in"
+	}
+	return true
+}
+
+func opHint(kind fieldKind) string {
+	switch kind {
+	case yearField:
+		return " (a number: use =, !=, <, <=, >, >=, in or not in)"
+	case interestsField:
+		return " (use contains, in or not in)"
+	}
+	return ""
+}
+
+// operand is the SQL a comparison with v reads. The importer stores attributes as strings,
+// and SQLite orders every string after every number, so a number is compared with the
+// attribute's numeric reading, NULL when the attribute does not look like a number.
+func operand(column string, kind fieldKind, v any) string {
+	if kind != attrField {
+		return column
+	}
+	if _, isText := v.(string); isText {
+		return column
+	}
+	return "(CASE WHEN typeof(" + column + ") IN ('integer', 'real') THEN " + column +
+		" WHEN trim(" + column + ") GLOB '*[0-9]*' AND trim(" + column + ") NOT GLOB '*[^0-9.eE+-]*'" +
+		" THEN CAST(trim(" + column + ") AS NUMERIC) END)"
+}
+
+// fieldValue converts one JSON value for a field of kind: a string or int64 for text fields
+// (an integral number becomes its digits, for postal codes), an int64 for birth_year, a
+// lower-cased interest, a string, int64 or float64 for attributes. A non-empty reason says
+// why v does not fit.
+func fieldValue(kind fieldKind, v any, field string) (any, string) {
+	switch kind {
+	case textField, lowerField:
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		default:
+			n, ok := wholeNumber(v)
+			if !ok {
+				return nil, fmt.Sprintf("needs a string, not %s", describe(v))
+			}
+			s = strconv.FormatInt(n, 10)
+		}
+		if kind == lowerField {
+			s = strings.ToLower(s)
+		}
+		return s, ""
+	case yearField:
+		if s, ok := v.(string); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				return nil, fmt.Sprintf("birth_year needs a whole number, not %q", s)
+			}
+			return n, ""
+		}
+		n, ok := wholeNumber(v)
+		if !ok {
+			return nil, fmt.Sprintf("birth_year needs a whole number, not %s", describe(v))
+		}
+		return n, ""
+	case interestsField:
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Sprintf("interests needs a string, not %s", describe(v))
+		}
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s == "" || strings.Contains(s, ";") {
+			return nil, fmt.Sprintf("%q is not one interest (non-empty, without ';')", v)
+		}
+		return s, ""
+	case attrField:
+		if s, ok := v.(string); ok {
+			return s, ""
+		}
+		if n, ok := wholeNumber(v); ok {
+			return n, ""
+		}
+		if f, ok := number(v); ok {
+			return f, ""
+		}
+		return nil, fmt.Sprintf("needs a string or a number, not %s", describe(v))
+	}
+	return nil, "no such field " + field
+}
+
+// number reads a finite JSON number however it was decoded (or built in Go).
+func number(v any) (float64, bool) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case int:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	case int32:
+		f = float64(x)
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	return f, !math.IsNaN(f) && !math.IsInf(f, 0)
+}
+
+// wholeNumber reads a JSON number that is an integer (1980 or 1980.0, not 1980.5).
+func wholeNumber(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int32:
+		return int64(x), true
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n, true
+		}
+	}
+	f, ok := number(v)
+	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// describe shows a value in an error message as the issuer wrote it.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return strconv.Quote(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool, json.Number, int, int64:
+		return fmt.Sprint(x)
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// compileRaw checks a raw expression cheaply: one expression, that cannot close the
+// parentheses the store puts around it, nor carry parameters that would shift the store's.
+// The guard's authorizer, not this, keeps it read-only.
+func compileRaw(expr string) (string, []any, error) {
+	const path = "selection.sql"
+	expr = strings.TrimSpace(expr)
+	if expr == "" {
+		return "", nil, &SelectionError{path, "empty expression"}
+	}
+	if len(expr) > maxSelectionRawSQL {
+		return "", nil, &SelectionError{path, fmt.Sprintf("longer than %d bytes", maxSelectionRawSQL)}
+	}
+	if strings.IndexByte(expr, 0) >= 0 {
+		// SQLite stops reading at a NUL, which would drop what the store writes after it.
+		return "", nil, &SelectionError{path, "contains a NUL byte"}
+	}
+	lineComment, err := scanRawSQL(expr)
+	if err != nil {
+		return "", nil, &SelectionError{path, err.Error()}
+	}
+	if lineComment {
+		expr += "\n" // so that "(" + expr + ")" still closes
+	}
+	return expr, nil, nil
+}
+
+// scanRawSQL walks an expression the way SQLite's tokenizer splits strings, quoted names
+// and comments, and reports what may not appear outside them. It says whether the
+// expression ends inside a "--" comment.
+func scanRawSQL(s string) (endsInComment bool, err error) {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; ch {
+		case '\'', '"', '`':
+			end := closingQuote(s, i+1, ch)
+			if end < 0 {
+				if ch == '\'' {
+					return false, errors.New("unterminated string literal")
+				}
+				return false, errors.New("unterminated quoted name")
+			}
+			i = end
+		case '[':
+			end := strings.IndexByte(s[i+1:], ']')
+			if end < 0 {
+				return false, errors.New("unterminated [name]")
+			}
+			i += end + 1
+		case '-':
+			if i+1 < len(s) && s[i+1] == '-' {
+				end := strings.IndexByte(s[i:], '\n')
+				if end < 0 {
+					return true, checkDepth(depth)
+				}
+				i += end
+			}
+		case '/':
+			if i+1 < len(s) && s[i+1] == '*' {
+				end := strings.Index(s[i+2:], "*/")
+				if end < 0 {
+					return false, errors.New("unterminated /* comment")
+				}
+				i += end + 3
+			}
+		case ';':
+			return false, errors.New("';' outside a string: one expression only, not statements")
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return false, errors.New("unbalanced parentheses: ')' without '('")
+			}
+		case '?', ':', '@', '#':
+			return false, fmt.Errorf("%q outside a string: a raw expression takes no parameters", ch)
+		case '$':
+			if i == 0 || !isIdentByte(s[i-1]) {
+				return false, errors.New(`'$' outside a string: a raw expression takes no parameters`)
+			}
+		}
+	}
+	return false, checkDepth(depth)
+}
+
+func checkDepth(depth int) error {
+	if depth != 0 {
+		return errors.New("unbalanced parentheses: '(' without ')'")
+	}
+	return nil
+}
+
+// closingQuote is the index of the quote that ends a quoted token begun before from, where
+// a doubled quote stands for itself; -1 if there is none.
+func closingQuote(s string, from int, q byte) int {
+	for i := from; i < len(s); i++ {
+		if s[i] == q {
+			if i+1 < len(s) && s[i+1] == q {
+				i++
+				continue
+			}
+			return i
+		}
+	}
+	return -1
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b == '$' || b >= 0x80 || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+}

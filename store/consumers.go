@@ -1,0 +1,243 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"pointpost/rewards"
+)
+
+// importBatch is how many consumers one import transaction writes: enough that the commit
+// costs nothing per row, few enough that the writer is not held from the post office and the
+// mail servers for more than a few tens of milliseconds.
+const importBatch = 5000
+
+// upsertConsumerSQL inserts a consumer or updates the one with the same e-mail address.
+//
+// On update, an empty value (and a NULL birth year) keeps what is stored, so that a file with
+// fewer columns, or a blank cell, does not wipe what an earlier import or the consumer gave.
+// Attributes are merged: json_patch writes the new keys over the stored object and keeps the
+// others. status and points_balance are never touched, so a re-import cannot re-activate an
+// unsubscribed, bounced or suppressed address, nor change a balance the ledger owns. ?11 is
+// the format as given, '' when the file has none: new consumers then read text.
+const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
+		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
+	ON CONFLICT (email) DO UPDATE SET
+		first_name  = iif(excluded.first_name <> '', excluded.first_name, first_name),
+		last_name   = iif(excluded.last_name <> '', excluded.last_name, last_name),
+		city        = iif(excluded.city <> '', excluded.city, city),
+		region      = iif(excluded.region <> '', excluded.region, region),
+		country     = iif(excluded.country <> '', excluded.country, country),
+		postal_code = iif(excluded.postal_code <> '', excluded.postal_code, postal_code),
+		birth_year  = coalesce(excluded.birth_year, birth_year),
+		gender      = iif(excluded.gender <> '', excluded.gender, gender),
+		interests   = iif(excluded.interests <> '', excluded.interests, interests),
+		format      = iif(?11 <> '', excluded.format, format),
+		attributes  = iif(excluded.attributes = '{}', attributes, json_patch(attributes, excluded.attributes)),
+		updated_at  = excluded.updated_at`
+
+// UpsertConsumers writes a batch of consumers in one transaction, matching existing ones by
+// e-mail address (trimmed and lower-cased here too), and reports how many rows it inserted and
+// how many it updated; an address twice in the batch counts once as each. New consumers take
+// c.Status, or active when it is empty, and a zero balance. For existing ones see
+// upsertConsumerSQL: empty fields keep the stored value, attributes merge, status and balance
+// stay. Returns an error, having written nothing, if a consumer has no e-mail address or a
+// value the table refuses (a format other than text or html), or the context ends.
+func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error) {
+	if len(batch) == 0 {
+		return 0, 0, nil
+	}
+	now := ms(s.Now())
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	// Rows with an id past the largest one at the start are the batch's new rows: the writer
+	// lock is ours for the transaction, and SQLite gives new rows max(id)+1.
+	var maxID int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM consumers`).Scan(&maxID); err != nil {
+		return 0, 0, err
+	}
+	stmt, err := tx.PrepareContext(ctx, upsertConsumerSQL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stmt.Close()
+	// mattn/go-sqlite3 starts a goroutine per statement to watch a cancellable context; at
+	// a few microseconds a row that would double the cost, so rows run without it and the
+	// context is checked every few hundred rows instead.
+	rowCtx := context.WithoutCancel(ctx)
+	var attrs []byte
+	for i := range batch {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, 0, err
+			}
+		}
+		c := &batch[i]
+		email := strings.ToLower(strings.TrimSpace(c.Email))
+		if email == "" {
+			return 0, 0, fmt.Errorf("consumer %d of the batch has no e-mail address", i+1)
+		}
+		var birthYear any
+		if c.BirthYear != 0 {
+			birthYear = c.BirthYear
+		}
+		attrs = append(attrs[:0], "{}"...)
+		if len(c.Attributes) > 0 {
+			if attrs, err = json.Marshal(c.Attributes); err != nil {
+				return 0, 0, err
+			}
+		}
+		status := c.Status
+		if status == "" {
+			status = rewards.StatusActive
+		}
+		if _, err := stmt.ExecContext(rowCtx, email, c.FirstName, c.LastName, c.City, c.Region, c.Country,
+			c.PostalCode, birthYear, c.Gender, interestsColumn(c.Interests), string(c.Format), string(attrs),
+			string(status), now); err != nil {
+			return 0, 0, fmt.Errorf("consumer %s: %w", email, err)
+		}
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM consumers WHERE id > ?`, maxID).Scan(&n); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, err
+	}
+	return n, len(batch) - n, nil
+}
+
+// interestsColumn is the stored form of a consumer's interests, ';golf;tennis;', or '' when
+// there are none.
+func interestsColumn(interests []string) string {
+	interests = rewards.NormalizeInterests(interests)
+	if len(interests) == 0 {
+		return ""
+	}
+	return ";" + strings.Join(interests, ";") + ";"
+}
+
+// ImportResult counts what ImportConsumersCSV did. Rows is the number of records after the
+// header; each was Inserted, Updated, or Bad (reported and skipped).
+type ImportResult struct {
+	Rows, Inserted, Updated, Bad int
+}
+
+// ImportConsumersCSV reads a consumer CSV (see rewards.NewConsumerCSV for its columns) and
+// upserts its consumers in transactions of a few thousand, holding no more of the file than
+// that. report, if not nil, is called for each record that is skipped, with its line and why.
+// Returns an error for a header it cannot use, a read error, a failed write or the end of
+// the context; batches written before the error stay written, and the result counts them.
+func (s *Store) ImportConsumersCSV(ctx context.Context, r io.Reader, report func(rewards.RowError)) (ImportResult, error) {
+	var res ImportResult
+	cr, err := rewards.NewConsumerCSV(r)
+	if err != nil {
+		return res, err
+	}
+	batch := make([]rewards.Consumer, 0, importBatch)
+	flush := func() error {
+		ins, upd, err := s.UpsertConsumers(ctx, batch)
+		if err != nil {
+			return err
+		}
+		res.Inserted += ins
+		res.Updated += upd
+		batch = batch[:0]
+		return nil
+	}
+	for {
+		c, err := cr.Next()
+		if err == io.EOF {
+			break
+		}
+		var rowErr *rewards.RowError
+		if errors.As(err, &rowErr) {
+			res.Rows++
+			res.Bad++
+			if report != nil {
+				report(*rowErr)
+			}
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Rows++
+		batch = append(batch, c)
+		if len(batch) == importBatch {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, flush()
+}
+
+// ConsumerByEmail returns the consumer with the address (compared trimmed and lower-cased).
+// Returns ErrNotFound if there is none.
+func (s *Store) ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	c := &rewards.Consumer{}
+	var birthYear sql.NullInt64
+	var interests, format, attrs, status string
+	err := s.read.QueryRowContext(ctx, `SELECT id, email, first_name, last_name, city, region, country,
+			postal_code, birth_year, gender, interests, format, attributes, status, points_balance
+		FROM consumers WHERE email = ?`, email).Scan(&c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
+		&c.Region, &c.Country, &c.PostalCode, &birthYear, &c.Gender, &interests, &format, &attrs, &status,
+		&c.PointsBalance)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("consumer %s: %w", email, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.BirthYear = int(birthYear.Int64)
+	c.Interests = splitInterests(interests)
+	c.Format = rewards.Format(format)
+	c.Status = rewards.ConsumerStatus(status)
+	if attrs != "{}" && attrs != "" {
+		if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
+			return nil, fmt.Errorf("consumer %s attributes: %w", email, err)
+		}
+	}
+	return c, nil
+}
+
+// CountConsumers returns how many consumers there are, whatever their status.
+func (s *Store) CountConsumers(ctx context.Context) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM consumers`).Scan(&n)
+	return n, err
+}
+
+// SetConsumerStatus sets the status of the consumer with the address, as an unsubscribe, a
+// bounce or an operator does. Returns ErrNotFound if there is no such consumer, and an error
+// for a status that is not one of rewards' four.
+func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error {
+	switch status {
+	case rewards.StatusActive, rewards.StatusUnsubscribed, rewards.StatusBounced, rewards.StatusSuppressed:
+	default:
+		return fmt.Errorf("consumer status %q is not active, unsubscribed, bounced or suppressed", status)
+	}
+	email = strings.ToLower(strings.TrimSpace(email))
+	res, err := s.write.ExecContext(ctx, `UPDATE consumers SET status = ?, updated_at = ? WHERE email = ?`,
+		string(status), ms(s.Now()), email)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("consumer %s: %w", email, ErrNotFound)
+	}
+	return nil
+}

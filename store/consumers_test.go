@@ -1,0 +1,367 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pointpost/rewards"
+)
+
+// importCSV imports data and returns the result and the reported bad rows.
+func importCSV(t *testing.T, s *Store, data string) (ImportResult, []rewards.RowError) {
+	t.Helper()
+	var bad []rewards.RowError
+	res, err := s.ImportConsumersCSV(context.Background(), strings.NewReader(data), func(e rewards.RowError) {
+		bad = append(bad, e)
+	})
+	if err != nil {
+		t.Fatalf("ImportConsumersCSV: %v", err)
+	}
+	return res, bad
+}
+
+func consumer(t *testing.T, s *Store, email string) *rewards.Consumer {
+	t.Helper()
+	c, err := s.ConsumerByEmail(context.Background(), email)
+	if err != nil {
+		t.Fatalf("ConsumerByEmail(%q): %v", email, err)
+	}
+	return c
+}
+
+func TestImportConsumersBadRows(t *testing.T) {
+	s := openTest(t)
+	res, bad := importCSV(t, s, strings.Join([]string{
+		"email,first_name,last_name,birth_year,format,interests,Plan,Member Since",
+		"ann@example.com,Ann,Lee,1980,html,Golf; TENNIS;golf,gold,2019",
+		"not an address,Bob,Ray,1980,text,,,",
+		"cy@example.com,Cy,Young,1850,text,,,",
+		"dee@example.com,Dee,Dunn,,pdf,,,",
+		"eve@example.com,Eve,Evans",
+		"Fay@Example.com,Fay,Fox,,,,,",
+	}, "\n")+"\n")
+	if want := (ImportResult{Rows: 6, Inserted: 2, Bad: 4}); res != want {
+		t.Errorf("result %+v, want %+v", res, want)
+	}
+	var lines []int
+	for _, e := range bad {
+		lines = append(lines, e.Line)
+		if e.Reason == "" {
+			t.Errorf("line %d has no reason", e.Line)
+		}
+	}
+	if !reflect.DeepEqual(lines, []int{3, 4, 5, 6}) {
+		t.Errorf("bad lines %v: %v", lines, bad)
+	}
+	if n, err := s.CountConsumers(context.Background()); err != nil || n != 2 {
+		t.Fatalf("CountConsumers = %d, %v", n, err)
+	}
+
+	ann := consumer(t, s, " ANN@example.com")
+	if ann.ID == 0 || ann.FirstName != "Ann" || ann.BirthYear != 1980 || ann.Format != rewards.FormatHTML ||
+		ann.Status != rewards.StatusActive || ann.PointsBalance != 0 {
+		t.Errorf("ann = %+v", ann)
+	}
+	if !reflect.DeepEqual(ann.Interests, []string{"golf", "tennis"}) {
+		t.Errorf("interests %q", ann.Interests)
+	}
+	if want := map[string]string{"plan": "gold", "member_since": "2019"}; !reflect.DeepEqual(ann.Attributes, want) {
+		t.Errorf("attributes %v, want %v", ann.Attributes, want)
+	}
+	var interests, attrs string
+	if err := s.read.QueryRow(`SELECT interests, attributes FROM consumers WHERE email = 'ann@example.com'`).Scan(&interests, &attrs); err != nil {
+		t.Fatal(err)
+	}
+	if interests != ";golf;tennis;" || attrs != `{"member_since":"2019","plan":"gold"}` {
+		t.Errorf("stored interests %q, attributes %s", interests, attrs)
+	}
+	if v, err := jsonField(s, "ann@example.com", "$.plan"); err != nil || v != "gold" {
+		t.Errorf("json_extract plan = %q, %v", v, err)
+	}
+
+	fay := consumer(t, s, "fay@example.com")
+	if fay.Format != rewards.FormatText || fay.BirthYear != 0 || fay.Interests != nil || fay.Attributes != nil {
+		t.Errorf("fay = %+v", fay)
+	}
+	if _, err := s.ConsumerByEmail(context.Background(), "bob@example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("absent consumer: %v", err)
+	}
+}
+
+func jsonField(s *Store, email, path string) (string, error) {
+	var v string
+	err := s.read.QueryRow(`SELECT json_extract(attributes, ?) FROM consumers WHERE email = ?`, path, email).Scan(&v)
+	return v, err
+}
+
+func TestImportConsumersReimport(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	importCSV(t, s, "email,first_name,city,format,interests,plan,segment\n"+
+		"ann@example.com,Ann,Leeds,html,golf,gold,new\n"+
+		"bob@example.com,Bob,York,html,wine,silver,new\n"+
+		"cy@example.com,Cy,Hull,text,,bronze,new\n")
+	ann0 := consumer(t, s, "ann@example.com")
+	if err := s.SetConsumerStatus(ctx, "Bob@Example.com", rewards.StatusUnsubscribed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetConsumerStatus(ctx, "cy@example.com", rewards.StatusBounced); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec(`UPDATE consumers SET points_balance = 250 WHERE email = 'ann@example.com'`); err != nil {
+		t.Fatal(err)
+	}
+	s.Now = func() time.Time { return time.Now().Add(time.Hour) }
+
+	// A second file with other columns: only what it gives changes.
+	res, bad := importCSV(t, s, "EMAIL,City,Plan,tier\n"+
+		"ann@example.com,Bath,platinum,1\n"+
+		"BOB@example.com,,,\n"+
+		"cy@example.com,Ely,,2\n"+
+		"dee@example.com,Diss,gold,\n"+
+		"ann@example.com,Wells,,\n")
+	if want := (ImportResult{Rows: 5, Inserted: 1, Updated: 4}); res != want || len(bad) != 0 {
+		t.Errorf("result %+v, want %+v; bad %v", res, want, bad)
+	}
+	if n, _ := s.CountConsumers(ctx); n != 4 {
+		t.Errorf("%d consumers, want 4", n)
+	}
+	ann := consumer(t, s, "ann@example.com")
+	if ann.ID != ann0.ID || ann.FirstName != "Ann" || ann.City != "Wells" || ann.Format != rewards.FormatHTML ||
+		!reflect.DeepEqual(ann.Interests, []string{"golf"}) || ann.PointsBalance != 250 || ann.Status != rewards.StatusActive {
+		t.Errorf("ann = %+v", ann)
+	}
+	if want := map[string]string{"plan": "platinum", "segment": "new", "tier": "1"}; !reflect.DeepEqual(ann.Attributes, want) {
+		t.Errorf("ann attributes %v, want %v", ann.Attributes, want)
+	}
+	if bob := consumer(t, s, "bob@example.com"); bob.Status != rewards.StatusUnsubscribed || bob.City != "York" {
+		t.Errorf("bob = %+v", bob)
+	}
+	if cy := consumer(t, s, "cy@example.com"); cy.Status != rewards.StatusBounced || cy.City != "Ely" || cy.Attributes["tier"] != "2" {
+		t.Errorf("cy = %+v", cy)
+	}
+	if dee := consumer(t, s, "dee@example.com"); dee.Status != rewards.StatusActive {
+		t.Errorf("dee = %+v", dee)
+	}
+	var created, updated int64
+	if err := s.read.QueryRow(`SELECT created_at, updated_at FROM consumers WHERE email = 'ann@example.com'`).Scan(&created, &updated); err != nil {
+		t.Fatal(err)
+	}
+	if updated-created < int64(time.Hour/time.Millisecond)-1000 {
+		t.Errorf("created_at %d, updated_at %d", created, updated)
+	}
+}
+
+// A quote opened and not closed in the middle of a file costs its own row only.
+func TestImportConsumersBrokenQuote(t *testing.T) {
+	s := openTest(t)
+	var b strings.Builder
+	b.WriteString("email,first_name,last_name\n")
+	for i := range 100 {
+		if i == 50 {
+			b.WriteString(`broken@example.com,"Unclosed,Name` + "\n")
+			continue
+		}
+		b.WriteString("u" + strconv.Itoa(i) + "@example.com,\"Name, " + strconv.Itoa(i) + "\",Last\n")
+	}
+	res, bad := importCSV(t, s, b.String())
+	if want := (ImportResult{Rows: 100, Inserted: 99, Bad: 1}); res != want {
+		t.Errorf("result %+v, want %+v", res, want)
+	}
+	if len(bad) != 1 || bad[0].Line != 52 || !strings.Contains(bad[0].Reason, `"`) {
+		t.Errorf("bad %v, want line 52", bad)
+	}
+	if c := consumer(t, s, "u51@example.com"); c.FirstName != "Name, 51" {
+		t.Errorf("u51 = %+v", c)
+	}
+	if _, err := s.ConsumerByEmail(context.Background(), "broken@example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("broken row imported: %v", err)
+	}
+}
+
+func TestImportConsumersHeaderError(t *testing.T) {
+	s := openTest(t)
+	if _, err := s.ImportConsumersCSV(context.Background(), strings.NewReader("name,city\nBob,York\n"), nil); err == nil {
+		t.Fatal("import without an email column succeeded")
+	}
+}
+
+func TestUpsertConsumers(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if ins, upd, err := s.UpsertConsumers(ctx, nil); ins != 0 || upd != 0 || err != nil {
+		t.Fatalf("empty batch: %d %d %v", ins, upd, err)
+	}
+	batch := []rewards.Consumer{
+		{Email: "A@example.com", Interests: []string{"Golf", "golf;Wine"}, Status: rewards.StatusSuppressed},
+		{Email: "b@example.com", Format: rewards.FormatHTML, BirthYear: 1990},
+		{Email: "a@example.com", FirstName: "Again"},
+	}
+	ins, upd, err := s.UpsertConsumers(ctx, batch)
+	if ins != 2 || upd != 1 || err != nil {
+		t.Fatalf("UpsertConsumers = %d, %d, %v", ins, upd, err)
+	}
+	a := consumer(t, s, "a@example.com")
+	if a.FirstName != "Again" || a.Status != rewards.StatusSuppressed || !reflect.DeepEqual(a.Interests, []string{"golf", "wine"}) {
+		t.Errorf("a = %+v", a)
+	}
+	// A bad row rolls back its whole batch.
+	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{{Email: "c@example.com"}, {Email: " "}}); err == nil {
+		t.Error("batch with an empty address succeeded")
+	}
+	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{{Email: "d@example.com", Format: "pdf"}}); err == nil {
+		t.Error("batch with format pdf succeeded")
+	}
+	if n, _ := s.CountConsumers(ctx); n != 2 {
+		t.Errorf("%d consumers after failed batches, want 2", n)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.UpsertConsumers(cancelled, batch); err == nil {
+		t.Error("cancelled context: no error")
+	}
+}
+
+func TestSetConsumerStatus(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if err := s.SetConsumerStatus(ctx, "nobody@example.com", rewards.StatusBounced); !errors.Is(err, ErrNotFound) {
+		t.Errorf("absent: %v", err)
+	}
+	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{{Email: "a@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetConsumerStatus(ctx, "a@example.com", "gone"); err == nil {
+		t.Error("status gone accepted")
+	}
+	if err := s.SetConsumerStatus(ctx, "a@example.com", rewards.StatusSuppressed); err != nil {
+		t.Fatal(err)
+	}
+	if c := consumer(t, s, "a@example.com"); c.Status != rewards.StatusSuppressed {
+		t.Errorf("status %q", c.Status)
+	}
+}
+
+func TestImportDemoConsumers(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	const n = 2000
+	var batch []rewards.Consumer
+	if err := rewards.DemoConsumers(n, 1, func(c rewards.Consumer) error {
+		batch = append(batch, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ins, upd, err := s.UpsertConsumers(ctx, batch); ins != n || upd != 0 || err != nil {
+		t.Fatalf("UpsertConsumers = %d, %d, %v", ins, upd, err)
+	}
+	got := consumer(t, s, batch[7].Email)
+	want := batch[7]
+	want.ID = got.ID
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("round trip\n got %+v\nwant %+v", *got, want)
+	}
+}
+
+// writeDemoCSV writes n demo consumers as a consumer CSV, as an operator's export would be.
+func writeDemoCSV(w io.Writer, n int, seed int64) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"email", "first_name", "last_name", "city", "region", "country", "postal_code",
+		"birth_year", "gender", "interests", "format", "plan", "segment"})
+	rec := make([]string, 13)
+	err := rewards.DemoConsumers(n, seed, func(c rewards.Consumer) error {
+		rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6] = c.Email, c.FirstName, c.LastName, c.City, c.Region, c.Country, c.PostalCode
+		rec[7], rec[8], rec[9], rec[10] = strconv.Itoa(c.BirthYear), c.Gender, strings.Join(c.Interests, ";"), string(c.Format)
+		rec[11], rec[12] = c.Attributes["plan"], c.Attributes["segment"]
+		return cw.Write(rec)
+	})
+	cw.Flush()
+	return errors.Join(err, cw.Error())
+}
+
+// BenchmarkImportConsumers imports 100,000 consumers from an in-memory CSV into a fresh
+// database per iteration, parsing included.
+func BenchmarkImportConsumers(b *testing.B) {
+	const rows = 100_000
+	var data strings.Builder
+	if err := writeDemoCSV(&data, rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(data.Len()))
+	var elapsed time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench"+strconv.Itoa(i)+".db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		res, err := s.ImportConsumersCSV(context.Background(), strings.NewReader(data.String()), nil)
+		elapsed += time.Since(start)
+		if err != nil || res.Inserted != rows {
+			b.Fatalf("import: %+v, %v", res, err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rows*b.N)/elapsed.Seconds(), "rows/s")
+}
+
+// TestImportMillion imports 1,000,000 demo consumers from a CSV file, then re-imports the
+// file as updates. Run it with POINTPOST_BIG=1 go test -run TestImportMillion -v ./store/
+func TestImportMillion(t *testing.T) {
+	if os.Getenv("POINTPOST_BIG") != "1" {
+		t.Skip("set POINTPOST_BIG=1 to import a million consumers")
+	}
+	const rows = 1_000_000
+	file := filepath.Join(t.TempDir(), "consumers.csv")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	start := time.Now()
+	if err := errors.Join(writeDemoCSV(w, rows, 1), w.Flush(), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(file)
+	t.Logf("wrote %d rows, %d MB of CSV in %v", rows, info.Size()>>20, time.Since(start).Round(time.Millisecond))
+
+	s := openTest(t)
+	for _, pass := range []string{"insert", "update"} {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res, err := s.ImportConsumersCSV(context.Background(), f, nil)
+		took := time.Since(start)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s pass: %+v in %v (%.0f rows/s)", pass, res, took.Round(time.Millisecond), rows/took.Seconds())
+		if res.Rows != rows || res.Bad != 0 || res.Inserted+res.Updated != rows {
+			t.Errorf("result %+v", res)
+		}
+		if took > 60*time.Second {
+			t.Errorf("%s pass took %v, want under 60s", pass, took)
+		}
+	}
+	if n, err := s.CountConsumers(context.Background()); err != nil || n != rows {
+		t.Errorf("CountConsumers = %d, %v", n, err)
+	}
+}

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+)
+
+// ClaimRecipients returns up to limit deliveries of a job still to send whose next attempt
+// is due at now and whose id is past afterID, in id order, each with its consumer row. The
+// caller keeps afterID as its cursor, so a delivery in flight is not claimed twice.
+func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count,
+			c.id, c.email, c.first_name, c.last_name, c.city, c.region, c.country, c.postal_code,
+			coalesce(c.birth_year, 0), c.gender, c.interests, c.format, c.attributes, c.status, c.points_balance
+		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
+		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
+			AND d.id > ? AND d.next_attempt_at <= ?
+		ORDER BY d.id LIMIT ?`, jobKey, afterID, ms(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]postoffice.Recipient, 0, limit)
+	for rows.Next() {
+		var r postoffice.Recipient
+		c := &r.Consumer
+		var interests, format, attrs, status string
+		if err := rows.Scan(&r.DeliveryID, &r.RetryCount, &c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
+			&c.Region, &c.Country, &c.PostalCode, &c.BirthYear, &c.Gender, &interests, &format, &attrs, &status,
+			&c.PointsBalance); err != nil {
+			return nil, err
+		}
+		c.Interests = splitInterests(interests)
+		c.Format = rewards.Format(format)
+		c.Status = rewards.ConsumerStatus(status)
+		if attrs != "{}" && attrs != "" {
+			if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
+				return nil, fmt.Errorf("consumer %d attributes: %w", c.ID, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// splitInterests turns the stored ';golf;tennis;' into its items.
+func splitInterests(s string) []string {
+	s = strings.Trim(s, ";")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ";")
+}
+
+// RecordOutcomes writes the results of many sends in one transaction.
+func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var stmts [4]*sql.Stmt
+	queries := [4]string{
+		postoffice.OutcomeSent: `UPDATE deliveries SET sent = 1, sent_at = ?1, updated_at = ?1, last_error = '' WHERE id = ?2`,
+		postoffice.OutcomeRetry: `UPDATE deliveries SET retry_count = retry_count + 1, next_attempt_at = ?3,
+			last_error = ?4, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeFailed:   `UPDATE deliveries SET failed = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
+	}
+	for _, o := range outcomes {
+		st := stmts[o.Kind]
+		if st == nil {
+			if st, err = tx.PrepareContext(ctx, queries[o.Kind]); err != nil {
+				return err
+			}
+			defer st.Close()
+			stmts[o.Kind] = st
+		}
+		args := []any{ms(o.At), o.DeliveryID}
+		switch o.Kind {
+		case postoffice.OutcomeRetry:
+			args = append(args, ms(o.NextAttempt), o.Error)
+		case postoffice.OutcomeRejected, postoffice.OutcomeFailed:
+			args = append(args, nil, o.Error)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// NextAttemptAfter returns the earliest due time of a job's deliveries waiting for a retry
+// after now, or the zero time when none waits.
+func (s *Store) NextAttemptAfter(ctx context.Context, jobKey int64, now time.Time) (time.Time, error) {
+	var at sql.NullInt64
+	err := s.read.QueryRowContext(ctx, `SELECT min(next_attempt_at) FROM deliveries
+		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND next_attempt_at > ?`, jobKey, ms(now)).Scan(&at)
+	if err != nil || !at.Valid {
+		return time.Time{}, err
+	}
+	return fromMS(at.Int64), nil
+}
+
+// Delivery returns the delivery of a job to a consumer. Returns ErrNotFound if there is none.
+func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postoffice.Delivery, error) {
+	var d postoffice.Delivery
+	var next int64
+	var sentAt, receivedAt sql.NullInt64
+	err := s.read.QueryRowContext(ctx, `SELECT id, job_key, consumer_id, sent, received, retry_count, rejected, failed,
+			next_attempt_at, sent_at, received_at, last_error
+		FROM deliveries WHERE job_key = ? AND consumer_id = ?`, jobKey, consumerID).
+		Scan(&d.ID, &d.JobKey, &d.ConsumerID, &d.Sent, &d.Received, &d.RetryCount, &d.Rejected, &d.Failed,
+			&next, &sentAt, &receivedAt, &d.LastError)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("delivery of job %d to consumer %d: %w", jobKey, consumerID, ErrNotFound)
+	}
+	d.NextAttempt, d.SentAt, d.ReceivedAt = fromMS(next), fromMS(sentAt.Int64), fromMS(receivedAt.Int64)
+	return &d, err
+}

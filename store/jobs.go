@@ -1,0 +1,291 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+)
+
+// EnsureIssuer returns the issuer with slug, creating it with name if it does not exist.
+func (s *Store) EnsureIssuer(ctx context.Context, slug, name string) (rewards.Issuer, error) {
+	if name == "" {
+		name = slug
+	}
+	iss := rewards.Issuer{Slug: slug}
+	err := s.write.QueryRowContext(ctx, `INSERT INTO issuers (slug, name, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (slug) DO UPDATE SET slug = excluded.slug RETURNING id, name`,
+		slug, name, ms(s.Now())).Scan(&iss.ID, &iss.Name)
+	return iss, err
+}
+
+// Issuers lists every issuer by slug.
+func (s *Store) Issuers(ctx context.Context) ([]rewards.Issuer, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, slug, name FROM issuers ORDER BY slug`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rewards.Issuer
+	for rows.Next() {
+		var iss rewards.Issuer
+		if err := rows.Scan(&iss.ID, &iss.Slug, &iss.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, iss)
+	}
+	return out, rows.Err()
+}
+
+// CreateJob stores a job with its text and HTML messages (either may be nil) in one
+// transaction and sets job.Key and the message IDs.
+func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message) error {
+	args, err := json.Marshal(job.SelectionArgs)
+	if err != nil {
+		return fmt.Errorf("selection args: %w", err)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, m := range []*postoffice.Message{text, html} {
+		if m == nil {
+			continue
+		}
+		if err := tx.QueryRowContext(ctx, `INSERT INTO messages (type, subject, body) VALUES (?, ?, ?) RETURNING id`,
+			string(m.Type), m.Subject, m.Body).Scan(&m.ID); err != nil {
+			return err
+		}
+	}
+	if text != nil {
+		job.TextMessageID = text.ID
+	}
+	if html != nil {
+		job.HTMLMessageID = html.ID
+	}
+	now := s.Now()
+	job.CreatedAt, job.UpdatedAt = now, now
+	if job.State == "" {
+		job.State = postoffice.JobDraft
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO jobs (issuer_id, name, state, start_at, stop_at, client_count,
+			suspended, mail_server_id, text_message_id, html_message_id, selection, selection_sql, selection_args,
+			created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`,
+		job.IssuerID, job.Name, string(job.State), ms(job.Start), ms(job.Stop), job.ClientCount,
+		job.Suspended, nullID(int64(job.MailServerID)), nullID(job.TextMessageID), nullID(job.HTMLMessageID),
+		job.Selection, job.SelectionSQL, string(args), ms(now), ms(now)).Scan(&job.Key)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+const jobColumns = `j.key, j.issuer_id, i.slug, j.name, j.state, j.start_at, j.stop_at, j.client_count, j.suspended,
+	coalesce(j.mail_server_id, 0), coalesce(j.text_message_id, 0), coalesce(j.html_message_id, 0),
+	j.selection, j.selection_sql, j.selection_args, j.selected, j.select_cursor, j.selected_all, j.done_reason,
+	j.created_at, j.updated_at`
+
+func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
+	var j postoffice.Job
+	var state, args string
+	var start, stop, created, updated int64
+	err := row.Scan(&j.Key, &j.IssuerID, &j.IssuerSlug, &j.Name, &state, &start, &stop, &j.ClientCount, &j.Suspended,
+		&j.MailServerID, &j.TextMessageID, &j.HTMLMessageID,
+		&j.Selection, &j.SelectionSQL, &args, &j.Selected, &j.SelectCursor, &j.SelectedAll, &j.DoneReason,
+		&created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	j.State = postoffice.JobState(state)
+	j.Start, j.Stop, j.CreatedAt, j.UpdatedAt = fromMS(start), fromMS(stop), fromMS(created), fromMS(updated)
+	if err := json.Unmarshal([]byte(args), &j.SelectionArgs); err != nil {
+		return nil, fmt.Errorf("job %d selection args: %w", j.Key, err)
+	}
+	return &j, nil
+}
+
+// Job returns the job with key. Returns ErrNotFound if there is none.
+func (s *Store) Job(ctx context.Context, key int64) (*postoffice.Job, error) {
+	j, err := scanJob(s.read.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs j JOIN issuers i ON i.id = j.issuer_id WHERE j.key = ?`, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("job %d: %w", key, ErrNotFound)
+	}
+	return j, err
+}
+
+// Jobs lists jobs, newest first; with states given, only jobs in those states.
+func (s *Store) Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error) {
+	q := `SELECT ` + jobColumns + ` FROM jobs j JOIN issuers i ON i.id = j.issuer_id`
+	var args []any
+	if len(states) > 0 {
+		q += ` WHERE j.state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
+		for _, st := range states {
+			args = append(args, string(st))
+		}
+	}
+	rows, err := s.read.QueryContext(ctx, q+` ORDER BY j.key DESC`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*postoffice.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// Messages returns the message entries of a job: text and HTML, nil where it has none.
+func (s *Store) Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error) {
+	load := func(id int64) (*postoffice.Message, error) {
+		if id == 0 {
+			return nil, nil
+		}
+		m := &postoffice.Message{ID: id}
+		var typ string
+		err := s.read.QueryRowContext(ctx, `SELECT type, subject, body FROM messages WHERE id = ?`, id).Scan(&typ, &m.Subject, &m.Body)
+		m.Type = postoffice.MessageType(typ)
+		return m, err
+	}
+	if text, err = load(job.TextMessageID); err != nil {
+		return nil, nil, err
+	}
+	html, err = load(job.HTMLMessageID)
+	return text, html, err
+}
+
+// SetJobState moves a job to state, keeping reason when it is done.
+func (s *Store) SetJobState(ctx context.Context, key int64, state postoffice.JobState, reason string) error {
+	return s.updateJob(ctx, key, `state = ?, done_reason = ?`, string(state), reason)
+}
+
+// SetJobSuspended sets or clears a job's suspend flag (216e).
+func (s *Store) SetJobSuspended(ctx context.Context, key int64, suspended bool) error {
+	return s.updateJob(ctx, key, `suspended = ?`, suspended)
+}
+
+// AssignJob writes the mail server that will send a job (216f).
+func (s *Store) AssignJob(ctx context.Context, key int64, mailServerID int) error {
+	return s.updateJob(ctx, key, `mail_server_id = ?`, mailServerID)
+}
+
+func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...any) error {
+	args = append(args, ms(s.Now()), key)
+	res, err := s.write.ExecContext(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE key = ?`, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("job %d: %w", key, ErrNotFound)
+	}
+	return nil
+}
+
+// SelectBatch materialises up to limit more deliveries of a job from the consumers past its
+// selection cursor, in one transaction with the cursor's advance, so a crash never selects
+// a consumer twice nor skips one. It never selects past the client count nor any consumer
+// who is not active. Returns how many it added and whether the selection is complete.
+func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, limit int) (added int, complete bool, err error) {
+	err = s.withWriteConn(ctx, raw, func(conn *sql.Conn) error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		var selected int
+		var cursor int64
+		var all bool
+		if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
+			Scan(&selected, &cursor, &all); err != nil {
+			return err
+		}
+		if all {
+			complete = true
+			return nil
+		}
+		want := min(limit, job.ClientCount-selected)
+		if want > 0 {
+			where := "1"
+			if job.SelectionSQL != "" {
+				where = job.SelectionSQL
+			}
+			args := append([]any{job.Key, ms(s.Now()), cursor}, job.SelectionArgs...)
+			args = append(args, want)
+			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
+				SELECT ?, id, ? FROM consumers WHERE status = 'active' AND id > ? AND (`+where+`)
+				ORDER BY id LIMIT ?`, args...)
+			if err != nil {
+				return fmt.Errorf("selection: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			added = int(n)
+			if added > 0 {
+				if err := tx.QueryRowContext(ctx, `SELECT max(consumer_id) FROM deliveries WHERE job_key = ?`, job.Key).Scan(&cursor); err != nil {
+					return err
+				}
+			}
+			complete = added < want || selected+added >= job.ClientCount
+		} else {
+			complete = true
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET selected = selected + ?, select_cursor = ?, selected_all = ?, updated_at = ? WHERE key = ?`,
+			added, cursor, complete, ms(s.Now()), job.Key); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+	return added, complete, err
+}
+
+// withWriteConn runs fn on the writer connection, under the selection guard when the job's
+// selection is an operator's raw SQL.
+func (s *Store) withWriteConn(ctx context.Context, guarded bool, fn func(*sql.Conn) error) error {
+	if guarded {
+		return s.withGuard(ctx, s.write, "deliveries", fn)
+	}
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(conn)
+}
+
+// JobCounts counts a job's deliveries by state.
+func (s *Store) JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {
+	var c postoffice.JobCounts
+	err := s.read.QueryRowContext(ctx, `SELECT count(*),
+			coalesce(sum(sent), 0),
+			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0), 0),
+			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0 AND retry_count > 0), 0),
+			coalesce(sum(rejected), 0), coalesce(sum(failed), 0), coalesce(sum(received), 0)
+		FROM deliveries WHERE job_key = ?`, key).
+		Scan(&c.Total, &c.Sent, &c.Pending, &c.Retrying, &c.Rejected, &c.Failed, &c.Received)
+	return c, err
+}
+
+// PendingCount counts a job's deliveries still to send, from the pending index alone.
+func (s *Store) PendingCount(ctx context.Context, key int64) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM deliveries
+		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0`, key).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+)
+
+// openTest opens a fresh database file in the test's temp dir.
+func openTest(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "pointpost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpenAppliesMigrationsOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "p.db")
+	for i := 0; i < 2; i++ {
+		s, err := Open(context.Background(), file)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		var n int
+		if err := s.read.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 1 {
+			t.Fatalf("open %d: %d migrations recorded", i, n)
+		}
+		var mode string
+		if err := s.write.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+			t.Fatalf("journal_mode = %q, %v", mode, err)
+		}
+		var fk int
+		if err := s.read.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+			t.Fatalf("reader foreign_keys = %d, %v", fk, err)
+		}
+		s.Close()
+	}
+}

@@ -1,0 +1,128 @@
+// Package toolbox is the issuers' and operators' browser admin (toolbox 170 with its web
+// server 172). For now it shows the jobs with their counts, the mail servers and the
+// embedded outbox, so a fresh `make run` shows the delivery loop working.
+package toolbox
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/a-h/templ"
+	"github.com/go-chi/chi/v5"
+
+	"pointpost/postoffice"
+)
+
+// Store is what the toolbox reads.
+type Store interface {
+	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
+	JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error)
+	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
+	Outbox(ctx context.Context, limit int) ([]postoffice.OutboxMessage, int, error)
+	OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error)
+}
+
+// Deps are the toolbox's collaborators.
+type Deps struct {
+	Store      Store
+	PostOffice *postoffice.PostOffice
+	Logger     *slog.Logger
+	// IsNotFound tells a missing object from a failure.
+	IsNotFound func(error) bool
+}
+
+// JobRow is a job with its delivery counts.
+type JobRow struct {
+	Job    *postoffice.Job
+	Counts postoffice.JobCounts
+}
+
+// Percent is the share of the job's deliveries that have been dealt with.
+func (r JobRow) Percent() int {
+	if r.Counts.Total == 0 {
+		return 0
+	}
+	done := r.Counts.Total - r.Counts.Pending
+	return done * 100 / r.Counts.Total
+}
+
+// Handler serves the toolbox pages.
+func Handler(d Deps) http.Handler {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	r := chi.NewRouter()
+	r.Get("/", d.home)
+	r.Get("/outbox/{id}", d.outboxMessage)
+	return r
+}
+
+func (d Deps) home(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	jobs, err := d.Store.Jobs(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	rows := make([]JobRow, 0, len(jobs))
+	for _, j := range jobs {
+		c, err := d.Store.JobCounts(ctx, j.Key)
+		if err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		rows = append(rows, JobRow{Job: j, Counts: c})
+	}
+	servers, err := d.Store.MailServers(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if d.PostOffice != nil {
+		if live := d.PostOffice.Statuses(); len(live) > 0 {
+			servers = live
+		}
+	}
+	outbox, total, err := d.Store.Outbox(ctx, 50)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	render(w, r, homePage(rows, servers, outbox, total))
+}
+
+func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	m, err := d.Store.OutboxMessageByID(r.Context(), id)
+	if err != nil {
+		if d.IsNotFound != nil && d.IsNotFound(err) {
+			http.NotFound(w, r)
+			return
+		}
+		d.fail(w, r, err)
+		return
+	}
+	render(w, r, outboxPage(m))
+}
+
+func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	d.Logger.Error("toolbox", "path", r.URL.Path, "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+func render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := c.Render(r.Context(), w); err != nil {
+		slog.Error("render", "path", r.URL.Path, "err", err)
+	}
+}
