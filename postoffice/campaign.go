@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -58,6 +59,8 @@ func ParseCampaign(data []byte) (*Campaign, error) {
 			return nil, &FieldError{Field: typeErr.Field, Reason: fmt.Sprintf("must be a %s, not %s", typeErr.Type, typeErr.Value)}
 		case errors.As(err, &syntaxErr):
 			return nil, fmt.Errorf("campaign is not valid JSON at byte %d: %w", syntaxErr.Offset, err)
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return nil, errors.New("campaign is not valid JSON: it ends too early")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return nil, &FieldError{Field: field, Reason: "unknown field"}

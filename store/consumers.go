@@ -24,7 +24,7 @@ const importBatch = 5000
 // Attributes are merged: json_patch writes the new keys over the stored object and keeps the
 // others. status and points_balance are never touched, so a re-import cannot re-activate an
 // unsubscribed, bounced or suppressed address, nor change a balance the ledger owns. ?11 is
-// the format as given, '' when the file has none: new consumers then read text.
+// the format as given, empty when the file has none: new consumers then read text.
 const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
 		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
 	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
@@ -116,8 +116,8 @@ func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (
 	return n, len(batch) - n, nil
 }
 
-// interestsColumn is the stored form of a consumer's interests, ';golf;tennis;', or '' when
-// there are none.
+// interestsColumn is the stored form of a consumer's interests, ';golf;tennis;', or empty
+// when there are none.
 func interestsColumn(interests []string) string {
 	interests = rewards.NormalizeInterests(interests)
 	if len(interests) == 0 {

@@ -202,8 +202,11 @@ func (g *guard) explain(err error) error {
 		}
 		return refused("not authorized: %s", reason)
 	}
-	if fn, ok := strings.CutPrefix(se.Error(), "no such function: "); ok {
-		return refused("not authorized: function %s() is not allowed", fn)
+	// A denied function, and one SQLite does not know, come back as plain errors.
+	for _, prefix := range []string{"not authorized to use function: ", "no such function: "} {
+		if fn, ok := strings.CutPrefix(se.Error(), prefix); ok {
+			return refused("not authorized: function %s() is not allowed", fn)
+		}
 	}
 	return err
 }

@@ -1,0 +1,542 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/emersion/go-message/charset"
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-smtp"
+
+	"pointpost/mailer"
+	"pointpost/postoffice"
+	"pointpost/store"
+)
+
+// env is a test's environment for run: a database in a temp dir and quick retries.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+func newEnv(t *testing.T, relay string) env {
+	return env{
+		"POINTPOST_DB":           filepath.Join(t.TempDir(), "pointpost.db"),
+		"POINTPOST_HTTP":         "127.0.0.1:0",
+		"POINTPOST_RELAY":        relay,
+		"POINTPOST_RETRY_BASE":   "100ms",
+		"POINTPOST_MAX_RETRIES":  "3",
+		"POINTPOST_MAIL_SERVERS": "2",
+		"POINTPOST_CONNECTIONS":  "4",
+		"POINTPOST_LOG":          "warn",
+	}
+}
+
+// runOK runs a command to completion and returns what it printed.
+func runOK(t *testing.T, e env, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(context.Background(), args, e.get, &out); err != nil {
+		t.Fatalf("pointpost %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// server is a running `pointpost serve`.
+type server struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// lineWriter hands each printed line to a channel.
+type lineWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		select {
+		case w.lines <- line:
+		default:
+		}
+	}
+}
+
+func startServe(t *testing.T, e env) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lineWriter{lines: make(chan string, 16)}
+	s := &server{cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- run(ctx, []string{"serve"}, e.get, out) }()
+	select {
+	case line := <-out.lines:
+		m := regexp.MustCompile(`http://([0-9.:]+)/`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("unexpected first line %q", line)
+		}
+		s.addr = m[1]
+	case err := <-s.done:
+		t.Fatalf("serve ended early: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("serve did not stop within 20s")
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func openStore(t *testing.T, e env) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), e["POINTPOST_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func jobState(t *testing.T, st *store.Store, key int64) *postoffice.Job {
+	t.Helper()
+	j, err := st.Job(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// writeConsumers writes a CSV of n consumers: even ones in the US, odd ones in CA; every
+// third reads HTML; every fifth likes golf; a plan attribute.
+func writeConsumers(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("email,first_name,last_name,city,country,birth_year,interests,format,plan\n")
+	for i := 0; i < n; i++ {
+		country, format, interests := "US", "text", "travel"
+		if i%2 == 1 {
+			country = "CA"
+		}
+		if i%3 == 0 {
+			format = "html"
+		}
+		if i%5 == 0 {
+			interests = "golf;travel"
+		}
+		plan := []string{"gold", "silver", "bronze"}[i%3]
+		fmt.Fprintf(&b, "c%d@example.com,Zoë%d,Smith,Town %d,%s,%d,%s,%s,%s\n", i, i, i, country, 1950+i%50, interests, format, plan)
+	}
+	path := filepath.Join(t.TempDir(), "consumers.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func writeCampaign(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "campaign.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func campaignJSON(start, stop time.Time, count int, selection string) string {
+	return fmt.Sprintf(`{"issuer": "acme", "name": "Spring", "start": %q, "stop": %q, "client_count": %d,
+		"selection": %s,
+		"text": {"subject": "<_&getUserName_>, points for you", "body": "Dear <_&getUserName_> of <_&getCity_>,\nplan <_&getAttr:plan_>\n<_&getAckURL_>\n"},
+		"html": {"subject": "<_&getUserName_>, points await", "body": "<p>Dear <_&getUserName_> of <_&getCity_></p><a href=\"<_&getAckURL_>\">earn</a>"}}`,
+		start.UTC().Format(time.RFC3339), stop.UTC().Format(time.RFC3339), count, selection)
+}
+
+// received parses what the sink kept, by recipient.
+type received struct {
+	to, subject, contentType, body string
+}
+
+func parseSink(t *testing.T, msgs []mailer.SinkMessage) map[string][]received {
+	t.Helper()
+	out := map[string][]received{}
+	for _, m := range msgs {
+		r, err := gomail.CreateReader(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("message to %s does not parse: %v", m.To, err)
+		}
+		subject, _ := r.Header.Subject()
+		part, err := r.NextPart()
+		if err != nil {
+			t.Fatalf("message to %s has no body: %v", m.To, err)
+		}
+		ct, _, _ := part.Header.(*gomail.InlineHeader).ContentType()
+		body, _ := io.ReadAll(part.Body)
+		out[m.To] = append(out[m.To], received{to: m.To, subject: subject, contentType: ct, body: string(body)})
+	}
+	return out
+}
+
+func keyring(t *testing.T, st *store.Store) *postoffice.Keyring {
+	t.Helper()
+	current, secrets, err := st.TokenSecrets(context.Background(), postoffice.NewSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := postoffice.NewKeyring(current, secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestWholeLoop runs the program as an operator would: import, create a campaign, serve
+// against an SMTP sink, and checks every selected consumer got exactly one right message.
+func TestWholeLoop(t *testing.T) {
+	sink := &mailer.Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := newEnv(t, sink.URL())
+	out := runOK(t, e, "import", "consumers", writeConsumers(t, 300))
+	if !strings.Contains(out, "300 new") {
+		t.Fatalf("import said %q", out)
+	}
+	now := time.Now()
+	// US consumers who like golf or were born from 1980: a cap of 20 of them.
+	sel := `{"all": [{"field": "country", "op": "=", "value": "US"},
+		{"any": [{"field": "interests", "op": "contains", "value": "golf"}, {"field": "birth_year", "op": ">=", "value": 1980}]}]}`
+	key, err := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 20, sel)))), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second job that starts tomorrow must send nothing.
+	later := strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(24*time.Hour), now.Add(48*time.Hour), 5, `{}`))))
+
+	srv := startServe(t, e)
+	st := openStore(t, e)
+	waitFor(t, "the job to finish", 30*time.Second, func() bool { return jobState(t, st, key).State == postoffice.JobDone })
+
+	got := parseSink(t, sink.Messages())
+	if len(got) != 20 {
+		t.Fatalf("%d recipients got mail, want the client count 20", len(got))
+	}
+	keys := keyring(t, st)
+	for to, msgs := range got {
+		if len(msgs) != 1 {
+			t.Errorf("%s got %d messages", to, len(msgs))
+			continue
+		}
+		m := msgs[0]
+		c, err := st.ConsumerByEmail(context.Background(), to)
+		if err != nil {
+			t.Fatalf("%s: %v", to, err)
+		}
+		if c.Country != "US" || !(c.BirthYear >= 1980 || strings.Contains(strings.Join(c.Interests, ","), "golf")) {
+			t.Errorf("%s does not match the selection: %+v", to, c)
+		}
+		wantType := "text/plain"
+		if c.Format == "html" {
+			wantType = "text/html"
+		}
+		if m.contentType != wantType {
+			t.Errorf("%s (%s) got %s", to, c.Format, m.contentType)
+		}
+		if !strings.Contains(m.body, "Dear "+c.FirstName+" of "+c.City) || !strings.HasPrefix(m.subject, c.FirstName+", points") {
+			t.Errorf("%s: not personalised: %q / %q", to, m.subject, m.body)
+		}
+		tokens := postoffice.FindToken(m.subject)
+		if len(tokens) != 1 {
+			t.Fatalf("%s: subject %q has %d tokens", to, m.subject, len(tokens))
+		}
+		job, consumer, err := keys.Decode(tokens[0])
+		if err != nil || job != key || consumer != c.ID {
+			t.Errorf("%s: token decodes to job %d consumer %d (%v), want %d, %d", to, job, consumer, err, key, c.ID)
+		}
+		if !strings.Contains(m.body, "/a/"+tokens[0]) {
+			t.Errorf("%s: body lacks the acknowledgement link", to)
+		}
+	}
+	j := jobState(t, st, key)
+	if j.Selected != 20 || j.SelectionSQL == "" || j.MailServerID == 0 {
+		t.Errorf("job after run: selected %d, sql %q, server %d", j.Selected, j.SelectionSQL, j.MailServerID)
+	}
+	laterKey, _ := strconv.ParseInt(later, 10, 64)
+	if lj := jobState(t, st, laterKey); lj.State != postoffice.JobScheduled || lj.Selected != 0 {
+		t.Errorf("future job is %s with %d selected", lj.State, lj.Selected)
+	}
+
+	// The toolbox home page and the metrics answer.
+	resp, err := http.Get("http://" + srv.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`pointpost_messages_sent_total\{mail_server="\d"\} 20`).Match(metrics) {
+		t.Errorf("metrics do not count the 20 sent:\n%s", metrics)
+	}
+}
+
+// TestSuspendResumeAndRestart suspends a running job, resumes it, stops the whole program
+// mid-job and starts it again: every consumer ends with exactly one message.
+func TestSuspendResumeAndRestart(t *testing.T) {
+	sink := &mailer.Sink{Keep: true, Answer: func(from, to string, data []byte) error {
+		time.Sleep(2 * time.Millisecond) // a relay slow enough to stop mid-job
+		return nil
+	}}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := newEnv(t, sink.URL())
+	runOK(t, e, "import", "consumers", writeConsumers(t, 1500))
+	now := time.Now()
+	key := strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 1500, `{}`))))
+	k, _ := strconv.ParseInt(key, 10, 64)
+
+	srv := startServe(t, e)
+	st := openStore(t, e)
+	waitFor(t, "sending to begin", 20*time.Second, func() bool { return sink.Count() >= 100 })
+	runOK(t, e, "job", "suspend", key)
+	time.Sleep(time.Second) // the mail server rereads its job within 200ms
+	halted := sink.Count()
+	time.Sleep(500 * time.Millisecond)
+	if n := sink.Count(); n != halted {
+		t.Fatalf("still sending 1s after suspend: %d then %d", halted, n)
+	}
+	if halted >= 1500 {
+		t.Fatal("the job finished before it could be suspended")
+	}
+	runOK(t, e, "job", "resume", key)
+	waitFor(t, "sending to resume", 20*time.Second, func() bool { return sink.Count() >= halted+200 })
+	srv.stop(t) // graceful stop mid-job
+	stoppedAt := sink.Count()
+	if stoppedAt >= 1500 {
+		t.Fatal("the job finished before the restart")
+	}
+	startServe(t, e)
+	waitFor(t, "the job to finish after the restart", 60*time.Second, func() bool { return jobState(t, st, k).State == postoffice.JobDone })
+
+	perRecipient := map[string]int{}
+	for _, m := range sink.Messages() {
+		perRecipient[m.To]++
+	}
+	if len(perRecipient) != 1500 {
+		t.Errorf("%d of 1500 consumers got mail", len(perRecipient))
+	}
+	for to, n := range perRecipient {
+		if n != 1 {
+			t.Errorf("%s got %d messages", to, n)
+		}
+	}
+	counts, err := st.JobCounts(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Sent != 1500 || counts.Pending != 0 {
+		t.Errorf("counts after the job: %+v", counts)
+	}
+}
+
+// TestRelayRefusals: a 4xx is retried and counted, a 5xx is rejected with its reply and
+// never retried, a permanent 4xx is given up after the retry limit.
+func TestRelayRefusals(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	sink := &mailer.Sink{Keep: true, Answer: func(from, to string, data []byte) error {
+		mu.Lock()
+		attempts[to]++
+		n := attempts[to]
+		mu.Unlock()
+		switch {
+		case to == "c1@example.com" && n <= 2:
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		case to == "c2@example.com":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case to == "c3@example.com":
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		case to == "c4@example.com" && n == 1:
+			return mailer.ErrDrop
+		}
+		return nil
+	}}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := newEnv(t, sink.URL())
+	runOK(t, e, "import", "consumers", writeConsumers(t, 10))
+	now := time.Now()
+	key, _ := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 10, `{}`)))), 10, 64)
+	startServe(t, e)
+	st := openStore(t, e)
+	waitFor(t, "the job to finish", 30*time.Second, func() bool { return jobState(t, st, key).State == postoffice.JobDone })
+
+	delivery := func(email string) *postoffice.Delivery {
+		c, err := st.ConsumerByEmail(context.Background(), email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Delivery(context.Background(), key, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := delivery("c1@example.com"); !d.Sent || d.RetryCount != 2 {
+		t.Errorf("4xx twice: %+v", d)
+	}
+	if d := delivery("c2@example.com"); !d.Rejected || d.Sent || d.RetryCount != 0 || !strings.Contains(d.LastError, "no such user") {
+		t.Errorf("5xx: %+v", d)
+	}
+	if d := delivery("c3@example.com"); !d.Failed || d.RetryCount != 3 || !strings.Contains(d.LastError, "mailbox full") {
+		t.Errorf("permanent 4xx: %+v", d)
+	}
+	if d := delivery("c4@example.com"); !d.Sent || d.RetryCount != 1 {
+		t.Errorf("dropped connection: %+v", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts["c2@example.com"] != 1 || attempts["c3@example.com"] != 4 {
+		t.Errorf("attempts: 5xx %d (want 1), permanent 4xx %d (want 4)", attempts["c2@example.com"], attempts["c3@example.com"])
+	}
+	counts, _ := st.JobCounts(context.Background(), key)
+	if counts.Sent != 8 || counts.Rejected != 1 || counts.Failed != 1 || counts.Pending != 0 {
+		t.Errorf("counts: %+v", counts)
+	}
+}
+
+// TestStopDate: a job whose stop date passes mid-run stops sending and is done.
+func TestStopDate(t *testing.T) {
+	sink := &mailer.Sink{Answer: func(from, to string, data []byte) error {
+		time.Sleep(5 * time.Millisecond)
+		return nil
+	}}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := newEnv(t, sink.URL())
+	runOK(t, e, "import", "consumers", writeConsumers(t, 3000))
+	now := time.Now()
+	// RFC 3339 in the file has whole seconds: stop 3 s from now.
+	stop := now.Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+	key, _ := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), stop, 3000, `{}`)))), 10, 64)
+	startServe(t, e)
+	st := openStore(t, e)
+	waitFor(t, "the stop date", 30*time.Second, func() bool { return jobState(t, st, key).State == postoffice.JobDone })
+	atStop := sink.Count()
+	time.Sleep(time.Second)
+	if n := sink.Count(); n != atStop {
+		t.Errorf("sent %d more after the stop date", n-atStop)
+	}
+	if atStop == 0 || atStop >= 3000 {
+		t.Errorf("sent %d of 3000: the stop date should cut the job short", atStop)
+	}
+	if j := jobState(t, st, key); j.DoneReason != "stop date passed" {
+		t.Errorf("done reason %q", j.DoneReason)
+	}
+}
+
+func TestCampaignErrorsNameTheField(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 3))
+	now := time.Now()
+	good := campaignJSON(now, now.Add(time.Hour), 5, `{}`)
+	cases := map[string]struct{ body, want string }{
+		"bad tag":       {strings.Replace(good, "<_&getCity_>", "<_&getCty_>", 1), "text.body: line 1"},
+		"bad operator":  {campaignJSON(now, now.Add(time.Hour), 5, `{"all": [{"field": "country", "op": "~", "value": "US"}]}`), "selection"},
+		"bad field":     {campaignJSON(now, now.Add(time.Hour), 5, `{"field": "password", "op": "=", "value": "x"}`), "selection"},
+		"stop first":    {campaignJSON(now, now.Add(-time.Hour), 5, `{}`), "stop: must be after start"},
+		"zero count":    {campaignJSON(now, now.Add(time.Hour), 0, `{}`), "client_count"},
+		"unknown field": {strings.Replace(good, `"name"`, `"nmae"`, 1), "nmae"},
+		"wrong type":    {strings.Replace(good, `"client_count": 5`, `"client_count": "five"`, 1), "client_count"},
+		"hostile sql":   {campaignJSON(now, now.Add(time.Hour), 5, `{"sql": "id IN (SELECT key FROM jobs)"}`), "selection"},
+		"not json":      {`{"issuer": `, "JSON"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), []string{"campaign", "create", writeCampaign(t, c.body)}, e.get, &out)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one naming %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestImportReportsBadRows(t *testing.T) {
+	e := newEnv(t, "")
+	path := filepath.Join(t.TempDir(), "c.csv")
+	os.WriteFile(path, []byte("email,first_name,birth_year,format,shoe\nok@example.com,Ann,1980,html,42\nnot-an-address,Bob,1970,text,1\nlate@example.com,Cy,3000,text,2\nfine@example.com,Di,,text,3\n"), 0o600)
+	out := runOK(t, e, "import", "consumers", path)
+	for _, want := range []string{"line 3", "line 4", "2 new", "2 bad"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import output lacks %q:\n%s", want, out)
+		}
+	}
+	st := openStore(t, e)
+	c, err := st.ConsumerByEmail(context.Background(), "ok@example.com")
+	if err != nil || c.Attributes["shoe"] != "42" || c.Format != "html" {
+		t.Errorf("imported consumer %+v, %v", c, err)
+	}
+	if _, err := st.ConsumerByEmail(context.Background(), "not-an-address"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("bad row was stored: %v", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"nonsense"}, {"import", "people"}, {"job", "suspend"}, {"serve", "--mail-servers", "0"}} {
+		if err := run(context.Background(), args, env{}.get, io.Discard); err == nil {
+			t.Errorf("pointpost %v: no error", args)
+		}
+	}
+}
+
