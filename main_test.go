@@ -539,4 +539,3 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
-
