@@ -539,3 +539,36 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRawSQLSelection: an operator's raw WHERE expression selects through the guard.
+func TestRawSQLSelection(t *testing.T) {
+	sink := &mailer.Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := newEnv(t, sink.URL())
+	runOK(t, e, "import", "consumers", writeConsumers(t, 200))
+	now := time.Now()
+	sel := `{"sql": "country = 'CA' AND birth_year < 1960 AND json_extract(attributes, '$.plan') = 'gold'"}`
+	key, _ := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 1000, sel)))), 10, 64)
+	startServe(t, e)
+	st := openStore(t, e)
+	waitFor(t, "the job to finish", 30*time.Second, func() bool { return jobState(t, st, key).State == postoffice.JobDone })
+	want := 0
+	for i := 0; i < 200; i++ {
+		if i%2 == 1 && 1950+i%50 < 1960 && i%3 == 0 {
+			want++
+		}
+	}
+	got := parseSink(t, sink.Messages())
+	if want == 0 || len(got) != want {
+		t.Fatalf("%d consumers got mail, want %d", len(got), want)
+	}
+	for to := range got {
+		c, _ := st.ConsumerByEmail(context.Background(), to)
+		if c.Country != "CA" || c.BirthYear >= 1960 || c.Attributes["plan"] != "gold" {
+			t.Errorf("%s does not match: %+v", to, c)
+		}
+	}
+}

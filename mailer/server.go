@@ -465,7 +465,8 @@ func (m *MailServer) commit(ctx context.Context, results <-chan postoffice.Outco
 		batch = batch[:0]
 		return nil
 	}
-	for {
+	var err error
+	for err == nil {
 		select {
 		case o, ok := <-results:
 			if !ok {
@@ -473,16 +474,17 @@ func (m *MailServer) commit(ctx context.Context, results <-chan postoffice.Outco
 			}
 			batch = append(batch, o)
 			if len(batch) >= m.cfg.CommitSize {
-				if err := flush(); err != nil {
-					return err
-				}
+				err = flush()
 			}
 		case <-t.C:
-			if err := flush(); err != nil {
-				return err
-			}
+			err = flush()
 		}
 	}
+	// Unrecorded outcomes leave their deliveries pending, to be sent again after a restart;
+	// the workers must still be able to hand theirs in and finish.
+	for range results {
+	}
+	return err
 }
 
 // reportLoop measures the send rate and reports the status every second.

@@ -131,11 +131,11 @@ func (c *Campaign) compile() (*plan, error) {
 	}
 	sel, err := ParseSelection(c.Selection)
 	if err != nil {
-		return nil, &FieldError{"selection", err.Error()}
+		return nil, selectionFieldError(err)
 	}
 	where, args, err := sel.Compile()
 	if err != nil {
-		return nil, &FieldError{"selection", err.Error()}
+		return nil, selectionFieldError(err)
 	}
 	if len(c.Selection) > 0 {
 		p.job.Selection = string(c.Selection)
@@ -175,4 +175,13 @@ func (po *PostOffice) CreateJob(ctx context.Context, c *Campaign) (job *Job, mat
 	}
 	po.cfg.Logger.Info("job created", "job", p.job.Key, "issuer", iss.Slug, "state", p.job.State, "matching", matching)
 	return &p.job, matching, nil
+}
+
+// selectionFieldError names the part of the selection that is wrong.
+func selectionFieldError(err error) error {
+	var se *SelectionError
+	if errors.As(err, &se) {
+		return &FieldError{Field: se.Path, Reason: se.Reason}
+	}
+	return &FieldError{Field: "selection", Reason: err.Error()}
 }

@@ -20,6 +20,11 @@ import (
 // selection, one raw SQL expression that the store runs under its guard. The zero Selection
 // matches every active consumer.
 //
+// Conditions: email, gender and format are stored lower-case, so their values are
+// lower-cased; other text fields compare as written. interests matches whole interests
+// (contains; in for any of several; not in for none). On birth_year and attributes, which
+// may be unknown, != and not in also match the consumers for whom the value is unknown.
+//
 //	{"all": [{"field": "country", "op": "=", "value": "US"},
 //	         {"any": [{"field": "birth_year", "op": ">=", "value": 1980},
 //	                  {"field": "interests", "op": "contains", "value": "golf"}]},

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"pointpost/postoffice"
 )
 
 // seedGuardConsumers inserts n consumers: every third in the US born from 1980, the rest in
@@ -486,6 +488,41 @@ func TestSelectionAuthorizer(t *testing.T) {
 		got := selectionAuthorizer(tc.insertInto)(tc.op, tc.arg1, tc.arg2, tc.arg3)
 		if got != tc.want {
 			t.Errorf("insertInto %q, op %d (%q, %q, %q) = %d, want %d", tc.insertInto, tc.op, tc.arg1, tc.arg2, tc.arg3, got, tc.want)
+		}
+	}
+}
+
+// Everything postoffice's compiler writes passes the guard.
+func TestCheckSelectionCompiled(t *testing.T) {
+	s := openTest(t)
+	seedGuardConsumers(t, s, 30)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		json string
+		want int
+	}{
+		{`{"all": [{"field": "country", "op": "=", "value": "US"}, {"any": [{"field": "birth_year", "op": ">=", "value": 1980}, {"field": "interests", "op": "contains", "value": "golf"}]}, {"field": "attr.plan", "op": "in", "value": ["gold", "silver"]}]}`, 9},
+		{`{"field": "email", "op": "prefix", "value": "C1"}`, 11},
+		{`{"field": "city", "op": "contains", "value": "osto"}`, 9},
+		{`{"field": "birth_year", "op": "!=", "value": 1985}`, 20},
+		{`{"field": "interests", "op": "not in", "value": ["golf"]}`, 0},
+		{`{"field": "attr.plan", "op": "not in", "value": ["gold"]}`, 15},
+		{`{"field": "attr.plan", "op": "prefix", "value": "go"}`, 14},
+		{`{"field": "attr.n", "op": ">=", "value": 1}`, 0},
+		{`{"field": "attr.n", "op": "!=", "value": 1.5}`, 29},
+		{`{"field": "attr.n", "op": "not in", "value": [1, 2]}`, 29},
+	} {
+		sel, err := postoffice.ParseSelection([]byte(tc.json))
+		if err != nil {
+			t.Fatal(err)
+		}
+		where, args, err := sel.Compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.CheckSelection(ctx, where, args, sel.IsRaw())
+		if err != nil || n != tc.want {
+			t.Errorf("%s: %s: matched %d, %v; want %d", tc.json, where, n, err, tc.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -202,72 +203,76 @@ func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...an
 // SelectBatch materialises up to limit more deliveries of a job from the consumers past its
 // selection cursor, in one transaction with the cursor's advance, so a crash never selects
 // a consumer twice nor skips one. It never selects past the client count nor any consumer
-// who is not active. Returns how many it added and whether the selection is complete.
+// who is not active. A raw SQL selection is prepared under the selection guard and stopped
+// after rawBatchTimeLimit. Returns how many it added and whether the selection is complete.
 func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, limit int) (added int, complete bool, err error) {
-	err = s.withWriteConn(ctx, raw, func(conn *sql.Conn) error {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		var selected int
-		var cursor int64
-		var all bool
-		if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
-			Scan(&selected, &cursor, &all); err != nil {
-			return err
-		}
-		if all {
-			complete = true
-			return nil
-		}
-		want := min(limit, job.ClientCount-selected)
-		if want > 0 {
-			where := "1"
-			if job.SelectionSQL != "" {
-				where = job.SelectionSQL
-			}
-			args := append([]any{job.Key, ms(s.Now()), cursor}, job.SelectionArgs...)
-			args = append(args, want)
-			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
-				SELECT ?, id, ? FROM consumers WHERE status = 'active' AND id > ? AND (`+where+`)
-				ORDER BY id LIMIT ?`, args...)
-			if err != nil {
-				return fmt.Errorf("selection: %w", err)
-			}
-			n, _ := res.RowsAffected()
-			added = int(n)
-			if added > 0 {
-				if err := tx.QueryRowContext(ctx, `SELECT max(consumer_id) FROM deliveries WHERE job_key = ?`, job.Key).Scan(&cursor); err != nil {
-					return err
-				}
-			}
-			complete = added < want || selected+added >= job.ClientCount
-		} else {
-			complete = true
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET selected = selected + ?, select_cursor = ?, selected_all = ?, updated_at = ? WHERE key = ?`,
-			added, cursor, complete, ms(s.Now()), job.Key); err != nil {
-			return err
-		}
-		return tx.Commit()
-	})
-	return added, complete, err
-}
-
-// withWriteConn runs fn on the writer connection, under the selection guard when the job's
-// selection is an operator's raw SQL.
-func (s *Store) withWriteConn(ctx context.Context, guarded bool, fn func(*sql.Conn) error) error {
-	if guarded {
-		return s.withGuard(ctx, s.write, "deliveries", fn)
+	expr, err := selectionExpr(job.SelectionSQL)
+	if err != nil {
+		return 0, false, err
 	}
 	conn, err := s.write.Conn(ctx)
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	defer conn.Close()
-	return fn(conn)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback()
+	var selected int
+	var cursor int64
+	var all bool
+	if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
+		Scan(&selected, &cursor, &all); err != nil {
+		return 0, false, err
+	}
+	if all {
+		return 0, true, nil
+	}
+	complete = true
+	if want := min(limit, job.ClientCount-selected); want > 0 {
+		query := `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
+			SELECT ?, id, ? FROM consumers WHERE status = 'active' AND id > ? AND ` + expr + `
+			ORDER BY id LIMIT ?`
+		var stmt *sql.Stmt
+		run := ctx
+		if raw {
+			var cancel context.CancelFunc
+			run, cancel = context.WithTimeout(ctx, rawBatchTimeLimit)
+			defer cancel()
+			stmt, err = s.prepareGuarded(ctx, conn, tx, "deliveries", query)
+		} else {
+			stmt, err = tx.PrepareContext(ctx, query)
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("selection: %w", err)
+		}
+		defer stmt.Close()
+		args := append([]any{job.Key, ms(s.Now()), cursor}, job.SelectionArgs...)
+		res, err := stmt.ExecContext(run, append(args, want)...)
+		if err != nil {
+			return 0, false, fmt.Errorf("selection: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		added = int(n)
+		if added > 0 {
+			if err := tx.QueryRowContext(ctx, `SELECT max(consumer_id) FROM deliveries WHERE job_key = ?`, job.Key).Scan(&cursor); err != nil {
+				return 0, false, err
+			}
+		}
+		complete = added < want || selected+added >= job.ClientCount
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET selected = selected + ?, select_cursor = ?, selected_all = ?, updated_at = ? WHERE key = ?`,
+		added, cursor, complete, ms(s.Now()), job.Key); err != nil {
+		return 0, false, err
+	}
+	return added, complete, tx.Commit()
 }
+
+// rawBatchTimeLimit bounds one batch of an operator's raw SQL selection, which holds the
+// only writer connection while it runs.
+const rawBatchTimeLimit = 10 * time.Second
 
 // JobCounts counts a job's deliveries by state.
 func (s *Store) JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {
