@@ -20,6 +20,8 @@ type RowError struct {
 	Reason string
 }
 
+// Error says the line and the reason, as "line 7: email is empty".
+// Error says the line and the reason, as "line 7: email is empty".
 func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
 
 // The columns ConsumerCSV knows; any other column becomes an attribute.

@@ -196,6 +196,77 @@ func TestImportConsumersHeaderError(t *testing.T) {
 	}
 }
 
+// Several batches, bad rows among them, reported in file order with the pragmas put back.
+func TestImportConsumersManyBatches(t *testing.T) {
+	s := openTest(t)
+	const n = 2*importBatch + 1234
+	var b strings.Builder
+	b.WriteString("email,birth_year\n")
+	var wantBad []int
+	for i := range n {
+		if i%1000 == 7 {
+			b.WriteString("user" + strconv.Itoa(i) + "@example.com,1066\n")
+			wantBad = append(wantBad, i+2)
+			continue
+		}
+		b.WriteString("user" + strconv.Itoa(i) + "@example.com,1990\n")
+	}
+	res, bad := importCSV(t, s, b.String())
+	if want := (ImportResult{Rows: n, Inserted: n - len(wantBad), Bad: len(wantBad)}); res != want {
+		t.Errorf("result %+v, want %+v", res, want)
+	}
+	var lines []int
+	for _, e := range bad {
+		lines = append(lines, e.Line)
+	}
+	if !reflect.DeepEqual(lines, wantBad) {
+		t.Errorf("bad lines %v, want %v", lines, wantBad)
+	}
+	var cacheSize, autoCheckpoint int
+	if err := s.write.QueryRow(`PRAGMA cache_size`).Scan(&cacheSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&autoCheckpoint); err != nil {
+		t.Fatal(err)
+	}
+	if cacheSize != -8000 || autoCheckpoint != 1000 {
+		t.Errorf("after import cache_size %d, wal_autocheckpoint %d", cacheSize, autoCheckpoint)
+	}
+}
+
+// A read error part way keeps the batches already written and says how many.
+func TestImportConsumersReadError(t *testing.T) {
+	s := openTest(t)
+	var b strings.Builder
+	b.WriteString("email\n")
+	for i := range importBatch + 10 {
+		b.WriteString("user" + strconv.Itoa(i) + "@example.com\n")
+	}
+	boom := errors.New("disk on fire")
+	r := io.MultiReader(strings.NewReader(b.String()), &failingReader{boom})
+	res, err := s.ImportConsumersCSV(context.Background(), r, nil)
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want %v", err, boom)
+	}
+	n, _ := s.CountConsumers(context.Background())
+	if res.Inserted != n || n < importBatch {
+		t.Errorf("result %+v with %d consumers stored", res, n)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestImportConsumersCancelled(t *testing.T) {
+	s := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.ImportConsumersCSV(ctx, strings.NewReader("email\na@example.com\n"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
 func TestUpsertConsumers(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
