@@ -67,7 +67,7 @@ type formatMessage struct {
 }
 
 func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addresses) (*jobMessages, error) {
-	jm := &jobMessages{job: job, addr: addr, issuer: job.IssuerSlug}
+	jm := &jobMessages{job: job, addr: addr, issuer: job.IssuerName}
 	for _, m := range []*postoffice.Message{text, html} {
 		if m == nil {
 			continue

@@ -25,6 +25,7 @@ type Job struct {
 	Key         int64 // 216a
 	IssuerID    int64
 	IssuerSlug  string
+	IssuerName  string
 	Name        string
 	State       JobState
 	Start       time.Time // 216b: nothing is sent before it
