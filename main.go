@@ -603,11 +603,6 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	res.SelectionSeconds = time.Since(t).Seconds()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a.pool.Run(runCtx) }()
-	go func() { defer wg.Done(); a.po.Run(runCtx) }()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -619,6 +614,11 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		}
 		defer pprof.StopCPUProfile()
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.pool.Run(runCtx) }()
+	go func() { defer wg.Done(); a.po.Run(runCtx) }()
 	t = time.Now()
 	err = waitDone(ctx, a.store, job.Key)
 	res.Seconds = time.Since(t).Seconds()
