@@ -3,7 +3,6 @@ package mailer
 import (
 	"bytes"
 	"fmt"
-	"mime"
 	"net/mail"
 	"strings"
 	"time"
@@ -206,9 +205,10 @@ func appendAddress(dst []byte, name, email string) []byte {
 	if name == "" {
 		return append(dst, email...)
 	}
-	if isPlainPhrase(name) {
+	switch {
+	case len(name) <= maxPlainHeader && isPlainPhrase(name):
 		dst = append(dst, name...)
-	} else if isASCII(name) {
+	case len(name) <= maxPlainHeader && isASCII(name) && !strings.Contains(name, "=?"):
 		dst = append(dst, '"')
 		for i := 0; i < len(name); i++ {
 			if name[i] == '"' || name[i] == '\\' {
@@ -217,29 +217,75 @@ func appendAddress(dst []byte, name, email string) []byte {
 			dst = append(dst, name[i])
 		}
 		dst = append(dst, '"')
-	} else {
-		dst = append(dst, mime.QEncoding.Encode("utf-8", name)...)
+	default:
+		dst = appendEncodedWords(dst, []byte(name), true)
 	}
 	dst = append(dst, " <"...)
 	dst = append(dst, email...)
 	return append(dst, '>')
 }
 
+// maxPlainHeader is the longest value written as is; longer ones become encoded words on
+// folded lines, so no header line nears the 998-character limit.
+const maxPlainHeader = 200
+
 // appendHeaderText writes an unstructured header value: as is when it is short printable
-// ASCII, else as RFC 2047 encoded words on folded lines.
+// ASCII that no reader could take for an encoded word, else as RFC 2047 encoded words.
+// Line breaks in the value never reach the header.
 func appendHeaderText(dst, text []byte) []byte {
-	if len(text) <= 900 && isASCII(string(text)) {
-		for _, c := range text {
-			if c == '\r' || c == '\n' {
-				c = ' '
-			}
-			dst = append(dst, c)
-		}
-		return dst
+	if len(text) <= maxPlainHeader && isASCII(string(text)) && !bytes.Contains(text, []byte("=?")) {
+		return append(dst, text...)
 	}
-	encoded := mime.QEncoding.Encode("utf-8", strings.ToValidUTF8(string(text), "\uFFFD"))
-	// The encoder separates encoded words with spaces; folding there keeps lines short.
-	return append(dst, strings.ReplaceAll(encoded, "?= =?", "?=\r\n =?")...)
+	return appendEncodedWords(dst, text, false)
+}
+
+// appendEncodedWords writes text as "Q" encoded words (RFC 2047) of at most 75 characters,
+// one per folded line, cutting only between runes. CR and LF become spaces; in a phrase
+// (a display name) only the characters RFC 2047 section 5(3) allows stay unencoded.
+func appendEncodedWords(dst, text []byte, phrase bool) []byte {
+	const prefix, suffix, limit = "=?utf-8?q?", "?=", 75
+	text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	width := len(prefix) + len(suffix)
+	dst = append(dst, prefix...)
+	for len(text) > 0 {
+		_, size := utf8.DecodeRune(text)
+		need := 0
+		for _, c := range text[:size] {
+			need += qWidth(c, phrase)
+		}
+		if width+need > limit {
+			dst = append(dst, suffix...)
+			dst = append(dst, "\r\n "...)
+			dst = append(dst, prefix...)
+			width = len(prefix) + len(suffix)
+		}
+		for _, c := range text[:size] {
+			switch {
+			case c == ' ' || c == '\r' || c == '\n' || c == '\t':
+				dst = append(dst, '_')
+			case qWidth(c, phrase) == 1:
+				dst = append(dst, c)
+			default:
+				dst = append(dst, '=', hexUpper[c>>4], hexUpper[c&15])
+			}
+		}
+		width += need
+		text = text[size:]
+	}
+	return append(dst, suffix...)
+}
+
+// qWidth is how many characters c takes in a Q encoded word.
+func qWidth(c byte, phrase bool) int {
+	switch {
+	case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' || c == '\r' || c == '\n' || c == '\t':
+		return 1
+	case c == '!' || c == '*' || c == '+' || c == '-' || c == '/':
+		return 1
+	case !phrase && c > ' ' && c < 127 && c != '=' && c != '?' && c != '_' && c != '(' && c != ')' && c != '"':
+		return 1
+	}
+	return 3
 }
 
 func isASCII(s string) bool {
@@ -275,11 +321,7 @@ func appendQuotedPrintable(dst, body []byte) []byte {
 			if c == '\r' {
 				i++
 			}
-			// Trailing whitespace before a hard break must be encoded to survive transport.
-			if n := len(dst); col > 0 && (dst[n-1] == ' ' || dst[n-1] == '\t') {
-				ws := dst[n-1]
-				dst = append(dst[:n-1], '=', hexUpper[ws>>4], hexUpper[ws&15])
-			}
+			dst = encodeTrailingSpace(dst, col)
 			dst = append(dst, '\r', '\n')
 			col = 0
 			continue
@@ -300,11 +342,23 @@ func appendQuotedPrintable(dst, body []byte) []byte {
 		}
 		col += width
 	}
-	if n := len(dst); col > 0 && (dst[n-1] == ' ' || dst[n-1] == '\t') {
-		ws := dst[n-1]
-		dst = append(dst[:n-1], '=', hexUpper[ws>>4], hexUpper[ws&15])
-	}
+	dst = encodeTrailingSpace(dst, col)
 	return append(dst, '\r', '\n')
+}
+
+// encodeTrailingSpace encodes a space or tab that ends a line, which transport may strip,
+// breaking the line softly first when the encoding would make it longer than 76.
+func encodeTrailingSpace(dst []byte, col int) []byte {
+	n := len(dst)
+	if col == 0 || dst[n-1] != ' ' && dst[n-1] != '\t' {
+		return dst
+	}
+	ws := dst[n-1]
+	dst = dst[:n-1]
+	if col-1+3 > 76 {
+		dst = append(dst, '=', '\r', '\n')
+	}
+	return append(dst, '=', hexUpper[ws>>4], hexUpper[ws&15])
 }
 
 // dateHeader formats t as an RFC 5322 date.
