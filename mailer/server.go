@@ -82,11 +82,13 @@ func New(cfg Config) *MailServer {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 512
 	}
+	// Outcomes not yet committed at a crash are sent again after the restart: small, frequent
+	// commits keep that window short. A WAL commit without fsync costs little.
 	if cfg.CommitSize <= 0 {
-		cfg.CommitSize = 1000
+		cfg.CommitSize = 500
 	}
 	if cfg.CommitEvery <= 0 {
-		cfg.CommitEvery = 100 * time.Millisecond
+		cfg.CommitEvery = 25 * time.Millisecond
 	}
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 5
