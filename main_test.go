@@ -491,15 +491,16 @@ func TestCampaignErrorsNameTheField(t *testing.T) {
 	now := time.Now()
 	good := campaignJSON(now, now.Add(time.Hour), 5, `{}`)
 	cases := map[string]struct{ body, want string }{
-		"bad tag":       {strings.Replace(good, "<_&getCity_>", "<_&getCty_>", 1), "text.body: line 1"},
-		"bad operator":  {campaignJSON(now, now.Add(time.Hour), 5, `{"all": [{"field": "country", "op": "~", "value": "US"}]}`), "selection"},
-		"bad field":     {campaignJSON(now, now.Add(time.Hour), 5, `{"field": "password", "op": "=", "value": "x"}`), "selection"},
-		"stop first":    {campaignJSON(now, now.Add(-time.Hour), 5, `{}`), "stop: must be after start"},
-		"zero count":    {campaignJSON(now, now.Add(time.Hour), 0, `{}`), "client_count"},
-		"unknown field": {strings.Replace(good, `"name"`, `"nmae"`, 1), "nmae"},
-		"wrong type":    {strings.Replace(good, `"client_count": 5`, `"client_count": "five"`, 1), "client_count"},
-		"hostile sql":   {campaignJSON(now, now.Add(time.Hour), 5, `{"sql": "id IN (SELECT key FROM jobs)"}`), "selection"},
-		"not json":      {`{"issuer": `, "JSON"},
+		"bad tag":        {strings.Replace(good, "<_&getCity_>", "<_&getCty_>", 1), "text.body: line 1"},
+		"bad operator":   {campaignJSON(now, now.Add(time.Hour), 5, `{"all": [{"field": "country", "op": "~", "value": "US"}]}`), "selection"},
+		"bad field":      {campaignJSON(now, now.Add(time.Hour), 5, `{"field": "password", "op": "=", "value": "x"}`), "selection"},
+		"stop first":     {campaignJSON(now, now.Add(-time.Hour), 5, `{}`), "stop: must be after start"},
+		"zero count":     {campaignJSON(now, now.Add(time.Hour), 0, `{}`), "client_count"},
+		"unknown field":  {strings.Replace(good, `"name"`, `"nmae"`, 1), "nmae"},
+		"wrong type":     {strings.Replace(good, `"client_count": 5`, `"client_count": "five"`, 1), "client_count"},
+		"hostile sql":    {campaignJSON(now, now.Add(time.Hour), 5, `{"sql": "id IN (SELECT key FROM jobs)"}`), "selection"},
+		"not json":       {`{"issuer": `, "JSON"},
+		"no such server": {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "mail_server": 9`, 1), "mail_server: there is no mail server 9"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

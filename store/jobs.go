@@ -55,6 +55,15 @@ func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *
 		return err
 	}
 	defer tx.Rollback()
+	if job.MailServerID != 0 {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM mail_servers WHERE id = ?`, job.MailServerID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return &postoffice.FieldError{Field: "mail_server", Reason: fmt.Sprintf("there is no mail server %d", job.MailServerID)}
+		}
+	}
 	for _, m := range []*postoffice.Message{text, html} {
 		if m == nil {
 			continue
