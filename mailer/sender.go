@@ -40,12 +40,21 @@ const (
 	VerdictSent     Verdict = iota
 	VerdictRetry            // 4xx, a timeout or a dropped connection
 	VerdictRejected         // 5xx
+	// VerdictRelayDown: no session with the relay could be had (refused connection, failed
+	// greeting, EHLO, STARTTLS or AUTH). The delivery was not attempted; the mail server
+	// pauses instead of charging it a retry.
+	VerdictRelayDown
 )
 
 // Classify maps a Send error to what happens to the delivery.
 func Classify(err error) Verdict {
 	if err == nil {
 		return VerdictSent
+	}
+	var re *relayError
+	var oe *net.OpError
+	if errors.As(err, &re) || errors.As(err, &oe) && oe.Op == "dial" {
+		return VerdictRelayDown
 	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) && se.Code >= 500 && se.Code < 600 {
@@ -86,7 +95,11 @@ type SMTPSender struct {
 func NewSMTPSender(cfg RelayConfig) (*SMTPSender, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("relay %q: %w", cfg.URL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the URL, password and all
+		}
+		return nil, fmt.Errorf("relay %q: %w", RedactURL(cfg.URL), err)
 	}
 	s := &SMTPSender{auth: u.User, cfg: cfg}
 	switch u.Scheme {
@@ -95,10 +108,10 @@ func NewSMTPSender(cfg RelayConfig) (*SMTPSender, error) {
 	case "smtps":
 		s.addr, s.implicit = hostPort(u, "465"), true
 	default:
-		return nil, fmt.Errorf("relay %q: scheme must be smtp or smtps", cfg.URL)
+		return nil, fmt.Errorf("relay %q: scheme must be smtp or smtps", RedactURL(cfg.URL))
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("relay %q: no host", cfg.URL)
+		return nil, fmt.Errorf("relay %q: no host", RedactURL(cfg.URL))
 	}
 	if s.cfg.Timeout <= 0 {
 		s.cfg.Timeout = 30 * time.Second
@@ -124,12 +137,33 @@ func (s *SMTPSender) tlsConfig() *tls.Config {
 	return &tls.Config{ServerName: host}
 }
 
+// relayError is a failure to open a session with the relay (greeting, EHLO, STARTTLS, AUTH):
+// it is about the relay, never about a recipient.
+type relayError struct{ err error }
+
+func (e *relayError) Error() string { return "relay session: " + e.err.Error() }
+func (e *relayError) Unwrap() error { return e.err }
+
 func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
+	c, err := s.dialSession(ctx)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return nil, err
+		}
+		return nil, &relayError{err}
+	}
+	return c, nil
+}
+
+func (s *SMTPSender) dialSession(ctx context.Context) (*smtp.Client, error) {
 	d := net.Dialer{Timeout: s.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, err
 	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	if s.implicit {
 		conn = tls.Client(conn, s.tlsConfig())
 	}
@@ -137,6 +171,10 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 	if s.startTLS.Load() {
 		if c, err = smtp.NewClientStartTLS(conn, s.tlsConfig()); err != nil {
 			conn.Close()
+			return nil, err
+		}
+		if err := c.Hello(s.cfg.HelloName); err != nil { // the EHLO after TLS
+			c.Close()
 			return nil, err
 		}
 	} else {
@@ -154,7 +192,7 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 		// The relay offers TLS: from now on every connection starts it.
 		c.Close()
 		s.startTLS.Store(true)
-		return s.dial(ctx)
+		return s.dialSession(ctx)
 	}
 	if s.auth != nil && s.auth.Username() != "" {
 		pass, _ := s.auth.Password()
@@ -166,20 +204,21 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 	return c, nil
 }
 
-func (s *SMTPSender) take(ctx context.Context) (*smtp.Client, error) {
+func (s *SMTPSender) take(ctx context.Context) (c *smtp.Client, reused bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, errors.New("sender closed")
+		return nil, false, errors.New("sender closed")
 	}
 	if n := len(s.idle); n > 0 {
 		c := s.idle[n-1]
 		s.idle = s.idle[:n-1]
 		s.mu.Unlock()
-		return c, nil
+		return c, true, nil
 	}
 	s.mu.Unlock()
-	return s.dial(ctx)
+	c, err = s.dial(ctx)
+	return c, false, err
 }
 
 func (s *SMTPSender) give(c *smtp.Client) {
@@ -195,12 +234,30 @@ func (s *SMTPSender) give(c *smtp.Client) {
 // Send runs one SMTP transaction. A refused MAIL, RCPT or DATA leaves the connection
 // reusable after RSET; any other failure closes it, and the next Send dials anew.
 func (s *SMTPSender) Send(ctx context.Context, env *Envelope) error {
-	c, err := s.take(ctx)
+	c, reused, err := s.take(ctx)
 	if err != nil {
 		return err
 	}
-	err = transact(c, env)
+	// Until the message is committed (the final dot), a cancelled ctx aborts the
+	// transaction by closing the connection; after it, the relay's answer is awaited, so a
+	// message the relay took is never reported as not sent.
+	stop := s.guard(ctx, c)
+	mailed, err := transact(c, env, stop)
 	var se *smtp.SMTPError
+	if err != nil && reused && !mailed && ctx.Err() == nil && (!errors.As(err, &se) || se.Code == 421) {
+		// The pooled connection died while idle: nothing was sent on it, so try a fresh one.
+		stop()
+		c.Close()
+		if c, err = s.dial(ctx); err != nil {
+			return err
+		}
+		stop = s.guard(ctx, c)
+		_, err = transact(c, env, stop)
+	}
+	if !stop() && err != nil {
+		c.Close()
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
 	switch {
 	case err == nil:
 		s.give(c)
@@ -212,22 +269,39 @@ func (s *SMTPSender) Send(ctx context.Context, env *Envelope) error {
 	return err
 }
 
-func transact(c *smtp.Client, env *Envelope) error {
+// guard closes c if ctx ends before the returned stop is called; stop reports whether it
+// was in time, and answers the same if called again.
+func (s *SMTPSender) guard(ctx context.Context, c *smtp.Client) func() bool {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	var once sync.Once
+	var ok bool
+	return func() bool {
+		once.Do(func() { ok = stop() })
+		return ok
+	}
+}
+
+// transact runs one transaction; mailed reports whether the relay answered MAIL. commit is
+// called before the final dot and, returning false, abandons the message unsent.
+func transact(c *smtp.Client, env *Envelope, commit func() bool) (mailed bool, err error) {
 	if err := c.Mail(env.From, nil); err != nil {
-		return err
+		return false, err
 	}
 	if err := c.Rcpt(env.To, nil); err != nil {
-		return err
+		return true, err
 	}
 	w, err := c.Data()
 	if err != nil {
-		return err
+		return true, err
 	}
 	if _, err := w.Write(env.Data); err != nil {
 		w.Close()
-		return err
+		return true, err
 	}
-	return w.Close()
+	if !commit() {
+		return true, errors.New("cancelled before the end of data")
+	}
+	return true, w.Close()
 }
 
 // Close quits every idle connection.
@@ -246,7 +320,15 @@ func (s *SMTPSender) Close() error {
 // RedactURL hides the password of a relay URL for logs and pages.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		// Unparsable, perhaps for an unescaped character in the password: hide all the user
+		// information there may be.
+		if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
+			return raw[:i+3] + "xxxxx" + raw[j:]
+		}
+		return raw
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {

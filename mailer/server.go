@@ -67,6 +67,11 @@ type MailServer struct {
 	sent, retried, rejected, failed atomic.Int64
 	queue                           atomic.Int64
 
+	// relayPause is how long to wait after the relay could not be reached; it doubles
+	// while the relay stays down. Only the dispatcher goroutine touches it.
+	relayPause time.Duration
+	relayDown  atomic.Bool
+
 	mu       sync.Mutex
 	state    string
 	jobs     []int64
@@ -221,7 +226,9 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	passCtx, halt := context.WithCancel(ctx)
 	defer halt()
 	var halted atomic.Bool
-	go m.watch(passCtx, job, func() { halted.Store(true); halt() })
+	stop := func() { halted.Store(true); halt() }
+	go m.watch(passCtx, job, stop)
+	m.relayDown.Store(false)
 
 	work := make(chan postoffice.Recipient, m.cfg.Batch)
 	results := make(chan postoffice.Outcome, m.cfg.CommitSize)
@@ -230,7 +237,7 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			m.worker(passCtx, job, jm, work, results)
+			m.worker(passCtx, job, jm, work, results, stop)
 		}()
 	}
 	var commitErr error
@@ -249,6 +256,12 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		return time.Time{}, commitErr
 	}
 	now := m.cfg.Now()
+	if m.relayDown.Load() {
+		m.relayPause = min(max(2*m.relayPause, time.Second), time.Minute)
+		m.cfg.Logger.Warn("relay unreachable; pausing", "job", job.Key, "for", m.relayPause)
+		return now.Add(m.relayPause), nil
+	}
+	m.relayPause = 0
 	if halted.Load() || ctx.Err() != nil {
 		return now.Add(m.cfg.Poll), nil
 	}
@@ -369,7 +382,8 @@ func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postof
 }
 
 // worker renders and sends until work is closed; once ctx ends it drains work unsent.
-func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan postoffice.Recipient, results chan<- postoffice.Outcome) {
+// A relay that cannot be reached stops the pass through halt: the delivery stays pending.
+func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan postoffice.Recipient, results chan<- postoffice.Outcome, halt func()) {
 	var buf, scratch []byte
 	env := Envelope{From: m.cfg.Addresses.From.Address}
 	for r := range work {
@@ -389,6 +403,13 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		err := m.cfg.Sender.Send(ctx, &env)
 		if err != nil && ctx.Err() != nil {
 			continue // halted while sending: the delivery stays pending, no retry is counted
+		}
+		if Classify(err) == VerdictRelayDown {
+			if !m.relayDown.Swap(true) {
+				m.cfg.Logger.Warn("relay unreachable", "err", err)
+			}
+			halt()
+			continue
 		}
 		results <- m.outcome(&r, err, m.cfg.Now())
 	}
