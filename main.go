@@ -261,7 +261,8 @@ func (a *app) close() {
 // scheduler, then the database.
 func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
 	web := http.NewServeMux()
-	web.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log}))
+	web.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log,
+		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }}))
 	web.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)

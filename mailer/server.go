@@ -48,7 +48,7 @@ type Config struct {
 	CommitSize  int
 	CommitEvery time.Duration
 	// MaxRetries is how many times a delivery is retried after a temporary failure before it
-	// is given up; the wait doubles from RetryBase up to RetryMax.
+	// is given up (0: never retried); the wait doubles from RetryBase up to RetryMax.
 	MaxRetries int
 	RetryBase  time.Duration
 	RetryMax   time.Duration
@@ -95,9 +95,7 @@ func New(cfg Config) *MailServer {
 	if cfg.CommitEvery <= 0 {
 		cfg.CommitEvery = 25 * time.Millisecond
 	}
-	if cfg.MaxRetries <= 0 {
-		cfg.MaxRetries = 5
-	}
+	cfg.MaxRetries = max(cfg.MaxRetries, 0)
 	if cfg.RetryBase <= 0 {
 		cfg.RetryBase = time.Minute
 	}
@@ -224,10 +222,16 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		m.queue.Store(int64(pending))
 	}
 	passCtx, halt := context.WithCancel(ctx)
-	defer halt()
 	var halted atomic.Bool
 	stop := func() { halted.Store(true); halt() }
-	go m.watch(passCtx, job, stop)
+	var watcher sync.WaitGroup
+	watcher.Add(1)
+	go func() {
+		defer watcher.Done()
+		m.watch(passCtx, job, stop)
+	}()
+	defer watcher.Wait()
+	defer halt() // ends the watcher; runs before the Wait above
 	m.relayDown.Store(false)
 
 	work := make(chan postoffice.Recipient, m.cfg.Batch)
