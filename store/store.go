@@ -45,10 +45,13 @@ func dsn(file string, readOnly bool) string {
 	q.Set("_foreign_keys", "on")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_txlock", "immediate")
+	// Page caches are bounded so memory stays flat however large the campaign: 8 MB for
+	// the writer, 2 MB for each reader.
 	q.Set("_cache_size", "-8000")
 	if readOnly {
 		q.Set("mode", "ro")
 		q.Set("_txlock", "deferred")
+		q.Set("_cache_size", "-2000")
 	}
 	return "file:" + file + "?" + q.Encode()
 }
