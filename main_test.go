@@ -500,6 +500,10 @@ func TestCampaignErrorsNameTheField(t *testing.T) {
 		"wrong type":     {strings.Replace(good, `"client_count": 5`, `"client_count": "five"`, 1), "client_count"},
 		"hostile sql":    {campaignJSON(now, now.Add(time.Hour), 5, `{"sql": "id IN (SELECT key FROM jobs)"}`), "selection"},
 		"not json":       {`{"issuer": `, "JSON"},
+		"bad rule":       {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "rules": [{"type": "reply", "points": 10}, {"type": "click", "points": 0}]`, 1), "rules[1].points"},
+		"bad rule type":  {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "rules": [{"type": "fax", "points": 10}]`, 1), "rules[0].type"},
+		"bad period":     {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "rules": [{"type": "reply", "points": 1, "frequency": "period", "period": "daily"}]`, 1), "rules[0].period"},
+		"foreign rule":   {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "rule_ids": [42]`, 1), "rule_ids[0]"},
 		"no such server": {strings.Replace(good, `"client_count": 5`, `"client_count": 5, "mail_server": 9`, 1), "mail_server: there is no mail server 9"},
 	}
 	for name, c := range cases {

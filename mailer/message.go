@@ -145,8 +145,7 @@ func cutSkeleton(header []byte) skeleton {
 
 // links returns the consumer's URLs for a token.
 func (a *Addresses) links(token string) (ack, page, unsubscribe string) {
-	base := strings.TrimRight(a.BaseURL, "/")
-	return base + "/a/" + token, base + "/i/" + token, base + "/u/" + token
+	return postoffice.LinksFor(a.BaseURL, token)
 }
 
 // build writes one consumer's message into dst and returns it. The format follows the

@@ -161,7 +161,7 @@ func newHarness(t *testing.T, s setup) *harness {
 	now := time.Now()
 	job := &postoffice.Job{IssuerID: iss.ID, Name: "Spring", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
 		Stop: now.Add(time.Hour), ClientCount: s.consumers, MailServerID: 1}
-	if err := h.st.CreateJob(ctx, job, textMessage(), htmlMessage()); err != nil {
+	if err := h.st.CreateJob(ctx, job, textMessage(), htmlMessage(), postoffice.JobRules{}); err != nil {
 		t.Fatal(err)
 	}
 	for complete := false; !complete; {

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"pointpost/rewards"
 )
 
 // Campaign is a job as an operator writes it in a campaign file (`pointpost campaign create`).
@@ -27,6 +29,62 @@ type Campaign struct {
 	MailServer int `json:"mail_server,omitempty"`
 	// Draft keeps the job from being scheduled until someone schedules it.
 	Draft bool `json:"draft,omitempty"`
+	// Rules are award rules made for this job; RuleIDs names the issuer's existing ones.
+	Rules   []RuleSpec `json:"rules,omitempty"`
+	RuleIDs []int64    `json:"rule_ids,omitempty"`
+}
+
+// RuleSpec is an award rule as a campaign file writes it.
+type RuleSpec struct {
+	Description string `json:"description,omitempty"`
+	Type        string `json:"type"`
+	Points      int64  `json:"points"`
+	// Frequency is "once" (per job), "period" (once per consumer per Period, like "24h" or
+	// "168h") or "times" (up to MaxTimes per consumer, once per job).
+	Frequency  string `json:"frequency"`
+	Period     string `json:"period,omitempty"`
+	MaxTimes   int    `json:"max_times,omitempty"`
+	Start      string `json:"start,omitempty"`
+	Stop       string `json:"stop,omitempty"`
+	IssuerURL  string `json:"issuer_url,omitempty"`
+	SuccessURL string `json:"success_url,omitempty"`
+	Budget     int64  `json:"budget,omitempty"`
+}
+
+// rule checks a rule spec and makes the rule. Errors are *FieldError under field.
+func (r *RuleSpec) rule(field string) (*rewards.AwardRule, error) {
+	rule := &rewards.AwardRule{Description: r.Description, Type: rewards.RuleType(r.Type), Points: r.Points,
+		Frequency: rewards.Frequency(r.Frequency), MaxTimes: r.MaxTimes, IssuerURL: r.IssuerURL,
+		SuccessURL: r.SuccessURL, Budget: r.Budget}
+	if rule.Frequency == "" {
+		rule.Frequency = rewards.FrequencyOnce
+	}
+	if r.Period != "" {
+		d, err := time.ParseDuration(r.Period)
+		if err != nil {
+			return nil, &FieldError{field + ".period", "must be a duration like \"24h\""}
+		}
+		rule.Period = d
+	}
+	for _, t := range []struct {
+		name  string
+		value string
+		dst   *time.Time
+	}{{"start", r.Start, &rule.Start}, {"stop", r.Stop, &rule.Stop}} {
+		if t.value == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.value)
+		if err != nil {
+			return nil, &FieldError{field + "." + t.name, "must be an RFC 3339 time"}
+		}
+		*t.dst = v.UTC()
+	}
+	if err := rule.Validate(); err != nil {
+		name, reason, _ := strings.Cut(err.Error(), ": ")
+		return nil, &FieldError{field + "." + name, reason}
+	}
+	return rule, nil
 }
 
 // MessageSpec is the subject and body template of one format.
@@ -75,6 +133,8 @@ type plan struct {
 	job        Job
 	text, html *Message
 	raw        bool
+	rules      []*rewards.AwardRule
+	ruleIDs    []int64
 }
 
 // compile checks every field of c and builds the job. Errors are *FieldError.
@@ -141,6 +201,14 @@ func (c *Campaign) compile() (*plan, error) {
 		p.job.Selection = string(c.Selection)
 	}
 	p.raw = sel.IsRaw()
+	for i := range c.Rules {
+		rule, err := c.Rules[i].rule(fmt.Sprintf("rules[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		p.rules = append(p.rules, rule)
+	}
+	p.ruleIDs = c.RuleIDs
 	p.job.Name = strings.TrimSpace(c.Name)
 	p.job.Start, p.job.Stop = start.UTC(), stop.UTC()
 	p.job.ClientCount = c.ClientCount
@@ -170,7 +238,7 @@ func (po *PostOffice) CreateJob(ctx context.Context, c *Campaign) (job *Job, mat
 		return nil, 0, err
 	}
 	p.job.IssuerID, p.job.IssuerSlug = iss.ID, iss.Slug
-	if err := po.cfg.Store.CreateJob(ctx, &p.job, p.text, p.html); err != nil {
+	if err := po.cfg.Store.CreateJob(ctx, &p.job, p.text, p.html, JobRules{New: p.rules, Existing: p.ruleIDs}); err != nil {
 		return nil, 0, err
 	}
 	po.cfg.Logger.Info("job created", "job", p.job.Key, "issuer", iss.Slug, "state", p.job.State, "matching", matching)

@@ -15,7 +15,7 @@ import (
 // Store is what the post office keeps in its database 184.
 type Store interface {
 	EnsureIssuer(ctx context.Context, slug, name string) (rewards.Issuer, error)
-	CreateJob(ctx context.Context, job *Job, text, html *Message) error
+	CreateJob(ctx context.Context, job *Job, text, html *Message, rules JobRules) error
 	Job(ctx context.Context, key int64) (*Job, error)
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
 	SetJobState(ctx context.Context, key int64, state JobState, reason string) error
@@ -25,6 +25,13 @@ type Store interface {
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	PendingCount(ctx context.Context, key int64) (int, error)
 	ReportMailServers(ctx context.Context, statuses []MailServerStatus) error
+}
+
+// JobRules are the award rules a new job's acknowledgements earn under: rules made with
+// the job, and the issuer's existing rules by ID.
+type JobRules struct {
+	New      []*rewards.AwardRule
+	Existing []int64
 }
 
 // MailServerStatus is what a mail server reports about itself (claim 8).

@@ -277,16 +277,25 @@ func (s *Store) tuneForImport(ctx context.Context) (restore func(), err error) {
 // Returns ErrNotFound if there is none.
 func (s *Store) ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
+	return s.consumerWhere(ctx, "email = ?", email)
+}
+
+// ConsumerByID returns the consumer with id. Returns ErrNotFound if there is none.
+func (s *Store) ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error) {
+	return s.consumerWhere(ctx, "id = ?", id)
+}
+
+func (s *Store) consumerWhere(ctx context.Context, where string, key any) (*rewards.Consumer, error) {
 	c := &rewards.Consumer{}
 	var birthYear sql.NullInt64
 	var interests, format, attrs, status string
 	err := s.read.QueryRowContext(ctx, `SELECT id, email, first_name, last_name, city, region, country,
 			postal_code, birth_year, gender, interests, format, attributes, status, points_balance
-		FROM consumers WHERE email = ?`, email).Scan(&c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
+		FROM consumers WHERE `+where, key).Scan(&c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
 		&c.Region, &c.Country, &c.PostalCode, &birthYear, &c.Gender, &interests, &format, &attrs, &status,
 		&c.PointsBalance)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("consumer %s: %w", email, ErrNotFound)
+		return nil, fmt.Errorf("consumer %v: %w", key, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -297,7 +306,7 @@ func (s *Store) ConsumerByEmail(ctx context.Context, email string) (*rewards.Con
 	c.Status = rewards.ConsumerStatus(status)
 	if attrs != "{}" && attrs != "" {
 		if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
-			return nil, fmt.Errorf("consumer %s attributes: %w", email, err)
+			return nil, fmt.Errorf("consumer %v attributes: %w", key, err)
 		}
 	}
 	return c, nil
@@ -329,6 +338,23 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 		return err
 	} else if n == 0 {
 		return fmt.Errorf("consumer %s: %w", email, ErrNotFound)
+	}
+	return nil
+}
+
+// Unsubscribe stops all mail to a consumer: she is never selected again, and mail servers
+// skip her pending deliveries. A bounced or suppressed consumer stays so. Returns
+// ErrNotFound if there is no such consumer.
+func (s *Store) Unsubscribe(ctx context.Context, consumerID int64) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE consumers SET status = 'unsubscribed', updated_at = ?
+		WHERE id = ? AND status = 'active'`, ms(s.Now()), consumerID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.ConsumerByID(ctx, consumerID); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -43,9 +43,11 @@ func (s *Store) Issuers(ctx context.Context) ([]rewards.Issuer, error) {
 	return out, rows.Err()
 }
 
-// CreateJob stores a job with its text and HTML messages (either may be nil) in one
-// transaction and sets job.Key and the message IDs.
-func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message) error {
+// CreateJob stores a job with its text and HTML messages (either may be nil) and its award
+// rules in one transaction, and sets job.Key, the message IDs and the new rules' IDs.
+// Returns a *postoffice.FieldError for a pinned mail server or an existing rule that is not
+// there (or not the issuer's).
+func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
 	args, err := json.Marshal(job.SelectionArgs)
 	if err != nil {
 		return fmt.Errorf("selection args: %w", err)
@@ -94,7 +96,45 @@ func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *
 	if err != nil {
 		return err
 	}
+	if err := s.linkNewJobRules(ctx, tx, job, rules); err != nil {
+		return err
+	}
 	return tx.Commit()
+}
+
+// linkNewJobRules makes a new job's rules and links them, with the existing ones, to it.
+func (s *Store) linkNewJobRules(ctx context.Context, tx *sql.Tx, job *postoffice.Job, rules postoffice.JobRules) error {
+	now := ms(s.Now())
+	ids := append([]int64(nil), rules.Existing...)
+	for i, id := range rules.Existing {
+		var issuer int64
+		err := tx.QueryRowContext(ctx, `SELECT issuer_id FROM award_rules WHERE id = ? AND retired = 0`, id).Scan(&issuer)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && issuer != job.IssuerID {
+			return &postoffice.FieldError{Field: fmt.Sprintf("rule_ids[%d]", i),
+				Reason: fmt.Sprintf("rule %d is not an active rule of this issuer", id)}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range rules.New {
+		r.IssuerID = job.IssuerID
+		err := tx.QueryRowContext(ctx, `INSERT INTO award_rules (issuer_id, description, type, points, frequency,
+				period_ms, max_times, start_at, stop_at, issuer_url, success_url, budget, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			r.IssuerID, r.Description, string(r.Type), r.Points, string(r.Frequency), r.Period.Milliseconds(),
+			r.MaxTimes, ms(r.Start), ms(r.Stop), r.IssuerURL, r.SuccessURL, r.Budget, now, now).Scan(&r.ID)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, r.ID)
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO job_rules (job_key, rule_id) VALUES (?, ?)`, job.Key, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func nullID(id int64) any {

@@ -31,7 +31,7 @@ func newToolbox(t *testing.T) (*httptest.Server, *store.Store, *postoffice.Job) 
 	}
 	now := time.Now()
 	job := &postoffice.Job{IssuerID: iss.ID, Name: "Spring <sale>", State: postoffice.JobScheduled, Start: now, Stop: now.Add(time.Hour), ClientCount: 10}
-	if err := st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil); err != nil {
+	if err := st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
 		t.Fatal(err)
 	}
 	msgs := []*postoffice.OutboxMessage{
