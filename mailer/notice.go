@@ -1,0 +1,66 @@
+package mailer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/mail"
+	"time"
+
+	gomail "github.com/emersion/go-message/mail"
+)
+
+// Notices sends the one-off messages that are not campaigns, such as the double opt-in
+// confirmation of an enrollment, through the same Sender the mail servers use.
+type Notices struct {
+	Sender Sender
+	From   mail.Address
+	// Domain carries the Message-IDs.
+	Domain string
+	Now    func() time.Time
+}
+
+// SendConfirmation asks a new consumer to confirm her enrollment by following link.
+func (n *Notices) SendConfirmation(ctx context.Context, to, name, link string) error {
+	greeting := "Hello,"
+	if name != "" {
+		greeting = "Hello " + name + ","
+	}
+	body := greeting + "\n\nplease confirm that you want to join and earn points by opening this link:\n\n" +
+		link + "\n\nIf you did not ask to join, ignore this message: nothing happens without your confirmation.\n"
+	return n.send(ctx, to, name, "Please confirm your membership", body)
+}
+
+func (n *Notices) send(ctx context.Context, to, name, subject, body string) error {
+	now := time.Now
+	if n.Now != nil {
+		now = n.Now
+	}
+	var h gomail.Header
+	h.SetAddressList("From", []*gomail.Address{{Name: n.From.Name, Address: n.From.Address}})
+	h.SetAddressList("To", []*gomail.Address{{Name: name, Address: to}})
+	h.SetSubject(subject)
+	h.SetDate(now())
+	id := make([]byte, 12)
+	_, _ = rand.Read(id)
+	h.SetMessageID(hex.EncodeToString(id) + "@" + n.Domain)
+	h.Set("Auto-Submitted", "auto-generated") // RFC 3834: no auto-replies to this
+	h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+	var buf bytes.Buffer
+	w, err := gomail.CreateSingleInlineWriter(&buf, h)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := n.Sender.Send(ctx, &Envelope{From: n.From.Address, To: to, Subject: subject, Data: buf.Bytes()}); err != nil {
+		return fmt.Errorf("sending to %s: %w", to, err)
+	}
+	return nil
+}
