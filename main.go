@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,8 @@ commands:
   import consumers FILE.csv   add or update consumers from a CSV file
   campaign create FILE.json   define a job from a campaign file; prints its job key
   job list|show|suspend|resume|stop|schedule [KEY]
+  consumer EMAIL [--json]     a consumer's timeline: deliveries, acknowledgements, points
+  settle                      post pending points into consumer accounts now
   bench                       measure end-to-end sending against an in-process SMTP sink
 
 Run 'pointpost COMMAND -h' for a command's flags.`
@@ -74,6 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return jobCommand(ctx, args[1:], getenv, stdout)
 	case "bench":
 		return benchCommand(ctx, args[1:], getenv, stdout)
+	case "consumer":
+		return consumerCommand(ctx, args[1:], getenv, stdout)
+	case "settle":
+		return settleCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -97,6 +104,8 @@ type Config struct {
 	RetryBase   time.Duration
 	Demo        bool
 	LogLevel    string
+	// SettleEvery is how often accrued points are posted into consumer accounts.
+	SettleEvery time.Duration
 }
 
 // flags binds Config to a flag set; each flag's default comes from its env variable.
@@ -137,6 +146,19 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 		return err
 	})
 	c.RetryBase, _ = time.ParseDuration(retry)
+	settle := "5s"
+	if v := getenv("POINTPOST_SETTLE_INTERVAL"); v != "" {
+		settle = v
+	}
+	c.SettleEvery, _ = time.ParseDuration(settle)
+	fs.Func("settle-interval", "how often accrued points are posted to consumer accounts (env POINTPOST_SETTLE_INTERVAL) (default 5s)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.SettleEvery = d
+		return err
+	})
 	demo := getenv("POINTPOST_DEMO") == "1" || getenv("POINTPOST_DEMO") == "true"
 	fs.BoolVar(&c.Demo, "demo", demo, "seed demo data into an empty database (env POINTPOST_DEMO)")
 	str(&c.LogLevel, "log", "POINTPOST_LOG", "info", "log level: debug, info, warn, error")
@@ -283,8 +305,10 @@ func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
 	poolDone.Add(1)
 	go func() { defer poolDone.Done(); a.pool.Run(runCtx) }()
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	schedDone.Add(1)
+	schedDone.Add(2)
 	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
+	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
+	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
 	httpErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -700,4 +724,123 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// loadResult is what a load run measured.
+type loadResult struct {
+	Requests   int     `json:"requests"`
+	Failures   int     `json:"failures"`
+	Seconds    float64 `json:"seconds"`
+	PerSec     float64 `json:"per_sec"`
+	P50Millis  float64 `json:"p50_ms"`
+	P99Millis  float64 `json:"p99_ms"`
+	MaxMillis  float64 `json:"max_ms"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+// postLoad POSTs body to every URL once, from conns concurrent keep-alive connections, and
+// measures throughput and latency. A response other than want counts as a failure.
+func postLoad(ctx context.Context, urls []string, body string, conns, want int) loadResult {
+	transport := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	next := make(chan string)
+	latencies := make([][]time.Duration, conns)
+	failures := make([]int, conns)
+	var firstErr sync.Once
+	var res loadResult
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range next {
+				t := time.Now()
+				resp, err := client.Post(u, "application/x-www-form-urlencoded", strings.NewReader(body))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != want {
+						err = fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
+					}
+				}
+				latencies[i] = append(latencies[i], time.Since(t))
+				if err != nil {
+					failures[i]++
+					firstErr.Do(func() { res.FirstError = err.Error() })
+				}
+			}
+		}()
+	}
+	for _, u := range urls {
+		select {
+		case next <- u:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	var all []time.Duration
+	for i := range conns {
+		all = append(all, latencies[i]...)
+		res.Failures += failures[i]
+	}
+	slices.Sort(all)
+	res.Requests = len(all)
+	if len(all) > 0 {
+		pick := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
+		res.P50Millis, res.P99Millis, res.MaxMillis = pick(0.50), pick(0.99), pick(1)
+		res.PerSec = float64(len(all)) / res.Seconds
+	}
+	return res
+}
+
+func consumerCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	// The e-mail may come before the flags: pointpost consumer EMAIL --json.
+	var email string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		email, args = args[0], args[1:]
+	}
+	asJSON := slices.Contains(args, "--json") || slices.Contains(args, "-json")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--json" || a == "-json" })
+	a, fs, err := storeOnly(ctx, "consumer", args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if email == "" && fs.NArg() == 1 {
+		email = fs.Arg(0)
+	}
+	if email == "" {
+		return errors.New("usage: pointpost consumer EMAIL [--json]")
+	}
+	tl, err := a.store.Timeline(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no consumer with e-mail %s", email)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(tl)
+	}
+	return tl.WriteText(stdout)
+}
+
+func settleCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	a, _, err := storeOnly(ctx, "settle", args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	n, err := (&rewards.Settler{Store: a.store}).SettleNow(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "posted %d accruals\n", n)
+	return nil
 }
