@@ -31,6 +31,7 @@ import (
 	"pointpost/rewards"
 	"pointpost/store"
 	"pointpost/toolbox"
+	"pointpost/web"
 )
 
 func main() {
@@ -278,23 +279,45 @@ func (a *app) close() {
 	a.store.Close()
 }
 
-// serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
-// them in order: HTTP first, then the mail servers (which record what they sent), then the
-// scheduler, then the database.
-func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
-	web := http.NewServeMux()
-	web.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log,
-		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }}))
-	web.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+// handler is the web server: consumer pages, the toolbox and the metrics.
+func (a *app) handler() http.Handler {
+	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
+	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
+		Enrollments: a.store, Confirmations: &mailer.Notices{Sender: a.sender, From: a.from, Domain: a.cfg.ReplyDomain},
+		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
+		mux.Handle(prefix, pages)
+	}
+	mux.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log, IsNotFound: isNotFound}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)
 		a.writeQueueMetrics(r.Context(), w)
 	})
+	return mux
+}
+
+// serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
+// them in order: HTTP first, then the mail servers (which record what they sent), then the
+// scheduler, then the database.
+func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string)) error {
+	// A server that fails stops the others as a signal would.
+	ctx, stopAll := context.WithCancel(parent)
+	defer stopAll()
+	mux := a.handler()
 	ln, err := net.Listen("tcp", a.cfg.HTTP)
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", a.cfg.HTTP, err)
 	}
-	srv := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	smtpLn, err := net.Listen("tcp", a.cfg.SMTP)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--smtp %s: %w", a.cfg.SMTP, err)
+	}
+	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Tokens: a.po.Tokens(),
+		Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	a.log.Info("pointpost serving", "http", "http://"+ln.Addr().String(), "db", a.cfg.DB,
 		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay)
 
@@ -309,7 +332,14 @@ func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
 	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
 	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
 	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
-	httpErr := make(chan error, 1)
+	httpErr := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := receiver.Serve(ctx, smtpLn); err != nil {
+			httpErr <- err
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -318,18 +348,19 @@ func (a *app) serve(ctx context.Context, ready func(httpAddr string)) error {
 		}
 	}()
 	if ready != nil {
-		ready(ln.Addr().String())
+		ready(ln.Addr().String(), smtpLn.Addr().String())
 	}
 	var result error
 	select {
 	case <-ctx.Done():
 	case result = <-httpErr:
+		stopAll()
 	}
 	a.log.Info("stopping")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = srv.Shutdown(shutdownCtx)
-	wg.Wait()
+	wg.Wait() // the receiver, whose ctx has ended, too
 	cancel()
 	poolDone.Wait()
 	stopSched()
@@ -367,8 +398,8 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
-	return a.serve(ctx, func(addr string) {
-		fmt.Fprintf(stdout, "pointpost is running: open http://%s/\n", addr)
+	return a.serve(ctx, func(httpAddr, smtpAddr string) {
+		fmt.Fprintf(stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", httpAddr, smtpAddr)
 	})
 }
 
@@ -386,6 +417,15 @@ func (a *app) seedDemo(ctx context.Context) error {
 	job, matching, err := a.po.CreateJob(ctx, demoCampaign(now, 10_000))
 	if err != nil {
 		return err
+	}
+	for _, item := range []rewards.CatalogItem{
+		{Name: "Coffee voucher", Description: "A cup at any partner café", Cost: 10, Stock: 500},
+		{Name: "Cinema ticket", Description: "One ticket, any film", Cost: 50, Stock: 100},
+		{Name: "Weekend getaway", Description: "Two nights for two", Cost: 5000, Stock: 2},
+	} {
+		if err := a.store.AddCatalogItem(ctx, &item); err != nil {
+			return err
+		}
 	}
 	a.log.Info("demo data seeded", "consumers", 10_000, "job", job.Key, "recipients", matching)
 	return nil
@@ -416,6 +456,11 @@ func demoCampaign(now time.Time, count int) *postoffice.Campaign {
 		Issuer: "acme", IssuerName: "Acme Outdoor", Name: "Welcome to Acme points",
 		Start: now.UTC().Format(time.RFC3339), Stop: now.Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339),
 		ClientCount: count,
+		Rules: []postoffice.RuleSpec{
+			{Description: "Reply to the invitation", Type: "reply", Points: 10, Frequency: "once"},
+			{Description: "Open the invitation and press Submit", Type: "click", Points: 10, Frequency: "once",
+				IssuerURL: "https://acme.example/"},
+		},
 		Text: &postoffice.MessageSpec{
 			Subject: "<_&getUserName_>, 10 points are waiting for you",
 			Body: "POINTENTIALS -- Acme Outdoor\n\nDear <_&getUserName_>,\n\n" +
@@ -567,6 +612,8 @@ type benchResult struct {
 	SelectionSeconds float64 `json:"selection_seconds"`
 	SeedSeconds      float64 `json:"seed_seconds"`
 	SinkMessages     int64   `json:"sink_messages,omitempty"`
+	// Acks measures Submit POSTs over loopback, each answered after its durable commit.
+	Acks *loadResult `json:"acks,omitempty"`
 }
 
 // benchCommand runs a real job through the real post office and mail servers into an
@@ -580,6 +627,8 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	keep := fs.Bool("keep", false, "keep the temporary database and print where it is")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sending phase to this file")
+	acks := fs.Int("acks", 0, "then acknowledge this many invitations by Submit POSTs over HTTP")
+	ackConns := fs.Int("ack-connections", 64, "concurrent HTTP connections for --acks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -668,12 +717,24 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	if *keep {
 		fmt.Fprintln(os.Stderr, "database kept at", cfg.DB)
 	}
+	if *acks > 0 {
+		r, err := a.benchAcks(ctx, job.Key, *acks, *ackConns)
+		if err != nil {
+			return err
+		}
+		res.Acks = &r
+	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
 		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.Messages, res.Seconds, res.MsgsPerSec, res.CPUSeconds,
 		float64(res.PeakRSSBytes)/(1<<20))
+	if res.Acks != nil {
+		fmt.Fprintf(stdout, "acks           %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed\n",
+			res.Acks.Requests, res.Acks.Seconds, res.Acks.PerSec, res.Acks.P50Millis, res.Acks.P99Millis,
+			res.Acks.MaxMillis, res.Acks.Failures)
+	}
 	if counts.Sent != counts.Total || counts.Total == 0 {
 		return fmt.Errorf("only %d of %d selected messages were sent (%+v)", counts.Sent, counts.Total, counts)
 	}
@@ -843,4 +904,45 @@ func settleCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	fmt.Fprintf(stdout, "posted %d accruals\n", n)
 	return nil
+}
+
+// accounts adapts the store to the web pages, which need only whether a redemption worked.
+type accounts struct{ *store.Store }
+
+func (a accounts) Redeem(ctx context.Context, consumerID, itemID int64) error {
+	_, err := a.Store.Redeem(ctx, consumerID, itemID)
+	return err
+}
+
+// inboundRecorder keeps what the receiver took that earned nothing.
+type inboundRecorder struct{ st *store.Store }
+
+func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
+	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+}
+
+// benchAcks serves the web pages on loopback and presses Submit on n invitations of a job
+// from conns connections. Each POST is answered after its acknowledgement is committed.
+func (a *app) benchAcks(ctx context.Context, jobKey int64, n, conns int) (loadResult, error) {
+	ids, err := a.store.JobConsumers(ctx, jobKey, n)
+	if err != nil {
+		return loadResult{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return loadResult{}, err
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	urls := make([]string, len(ids))
+	for i, id := range ids {
+		urls[i] = "http://" + ln.Addr().String() + "/i/" + a.po.Tokens().Encode(jobKey, id)
+	}
+	res := postLoad(ctx, urls, "", conns, http.StatusOK)
+	if res.Failures > 0 {
+		return res, fmt.Errorf("%d of %d acknowledgements failed; first: %s", res.Failures, res.Requests, res.FirstError)
+	}
+	return res, nil
 }

@@ -32,14 +32,16 @@ func (e env) get(k string) string { return e[k] }
 
 func newEnv(t *testing.T, relay string) env {
 	return env{
-		"POINTPOST_DB":           filepath.Join(t.TempDir(), "pointpost.db"),
-		"POINTPOST_HTTP":         "127.0.0.1:0",
-		"POINTPOST_RELAY":        relay,
-		"POINTPOST_RETRY_BASE":   "100ms",
-		"POINTPOST_MAX_RETRIES":  "3",
-		"POINTPOST_MAIL_SERVERS": "2",
-		"POINTPOST_CONNECTIONS":  "4",
-		"POINTPOST_LOG":          "warn",
+		"POINTPOST_DB":              filepath.Join(t.TempDir(), "pointpost.db"),
+		"POINTPOST_HTTP":            "127.0.0.1:0",
+		"POINTPOST_SMTP":            "127.0.0.1:0",
+		"POINTPOST_SETTLE_INTERVAL": "100ms",
+		"POINTPOST_RELAY":           relay,
+		"POINTPOST_RETRY_BASE":      "100ms",
+		"POINTPOST_MAX_RETRIES":     "3",
+		"POINTPOST_MAIL_SERVERS":    "2",
+		"POINTPOST_CONNECTIONS":     "4",
+		"POINTPOST_LOG":             "warn",
 	}
 }
 
@@ -56,6 +58,7 @@ func runOK(t *testing.T, e env, args ...string) string {
 // server is a running `pointpost serve`.
 type server struct {
 	addr   string
+	smtp   string
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -92,11 +95,11 @@ func startServe(t *testing.T, e env) *server {
 	go func() { s.done <- run(ctx, []string{"serve"}, e.get, out) }()
 	select {
 	case line := <-out.lines:
-		m := regexp.MustCompile(`http://([0-9.:]+)/`).FindStringSubmatch(line)
+		m := regexp.MustCompile(`http://([0-9.:]+)/ \(replies: smtp://([0-9.:]+)\)`).FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("unexpected first line %q", line)
 		}
-		s.addr = m[1]
+		s.addr, s.smtp = m[1], m[2]
 	case err := <-s.done:
 		t.Fatalf("serve ended early: %v", err)
 	case <-time.After(20 * time.Second):

@@ -30,6 +30,8 @@ type Store struct {
 	path  string
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// acks group-commits acknowledgements (groupcommit.go).
+	acks ackCommitter
 }
 
 // Durability: synchronous=NORMAL in WAL mode. A commit survives a crash of the process (the
@@ -87,6 +89,7 @@ func Open(ctx context.Context, file string) (*Store, error) {
 
 // Close closes both pools after checkpointing the WAL into the main file.
 func (s *Store) Close() error {
+	s.acks.close()
 	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(s.read.Close(), s.write.Close())
 }

@@ -1,0 +1,535 @@
+package mailer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+
+	"pointpost/postoffice"
+)
+
+// Acknowledger records an acknowledgement; the post office implements it. Returns an error
+// wrapping postoffice.ErrBadToken for a token that does not verify,
+// postoffice.ErrNoDelivery for one naming no invitation sent, or another error when the
+// acknowledgement could not be committed.
+type Acknowledger interface {
+	Acknowledge(ctx context.Context, token string, channel postoffice.Channel, source string) (*postoffice.AckResult, error)
+}
+
+// InboundRecorder keeps the mail the receiver took that earns nothing: bounces, complaints,
+// auto-replies, unsubscribe requests and replies without a valid token. The store
+// implements it; RecordInbound returns once the record is committed.
+type InboundRecorder interface {
+	RecordInbound(ctx context.Context, m *InboundRecord) error
+}
+
+// InboundRecord is one message the receiver kept.
+type InboundRecord struct {
+	// Kind is an InboundKind: reply, auto-reply, bounce, complaint, unsubscribe, unknown.
+	Kind string
+	// JobKey and ConsumerID name the delivery a verified token points to; 0 when none did.
+	JobKey, ConsumerID int64
+	// From is the header From address, To the envelope recipients joined by ", ".
+	From, To, Subject string
+	// Detail says why it earned nothing, the signal that classified it, and the envelope.
+	Detail string
+}
+
+// ReceiverConfig configures the receiver 199. Zero fields get the defaults NewReceiver gives.
+type ReceiverConfig struct {
+	// Addr is where ListenAndServe listens; default 127.0.0.1:2525.
+	Addr string
+	// ReplyDomain is the only domain mail is accepted for (reply+TOKEN@ReplyDomain);
+	// required. Also the name in the greeting.
+	ReplyDomain string
+	// Tokens verifies the tokens replies carry; required.
+	Tokens *postoffice.Keyring
+	// Acks records acknowledgements; required.
+	Acks Acknowledger
+	// Inbound records what is accepted but earns nothing; required.
+	Inbound InboundRecorder
+	// MaxMessageBytes: larger messages get 552 5.3.4; default 10 MB.
+	MaxMessageBytes int64
+	// MaxRecipients: more per message get 452 4.5.3; default 10.
+	MaxRecipients int
+	// MaxConnections: more at once are greeted with 421 4.7.0 and closed; default 100.
+	MaxConnections int
+	// MaxLineLength bounds a command or message line; default 2000 (RFC 5321's 1000,
+	// doubled for the clients that exceed it).
+	MaxLineLength int
+	// ReadTimeout is how long the client may stay silent (waiting for a command, or
+	// between reads of a message); default 5 minutes (RFC 5321 section 4.5.3.2).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one reply; default 1 minute.
+	WriteTimeout time.Duration
+	// CommitTimeout bounds an acknowledgement or a record; past it the client gets 451.
+	// Default 30 seconds.
+	CommitTimeout time.Duration
+	// ShutdownGrace is how long a stopping receiver lets the messages in progress finish
+	// before it closes their connections; default 10 seconds.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
+}
+
+// Receiver is the SMTP server that takes consumers' replies (the receiver 199): it finds the
+// token of the invitation a reply answers and acknowledges it, and records the rest.
+type Receiver struct {
+	cfg ReceiverConfig
+
+	mu      sync.Mutex
+	addr    string
+	serving bool
+}
+
+// NewReceiver returns a receiver; ListenAndServe or Serve runs it.
+func NewReceiver(cfg ReceiverConfig) *Receiver {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:2525"
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 10 << 20
+	}
+	if cfg.MaxRecipients <= 0 {
+		cfg.MaxRecipients = 10
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 100
+	}
+	if cfg.MaxLineLength <= 0 {
+		cfg.MaxLineLength = 2000
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 5 * time.Minute
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = time.Minute
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 30 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.ReplyDomain = strings.TrimSuffix(strings.TrimSpace(cfg.ReplyDomain), ".")
+	cfg.Logger = cfg.Logger.With("component", "receiver")
+	return &Receiver{cfg: cfg}
+}
+
+// Addr is the address the receiver listens on, or "" before it listens.
+func (r *Receiver) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addr
+}
+
+// ListenAndServe listens on the configured address and serves until ctx ends.
+func (r *Receiver) ListenAndServe(ctx context.Context) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", r.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("receiver: %w", err)
+	}
+	return r.Serve(ctx, l)
+}
+
+func (r *Receiver) check() error {
+	switch {
+	case r.cfg.ReplyDomain == "":
+		return errors.New("receiver: no reply domain")
+	case r.cfg.Tokens == nil:
+		return errors.New("receiver: no token keyring")
+	case r.cfg.Acks == nil:
+		return errors.New("receiver: no acknowledger")
+	case r.cfg.Inbound == nil:
+		return errors.New("receiver: no inbound recorder")
+	}
+	return nil
+}
+
+// Serve takes connections on l until ctx ends, then stops gracefully: it takes no new
+// connection, lets messages in progress finish (up to ShutdownGrace), closes idle
+// connections with 421, and returns nil. It closes l. Returns an error if the receiver is
+// misconfigured or already serving, or if l fails.
+func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
+	if err := r.check(); err != nil {
+		l.Close()
+		return err
+	}
+	r.mu.Lock()
+	if r.serving {
+		r.mu.Unlock()
+		l.Close()
+		return errors.New("receiver: already serving")
+	}
+	r.serving, r.addr = true, l.Addr().String()
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.serving, r.addr = false, ""
+		r.mu.Unlock()
+	}()
+
+	cl := &connLimiter{Listener: l, slots: make(chan struct{}, r.cfg.MaxConnections),
+		conns: map[*limitedConn]struct{}{}, refusal: fmt.Sprintf(
+			"421 4.7.0 %s too many connections, try again later\r\n", r.cfg.ReplyDomain),
+		log: r.cfg.Logger}
+	// Acknowledgements outlive a cancelled ctx: a commit under way finishes, and its client
+	// hears the answer.
+	base := context.WithoutCancel(ctx)
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &receiverSession{r: r, conn: c, ctx: base}, nil
+	}))
+	s.Domain = r.cfg.ReplyDomain
+	s.MaxMessageBytes = r.cfg.MaxMessageBytes
+	s.MaxRecipients = r.cfg.MaxRecipients
+	s.MaxLineLength = r.cfg.MaxLineLength
+	s.ReadTimeout = r.cfg.ReadTimeout
+	s.WriteTimeout = r.cfg.WriteTimeout
+	s.ErrorLog = slogPrinter{r.cfg.Logger}
+
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(cl) }()
+	r.cfg.Logger.Info("receiver listening", "addr", l.Addr().String(), "domain", r.cfg.ReplyDomain)
+
+	select {
+	case err := <-served:
+		s.Close()
+		return fmt.Errorf("receiver: %w", err)
+	case <-ctx.Done():
+	}
+
+	grace, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Shutdown(grace) }()
+	// go-smtp's Shutdown waits for every connection to end; idle ones are told to go. The
+	// kick repeats because go-smtp renews the read deadline before each command.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cl.kickIdle()
+		select {
+		case err := <-stopped:
+			<-served
+			if err != nil {
+				r.cfg.Logger.Warn("receiver: connections still open after the grace period", "err", err)
+				s.Close()
+			}
+			r.cfg.Logger.Info("receiver stopped")
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// slogPrinter takes go-smtp's error log: connections that fail or panic.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) {
+	p.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+}
+func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// connLimiter caps the connections open at once. One past the cap is answered 421 and
+// closed at once, so that a flood of idle clients can't hold the receiver, and the next
+// connection is accepted. It also knows the open connections, for shutdown.
+type connLimiter struct {
+	net.Listener
+	slots   chan struct{}
+	refusal string
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*limitedConn]struct{}
+}
+
+func (cl *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := cl.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case cl.slots <- struct{}{}:
+			lc := &limitedConn{Conn: c, cl: cl}
+			cl.mu.Lock()
+			cl.conns[lc] = struct{}{}
+			cl.mu.Unlock()
+			return lc, nil
+		default:
+			cl.log.Warn("receiver: connection refused, too many open", "remote", c.RemoteAddr().String(), "max", cap(cl.slots))
+			// A fresh socket's send buffer takes the line at once; the deadline is for safety.
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c, cl.refusal)
+			c.Close()
+		}
+	}
+}
+
+// kickIdle makes every connection that is not in the middle of a message time out now;
+// go-smtp then answers 421 and closes it.
+func (cl *connLimiter) kickIdle() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for c := range cl.conns {
+		if !c.busy.Load() {
+			_ = c.SetReadDeadline(time.Now())
+		}
+	}
+}
+
+// limitedConn holds a connection slot until it is closed.
+type limitedConn struct {
+	net.Conn
+	cl   *connLimiter
+	busy atomic.Bool // taking a message: shutdown lets it finish
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.cl.mu.Lock()
+		delete(c.cl.conns, c)
+		c.cl.mu.Unlock()
+		<-c.cl.slots
+	})
+	return err
+}
+
+// receiverSession is one SMTP session; go-smtp calls it from one goroutine.
+type receiverSession struct {
+	r     *Receiver
+	conn  *smtp.Conn
+	ctx   context.Context
+	from  string
+	rcpts []string
+}
+
+func (s *receiverSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from, s.rcpts = from, nil
+	return nil
+}
+
+// Rcpt takes only addresses at the reply domain: the receiver is never a relay. (go-smtp
+// itself refuses a path without a domain, the bare "postmaster" included, with 501.)
+func (s *receiverSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || !strings.EqualFold(strings.TrimSuffix(to[at+1:], "."), s.r.cfg.ReplyDomain) {
+		return errRelayDenied
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *receiverSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *receiverSession) Logout() error { return nil }
+
+// Data reads the message and answers only after what it means is committed.
+func (s *receiverSession) Data(r io.Reader) error {
+	if lc, ok := s.conn.Conn().(*limitedConn); ok {
+		lc.busy.Store(true)
+		defer lc.busy.Store(false)
+	}
+	data, err := io.ReadAll(&idleReader{r: r, conn: s.conn.Conn(), timeout: s.r.cfg.ReadTimeout})
+	if err != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			return se // 552 5.3.4 past MaxMessageBytes
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+				Message: fmt.Sprintf("line longer than %d characters", s.r.cfg.MaxLineLength)}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return errDataTimeout
+		}
+		// The connection failed; whatever is answered is temporary, the client may retry.
+		return errTryLater
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.r.cfg.CommitTimeout)
+	defer cancel()
+	return s.r.deliver(ctx, s.from, s.rcpts, data)
+}
+
+// idleReader renews the read deadline before each read: go-smtp sets it once, when the DATA
+// command is read, which would bound the whole transfer instead of the client's silence.
+type idleReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	_ = ir.conn.SetReadDeadline(time.Now().Add(ir.timeout))
+	return ir.r.Read(p)
+}
+
+// The receiver's refusals.
+var (
+	errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relay access denied"}
+	errNoToken     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "no valid pointpost token"}
+	errNoDelivery  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such pointpost invitation"}
+	errTryLater    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	errDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "timeout waiting for the message"}
+)
+
+// deliver decides what a message means and returns the SMTP answer: nil (250) only after
+// the acknowledgement or the record is committed.
+//
+//   - A reply whose token verifies is acknowledged: 250 once Acknowledge returns nil, 550 5.1.1
+//     for ErrNoDelivery, 451 4.3.0 for any other error so that the sender retries.
+//   - A reply to a reply+ address, or with a token in its subject, none of which verifies:
+//     554 5.7.1, so a forged or altered token is refused where the sender sees it.
+//   - Auto-replies, bounces, complaints, unsubscribe requests and replies without any token:
+//     recorded, 250 (451 if the record could not be committed). They earn nothing.
+//   - A message that can't be parsed, or whose MIME structure is broken: 554 5.6.0.
+func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, data []byte) error {
+	log := r.cfg.Logger.With("mail_from", from, "rcpt", strings.Join(rcpts, ","))
+	in, err := ParseInbound(data, from, rcpts)
+	if err != nil {
+		log.Info("inbound message refused", "err", err)
+		r.recordQuietly(ctx, log, &InboundRecord{Kind: string(KindUnknown), To: strings.Join(rcpts, ", "),
+			Detail: clip("refused 554 5.6.0: " + err.Error() + envelopeDetail(from))})
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: replyText("malformed message: " + err.Error())}
+	}
+	log = log.With("kind", in.Kind, "message_id", in.MessageID)
+	rec := &InboundRecord{Kind: string(in.Kind), From: in.From, To: strings.Join(rcpts, ", "), Subject: clip(in.Subject)}
+
+	switch in.Kind {
+	case KindReply:
+		token, job, consumer := r.verify(in.Tokens)
+		if token == "" {
+			if r.claimsToken(in) {
+				log.Info("reply refused: no valid token", "candidates", len(in.Tokens))
+				rec.Detail = clip(fmt.Sprintf("refused 554 5.7.1: none of %d token candidates verifies%s", len(in.Tokens), envelopeDetail(from)))
+				r.recordQuietly(ctx, log, rec)
+				return errNoToken
+			}
+			rec.Detail = clip("reply without a token" + envelopeDetail(from))
+			return r.record(ctx, log, rec)
+		}
+		log = log.With("job", job, "consumer", consumer)
+		res, err := r.cfg.Acks.Acknowledge(ctx, token, postoffice.ChannelReply, clip("smtp "+in.MessageID))
+		switch {
+		case err == nil:
+			log.Info("reply acknowledged", "first_receipt", res != nil && res.FirstReceipt, "points", points(res))
+			return nil
+		case errors.Is(err, postoffice.ErrNoDelivery):
+			log.Info("reply refused: no such invitation")
+			return errNoDelivery
+		default:
+			// Including ErrBadToken: our keyring verified the token, so the post office
+			// disagreeing is a fault to fix, not the sender's; it retries meanwhile.
+			log.Error("acknowledgement not committed", "err", err)
+			return errTryLater
+		}
+
+	case KindUnknown:
+		log.Info("inbound message refused", "reason", in.Reason)
+		rec.Detail = clip("refused 554 5.6.0: " + in.Reason + envelopeDetail(from))
+		r.recordQuietly(ctx, log, rec)
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: replyText("malformed message: " + in.Reason)}
+
+	default:
+		// Which delivery it concerns: its own token, else the returned message's.
+		if t, job, consumer := r.verify(slices.Concat(in.Tokens, in.OriginalTokens)); t != "" {
+			rec.JobKey, rec.ConsumerID = job, consumer
+		}
+		rec.Detail = clip(in.Reason + envelopeDetail(from))
+		return r.record(ctx, log, rec)
+	}
+}
+
+// verify returns the first candidate that verifies, with the delivery it names.
+func (r *Receiver) verify(candidates []string) (token string, job, consumer int64) {
+	for _, c := range candidates {
+		if j, cons, err := r.cfg.Tokens.Decode(c); err == nil {
+			return c, j, cons
+		}
+	}
+	return "", 0, 0
+}
+
+// claimsToken reports whether a reply says it answers an invitation: it was sent to a
+// reply+ address, or its subject carries a token. In-Reply-To and References alone don't
+// count: they hold other mailers' ids too.
+func (r *Receiver) claimsToken(in *Inbound) bool {
+	for _, rcpt := range in.Recipients {
+		if kind, _, ok := tokenAddress(rcpt); ok && kind == "reply" {
+			return true
+		}
+	}
+	return len(postoffice.FindToken(in.Subject)) > 0
+}
+
+// record commits rec; the message is answered 250 only if that worked.
+func (r *Receiver) record(ctx context.Context, log *slog.Logger, rec *InboundRecord) error {
+	if err := r.cfg.Inbound.RecordInbound(ctx, rec); err != nil {
+		log.Error("inbound message not recorded", "err", err)
+		return errTryLater
+	}
+	log.Info("inbound message recorded", "job", rec.JobKey, "consumer", rec.ConsumerID, "detail", rec.Detail)
+	return nil
+}
+
+// recordQuietly keeps a refused message for the operator; the refusal stands either way.
+func (r *Receiver) recordQuietly(ctx context.Context, log *slog.Logger, rec *InboundRecord) {
+	if err := r.cfg.Inbound.RecordInbound(ctx, rec); err != nil {
+		log.Warn("refused message not recorded", "err", err)
+	}
+}
+
+func points(res *postoffice.AckResult) int64 {
+	if res == nil {
+		return 0
+	}
+	return res.Points()
+}
+
+func envelopeDetail(from string) string {
+	if from == "" {
+		from = "<>"
+	}
+	return "; envelope from " + from
+}
+
+// replyText makes text from a message safe for one SMTP reply line.
+func replyText(s string) string {
+	s = strings.Map(func(c rune) rune {
+		if c < ' ' || c == 0x7f || c >= utf8.RuneSelf {
+			return ' '
+		}
+		return c
+	}, s)
+	return clip(strings.Join(strings.Fields(s), " "))
+}
+
+// clip bounds text taken from a stranger's message before it is stored or echoed.
+func clip(s string) string {
+	const limit = 300
+	if len(s) <= limit {
+		return s
+	}
+	s = s[:limit]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
+}

@@ -1,0 +1,932 @@
+package mailer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	stdsmtp "net/smtp"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"pointpost/postoffice"
+)
+
+const testReplyDomain = "reply.example"
+
+// fakeAcks is the post office in the receiver's tests: it verifies the token as the real
+// one does, records every call, and fails when told to.
+type fakeAcks struct {
+	k *postoffice.Keyring
+	// fail, when set, decides call n (from 1); an error is returned as the commit's.
+	fail func(n int, token string) error
+	// gate, when set, holds each call until it is closed or sent to.
+	gate chan struct{}
+
+	mu        sync.Mutex
+	calls     []ackCall
+	committed []ackCall
+}
+
+type ackCall struct {
+	token   string
+	channel postoffice.Channel
+	source  string
+}
+
+var _ Acknowledger = (*fakeAcks)(nil)
+
+func (f *fakeAcks) Acknowledge(ctx context.Context, token string, channel postoffice.Channel, source string) (*postoffice.AckResult, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, ackCall{token, channel, source})
+	n := len(f.calls)
+	f.mu.Unlock()
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	job, consumer, err := f.k.Decode(token)
+	if err != nil {
+		return nil, err
+	}
+	if f.fail != nil {
+		if err := f.fail(n, token); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	f.committed = append(f.committed, ackCall{token, channel, source})
+	f.mu.Unlock()
+	return &postoffice.AckResult{JobKey: job, ConsumerID: consumer, FirstReceipt: true}, nil
+}
+
+func (f *fakeAcks) snapshot() (calls, committed []ackCall) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]ackCall(nil), f.calls...), append([]ackCall(nil), f.committed...)
+}
+
+// fakeInbound is the store's inbound table in the receiver's tests.
+type fakeInbound struct {
+	fail func(n int) error
+
+	mu      sync.Mutex
+	n       int
+	records []InboundRecord
+}
+
+var _ InboundRecorder = (*fakeInbound)(nil)
+
+func (f *fakeInbound) RecordInbound(ctx context.Context, m *InboundRecord) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if f.fail != nil {
+		if err := f.fail(f.n); err != nil {
+			return err
+		}
+	}
+	f.records = append(f.records, *m)
+	return nil
+}
+
+func (f *fakeInbound) snapshot() []InboundRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]InboundRecord(nil), f.records...)
+}
+
+// testReceiver is a receiver serving on 127.0.0.1:0 until the test ends.
+type testReceiver struct {
+	*Receiver
+	addr    string
+	k       *postoffice.Keyring
+	acks    *fakeAcks
+	inbound *fakeInbound
+	stop    context.CancelFunc
+	served  chan error
+}
+
+func startReceiver(t *testing.T, configure func(*ReceiverConfig, *fakeAcks, *fakeInbound)) *testReceiver {
+	t.Helper()
+	k := inboundKeyring(t)
+	acks, inbound := &fakeAcks{k: k}, &fakeInbound{}
+	cfg := ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: acks, Inbound: inbound,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, ShutdownGrace: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if configure != nil {
+		configure(&cfg, acks, inbound)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := NewReceiver(cfg)
+	tr := &testReceiver{Receiver: r, addr: l.Addr().String(), k: k, acks: acks, inbound: inbound, stop: cancel, served: make(chan error, 1)}
+	go func() { tr.served <- r.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-tr.served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the receiver did not stop")
+		}
+	})
+	return tr
+}
+
+// outcome is how a mail transaction ended: the first refused stage with its reply code, or
+// "done" and 250.
+type outcome struct {
+	stage string
+	code  int
+	text  string
+}
+
+func (o outcome) String() string { return fmt.Sprintf("%s %d %s", o.stage, o.code, o.text) }
+
+var accepted = outcome{stage: "done", code: 250}
+
+func (o outcome) is(stage string, code int) bool { return o.stage == stage && o.code == code }
+
+// sendStd sends one message with the standard library's client.
+func sendStd(t *testing.T, addr, from string, rcpts []string, data []byte) outcome {
+	t.Helper()
+	c, err := stdsmtp.Dial(addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	fail := func(stage string, err error) outcome {
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			return outcome{stage, te.Code, te.Msg}
+		}
+		return outcome{stage, -1, err.Error()}
+	}
+	if err := c.Hello("client.example"); err != nil {
+		return fail("ehlo", err)
+	}
+	if err := c.Mail(from); err != nil {
+		return fail("mail", err)
+	}
+	for _, to := range rcpts {
+		if err := c.Rcpt(to); err != nil {
+			return fail("rcpt", err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fail("data", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		return fail("write", err)
+	}
+	if err := w.Close(); err != nil {
+		return fail("end", err)
+	}
+	_ = c.Quit()
+	return accepted
+}
+
+// sendGo sends one message with go-smtp's client; size, if not 0, is declared in MAIL.
+func sendGo(t *testing.T, addr, from string, rcpts []string, data []byte, size int64) outcome {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	fail := func(stage string, err error) outcome {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return outcome{stage, se.Code, fmt.Sprintf("%d.%d.%d %s", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)}
+		}
+		return outcome{stage, -1, err.Error()}
+	}
+	if err := c.Hello("client.example"); err != nil {
+		return fail("ehlo", err)
+	}
+	var opts *smtp.MailOptions
+	if size > 0 {
+		opts = &smtp.MailOptions{Size: size}
+	}
+	if err := c.Mail(from, opts); err != nil {
+		return fail("mail", err)
+	}
+	for _, to := range rcpts {
+		if err := c.Rcpt(to, nil); err != nil {
+			return fail("rcpt", err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fail("data", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		return fail("write", err)
+	}
+	if err := w.Close(); err != nil {
+		return fail("end", err)
+	}
+	_ = c.Quit()
+	return accepted
+}
+
+// sendBDAT sends one message in two BDAT chunks (CHUNKING, RFC 3030), which go-smtp
+// advertises and neither client above uses.
+func sendBDAT(t *testing.T, addr, from string, rcpts []string, data []byte) outcome {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	tc := textproto.NewConn(conn)
+	expect := func(stage string, want int) (outcome, bool) {
+		code, msg, err := tc.ReadResponse(want)
+		if err != nil {
+			return outcome{stage, code, msg}, false
+		}
+		return outcome{}, true
+	}
+	if o, ok := expect("greeting", 220); !ok {
+		return o
+	}
+	steps := []struct {
+		stage, cmd string
+	}{{"ehlo", "EHLO client.example"}, {"mail", "MAIL FROM:<" + from + ">"}}
+	for _, to := range rcpts {
+		steps = append(steps, struct{ stage, cmd string }{"rcpt", "RCPT TO:<" + to + ">"})
+	}
+	for _, st := range steps {
+		if err := tc.PrintfLine("%s", st.cmd); err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := expect(st.stage, 250); !ok {
+			return o
+		}
+	}
+	half := len(data) / 2
+	for i, chunk := range [][]byte{data[:half], data[half:]} {
+		last := ""
+		if i == 1 {
+			last = " LAST"
+		}
+		fmt.Fprintf(conn, "BDAT %d%s\r\n", len(chunk), last)
+		conn.Write(chunk)
+		stage := "chunk"
+		if i == 1 {
+			stage = "end"
+		}
+		if o, ok := expect(stage, 250); !ok {
+			return o
+		}
+	}
+	return accepted
+}
+
+type sendFunc func(t *testing.T, addr, from string, rcpts []string, data []byte) outcome
+
+var clients = map[string]sendFunc{
+	"net/smtp": sendStd,
+	"go-smtp": func(t *testing.T, addr, from string, rcpts []string, data []byte) outcome {
+		return sendGo(t, addr, from, rcpts, data, 0)
+	},
+}
+
+// replyMessage is a consumer's reply with the given header fields.
+func replyMessage(header string) []byte {
+	return wireCRLF("From: Joe Consumer <joe@example.com>\nTo: <rewards@acme.example>\n" +
+		"Date: Mon, 2 Feb 2026 10:00:00 +0100\nMessage-ID: <reply-1@example.com>\n" + header +
+		"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nYes, count me in!\n\n> Hello Joe\n")
+}
+
+func TestReceiverAcknowledgesReply(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	tok := k.Encode(7, 42)
+	encoded := "=?utf-8?q?" + qWord("Re: AW: Fwd: Grüße [#"+tok[:12]) + "?=\r\n =?utf-8?q?" + qWord(tok[12:]+"]") + "?="
+	placements := []struct {
+		name   string
+		header string
+		rcpt   string
+	}{
+		{"subject behind Re: AW: Fwd:", "Subject: Re: AW: Fwd: Hello Joe [#" + tok + "]\n", "reply@" + testReplyDomain},
+		{"subject RFC 2047 encoded and folded", "Subject: " + encoded + "\n", "reply@" + testReplyDomain},
+		{"only In-Reply-To", "Subject: Re: Hello Joe\nIn-Reply-To: <" + tok + "@" + testReplyDomain + ">\n", "reply@" + testReplyDomain},
+		{"only the reply+ address", "Subject: Hello\n", "reply+" + tok + "@" + testReplyDomain},
+		{"reply+ address, domain in capitals", "Subject: Hello\n", "reply+" + tok + "@REPLY.Example"},
+	}
+	all := map[string]sendFunc{"BDAT": sendBDAT}
+	for name, send := range clients {
+		all[name] = send
+	}
+	for clientName, send := range all {
+		for _, p := range placements {
+			t.Run(clientName+"/"+p.name, func(t *testing.T) {
+				t.Parallel()
+				r := startReceiver(t, nil)
+				if got := send(t, r.addr, "joe@example.com", []string{p.rcpt}, replyMessage(p.header)); got != accepted {
+					t.Fatalf("got %v, want 250", got)
+				}
+				calls, committed := r.acks.snapshot()
+				want := ackCall{token: tok, channel: postoffice.ChannelReply, source: "smtp reply-1@example.com"}
+				if len(calls) != 1 || calls[0] != want || len(committed) != 1 {
+					t.Errorf("acknowledgements %+v, want one %+v", calls, want)
+				}
+				if recs := r.inbound.snapshot(); len(recs) != 0 {
+					t.Errorf("recorded %+v, want nothing", recs)
+				}
+			})
+		}
+	}
+}
+
+func TestReceiverRefusesForgedToken(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	tok := k.Encode(7, 42)
+	// One character changed, so the ids or the MAC no longer match.
+	c := byte('a')
+	if tok[20] == c {
+		c = 'b'
+	}
+	altered := tok[:20] + string(c) + tok[21:]
+	otherKey, err := postoffice.NewKeyring(1, map[int][]byte{1: []byte("someone-elses-secret-0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := otherKey.Encode(7, 42)
+	for name, msg := range map[string]struct {
+		rcpt, header string
+	}{
+		"altered in the address":   {"reply+" + altered + "@" + testReplyDomain, "Subject: Hello\n"},
+		"forged in the address":    {"reply+" + forged + "@" + testReplyDomain, "Subject: Re: Hello [#" + forged + "]\n"},
+		"altered in the subject":   {"reply@" + testReplyDomain, "Subject: Re: Hello [#" + altered + "]\n"},
+		"reply+ with no token":     {"reply+@" + testReplyDomain, "Subject: Hello\n"},
+		"reply+ with a short word": {"reply+hello@" + testReplyDomain, "Subject: Hello\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := startReceiver(t, nil)
+			for clientName, send := range clients {
+				got := send(t, r.addr, "joe@example.com", []string{msg.rcpt}, replyMessage(msg.header))
+				if !got.is("end", 554) || !strings.Contains(got.text, "no valid pointpost token") {
+					t.Errorf("%s: got %v, want 554 no valid pointpost token", clientName, got)
+				}
+			}
+			if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+				t.Errorf("acknowledged %+v", calls)
+			}
+			// Kept for the operator's "why no points?".
+			recs := r.inbound.snapshot()
+			if len(recs) != 2 || recs[0].Kind != "reply" || recs[0].JobKey != 0 || !strings.HasPrefix(recs[0].Detail, "refused 554 5.7.1") {
+				t.Errorf("records %+v", recs)
+			}
+		})
+	}
+}
+
+func TestReceiverIsNoRelay(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, nil)
+	tok := r.k.Encode(7, 42)
+	for _, to := range []string{"victim@other.example", "reply+" + tok + "@other.example", "x@" + testReplyDomain + ".evil.example",
+		"x@sub." + testReplyDomain} {
+		for clientName, send := range clients {
+			got := send(t, r.addr, "spammer@example.net", []string{to}, replyMessage("Subject: hi\n"))
+			if !got.is("rcpt", 550) || !strings.Contains(got.text, "relay access denied") {
+				t.Errorf("%s to %s: got %v, want rcpt 550 relay access denied", clientName, to, got)
+			}
+		}
+	}
+	// The 5.7.1 enhanced code, as go-smtp's client reports it.
+	if got := sendGo(t, r.addr, "a@b.example", []string{"x@other.example"}, replyMessage(""), 0); !strings.HasPrefix(got.text, "5.7.1 ") {
+		t.Errorf("got %v, want 5.7.1", got)
+	}
+	if calls, _ := r.acks.snapshot(); len(calls) != 0 || len(r.inbound.snapshot()) != 0 {
+		t.Error("a refused message reached the post office or the store")
+	}
+	// The domain compares case-insensitively.
+	for _, to := range []string{"Somebody@REPLY.EXAMPLE", "Postmaster@" + testReplyDomain + "."} {
+		if got := sendStd(t, r.addr, "a@b.example", []string{to}, replyMessage("Subject: hi\n")); got != accepted {
+			t.Errorf("to %s: %v, want 250", to, got)
+		}
+	}
+}
+
+func TestReceiverLimitsRecipients(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, nil)
+	rcpts := make([]string, 11)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("reply+%d@%s", i, testReplyDomain)
+	}
+	for clientName, send := range clients {
+		got := send(t, r.addr, "joe@example.com", rcpts, replyMessage("Subject: hi\n"))
+		if !got.is("rcpt", 452) {
+			t.Errorf("%s: got %v, want rcpt 452", clientName, got)
+		}
+	}
+	if got := sendGo(t, r.addr, "joe@example.com", rcpts, replyMessage(""), 0); !strings.HasPrefix(got.text, "4.5.3 ") {
+		t.Errorf("got %v, want 4.5.3", got)
+	}
+	// Ten are fine.
+	tok := r.k.Encode(1, 2)
+	if got := sendStd(t, r.addr, "joe@example.com", rcpts[:10], replyMessage("Subject: Re: hi [#"+tok+"]\n")); got != accepted {
+		t.Errorf("10 recipients: %v", got)
+	}
+}
+
+func TestReceiverLimitsMessageSize(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, nil) // the default 10 MB
+	tok := r.k.Encode(7, 42)
+	line := strings.Repeat("x", 76) + "\r\n"
+	big := append(replyMessage("Subject: Re: Hello [#"+tok+"]\n"), strings.Repeat(line, (11<<20)/len(line))...)
+	for clientName, send := range clients {
+		if got := send(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, big); !got.is("end", 552) {
+			t.Errorf("%s: got %v, want 552 after the data", clientName, got)
+		}
+	}
+	// Declared in MAIL (SIZE, RFC 1870), it is refused before the data.
+	got := sendGo(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, big, int64(len(big)))
+	if !got.is("mail", 552) || !strings.HasPrefix(got.text, "5.3.4 ") {
+		t.Errorf("with SIZE: got %v, want mail 552 5.3.4", got)
+	}
+	if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+		t.Errorf("a message over the limit was acknowledged: %d calls", len(calls))
+	}
+	// Just under the limit it goes through.
+	ok := append(replyMessage("Subject: Re: Hello [#"+tok+"]\n"), strings.Repeat(line, (9<<20)/len(line))...)
+	if got := sendStd(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, ok); got != accepted {
+		t.Errorf("9 MB: %v", got)
+	}
+}
+
+func TestReceiverLimitsLineLength(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) { c.MaxLineLength = 1000 })
+	tok := r.k.Encode(7, 42)
+	long := append(replyMessage("Subject: Re: Hello [#"+tok+"]\n"), strings.Repeat("y", 3000)+"\r\n"...)
+	got := sendStd(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, long)
+	if got.code != 500 {
+		t.Errorf("got %v, want 500", got)
+	}
+	if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+		t.Errorf("acknowledged %d", len(calls))
+	}
+}
+
+func TestReceiverAsksForRetryUntilCommitted(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(_ *ReceiverConfig, a *fakeAcks, _ *fakeInbound) {
+		a.fail = func(n int, _ string) error {
+			if n == 1 {
+				return errors.New("database is locked")
+			}
+			return nil
+		}
+	})
+	tok := r.k.Encode(7, 42)
+	msg := replyMessage("Subject: Re: Hello [#" + tok + "]\n")
+	got := sendGo(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, msg, 0)
+	if !got.is("end", 451) || !strings.HasPrefix(got.text, "4.3.0 ") || !strings.Contains(got.text, "try again later") {
+		t.Fatalf("first try: %v, want 451 4.3.0 try again later", got)
+	}
+	if _, committed := r.acks.snapshot(); len(committed) != 0 {
+		t.Fatalf("committed %d", len(committed))
+	}
+	if got := sendStd(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, msg); got != accepted {
+		t.Fatalf("retry: %v, want 250", got)
+	}
+	calls, committed := r.acks.snapshot()
+	if len(calls) != 2 || len(committed) != 1 || committed[0].token != tok {
+		t.Errorf("calls %d committed %+v", len(calls), committed)
+	}
+}
+
+func TestReceiverNoSuchInvitation(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(_ *ReceiverConfig, a *fakeAcks, _ *fakeInbound) {
+		a.fail = func(int, string) error { return fmt.Errorf("job 7 consumer 42: %w", postoffice.ErrNoDelivery) }
+	})
+	tok := r.k.Encode(7, 42)
+	for clientName, send := range clients {
+		got := send(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, replyMessage("Subject: Re: Hi\n"))
+		if !got.is("end", 550) {
+			t.Errorf("%s: %v, want 550", clientName, got)
+		}
+	}
+	if got := sendGo(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, replyMessage("Subject: Re: Hi\n"), 0); !strings.HasPrefix(got.text, "5.1.1 ") {
+		t.Errorf("got %v, want 5.1.1", got)
+	}
+}
+
+func TestReceiverRecordsWhatEarnsNothing(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	tok := k.Encode(7, 42)
+	dsn, err := os.ReadFile(filepath.Join("testdata", "inbound", "lhost-postfix-01.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arf, err := os.ReadFile(filepath.Join("testdata", "inbound", "arf-01.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ourDSN := wireCRLF("From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\nSubject: Undelivered Mail Returned to Sender\n" +
+		"Auto-Submitted: auto-replied\nMIME-Version: 1.0\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n" +
+		"--b\nContent-Type: text/plain\n\nI'm sorry to have to inform you that your message could not be delivered.\n" +
+		"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; joe@example.com\nAction: failed\nStatus: 5.1.1\n" +
+		"--b\nContent-Type: message/rfc822\n\nFrom: Acme Rewards <rewards@" + testReplyDomain + ">\nSubject: Hello Joe [#" + tok + "]\n" +
+		"Message-ID: <" + tok + "@" + testReplyDomain + ">\n\nHello\n--b--\n")
+	cases := []struct {
+		name     string
+		from, to string
+		data     []byte
+		kind     string
+		job      int64
+	}{
+		{"auto-reply with a valid token", "joe@example.com", "reply+" + tok + "@" + testReplyDomain,
+			replyMessage("Auto-Submitted: auto-replied\nSubject: Out of office: Hello Joe [#" + tok + "]\n"), "auto-reply", 7},
+		{"DSN from the corpus", "", "bounces@" + testReplyDomain, dsn, "bounce", 0},
+		{"DSN returning our message", "", "rewards@" + testReplyDomain, ourDSN, "bounce", 7},
+		{"ARF report from the corpus", "fbl@isp.example", "abuse@" + testReplyDomain, arf, "complaint", 0},
+		{"unsubscribe by mail", "joe@example.com", "unsubscribe+" + tok + "@" + testReplyDomain, replyMessage("Subject: unsubscribe\n"), "unsubscribe", 7},
+		{"reply without any token", "joe@example.com", "info@" + testReplyDomain, replyMessage("Subject: A question\n"), "reply", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := startReceiver(t, nil)
+			if got := sendStd(t, r.addr, c.from, []string{c.to}, c.data); got != accepted {
+				t.Fatalf("got %v, want 250", got)
+			}
+			if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+				t.Errorf("acknowledged %+v", calls)
+			}
+			recs := r.inbound.snapshot()
+			if len(recs) != 1 {
+				t.Fatalf("records %+v, want one", recs)
+			}
+			rec := recs[0]
+			if rec.Kind != c.kind || rec.JobKey != c.job || c.job != 0 && rec.ConsumerID != 42 || rec.To != c.to {
+				t.Errorf("record %+v, want kind %s job %d", rec, c.kind, c.job)
+			}
+		})
+	}
+}
+
+func TestReceiverAsksForRetryWhenRecordFails(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(_ *ReceiverConfig, _ *fakeAcks, in *fakeInbound) {
+		in.fail = func(n int) error {
+			if n == 1 {
+				return errors.New("disk I/O error")
+			}
+			return nil
+		}
+	})
+	msg := replyMessage("Auto-Submitted: auto-replied\nSubject: Away\n")
+	if got := sendStd(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, msg); !got.is("end", 451) {
+		t.Fatalf("got %v, want 451", got)
+	}
+	if got := sendStd(t, r.addr, "joe@example.com", []string{"reply@" + testReplyDomain}, msg); got != accepted {
+		t.Fatalf("retry: %v", got)
+	}
+	if n := len(r.inbound.snapshot()); n != 1 {
+		t.Errorf("%d records", n)
+	}
+}
+
+func TestReceiverRefusesBrokenMIME(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, nil)
+	tok := r.k.Encode(7, 42)
+	broken := []string{
+		"From: joe@example.com\nSubject: Re: Hi [#" + tok + "]\nContent-Type: multipart/mixed\n\n--x\n\nHi\n--x--\n",
+		"From: joe@example.com\nSubject: Re: Hi [#" + tok + "]\nContent-Type: multipart/mixed; boundary=b\n\n--b\nnot a header line\n\nHi\n--b--\n",
+		"this is not a message at all\n",
+		"\x00\x01\xff:\n\n",
+	}
+	c, err := smtp.Dial(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, msg := range broken {
+		// All on one connection: the receiver answers each and keeps going.
+		if err := c.Mail("joe@example.com", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("reply+"+tok+"@"+testReplyDomain, nil); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, strings.ReplaceAll(msg, "\n", "\r\n"))
+		err = w.Close()
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 554 || se.EnhancedCode != (smtp.EnhancedCode{5, 6, 0}) || !strings.Contains(se.Message, "malformed message") {
+			t.Errorf("message %d: %v, want 554 5.6.0 malformed message", i, err)
+		}
+	}
+	if err := c.Quit(); err != nil {
+		t.Error(err)
+	}
+	if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+		t.Errorf("acknowledged %+v", calls)
+	}
+	if recs := r.inbound.snapshot(); len(recs) != len(broken) || recs[0].Kind != "unknown" {
+		t.Errorf("records %+v", recs)
+	}
+}
+
+// readReply reads one SMTP reply line within d.
+func readReply(t *testing.T, conn net.Conn, br *bufio.Reader, d time.Duration) (string, error) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(d))
+	return br.ReadString('\n')
+}
+
+func TestReceiverDisconnectsStalledClient(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) { c.ReadTimeout = 300 * time.Millisecond })
+	tok := r.k.Encode(7, 42)
+	for _, stallAt := range []string{"after the greeting", "in the middle of DATA"} {
+		conn, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		if line, err := readReply(t, conn, br, 5*time.Second); err != nil || !strings.HasPrefix(line, "220 ") {
+			t.Fatalf("greeting %q %v", line, err)
+		}
+		if stallAt == "in the middle of DATA" {
+			for _, cmd := range []string{"EHLO client.example", "MAIL FROM:<joe@example.com>", "RCPT TO:<reply+" + tok + "@" + testReplyDomain + ">", "DATA"} {
+				fmt.Fprintf(conn, "%s\r\n", cmd)
+				for {
+					line, err := readReply(t, conn, br, 5*time.Second)
+					if err != nil {
+						t.Fatalf("%s: %v", cmd, err)
+					}
+					if len(line) > 3 && line[3] == ' ' {
+						break
+					}
+				}
+			}
+			fmt.Fprintf(conn, "Subject: Re: Hi [#%s]\r\nFrom: joe@example.com\r\n\r\nI am typing very slo", tok)
+		}
+		start := time.Now()
+		// Whatever the server says, the connection must end well within a few timeouts.
+		var got []string
+		for i := 0; i < 10; i++ {
+			line, err := readReply(t, conn, br, 5*time.Second)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("%s: still connected after %v", stallAt, time.Since(start))
+				}
+				break // EOF or reset: disconnected
+			}
+			got = append(got, strings.TrimSpace(line))
+		}
+		conn.Close()
+		t.Logf("%s: the server said %q", stallAt, got)
+		if waited := time.Since(start); waited > 3*time.Second {
+			t.Errorf("%s: disconnected after %v, want about 300ms", stallAt, waited)
+		}
+		if stallAt == "after the greeting" && (len(got) != 1 || !strings.HasPrefix(got[0], "421 ")) {
+			t.Errorf("%s: got %q, want a 421", stallAt, got)
+		}
+	}
+	if calls, _ := r.acks.snapshot(); len(calls) != 0 {
+		t.Errorf("a cut-off message was acknowledged: %+v", calls)
+	}
+}
+
+func TestReceiverCapsConnections(t *testing.T) {
+	t.Parallel()
+	const max = 4
+	r := startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) { c.MaxConnections = max })
+	dial := func() (net.Conn, string) {
+		conn, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := readReply(t, conn, bufio.NewReader(conn), 5*time.Second)
+		if err != nil {
+			t.Fatalf("no greeting: %v", err)
+		}
+		return conn, line
+	}
+	var open []net.Conn
+	for i := 0; i < max; i++ {
+		conn, line := dial()
+		if !strings.HasPrefix(line, "220 ") {
+			t.Fatalf("connection %d: %q", i+1, line)
+		}
+		open = append(open, conn)
+	}
+	extra, line := dial()
+	if !strings.HasPrefix(line, "421 4.7.0 ") {
+		t.Errorf("connection %d: %q, want 421 4.7.0", max+1, line)
+	}
+	if _, err := readReply(t, extra, bufio.NewReader(extra), 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the refused connection stays open: %v", err)
+	}
+	extra.Close()
+
+	// One leaves; a new one gets in (the slot frees when the server sees the close).
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, line := dial()
+		conn.Close()
+		if strings.HasPrefix(line, "220 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot freed: %q", line)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range open[1:] {
+		c.Close()
+	}
+}
+
+func TestReceiverAnswersOnlyAfterCommitAndStopsGracefully(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	r := startReceiver(t, func(_ *ReceiverConfig, a *fakeAcks, _ *fakeInbound) { a.gate = gate })
+	tok := r.k.Encode(7, 42)
+
+	// An idle client, which shutdown sends away.
+	idle, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idleR := bufio.NewReader(idle)
+	if line, err := readReply(t, idle, idleR, 5*time.Second); err != nil || !strings.HasPrefix(line, "220 ") {
+		t.Fatalf("greeting %q %v", line, err)
+	}
+
+	done := make(chan outcome, 1)
+	go func() {
+		done <- sendStd(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, replyMessage("Subject: Re: Hi\n"))
+	}()
+	// Wait for the acknowledgement to start.
+	for i := 0; ; i++ {
+		if calls, _ := r.acks.snapshot(); len(calls) == 1 {
+			break
+		}
+		if i > 500 {
+			t.Fatal("Acknowledge was not called")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case got := <-done:
+		t.Fatalf("answered %v before the commit", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	// Stop while the commit is in progress: the idle client is sent away, the reply's
+	// client waits for its answer.
+	r.stop()
+	line, err := readReply(t, idle, idleR, 5*time.Second)
+	if err != nil || !strings.HasPrefix(line, "421 ") {
+		t.Errorf("idle client at shutdown: %q %v, want 421", line, err)
+	}
+	select {
+	case got := <-done:
+		t.Fatalf("answered %v before the commit", got)
+	case err := <-r.served:
+		t.Fatalf("Serve returned (%v) with a commit in progress", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	select {
+	case got := <-done:
+		if got != accepted {
+			t.Errorf("got %v, want 250 after the commit", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after the commit")
+	}
+	select {
+	case err := <-r.served:
+		r.served <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	// No new connections.
+	if conn, err := net.Dial("tcp", r.addr); err == nil {
+		conn.Close()
+		t.Error("still accepting after the stop")
+	}
+}
+
+func TestReceiverConfig(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	r := NewReceiver(ReceiverConfig{})
+	if err := r.ListenAndServe(context.Background()); err == nil {
+		t.Error("no error without a reply domain, keyring, acknowledger and recorder")
+	}
+	r = NewReceiver(ReceiverConfig{Addr: "127.0.0.1:0", ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if r.cfg.MaxMessageBytes != 10<<20 || r.cfg.MaxRecipients != 10 || r.cfg.MaxConnections != 100 || r.cfg.MaxLineLength != 2000 ||
+		r.cfg.ReadTimeout <= 0 || r.cfg.WriteTimeout <= 0 {
+		t.Errorf("defaults %+v", r.cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- r.ListenAndServe(ctx) }()
+	for i := 0; r.Addr() == ""; i++ {
+		if i > 500 {
+			t.Fatal("not listening")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sendGo(t, r.Addr(), "joe@example.com", []string{"reply+" + k.Encode(1, 1) + "@" + testReplyDomain}, replyMessage("Subject: Re: Hi\n"), 0); got != accepted {
+		t.Errorf("got %v", got)
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ListenAndServe: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListenAndServe did not return")
+	}
+	if r.Addr() != "" {
+		t.Errorf("Addr %q after stopping", r.Addr())
+	}
+}
+
+// BenchmarkReceiverReplies: replies acknowledged per second over 64 loopback connections,
+// each kept open for many messages, with an Acknowledger that commits nothing: the
+// receiver's own cost (SMTP, parsing, token checks).
+func BenchmarkReceiverReplies(b *testing.B) {
+	k := inboundKeyring(b)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := NewReceiver(ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ctx, l) }()
+	defer func() { cancel(); <-served }()
+	addr := l.Addr().String()
+	var seq sync.Mutex
+	n := int64(0)
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := smtp.Dial(addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		for pb.Next() {
+			seq.Lock()
+			n++
+			tok := k.Encode(1, n)
+			seq.Unlock()
+			msg := replyMessage("Subject: Re: Hello Joe [#" + tok + "]\nIn-Reply-To: <" + tok + "@" + testReplyDomain + ">\n")
+			if err := c.SendMail("joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, strings.NewReader(string(msg))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
+}
