@@ -43,10 +43,7 @@ func (s *Store) Acknowledge(ctx context.Context, ack postoffice.Ack) (*postoffic
 // The statements of an acknowledgement. They run on the driver's connection and stay
 // prepared across batches (see ackStmts).
 const (
-	qSavepoint = iota
-	qRelease
-	qRollbackTo
-	qMarkReceived
+	qMarkReceived = iota
 	qDelivery
 	qHistory
 	qAccrual
@@ -55,9 +52,6 @@ const (
 )
 
 var ackQueries = [nAckQueries]string{
-	qSavepoint:  `SAVEPOINT ack`,
-	qRelease:    `RELEASE ack`,
-	qRollbackTo: `ROLLBACK TO ack`,
 	// The first acknowledgement of a delivery, the common case, takes one statement; the
 	// others find nothing to update and look the delivery up.
 	qMarkReceived: `UPDATE deliveries SET received = 1, received_at = ?1, updated_at = ?2
@@ -228,9 +222,9 @@ func loadAckJobs(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (map[
 	return jobs, nil
 }
 
-// applyAck records one acknowledgement; the caller holds a savepoint around it and rolls
-// back to it on error. Returns an error wrapping postoffice.ErrNoDelivery, before writing
-// anything, if the job has no delivery to the consumer.
+// applyAck records one acknowledgement. Returns an error wrapping postoffice.ErrNoDelivery,
+// before writing anything, if the job has no delivery to the consumer; any other error
+// leaves the transaction to be rolled back.
 func (s *Store) applyAck(c *ackStmts, jobs map[int64]*ackJob, ack postoffice.Ack) (*postoffice.AckResult, error) {
 	res := &postoffice.AckResult{JobKey: ack.JobKey, ConsumerID: ack.ConsumerID}
 	job := jobs[ack.JobKey]

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"pointpost/postoffice"
 )
@@ -18,16 +20,18 @@ var ErrClosed = errors.New("store: closed")
 // post office and the mail servers for more than a few milliseconds.
 const maxAckBatch = 512
 
-// Group commit. An acknowledgement answered as accepted must survive a power failure, so its
-// transaction commits with synchronous=FULL: an fsync of the WAL per commit. At one commit
-// per acknowledgement the fsyncs cap the rate (about 5,500/s on the reference machine); here
-// the callers queue their acknowledgements and one goroutine applies everything waiting in one
-// transaction and one fsync, answering each caller after the commit.
+// Group commit. An acknowledgement answered as accepted must survive a power failure. At one
+// synchronous=FULL commit per acknowledgement the fsyncs cap the rate (about 5,500/s on the
+// reference machine); here the callers queue their acknowledgements and one goroutine applies
+// everything waiting in one transaction.
 //
-// FULL is asked for these commits only: the delivery bookkeeping that shares the connection
-// keeps NORMAL (see dsn), where a power failure costs at most a resend, and its send rate
-// needs commits without an fsync. The fsync of an acknowledgement commit makes the WAL frames
-// of the NORMAL commits before it durable too, which does no harm.
+// Durability equal to FULL, pipelined: the batch commits at the connection's NORMAL, then a
+// second goroutine fsyncs the WAL file and only then answers the batch's callers, while the
+// next batch is already being applied. In WAL mode FULL means exactly "fsync the WAL before
+// the commit returns"; fsyncing it ourselves after COMMIT and before answering gives the
+// answered caller the same guarantee: her frames are on disk, or, if a checkpoint came first,
+// already in the database file, which a checkpoint syncs. One fsync also covers every batch
+// committed before it, so under load several batches share it.
 type ackCommitter struct {
 	mu      sync.Mutex
 	started atomic.Bool
@@ -39,6 +43,43 @@ type ackCommitter struct {
 	batches atomic.Int64
 	// stmts belong to the committer goroutine.
 	stmts ackStmts
+	// synced takes committed batches to the syncer, which fsyncs the WAL and answers them.
+	synced chan []*ackRequest
+	wal    *os.File
+	// syncHook, when set by a test, runs in place of the WAL fsync.
+	syncHook func() error
+	// jobs caches the jobs' rules between batches, while rulesGen stands still and for at
+	// most jobCacheAge, which bounds how stale a change made by another process can be.
+	jobs     map[int64]*ackJob
+	jobsGen  int64
+	jobsTime time.Time
+}
+
+const jobCacheAge = 2 * time.Second
+
+// jobsFor returns the jobs a batch acknowledges, from the cache where it is fresh.
+func (g *ackCommitter) jobsFor(ctx context.Context, s *Store, conn *sql.Conn, batch []*ackRequest) (map[int64]*ackJob, error) {
+	gen := s.rulesGen.Load()
+	if g.jobs == nil || gen != g.jobsGen || time.Since(g.jobsTime) > jobCacheAge {
+		g.jobs, g.jobsGen, g.jobsTime = map[int64]*ackJob{}, gen, time.Now()
+	}
+	var missing []*ackRequest
+	for _, req := range batch {
+		if _, ok := g.jobs[req.ack.JobKey]; !ok {
+			missing = append(missing, req)
+		}
+	}
+	if len(missing) == 0 {
+		return g.jobs, nil
+	}
+	loaded, err := loadAckJobs(ctx, conn, missing)
+	if err != nil {
+		return nil, err
+	}
+	for k, j := range loaded {
+		g.jobs[k] = j
+	}
+	return g.jobs, nil
 }
 
 // ackRequest is one caller's acknowledgement on its way through a batch.
@@ -107,6 +148,9 @@ func (g *ackCommitter) start(s *Store) error {
 		g.queue = make(chan *ackRequest, 4*maxAckBatch)
 		g.stop = make(chan struct{})
 		g.done = make(chan struct{})
+		// A little room lets the next batch be applied while this one is synced; no more, so
+		// a slow disk slows the callers rather than piling them up.
+		g.synced = make(chan []*ackRequest, 2)
 		go g.run(s)
 		g.started.Store(true)
 	}
@@ -127,11 +171,22 @@ func (g *ackCommitter) close() {
 }
 
 func (g *ackCommitter) run(s *Store) {
+	syncerDone := make(chan struct{})
+	go func() {
+		defer close(syncerDone)
+		g.syncLoop(s)
+	}()
 	defer close(g.done)
+	defer func() {
+		close(g.synced)
+		<-syncerDone
+		if g.wal != nil {
+			g.wal.Close()
+		}
+	}()
 	defer g.closeStmts(s)
-	batch := make([]*ackRequest, 0, maxAckBatch)
 	for {
-		batch = batch[:0]
+		batch := make([]*ackRequest, 0, 64)
 		select {
 		case req := <-g.queue:
 			batch = append(batch, req)
@@ -139,7 +194,7 @@ func (g *ackCommitter) run(s *Store) {
 			// Apply what was queued before the stop, then go; whoever queues later hears
 			// ErrClosed from submit.
 			for pending := len(g.queue); pending > 0; pending -= len(batch) {
-				if batch = g.take(batch[:0], pending); len(batch) == 0 {
+				if batch = g.take(make([]*ackRequest, 0, 64), pending); len(batch) == 0 {
 					break
 				}
 				s.commitAcks(batch)
@@ -148,6 +203,55 @@ func (g *ackCommitter) run(s *Store) {
 		}
 		s.commitAcks(g.take(batch, maxAckBatch))
 	}
+}
+
+// syncLoop makes committed batches durable with one fsync of the WAL for all that are
+// waiting, then answers their callers.
+func (g *ackCommitter) syncLoop(s *Store) {
+	for first := range g.synced {
+		batches := [][]*ackRequest{first}
+	more:
+		for {
+			select {
+			case b, ok := <-g.synced:
+				if !ok {
+					break more
+				}
+				batches = append(batches, b)
+			default:
+				break more
+			}
+		}
+		g.answerDurable(s, batches...)
+	}
+}
+
+// answerDurable fsyncs the WAL and then answers the callers of the committed batches.
+func (g *ackCommitter) answerDurable(s *Store, batches ...[]*ackRequest) {
+	err := g.syncWAL(s)
+	for _, b := range batches {
+		for _, req := range b {
+			if err != nil {
+				req.res, req.err = nil, fmt.Errorf("acknowledgement committed but not made durable: %w", err)
+			}
+			close(req.reply)
+		}
+	}
+}
+
+// syncWAL fsyncs the database's write-ahead log.
+func (g *ackCommitter) syncWAL(s *Store) error {
+	if g.syncHook != nil {
+		return g.syncHook()
+	}
+	if g.wal == nil {
+		f, err := os.Open(s.path + "-wal")
+		if err != nil {
+			return err
+		}
+		g.wal = f
+	}
+	return g.wal.Sync()
 }
 
 // closeStmts finalizes the committer's statements on the writer connection, so that the
@@ -215,25 +319,25 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 		return
 	}
 	s.acks.batches.Add(1)
-	err := s.applyAckBatch(ctx, conn, live)
-	for _, req := range live {
-		if err != nil {
+	if err := s.applyAckBatch(ctx, conn, live); err != nil {
+		for _, req := range live {
 			req.res, req.err = nil, err
+			close(req.reply)
 		}
-		close(req.reply)
+		return
 	}
+	if s.acks.synced == nil {
+		s.acks.answerDurable(s, live) // no committer running: a direct call, as in tests
+		return
+	}
+	s.acks.synced <- live
 }
 
-// applyAckBatch runs the batch's transaction at synchronous=FULL, each acknowledgement inside
-// a savepoint so that one failing (ErrNoDelivery, say) leaves the others be. It sets each
-// request's res and err. Returns an error if the transaction as a whole failed.
+// applyAckBatch runs the batch's transaction; an acknowledgement naming no invitation fails
+// alone and leaves the others be. It sets each request's res and err.
+// Returns an error if the transaction as a whole failed. The commit is made durable by the
+// syncer, before any caller hears of it.
 func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackRequest) error {
-	// PRAGMA synchronous is set outside the transaction, on the writer pool's one connection,
-	// and put back whatever happens; left at FULL it would only be slower.
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
-		return err
-	}
-	defer conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`)
 	// The transaction is run by hand on the connection rather than with a *sql.Tx, which
 	// would start a goroutine for every query's rows to watch the transaction's context.
 	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
@@ -245,7 +349,7 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			conn.ExecContext(ctx, `ROLLBACK`)
 		}
 	}()
-	jobs, err := loadAckJobs(ctx, conn, batch)
+	jobs, err := s.acks.jobsFor(ctx, s, conn, batch)
 	if err != nil {
 		return err
 	}
@@ -255,19 +359,12 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			return err
 		}
 		for _, req := range batch {
-			if _, err := c.exec(qSavepoint); err != nil {
-				return err
-			}
+			// An acknowledgement naming no invitation is found out before it writes
+			// anything, so it needs no savepoint; any other error is the database's, and
+			// then nothing of the batch stands.
 			req.res, req.err = s.applyAck(c, jobs, req.ack)
-			if req.err != nil {
-				// Fails when SQLite has rolled back the whole transaction (a full disk, an
-				// I/O error): then nothing of the batch stands.
-				if _, err := c.exec(qRollbackTo); err != nil {
-					return fmt.Errorf("acknowledgement batch: %w (after %w)", err, req.err)
-				}
-			}
-			if _, err := c.exec(qRelease); err != nil {
-				return err
+			if req.err != nil && !errors.Is(req.err, postoffice.ErrNoDelivery) {
+				return fmt.Errorf("acknowledgement batch: %w", req.err)
 			}
 		}
 		return nil

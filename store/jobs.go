@@ -48,6 +48,7 @@ func (s *Store) Issuers(ctx context.Context) ([]rewards.Issuer, error) {
 // Returns a *postoffice.FieldError for a pinned mail server or an existing rule that is not
 // there (or not the issuer's).
 func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
+	defer s.rulesGen.Add(1)
 	args, err := json.Marshal(job.SelectionArgs)
 	if err != nil {
 		return fmt.Errorf("selection args: %w", err)
@@ -238,6 +239,7 @@ func (s *Store) AssignJob(ctx context.Context, key int64, mailServerID int) erro
 }
 
 func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...any) error {
+	defer s.rulesGen.Add(1)
 	args = append(args, ms(s.Now()), key)
 	res, err := s.write.ExecContext(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE key = ?`, args...)
 	if err != nil {

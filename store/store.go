@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -32,6 +33,9 @@ type Store struct {
 	Now func() time.Time
 	// acks group-commits acknowledgements (groupcommit.go).
 	acks ackCommitter
+	// rulesGen changes with every write to jobs, award rules or issuer budgets, so the
+	// acknowledgement committer knows when its cache of jobs' rules is stale.
+	rulesGen atomic.Int64
 }
 
 // Durability: synchronous=NORMAL in WAL mode. A commit survives a crash of the process (the
@@ -39,7 +43,8 @@ type Store struct {
 // before the next checkpoint. For delivery bookkeeping that costs at most a resend of the
 // messages of the last moments, which the post office already tolerates for in-flight mail;
 // in exchange commits cost no fsync, which the send rate needs. Writes that answer a person
-// (acknowledgements) ask for FULL on their own transactions.
+// are made durable before the answer: acknowledgements by an fsync of the WAL after their
+// group commit (groupcommit.go), redemptions and corrections at synchronous=FULL.
 func dsn(file string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
