@@ -615,6 +615,8 @@ type benchResult struct {
 	SinkMessages     int64   `json:"sink_messages,omitempty"`
 	// Acks measures Submit POSTs over loopback, each answered after its durable commit.
 	Acks *loadResult `json:"acks,omitempty"`
+	// Replies measures e-mail replies to the receiver over SMTP, each answered after its commit.
+	Replies *loadResult `json:"replies,omitempty"`
 }
 
 // benchCommand runs a real job through the real post office and mail servers into an
@@ -630,6 +632,8 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sending phase to this file")
 	acks := fs.Int("acks", 0, "then acknowledge this many invitations by Submit POSTs over HTTP")
 	ackConns := fs.Int("ack-connections", 64, "concurrent HTTP connections for --acks")
+	replies := fs.Int("replies", 0, "then reply by e-mail to this many invitations, over SMTP to the receiver")
+	replyConns := fs.Int("reply-connections", 16, "concurrent SMTP connections for --replies")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -725,6 +729,13 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		}
 		res.Acks = &r
 	}
+	if *replies > 0 {
+		r, err := a.benchReplies(ctx, job.Key, *replies, *replyConns)
+		if err != nil {
+			return err
+		}
+		res.Replies = &r
+	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
@@ -735,6 +746,11 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintf(stdout, "acks           %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed, cpu %.1fs\n",
 			res.Acks.Requests, res.Acks.Seconds, res.Acks.PerSec, res.Acks.P50Millis, res.Acks.P99Millis,
 			res.Acks.MaxMillis, res.Acks.Failures, res.Acks.CPUSeconds)
+	}
+	if res.Replies != nil {
+		fmt.Fprintf(stdout, "replies        %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed, cpu %.1fs\n",
+			res.Replies.Requests, res.Replies.Seconds, res.Replies.PerSec, res.Replies.P50Millis, res.Replies.P99Millis,
+			res.Replies.MaxMillis, res.Replies.Failures, res.Replies.CPUSeconds)
 	}
 	if counts.Sent != counts.Total || counts.Total == 0 {
 		return fmt.Errorf("only %d of %d selected messages were sent (%+v)", counts.Sent, counts.Total, counts)
@@ -881,13 +897,7 @@ func postLoad(ctx context.Context, addr string, paths []string, conns, want int)
 		all = append(all, latencies[i]...)
 		res.Failures += failures[i]
 	}
-	slices.Sort(all)
-	res.Requests = len(all)
-	if len(all) > 0 {
-		pick := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
-		res.P50Millis, res.P99Millis, res.MaxMillis = pick(0.50), pick(0.99), pick(1)
-		res.PerSec = float64(len(all)) / res.Seconds
-	}
+	summarize(&res, all)
 	return res
 }
 
@@ -980,4 +990,84 @@ func (a *app) benchAcks(ctx context.Context, jobKey int64, n, conns int) (loadRe
 		return res, fmt.Errorf("%d of %d acknowledgements failed; first: %s", res.Failures, res.Requests, res.FirstError)
 	}
 	return res, nil
+}
+
+// benchReplies runs the receiver on loopback and replies to n invitations of a job, as mail
+// clients would (Re: subject with the token, to the reply address), from conns persistent
+// SMTP connections. Each reply is answered after its acknowledgement is committed.
+func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loadResult, error) {
+	ids, err := a.store.JobConsumers(ctx, jobKey, n)
+	if err != nil {
+		return loadResult{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return loadResult{}, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Tokens: a.po.Tokens(),
+		Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log, MaxConnections: conns + 4})
+	done := make(chan error, 1)
+	go func() { done <- receiver.Serve(rctx, ln) }()
+	defer func() { stop(); <-done }()
+
+	sender, err := mailer.NewSMTPSender(mailer.RelayConfig{URL: "smtp://" + ln.Addr().String(), Timeout: 30 * time.Second})
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer sender.Close()
+	next := make(chan int64)
+	latencies := make([][]time.Duration, conns)
+	failures := make([]int, conns)
+	var res loadResult
+	var firstErr sync.Once
+	var wg sync.WaitGroup
+	cpu0, start := cpuSeconds(), time.Now()
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				token := a.po.Tokens().Encode(jobKey, id)
+				to := "reply+" + token + "@" + a.cfg.ReplyDomain
+				data := fmt.Sprintf("From: <c%d@example.com>\r\nTo: <%s>\r\nSubject: Re: Your points [#%s]\r\n"+
+					"Message-ID: <r%d@example.com>\r\nIn-Reply-To: <%s@%s>\r\n\r\nYes, count me in!\r\n",
+					id, to, token, id, token, a.cfg.ReplyDomain)
+				t := time.Now()
+				err := sender.Send(ctx, &mailer.Envelope{From: fmt.Sprintf("c%d@example.com", id), To: to, Data: []byte(data)})
+				latencies[i] = append(latencies[i], time.Since(t))
+				if err != nil {
+					failures[i]++
+					firstErr.Do(func() { res.FirstError = err.Error() })
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	res.Seconds, res.CPUSeconds = time.Since(start).Seconds(), cpuSeconds()-cpu0
+	var all []time.Duration
+	for i := range conns {
+		all = append(all, latencies[i]...)
+		res.Failures += failures[i]
+	}
+	summarize(&res, all)
+	if res.Failures > 0 {
+		return res, fmt.Errorf("%d of %d replies failed; first: %s", res.Failures, res.Requests, res.FirstError)
+	}
+	return res, nil
+}
+
+// summarize fills in the counts and latency percentiles of a load run.
+func summarize(res *loadResult, all []time.Duration) {
+	slices.Sort(all)
+	res.Requests = len(all)
+	if len(all) > 0 {
+		pick := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
+		res.P50Millis, res.P99Millis, res.MaxMillis = pick(0.50), pick(0.99), pick(1)
+		res.PerSec = float64(len(all)) / res.Seconds
+	}
 }
