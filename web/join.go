@@ -204,11 +204,22 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, checkInboxPage(c.Email))
 }
 
-// confirm serves GET /join/confirm/{token}, the link of the double opt-in e-mail: the
-// sign-up becomes a consumer. Confirming again shows the same welcome.
+// confirmForm serves GET /join/confirm/{token}, the link of the double opt-in e-mail: a page
+// with a Confirm button. Mail scanners fetch links by themselves, so following the link
+// alone must not enroll anyone; only the button's POST does.
+func (s *server) confirmForm(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.enrollmentID(chi.URLParam(r, "token")); !ok {
+		s.invalidLink(w, r)
+		return
+	}
+	s.render(w, r, http.StatusOK, confirmPage(r.URL.Path))
+}
+
+// confirm serves POST /join/confirm/{token}: the sign-up becomes a consumer. Confirming
+// again shows the same welcome.
 func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
-	job, id, err := s.PostOffice.Tokens().Decode(chi.URLParam(r, "token"))
-	if err != nil || job != EnrollmentJobKey {
+	id, ok := s.enrollmentID(chi.URLParam(r, "token"))
+	if !ok {
 		s.invalidLink(w, r)
 		return
 	}
@@ -218,4 +229,10 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, welcomePage(c, s.PostOffice.AccountToken(c.ID)))
+}
+
+// enrollmentID reads a confirmation token: only one made for an enrollment will do.
+func (s *server) enrollmentID(token string) (int64, bool) {
+	job, id, err := s.PostOffice.Tokens().Decode(token)
+	return id, err == nil && job == EnrollmentJobKey
 }

@@ -133,7 +133,12 @@ func TestJoinConfirmByDoubleOptIn(t *testing.T) {
 		t.Fatal("HEAD confirmed the enrollment")
 	}
 
-	p = w.get(link.Path).want(t, http.StatusOK)
+	// Following the link, as a mail scanner would, only shows the Confirm button.
+	w.get(link.Path).want(t, http.StatusOK).one(t, "confirm-button")
+	if _, err := w.st.ConsumerByEmail(t.Context(), "dana@example.org"); err == nil {
+		t.Fatal("following the link confirmed the enrollment")
+	}
+	p = w.post(link.Path, url.Values{}).want(t, http.StatusOK)
 	p.one(t, "welcome")
 	c := w.consumer("dana@example.org")
 	if c.FirstName != "Dana" || c.LastName != "Diaz" || c.City != "Quito" || c.Region != "Pichincha" ||
@@ -149,7 +154,7 @@ func TestJoinConfirmByDoubleOptIn(t *testing.T) {
 	w.get(account).want(t, http.StatusOK).one(t, "balance")
 
 	// Confirming twice is harmless.
-	p = w.get(link.Path).want(t, http.StatusOK)
+	p = w.post(link.Path, url.Values{}).want(t, http.StatusOK)
 	p.one(t, "welcome")
 	if again := w.consumer("dana@example.org"); again.ID != c.ID {
 		t.Errorf("second confirmation: consumer %d, want %d", again.ID, c.ID)
@@ -170,7 +175,7 @@ func TestJoinOfAnUnsubscribedAddressKeepsItUnsubscribed(t *testing.T) {
 		t.Fatalf("%d e-mails", len(sent))
 	}
 	link, _ := url.Parse(sent[0].Link)
-	p := w.get(link.Path).want(t, http.StatusOK)
+	p := w.post(link.Path, url.Values{}).want(t, http.StatusOK)
 	p.one(t, "status-note")
 	if c := w.consumer("ann@example.com"); c.ID != w.ann.ID || c.Status != rewards.StatusUnsubscribed {
 		t.Errorf("consumer %d is %s", c.ID, c.Status)
@@ -193,7 +198,7 @@ func TestForgedConfirmLinksAreRefused(t *testing.T) {
 		"no such sign-up": w.keys.Encode(web.EnrollmentJobKey, id+1),
 		"garbage":         "abc",
 	} {
-		p := w.get("/join/confirm/" + bad)
+		p := w.post("/join/confirm/"+bad, url.Values{})
 		if p.status != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", name, p.status)
 			continue

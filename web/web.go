@@ -111,7 +111,8 @@ type server struct {
 //	GET, HEAD /u/{token}               the unsubscribe page
 //	POST      /u/{token}               unsubscribe; also RFC 8058 one-click
 //	GET, POST /join                    the enrollment form
-//	GET       /join/confirm/{token}    the double opt-in link
+//	GET       /join/confirm/{token}    the double opt-in link: a Confirm button
+//	POST      /join/confirm/{token}    confirms
 //	GET, HEAD /static/*                embedded CSS
 func Handler(d Deps) http.Handler {
 	if d.Logger == nil {
@@ -147,7 +148,8 @@ func Handler(d Deps) http.Handler {
 	r.Post("/u/{token}", s.unsubscribe)
 	r.Get("/join", s.joinForm)
 	r.Post("/join", s.join)
-	r.Get("/join/confirm/{token}", s.confirm)
+	r.Get("/join/confirm/{token}", s.confirmForm)
+	r.Post("/join/confirm/{token}", s.confirm)
 	static := staticHandler()
 	r.Get("/static/*", static)
 	r.Head("/static/*", static)
