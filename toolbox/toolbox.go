@@ -4,13 +4,17 @@
 package toolbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/a-h/templ"
+	_ "github.com/emersion/go-message/charset"
+	gomail "github.com/emersion/go-message/mail"
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
@@ -109,7 +113,48 @@ func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	render(w, r, outboxPage(m))
+	render(w, r, outboxPage(m, readCaptured(m.Data)))
+}
+
+// captured is an outbox message decoded for reading: its header fields and its body, with
+// the transfer encoding undone.
+type captured struct {
+	Header [][2]string
+	Body   string
+	IsHTML bool
+	Err    string
+}
+
+// readCaptured decodes a captured message; one that does not parse is shown raw with why.
+func readCaptured(data []byte) captured {
+	var c captured
+	r, err := gomail.CreateReader(bytes.NewReader(data))
+	if err != nil {
+		c.Err, c.Body = err.Error(), string(data)
+		return c
+	}
+	for f := r.Header.Fields(); f.Next(); {
+		v, err := f.Text()
+		if err != nil {
+			v = f.Value()
+		}
+		c.Header = append(c.Header, [2]string{f.Key(), v})
+	}
+	part, err := r.NextPart()
+	if err != nil {
+		c.Err = err.Error()
+		return c
+	}
+	body, err := io.ReadAll(part.Body)
+	if err != nil {
+		c.Err = err.Error()
+	}
+	c.Body = string(body)
+	if h, ok := part.Header.(*gomail.InlineHeader); ok {
+		ct, _, _ := h.ContentType()
+		c.IsHTML = ct == "text/html"
+	}
+	return c
 }
 
 func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {

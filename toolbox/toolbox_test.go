@@ -35,7 +35,9 @@ func newToolbox(t *testing.T) (*httptest.Server, *store.Store, *postoffice.Job) 
 		t.Fatal(err)
 	}
 	msgs := []*postoffice.OutboxMessage{
-		{From: "a@pointpost.localhost", To: "zoe@example.com", Subject: "Spring", Data: []byte("Subject: Hi <Zoë>\r\n\r\nbody\r\n")},
+		{From: "a@pointpost.localhost", To: "zoe@example.com", Subject: "Spring", Data: []byte("Subject: Hi <Zoë>\r\n" +
+			"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+			"<a href=3D\"https://pp.example/i/1abc\">earn</a> a very long line that the encoder had to=\r\n break\r\n")},
 		{From: "a@pointpost.localhost", To: "ann@example.com", Subject: "Spring", Data: []byte("Subject: Hi\r\n\r\nbody\r\n")},
 	}
 	if err := st.AppendOutbox(ctx, msgs); err != nil {
@@ -117,6 +119,16 @@ func TestOutboxMessagePage(t *testing.T) {
 	raw := byTestID(doc, "raw")
 	if len(raw) != 1 || !strings.Contains(text(raw[0]), "Subject: Hi <Zoë>") {
 		t.Fatalf("raw message not shown (escaped and parsed back): %v", raw)
+	}
+	// The HTML body is shown decoded, its link whole, in a sandboxed frame.
+	frame := byTestID(doc, "html-body")
+	if len(frame) != 1 || !strings.Contains(attr(frame[0], "srcdoc"), `<a href="https://pp.example/i/1abc">`) ||
+		!strings.Contains(attr(frame[0], "srcdoc"), "had to break") || attr(frame[0], "sandbox") == "" {
+		t.Fatalf("decoded HTML body not shown: %d frames, srcdoc %q", len(frame), attr(frame[0], "srcdoc"))
+	}
+	doc = get(t, srv.URL+"/outbox/2", http.StatusOK)
+	if body := byTestID(doc, "text-body"); len(body) != 1 || text(body[0]) != "body" {
+		t.Fatalf("text body: %v", body)
 	}
 	get(t, srv.URL+"/outbox/99", http.StatusNotFound)
 	get(t, srv.URL+"/outbox/abc", http.StatusNotFound)
