@@ -105,7 +105,6 @@ func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *
 
 // linkNewJobRules makes a new job's rules and links them, with the existing ones, to it.
 func (s *Store) linkNewJobRules(ctx context.Context, tx *sql.Tx, job *postoffice.Job, rules postoffice.JobRules) error {
-	now := ms(s.Now())
 	ids := append([]int64(nil), rules.Existing...)
 	for i, id := range rules.Existing {
 		var issuer int64
@@ -118,14 +117,13 @@ func (s *Store) linkNewJobRules(ctx context.Context, tx *sql.Tx, job *postoffice
 			return err
 		}
 	}
-	for _, r := range rules.New {
+	for i, r := range rules.New {
 		r.IssuerID = job.IssuerID
-		err := tx.QueryRowContext(ctx, `INSERT INTO award_rules (issuer_id, description, type, points, frequency,
-				period_ms, max_times, start_at, stop_at, issuer_url, success_url, budget, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			r.IssuerID, r.Description, string(r.Type), r.Points, string(r.Frequency), r.Period.Milliseconds(),
-			r.MaxTimes, ms(r.Start), ms(r.Stop), r.IssuerURL, r.SuccessURL, r.Budget, now, now).Scan(&r.ID)
-		if err != nil {
+		if err := r.Validate(); err != nil {
+			name, reason, _ := strings.Cut(err.Error(), ": ")
+			return &postoffice.FieldError{Field: fmt.Sprintf("rules[%d].%s", i, name), Reason: reason}
+		}
+		if err := s.insertRule(ctx, tx, r); err != nil {
 			return err
 		}
 		ids = append(ids, r.ID)

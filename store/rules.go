@@ -41,12 +41,7 @@ func (s *Store) CreateRule(ctx context.Context, r *rewards.AwardRule) error {
 	if err := issuerExists(ctx, tx, r.IssuerID); err != nil {
 		return err
 	}
-	now := ms(s.Now())
-	if err := tx.QueryRowContext(ctx, `INSERT INTO award_rules (issuer_id, description, type, points, frequency,
-			period_ms, max_times, start_at, stop_at, issuer_url, success_url, budget, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		r.IssuerID, r.Description, string(r.Type), r.Points, string(r.Frequency), r.Period.Milliseconds(),
-		r.MaxTimes, ms(r.Start), ms(r.Stop), r.IssuerURL, r.SuccessURL, r.Budget, now, now).Scan(&r.ID); err != nil {
+	if err := s.insertRule(ctx, tx, r); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -54,6 +49,16 @@ func (s *Store) CreateRule(ctx context.Context, r *rewards.AwardRule) error {
 	}
 	r.Retired = false
 	return nil
+}
+
+// insertRule writes a new rule in tx and sets its ID.
+func (s *Store) insertRule(ctx context.Context, tx *sql.Tx, r *rewards.AwardRule) error {
+	now := ms(s.Now())
+	return tx.QueryRowContext(ctx, `INSERT INTO award_rules (issuer_id, description, type, points, frequency,
+			period_ms, max_times, start_at, stop_at, issuer_url, success_url, budget, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		r.IssuerID, r.Description, string(r.Type), r.Points, string(r.Frequency), r.Period.Milliseconds(),
+		r.MaxTimes, ms(r.Start), ms(r.Stop), r.IssuerURL, r.SuccessURL, r.Budget, now, now).Scan(&r.ID)
 }
 
 func issuerExists(ctx context.Context, tx *sql.Tx, id int64) error {
