@@ -318,7 +318,10 @@ func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string
 	}
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Tokens: a.po.Tokens(),
 		Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	// Requests in progress at a stop finish with their answer: their context is not the
+	// serve context, which is already cancelled when the shutdown begins.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.log.Info("pointpost serving", "http", "http://"+ln.Addr().String(), "db", a.cfg.DB,
 		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay)
 
@@ -360,7 +363,10 @@ func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string
 	a.log.Info("stopping")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
-	_ = srv.Shutdown(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.log.Warn("web server: requests still open after the grace period", "err", err)
+		srv.Close()
+	}
 	wg.Wait() // the receiver, whose ctx has ended, too
 	cancel()
 	poolDone.Wait()
@@ -467,6 +473,7 @@ func demoCampaign(now time.Time, count int) *postoffice.Campaign {
 			Body: "POINTENTIALS -- Acme Outdoor\n\nDear <_&getUserName_>,\n\n" +
 				"Acme invites you to earn 10 points: reply to this e-mail, or open\n<_&getAckURL_>\n\n" +
 				"Your balance: <_&getPointsBalance_> points.\nWe think you like <_&getInterests_> in <_&getCity_>.\n\n" +
+				"Your points and rewards: <_&getAccountURL_>\n" +
 				"To stop these e-mails: <_&getUnsubscribeURL_>\n",
 		},
 		HTML: &postoffice.MessageSpec{
@@ -475,7 +482,8 @@ func demoCampaign(now time.Time, count int) *postoffice.Campaign {
 				`<p>Dear <_&getUserName_>,</p><p><font size="+1" color="#FF0000">Acme invites you to earn 10 points.</font></p>` +
 				`<p><a href="<_&getAckURL_>">Earn my points</a> or simply reply to this e-mail.</p>` +
 				`<p>Your balance: <b><_&getPointsBalance_></b> points. We think you like <_&getInterests_> in <_&getCity_>.</p>` +
-				`<p style="font-size:small"><a href="<_&getUnsubscribeURL_>">Unsubscribe</a></p></body></html>`,
+				`<p style="font-size:small"><a href="<_&getAccountURL_>">My points and rewards</a> · ` +
+				`<a href="<_&getUnsubscribeURL_>">Unsubscribe</a></p></body></html>`,
 		},
 	}
 }
@@ -960,7 +968,14 @@ func (a accounts) Redeem(ctx context.Context, consumerID, itemID int64) error {
 // inboundRecorder keeps what the receiver took that earned nothing.
 type inboundRecorder struct{ st *store.Store }
 
+// An unsubscribe request whose token verified (mail to the List-Unsubscribe mailto address)
+// unsubscribes the consumer before the receiver answers 250.
 func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
+	if m.Kind == string(mailer.KindUnsubscribe) && m.ConsumerID != 0 {
+		if err := r.st.Unsubscribe(ctx, m.ConsumerID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
 	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
 		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
 }

@@ -195,7 +195,7 @@ func writeCampaign(t *testing.T, body string) string {
 func campaignJSON(start, stop time.Time, count int, selection string) string {
 	return fmt.Sprintf(`{"issuer": "acme", "name": "Spring", "start": %q, "stop": %q, "client_count": %d,
 		"selection": %s,
-		"text": {"subject": "<_&getUserName_>, points for you", "body": "Dear <_&getUserName_> of <_&getCity_>,\nplan <_&getAttr:plan_>\n<_&getAckURL_>\n"},
+		"text": {"subject": "<_&getUserName_>, points for you", "body": "Dear <_&getUserName_> of <_&getCity_>,\nplan <_&getAttr:plan_>\n<_&getAckURL_>\nyour points: <_&getAccountURL_>\n"},
 		"html": {"subject": "<_&getUserName_>, points await", "body": "<p>Dear <_&getUserName_> of <_&getCity_></p><a href=\"<_&getAckURL_>\">earn</a>"}}`,
 		start.UTC().Format(time.RFC3339), stop.UTC().Format(time.RFC3339), count, selection)
 }
@@ -304,6 +304,9 @@ func TestWholeLoop(t *testing.T) {
 		}
 		if !strings.Contains(m.body, "/a/"+tokens[0]) {
 			t.Errorf("%s: body lacks the acknowledgement link", to)
+		}
+		if c.Format == "text" && !strings.Contains(m.body, "/account/"+keys.Encode(0, c.ID)) {
+			t.Errorf("%s: body lacks the account link", to)
 		}
 	}
 	j := jobState(t, st, key)

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/smtp"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
 	"golang.org/x/net/html"
 
 	"pointpost/mailer"
@@ -117,11 +120,34 @@ func TestReplyEarnsPointsOnce(t *testing.T) {
 	forged.subject = strings.Replace(m.subject, tok, tok[:10]+"x"+tok[11:], 1)
 	err := smtp.SendMail(srv.smtp, nil, "c1@example.com", []string{"reply+" + tok[:10] + "x" + tok[11:] + "@pp.example"},
 		[]byte("Subject: Re: "+forged.subject+"\r\n\r\nhi\r\n"))
-	if err == nil || !strings.Contains(err.Error(), "5") {
-		t.Errorf("forged token answered %v, want a 5xx refusal", err)
+	var refusal *textproto.Error
+	if !errors.As(err, &refusal) || refusal.Code != 554 {
+		t.Errorf("forged token answered %v, want 554", err)
 	}
 	if tl := timeline(t, e, "c1@example.com"); len(tl.Acknowledgements) != 0 {
 		t.Errorf("forged reply recorded %d acknowledgements", len(tl.Acknowledgements))
+	}
+
+	// The same through go-smtp's client: c2 replies and earns, once.
+	c2 := got["c2@example.com"][0]
+	tok2 := postoffice.FindToken(c2.subject)[0]
+	for i := 0; i < 2; i++ {
+		msg := "From: c2@example.com\r\nSubject: RE: " + c2.subject + "\r\n\r\nsure\r\n"
+		if err := sendWithGoSMTP(srv.smtp, "c2@example.com", "reply+"+tok2+"@pp.example", msg); err != nil {
+			t.Fatalf("go-smtp reply: %v", err)
+		}
+	}
+	waitFor(t, "c2's settlement", 10*time.Second, func() bool { return timeline(t, e, "c2@example.com").Balance == 10 })
+
+	// Mail to the List-Unsubscribe address unsubscribes her, and earns nothing.
+	c3 := got["c3@example.com"][0]
+	tok3 := postoffice.FindToken(c3.subject)[0]
+	if err := smtp.SendMail(srv.smtp, nil, "c3@example.com", []string{"unsubscribe+" + tok3 + "@pp.example"},
+		[]byte("Subject: unsubscribe\r\n\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if tl := timeline(t, e, "c3@example.com"); tl.Consumer.Status != rewards.StatusUnsubscribed || len(tl.Acknowledgements) != 0 {
+		t.Errorf("after mail to unsubscribe+: status %s, %d acknowledgements", tl.Consumer.Status, len(tl.Acknowledgements))
 	}
 }
 
@@ -186,4 +212,30 @@ func TestSubmitEarnsPointsOnce(t *testing.T) {
 		t.Errorf("%d of 50 thank-you pages say 5 points were earned, want 1", earned)
 	}
 	waitFor(t, "settlement", 10*time.Second, func() bool { return timeline(t, e, "c1@example.com").Balance == 5 })
+}
+
+// sendWithGoSMTP sends one message with go-smtp's client, without TLS.
+func sendWithGoSMTP(addr, from, to, msg string) error {
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }

@@ -56,6 +56,9 @@ type jobMessages struct {
 	text   *formatMessage
 	html   *formatMessage
 	issuer string
+	// needsAccount is set when a template links to the account page, whose token costs an
+	// HMAC of its own.
+	needsAccount bool
 }
 
 type formatMessage struct {
@@ -80,6 +83,7 @@ func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addres
 		} else {
 			jm.text = fm
 		}
+		jm.needsAccount = jm.needsAccount || fm.subject.UsesTag("getAccountURL") || fm.body.UsesTag("getAccountURL")
 	}
 	if jm.text == nil && jm.html == nil {
 		return nil, fmt.Errorf("job %d has no message", job.Key)
@@ -150,7 +154,7 @@ func (a *Addresses) links(token string) (ack, page, unsubscribe string) {
 
 // build writes one consumer's message into dst and returns it. The format follows the
 // consumer's mail client (claim 3); a job with one format sends that one to everyone.
-func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token string, date string, scratch []byte) (msg, scratchOut []byte) {
+func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token, accountToken, date string, scratch []byte) (msg, scratchOut []byte) {
 	fm := jm.text
 	if (r.Consumer.Format == rewards.FormatHTML && jm.html != nil) || fm == nil {
 		fm = jm.html
@@ -158,6 +162,9 @@ func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token string, 
 	ack, page, unsub := jm.addr.links(token)
 	v := postoffice.TagValues{Consumer: &r.Consumer, Token: token, AckURL: ack, PageURL: page,
 		UnsubscribeURL: unsub, IssuerName: jm.issuer, JobName: jm.job.Name}
+	if accountToken != "" {
+		v.AccountURL = postoffice.AccountURL(jm.addr.BaseURL, accountToken)
+	}
 	for i, s := range fm.skeleton.slots {
 		dst = append(dst, fm.skeleton.literals[i]...)
 		switch s {

@@ -83,7 +83,7 @@ func buildParsed(t testing.TB, k *postoffice.Keyring, jm *jobMessages, c rewards
 	t.Helper()
 	r := postoffice.Recipient{DeliveryID: 9, Consumer: c}
 	token := k.Encode(jm.job.Key, c.ID)
-	msg, _ := jm.build(nil, &r, token, dateHeader(testDate), nil)
+	msg, _ := jm.build(nil, &r, token, "", dateHeader(testDate), nil)
 	return parseBuilt(t, msg, token)
 }
 
@@ -432,8 +432,8 @@ func TestBuildReusesBuffers(t *testing.T) {
 	date := dateHeader(testDate)
 	for _, c := range []rewards.Consumer{long, short, long, short} {
 		token := k.Encode(77, c.ID)
-		buf, scratch = jm.build(buf[:0], &postoffice.Recipient{Consumer: c}, token, date, scratch)
-		fresh, _ := jm.build(nil, &postoffice.Recipient{Consumer: c}, token, date, nil)
+		buf, scratch = jm.build(buf[:0], &postoffice.Recipient{Consumer: c}, token, "", date, scratch)
+		fresh, _ := jm.build(nil, &postoffice.Recipient{Consumer: c}, token, "", date, nil)
 		if !bytes.Equal(buf, fresh) {
 			t.Fatalf("message for %s built into used buffers differs from a fresh one", c.Email)
 		}
@@ -527,7 +527,7 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		token := k.Encode(jm.job.Key, r.Consumer.ID)
-		buf, scratch = jm.build(buf[:0], &r, token, dateHeader(now), scratch)
+		buf, scratch = jm.build(buf[:0], &r, token, "", dateHeader(now), scratch)
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -400,8 +400,11 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 				Error: fmt.Sprintf("not sent: consumer is %s", r.Consumer.Status)}
 			continue
 		}
-		token := m.cfg.Tokens.Encode(job.Key, r.Consumer.ID)
-		buf, scratch = jm.build(buf[:0], &r, token, dateHeader(now), scratch)
+		token, account := m.cfg.Tokens.Encode(job.Key, r.Consumer.ID), ""
+		if jm.needsAccount {
+			account = m.cfg.Tokens.Encode(0, r.Consumer.ID)
+		}
+		buf, scratch = jm.build(buf[:0], &r, token, account, dateHeader(now), scratch)
 		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
 		env.Subject = job.Name
 		err := m.cfg.Sender.Send(ctx, &env)

@@ -63,7 +63,7 @@ func (po *PostOffice) Invitation(ctx context.Context, token string) (*Invitation
 	}
 	ack, page, unsub := po.Links(token)
 	v := TagValues{Consumer: c, Token: token, AckURL: ack, PageURL: page, UnsubscribeURL: unsub,
-		IssuerName: job.IssuerName, JobName: job.Name}
+		AccountURL: AccountURL(po.cfg.BaseURL, inv.AccountToken), IssuerName: job.IssuerName, JobName: job.Name}
 	subject, err := ParseTemplate(m.Subject)
 	if err != nil {
 		return nil, err
@@ -93,4 +93,9 @@ func (po *PostOffice) Links(token string) (ack, page, unsubscribe string) {
 func LinksFor(base, token string) (ack, page, unsubscribe string) {
 	base = strings.TrimRight(base, "/")
 	return base + "/a/" + token, base + "/i/" + token, base + "/u/" + token
+}
+
+// AccountURL is the link to a consumer's account page for her account token.
+func AccountURL(base, accountToken string) string {
+	return strings.TrimRight(base, "/") + "/account/" + accountToken
 }

@@ -49,6 +49,7 @@ const (
 	tagAckURL
 	tagWebPageURL
 	tagUnsubscribeURL
+	tagAccountURL
 	tagToken
 	tagIssuerName
 	tagJobName
@@ -74,6 +75,7 @@ var tagTable = [numTagKinds]TagInfo{
 	tagAckURL:         {"getAckURL", "the link that acknowledges this invitation and earns its points"},
 	tagWebPageURL:     {"getWebPageURL", "the link to this invitation's web page (client pull)"},
 	tagUnsubscribeURL: {"getUnsubscribeURL", "the link that unsubscribes the consumer"},
+	tagAccountURL:     {"getAccountURL", "the link to the consumer's points account: balance, history, rewards"},
 	tagToken:          {"getToken", "this delivery's acknowledgement token (it is also put in the subject)"},
 	tagIssuerName:     {"getIssuerName", "the name of the issuer running the campaign"},
 	tagJobName:        {"getJobName", "the campaign's name"},
@@ -99,6 +101,7 @@ var tagTable = [numTagKinds]TagInfo{
 //	getAckURL          link that acknowledges the invitation
 //	getWebPageURL      link to the invitation's web page
 //	getUnsubscribeURL  link that unsubscribes
+//	getAccountURL      link to the consumer's points account
 //	getToken           the delivery's acknowledgement token
 //	getIssuerName      the issuer's name
 //	getJobName         the campaign's name
@@ -115,6 +118,7 @@ type TagValues struct {
 	AckURL         string
 	PageURL        string
 	UnsubscribeURL string
+	AccountURL     string
 	IssuerName     string
 	JobName        string
 }
@@ -371,6 +375,8 @@ func (t *Template) Append(dst []byte, v *TagValues, escapeHTML bool) []byte {
 			dst = appendValue(dst, v.PageURL, escapeHTML)
 		case tagUnsubscribeURL:
 			dst = appendValue(dst, v.UnsubscribeURL, escapeHTML)
+		case tagAccountURL:
+			dst = appendValue(dst, v.AccountURL, escapeHTML)
 		case tagToken:
 			dst = appendValue(dst, v.Token, escapeHTML)
 		case tagIssuerName:

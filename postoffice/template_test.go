@@ -37,6 +37,7 @@ func testValues() *TagValues {
 		AckURL:         "https://example.com/ack/1abc",
 		PageURL:        "https://example.com/p/1abc",
 		UnsubscribeURL: "https://example.com/u/1abc",
+		AccountURL:     "https://example.com/account/1xyz",
 		IssuerName:     "Acme Air",
 		JobName:        "January 1999",
 	}
@@ -70,6 +71,7 @@ func TestTemplateEveryTag(t *testing.T) {
 		{"getAckURL", "https://example.com/ack/1abc"},
 		{"getWebPageURL", "https://example.com/p/1abc"},
 		{"getUnsubscribeURL", "https://example.com/u/1abc"},
+		{"getAccountURL", "https://example.com/account/1xyz"},
 		{"getToken", "1abcdefghijklmnopqrstuvwxyz23456"},
 		{"getIssuerName", "Acme Air"},
 		{"getJobName", "January 1999"},

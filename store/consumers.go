@@ -345,13 +345,21 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 // Unsubscribe stops all mail to a consumer: she is never selected again, and mail servers
 // skip her pending deliveries. A bounced or suppressed consumer stays so. Returns
 // ErrNotFound if there is no such consumer.
+// The change is on disk (synchronous=FULL) before it returns: she is told it is done.
 func (s *Store) Unsubscribe(ctx context.Context, consumerID int64) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE consumers SET status = 'unsubscribed', updated_at = ?
-		WHERE id = ? AND status = 'active'`, ms(s.Now()), consumerID)
+	var n int64
+	err := s.ledgerTx(ctx, true, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE consumers SET status = 'unsubscribed', updated_at = ?
+			WHERE id = ? AND status = 'active'`, ms(s.Now()), consumerID)
+		if err == nil {
+			n, _ = res.RowsAffected()
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		if _, err := s.ConsumerByID(ctx, consumerID); err != nil {
 			return err
 		}
