@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -249,18 +250,32 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 	return a, nil
 }
 
-// keyring loads the token keys: the one given by flag, or those kept in the database.
+// keyring loads the token keys kept in the database (made on first start). A key given by
+// flag signs new tokens, as the version after the stored ones, while every stored version
+// still verifies the tokens already sent.
 func (a *app) keyring(ctx context.Context) (*postoffice.Keyring, error) {
+	current, secrets, err := a.store.TokenSecrets(ctx, postoffice.NewSecret)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
 	if a.cfg.TokenKey != "" {
 		secret, err := parseHexKey(a.cfg.TokenKey)
 		if err != nil {
 			return nil, fmt.Errorf("--token-key: %w", err)
 		}
-		return postoffice.NewKeyring(1, map[int][]byte{1: secret})
-	}
-	current, secrets, err := a.store.TokenSecrets(ctx, postoffice.NewSecret)
-	if err != nil {
-		return nil, fmt.Errorf("token keys: %w", err)
+		current = 0
+		for v, s := range secrets {
+			if bytes.Equal(s, secret) {
+				current = v
+			}
+		}
+		if current == 0 {
+			for v := range secrets {
+				current = max(current, v)
+			}
+			current++
+			secrets[current] = secret
+		}
 	}
 	return postoffice.NewKeyring(current, secrets)
 }
@@ -271,6 +286,17 @@ func parseHexKey(s string) ([]byte, error) {
 		return nil, errors.New("must be at least 32 hexadecimal characters")
 	}
 	return b, nil
+}
+
+// mailboxes are the local parts at the reply domain the receiver takes besides the token
+// addresses: the From address's, where bounces come back while invitations carry it as
+// their envelope sender.
+func (a *app) mailboxes() []string {
+	at := strings.LastIndexByte(a.from.Address, '@')
+	if at > 0 && strings.EqualFold(a.from.Address[at+1:], a.cfg.ReplyDomain) {
+		return []string{a.from.Address[:at]}
+	}
+	return nil
 }
 
 func (a *app) close() {
@@ -316,8 +342,8 @@ func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string
 		ln.Close()
 		return fmt.Errorf("--smtp %s: %w", a.cfg.SMTP, err)
 	}
-	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Tokens: a.po.Tokens(),
-		Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log})
+	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log})
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -1020,8 +1046,8 @@ func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loa
 		return loadResult{}, err
 	}
 	rctx, stop := context.WithCancel(ctx)
-	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Tokens: a.po.Tokens(),
-		Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log, MaxConnections: conns + 4})
+	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log, MaxConnections: conns + 4})
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(rctx, ln) }()
 	defer func() { stop(); <-done }()

@@ -583,3 +583,32 @@ func TestRawSQLSelection(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenKeyFlagKeepsOldTokens: a key given by flag signs new tokens while the tokens made
+// with the stored key still verify.
+func TestTokenKeyFlagKeepsOldTokens(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	a, err := open(ctx, &Config{DB: e["POINTPOST_DB"], From: "a@pp.example", HTTP: "127.0.0.1:0"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := a.po.Tokens().Encode(1, 2)
+	a.close()
+	b, err := open(ctx, &Config{DB: e["POINTPOST_DB"], From: "a@pp.example", HTTP: "127.0.0.1:0",
+		TokenKey: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if job, consumer, err := b.po.Tokens().Decode(old); err != nil || job != 1 || consumer != 2 {
+		t.Fatalf("a token of the stored key: %d, %d, %v", job, consumer, err)
+	}
+	fresh := b.po.Tokens().Encode(1, 2)
+	if fresh == old || fresh[0] == old[0] {
+		t.Fatalf("the flag key did not sign as a new version: %s vs %s", fresh, old)
+	}
+	if _, _, err := a.po.Tokens().Decode(fresh); err == nil {
+		t.Fatal("the stored key alone verified a token of the flag key")
+	}
+}

@@ -54,6 +54,9 @@ type ReceiverConfig struct {
 	// ReplyDomain is the only domain mail is accepted for (reply+TOKEN@ReplyDomain);
 	// required. Also the name in the greeting.
 	ReplyDomain string
+	// Mailboxes are further local parts taken at ReplyDomain, such as the From address's,
+	// where bounces and replies to From come back.
+	Mailboxes []string
 	// Tokens verifies the tokens replies carry; required.
 	Tokens *postoffice.Keyring
 	// Acks records acknowledgements; required.
@@ -335,8 +338,36 @@ func (s *receiverSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if at <= 0 || !strings.EqualFold(strings.TrimSuffix(to[at+1:], "."), s.r.cfg.ReplyDomain) {
 		return errRelayDenied
 	}
+	if !s.r.issued(to[:at]) {
+		return errNoSuchUser
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
+}
+
+// errNoSuchUser refuses an address at the reply domain that pointpost never issued.
+var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+	Message: "no such address: pointpost takes replies to the addresses it issued"}
+
+// issued reports whether a local part is one pointpost hands out: the reply and unsubscribe
+// addresses carrying a token, the configured Mailboxes (the From address, where bounces
+// come back), and the role addresses RFC 5321 and RFC 2142 require.
+func (r *Receiver) issued(local string) bool {
+	local = strings.ToLower(local)
+	for _, prefix := range []string{"reply+", "unsubscribe+", "bounce+"} {
+		if strings.HasPrefix(local, prefix) {
+			return true
+		}
+	}
+	if local == "reply" || local == "postmaster" || local == "abuse" {
+		return true
+	}
+	for _, m := range r.cfg.Mailboxes {
+		if strings.EqualFold(local, m) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *receiverSession) Reset()        { s.from, s.rcpts = "", nil }

@@ -124,7 +124,7 @@ func startReceiver(t *testing.T, configure func(*ReceiverConfig, *fakeAcks, *fak
 	t.Helper()
 	k := inboundKeyring(t)
 	acks, inbound := &fakeAcks{k: k}, &fakeInbound{}
-	cfg := ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: acks, Inbound: inbound,
+	cfg := ReceiverConfig{ReplyDomain: testReplyDomain, Mailboxes: []string{"bounces", "rewards"}, Tokens: k, Acks: acks, Inbound: inbound,
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, ShutdownGrace: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if configure != nil {
@@ -426,9 +426,15 @@ func TestReceiverIsNoRelay(t *testing.T) {
 		t.Error("a refused message reached the post office or the store")
 	}
 	// The domain compares case-insensitively.
-	for _, to := range []string{"Somebody@REPLY.EXAMPLE", "Postmaster@" + testReplyDomain + "."} {
+	for _, to := range []string{"Rewards@REPLY.EXAMPLE", "Postmaster@" + testReplyDomain + ".", "Bounces@" + testReplyDomain} {
 		if got := sendStd(t, r.addr, "a@b.example", []string{to}, replyMessage("Subject: hi\n")); got != accepted {
 			t.Errorf("to %s: %v, want 250", to, got)
+		}
+	}
+	// An address at the reply domain that pointpost never issued is nobody's.
+	for _, to := range []string{"ceo@" + testReplyDomain, "sales@" + testReplyDomain} {
+		if got := sendStd(t, r.addr, "a@b.example", []string{to}, replyMessage("Subject: hi\n")); !got.is("rcpt", 550) || !strings.Contains(got.text, "no such address") {
+			t.Errorf("to %s: %v, want rcpt 550 no such address", to, got)
 		}
 	}
 }
@@ -573,7 +579,7 @@ func TestReceiverRecordsWhatEarnsNothing(t *testing.T) {
 		{"DSN returning our message", "", "rewards@" + testReplyDomain, ourDSN, "bounce", 7},
 		{"ARF report from the corpus", "fbl@isp.example", "abuse@" + testReplyDomain, arf, "complaint", 0},
 		{"unsubscribe by mail", "joe@example.com", "unsubscribe+" + tok + "@" + testReplyDomain, replyMessage("Subject: unsubscribe\n"), "unsubscribe", 7},
-		{"reply without any token", "joe@example.com", "info@" + testReplyDomain, replyMessage("Subject: A question\n"), "reply", 0},
+		{"reply without any token", "joe@example.com", "reply@" + testReplyDomain, replyMessage("Subject: A question\n"), "reply", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

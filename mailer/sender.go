@@ -195,6 +195,12 @@ func (s *SMTPSender) dialSession(ctx context.Context) (*smtp.Client, error) {
 		return s.dialSession(ctx)
 	}
 	if s.auth != nil && s.auth.Username() != "" {
+		// A password goes only over TLS, or to a relay on this machine: a relay whose
+		// STARTTLS was stripped on the way must not learn it.
+		if _, isTLS := c.TLSConnectionState(); !isTLS && !isLoopback(s.addr) {
+			c.Close()
+			return nil, errors.New("relay offers no TLS: not sending the password in the clear (use smtps:// or a relay with STARTTLS)")
+		}
 		pass, _ := s.auth.Password()
 		if err := c.Auth(sasl.NewPlainClient("", s.auth.Username(), pass)); err != nil {
 			c.Close()
@@ -335,4 +341,17 @@ func RedactURL(raw string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return strings.Replace(u.String(), "%78%78%78%78%78", "xxxxx", 1)
+}
+
+// isLoopback reports whether addr is on this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

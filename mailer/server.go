@@ -400,6 +400,12 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 				Error: fmt.Sprintf("not sent: consumer is %s", r.Consumer.Status)}
 			continue
 		}
+		if job.Key > postoffice.MaxJobKey || r.Consumer.ID > postoffice.MaxConsumerID {
+			// A token cannot carry ids this large; better a failed delivery than a panic.
+			results <- postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeFailed, At: now,
+				Error: "not sent: the job key or consumer id is too large for a token"}
+			continue
+		}
 		token, account := m.cfg.Tokens.Encode(job.Key, r.Consumer.ID), ""
 		if jm.needsAccount {
 			account = m.cfg.Tokens.Encode(0, r.Consumer.ID)

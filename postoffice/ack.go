@@ -3,7 +3,6 @@ package postoffice
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"pointpost/rewards"
@@ -78,9 +77,5 @@ func (po *PostOffice) Acknowledge(ctx context.Context, token string, channel Cha
 	if err != nil {
 		return nil, err
 	}
-	acks, ok := po.cfg.Store.(AckStore)
-	if !ok {
-		return nil, fmt.Errorf("this post office's store does not record acknowledgements")
-	}
-	return acks.Acknowledge(ctx, Ack{JobKey: job, ConsumerID: consumer, Channel: channel, At: po.cfg.Now(), Source: source})
+	return po.cfg.Store.Acknowledge(ctx, Ack{JobKey: job, ConsumerID: consumer, Channel: channel, At: po.cfg.Now(), Source: source})
 }

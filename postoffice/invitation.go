@@ -23,13 +23,6 @@ type Invitation struct {
 	AccountToken string
 }
 
-// InvitationStore is what rendering an invitation reads.
-type InvitationStore interface {
-	Job(ctx context.Context, key int64) (*Job, error)
-	Messages(ctx context.Context, job *Job) (text, html *Message, err error)
-	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
-}
-
 // Invitation renders the invitation a token names. Returns an error wrapping ErrBadToken
 // for a token that does not verify, or the store's not-found error.
 func (po *PostOffice) Invitation(ctx context.Context, token string) (*Invitation, error) {
@@ -37,10 +30,7 @@ func (po *PostOffice) Invitation(ctx context.Context, token string) (*Invitation
 	if err != nil {
 		return nil, err
 	}
-	st, ok := po.cfg.Store.(InvitationStore)
-	if !ok {
-		return nil, fmt.Errorf("this post office's store cannot render invitations")
-	}
+	st := po.cfg.Store
 	job, err := st.Job(ctx, jobKey)
 	if err != nil {
 		return nil, err

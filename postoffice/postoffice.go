@@ -25,6 +25,9 @@ type Store interface {
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	PendingCount(ctx context.Context, key int64) (int, error)
 	ReportMailServers(ctx context.Context, statuses []MailServerStatus) error
+	AckStore
+	Messages(ctx context.Context, job *Job) (text, html *Message, err error)
+	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
 }
 
 // JobRules are the award rules a new job's acknowledgements earn under: rules made with
@@ -232,7 +235,7 @@ func (po *PostOffice) advance(ctx context.Context, job *Job) error {
 	}
 	if job.State == JobScheduled {
 		if err := po.start(ctx, job); err != nil {
-			return err
+			return po.selectionFailed(ctx, job, err)
 		}
 	}
 	if job.MailServerID == 0 || po.unknownServer(job.MailServerID) {
@@ -245,10 +248,27 @@ func (po *PostOffice) advance(ctx context.Context, job *Job) error {
 		}
 	}
 	if !job.SelectedAll {
-		return po.selectAll(ctx, job)
+		if err := po.selectAll(ctx, job); err != nil {
+			return po.selectionFailed(ctx, job, err)
+		}
 	}
 	return nil
 }
+
+// selectionFailed ends a job whose selection the store refused or stopped (a raw SQL
+// expression that is not allowed or runs too long): trying again every tick would hold the
+// database's writer for nothing. Other errors are returned, to be retried.
+func (po *PostOffice) selectionFailed(ctx context.Context, job *Job, err error) error {
+	if !errors.Is(err, ErrSelectionFailed) {
+		return err
+	}
+	po.cfg.Logger.Error("job selection failed; the job is stopped", "job", job.Key, "err", err)
+	return po.cfg.Store.SetJobState(ctx, job.Key, JobDone, "selection failed: "+err.Error())
+}
+
+// ErrSelectionFailed is a selection that cannot run: refused by the guard, or stopped by its
+// time limit. The store wraps such errors with it.
+var ErrSelectionFailed = errors.New("selection failed")
 
 // unknownServer reports whether id names no mail server that has reported, as after a
 // restart with fewer mail servers.
@@ -294,9 +314,11 @@ func (po *PostOffice) selectAll(ctx context.Context, job *Job) error {
 	return nil
 }
 
+// isRaw reports whether a job's selection is an operator's raw SQL; one that no longer
+// parses is treated as raw, so it runs under the guard.
 func (po *PostOffice) isRaw(job *Job) bool {
 	sel, err := ParseSelection([]byte(job.Selection))
-	return err == nil && sel.IsRaw()
+	return err != nil || sel.IsRaw()
 }
 
 // Finished is called by a mail server that found nothing left to send for a job: the job is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -269,5 +270,28 @@ func TestFinishedOnlyWhenNothingIsPending(t *testing.T) {
 	}
 	if j := reload(t, st, job.Key); j.State != postoffice.JobDone || j.DoneReason != "complete" {
 		t.Fatalf("after every delivery was sent: %s %q", j.State, j.DoneReason)
+	}
+}
+
+// TestRefusedSelectionEndsTheJob: a raw selection the guard refuses at run time (here one
+// written past the campaign checks) ends its job with the reason, instead of being retried
+// every tick while it holds the writer.
+func TestRefusedSelectionEndsTheJob(t *testing.T) {
+	po, st, clk := office(t, 5, nil, 0)
+	ctx := context.Background()
+	iss, err := st.EnsureIssuer(ctx, "acme", "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	job := &postoffice.Job{IssuerID: iss.ID, Name: "Hostile", State: postoffice.JobScheduled, Start: now, Stop: now.Add(time.Hour),
+		ClientCount: 5, Selection: `{"sql": "(SELECT count(*) FROM sqlite_master) > 0"}`, SelectionSQL: "(SELECT count(*) FROM sqlite_master) > 0"}
+	if err := st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+		t.Fatal(err)
+	}
+	tick(t, po)
+	j := reload(t, st, job.Key)
+	if j.State != postoffice.JobDone || j.Selected != 0 || !strings.Contains(j.DoneReason, "selection failed") {
+		t.Fatalf("job after a refused selection: %s, %d selected, %q", j.State, j.Selected, j.DoneReason)
 	}
 }

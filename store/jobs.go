@@ -48,6 +48,7 @@ func (s *Store) Issuers(ctx context.Context) ([]rewards.Issuer, error) {
 // Returns a *postoffice.FieldError for a pinned mail server or an existing rule that is not
 // there (or not the issuer's).
 func (s *Store) CreateJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	args, err := json.Marshal(job.SelectionArgs)
 	if err != nil {
@@ -237,6 +238,7 @@ func (s *Store) AssignJob(ctx context.Context, key int64, mailServerID int) erro
 }
 
 func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...any) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	args = append(args, ms(s.Now()), key)
 	res, err := s.write.ExecContext(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE key = ?`, args...)
@@ -295,12 +297,18 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 			stmt, err = tx.PrepareContext(ctx, query)
 		}
 		if err != nil {
+			if errors.Is(err, ErrSelectionRefused) {
+				return 0, false, fmt.Errorf("%w: %w", postoffice.ErrSelectionFailed, err)
+			}
 			return 0, false, fmt.Errorf("selection: %w", err)
 		}
 		defer stmt.Close()
 		args := append([]any{job.Key, ms(s.Now()), cursor}, job.SelectionArgs...)
 		res, err := stmt.ExecContext(run, append(args, want)...)
 		if err != nil {
+			if raw && ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded) {
+				return 0, false, fmt.Errorf("%w: stopped after %v: too slow to run", postoffice.ErrSelectionFailed, rawBatchTimeLimit)
+			}
 			return 0, false, fmt.Errorf("selection: %w", err)
 		}
 		n, _ := res.RowsAffected()

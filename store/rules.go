@@ -29,6 +29,7 @@ func scanRule(row interface{ Scan(...any) error }) (rewards.AwardRule, error) {
 // retired. Returns the error of r.Validate for a bad field, and ErrNotFound if the issuer
 // does not exist.
 func (s *Store) CreateRule(ctx context.Context, r *rewards.AwardRule) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	if err := r.Validate(); err != nil {
 		return err
@@ -77,6 +78,7 @@ func issuerExists(ctx context.Context, tx *sql.Tx, id int64) error {
 // has awarded: a change applies to acknowledgements from now on. Returns the error of
 // r.Validate for a bad field, and ErrNotFound if the issuer has no such rule.
 func (s *Store) UpdateRule(ctx context.Context, r *rewards.AwardRule) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	if err := r.Validate(); err != nil {
 		return err
@@ -97,6 +99,7 @@ func (s *Store) UpdateRule(ctx context.Context, r *rewards.AwardRule) error {
 // and awards nothing more. Retiring a retired rule does nothing. Returns ErrNotFound if the
 // issuer has no such rule.
 func (s *Store) RetireRule(ctx context.Context, issuerID, ruleID int64) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	res, err := s.write.ExecContext(ctx, `UPDATE award_rules SET retired = 1, updated_at = ? WHERE id = ? AND issuer_id = ?`,
 		ms(s.Now()), ruleID, issuerID)
@@ -157,6 +160,7 @@ func (s *Store) queryRules(ctx context.Context, query string, args ...any) ([]re
 // exist, and an error naming the rule if it belongs to another issuer than the job's or is
 // retired.
 func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -196,6 +200,7 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 // Points already awarded stay. Returns ErrNotFound if there is no such issuer, and an error
 // for a negative budget.
 func (s *Store) SetIssuerBudget(ctx context.Context, issuerID, budget int64) error {
+	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	if budget < 0 {
 		return fmt.Errorf("budget: must not be negative")
