@@ -54,6 +54,8 @@ commands:
   job list|show|suspend|resume|stop|schedule [KEY]
   consumer EMAIL [--json]     a consumer's timeline: deliveries, acknowledgements, points
   settle                      post pending points into consumer accounts now
+  issuer budget SLUG POINTS   cap the points an issuer's rules may award in all (0: no cap)
+  catalog list|add NAME COST STOCK [DESCRIPTION]   the rewards consumers redeem points for
   bench                       measure end-to-end sending against an in-process SMTP sink
 
 Run 'pointpost COMMAND -h' for a command's flags.`
@@ -84,6 +86,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return consumerCommand(ctx, args[1:], getenv, stdout)
 	case "settle":
 		return settleCommand(ctx, args[1:], getenv, stdout)
+	case "issuer":
+		return issuerCommand(ctx, args[1:], getenv, stdout)
+	case "catalog":
+		return catalogCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -1111,4 +1117,75 @@ func summarize(res *loadResult, all []time.Duration) {
 		res.P50Millis, res.P99Millis, res.MaxMillis = pick(0.50), pick(0.99), pick(1)
 		res.PerSec = float64(len(all)) / res.Seconds
 	}
+}
+
+func issuerCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	const usage = "usage: pointpost issuer budget SLUG POINTS"
+	if len(args) < 1 || args[0] != "budget" {
+		return errors.New(usage)
+	}
+	a, fs, err := storeOnly(ctx, "issuer budget", args[1:], getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if fs.NArg() != 2 {
+		return errors.New(usage)
+	}
+	points, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+	if err != nil || points < 0 {
+		return fmt.Errorf("points %q: must be a whole number, 0 or more", fs.Arg(1))
+	}
+	issuers, err := a.store.Issuers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, iss := range issuers {
+		if iss.Slug == fs.Arg(0) {
+			if err := a.store.SetIssuerBudget(ctx, iss.ID, points); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s may award %d points in all\n", iss.Slug, points)
+			return nil
+		}
+	}
+	return fmt.Errorf("no issuer %q", fs.Arg(0))
+}
+
+func catalogCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	const usage = "usage: pointpost catalog list | catalog add NAME COST STOCK [DESCRIPTION]"
+	if len(args) < 1 || (args[0] != "list" && args[0] != "add") {
+		return errors.New(usage)
+	}
+	a, fs, err := storeOnly(ctx, "catalog "+args[0], args[1:], getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if args[0] == "add" {
+		if fs.NArg() < 3 || fs.NArg() > 4 {
+			return errors.New(usage)
+		}
+		item := rewards.CatalogItem{Name: fs.Arg(0), Description: fs.Arg(3)}
+		if item.Cost, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil {
+			return fmt.Errorf("cost %q: must be a whole number of points", fs.Arg(1))
+		}
+		if item.Stock, err = strconv.ParseInt(fs.Arg(2), 10, 64); err != nil {
+			return fmt.Errorf("stock %q: must be a whole number", fs.Arg(2))
+		}
+		if err := a.store.AddCatalogItem(ctx, &item); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, item.ID)
+		return nil
+	}
+	items, err := a.store.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-4s %-30s %8s %7s\n", "ID", "NAME", "COST", "STOCK")
+	for _, it := range items {
+		fmt.Fprintf(stdout, "%-4d %-30.30s %8d %7d\n", it.ID, it.Name, it.Cost, it.Stock)
+	}
+	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"pointpost/postoffice"
-	"pointpost/rewards"
 )
 
 // A skeleton is a job's whole MIME header, encoded once with go-message, cut at the fields
@@ -78,7 +77,7 @@ func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addres
 		if err != nil {
 			return nil, fmt.Errorf("job %d %s message: %w", job.Key, m.Type, err)
 		}
-		if m.Type == rewards.FormatHTML {
+		if m.Type == postoffice.MessageHTML {
 			jm.html = fm
 		} else {
 			jm.text = fm
@@ -92,7 +91,7 @@ func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addres
 }
 
 func compileFormat(job *postoffice.Job, m *postoffice.Message, addr Addresses) (*formatMessage, error) {
-	fm := &formatMessage{html: m.Type == rewards.FormatHTML}
+	fm := &formatMessage{html: m.Type == postoffice.MessageHTML}
 	var err error
 	if fm.subject, err = postoffice.ParseTemplate(m.Subject); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
@@ -156,7 +155,7 @@ func (a *Addresses) links(token string) (ack, page, unsubscribe string) {
 // consumer's mail client (claim 3); a job with one format sends that one to everyone.
 func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token, accountToken, date string, scratch []byte) (msg, scratchOut []byte) {
 	fm := jm.text
-	if (r.Consumer.Format == rewards.FormatHTML && jm.html != nil) || fm == nil {
+	if (r.WantsHTML() && jm.html != nil) || fm == nil {
 		fm = jm.html
 	}
 	ack, page, unsub := jm.addr.links(token)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"pointpost/postoffice"
-	"pointpost/rewards"
 )
 
 // Store is what a mail server reads and writes in the post office database.
@@ -395,7 +394,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		if ctx.Err() != nil || !now.Before(job.Stop) {
 			continue
 		}
-		if r.Consumer.Status != rewards.StatusActive {
+		if !r.Mailable() {
 			results <- postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeFailed, At: now,
 				Error: fmt.Sprintf("not sent: consumer is %s", r.Consumer.Status)}
 			continue

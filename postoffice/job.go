@@ -59,6 +59,12 @@ func (j *Job) Sendable(now time.Time) bool {
 // MessageType is the format a message entry is written for (218b).
 type MessageType = rewards.Format
 
+// The message types, for the packages that see them only through the post office.
+const (
+	MessageText = rewards.FormatText
+	MessageHTML = rewards.FormatHTML
+)
+
 // Message is a message entry 218: a subject and body template with tags.
 type Message struct {
 	ID      int64
@@ -89,6 +95,13 @@ type Recipient struct {
 	RetryCount int
 	Consumer   rewards.Consumer
 }
+
+// WantsHTML reports whether the consumer's mail client reads HTML (claim 3).
+func (r *Recipient) WantsHTML() bool { return r.Consumer.Format == rewards.FormatHTML }
+
+// Mailable reports whether the consumer may still be sent mail: not unsubscribed, bounced
+// or suppressed since the job selected her.
+func (r *Recipient) Mailable() bool { return r.Consumer.Status == rewards.StatusActive }
 
 // OutcomeKind is what happened to one send.
 type OutcomeKind int
