@@ -180,6 +180,13 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnprocessableEntity, joinPage(f))
 		return
 	}
+	now := s.Now()
+	if !s.joinsByClient.allow(remoteIP(r), now) || !s.joinsByEmail.allow(c.Email, now) {
+		w.Header().Set("Retry-After", "3600")
+		s.errorPage(w, r, http.StatusTooManyRequests, "Too many sign-ups",
+			"We have sent enough confirmation e-mails for now. Please check your inbox, or try again in an hour.")
+		return
+	}
 	if s.BaseURL == "" {
 		// Not the request's Host: anyone may send any Host, and the link goes out in our mail.
 		s.fail(w, r, errors.New("web: no BaseURL to write confirmation links with"))

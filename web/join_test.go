@@ -222,3 +222,22 @@ func TestJoinWhenTheConfirmationCannotBeSent(t *testing.T) {
 		t.Error("check your inbox, though no e-mail went out")
 	}
 }
+
+// TestJoinIsRateLimited: /join sends at most three confirmations an hour to one address,
+// and answers 429 after that, sending nothing more.
+func TestJoinIsRateLimited(t *testing.T) {
+	w := newWorld(t)
+	for i := 0; i < 3; i++ {
+		w.post("/join", joinForm()).want(t, http.StatusOK).one(t, "check-inbox")
+	}
+	p := w.post("/join", joinForm())
+	if p.status != http.StatusTooManyRequests {
+		t.Fatalf("fourth sign-up for one address: %d, want 429", p.status)
+	}
+	if n := len(w.mail.messages()); n != 3 {
+		t.Fatalf("%d confirmation e-mails, want 3", n)
+	}
+	other := joinForm()
+	other.Set("email", "someone.else@example.org")
+	w.post("/join", other).want(t, http.StatusOK)
+}

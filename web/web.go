@@ -100,6 +100,8 @@ type server struct {
 	Deps
 	// buffers holds page buffers for render.
 	buffers sync.Pool
+	// joinsByClient and joinsByEmail bound the confirmation e-mails /join sends.
+	joinsByClient, joinsByEmail *rateLimit
 }
 
 // Handler serves the consumer pages:
@@ -124,7 +126,7 @@ func Handler(d Deps) http.Handler {
 	if d.IsNotFound == nil {
 		d.IsNotFound = func(error) bool { return false }
 	}
-	s := &server{Deps: d}
+	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour), joinsByEmail: newRateLimit(3, time.Hour)}
 	s.buffers.New = func() any { return new(bytes.Buffer) }
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
