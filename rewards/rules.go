@@ -17,8 +17,11 @@ const (
 	RuleQuestionnaire RuleType = "questionnaire" // a questionnaire answered
 )
 
-// RuleTypes lists every rule type, for forms and validation.
-var RuleTypes = []RuleType{RuleReply, RuleClick, RuleBanner, RulePurchase, RuleQuestionnaire}
+// RuleTypes lists every rule type, for forms and validation; a new slice each call, so no
+// caller can change what Validate accepts.
+func RuleTypes() []RuleType {
+	return []RuleType{RuleReply, RuleClick, RuleBanner, RulePurchase, RuleQuestionnaire}
+}
 
 // Frequency says how often a consumer may earn under a rule.
 type Frequency string
@@ -54,7 +57,7 @@ type AwardRule struct {
 // Validate checks a rule's fields. Returns an error naming the field.
 func (r *AwardRule) Validate() error {
 	known := false
-	for _, t := range RuleTypes {
+	for _, t := range RuleTypes() {
 		known = known || r.Type == t
 	}
 	switch {
