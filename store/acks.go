@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -48,6 +49,7 @@ const (
 	qHistory
 	qAccrual
 	qAckRow
+	qSameMessage
 	nAckQueries
 )
 
@@ -72,6 +74,9 @@ var ackQueries = [nAckQueries]string{
 		ON CONFLICT (rule_id, job_key, consumer_id, occurrence) DO NOTHING`,
 	qAckRow: `INSERT INTO acknowledgements (job_key, consumer_id, channel, source, rule_id, awarded, points, reason, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	// A reply already counted, by its Message-ID: a mail server that redelivers it (after a
+	// 451, or a 250 it did not hear) must not earn again in a later period.
+	qSameMessage: `SELECT count(*) FROM acknowledgements WHERE consumer_id = ?1 AND job_key = ?2 AND source = ?3`,
 }
 
 // ackStmts are the committer's statements, prepared on the writer's driver connection and
@@ -261,10 +266,20 @@ func (s *Store) applyAck(c *ackStmts, jobs map[int64]*ackJob, ack postoffice.Ack
 	}
 	res.SuccessURL, res.IssuerURL = rules[0].SuccessURL, rules[0].IssuerURL
 	res.Decisions = make([]rewards.Decision, 0, len(rules))
-	for i := range rules {
-		d, err := decideAck(c, &rules[i], job, ack)
-		if err != nil {
+	seen := false
+	if strings.HasPrefix(ack.Source, "smtp <") {
+		if _, err := c.queryRow(qSameMessage, ack.ConsumerID, ack.JobKey, ack.Source); err != nil {
 			return nil, err
+		}
+		seen = c.int64At(0) > 0
+	}
+	for i := range rules {
+		d := rewards.Decision{RuleID: rules[i].ID, Occurrence: rules[i].Occurrence(ack.At),
+			Reason: "this reply was already counted (the same Message-ID came again)"}
+		if !seen {
+			if d, err = decideAck(c, &rules[i], job, ack); err != nil {
+				return nil, err
+			}
 		}
 		if _, err := c.exec(qAckRow, ack.JobKey, ack.ConsumerID, channel, ack.Source, d.RuleID, d.Awarded, d.Points,
 			d.Reason, at); err != nil {

@@ -774,3 +774,29 @@ func BenchmarkAcknowledgeParallel(b *testing.B) {
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(b.N)/float64(max(1, s.acks.batches.Load())), "acks/commit")
 }
+
+// TestAcknowledgeSameReplyAgainInALaterPeriod: a reply a mail server delivers twice, the
+// second time in the rule's next period, earns once; another reply then earns again.
+func TestAcknowledgeSameReplyAgainInALaterPeriod(t *testing.T) {
+	s := openTest(t)
+	cs := seedAckConsumers(t, s, 1)
+	iss := seedAckIssuer(t, s, "acme")
+	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleReply, Points: 3,
+		Frequency: rewards.FrequencyPeriod, Period: time.Hour})
+	job := seedAckJob(t, s, iss, time.Time{}, r)
+	reply := func(msgID string, at time.Time) *postoffice.AckResult {
+		a := ackAt(job, cs[0], postoffice.ChannelReply, at)
+		a.Source = "smtp <" + msgID + ">"
+		return mustAcknowledge(t, s, a)
+	}
+	if res := reply("m1@example.com", ackT0); res.Points() != 3 {
+		t.Fatalf("first reply earned %d", res.Points())
+	}
+	if res := reply("m1@example.com", ackT0.Add(2*time.Hour)); res.Points() != 0 ||
+		!strings.Contains(res.Decisions[0].Reason, "already counted") {
+		t.Fatalf("the same reply redelivered in the next period: %+v", res.Decisions)
+	}
+	if res := reply("m2@example.com", ackT0.Add(2*time.Hour)); res.Points() != 3 {
+		t.Fatalf("a new reply in the next period earned %d", res.Points())
+	}
+}
