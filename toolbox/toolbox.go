@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -59,9 +60,24 @@ func Handler(d Deps) http.Handler {
 		d.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
+	r.Use(localOnly)
 	r.Get("/", d.home)
 	r.Get("/outbox/{id}", d.outboxMessage)
 	return r
+}
+
+// localOnly serves the toolbox to clients on this machine only. It shows every job and the
+// outbox's messages, tokens included, and has no accounts yet: until it does, a web server
+// opened to the world for the consumer pages must not open the toolbox with it.
+func localOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "The toolbox is served only to this machine.", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (d Deps) home(w http.ResponseWriter, r *http.Request) {

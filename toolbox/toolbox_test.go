@@ -133,3 +133,18 @@ func TestOutboxMessagePage(t *testing.T) {
 	get(t, srv.URL+"/outbox/99", http.StatusNotFound)
 	get(t, srv.URL+"/outbox/abc", http.StatusNotFound)
 }
+
+func TestToolboxOnlyForThisMachine(t *testing.T) {
+	srv, _, _ := newToolbox(t)
+	h := srv.Config.Handler
+	for addr, want := range map[string]int{"127.0.0.1:5000": http.StatusOK, "[::1]:5000": http.StatusOK,
+		"203.0.113.7:5000": http.StatusForbidden, "10.0.0.2:5000": http.StatusForbidden} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("from %s: %d, want %d", addr, rec.Code, want)
+		}
+	}
+}
