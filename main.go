@@ -349,7 +349,7 @@ func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string
 		return fmt.Errorf("--smtp %s: %w", a.cfg.SMTP, err)
 	}
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log})
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -1000,14 +1000,7 @@ func (a accounts) Redeem(ctx context.Context, consumerID, itemID int64) error {
 // inboundRecorder keeps what the receiver took that earned nothing.
 type inboundRecorder struct{ st *store.Store }
 
-// An unsubscribe request whose token verified (mail to the List-Unsubscribe mailto address)
-// unsubscribes the consumer before the receiver answers 250.
 func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
-	if m.Kind == string(mailer.KindUnsubscribe) && m.ConsumerID != 0 {
-		if err := r.st.Unsubscribe(ctx, m.ConsumerID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-	}
 	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
 		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
 }
@@ -1053,7 +1046,8 @@ func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loa
 	}
 	rctx, stop := context.WithCancel(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Logger: a.log, MaxConnections: conns + 4})
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
+		MaxConnections: conns + 4})
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(rctx, ln) }()
 	defer func() { stop(); <-done }()

@@ -35,6 +35,12 @@ type InboundRecorder interface {
 	RecordInbound(ctx context.Context, m *InboundRecord) error
 }
 
+// Unsubscriber stops all mail to a consumer; the store implements it, and it returns once
+// the change is durable.
+type Unsubscriber interface {
+	Unsubscribe(ctx context.Context, consumerID int64) error
+}
+
 // InboundRecord is one message the receiver kept.
 type InboundRecord struct {
 	// Kind is an InboundKind: reply, auto-reply, bounce, complaint, unsubscribe, unknown.
@@ -63,6 +69,8 @@ type ReceiverConfig struct {
 	Acks Acknowledger
 	// Inbound records what is accepted but earns nothing; required.
 	Inbound InboundRecorder
+	// Unsubscribe acts on mail to the List-Unsubscribe address; required.
+	Unsubscribe Unsubscriber
 	// MaxMessageBytes: larger messages get 552 5.3.4; default 10 MB.
 	MaxMessageBytes int64
 	// MaxRecipients: more per message get 452 4.5.3; default 10.
@@ -162,6 +170,8 @@ func (r *Receiver) check() error {
 		return errors.New("receiver: no acknowledger")
 	case r.cfg.Inbound == nil:
 		return errors.New("receiver: no inbound recorder")
+	case r.cfg.Unsubscribe == nil:
+		return errors.New("receiver: no unsubscriber")
 	}
 	return nil
 }
@@ -482,6 +492,15 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 		// Which delivery it concerns: its own token, else the returned message's.
 		if t, job, consumer := r.verify(slices.Concat(in.Tokens, in.OriginalTokens)); t != "" {
 			rec.JobKey, rec.ConsumerID = job, consumer
+		}
+		// A request to the List-Unsubscribe address, carrying its own verified token, takes
+		// effect before the 250 (RFC 8058 asks the same of the one-click POST).
+		if t, _, consumer := r.verify(in.Tokens); in.Kind == KindUnsubscribe && t != "" {
+			if err := r.cfg.Unsubscribe.Unsubscribe(ctx, consumer); err != nil {
+				log.Error("unsubscribe not committed", "consumer", consumer, "err", err)
+				return errTryLater
+			}
+			log.Info("consumer unsubscribed by mail", "consumer", consumer)
 		}
 		rec.Detail = clip(in.Reason + envelopeDetail(from))
 		return r.record(ctx, log, rec)

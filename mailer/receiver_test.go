@@ -103,6 +103,32 @@ func (f *fakeInbound) RecordInbound(ctx context.Context, m *InboundRecord) error
 	return nil
 }
 
+// fakeUnsubscriber records the consumers unsubscribed by mail; fail, when set, refuses.
+type fakeUnsubscriber struct {
+	fail error
+
+	mu        sync.Mutex
+	consumers []int64
+}
+
+var _ Unsubscriber = (*fakeUnsubscriber)(nil)
+
+func (f *fakeUnsubscriber) Unsubscribe(ctx context.Context, consumerID int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.consumers = append(f.consumers, consumerID)
+	return nil
+}
+
+func (f *fakeUnsubscriber) snapshot() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int64(nil), f.consumers...)
+}
+
 func (f *fakeInbound) snapshot() []InboundRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -116,6 +142,7 @@ type testReceiver struct {
 	k       *postoffice.Keyring
 	acks    *fakeAcks
 	inbound *fakeInbound
+	unsub   *fakeUnsubscriber
 	stop    context.CancelFunc
 	served  chan error
 }
@@ -123,8 +150,9 @@ type testReceiver struct {
 func startReceiver(t *testing.T, configure func(*ReceiverConfig, *fakeAcks, *fakeInbound)) *testReceiver {
 	t.Helper()
 	k := inboundKeyring(t)
-	acks, inbound := &fakeAcks{k: k}, &fakeInbound{}
+	acks, inbound, unsub := &fakeAcks{k: k}, &fakeInbound{}, &fakeUnsubscriber{}
 	cfg := ReceiverConfig{ReplyDomain: testReplyDomain, Mailboxes: []string{"bounces", "rewards"}, Tokens: k, Acks: acks, Inbound: inbound,
+		Unsubscribe: unsub,
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, ShutdownGrace: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if configure != nil {
@@ -136,7 +164,7 @@ func startReceiver(t *testing.T, configure func(*ReceiverConfig, *fakeAcks, *fak
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := NewReceiver(cfg)
-	tr := &testReceiver{Receiver: r, addr: l.Addr().String(), k: k, acks: acks, inbound: inbound, stop: cancel, served: make(chan error, 1)}
+	tr := &testReceiver{Receiver: r, addr: l.Addr().String(), k: k, acks: acks, inbound: inbound, unsub: unsub, stop: cancel, served: make(chan error, 1)}
 	go func() { tr.served <- r.Serve(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
@@ -599,7 +627,28 @@ func TestReceiverRecordsWhatEarnsNothing(t *testing.T) {
 			if rec.Kind != c.kind || rec.JobKey != c.job || c.job != 0 && rec.ConsumerID != 42 || rec.To != c.to {
 				t.Errorf("record %+v, want kind %s job %d", rec, c.kind, c.job)
 			}
+			// Only the unsubscribe request unsubscribes, and only the consumer it names.
+			if got, want := r.unsub.snapshot(), c.kind == "unsubscribe"; want != (len(got) == 1 && got[0] == 42) || !want && len(got) != 0 {
+				t.Errorf("unsubscribed %v", got)
+			}
 		})
+	}
+}
+
+// TestReceiverAsksForRetryWhenUnsubscribeFails: an unsubscribe that could not be committed is
+// answered 451, so the sender tries again; it is not recorded as done.
+func TestReceiverAsksForRetryWhenUnsubscribeFails(t *testing.T) {
+	t.Parallel()
+	r := startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) {
+		c.Unsubscribe = &fakeUnsubscriber{fail: errors.New("database is locked")}
+	})
+	tok := r.k.Encode(7, 42)
+	if got := sendStd(t, r.addr, "joe@example.com", []string{"unsubscribe+" + tok + "@" + testReplyDomain},
+		replyMessage("Subject: unsubscribe\n")); !got.is("end", 451) {
+		t.Fatalf("got %v, want 451 after the data", got)
+	}
+	if recs := r.inbound.snapshot(); len(recs) != 0 {
+		t.Errorf("recorded %+v", recs)
 	}
 }
 
@@ -864,7 +913,8 @@ func TestReceiverConfig(t *testing.T) {
 		t.Error("no error without a reply domain, keyring, acknowledger and recorder")
 	}
 	r = NewReceiver(ReceiverConfig{Addr: "127.0.0.1:0", ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Unsubscribe: &fakeUnsubscriber{},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if r.cfg.MaxMessageBytes != 10<<20 || r.cfg.MaxRecipients != 10 || r.cfg.MaxConnections != 100 || r.cfg.MaxLineLength != 2000 ||
 		r.cfg.ReadTimeout <= 0 || r.cfg.WriteTimeout <= 0 {
 		t.Errorf("defaults %+v", r.cfg)
@@ -906,7 +956,8 @@ func BenchmarkReceiverReplies(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := NewReceiver(ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Unsubscribe: &fakeUnsubscriber{},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ctx, l) }()
 	defer func() { cancel(); <-served }()
