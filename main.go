@@ -322,7 +322,9 @@ func (a *app) handler() http.Handler {
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
 		mux.Handle(prefix, pages)
 	}
-	mux.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, PostOffice: a.po, Logger: a.log, IsNotFound: isNotFound}))
+	mux.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store,
+		Reports: a.store, Consumers: a.store, Settings: a.store, PostOffice: a.po, Logger: a.log,
+		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}))
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)

@@ -327,7 +327,7 @@ func TestWholeLoop(t *testing.T) {
 		t.Errorf("future job is %s with %d selected", lj.State, lj.Selected)
 	}
 
-	// The toolbox home page and the metrics answer.
+	// The metrics answer.
 	resp, err := http.Get("http://" + srv.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -1,27 +1,33 @@
 // Package toolbox is the issuers' and operators' browser admin (toolbox 170 with its web
-// server 172). For now it shows the jobs with their counts, the mail servers and the
-// embedded outbox, so a fresh `make run` shows the delivery loop working.
+// server 172): accounts and sessions, the campaign editor, award rules, live job reports,
+// the operator pages (mail servers, consumers, outbox, issuers, users, settings) and the
+// JSON API under /api/v1.
+//
+// Every page knows who is asking (userFrom). An issuer user reaches only its own issuer's
+// objects: any other ID in a URL answers 404, as if it did not exist. The operator pages
+// answer 404 to issuer users too.
 package toolbox
 
 import (
-	"bytes"
 	"context"
+	"embed"
 	"errors"
-	"io"
+	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
+	"net/url"
+	"time"
 
 	"github.com/a-h/templ"
-	_ "github.com/emersion/go-message/charset"
-	gomail "github.com/emersion/go-message/mail"
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
 )
 
-// Store is what the toolbox reads.
+//go:embed assets
+var assets embed.FS
+
+// Store is what the toolbox reads of the post office: jobs, mail servers and the outbox.
 type Store interface {
 	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
 	JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error)
@@ -30,160 +36,164 @@ type Store interface {
 	OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error)
 }
 
-// Deps are the toolbox's collaborators.
+// Deps are the toolbox's collaborators. Each area of the toolbox declares the store it
+// needs beside its handlers; main passes the one SQLite store for all of them.
 type Deps struct {
-	Store      Store
+	Store     Store
+	Accounts  AccountStore
+	Campaigns CampaignStore
+	Reports   ReportStore
+	Consumers ConsumerStore
+	Settings  SettingsStore
+
 	PostOffice *postoffice.PostOffice
 	Logger     *slog.Logger
 	// IsNotFound tells a missing object from a failure.
 	IsNotFound func(error) bool
+	Now        func() time.Time
+	// BaseURL is where people reach this server, for the links the toolbox hands out
+	// (setup, invitations); an https BaseURL also makes the session cookie Secure.
+	BaseURL string
+	// SessionIdle and SessionMax end a session unused for SessionIdle or begun SessionMax
+	// ago; zero means 2 hours and 12 hours.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
 }
 
-// JobRow is a job with its delivery counts.
-type JobRow struct {
-	Job    *postoffice.Job
-	Counts postoffice.JobCounts
-}
-
-// Percent is the share of the job's deliveries that have been dealt with.
-func (r JobRow) Percent() int {
-	if r.Counts.Total == 0 {
-		return 0
-	}
-	done := r.Counts.Total - r.Counts.Pending
-	return done * 100 / r.Counts.Total
-}
-
-// Handler serves the toolbox pages.
+// Handler serves the toolbox.
 func Handler(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.IsNotFound == nil {
+		d.IsNotFound = func(error) bool { return false }
+	}
+	if d.SessionIdle == 0 {
+		d.SessionIdle = 2 * time.Hour
+	}
+	if d.SessionMax == 0 {
+		d.SessionMax = 12 * time.Hour
+	}
+	static, err := fs.Sub(assets, "assets")
+	if err != nil {
+		panic(err)
+	}
 	r := chi.NewRouter()
-	r.Use(localOnly)
-	r.Get("/", d.home)
-	r.Get("/outbox/{id}", d.outboxMessage)
+	r.Use(secureHeaders)
+	r.Handle("/assets/*", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	// The API authenticates each request by key and sets no cookies, so cross-origin
+	// forgery has nothing to ride on.
+	r.Route("/api/v1", d.apiRoutes)
+	r.Group(func(r chi.Router) {
+		// Forms are accepted only from the toolbox's own pages (Sec-Fetch-Site / Origin).
+		r.Use(http.NewCrossOriginProtection().Handler, d.loadSession)
+		d.authRoutes(r)
+		r.Group(func(r chi.Router) {
+			r.Use(d.requireUser)
+			d.dashboardRoutes(r)
+			d.campaignRoutes(r)
+			d.ruleRoutes(r)
+			d.reportRoutes(r)
+			d.profileRoutes(r)
+			r.Group(func(r chi.Router) {
+				r.Use(d.requireOperator)
+				d.operatorRoutes(r)
+				d.adminRoutes(r)
+			})
+		})
+	})
+	r.NotFound(d.notFound)
 	return r
 }
 
-// localOnly serves the toolbox to clients on this machine only. It shows every job and the
-// outbox's messages, tokens included, and has no accounts yet: until it does, a web server
-// opened to the world for the consumer pages must not open the toolbox with it.
-func localOnly(next http.Handler) http.Handler {
+// secureHeaders keeps the toolbox out of other sites' frames and its pages to their own
+// scripts. Inline styles are allowed: progress bars and charts set widths in style
+// attributes.
+func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			http.Error(w, "The toolbox is served only to this machine.", http.StatusForbidden)
-			return
-		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "+
+			"img-src 'self' data:; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (d Deps) home(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	jobs, err := d.Store.Jobs(ctx)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	rows := make([]JobRow, 0, len(jobs))
-	for _, j := range jobs {
-		c, err := d.Store.JobCounts(ctx, j.Key)
-		if err != nil {
-			d.fail(w, r, err)
-			return
-		}
-		rows = append(rows, JobRow{Job: j, Counts: c})
-	}
-	servers, err := d.Store.MailServers(ctx)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	if d.PostOffice != nil {
-		if live := d.PostOffice.Statuses(); len(live) > 0 {
-			servers = live
-		}
-	}
-	outbox, total, err := d.Store.Outbox(ctx, 50)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	render(w, r, homePage(rows, servers, outbox, total))
+func (d Deps) notFound(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotFound)
+	d.render(w, r, notFoundPage(d.page(w, r, "Not found", "")))
 }
 
-func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	m, err := d.Store.OutboxMessageByID(r.Context(), id)
-	if err != nil {
-		if d.IsNotFound != nil && d.IsNotFound(err) {
-			http.NotFound(w, r)
-			return
-		}
-		d.fail(w, r, err)
-		return
-	}
-	render(w, r, outboxPage(m, readCaptured(m.Data)))
-}
-
-// captured is an outbox message decoded for reading: its header fields and its body, with
-// the transfer encoding undone.
-type captured struct {
-	Header [][2]string
-	Body   string
-	IsHTML bool
-	Err    string
-}
-
-// readCaptured decodes a captured message; one that does not parse is shown raw with why.
-func readCaptured(data []byte) captured {
-	var c captured
-	r, err := gomail.CreateReader(bytes.NewReader(data))
-	if err != nil {
-		c.Err, c.Body = err.Error(), string(data)
-		return c
-	}
-	for f := r.Header.Fields(); f.Next(); {
-		v, err := f.Text()
-		if err != nil {
-			v = f.Value()
-		}
-		c.Header = append(c.Header, [2]string{f.Key(), v})
-	}
-	part, err := r.NextPart()
-	if err != nil {
-		c.Err = err.Error()
-		return c
-	}
-	body, err := io.ReadAll(part.Body)
-	if err != nil {
-		c.Err = err.Error()
-	}
-	c.Body = string(body)
-	if h, ok := part.Header.(*gomail.InlineHeader); ok {
-		ct, _, _ := h.ContentType()
-		c.IsHTML = ct == "text/html"
-	}
-	return c
-}
-
+// fail answers a request whose handling failed: 404 for a missing object, 503 when the
+// database is busy, "internal error" (logged) for anything else.
 func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	d.Logger.Error("toolbox", "path", r.URL.Path, "err", err)
+	if d.IsNotFound(err) {
+		d.notFound(w, r)
+		return
+	}
+	d.Logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
 	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
-func render(w http.ResponseWriter, r *http.Request, c templ.Component) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := c.Render(r.Context(), w); err != nil {
-		slog.Error("render", "path", r.URL.Path, "err", err)
+func (d Deps) render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	}
+	w.Header().Set("Cache-Control", "no-store")
+	if err := c.Render(r.Context(), w); err != nil && !errors.Is(err, context.Canceled) {
+		d.Logger.Error("render", "path", r.URL.Path, "err", err)
+	}
+}
+
+// Page is what the layout needs to frame a page.
+type Page struct {
+	Title string
+	// Section is the navigation entry to highlight.
+	Section string
+	User    *userView
+	// Flash is a one-line message shown at the top, such as "Job 12 scheduled".
+	Flash string
+	// Scripts and Styles name extra files under /assets/ this page loads.
+	Scripts []string
+	Styles  []string
+}
+
+type userView struct {
+	Email    string
+	Operator bool
+	Issuer   string
+}
+
+// page frames a page for the user making the request, showing (once) the flash message a
+// redirect left.
+func (d Deps) page(w http.ResponseWriter, r *http.Request, title, section string) Page {
+	p := Page{Title: title, Section: section}
+	if c, err := r.Cookie(flashCookie); err == nil {
+		if v, err := url.QueryUnescape(c.Value); err == nil {
+			p.Flash = v
+		}
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
+	}
+	if u := userFrom(r.Context()); u != nil {
+		p.User = &userView{Email: u.Email, Operator: u.Operator(), Issuer: u.IssuerSlug}
+	}
+	return p
+}
+
+const flashCookie = "pointpost_flash"
+
+// redirect sends the browser to target after a form, with a flash message for the next page.
+func (d Deps) redirect(w http.ResponseWriter, r *http.Request, target, flash string) {
+	if flash != "" {
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(flash), Path: "/",
+			MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: d.secure(r)})
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }

@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"pointpost/rewards"
+)
+
+const userColumns = `u.id, u.email, u.name, u.role, coalesce(u.issuer_id, 0), coalesce(i.slug, ''),
+	u.disabled, u.password_hash != '', u.created_at, u.last_login_at`
+
+func scanUser(row interface{ Scan(...any) error }, extra ...any) (*rewards.User, error) {
+	var u rewards.User
+	var role string
+	var created, lastLogin int64
+	dst := append([]any{&u.ID, &u.Email, &u.Name, &role, &u.IssuerID, &u.IssuerSlug, &u.Disabled,
+		&u.HasPassword, &created, &lastLogin}, extra...)
+	if err := row.Scan(dst...); err != nil {
+		return nil, err
+	}
+	u.Role, u.CreatedAt, u.LastLoginAt = rewards.Role(role), fromMS(created), fromMS(lastLogin)
+	return &u, nil
+}
+
+// CreateUser adds u (without a password) and sets its ID. Returns ErrExists if the e-mail
+// address is taken, ErrNotFound if an issuer user names no issuer.
+func (s *Store) CreateUser(ctx context.Context, u *rewards.User, now time.Time) error {
+	var issuer any
+	if u.Role == rewards.RoleIssuer {
+		if u.IssuerID == 0 {
+			return fmt.Errorf("issuer user %s: %w", u.Email, ErrNotFound)
+		}
+		issuer = u.IssuerID
+	}
+	res, err := s.write.ExecContext(ctx, `INSERT INTO users (email, name, role, issuer_id, created_at)
+		VALUES (?, ?, ?, ?, ?)`, u.Email, u.Name, string(u.Role), issuer, ms(now))
+	if err != nil {
+		var se sqlite3.Error
+		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+			return fmt.Errorf("user %s: %w", u.Email, ErrExists)
+		}
+		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
+			return fmt.Errorf("issuer %d: %w", u.IssuerID, ErrNotFound)
+		}
+		return err
+	}
+	u.ID, err = res.LastInsertId()
+	u.CreatedAt = now
+	return err
+}
+
+// UserByEmail returns the user with that address and its bcrypt password hash (empty until
+// a password is set). Returns ErrNotFound if there is none.
+func (s *Store) UserByEmail(ctx context.Context, email string) (*rewards.User, string, error) {
+	var hash string
+	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`, u.password_hash
+		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE u.email = ?`, email), &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("user %s: %w", email, ErrNotFound)
+	}
+	return u, hash, err
+}
+
+// UserByID returns the user id. Returns ErrNotFound if there is none.
+func (s *Store) UserByID(ctx context.Context, id int64) (*rewards.User, error) {
+	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE u.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("user %d: %w", id, ErrNotFound)
+	}
+	return u, err
+}
+
+// Users lists the users of issuerID, or every user when issuerID is 0, operators first.
+func (s *Store) Users(ctx context.Context, issuerID int64) ([]*rewards.User, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id
+		WHERE ?1 = 0 OR u.issuer_id = ?1 ORDER BY u.role DESC, i.slug, u.email`, issuerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*rewards.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// CountOperators counts the operators who can sign in or have a link to set a password.
+func (s *Store) CountOperators(ctx context.Context) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = 'operator' AND disabled = 0`).Scan(&n)
+	return n, err
+}
+
+// SetPassword stores a user's new bcrypt hash and ends every session the user had, so a
+// changed password locks out whoever knew the old one.
+func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		return err
+	})
+}
+
+// SetUserDisabled disables or enables a user; disabling ends the user's sessions.
+func (s *Store) SetUserDisabled(ctx context.Context, userID int64, disabled bool) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET disabled = ? WHERE id = ?`, disabled, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		}
+		if disabled {
+			_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		}
+		return err
+	})
+}
+
+// RecordLogin notes a successful sign-in.
+func (s *Store) RecordLogin(ctx context.Context, userID int64, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, ms(now), userID)
+	return err
+}
+
+// CreateSession stores a new session under the hash of its cookie value.
+func (s *Store) CreateSession(ctx context.Context, idHash []byte, userID int64, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_id, created_at, seen_at)
+		VALUES (?, ?, ?, ?)`, idHash, userID, ms(now), ms(now))
+	return err
+}
+
+// SessionUser returns the user of the session with that hash, with when the session began
+// and was last seen. Returns ErrNotFound if there is no such session.
+func (s *Store) SessionUser(ctx context.Context, idHash []byte) (u *rewards.User, created, seen time.Time, err error) {
+	var c, sn int64
+	u, err = scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`, s.created_at, s.seen_at
+		FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN issuers i ON i.id = u.issuer_id
+		WHERE s.id_hash = ?`, idHash), &c, &sn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, time.Time{}, time.Time{}, fmt.Errorf("session: %w", ErrNotFound)
+	}
+	return u, fromMS(c), fromMS(sn), err
+}
+
+// TouchSession records that the session was used at now.
+func (s *Store) TouchSession(ctx context.Context, idHash []byte, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE sessions SET seen_at = ? WHERE id_hash = ?`, ms(now), idHash)
+	return err
+}
+
+// DeleteSession ends one session; ending one that does not exist is not an error.
+func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
+	return err
+}
+
+// DeleteExpiredSessions removes sessions begun before createdBefore or idle since seenBefore.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, createdBefore, seenBefore time.Time) (int64, error) {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE created_at < ? OR seen_at < ?`,
+		ms(createdBefore), ms(seenBefore))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// CreateUserLink stores a one-time link (by the hash of its token) that lets userID set a
+// password until expires.
+func (s *Store) CreateUserLink(ctx context.Context, tokenHash []byte, userID int64, now, expires time.Time) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO user_links (token_hash, user_id, created_at, expires_at)
+		VALUES (?, ?, ?, ?)`, tokenHash, userID, ms(now), ms(expires))
+	return err
+}
+
+// UserLink returns the user a one-time link is for, if the link is unused and unexpired at
+// now. Returns ErrNotFound otherwise.
+func (s *Store) UserLink(ctx context.Context, tokenHash []byte, now time.Time) (*rewards.User, error) {
+	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`
+		FROM user_links l JOIN users u ON u.id = l.user_id LEFT JOIN issuers i ON i.id = u.issuer_id
+		WHERE l.token_hash = ? AND l.used_at IS NULL AND l.expires_at > ? AND u.disabled = 0`, tokenHash, ms(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("link: %w", ErrNotFound)
+	}
+	return u, err
+}
+
+// UseUserLink sets the password of the link's user and spends the link, in one transaction,
+// so a link sets a password once. Returns ErrNotFound if the link is used, expired or unknown.
+func (s *Store) UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error) {
+	var userID int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE user_links SET used_at = ?1
+			WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id`,
+			ms(now), tokenHash).Scan(&userID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("link: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, passwordHash, userID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.UserByID(ctx, userID)
+}
+
+// CreateAPIKey stores k under the hash of its secret and sets its ID. IssuerID 0 makes an
+// operator's key.
+func (s *Store) CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []byte, now time.Time) error {
+	var issuer any
+	if k.IssuerID != 0 {
+		issuer = k.IssuerID
+	}
+	res, err := s.write.ExecContext(ctx, `INSERT INTO api_keys (name, prefix, key_hash, issuer_id, created_at)
+		VALUES (?, ?, ?, ?, ?)`, k.Name, k.Prefix, keyHash, issuer, ms(now))
+	if err != nil {
+		var se sqlite3.Error
+		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
+			return fmt.Errorf("issuer %d: %w", k.IssuerID, ErrNotFound)
+		}
+		return err
+	}
+	k.ID, err = res.LastInsertId()
+	k.CreatedAt = now
+	return err
+}
+
+const apiKeyColumns = `k.id, k.name, k.prefix, coalesce(k.issuer_id, 0), coalesce(i.slug, ''),
+	k.created_at, k.last_used_at, k.revoked_at`
+
+func scanAPIKey(row interface{ Scan(...any) error }) (*rewards.APIKey, error) {
+	var k rewards.APIKey
+	var created, used, revoked int64
+	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.IssuerID, &k.IssuerSlug, &created, &used, &revoked); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromMS(used), fromMS(revoked)
+	return &k, nil
+}
+
+// APIKeyByHash returns the unrevoked key with that hash. Returns ErrNotFound otherwise.
+func (s *Store) APIKeyByHash(ctx context.Context, keyHash []byte) (*rewards.APIKey, error) {
+	k, err := scanAPIKey(s.read.QueryRowContext(ctx, `SELECT `+apiKeyColumns+`
+		FROM api_keys k LEFT JOIN issuers i ON i.id = k.issuer_id
+		WHERE k.key_hash = ? AND k.revoked_at = 0`, keyHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("api key: %w", ErrNotFound)
+	}
+	return k, err
+}
+
+// APIKeys lists the keys of issuerID, or every key when issuerID is 0, newest first.
+func (s *Store) APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+apiKeyColumns+`
+		FROM api_keys k LEFT JOIN issuers i ON i.id = k.issuer_id
+		WHERE ?1 = 0 OR k.issuer_id = ?1 ORDER BY k.id DESC`, issuerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*rewards.APIKey
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// RevokeAPIKey revokes key id if it belongs to issuerID (any key when issuerID is 0).
+// Returns ErrNotFound if there is no such key.
+func (s *Store) RevokeAPIKey(ctx context.Context, id, issuerID int64, now time.Time) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
+		WHERE id = ? AND (?3 = 0 OR issuer_id = ?3) AND revoked_at = 0`, ms(now), id, issuerID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("api key %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// TouchAPIKey records that key id was used at now.
+func (s *Store) TouchAPIKey(ctx context.Context, id int64, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, ms(now), id)
+	return err
+}
