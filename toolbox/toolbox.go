@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/a-h/templ"
@@ -29,6 +30,7 @@ var assets embed.FS
 
 // Store is what the toolbox reads of the post office: jobs, mail servers and the outbox.
 type Store interface {
+	Job(ctx context.Context, key int64) (*postoffice.Job, error)
 	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
 	JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error)
 	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
@@ -45,6 +47,10 @@ type Deps struct {
 	Reports   ReportStore
 	Consumers ConsumerStore
 	Settings  SettingsStore
+	API       APIStore
+	// TestSender sends one job's message to a single address ("send a test"); nil hides
+	// the action.
+	TestSender TestSender
 
 	PostOffice *postoffice.PostOffice
 	Logger     *slog.Logger
@@ -196,4 +202,24 @@ func (d Deps) redirect(w http.ResponseWriter, r *http.Request, target, flash str
 			MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: d.secure(r)})
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// jobFor returns the job named by the URL's {key} if the user may see it. Otherwise it
+// answers 404 (whether the job is another issuer's or does not exist) and returns nil.
+func (d Deps) jobFor(w http.ResponseWriter, r *http.Request) *postoffice.Job {
+	key, err := strconv.ParseInt(chi.URLParam(r, "key"), 10, 64)
+	if err != nil {
+		d.notFound(w, r)
+		return nil
+	}
+	job, err := d.Store.Job(r.Context(), key)
+	if err != nil {
+		d.fail(w, r, err)
+		return nil
+	}
+	if !userFrom(r.Context()).MaySee(job.IssuerID) {
+		d.notFound(w, r)
+		return nil
+	}
+	return job
 }
