@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/pointpost
 export CGO_ENABLED = 1
 
-.PHONY: run build test race generate check bench fmt clean
+.PHONY: run build test race generate check bench faults fuzz fmt clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -26,6 +26,20 @@ check: generate
 bench: build
 	$(BIN) bench --consumers 100000
 	$(GO) test -run '^$$' -bench . -benchtime 2x ./mailer/ ./postoffice/
+
+# The heavy fault test: a 100k-recipient job killed with SIGKILL at 20+ random moments.
+faults:
+	POINTPOST_FAULTS=1 $(GO) test -run 'TestCrash100k' -v -timeout 60m .
+
+# Each fuzz target for FUZZTIME; new interesting inputs land in testdata/fuzz.
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in ./postoffice/ ./mailer/; do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 fmt:
 	gofmt -w .

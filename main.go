@@ -107,21 +107,29 @@ type Config struct {
 	Workers     int
 	From        string
 	ReplyDomain string
-	BaseURL     string
-	TokenKey    string
-	MaxRetries  int
-	RetryBase   time.Duration
-	Demo        bool
-	LogLevel    string
+	// PostalAddress is printed in every message's footer (CAN-SPAM and the like).
+	PostalAddress string
+	BaseURL       string
+	TokenKey      string
+	MaxRetries    int
+	RetryBase     time.Duration
+	Demo          bool
+	LogLevel      string
 	// SettleEvery is how often accrued points are posted into consumer accounts.
 	SettleEvery time.Duration
+
+	// given names the settings given by flag or environment, which win over the toolbox's
+	// settings page.
+	given map[string]bool
 }
 
 // flags binds Config to a flag set; each flag's default comes from its env variable.
 func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
+	c.given = map[string]bool{}
 	str := func(p *string, name, env, def, help string) {
 		if v := getenv(env); v != "" {
 			def = v
+			c.given[name] = true
 		}
 		fs.StringVar(p, name, def, help+" (env "+env+")")
 	}
@@ -139,6 +147,8 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	num(&c.Workers, "connections", "POINTPOST_CONNECTIONS", 16, "messages in flight (relay connections) per mail server")
 	str(&c.From, "from", "POINTPOST_FROM", "Pointpost <invitations@pointpost.localhost>", "From address of invitations")
 	str(&c.ReplyDomain, "reply-domain", "POINTPOST_REPLY_DOMAIN", "", "domain for reply addresses and Message-IDs (default: the From domain)")
+	str(&c.PostalAddress, "postal-address", "POINTPOST_POSTAL_ADDRESS", "Pointpost, 1 Example Street, Springfield",
+		"the operator's postal address, shown in every message's footer")
 	str(&c.BaseURL, "base-url", "POINTPOST_BASE_URL", "", "public URL of the web server, for links in messages (default: http://ADDRESS of --http)")
 	str(&c.TokenKey, "token-key", "POINTPOST_TOKEN_KEY", "", "token secret, 32+ hex characters; default: a key made on first start and kept in the database")
 	num(&c.MaxRetries, "max-retries", "POINTPOST_MAX_RETRIES", 5, "retries after a temporary failure before a delivery is given up")
@@ -186,6 +196,7 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
 	if c.MailServers < 1 {
 		return nil, nil, errors.New("--mail-servers must be at least 1")
 	}
@@ -209,8 +220,17 @@ type app struct {
 // open opens the database and wires the post office; with mail servers it also builds the
 // sender and the pool.
 func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*app, error) {
+	st, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.applySettings(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
 	from, err := mail.ParseAddress(cfg.From)
 	if err != nil {
+		st.Close()
 		return nil, fmt.Errorf("--from %q: %w", cfg.From, err)
 	}
 	if cfg.ReplyDomain == "" {
@@ -218,10 +238,6 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://" + cfg.HTTP
-	}
-	st, err := store.Open(ctx, cfg.DB)
-	if err != nil {
-		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, store: st, from: *from}
 	keys, err := a.keyring(ctx)
@@ -254,6 +270,28 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: log,
 	})
 	return a, nil
+}
+
+// applySettings takes the operators' settings from the toolbox's settings page for what no
+// flag or environment variable gave.
+func (c *Config) applySettings(ctx context.Context, st *store.Store) error {
+	for _, s := range []struct {
+		flag, setting string
+		dst           *string
+	}{{"from", "from_address", &c.From}, {"reply-domain", "reply_domain", &c.ReplyDomain},
+		{"postal-address", "postal_address", &c.PostalAddress}} {
+		if c.given[s.flag] {
+			continue
+		}
+		v, err := st.Setting(ctx, s.setting)
+		if err != nil {
+			return fmt.Errorf("setting %s: %w", s.setting, err)
+		}
+		if v != "" {
+			*s.dst = v
+		}
+	}
+	return nil
 }
 
 // keyring loads the token keys kept in the database (made on first start). A key given by
