@@ -141,14 +141,7 @@ func (po *PostOffice) Statuses() []MailServerStatus {
 // chooseMailServer picks the server that is idle, or will be idle soonest (claim 8).
 // Returns 0 when no mail server has reported.
 func (po *PostOffice) chooseMailServer() int {
-	best, bestIdle := 0, time.Duration(0)
-	for _, st := range po.Statuses() {
-		idle := st.IdleIn()
-		if best == 0 || idle < bestIdle {
-			best, bestIdle = st.ID, idle
-		}
-	}
-	return best
+	return SoonestIdle(po.Statuses())
 }
 
 // Suspend sets a job's suspend flag; its mail server halts within a second.
