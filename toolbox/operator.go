@@ -2,20 +2,315 @@ package toolbox
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/go-chi/chi/v5"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
-// ConsumerStore is what the operators' consumer pages read and change.
-type ConsumerStore interface{}
+// ConsumerStore is what the operators' consumer and outbox pages read and change.
+//
+// A search looks for text in field ("" for any of e-mail, name and city, "email", "name",
+// "city") by match ("prefix" or "contains"), among consumers of status ("" for all); pages
+// run newest first, below beforeID (0: from the newest).
+type ConsumerStore interface {
+	SearchConsumers(ctx context.Context, field, match, text string, status rewards.ConsumerStatus,
+		beforeID int64, limit int) ([]rewards.Consumer, error)
+	CountConsumersMatching(ctx context.Context, field, match, text string, status rewards.ConsumerStatus) (int, error)
+	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
+	Timeline(ctx context.Context, email string) (*rewards.Timeline, error)
+	SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error
+	// ImportConsumerFile upserts the consumers of a CSV file, reporting each bad record.
+	ImportConsumerFile(ctx context.Context, r io.Reader, report func(rewards.RowError)) (inserted, updated int, err error)
+	OutboxBefore(ctx context.Context, beforeID int64, limit int) ([]postoffice.OutboxMessage, error)
+}
+
+// outboxPageSize is how many captured messages one outbox page lists.
+const outboxPageSize = 50
 
 func (d Deps) operatorRoutes(r chi.Router) {
+	r.Get("/mail-servers", d.mailServers)
+	r.Get("/mail-servers.json", d.mailServersJSON)
+	r.Get("/outbox", d.outbox)
 	r.Get("/outbox/{id}", d.outboxMessage)
+	d.consumerRoutes(r, newImportTracker(d))
+}
+
+// serverRow is one mail server as the mail-servers page shows it.
+type serverRow struct {
+	postoffice.MailServerStatus
+	// Jobs are the running jobs assigned to the server.
+	Jobs []*postoffice.Job
+	// Next marks the server the post office gives the next job to (claim 8).
+	Next bool
+	// Age is how long ago the server reported.
+	Age time.Duration
+}
+
+// mailServerRows gathers each mail server's latest status, live from the post office when
+// this process runs the mail servers, else as last saved in the store, with its running jobs.
+func (d Deps) mailServerRows(ctx context.Context) ([]serverRow, error) {
+	var statuses []postoffice.MailServerStatus
+	if d.PostOffice != nil {
+		statuses = d.PostOffice.Statuses()
+	}
+	if len(statuses) == 0 {
+		var err error
+		if statuses, err = d.Store.MailServers(ctx); err != nil {
+			return nil, err
+		}
+	}
+	jobs, err := d.Store.Jobs(ctx, postoffice.JobRunning)
+	if err != nil {
+		return nil, err
+	}
+	next := postoffice.SoonestIdle(statuses)
+	now := d.Now()
+	rows := make([]serverRow, len(statuses))
+	for i, st := range statuses {
+		st.Relay = hideRelayPassword(st.Relay)
+		if st.Name == "" {
+			st.Name = fmt.Sprintf("mail-%d", st.ID)
+		}
+		row := serverRow{MailServerStatus: st, Next: st.ID == next}
+		if !st.ReportedAt.IsZero() {
+			row.Age = now.Sub(st.ReportedAt)
+		}
+		for _, j := range jobs {
+			if j.MailServerID == st.ID {
+				row.Jobs = append(row.Jobs, j)
+			}
+		}
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+func (d Deps) mailServers(w http.ResponseWriter, r *http.Request) {
+	rows, err := d.mailServerRows(r.Context())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	p := d.page(w, r, "Mail servers", "mail-servers")
+	p.Scripts = append(p.Scripts, "live.js")
+	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)))
+}
+
+// mailServerJSON is one mail server in /mail-servers.json.
+type mailServerJSON struct {
+	ID            int       `json:"id"`
+	Name          string    `json:"name"`
+	State         string    `json:"state"`
+	Relay         string    `json:"relay"`
+	Jobs          []int64   `json:"jobs"`
+	Queue         int       `json:"queue"`
+	Rate          float64   `json:"rate"`
+	IdleInSeconds float64   `json:"idle_in_seconds"`
+	Next          bool      `json:"next"`
+	Sent          int64     `json:"sent"`
+	Retried       int64     `json:"retried"`
+	Rejected      int64     `json:"rejected"`
+	ReportedAt    time.Time `json:"reported_at,omitzero"`
+}
+
+// liveJSON is what live.js polls: Text sets the text of each element whose data-live names
+// the key, Width the width in percent of each whose data-live-width does. A Layout other
+// than the page's data-live-layout, or Done, makes the page reload.
+type liveJSON struct {
+	Text   map[string]string  `json:"text"`
+	Width  map[string]float64 `json:"width,omitempty"`
+	Layout string             `json:"layout,omitempty"`
+	Done   bool               `json:"done,omitempty"`
+}
+
+func (d Deps) mailServersJSON(w http.ResponseWriter, r *http.Request) {
+	rows, err := d.mailServerRows(r.Context())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	out := struct {
+		Servers []mailServerJSON `json:"servers"`
+		liveJSON
+	}{Servers: []mailServerJSON{}, liveJSON: liveJSON{Text: map[string]string{}, Layout: serversLayout(rows)}}
+	for _, s := range rows {
+		m := mailServerJSON{ID: s.ID, Name: s.Name, State: s.State, Relay: s.Relay, Jobs: []int64{}, Queue: s.Queue,
+			Rate: s.Rate, IdleInSeconds: s.IdleIn().Seconds(), Next: s.Next, Sent: s.Sent, Retried: s.Retried,
+			Rejected: s.Rejected, ReportedAt: s.ReportedAt}
+		for _, j := range s.Jobs {
+			m.Jobs = append(m.Jobs, j.Key)
+		}
+		out.Servers = append(out.Servers, m)
+		for k, v := range s.liveText() {
+			out.Text[k] = v
+		}
+	}
+	writeJSON(w, out)
+}
+
+// liveText is the server's figures as the page shows them, keyed by their data-live names.
+func (s serverRow) liveText() map[string]string {
+	k := fmt.Sprintf("ms-%d-", s.ID)
+	next := ""
+	if s.Next {
+		next = "next job goes here"
+	}
+	return map[string]string{
+		k + "state": s.State, k + "queue": groupedDigits(s.Queue), k + "rate": rateText(s.Rate),
+		k + "idle": idleText(s.IdleIn()), k + "sent": groupedDigits(s.Sent), k + "retried": groupedDigits(s.Retried),
+		k + "rejected": groupedDigits(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
+	}
+}
+
+// serversLayout names the servers and their jobs: when it changes, the page reloads to show
+// the new rows and links.
+func serversLayout(rows []serverRow) string {
+	var b strings.Builder
+	for _, s := range rows {
+		fmt.Fprintf(&b, "%d:", s.ID)
+		for _, j := range s.Jobs {
+			fmt.Fprintf(&b, "%d,", j.Key)
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// hideRelayPassword hides the password of a relay URL. The mail servers report their relay
+// already redacted; this keeps a password off the page whatever reported it.
+func hideRelayPassword(relay string) string {
+	u, err := url.Parse(relay)
+	if err != nil {
+		if i, j := strings.Index(relay, "://"), strings.LastIndex(relay, "@"); i >= 0 && j > i {
+			return relay[:i+3] + "xxxxx" + relay[j:]
+		}
+		return relay
+	}
+	if u.User == nil {
+		return relay
+	}
+	if _, ok := u.User.Password(); !ok {
+		return relay
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return strings.Replace(u.String(), "%78%78%78%78%78", "xxxxx", 1)
+}
+
+// groupedDigits writes n with thousands separators: 1,234,567.
+func groupedDigits[T ~int | ~int64](n T) string {
+	s := strconv.FormatInt(int64(n), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func rateText(rate float64) string {
+	if rate <= 0 {
+		return "—"
+	}
+	if rate < 10 {
+		return fmt.Sprintf("%.1f/s", rate)
+	}
+	return groupedDigits(int64(rate+0.5)) + "/s"
+}
+
+// idleText is an estimated time to idle: "idle now", "42s", "3m 20s", "2h 05m".
+func idleText(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d <= 0:
+		return "idle now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm %02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh %02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func ageText(age time.Duration, never bool) string {
+	switch {
+	case never:
+		return "never reported"
+	case age < 2*time.Second:
+		return "just now"
+	case age < time.Minute:
+		return fmt.Sprintf("%ds ago", int(age.Seconds()))
+	case age < time.Hour:
+		return fmt.Sprintf("%dm ago", int(age.Minutes()))
+	default:
+		return fmt.Sprintf("%dh ago", int(age.Hours()))
+	}
+}
+
+// stale reports whether the server has not reported for long enough that its figures may
+// be old: the post office saves them every second.
+func (s serverRow) stale() bool { return !s.ReportedAt.IsZero() && s.Age > 15*time.Second }
+
+func (d Deps) outbox(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	before, ok := pageCursor(r, "before")
+	if !ok {
+		d.notFound(w, r)
+		return
+	}
+	msgs, err := d.Consumers.OutboxBefore(ctx, before, outboxPageSize)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	_, total, err := d.Store.Outbox(ctx, 0)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	next := ""
+	if len(msgs) == outboxPageSize {
+		next = "/outbox?before=" + strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
+	}
+	d.render(w, r, outboxListPage(d.page(w, r, "Outbox", "outbox"), msgs, total, before != 0, next))
+}
+
+// pageCursor reads a keyset cursor from the query: 0 when absent; ok is false when it is
+// not a positive number.
+func pageCursor(r *http.Request, name string) (int64, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n > 0
 }
 
 func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
@@ -32,21 +327,25 @@ func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, outboxPage(d.page(w, r, "Message "+strconv.FormatInt(id, 10), "outbox"), m, readCaptured(m.Data)))
 }
 
-// captured is an outbox message decoded for reading: its header fields and its body, with
-// the transfer encoding undone.
+// captured is an outbox message decoded for reading: its header fields and its text and
+// HTML bodies, with the transfer encoding and charset undone.
 type captured struct {
 	Header [][2]string
-	Body   string
-	IsHTML bool
+	Text   string
+	HTML   string
 	Err    string
 }
 
-// readCaptured decodes a captured message; one that does not parse is shown raw with why.
+// maxCapturedParts bounds the parts readCaptured walks in one message.
+const maxCapturedParts = 32
+
+// readCaptured decodes a captured message, single part or multipart, keeping the first text
+// and the first HTML body; one that does not parse is shown raw with why.
 func readCaptured(data []byte) captured {
 	var c captured
 	r, err := gomail.CreateReader(bytes.NewReader(data))
 	if err != nil {
-		c.Err, c.Body = err.Error(), string(data)
+		c.Err, c.Text = err.Error(), string(data)
 		return c
 	}
 	for f := r.Header.Fields(); f.Next(); {
@@ -56,19 +355,35 @@ func readCaptured(data []byte) captured {
 		}
 		c.Header = append(c.Header, [2]string{f.Key(), v})
 	}
-	part, err := r.NextPart()
-	if err != nil {
-		c.Err = err.Error()
-		return c
-	}
-	body, err := io.ReadAll(part.Body)
-	if err != nil {
-		c.Err = err.Error()
-	}
-	c.Body = string(body)
-	if h, ok := part.Header.(*gomail.InlineHeader); ok {
-		ct, _, _ := h.ContentType()
-		c.IsHTML = ct == "text/html"
+	for range maxCapturedParts {
+		part, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.Err = err.Error()
+			break
+		}
+		h, ok := part.Header.(*gomail.InlineHeader)
+		if !ok {
+			continue // an attachment
+		}
+		ct, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+		if err != nil || h.Get("Content-Type") == "" {
+			ct = "text/plain"
+		}
+		if (ct == "text/html" && c.HTML != "") || (ct != "text/html" && c.Text != "") || !strings.HasPrefix(ct, "text/") {
+			continue
+		}
+		body, err := io.ReadAll(io.LimitReader(part.Body, 8<<20))
+		if err != nil {
+			c.Err = err.Error()
+		}
+		if ct == "text/html" {
+			c.HTML = string(body)
+		} else {
+			c.Text = string(body)
+		}
 	}
 	return c
 }
