@@ -265,11 +265,16 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 	}
 	a.pool = mailer.NewPool(cfg.MailServers, mailer.Config{
 		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys,
-		Addresses:  mailer.Addresses{From: *from, ReplyDomain: cfg.ReplyDomain, BaseURL: cfg.BaseURL},
+		Addresses:  a.addresses(),
 		Workers:    cfg.Workers,
 		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: log,
 	})
 	return a, nil
+}
+
+// addresses are where invitations come from and where answers go.
+func (a *app) addresses() mailer.Addresses {
+	return mailer.Addresses{From: a.from, ReplyDomain: a.cfg.ReplyDomain, BaseURL: a.cfg.BaseURL}
 }
 
 // applySettings takes the operators' settings from the toolbox's settings page for what no
@@ -360,9 +365,14 @@ func (a *app) handler() http.Handler {
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
 		mux.Handle(prefix, pages)
 	}
-	mux.Handle("/", toolbox.Handler(toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store,
-		Reports: a.store, Consumers: a.store, Settings: a.store, PostOffice: a.po, Logger: a.log,
-		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}))
+	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
+		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Logger: a.log,
+		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
+	if a.sender != nil {
+		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.sender, Tokens: a.po.Tokens(),
+			Addresses: a.addresses()}
+	}
+	mux.Handle("/", toolbox.Handler(tools))
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)
