@@ -1,9 +1,900 @@
 package toolbox
 
-import "github.com/go-chi/chi/v5"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/go-chi/chi/v5"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+)
+
+// The JSON API under /api/v1, for issuers' and operators' systems: consumers (create or
+// update, for enrollment systems; read), jobs (create from a campaign file's JSON, status,
+// suspend, resume, schedule, stop) and a job's acknowledgement statistics.
+//
+// Every request carries an API key as "Authorization: Bearer pp_…". An operator's key
+// reaches every issuer; an issuer's key reaches that issuer's jobs only, and any other job
+// answers 404 as if it did not exist. Consumers are shared by all issuers (database 165):
+// any key may create or update one (enrollment), but an issuer's key reads only consumers
+// that one of its jobs was sent to.
+//
+// Every error is JSON, {"error": {"message": "...", "field": "client_count"}}, field naming
+// the part of the request that is wrong when there is one.
 
 // APIStore is what the JSON API reads and changes beyond the other areas' stores.
-type APIStore interface{}
+type APIStore interface {
+	UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error)
+	ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error)
+	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
+	APIConsumerIDs(ctx context.Context, emails []string) (map[string]int64, error)
+	APIConsumerVisible(ctx context.Context, consumerID, issuerID int64) (bool, error)
+	APIJobs(ctx context.Context, issuerID, before int64, limit int) ([]*postoffice.Job, error)
+	APIJobCountsByFormat(ctx context.Context, key int64) (map[rewards.Format]postoffice.JobCounts, error)
+	APIJobAcksByChannel(ctx context.Context, key int64) (map[postoffice.Channel]int, error)
+	APIJobPoints(ctx context.Context, key int64) (awarded, settled int64, consumers int, err error)
+}
+
+const (
+	// apiMaxBody bounds a request body: a campaign, or a batch of 1,000 consumers.
+	apiMaxBody = 1 << 20
+	// apiMaxBatch is the most consumers one request may create or update.
+	apiMaxBatch = 1000
+	// apiMaxJobs is the longest page of jobs.
+	apiMaxJobs = 1000
+)
 
 // apiRoutes serve the JSON API, authenticated by API key.
-func (d Deps) apiRoutes(r chi.Router) {}
+func (d Deps) apiRoutes(r chi.Router) {
+	if d.API == nil || d.PostOffice == nil {
+		// A server wired without them answers plainly rather than failing on a nil store.
+		r.HandleFunc("/*", func(w http.ResponseWriter, _ *http.Request) {
+			apiError(w, http.StatusServiceUnavailable, "", "the JSON API is not set up on this server")
+		})
+		return
+	}
+	r.Use(d.apiAuth)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		apiError(w, http.StatusNotFound, "", "there is no API endpoint "+req.URL.Path)
+	})
+	routes := r
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		path := chi.RouteContext(req.Context()).RoutePath
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if routes.Match(chi.NewRouteContext(), m, path) {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		apiError(w, http.StatusMethodNotAllowed, "", fmt.Sprintf("%s %s is not allowed: use %s",
+			req.Method, req.URL.Path, strings.Join(allow, " or ")))
+	})
+	r.Post("/consumers", d.api(d.apiUpsertConsumers))
+	r.Get("/consumers/{id}", d.api(d.apiConsumer))
+	r.Post("/jobs", d.api(d.apiCreateJob))
+	r.Get("/jobs", d.api(d.apiJobs))
+	r.Get("/jobs/{key}", d.api(d.apiJob))
+	r.Get("/jobs/{key}/stats", d.api(d.apiJobStats))
+	r.Post("/jobs/{key}/suspend", d.api(d.apiJobAction(apiSuspend)))
+	r.Post("/jobs/{key}/resume", d.api(d.apiJobAction(apiResume)))
+	r.Post("/jobs/{key}/schedule", d.api(d.apiJobAction(apiSchedule)))
+	r.Post("/jobs/{key}/stop", d.api(d.apiJobAction(apiStop)))
+}
+
+type apiKeyCtx struct{}
+
+// apiKeyFrom returns the API key a request was authenticated with.
+func apiKeyFrom(ctx context.Context) *rewards.APIKey {
+	k, _ := ctx.Value(apiKeyCtx{}).(*rewards.APIKey)
+	return k
+}
+
+// apiAuth lets through requests with a valid, unrevoked API key, and answers 401 to the
+// rest. A key's last use is written at most once a minute, so a busy client does not make
+// every read a write.
+func (d Deps) apiAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		secret = strings.TrimSpace(secret)
+		if !strings.EqualFold(scheme, "Bearer") || secret == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pointpost"`)
+			apiError(w, http.StatusUnauthorized, "", "this API needs a key: send the header \"Authorization: Bearer <key>\"")
+			return
+		}
+		ctx := r.Context()
+		k, err := d.Accounts.APIKeyByHash(ctx, hashSecret(secret))
+		if err != nil {
+			if d.IsNotFound(err) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pointpost", error="invalid_token"`)
+				apiError(w, http.StatusUnauthorized, "", "the API key is not valid: it is mistyped or was revoked")
+				return
+			}
+			d.apiFail(w, r, err)
+			return
+		}
+		if now := d.Now(); now.Sub(k.LastUsedAt) >= time.Minute {
+			if err := d.Accounts.TouchAPIKey(ctx, k.ID, now); err != nil {
+				d.Logger.Warn("api: touch key", "key", k.ID, "err", err)
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, apiKeyCtx{}, k)))
+	})
+}
+
+// apiProblem is a request the API refuses, with the status and the field to name.
+type apiProblem struct {
+	status  int
+	field   string
+	message string
+}
+
+func (p *apiProblem) Error() string { return p.message }
+
+func apiProblemf(status int, field, format string, a ...any) *apiProblem {
+	return &apiProblem{status: status, field: field, message: fmt.Sprintf(format, a...)}
+}
+
+// api adapts a handler that returns its failure, answered by apiFail.
+func (d Deps) api(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			d.apiFail(w, r, err)
+		}
+	}
+}
+
+// apiFail answers a failed request: the problem's own status, 422 for a campaign that is
+// wrong in a field, 404 for a missing object, and "internal error" (logged) otherwise.
+func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	var p *apiProblem
+	var fe *postoffice.FieldError
+	switch {
+	case errors.As(err, &p):
+		apiError(w, p.status, p.field, p.message)
+	case errors.As(err, &fe):
+		apiError(w, http.StatusUnprocessableEntity, fe.Field, fe.Error())
+	case d.IsNotFound(err):
+		apiError(w, http.StatusNotFound, "", "not found")
+	default:
+		var key int64
+		if k := apiKeyFrom(r.Context()); k != nil {
+			key = k.ID
+		}
+		d.Logger.Error("api", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
+		apiError(w, http.StatusInternalServerError, "", "internal error")
+	}
+}
+
+type apiErrorBody struct {
+	Error struct {
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+func apiError(w http.ResponseWriter, status int, field, message string) {
+	var b apiErrorBody
+	b.Error.Message, b.Error.Field = message, field
+	apiWriteJSON(w, status, b)
+}
+
+func apiWriteJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client has gone if this fails
+}
+
+// apiReadBody returns a request's body: JSON (when it says what it is) of at most
+// apiMaxBody bytes, not empty.
+func apiReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, apiProblemf(http.StatusUnsupportedMediaType, "", "the request body must be JSON, sent with Content-Type: application/json (not %q)", ct)
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, apiMaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, apiProblemf(http.StatusRequestEntityTooLarge, "",
+				"the request body is larger than 1 MB (%d bytes): send at most %d consumers a request", apiMaxBody, apiMaxBatch)
+		}
+		return nil, apiProblemf(http.StatusBadRequest, "", "the request body could not be read: %v", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, apiProblemf(http.StatusBadRequest, "", "the request body is empty: want a JSON object")
+	}
+	return b, nil
+}
+
+// apiDecode decodes one JSON value into v, refusing unknown fields and anything after
+// it. Errors are problems: 400 for JSON that does not parse (saying at which byte), 422
+// naming the field (prefixed by prefix) for an unknown field or a value of the wrong type.
+func apiDecode(data []byte, v any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, err := dec.Token(); err != io.EOF {
+			return apiProblemf(http.StatusBadRequest, "", "unexpected data after the JSON value at byte %d", dec.InputOffset())
+		}
+		return nil
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntaxErr):
+		return apiProblemf(http.StatusBadRequest, "", "the request body is not valid JSON at byte %d: %s",
+			syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apiProblemf(http.StatusBadRequest, "", "the request body is not valid JSON: it ends too early")
+	case errors.As(err, &typeErr):
+		field := strings.TrimSuffix(prefix, ".")
+		if typeErr.Field != "" {
+			field = prefix + typeErr.Field
+		}
+		return apiProblemf(http.StatusUnprocessableEntity, field, "%s must be %s, not %s",
+			apiOrWhole(field), apiJSONKind(typeErr.Type), typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return apiProblemf(http.StatusUnprocessableEntity, prefix+name, "unknown field %q", prefix+name)
+	}
+	return apiProblemf(http.StatusBadRequest, "", "the request body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func apiOrWhole(field string) string {
+	if field == "" {
+		return "the request body"
+	}
+	return field
+}
+
+// apiJSONKind names a Go type the way a JSON client thinks of it.
+func apiJSONKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(apiJSONKind(t.Elem()), "a "), "an ") + "s"
+	}
+	return "an object"
+}
+
+// Consumers.
+
+// apiConsumerIn is a consumer as an enrollment system sends it: the columns of the consumer
+// CSV import, with interests as a list and the extra columns as attributes. An empty field
+// keeps what is stored.
+type apiConsumerIn struct {
+	Email      string            `json:"email"`
+	FirstName  string            `json:"first_name"`
+	LastName   string            `json:"last_name"`
+	City       string            `json:"city"`
+	Region     string            `json:"region"`
+	Country    string            `json:"country"`
+	PostalCode string            `json:"postal_code"`
+	BirthYear  int               `json:"birth_year"`
+	Gender     string            `json:"gender"`
+	Interests  []string          `json:"interests"`
+	Format     string            `json:"format"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+// Bounds on what one consumer may carry; the CSV import bounds a record at 64 KiB.
+const (
+	apiMaxText       = 256
+	apiMaxAttributes = 50
+	apiMaxAttrValue  = 1000
+	apiMaxAttrName   = 64
+)
+
+// apiConsumerFields are the names an attribute may not take: they are the consumer's own.
+var apiConsumerFields = map[string]bool{"email": true, "first_name": true, "last_name": true, "city": true,
+	"region": true, "country": true, "postal_code": true, "birth_year": true, "gender": true,
+	"interests": true, "format": true, "status": true, "id": true}
+
+// consumer checks in as the CSV import checks a row and returns the consumer to upsert.
+// Errors are 422 problems naming the field, prefixed by prefix.
+func (in *apiConsumerIn) consumer(prefix string, now time.Time) (rewards.Consumer, error) {
+	email, err := rewards.ValidEmail(in.Email)
+	if err != nil {
+		return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, prefix+"email", "%s", err.Error())
+	}
+	c := rewards.Consumer{Email: email}
+	for _, f := range []struct {
+		name string
+		in   string
+		dst  *string
+	}{{"first_name", in.FirstName, &c.FirstName}, {"last_name", in.LastName, &c.LastName}, {"city", in.City, &c.City},
+		{"region", in.Region, &c.Region}, {"country", in.Country, &c.Country},
+		{"postal_code", in.PostalCode, &c.PostalCode}, {"gender", in.Gender, &c.Gender}} {
+		v, err := apiOneLine(f.in, apiMaxText)
+		if err != nil {
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, prefix+f.name, "%s %s", f.name, err)
+		}
+		*f.dst = v
+	}
+	c.Gender = strings.ToLower(c.Gender)
+	if y := in.BirthYear; y != 0 && (y < 1900 || y > now.Year()) {
+		return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, prefix+"birth_year",
+			"birth_year %d is not a year between 1900 and %d", y, now.Year())
+	}
+	c.BirthYear = in.BirthYear
+	if in.Format != "" {
+		f, err := rewards.ParseFormat(in.Format)
+		if err != nil {
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, prefix+"format", "%s", err.Error())
+		}
+		c.Format = f
+	}
+	for i, s := range in.Interests {
+		if _, err := apiOneLine(s, apiMaxText); err != nil {
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, fmt.Sprintf("%sinterests[%d]", prefix, i),
+				"interest %d %s", i+1, err)
+		}
+	}
+	c.Interests = rewards.NormalizeInterests(in.Interests)
+	if len(in.Attributes) > apiMaxAttributes {
+		return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, prefix+"attributes",
+			"at most %d attributes, not %d", apiMaxAttributes, len(in.Attributes))
+	}
+	for name, v := range in.Attributes {
+		// Named as the CSV import names extra columns, so both reach the same attribute and
+		// a selection's attr.NAME can find it.
+		norm := strings.Map(func(r rune) rune {
+			if r == ' ' || r == '-' {
+				return '_'
+			}
+			return r
+		}, strings.ToLower(strings.TrimSpace(name)))
+		field := prefix + "attributes." + name
+		switch {
+		case norm == "" || len(norm) > apiMaxAttrName || strings.ContainsFunc(norm, func(r rune) bool {
+			return !(r == '_' || r == '-' || r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)))
+		}):
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field,
+				"attribute name %q must be 1 to %d letters, digits, '_' or '-'", name, apiMaxAttrName)
+		case apiConsumerFields[norm]:
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field,
+				"%q is a consumer field, not an attribute: give it at the top level", norm)
+		}
+		v, err := apiOneLine(v, apiMaxAttrValue)
+		if err != nil {
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field, "attribute %s %s", name, err)
+		}
+		if v == "" {
+			continue
+		}
+		if c.Attributes == nil {
+			c.Attributes = make(map[string]string, len(in.Attributes))
+		}
+		c.Attributes[norm] = v
+	}
+	return c, nil
+}
+
+// apiOneLine trims s and checks it is one line of at most max bytes.
+func apiOneLine(s string, max int) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > max {
+		return "", fmt.Errorf("is longer than %d bytes", max)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return "", errors.New("must be one line, without control characters")
+	}
+	return s, nil
+}
+
+// apiConsumer is a consumer as the API shows it.
+type apiConsumer struct {
+	ID            int64             `json:"id"`
+	Email         string            `json:"email"`
+	FirstName     string            `json:"first_name"`
+	LastName      string            `json:"last_name"`
+	City          string            `json:"city"`
+	Region        string            `json:"region"`
+	Country       string            `json:"country"`
+	PostalCode    string            `json:"postal_code"`
+	BirthYear     int               `json:"birth_year,omitempty"`
+	Gender        string            `json:"gender"`
+	Interests     []string          `json:"interests"`
+	Format        string            `json:"format"`
+	Attributes    map[string]string `json:"attributes"`
+	Status        string            `json:"status"`
+	PointsBalance int64             `json:"points_balance"`
+}
+
+func apiConsumerView(c *rewards.Consumer) apiConsumer {
+	v := apiConsumer{ID: c.ID, Email: c.Email, FirstName: c.FirstName, LastName: c.LastName, City: c.City,
+		Region: c.Region, Country: c.Country, PostalCode: c.PostalCode, BirthYear: c.BirthYear, Gender: c.Gender,
+		Interests: c.Interests, Format: string(c.Format), Attributes: c.Attributes, Status: string(c.Status),
+		PointsBalance: c.PointsBalance}
+	if v.Interests == nil {
+		v.Interests = []string{}
+	}
+	if v.Attributes == nil {
+		v.Attributes = map[string]string{}
+	}
+	return v
+}
+
+// apiConsumerRef names a consumer the key wrote but may not read.
+type apiConsumerRef struct {
+	ID    int64  `json:"id"`
+	Email string `json:"email"`
+}
+
+// apiUpsertConsumers creates or updates one consumer, or a batch {"consumers": [...]} of at
+// most apiMaxBatch, matched by e-mail address. A batch with one bad consumer is refused
+// whole, naming it ("consumers[3].email"). One consumer answers 201 when created, 200 when
+// updated, with the consumer as stored (for an issuer's key that may not read her, only her
+// id and address); a batch answers 201 if it created any, with the counts and the ids.
+func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
+	body, err := apiReadBody(w, r)
+	if err != nil {
+		return err
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return apiProblemf(http.StatusUnprocessableEntity, "", "want a JSON object: a consumer, or {\"consumers\": [...]}")
+		}
+		return apiDecode(body, &probe, "") // says where the JSON breaks
+	}
+	ctx := r.Context()
+	now := d.Now()
+	raw, batch := probe["consumers"]
+	if !batch {
+		var in apiConsumerIn
+		if err := apiDecode(body, &in, ""); err != nil {
+			return err
+		}
+		c, err := in.consumer("", now)
+		if err != nil {
+			return err
+		}
+		inserted, _, err := d.API.UpsertConsumers(ctx, []rewards.Consumer{c})
+		if err != nil {
+			return err
+		}
+		stored, err := d.API.ConsumerByEmail(ctx, c.Email)
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if inserted > 0 {
+			status = http.StatusCreated
+		}
+		w.Header().Set("Location", "/api/v1/consumers/"+strconv.FormatInt(stored.ID, 10))
+		ok, err := d.apiMayReadConsumer(ctx, stored.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			apiWriteJSON(w, status, apiConsumerRef{ID: stored.ID, Email: stored.Email})
+			return nil
+		}
+		apiWriteJSON(w, status, apiConsumerView(stored))
+		return nil
+	}
+	for name := range probe {
+		if name != "consumers" {
+			return apiProblemf(http.StatusUnprocessableEntity, name, "unknown field %q: a batch is {\"consumers\": [...]} alone", name)
+		}
+	}
+	var items []json.RawMessage
+	if err := apiDecode(raw, &items, "consumers."); err != nil {
+		return err
+	}
+	switch {
+	case len(items) == 0:
+		return apiProblemf(http.StatusUnprocessableEntity, "consumers", "consumers is empty: give 1 to %d consumers", apiMaxBatch)
+	case len(items) > apiMaxBatch:
+		return apiProblemf(http.StatusUnprocessableEntity, "consumers", "at most %d consumers a request, not %d", apiMaxBatch, len(items))
+	}
+	cs := make([]rewards.Consumer, len(items))
+	emails := make([]string, len(items))
+	for i, item := range items {
+		prefix := fmt.Sprintf("consumers[%d].", i)
+		var in apiConsumerIn
+		if err := apiDecode(item, &in, prefix); err != nil {
+			return err
+		}
+		if cs[i], err = in.consumer(prefix, now); err != nil {
+			return err
+		}
+		emails[i] = cs[i].Email
+	}
+	inserted, updated, err := d.API.UpsertConsumers(ctx, cs)
+	if err != nil {
+		return err
+	}
+	ids, err := d.API.APIConsumerIDs(ctx, emails)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Inserted  int              `json:"inserted"`
+		Updated   int              `json:"updated"`
+		Consumers []apiConsumerRef `json:"consumers"`
+	}{Inserted: inserted, Updated: updated, Consumers: make([]apiConsumerRef, len(emails))}
+	for i, e := range emails {
+		out.Consumers[i] = apiConsumerRef{ID: ids[e], Email: e}
+	}
+	status := http.StatusOK
+	if inserted > 0 {
+		status = http.StatusCreated
+	}
+	apiWriteJSON(w, status, out)
+	return nil
+}
+
+// apiMayReadConsumer reports whether the request's key may read consumer id: an operator's
+// key always, an issuer's if one of the issuer's jobs was sent to her.
+func (d Deps) apiMayReadConsumer(ctx context.Context, id int64) (bool, error) {
+	k := apiKeyFrom(ctx)
+	if k.Operator() {
+		return true, nil
+	}
+	return d.API.APIConsumerVisible(ctx, id, k.IssuerID)
+}
+
+// apiConsumer shows the consumer named by id or e-mail address; 404 if there is none or the
+// key may not read her.
+func (d Deps) apiConsumer(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	ref, err := url.PathUnescape(chi.URLParam(r, "id"))
+	if err != nil {
+		ref = chi.URLParam(r, "id")
+	}
+	missing := apiProblemf(http.StatusNotFound, "", "there is no consumer %q", ref)
+	var c *rewards.Consumer
+	if strings.Contains(ref, "@") {
+		c, err = d.API.ConsumerByEmail(ctx, ref)
+	} else if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil && id > 0 {
+		c, err = d.API.ConsumerByID(ctx, id)
+	} else {
+		return missing
+	}
+	if err != nil {
+		if d.IsNotFound(err) {
+			return missing
+		}
+		return err
+	}
+	ok, err := d.apiMayReadConsumer(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return missing
+	}
+	apiWriteJSON(w, http.StatusOK, apiConsumerView(c))
+	return nil
+}
+
+// Jobs.
+
+// apiJob is a job's status as the API shows it.
+type apiJob struct {
+	Key               int64           `json:"key"`
+	URL               string          `json:"url"`
+	Issuer            string          `json:"issuer"`
+	Name              string          `json:"name"`
+	State             string          `json:"state"`
+	Suspended         bool            `json:"suspended"`
+	Start             time.Time       `json:"start"`
+	Stop              time.Time       `json:"stop"`
+	ClientCount       int             `json:"client_count"`
+	MailServer        int             `json:"mail_server"`
+	Selection         json.RawMessage `json:"selection,omitempty"`
+	Selected          int             `json:"selected"`
+	SelectionComplete bool            `json:"selection_complete"`
+	DoneReason        string          `json:"done_reason,omitempty"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+	// Matching is how many consumers the selection matched when the job was created.
+	Matching *int       `json:"matching,omitempty"`
+	Counts   *apiCounts `json:"counts,omitempty"`
+}
+
+type apiCounts struct {
+	Total    int `json:"total"`
+	Sent     int `json:"sent"`
+	Pending  int `json:"pending"`
+	Retrying int `json:"retrying"`
+	Rejected int `json:"rejected"`
+	Failed   int `json:"failed"`
+	Received int `json:"received"`
+}
+
+func apiJobView(j *postoffice.Job) apiJob {
+	v := apiJob{Key: j.Key, URL: "/api/v1/jobs/" + strconv.FormatInt(j.Key, 10), Issuer: j.IssuerSlug, Name: j.Name,
+		State: string(j.State), Suspended: j.Suspended, Start: j.Start.UTC(), Stop: j.Stop.UTC(),
+		ClientCount: j.ClientCount, MailServer: j.MailServerID, Selected: j.Selected,
+		SelectionComplete: j.SelectedAll, DoneReason: j.DoneReason, CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()}
+	if j.Selection != "" && json.Valid([]byte(j.Selection)) {
+		v.Selection = json.RawMessage(j.Selection)
+	}
+	return v
+}
+
+// apiJobStatus is a job's view with its delivery counts.
+func (d Deps) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, error) {
+	v := apiJobView(j)
+	c, err := d.Store.JobCounts(ctx, j.Key)
+	if err != nil {
+		return v, err
+	}
+	v.Counts = &apiCounts{Total: c.Total, Sent: c.Sent, Pending: c.Pending, Retrying: c.Retrying,
+		Rejected: c.Rejected, Failed: c.Failed, Received: c.Received}
+	return v, nil
+}
+
+// apiJobFor returns the job named by the URL's {key} if the request's key reaches it, and
+// a 404 problem otherwise, whether the job is another issuer's or does not exist.
+func (d Deps) apiJobFor(r *http.Request) (*postoffice.Job, error) {
+	param := chi.URLParam(r, "key")
+	missing := apiProblemf(http.StatusNotFound, "", "there is no job %q", param)
+	key, err := strconv.ParseInt(param, 10, 64)
+	if err != nil {
+		return nil, missing
+	}
+	job, err := d.Store.Job(r.Context(), key)
+	if err != nil {
+		if d.IsNotFound(err) {
+			return nil, missing
+		}
+		return nil, err
+	}
+	if k := apiKeyFrom(r.Context()); !k.Operator() && k.IssuerID != job.IssuerID {
+		return nil, missing
+	}
+	return job, nil
+}
+
+// apiCreateJob creates a job from a campaign file's JSON, checked exactly as `pointpost
+// campaign create` checks it. An issuer's key creates for its own issuer only: "issuer" may
+// be left out and is filled in; another issuer's name, or a raw SQL selection (which only
+// operators write), answers 403 naming the field.
+func (d Deps) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
+	body, err := apiReadBody(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := postoffice.ParseCampaign(body)
+	if err != nil {
+		var fe *postoffice.FieldError
+		if errors.As(err, &fe) {
+			return err
+		}
+		return apiProblemf(http.StatusBadRequest, "", "%s", err.Error())
+	}
+	if k := apiKeyFrom(r.Context()); !k.Operator() {
+		if c.Issuer == "" {
+			c.Issuer = k.IssuerSlug
+		}
+		if c.Issuer != k.IssuerSlug {
+			return apiProblemf(http.StatusForbidden, "issuer", "this API key is issuer %q's: it creates jobs for %q only, not %q",
+				k.IssuerSlug, k.IssuerSlug, c.Issuer)
+		}
+		if sel, err := postoffice.ParseSelection(c.Selection); err == nil && sel.IsRaw() {
+			return apiProblemf(http.StatusForbidden, "selection.sql",
+				"a raw SQL selection needs an operator's key: select with field conditions instead")
+		}
+	}
+	job, matching, err := d.PostOffice.CreateJob(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	// Read back, for the issuer's slug and the stored times.
+	if stored, err := d.Store.Job(r.Context(), job.Key); err == nil {
+		job = stored
+	} else {
+		return err
+	}
+	v, err := d.apiJobStatus(r.Context(), job)
+	if err != nil {
+		return err
+	}
+	v.Matching = &matching
+	w.Header().Set("Location", v.URL)
+	apiWriteJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+// apiJobs lists the jobs the key reaches, newest first, a page of ?limit= (100 unless
+// given, at most apiMaxJobs) below ?before= (a job key); "next" links the following page.
+func (d Deps) apiJobs(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > apiMaxJobs {
+			return apiProblemf(http.StatusUnprocessableEntity, "limit", "limit must be a number from 1 to %d", apiMaxJobs)
+		}
+		limit = n
+	}
+	var before int64
+	if s := q.Get("before"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			return apiProblemf(http.StatusUnprocessableEntity, "before", "before must be a job key")
+		}
+		before = n
+	}
+	jobs, err := d.API.APIJobs(r.Context(), apiKeyFrom(r.Context()).IssuerID, before, limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Jobs []apiJob `json:"jobs"`
+		Next string   `json:"next,omitempty"`
+	}{Jobs: make([]apiJob, len(jobs))}
+	for i, j := range jobs {
+		out.Jobs[i] = apiJobView(j)
+	}
+	if len(jobs) == limit {
+		out.Next = fmt.Sprintf("/api/v1/jobs?before=%d&limit=%d", jobs[len(jobs)-1].Key, limit)
+	}
+	apiWriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// apiJob shows a job's status with its delivery counts.
+func (d Deps) apiJob(w http.ResponseWriter, r *http.Request) error {
+	job, err := d.apiJobFor(r)
+	if err != nil {
+		return err
+	}
+	v, err := d.apiJobStatus(r.Context(), job)
+	if err != nil {
+		return err
+	}
+	apiWriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type apiAction int
+
+const (
+	apiSuspend apiAction = iota
+	apiResume
+	apiSchedule
+	apiStop
+)
+
+// apiJobAction suspends, resumes, schedules or stops a job and answers with its status.
+// A done job cannot be suspended or resumed, and only a draft can be scheduled: 409.
+func (d Deps) apiJobAction(act apiAction) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		job, err := d.apiJobFor(r)
+		if err != nil {
+			return err
+		}
+		ctx := r.Context()
+		switch act {
+		case apiSuspend, apiResume:
+			if job.State == postoffice.JobDone {
+				return apiProblemf(http.StatusConflict, "state", "job %d is done: there is nothing left to suspend or resume", job.Key)
+			}
+			if act == apiSuspend {
+				err = d.PostOffice.Suspend(ctx, job.Key)
+			} else {
+				err = d.PostOffice.Resume(ctx, job.Key)
+			}
+		case apiSchedule:
+			if job.State != postoffice.JobDraft {
+				return apiProblemf(http.StatusConflict, "state", "job %d is %s: only a draft can be scheduled", job.Key, job.State)
+			}
+			err = d.PostOffice.Schedule(ctx, job.Key)
+		case apiStop:
+			err = d.PostOffice.Stop(ctx, job.Key)
+		}
+		if err != nil {
+			return err
+		}
+		if job, err = d.Store.Job(ctx, job.Key); err != nil {
+			return err
+		}
+		v, err := d.apiJobStatus(ctx, job)
+		if err != nil {
+			return err
+		}
+		apiWriteJSON(w, http.StatusOK, v)
+		return nil
+	}
+}
+
+// apiRate is a share of sent deliveries that were acknowledged.
+type apiRate struct {
+	Selected int     `json:"selected"`
+	Sent     int     `json:"sent"`
+	Received int     `json:"received"`
+	Rate     float64 `json:"rate"`
+}
+
+func apiRateOf(c postoffice.JobCounts) apiRate {
+	r := apiRate{Selected: c.Total, Sent: c.Sent, Received: c.Received}
+	if c.Sent > 0 {
+		// An acknowledgement can arrive before its send is recorded: never above 1.
+		r.Rate = math.Round(min(1, float64(c.Received)/float64(c.Sent))*10000) / 10000
+	}
+	return r
+}
+
+// apiJobStats shows a job's acknowledgement statistics: sent, received and their rate, in
+// all and by the consumers' format; the consumers who acknowledged by reply and by click;
+// and the points awarded, of which settled.
+func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
+	job, err := d.apiJobFor(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	counts, err := d.Store.JobCounts(ctx, job.Key)
+	if err != nil {
+		return err
+	}
+	byFormat, err := d.API.APIJobCountsByFormat(ctx, job.Key)
+	if err != nil {
+		return err
+	}
+	byChannel, err := d.API.APIJobAcksByChannel(ctx, job.Key)
+	if err != nil {
+		return err
+	}
+	awarded, settled, earners, err := d.API.APIJobPoints(ctx, job.Key)
+	if err != nil {
+		return err
+	}
+	type points struct {
+		Awarded   int64 `json:"awarded"`
+		Settled   int64 `json:"settled"`
+		Consumers int   `json:"consumers"`
+	}
+	out := struct {
+		Job int64 `json:"job"`
+		apiRate
+		ByChannel map[postoffice.Channel]int `json:"by_channel"`
+		ByFormat  map[rewards.Format]apiRate `json:"by_format"`
+		Points    points                     `json:"points"`
+	}{Job: job.Key, apiRate: apiRateOf(counts),
+		ByChannel: map[postoffice.Channel]int{postoffice.ChannelReply: byChannel[postoffice.ChannelReply],
+			postoffice.ChannelClick: byChannel[postoffice.ChannelClick]},
+		ByFormat: map[rewards.Format]apiRate{rewards.FormatText: apiRateOf(byFormat[rewards.FormatText]),
+			rewards.FormatHTML: apiRateOf(byFormat[rewards.FormatHTML])},
+		Points: points{Awarded: awarded, Settled: settled, Consumers: earners}}
+	apiWriteJSON(w, http.StatusOK, out)
+	return nil
+}
