@@ -206,12 +206,14 @@ func (s *Store) UserLink(ctx context.Context, tokenHash []byte, now time.Time) (
 }
 
 // UseUserLink sets the password of the link's user and spends the link, in one transaction,
-// so a link sets a password once. Returns ErrNotFound if the link is used, expired or unknown.
+// so a link sets a password once. Returns ErrNotFound if the link is used, expired or
+// unknown, or its user is disabled.
 func (s *Store) UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error) {
 	var userID int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `UPDATE user_links SET used_at = ?1
-			WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id`,
+			WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1
+				AND user_id IN (SELECT id FROM users WHERE disabled = 0) RETURNING user_id`,
 			ms(now), tokenHash).Scan(&userID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("link: %w", ErrNotFound)

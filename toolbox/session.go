@@ -190,9 +190,13 @@ func issuerScope(ctx context.Context) int64 {
 	return u.IssuerID
 }
 
-// safeNext keeps a post-login redirect on this site: only a local path is followed.
+// safeNext keeps a post-login redirect on this site: only a local path is followed. Control
+// characters (which url.Parse refuses) and backslashes are refused anywhere: browsers drop
+// the one ("/\t/evil") and read the other as a slash, either way making a path a host.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(next, "/") ||
+		strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
 		return "/"
 	}
 	return next

@@ -1,0 +1,441 @@
+package toolbox
+
+import (
+	"context"
+	"net/http"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+
+	"pointpost/rewards"
+)
+
+// The operators' settings, read by main at start for what no flag or environment variable
+// gives.
+const (
+	SettingFrom          = "from_address"
+	SettingReplyDomain   = "reply_domain"
+	SettingPostalAddress = "postal_address"
+)
+
+// adminRoutes are the operators' pages for issuers, users and settings.
+func (d Deps) adminRoutes(r chi.Router) {
+	r.Get("/issuers", d.issuers)
+	r.Post("/issuers", d.createIssuer)
+	r.Post("/operators", d.inviteOperator)
+	r.Get("/issuers/{id}", d.issuer)
+	r.Post("/issuers/{id}/budget", d.setBudget)
+	r.Post("/issuers/{id}/users", d.inviteIssuerUser)
+	r.Post("/users/{id}/disable", d.setUserDisabled(true))
+	r.Post("/users/{id}/enable", d.setUserDisabled(false))
+	r.Post("/users/{id}/link", d.newSignInLink)
+	r.Get("/settings", d.settings)
+	r.Post("/settings", d.saveSettings)
+}
+
+// invitation is an invite form as typed, and the link it made.
+type invitation struct {
+	Email, Name string
+	// Link was just made for Email: shown once, to copy.
+	Link string
+}
+
+type issuerRow struct {
+	rewards.Issuer
+	Users         []*rewards.User
+	Budget, Spent int64
+}
+
+type issuersView struct {
+	Issuers   []issuerRow
+	Operators []*rewards.User
+	Self      int64
+	// NewIssuer is the create form as typed.
+	NewIssuer rewards.Issuer
+	Invite    invitation
+	// Errors are the issuer form's, InviteErrors the operator invitation's.
+	Errors       fieldErrors
+	InviteErrors fieldErrors
+}
+
+func (d Deps) renderIssuers(w http.ResponseWriter, r *http.Request, status int, v issuersView) {
+	ctx := r.Context()
+	issuers, err := d.Settings.Issuers(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	users, err := d.Accounts.Users(ctx, 0)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	byIssuer := map[int64][]*rewards.User{}
+	for _, u := range users {
+		if u.Operator() {
+			v.Operators = append(v.Operators, u)
+		} else {
+			byIssuer[u.IssuerID] = append(byIssuer[u.IssuerID], u)
+		}
+	}
+	for _, iss := range issuers {
+		row := issuerRow{Issuer: iss, Users: byIssuer[iss.ID]}
+		if row.Budget, row.Spent, err = d.Settings.IssuerPoints(ctx, iss.ID); err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		v.Issuers = append(v.Issuers, row)
+	}
+	v.Self = userFrom(ctx).ID
+	d.renderStatus(w, r, status, issuersPage(d.page(w, r, "Issuers & users", "issuers"), v))
+}
+
+func (d Deps) issuers(w http.ResponseWriter, r *http.Request) {
+	d.renderIssuers(w, r, http.StatusOK, issuersView{})
+}
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
+
+func (d Deps) createIssuer(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	iss := rewards.Issuer{Slug: strings.TrimSpace(r.PostFormValue("slug")), Name: strings.TrimSpace(r.PostFormValue("name"))}
+	v := issuersView{NewIssuer: iss, Errors: fieldErrors{}}
+	if !slugPattern.MatchString(iss.Slug) {
+		v.Errors["slug"] = "Use 1 to 40 lower-case letters, digits and dashes, like “acme” or “north-wind”."
+	}
+	if n := utf8.RuneCountInString(iss.Name); n == 0 || n > 100 {
+		v.Errors["name"] = "Give the issuer's name as people know it, up to 100 characters."
+	}
+	if len(v.Errors) == 0 {
+		err := d.Settings.CreateIssuer(ctx, &iss, d.Now())
+		if err == nil {
+			d.redirect(w, r, "/issuers/"+strconv.FormatInt(iss.ID, 10), "Issuer "+iss.Slug+" created. Invite its users here.")
+			return
+		}
+		if !d.issuerSlugTaken(ctx, iss.Slug) {
+			d.fail(w, r, err)
+			return
+		}
+		v.Errors["slug"] = "There is already an issuer " + iss.Slug + ": choose another."
+	}
+	d.renderIssuers(w, r, http.StatusUnprocessableEntity, v)
+}
+
+// issuerSlugTaken tells a create refused for a taken slug from a failure, by looking.
+func (d Deps) issuerSlugTaken(ctx context.Context, slug string) bool {
+	issuers, err := d.Settings.Issuers(ctx)
+	if err != nil {
+		return false
+	}
+	for _, iss := range issuers {
+		if iss.Slug == slug {
+			return true
+		}
+	}
+	return false
+}
+
+// invite adds a user without a password and makes the link with which they set one. It
+// fills v.Link, or errs with what to fix; a failure of the store is returned.
+func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, errs fieldErrors) error {
+	ctx := r.Context()
+	v.Email, v.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
+	email, err := rewards.ValidEmail(v.Email)
+	if err != nil {
+		errs["email"] = "Type an e-mail address, like ann@example.com."
+	}
+	if utf8.RuneCountInString(v.Name) > 100 {
+		errs["name"] = "Keep the name under 100 characters."
+	}
+	if len(errs) > 0 {
+		return nil
+	}
+	u.Email, u.Name = email, v.Name
+	link, err := AddUser(ctx, d.Accounts, u, d.baseURL(r), d.Now())
+	if err != nil {
+		if _, _, e := d.Accounts.UserByEmail(ctx, email); e == nil {
+			errs["email"] = email + " already has an account."
+			return nil
+		}
+		return err
+	}
+	v.Link = link
+	return nil
+}
+
+func (d Deps) inviteOperator(w http.ResponseWriter, r *http.Request) {
+	v := issuersView{InviteErrors: fieldErrors{}}
+	if err := d.invite(r, &v.Invite, &rewards.User{Role: rewards.RoleOperator}, v.InviteErrors); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if len(v.InviteErrors) > 0 {
+		status = http.StatusUnprocessableEntity
+	}
+	d.renderIssuers(w, r, status, v)
+}
+
+type issuerView struct {
+	Issuer        rewards.Issuer
+	Budget, Spent int64
+	Users         []*rewards.User
+	Self          int64
+	// BudgetInput is the budget form as typed.
+	BudgetInput string
+	Invite      invitation
+	Errors      fieldErrors
+}
+
+// issuerFor returns the issuer named by the URL's {id}, or answers 404 and returns nil.
+func (d Deps) issuerFor(w http.ResponseWriter, r *http.Request) *rewards.Issuer {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		d.notFound(w, r)
+		return nil
+	}
+	iss, err := d.issuerByID(r.Context(), id)
+	if err != nil {
+		d.fail(w, r, err)
+		return nil
+	}
+	if iss == nil {
+		d.notFound(w, r)
+	}
+	return iss
+}
+
+// issuerByID returns issuer id, or nil if there is none.
+func (d Deps) issuerByID(ctx context.Context, id int64) (*rewards.Issuer, error) {
+	issuers, err := d.Settings.Issuers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, iss := range issuers {
+		if iss.ID == id {
+			return &iss, nil
+		}
+	}
+	return nil, nil
+}
+
+func (d Deps) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v issuerView) {
+	ctx := r.Context()
+	var err error
+	if v.Budget, v.Spent, err = d.Settings.IssuerPoints(ctx, v.Issuer.ID); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.Users, err = d.Accounts.Users(ctx, v.Issuer.ID); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.BudgetInput == "" && v.Errors["budget"] == "" {
+		v.BudgetInput = strconv.FormatInt(v.Budget, 10)
+	}
+	v.Self = userFrom(ctx).ID
+	d.renderStatus(w, r, status, issuerPage(d.page(w, r, v.Issuer.Name, "issuers"), v))
+}
+
+func (d Deps) issuer(w http.ResponseWriter, r *http.Request) {
+	if iss := d.issuerFor(w, r); iss != nil {
+		d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss})
+	}
+}
+
+func (d Deps) setBudget(w http.ResponseWriter, r *http.Request) {
+	iss := d.issuerFor(w, r)
+	if iss == nil {
+		return
+	}
+	v := issuerView{Issuer: *iss, BudgetInput: strings.TrimSpace(r.PostFormValue("budget")), Errors: fieldErrors{}}
+	budget, err := strconv.ParseInt(strings.ReplaceAll(v.BudgetInput, ",", ""), 10, 64)
+	if err != nil || budget < 0 {
+		v.Errors["budget"] = "Type a whole number of points, 0 or more (0: no cap)."
+		d.renderIssuer(w, r, http.StatusUnprocessableEntity, v)
+		return
+	}
+	if err := d.Settings.SetIssuerBudget(r.Context(), iss.ID, budget); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	flash := iss.Slug + " may award " + acctNum(budget) + " points in all."
+	if budget == 0 {
+		flash = iss.Slug + " has no points cap."
+	}
+	d.redirect(w, r, "/issuers/"+strconv.FormatInt(iss.ID, 10), flash)
+}
+
+func (d Deps) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
+	iss := d.issuerFor(w, r)
+	if iss == nil {
+		return
+	}
+	v := issuerView{Issuer: *iss, Errors: fieldErrors{}}
+	u := &rewards.User{Role: rewards.RoleIssuer, IssuerID: iss.ID, IssuerSlug: iss.Slug}
+	if err := d.invite(r, &v.Invite, u, v.Errors); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if len(v.Errors) > 0 {
+		status = http.StatusUnprocessableEntity
+	}
+	d.renderIssuer(w, r, status, v)
+}
+
+// userFor returns the user named by the URL's {id}, or answers 404 and returns nil.
+func (d Deps) userFor(w http.ResponseWriter, r *http.Request) *rewards.User {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		d.notFound(w, r)
+		return nil
+	}
+	u, err := d.Accounts.UserByID(r.Context(), id)
+	if err != nil {
+		d.fail(w, r, err)
+		return nil
+	}
+	return u
+}
+
+// usersPage is where a user is listed: the issuer's page, or the operators' list.
+func usersPage(u *rewards.User) string {
+	if u.Operator() {
+		return "/issuers"
+	}
+	return "/issuers/" + strconv.FormatInt(u.IssuerID, 10)
+}
+
+// setUserDisabled disables or enables a user. An operator cannot disable himself, so there
+// is always one left to undo it.
+func (d Deps) setUserDisabled(disabled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u := d.userFor(w, r)
+		if u == nil {
+			return
+		}
+		if disabled && u.ID == userFrom(r.Context()).ID {
+			d.redirect(w, r, usersPage(u), "You cannot disable your own account: ask another operator.")
+			return
+		}
+		if err := d.Accounts.SetUserDisabled(r.Context(), u.ID, disabled); err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		flash := u.Email + " is enabled and may sign in."
+		if disabled {
+			flash = u.Email + " is disabled and signed out."
+		}
+		d.redirect(w, r, usersPage(u), flash)
+	}
+}
+
+// newSignInLink makes a new one-time link for a user: to finish an invitation whose link
+// was lost, or to set a forgotten password.
+func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
+	u := d.userFor(w, r)
+	if u == nil {
+		return
+	}
+	link, err := NewUserLink(r.Context(), d.Accounts, u.ID, d.baseURL(r), d.Now(), inviteTTL)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	inv := invitation{Email: u.Email, Link: link}
+	if u.Operator() {
+		d.renderIssuers(w, r, http.StatusOK, issuersView{Invite: inv})
+		return
+	}
+	iss, err := d.issuerByID(r.Context(), u.IssuerID)
+	if err != nil || iss == nil {
+		iss = &rewards.Issuer{ID: u.IssuerID, Slug: u.IssuerSlug, Name: u.IssuerSlug}
+	}
+	d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss, Invite: inv})
+}
+
+type settingsView struct {
+	From, ReplyDomain, PostalAddress string
+	Errors                           fieldErrors
+}
+
+func (d Deps) settings(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var v settingsView
+	for _, s := range []struct {
+		name string
+		dst  *string
+	}{{SettingFrom, &v.From}, {SettingReplyDomain, &v.ReplyDomain}, {SettingPostalAddress, &v.PostalAddress}} {
+		val, err := d.Settings.Setting(ctx, s.name)
+		if err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		*s.dst = val
+	}
+	d.render(w, r, settingsPage(d.page(w, r, "Settings", "settings"), v))
+}
+
+var domainPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// checkSettings says what is wrong with the settings as typed. An empty From or reply
+// domain leaves main's default; the postal address is required in commercial e-mail.
+func checkSettings(v settingsView) fieldErrors {
+	errs := fieldErrors{}
+	if v.From != "" {
+		if a, err := mail.ParseAddress(v.From); err != nil || !strings.Contains(a.Address, "@") {
+			errs["from"] = "Type an address, like “Acme Rewards <rewards@acme.example>” or rewards@acme.example."
+		}
+	}
+	if v.ReplyDomain != "" && (len(v.ReplyDomain) > 253 || !domainPattern.MatchString(v.ReplyDomain)) {
+		errs["reply_domain"] = "Type a domain name, like reply.acme.example: letters, digits, dashes and dots."
+	}
+	switch n := utf8.RuneCountInString(v.PostalAddress); {
+	case n == 0:
+		errs["postal_address"] = "Every message's footer must show your postal address: type it."
+	case n > 300:
+		errs["postal_address"] = "Keep it under 300 characters (now " + strconv.Itoa(n) + ")."
+	}
+	return errs
+}
+
+func (d Deps) saveSettings(w http.ResponseWriter, r *http.Request) {
+	v := settingsView{
+		From:          strings.TrimSpace(r.PostFormValue("from")),
+		ReplyDomain:   strings.ToLower(strings.TrimSpace(r.PostFormValue("reply_domain"))),
+		PostalAddress: strings.TrimSpace(r.PostFormValue("postal_address")),
+	}
+	if v.Errors = checkSettings(v); len(v.Errors) > 0 {
+		d.renderStatus(w, r, http.StatusUnprocessableEntity, settingsPage(d.page(w, r, "Settings", "settings"), v))
+		return
+	}
+	if err := d.Settings.SetSettings(r.Context(), map[string]string{SettingFrom: v.From,
+		SettingReplyDomain: v.ReplyDomain, SettingPostalAddress: v.PostalAddress}); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.redirect(w, r, "/settings", "Settings saved. They take effect at the next start of pointpost.")
+}
+
+// acctNum writes n with thousands separators.
+func acctNum(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

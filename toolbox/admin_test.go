@@ -1,0 +1,250 @@
+package toolbox_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+
+	"pointpost/rewards"
+	"pointpost/toolbox"
+)
+
+// adminPost posts a form and parses the page it answers with.
+func adminPost(t *testing.T, c *client, path string, form url.Values, want int) (*http.Response, *html.Node) {
+	t.Helper()
+	resp, body := c.post(path, form)
+	if resp.StatusCode != want {
+		t.Fatalf("POST %s: %d, want %d\n%.400s", path, resp.StatusCode, want, body)
+	}
+	return resp, authParse(t, body)
+}
+
+// adminLink returns the one-time link a page shows, as a path on the test server.
+func adminLink(t *testing.T, e *env, doc *html.Node) string {
+	t.Helper()
+	n := byTestID(doc, "invite-link")
+	if len(n) != 1 || !strings.HasPrefix(attr(n[0], "value"), e.srv.URL+"/welcome/") {
+		t.Fatalf("no sign-in link shown (%d)", len(n))
+	}
+	return strings.TrimPrefix(attr(n[0], "value"), e.srv.URL)
+}
+
+func TestAdminPagesAreHiddenFromIssuers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	acme, u := e.signIn("ann@acme.example", "acme")
+	id := strconv.FormatInt(u.IssuerID, 10)
+	for _, path := range []string{"/issuers", "/issuers/" + id, "/settings"} {
+		if doc := acme.page(path, http.StatusNotFound); len(byTestID(doc, "not-found")) != 1 {
+			t.Fatalf("GET %s as an issuer user: no not-found page", path)
+		}
+	}
+	for path, form := range map[string]url.Values{
+		"/settings":                  {"postal_address": {"Evil Corp"}},
+		"/issuers":                   {"slug": {"evil"}, "name": {"Evil"}},
+		"/operators":                 {"email": {"me@evil.example"}},
+		"/issuers/" + id + "/users":  {"email": {"friend@evil.example"}},
+		"/issuers/" + id + "/budget": {"budget": {"0"}},
+		"/users/" + strconv.FormatInt(u.ID, 10) + "/link": nil,
+	} {
+		if resp, _ := acme.post(path, form); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST %s as an issuer user: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if v, _ := e.st.Setting(ctx, toolbox.SettingPostalAddress); v != "" {
+		t.Fatalf("an issuer user changed the postal address to %q", v)
+	}
+	users, _ := e.st.Users(ctx, 0)
+	issuers, _ := e.st.Issuers(ctx)
+	if len(users) != 1 || len(issuers) != 1 {
+		t.Fatalf("an issuer user added users or issuers: %d users, %d issuers", len(users), len(issuers))
+	}
+}
+
+func TestOperatorCreatesIssuers(t *testing.T) {
+	e := newEnv(t)
+	op, _ := e.signIn("op@example.com", "")
+	if doc := op.page("/issuers", http.StatusOK); len(byTestID(doc, "no-issuers")) != 1 {
+		t.Fatal("no empty state without issuers")
+	}
+	_, doc := adminPost(t, op, "/issuers", url.Values{"slug": {"Acme Inc!"}, "name": {""}}, http.StatusUnprocessableEntity)
+	if len(byTestID(doc, "error-slug")) != 1 || len(byTestID(doc, "error-name")) != 1 {
+		t.Fatal("bad slug and empty name not both named")
+	}
+	resp, _ := adminPost(t, op, "/issuers", url.Values{"slug": {"acme"}, "name": {"Acme Inc."}}, http.StatusSeeOther)
+	issuers, err := e.st.Issuers(context.Background())
+	if err != nil || len(issuers) != 1 || issuers[0].Name != "Acme Inc." {
+		t.Fatalf("issuers %v, %v", issuers, err)
+	}
+	if want := "/issuers/" + strconv.FormatInt(issuers[0].ID, 10); resp.Header.Get("Location") != want {
+		t.Fatalf("after create: to %q, want %q", resp.Header.Get("Location"), want)
+	}
+	_, doc = adminPost(t, op, "/issuers", url.Values{"slug": {"acme"}, "name": {"Other"}}, http.StatusUnprocessableEntity)
+	if n := byTestID(doc, "error-slug"); len(n) != 1 || !strings.Contains(text(n[0]), "already") {
+		t.Fatal("a taken slug is not named")
+	}
+	if rows := byTestID(op.page("/issuers", http.StatusOK), "issuer"); len(rows) != 1 || !strings.Contains(text(rows[0]), "acme") {
+		t.Fatal("the new issuer is not listed")
+	}
+	op.page("/issuers/999", http.StatusNotFound)
+	op.page("/issuers/x", http.StatusNotFound)
+}
+
+func TestOperatorInvitesIssuerUsers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op, _ := e.signIn("op@example.com", "")
+	acme := e.issuer("acme")
+	path := "/issuers/" + strconv.FormatInt(acme.ID, 10) + "/users"
+	_, doc := adminPost(t, op, path, url.Values{"email": {"not an address"}}, http.StatusUnprocessableEntity)
+	if len(byTestID(doc, "error-email")) != 1 {
+		t.Fatal("a bad address is not named")
+	}
+	_, doc = adminPost(t, op, path, url.Values{"email": {"Ann@Acme.example"}, "name": {"Ann"}}, http.StatusOK)
+	link := adminLink(t, e, doc)
+	u, hash, err := e.st.UserByEmail(ctx, "ann@acme.example")
+	if err != nil || u.Role != rewards.RoleIssuer || u.IssuerID != acme.ID || hash != "" || u.Name != "Ann" {
+		t.Fatalf("invited user %+v, hash %q, %v", u, hash, err)
+	}
+	if rows := byTestID(doc, "user"); len(rows) != 1 || !strings.Contains(text(rows[0]), "invited") {
+		t.Fatal("the invited user is not listed as invited")
+	}
+	_, doc = adminPost(t, op, path, url.Values{"email": {"ANN@acme.example"}}, http.StatusUnprocessableEntity)
+	if n := byTestID(doc, "error-email"); len(n) != 1 || !strings.Contains(text(n[0]), "already") {
+		t.Fatal("a taken address (in other case) is not named")
+	}
+	// The invitation works: Ann chooses a password and lands in acme's toolbox.
+	ann := e.anonymous()
+	ann.page(link, http.StatusOK)
+	if resp, _ := ann.post(link, url.Values{"password": {"ann's password"}, "confirm": {"ann's password"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("accepting the invitation: %d", resp.StatusCode)
+	}
+	if n := byTestID(ann.page("/profile", http.StatusOK), "profile-role"); len(n) != 1 || !strings.Contains(text(n[0]), "acme") {
+		t.Fatal("the invited user is not acme's")
+	}
+	// A lost link: the operator makes a new one, which works once more.
+	_, doc = adminPost(t, op, "/users/"+strconv.FormatInt(u.ID, 10)+"/link", nil, http.StatusOK)
+	again := adminLink(t, e, doc)
+	if again == link {
+		t.Fatal("the new link is the old one")
+	}
+	e.anonymous().page(again, http.StatusOK)
+	adminPost(t, op, "/users/999/link", nil, http.StatusNotFound)
+}
+
+func TestOperatorInvitesOperators(t *testing.T) {
+	e := newEnv(t)
+	op, _ := e.signIn("op@example.com", "")
+	_, doc := adminPost(t, op, "/operators", url.Values{"email": {"bea@example.com"}}, http.StatusOK)
+	adminLink(t, e, doc)
+	u, _, err := e.st.UserByEmail(context.Background(), "bea@example.com")
+	if err != nil || !u.Operator() {
+		t.Fatalf("invited operator %+v, %v", u, err)
+	}
+	_, doc = adminPost(t, op, "/operators", url.Values{"email": {"op@example.com"}}, http.StatusUnprocessableEntity)
+	if len(byTestID(doc, "error-email")) != 1 {
+		t.Fatal("inviting an existing address is not refused")
+	}
+}
+
+func TestOperatorDisablesAndEnablesUsers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op, self := e.signIn("op@example.com", "")
+	ann, u := e.signIn("ann@acme.example", "acme")
+	id := strconv.FormatInt(u.ID, 10)
+	resp, _ := adminPost(t, op, "/users/"+id+"/disable", nil, http.StatusSeeOther)
+	if resp.Header.Get("Location") != "/issuers/"+strconv.FormatInt(u.IssuerID, 10) {
+		t.Fatalf("after disabling: to %q", resp.Header.Get("Location"))
+	}
+	if ann.authSignedIn() {
+		t.Fatal("a disabled user's session still works")
+	}
+	if got, _ := e.st.UserByID(ctx, u.ID); !got.Disabled {
+		t.Fatal("user not disabled")
+	}
+	adminPost(t, op, "/users/"+id+"/enable", nil, http.StatusSeeOther)
+	if got, _ := e.st.UserByID(ctx, u.ID); got.Disabled {
+		t.Fatal("user not enabled")
+	}
+	// An operator cannot lock himself out.
+	adminPost(t, op, "/users/"+strconv.FormatInt(self.ID, 10)+"/disable", nil, http.StatusSeeOther)
+	if !op.authSignedIn() {
+		t.Fatal("the operator disabled himself")
+	}
+	adminPost(t, op, "/users/999/disable", nil, http.StatusNotFound)
+}
+
+func TestOperatorSetsIssuerBudget(t *testing.T) {
+	e := newEnv(t)
+	op, _ := e.signIn("op@example.com", "")
+	acme := e.issuer("acme")
+	path := "/issuers/" + strconv.FormatInt(acme.ID, 10) + "/budget"
+	for _, bad := range []string{"-5", "lots", ""} {
+		_, doc := adminPost(t, op, path, url.Values{"budget": {bad}}, http.StatusUnprocessableEntity)
+		if len(byTestID(doc, "error-budget")) != 1 {
+			t.Fatalf("budget %q not refused beside the field", bad)
+		}
+	}
+	adminPost(t, op, path, url.Values{"budget": {"12,500"}}, http.StatusSeeOther)
+	budget, spent, err := e.st.IssuerPoints(context.Background(), acme.ID)
+	if err != nil || budget != 12500 || spent != 0 {
+		t.Fatalf("budget %d spent %d, %v", budget, spent, err)
+	}
+	doc := op.page("/issuers/"+strconv.FormatInt(acme.ID, 10), http.StatusOK)
+	if n := byTestID(doc, "left"); len(n) != 1 || text(n[0]) != "12,500" {
+		t.Fatal("budget left not shown with thousands separators")
+	}
+	if n := byTestID(op.page("/issuers", http.StatusOK), "budget"); len(n) != 1 || text(n[0]) != "12,500" {
+		t.Fatal("budget not in the issuers list")
+	}
+}
+
+func TestOperatorSettings(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op, _ := e.signIn("op@example.com", "")
+	if doc := op.page("/settings", http.StatusOK); len(byTestID(doc, "next-start")) != 1 {
+		t.Fatal("the settings page does not say when settings take effect")
+	}
+	bad := url.Values{"from": {"not an address"}, "reply_domain": {"bad domain!"}, "postal_address": {"  "}}
+	_, doc := adminPost(t, op, "/settings", bad, http.StatusUnprocessableEntity)
+	for _, f := range []string{"error-from", "error-reply_domain", "error-postal_address"} {
+		if len(byTestID(doc, f)) != 1 {
+			t.Fatalf("%s missing", f)
+		}
+	}
+	if !strings.Contains(adminHTML(doc), "not an address") {
+		t.Fatal("what was typed is lost")
+	}
+	_, doc = adminPost(t, op, "/settings", url.Values{"postal_address": {strings.Repeat("x", 301)}}, http.StatusUnprocessableEntity)
+	if len(byTestID(doc, "error-postal_address")) != 1 {
+		t.Fatal("a 301-character postal address is accepted")
+	}
+	if v, _ := e.st.Setting(ctx, toolbox.SettingPostalAddress); v != "" {
+		t.Fatalf("a refused form saved %q", v)
+	}
+	good := url.Values{"from": {"Acme Rewards <rewards@acme.example>"}, "reply_domain": {"Reply.Acme.example"},
+		"postal_address": {"Acme, 1 Main Street, Springfield"}}
+	adminPost(t, op, "/settings", good, http.StatusSeeOther)
+	for name, want := range map[string]string{toolbox.SettingFrom: "Acme Rewards <rewards@acme.example>",
+		toolbox.SettingReplyDomain: "reply.acme.example", toolbox.SettingPostalAddress: "Acme, 1 Main Street, Springfield"} {
+		if got, err := e.st.Setting(ctx, name); got != want || err != nil {
+			t.Fatalf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if !strings.Contains(adminHTML(op.page("/settings", http.StatusOK)), "reply.acme.example") {
+		t.Fatal("saved settings not shown")
+	}
+}
+
+func adminHTML(n *html.Node) string {
+	var b strings.Builder
+	html.Render(&b, n)
+	return b.String()
+}

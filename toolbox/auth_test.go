@@ -1,0 +1,606 @@
+package toolbox_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/html"
+
+	"pointpost/rewards"
+	"pointpost/store"
+	"pointpost/toolbox"
+)
+
+// authClock is a clock the test moves.
+type authClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newAuthClock() *authClock { return &authClock{t: time.Now()} }
+
+func (c *authClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *authClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// authUser stores a user (an operator when issuerSlug is "") whose password is pw, hashed
+// at bcrypt's least cost to keep the tests quick: the cost travels in the hash.
+func authUser(e *env, email, issuerSlug, pw string) *rewards.User {
+	e.t.Helper()
+	ctx := context.Background()
+	u := &rewards.User{Email: email, Role: rewards.RoleOperator}
+	if issuerSlug != "" {
+		iss := e.issuer(issuerSlug)
+		u.Role, u.IssuerID, u.IssuerSlug = rewards.RoleIssuer, iss.ID, iss.Slug
+	}
+	if err := e.st.CreateUser(ctx, u, time.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.st.SetPassword(ctx, u.ID, string(h)); err != nil {
+		e.t.Fatal(err)
+	}
+	return u
+}
+
+// authLogin posts the login form.
+func (c *client) authLogin(email, pw, next string) (*http.Response, string) {
+	c.e.t.Helper()
+	return c.post("/login", url.Values{"email": {email}, "password": {pw}, "next": {next}})
+}
+
+// authSession returns the session cookie the client holds, or "".
+func (c *client) authSession() string {
+	base, _ := url.Parse(c.e.srv.URL)
+	for _, ck := range c.Jar.Cookies(base) {
+		if ck.Name == toolbox.SessionCookie {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// authClient returns a fresh client holding only the session cookie value.
+func (e *env) authClient(value string) *client {
+	c := e.anonymous()
+	base, _ := url.Parse(e.srv.URL)
+	c.Jar.SetCookies(base, []*http.Cookie{{Name: toolbox.SessionCookie, Value: value, Path: "/"}})
+	return c
+}
+
+// authSignedIn reports whether the client's session reaches a signed-in page.
+func (c *client) authSignedIn() bool {
+	c.e.t.Helper()
+	resp, _ := c.do(http.MethodGet, "/profile", nil, nil)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true
+	case http.StatusSeeOther:
+		if !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+			c.e.t.Fatalf("signed out visitor sent to %q", resp.Header.Get("Location"))
+		}
+		return false
+	}
+	c.e.t.Fatalf("GET /profile: %d", resp.StatusCode)
+	return false
+}
+
+func authLoginError(t *testing.T, body string) string {
+	t.Helper()
+	n := byTestID(authParse(t, body), "login-error")
+	if len(n) != 1 {
+		return ""
+	}
+	return text(n[0])
+}
+
+func authParse(t *testing.T, body string) *html.Node {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func authCookie(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == toolbox.SessionCookie {
+			return c
+		}
+	}
+	return nil
+}
+
+func authHash(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+func TestLoginRenewsTheSession(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	resp, body := c.authLogin("ann@acme.example", "correct horse battery", "/campaigns?x=1")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/campaigns?x=1" {
+		t.Fatalf("login: %d to %q, want 303 to the next page\n%.300s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	first := c.authSession()
+	if first == "" || !c.authSignedIn() {
+		t.Fatal("no working session after login")
+	}
+	// Signing in again over a session (or one planted before login) replaces it.
+	if resp, _ := c.authLogin("ANN@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("second login (address in other case): %d", resp.StatusCode)
+	}
+	second := c.authSession()
+	if second == "" || second == first {
+		t.Fatalf("session not renewed at login: %q then %q", first, second)
+	}
+	if e.authClient(first).authSignedIn() {
+		t.Fatal("the session from before login still works")
+	}
+	if !e.authClient(second).authSignedIn() {
+		t.Fatal("the new session does not work")
+	}
+}
+
+func TestLoginFailuresAreGeneric(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	resp, body := c.authLogin("ann@acme.example", "wrong password!", "")
+	if resp.StatusCode != http.StatusUnauthorized || authCookie(resp) != nil {
+		t.Fatalf("wrong password: %d, cookie %v; want 401 and no session", resp.StatusCode, authCookie(resp))
+	}
+	known := authLoginError(t, body)
+	if known != "Wrong e-mail or password." {
+		t.Fatalf("wrong password says %q", known)
+	}
+	// (That an unknown address costs a password check too: TestUnknownAddressIsCheckedLikeAPassword.)
+	resp, body = c.authLogin("nobody@acme.example", "wrong password!", "")
+	if resp.StatusCode != http.StatusUnauthorized || authLoginError(t, body) != known || authCookie(resp) != nil {
+		t.Fatalf("unknown address: %d %q, want 401 %q", resp.StatusCode, authLoginError(t, body), known)
+	}
+	// A user who has not set a password yet cannot be signed in with the dummy's.
+	u := &rewards.User{Email: "new@acme.example", Role: rewards.RoleOperator}
+	if err := e.st.CreateUser(context.Background(), u, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := c.authLogin("new@acme.example", "", ""); resp.StatusCode != http.StatusUnauthorized || authLoginError(t, body) != known {
+		t.Fatalf("user without password: %d %q", resp.StatusCode, authLoginError(t, body))
+	}
+	if c.authSignedIn() {
+		t.Fatal("signed in after failures")
+	}
+}
+
+func TestDisabledUserCannotLogIn(t *testing.T) {
+	e := newEnv(t)
+	u := authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	if err := e.st.SetUserDisabled(context.Background(), u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.anonymous().authLogin("ann@acme.example", "correct horse battery", "")
+	if resp.StatusCode != http.StatusForbidden || authCookie(resp) != nil || !strings.Contains(authLoginError(t, body), "disabled") {
+		t.Fatalf("disabled user: %d %q, want 403 saying disabled and no session", resp.StatusCode, authLoginError(t, body))
+	}
+}
+
+func TestLoginThrottlePerAccount(t *testing.T) {
+	clock := newAuthClock()
+	e := newEnv(t, func(d *toolbox.Deps) { d.Now = clock.Now })
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	// A success forgets the account's failures.
+	for range 4 {
+		c.authLogin("ann@acme.example", "guess", "")
+	}
+	if resp, _ := c.authLogin("ann@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login after 4 failures: %d", resp.StatusCode)
+	}
+	for i := range 5 {
+		if resp, _ := c.authLogin("ann@acme.example", "guess", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, resp.StatusCode)
+		}
+		clock.add(time.Minute)
+	}
+	// The sixth attempt is refused before the password is looked at, even the right one.
+	resp, body := c.authLogin("ann@acme.example", "correct horse battery", "")
+	msg := authLoginError(t, body)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(msg, "Try again in 10 minutes") {
+		t.Fatalf("sixth attempt: %d %q, want 429 saying to try again in 10 minutes", resp.StatusCode, msg)
+	}
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra != 600 {
+		t.Fatalf("Retry-After %q, want 600", resp.Header.Get("Retry-After"))
+	}
+	// Another account from the same client is not held up by ann's.
+	authUser(e, "bob@acme.example", "acme", "correct horse battery")
+	if resp, _ := c.authLogin("bob@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another account: %d", resp.StatusCode)
+	}
+	// Once the first failure leaves the 15-minute window, one more attempt is allowed.
+	clock.add(10 * time.Minute)
+	if resp, _ := c.authLogin("ann@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the window: %d, want 303", resp.StatusCode)
+	}
+}
+
+func TestLoginThrottlePerClient(t *testing.T) {
+	clock := newAuthClock()
+	e := newEnv(t, func(d *toolbox.Deps) { d.Now = clock.Now })
+	c := e.anonymous()
+	for i := range 5 {
+		email := "user" + strconv.Itoa(i) + "@acme.example"
+		authUser(e, email, "acme", "correct horse battery")
+		for range 4 {
+			if resp, _ := c.authLogin(email, "guess", ""); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s: %d, want 401", email, resp.StatusCode)
+			}
+		}
+	}
+	authUser(e, "fresh@acme.example", "acme", "correct horse battery")
+	if resp, _ := c.authLogin("fresh@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("21st attempt from one client: %d, want 429", resp.StatusCode)
+	}
+	clock.add(15 * time.Minute)
+	if resp, _ := c.authLogin("fresh@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the window: %d, want 303", resp.StatusCode)
+	}
+}
+
+func TestSessionIdleAndAbsoluteTimeouts(t *testing.T) {
+	clock := newAuthClock()
+	e := newEnv(t, func(d *toolbox.Deps) {
+		d.Now, d.SessionIdle, d.SessionMax = clock.Now, 20*time.Minute, time.Hour
+	})
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	c.authLogin("ann@acme.example", "correct horse battery", "")
+	clock.add(19 * time.Minute)
+	if !c.authSignedIn() {
+		t.Fatal("session ended before its idle timeout")
+	}
+	clock.add(21 * time.Minute)
+	if c.authSignedIn() {
+		t.Fatal("session idle for 21 minutes still works")
+	}
+	if c.authSession() != "" {
+		t.Fatal("the ended session's cookie was not cleared")
+	}
+
+	c.authLogin("ann@acme.example", "correct horse battery", "")
+	value := c.authSession()
+	for range 3 {
+		clock.add(19 * time.Minute)
+		if !c.authSignedIn() {
+			t.Fatal("a session in use ended early")
+		}
+	}
+	clock.add(4 * time.Minute) // 61 minutes since login, never idle for long
+	if e.authClient(value).authSignedIn() {
+		t.Fatal("session older than SessionMax still works")
+	}
+}
+
+func TestSessionCookieFlags(t *testing.T) {
+	for _, tc := range []struct {
+		base   string
+		secure bool
+	}{{"", false}, {"https://pp.example", true}} {
+		e := newEnv(t, func(d *toolbox.Deps) { d.BaseURL = tc.base })
+		authUser(e, "ann@acme.example", "acme", "correct horse battery")
+		resp, _ := e.anonymous().authLogin("ann@acme.example", "correct horse battery", "")
+		ck := authCookie(resp)
+		if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Secure != tc.secure || ck.Path != "/" {
+			t.Fatalf("BaseURL %q: session cookie %+v; want HttpOnly, SameSite=Lax, Secure=%v", tc.base, ck, tc.secure)
+		}
+	}
+}
+
+func TestCrossSiteFormsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	c.authLogin("ann@acme.example", "correct horse battery", "")
+	for _, h := range []http.Header{
+		{"Sec-Fetch-Site": {"cross-site"}},
+		{"Origin": {"https://evil.example"}},
+	} {
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		if resp, _ := c.do(http.MethodPost, "/logout", strings.NewReader(""), h); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-site logout (%v): %d, want 403", h, resp.StatusCode)
+		}
+		form := url.Values{"email": {"ann@acme.example"}, "password": {"correct horse battery"}}
+		resp, _ := e.anonymous().do(http.MethodPost, "/login", strings.NewReader(form.Encode()), h)
+		if resp.StatusCode != http.StatusForbidden || authCookie(resp) != nil {
+			t.Fatalf("cross-site login (%v): %d, want 403", h, resp.StatusCode)
+		}
+	}
+	if !c.authSignedIn() {
+		t.Fatal("a refused cross-site logout signed the user out")
+	}
+}
+
+func TestLogoutEndsTheSessionOnTheServer(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c := e.anonymous()
+	c.authLogin("ann@acme.example", "correct horse battery", "")
+	value := c.authSession()
+	resp, _ := c.post("/logout", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Fatalf("logout: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if c.authSession() != "" {
+		t.Fatal("logout left the cookie")
+	}
+	// The cookie, kept by someone, is worthless: the session is gone from the store.
+	if _, _, _, err := e.st.SessionUser(context.Background(), authHash(value)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("session still stored: %v", err)
+	}
+	if e.authClient(value).authSignedIn() {
+		t.Fatal("the session still works after logout")
+	}
+}
+
+func TestLoginNextStaysOnThisSite(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	for next, want := range map[string]string{
+		"//evil.example":        "/",
+		"https://evil":          "/",
+		"/\\evil.example":       "/",
+		"/\t/evil.example":      "/",
+		"javascript:alert(1)":   "/",
+		"":                      "/",
+		"/campaigns?state=done": "/campaigns?state=done",
+	} {
+		resp, _ := e.anonymous().authLogin("ann@acme.example", "correct horse battery", next)
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || got != want {
+			t.Errorf("next %q: %d to %q, want %q", next, resp.StatusCode, got, want)
+		}
+	}
+}
+
+func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	iss := e.issuer("acme")
+	u := &rewards.User{Email: " Ann@Acme.example ", Role: rewards.RoleIssuer, IssuerID: iss.ID}
+	link, err := toolbox.AddUser(ctx, e.st, u, e.srv.URL+"/", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Email != "ann@acme.example" || !strings.HasPrefix(link, e.srv.URL+"/welcome/") {
+		t.Fatalf("AddUser: e-mail %q, link %q", u.Email, link)
+	}
+	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "ANN@acme.example", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("AddUser of a taken address: %v", err)
+	}
+	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "Ann <ann@x.example>", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); err == nil {
+		t.Fatal("AddUser took an address with a display name")
+	}
+	path := strings.TrimPrefix(link, e.srv.URL)
+	c := e.anonymous()
+	doc := c.page(path, http.StatusOK)
+	if n := byTestID(doc, "link-email"); len(n) != 1 || text(n[0]) != "ann@acme.example" {
+		t.Fatal("the link's page does not say whose password it sets")
+	}
+	for _, tc := range []struct{ pw, confirm, field string }{
+		{"short", "short", "error-password"},
+		{"long enough now", "long enough new", "error-confirm"},
+	} {
+		resp, body := c.post(path, url.Values{"password": {tc.pw}, "confirm": {tc.confirm}})
+		if resp.StatusCode != http.StatusUnprocessableEntity || len(byTestID(authParse(t, body), tc.field)) != 1 {
+			t.Fatalf("password %q/%q: %d, want 422 with %s", tc.pw, tc.confirm, resp.StatusCode, tc.field)
+		}
+	}
+	resp, _ := c.post(path, url.Values{"password": {"a fine new password"}, "confirm": {"a fine new password"}})
+	if resp.StatusCode != http.StatusSeeOther || !c.authSignedIn() {
+		t.Fatalf("setting the password: %d", resp.StatusCode)
+	}
+	// Used: the link is dead, for reading and for setting.
+	if doc := e.anonymous().page(path, http.StatusNotFound); len(byTestID(doc, "dead-link")) != 1 {
+		t.Fatal("a used link does not say it no longer works")
+	}
+	if resp, _ := e.anonymous().post(path, url.Values{"password": {"another password"}, "confirm": {"another password"}}); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("second use: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := e.anonymous().authLogin("ann@acme.example", "a fine new password", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login with the password set by the link: %d", resp.StatusCode)
+	}
+
+	// An expired link and an unknown one.
+	old, err := toolbox.NewUserLink(ctx, e.st, u.ID, e.srv.URL, time.Now().Add(-2*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.anonymous().page(strings.TrimPrefix(old, e.srv.URL), http.StatusNotFound)
+	e.anonymous().page("/welcome/nonsense", http.StatusNotFound)
+}
+
+func TestSetupMakesTheFirstOperator(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now())
+	if err != nil || !strings.HasPrefix(link, e.srv.URL+"/setup/") {
+		t.Fatalf("SetupLink: %q, %v", link, err)
+	}
+	path := strings.TrimPrefix(link, e.srv.URL)
+	c := e.anonymous()
+	c.page(path, http.StatusOK)
+	resp, body := c.post(path, url.Values{"email": {"not an address"}, "password": {"a fine password"}, "confirm": {"a fine password"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || len(byTestID(authParse(t, body), "error-email")) != 1 {
+		t.Fatalf("bad address: %d", resp.StatusCode)
+	}
+	resp, _ = c.post(path, url.Values{"email": {"Op@Example.com"}, "password": {"a fine password"}, "confirm": {"a fine password"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("setup: %d", resp.StatusCode)
+	}
+	doc := c.page("/profile", http.StatusOK)
+	if n := byTestID(doc, "profile-role"); len(n) != 1 || !strings.HasPrefix(text(n[0]), "Operator") {
+		t.Fatal("the first user is not an operator")
+	}
+	if n := byTestID(doc, "profile-email"); len(n) != 1 || text(n[0]) != "op@example.com" {
+		t.Fatal("the operator's address is not the one typed")
+	}
+	e.anonymous().page(path, http.StatusNotFound)
+	if link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now()); link != "" || err != nil {
+		t.Fatalf("SetupLink with an operator: %q, %v; want none", link, err)
+	}
+}
+
+func TestSetupRefusedOnceAnOperatorExists(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := strings.TrimPrefix(link, e.srv.URL)
+	e.signIn("op@example.com", "") // an operator made another way (pointpost user add)
+	e.anonymous().page(path, http.StatusNotFound)
+	resp, _ := e.anonymous().post(path, url.Values{"email": {"intruder@example.com"}, "password": {"a fine password"}, "confirm": {"a fine password"}})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("setup with an operator: %d, want 404", resp.StatusCode)
+	}
+	if _, _, err := e.st.UserByEmail(ctx, "intruder@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("setup made a user: %v", err)
+	}
+}
+
+func TestSetupLinkExpires(t *testing.T) {
+	e := newEnv(t)
+	link, err := toolbox.SetupLink(context.Background(), e.st, e.st, e.srv.URL, time.Now().Add(-25*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.anonymous().page(strings.TrimPrefix(link, e.srv.URL), http.StatusNotFound)
+}
+
+func TestChangePassword(t *testing.T) {
+	e := newEnv(t)
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	c, other := e.anonymous(), e.anonymous()
+	c.authLogin("ann@acme.example", "correct horse battery", "")
+	other.authLogin("ann@acme.example", "correct horse battery", "")
+	resp, body := c.post("/profile/password", url.Values{"current": {"wrong"}, "password": {"a new password"}, "confirm": {"a new password"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || len(byTestID(authParse(t, body), "error-current")) != 1 {
+		t.Fatalf("wrong current password: %d", resp.StatusCode)
+	}
+	resp, _ = c.post("/profile/password", url.Values{"current": {"correct horse battery"}, "password": {"a new password"}, "confirm": {"a new password"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("change: %d", resp.StatusCode)
+	}
+	if !c.authSignedIn() {
+		t.Fatal("the user who changed the password was signed out")
+	}
+	if other.authSignedIn() {
+		t.Fatal("another session survived the password change")
+	}
+	if resp, _ := e.anonymous().authLogin("ann@acme.example", "a new password", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login with the new password: %d", resp.StatusCode)
+	}
+}
+
+func TestAPIKeySecretIsShownOnceAndStoredHashed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c, u := e.signIn("ann@acme.example", "acme")
+	resp, body := c.post("/profile/api-keys", url.Values{"name": {""}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || len(byTestID(authParse(t, body), "error-name")) != 1 {
+		t.Fatalf("unnamed key: %d", resp.StatusCode)
+	}
+	resp, body = c.post("/profile/api-keys", url.Values{"name": {"CRM sync"}})
+	shown := byTestID(authParse(t, body), "new-secret")
+	if resp.StatusCode != http.StatusOK || len(shown) != 1 {
+		t.Fatalf("create key: %d, %d secrets shown", resp.StatusCode, len(shown))
+	}
+	secret := attr(shown[0], "value")
+	if !strings.HasPrefix(secret, "pp_") || len(secret) < 40 {
+		t.Fatalf("secret %q", secret)
+	}
+	k, err := e.st.APIKeyByHash(ctx, authHash(secret))
+	if err != nil {
+		t.Fatalf("the key is not found by the hash of its secret: %v", err)
+	}
+	if k.IssuerID != u.IssuerID || k.Prefix != secret[:11] || k.Name != "CRM sync" {
+		t.Fatalf("stored key %+v", k)
+	}
+	_, body = c.do(http.MethodGet, "/profile", nil, nil)
+	if strings.Contains(body, secret) || len(byTestID(authParse(t, body), "key")) != 1 {
+		t.Fatal("the profile shows the secret again, or not the key")
+	}
+	// Nowhere in the database files is the secret itself.
+	e.st.Close()
+	for _, f := range []string{e.st.Path(), e.st.Path() + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(secret[11:])) {
+			t.Fatalf("%s holds the secret", f)
+		}
+	}
+}
+
+func TestAPIKeysOfAnotherIssuerCannotBeRevoked(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	acme, _ := e.signIn("ann@acme.example", "acme")
+	globex, gu := e.signIn("gil@globex.example", "globex")
+	op, _ := e.signIn("op@example.com", "")
+	k := &rewards.APIKey{Name: "globex shop", IssuerID: gu.IssuerID}
+	secret, err := toolbox.NewAPIKey(ctx, e.st, k, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byTestID(acme.page("/profile", http.StatusOK), "key")) != 0 {
+		t.Fatal("acme's profile lists globex's key")
+	}
+	if len(byTestID(op.page("/profile", http.StatusOK), "key")) != 0 {
+		t.Fatal("the operator's profile lists an issuer's key as the operator's")
+	}
+	revoke := "/profile/api-keys/" + strconv.FormatInt(k.ID, 10) + "/revoke"
+	if resp, _ := acme.post(revoke, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("acme revoking globex's key: %d, want 404", resp.StatusCode)
+	}
+	if _, err := e.st.APIKeyByHash(ctx, authHash(secret)); err != nil {
+		t.Fatalf("the key stopped working: %v", err)
+	}
+	if resp, _ := acme.post("/profile/api-keys/x/revoke", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoking key x: %d", resp.StatusCode)
+	}
+	if resp, _ := globex.post(revoke, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("globex revoking its key: %d", resp.StatusCode)
+	}
+	if _, err := e.st.APIKeyByHash(ctx, authHash(secret)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a revoked key still works: %v", err)
+	}
+	if doc := globex.page("/profile", http.StatusOK); len(byTestID(doc, "revoked")) != 1 {
+		t.Fatal("the revoked key is not shown as revoked")
+	}
+}
