@@ -65,6 +65,16 @@ type Inbound struct {
 	// non-standard bounce): they say which delivery bounced or was reported. Only bounces,
 	// complaints, auto-replies and unsubscribes get them; a reply earns by its own Tokens.
 	OriginalTokens []string
+	// ReturnTokens are the tokens of the VERP return paths (bounce+TOKEN@…) the message was
+	// sent to, where bounces and RFC 3834 responders write. They name the delivery a bounce
+	// is about, and never acknowledge anything.
+	ReturnTokens []string
+	// Failures are, for a bounce, what it says about each failed recipient (bounce.go);
+	// empty when it names none.
+	Failures []Failure
+	// Reported is, for a complaint, the address the report says complained (ARF
+	// Original-Rcpt-To, else the To of the returned message); "" when it names none.
+	Reported string
 }
 
 // Limits on what ParseInbound reads, so that a hostile message costs bounded work.
@@ -115,6 +125,11 @@ func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 		in.From = rawAddress(h.Get("From"))
 	}
 	in.Tokens = headerTokens(h, rcpts)
+	for _, rcpt := range rcpts {
+		if kind, tok, ok := tokenAddress(rcpt); ok && kind == "bounce" {
+			in.ReturnTokens = appendTokens(in.ReturnTokens, tok)
+		}
+	}
 
 	scan := &bodyScan{}
 	// message.New decodes the transfer encoding and charset; an unknown one is not fatal
@@ -131,7 +146,69 @@ func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 	if in.Kind != KindReply && in.Kind != KindUnknown {
 		in.OriginalTokens = without(appendTokens(scan.original, string(scan.text)), in.Tokens)
 	}
+	switch in.Kind {
+	case KindBounce:
+		in.Failures = bounceFailures(h, in, scan)
+	case KindComplaint:
+		in.Reported = reportedAddress(scan)
+	}
 	return in, nil
+}
+
+// bounceFailures reads a bounce's failed recipients: the DSN's recipient blocks when it has
+// them, else one failure from the text for each address X-Failed-Recipients or the text
+// names (or one naming no one). A message that is a bounce only because it came to the
+// return path, and says nothing of a failure, names none.
+func bounceFailures(h gomail.Header, in *Inbound, s *bodyScan) []Failure {
+	if len(s.status) > 0 {
+		fs := ParseDeliveryStatus(s.status)
+		if len(fs) == 1 && bareStatus(fs[0].Status) && fs[0].Severity != SeverityNone {
+			// A report giving only a class: its human-readable part may say more.
+			refine(&fs[0], s.text)
+			fs[0].Severity = severityOf(fs[0].Action, fs[0].Status)
+		}
+		if len(fs) > 0 {
+			return fs
+		}
+	}
+	f, ok := TextFailure(s.text)
+	if !ok {
+		if in.Reason == returnPathReason && !dsnLike(s.text) {
+			return nil
+		}
+		// A bounce that gives no reason: counted as soft, its reason unknown.
+		f = Failure{Severity: SeveritySoft}
+	}
+	var rcpts []string
+	for _, v := range strings.Split(h.Get("X-Failed-Recipients"), ",") {
+		if a := address(v); a != "" && !contains(rcpts, a) && len(rcpts) < 20 {
+			rcpts = append(rcpts, a)
+		}
+	}
+	if len(rcpts) == 0 {
+		rcpts = textRecipients(s.text)
+	}
+	if len(rcpts) == 0 {
+		return []Failure{f}
+	}
+	out := make([]Failure, 0, len(rcpts))
+	for _, r := range rcpts {
+		f.Recipient = r
+		out = append(out, f)
+	}
+	return out
+}
+
+// reportedAddress is the complainant of an abuse report.
+func reportedAddress(s *bodyScan) string {
+	for _, b := range fieldBlocks(s.feedback) {
+		for _, key := range []string{"original-rcpt-to", "removal-recipient"} {
+			if a := address(typedValue(b[key])); a != "" {
+				return a
+			}
+		}
+	}
+	return s.originalTo
 }
 
 // rawAddress is the address in a From that does not parse, as bounces write it
@@ -218,15 +295,17 @@ func headerTokens(h gomail.Header, rcpts []string) []string {
 		}
 	}
 	for _, rcpt := range rcpts {
-		if _, tok, ok := tokenAddress(rcpt); ok {
+		// The return path's token is not the message's own: see Inbound.ReturnTokens.
+		if kind, tok, ok := tokenAddress(rcpt); ok && kind != "bounce" {
 			found = appendTokens(found, tok)
 		}
 	}
 	return found
 }
 
-// tokenAddress splits an address we issued, reply+TOKEN@domain or unsubscribe+TOKEN@domain,
-// into its kind ("reply" or "unsubscribe") and the text after the plus. The local part is
+// tokenAddress splits an address we issued, reply+TOKEN@domain, unsubscribe+TOKEN@domain or
+// bounce+TOKEN@domain (the VERP return path), into its kind ("reply", "unsubscribe" or
+// "bounce") and the text after the plus. The local part is
 // matched in lower case: tokens are lowercase, and some MTAs change the case of addresses.
 func tokenAddress(addr string) (kind, rest string, ok bool) {
 	at := strings.LastIndexByte(addr, '@')
@@ -234,7 +313,7 @@ func tokenAddress(addr string) (kind, rest string, ok bool) {
 		return "", "", false
 	}
 	local := strings.ToLower(strings.Trim(addr[:at], `"`))
-	for _, k := range []string{"reply", "unsubscribe"} {
+	for _, k := range []string{"reply", "unsubscribe", "bounce"} {
 		if r, found := strings.CutPrefix(local, k+"+"); found {
 			return k, r, true
 		}
@@ -279,7 +358,10 @@ type bodyScan struct {
 	feedbackReport bool   // a message/feedback-report part (RFC 5965)
 	jmrp           bool   // a returned message carrying Microsoft's complaint header
 	text           []byte // the first maxScanText bytes of text and status parts
+	status         []byte // the message/delivery-status parts, up to maxScanText
+	feedback       []byte // the message/feedback-report part, up to maxScanText
 	original       []string
+	originalTo     string // the To of the first returned message
 	broken         string // the first structural fault, or ""
 }
 
@@ -332,14 +414,14 @@ func (s *bodyScan) entity(e *message.Entity, depth int) {
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
 		s.deliveryStatus = true
-		s.readText(e.Body)
+		s.status = s.readText(e.Body, s.status)
 	case mt == "message/feedback-report":
 		s.feedbackReport = true
-		s.readText(e.Body)
+		s.feedback = s.readText(e.Body, s.feedback)
 	case mt == "message/rfc822" || mt == "message/global" || mt == "text/rfc822-headers" || mt == "message/global-headers":
 		s.embedded(e.Body)
 	case strings.HasPrefix(mt, "text/"):
-		s.readText(e.Body)
+		s.readText(e.Body, nil)
 	}
 }
 
@@ -349,16 +431,21 @@ func (s *bodyScan) fail(reason string) {
 	}
 }
 
-// readText keeps text up to maxScanText in all. Read errors (a bad base64 line) are not
-// structural: what was read is kept.
-func (s *bodyScan) readText(r io.Reader) {
+// readText keeps text up to maxScanText in all, and appends it to also (returned) within the
+// same bound. Read errors (a bad base64 line) are not structural: what was read is kept.
+func (s *bodyScan) readText(r io.Reader, also []byte) []byte {
 	room := maxScanText - len(s.text)
 	if room <= 0 {
-		return
+		return also
 	}
 	b, _ := io.ReadAll(io.LimitReader(r, int64(room)))
 	s.text = append(s.text, b...)
 	s.text = append(s.text, '\n')
+	if n := min(len(b), maxScanText-len(also)); n > 0 {
+		also = append(also, b[:n]...)
+		also = append(also, '\n')
+	}
+	return also
 }
 
 // embedded reads the header of a returned message for the tokens it carries. It is often
@@ -376,6 +463,9 @@ func (s *bodyScan) embedded(r io.Reader) {
 	}
 	for _, key := range []string{"In-Reply-To", "References", "To", "Reply-To"} {
 		s.original = appendTokens(s.original, h.Get(key))
+	}
+	if s.originalTo == "" {
+		s.originalTo = address(h.Get("To"))
 	}
 }
 
@@ -469,11 +559,28 @@ func classify(h gomail.Header, in *Inbound, s *bodyScan) (InboundKind, string) {
 	if automated != "" {
 		return KindAutoReply, automated
 	}
+	// Only notifications are sent to a return path (RFC 5321 section 4.5.5); a person's
+	// reply goes to From or Reply-To. What comes there and is no auto-reply is a bounce.
+	if toReturnPathOnly(in.Recipients) {
+		return KindBounce, returnPathReason
+	}
 
 	if s.broken != "" {
 		return KindUnknown, "broken MIME: " + s.broken
 	}
 	return KindReply, ""
+}
+
+const returnPathReason = "sent to the VERP return path"
+
+// toReturnPathOnly reports whether every recipient is a bounce+ address.
+func toReturnPathOnly(rcpts []string) bool {
+	for _, r := range rcpts {
+		if kind, _, ok := tokenAddress(r); !ok || kind != "bounce" {
+			return false
+		}
+	}
+	return len(rcpts) > 0
 }
 
 // Subject beginnings of non-standard bounces, lower case.

@@ -2,6 +2,8 @@ package mailer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,32 @@ type Unsubscriber interface {
 	Unsubscribe(ctx context.Context, consumerID int64) error
 }
 
+// BounceRecorder records a bounce or an abuse report together with its effects, in one
+// transaction with the record of the message: a failed delivery's rejected flag, a consumer
+// suppressed for a hard bounce, a complaint or too many soft ones. The store implements it
+// (main adapts the types). Recording a message whose Key was recorded before changes
+// nothing and returns nil: a bounce redelivered counts once. Returns an error when nothing
+// could be committed.
+type BounceRecorder interface {
+	RecordBounce(ctx context.Context, b *BounceRecord) error
+}
+
+// BounceRecord is a bounce or a complaint with what it says.
+type BounceRecord struct {
+	// InboundRecord is the message as RecordInbound keeps it; JobKey and ConsumerID name the
+	// delivery when a verified token did (the VERP return path's first).
+	InboundRecord
+	// Key identifies the message across redeliveries: "<Message-ID>", else a hash of it.
+	Key string
+	// Complaint is set for an abuse report; Failures are then empty.
+	Complaint bool
+	// Failures are a bounce's failed recipients; without a token their addresses name the
+	// consumers.
+	Failures []Failure
+	// Reported is a complaint's complainant, for when no token named the consumer.
+	Reported string
+}
+
 // InboundRecord is one message the receiver kept.
 type InboundRecord struct {
 	// Kind is an InboundKind: reply, auto-reply, bounce, complaint, unsubscribe, unknown.
@@ -71,6 +99,9 @@ type ReceiverConfig struct {
 	Inbound InboundRecorder
 	// Unsubscribe acts on mail to the List-Unsubscribe address; required.
 	Unsubscribe Unsubscriber
+	// Bounces records bounces and complaints with their effects. When nil they are only
+	// recorded through Inbound, and suppress no one.
+	Bounces BounceRecorder
 	// MaxMessageBytes: larger messages get 552 5.3.4; default 10 MB.
 	MaxMessageBytes int64
 	// MaxRecipients: more per message get 452 4.5.3; default 10.
@@ -439,7 +470,9 @@ var (
 //   - A reply to a reply+ address, or with a token in its subject, none of which verifies:
 //     554 5.7.1, so a forged or altered token is refused where the sender sees it.
 //   - Auto-replies, bounces, complaints, unsubscribe requests and replies without any token:
-//     recorded, 250 (451 if the record could not be committed). They earn nothing.
+//     recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
+//     and complaints go to Bounces when it is set, which applies their effects in the same
+//     commit; mail to a VERP return path never acknowledges.
 //   - A message that can't be parsed, or whose MIME structure is broken: 554 5.6.0.
 func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, data []byte) error {
 	log := r.cfg.Logger.With("mail_from", from, "rcpt", strings.Join(rcpts, ","))
@@ -503,8 +536,54 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 			log.Info("consumer unsubscribed by mail", "consumer", consumer)
 		}
 		rec.Detail = clip(in.Reason + envelopeDetail(from))
+		if r.cfg.Bounces != nil && (in.Kind == KindBounce || in.Kind == KindComplaint) {
+			return r.recordBounce(ctx, log, in, rec, data)
+		}
+		if t, job, consumer := r.verify(in.ReturnTokens); t != "" && rec.JobKey == 0 {
+			rec.JobKey, rec.ConsumerID = job, consumer
+		}
 		return r.record(ctx, log, rec)
 	}
+}
+
+// recordBounce commits a bounce or complaint with its effects; 250 only if that worked. The
+// VERP return path names the delivery before any token of the message or the returned one.
+func (r *Receiver) recordBounce(ctx context.Context, log *slog.Logger, in *Inbound, rec *InboundRecord, data []byte) error {
+	if t, job, consumer := r.verify(in.ReturnTokens); t != "" {
+		rec.JobKey, rec.ConsumerID = job, consumer
+	}
+	b := &BounceRecord{InboundRecord: *rec, Key: messageKey(in.MessageID, data),
+		Complaint: in.Kind == KindComplaint, Failures: in.Failures, Reported: in.Reported}
+	if len(in.Failures) > 0 {
+		b.Detail = clip(worstFailure(in.Failures).Detail() + "; " + rec.Detail)
+	}
+	if err := r.cfg.Bounces.RecordBounce(ctx, b); err != nil {
+		log.Error("bounce not recorded", "err", err)
+		return errTryLater
+	}
+	log.Info("bounce recorded", "job", b.JobKey, "consumer", b.ConsumerID, "failures", len(b.Failures), "detail", b.Detail)
+	return nil
+}
+
+// messageKey identifies a message across redeliveries: its Message-ID, else its bytes' hash.
+func messageKey(messageID string, data []byte) string {
+	if id := strings.TrimSpace(messageID); id != "" {
+		return clip("<" + id + ">")
+	}
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// worstFailure is the failure that decides a delivery's fate: hard before soft before none.
+func worstFailure(fs []Failure) Failure {
+	rank := map[Severity]int{SeverityNone: 0, SeveritySoft: 1, SeverityHard: 2}
+	w := fs[0]
+	for _, f := range fs[1:] {
+		if rank[f.Severity] > rank[w.Severity] {
+			w = f
+		}
+	}
+	return w
 }
 
 // verify returns the first candidate that verifies, with the delivery it names.

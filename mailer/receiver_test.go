@@ -3,15 +3,18 @@ package mailer
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	stdsmtp "net/smtp"
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +23,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/store"
 )
 
 const testReplyDomain = "reply.example"
@@ -986,4 +991,298 @@ func BenchmarkReceiverReplies(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
+}
+
+// storeAdapter gives the receiver the real store, as main does.
+type storeAdapter struct{ st *store.Store }
+
+func (a storeAdapter) RecordInbound(ctx context.Context, m *InboundRecord) error {
+	return a.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+}
+
+func (a storeAdapter) RecordBounce(ctx context.Context, b *BounceRecord) error {
+	sb := &store.Bounce{Message: store.InboundMessage{Kind: b.Kind, JobKey: b.JobKey, ConsumerID: b.ConsumerID,
+		From: b.From, To: b.To, Subject: b.Subject, Detail: b.Detail}, Key: b.Key, Complaint: b.Complaint, Reported: b.Reported}
+	for _, f := range b.Failures {
+		sb.Failures = append(sb.Failures, store.BounceFailure{Email: f.Recipient, Severity: string(f.Severity),
+			Status: f.Status, Detail: f.Detail()})
+	}
+	return a.st.RecordBounce(ctx, sb)
+}
+
+// storeFixture is a real store holding a job sent to n consumers (c0@example.com, …) and
+// a receiver in front of it; acks stay fake, to count what would have been acknowledged.
+type storeFixture struct {
+	*testReceiver
+	st        *store.Store
+	job       int64
+	consumers []int64
+}
+
+func startStoreReceiver(t *testing.T, n int) *storeFixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var cs []rewards.Consumer
+	for i := range n {
+		cs = append(cs, rewards.Consumer{Email: fmt.Sprintf("c%d@example.com", i)})
+	}
+	if _, _, err := st.UpsertConsumers(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := st.EnsureIssuer(ctx, "acme", "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	job := &postoffice.Job{IssuerID: iss.ID, Name: "j", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
+		Stop: now.Add(time.Hour), ClientCount: n}
+	if err := st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.SelectBatch(ctx, job, false, n); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := st.ClaimRecipients(ctx, job.Key, 0, now, n)
+	if err != nil || len(rs) != n {
+		t.Fatalf("%d recipients, %v", len(rs), err)
+	}
+	f := &storeFixture{st: st, job: job.Key}
+	var outs []postoffice.Outcome
+	for _, r := range rs {
+		outs = append(outs, postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeSent, At: now})
+		f.consumers = append(f.consumers, r.Consumer.ID)
+	}
+	if err := st.RecordOutcomes(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	f.testReceiver = startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) {
+		c.Inbound, c.Unsubscribe, c.Bounces = storeAdapter{st}, st, storeAdapter{st}
+	})
+	return f
+}
+
+func (f *storeFixture) token(i int) string { return f.k.Encode(f.job, f.consumers[i]) }
+
+func (f *storeFixture) status(t *testing.T, i int) rewards.ConsumerStatus {
+	t.Helper()
+	c, err := f.st.ConsumerByID(context.Background(), f.consumers[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Status
+}
+
+func (f *storeFixture) delivery(t *testing.T, i int) *postoffice.Delivery {
+	t.Helper()
+	d, err := f.st.Delivery(context.Background(), f.job, f.consumers[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (f *storeFixture) inboundCount(t *testing.T) int {
+	t.Helper()
+	ms, err := f.st.InboundMessages(context.Background(), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
+}
+
+// dsnMessage is a Postfix-style DSN about one recipient.
+func dsnMessage(id, rcpt, status, diag string) []byte {
+	return wireCRLF("From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\nTo: bounces@" + testReplyDomain +
+		"\nSubject: Undelivered Mail Returned to Sender\nMessage-ID: <" + id + "@mx.example.org>\nMIME-Version: 1.0\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\n" +
+		"I'm sorry to have to inform you that your message could not be delivered.\n\n--B\n" +
+		"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; " + rcpt +
+		"\nAction: failed\nStatus: " + status + "\nDiagnostic-Code: smtp; " + diag + "\n\n--B--\n")
+}
+
+func TestReceiverBounceEffects(t *testing.T) {
+	f := startStoreReceiver(t, 4)
+	// A hard DSN to the VERP return path: the delivery is rejected, the address bounced; the
+	// same bounce again counts once.
+	hard := dsnMessage("h1", "c0@example.com", "5.1.1", "550 5.1.1 <c0@example.com>: Recipient address rejected: User unknown")
+	for range 2 {
+		if o := sendStd(t, f.addr, "", []string{"bounce+" + f.token(0) + "@" + testReplyDomain}, hard); o != accepted {
+			t.Fatalf("hard bounce: %v", o)
+		}
+	}
+	if d := f.delivery(t, 0); !d.Rejected || !strings.Contains(d.LastError, "5.1.1") {
+		t.Errorf("hard-bounced delivery: rejected %v, %q", d.Rejected, d.LastError)
+	}
+	if st := f.status(t, 0); st != rewards.StatusBounced {
+		t.Errorf("hard-bounced consumer: %s", st)
+	}
+	if bs, _ := f.st.ConsumerBounces(context.Background(), f.consumers[0]); len(bs) != 1 {
+		t.Errorf("a redelivered bounce counted %d times", len(bs))
+	}
+
+	// A soft bounce that follows no standard, naming the delivery only by the token in the
+	// returned message's subject: rejected, the address kept.
+	soft := wireCRLF("From: MAILER-DAEMON@mx.example.org\nTo: bounces@" + testReplyDomain + "\nSubject: failure notice\n" +
+		"Message-ID: <s1@mx.example.org>\n\nHi. This is the qmail-send program.\n\n<c1@example.com>:\n" +
+		"192.0.2.1 said: 552 5.2.2 mailbox full\n\n--- Below this line is a copy of the message.\n\n" +
+		"Subject: Earn points [" + f.token(1) + "]\n\nhello\n")
+	if o := sendStd(t, f.addr, "", []string{"bounces@" + testReplyDomain}, soft); o != accepted {
+		t.Fatalf("soft bounce: %v", o)
+	}
+	if d := f.delivery(t, 1); !d.Rejected || f.status(t, 1) != rewards.StatusActive {
+		t.Errorf("soft bounce: rejected %v, consumer %s", d.Rejected, f.status(t, 1))
+	}
+
+	// An abuse report naming no token: its Original-Rcpt-To names the consumer.
+	arf := wireCRLF("From: fbl@isp.example\nTo: abuse@" + testReplyDomain + "\nSubject: abuse report\n" +
+		"Message-ID: <a1@isp.example>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"B\"\n\n" +
+		"--B\nContent-Type: text/plain\n\nThis is an abuse report.\n--B\nContent-Type: message/feedback-report\n\n" +
+		"Feedback-Type: abuse\nUser-Agent: fbl/1.0\nVersion: 1\nOriginal-Rcpt-To: <C2@example.com>\n\n" +
+		"--B\nContent-Type: text/rfc822-headers\n\nFrom: rewards@reply.example\nSubject: hi\n\n--B--\n")
+	if o := sendStd(t, f.addr, "fbl@isp.example", []string{"abuse@" + testReplyDomain}, arf); o != accepted {
+		t.Fatalf("complaint: %v", o)
+	}
+	if st := f.status(t, 2); st != rewards.StatusSuppressed {
+		t.Errorf("complainant: %s", st)
+	}
+
+	// A vacation notice to the return path is no bounce: nothing changes.
+	vacation := wireCRLF("From: c3@example.com\nTo: bounce+" + f.token(3) + "@" + testReplyDomain +
+		"\nSubject: Out of office\nAuto-Submitted: auto-replied\nMessage-ID: <v1@example.com>\n\nAway until Monday.\n")
+	if o := sendStd(t, f.addr, "", []string{"bounce+" + f.token(3) + "@" + testReplyDomain}, vacation); o != accepted {
+		t.Fatalf("vacation: %v", o)
+	}
+	if d := f.delivery(t, 3); d.Rejected || f.status(t, 3) != rewards.StatusActive {
+		t.Errorf("auto-reply: rejected %v, consumer %s", d.Rejected, f.status(t, 3))
+	}
+	if calls, _ := f.acks.snapshot(); len(calls) != 0 {
+		t.Errorf("%d acknowledgements from bounces", len(calls))
+	}
+}
+
+// TestReceiverCorpusAwardsNothing sends every corpus message to a reply address carrying a
+// valid token, so that a message taken for a reply would be acknowledged: only the human
+// forwards listed in sisimaiReplies may be.
+func TestReceiverCorpusAwardsNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends the whole corpus over SMTP")
+	}
+	files := corpusFiles(t)
+	tr := startReceiver(t, nil)
+	token := tr.k.Encode(7, 42)
+	answers := map[int]int{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		data, err := os.ReadFile(files[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := tr.acks.snapshot()
+		rcpt := []string{"reply+" + token + "@" + testReplyDomain}
+		o := sendStd(t, tr.addr, returnPathOf(data), rcpt, data)
+		if o.stage == "mail" {
+			// A Return-Path go-smtp refuses ("MAILER-DAEMON" alone): the null sender instead.
+			o = sendStd(t, tr.addr, "", rcpt, data)
+		}
+		answers[o.code]++
+		after, _ := tr.acks.snapshot()
+		if len(after) > len(before) && sisimaiReplies[name] == "" {
+			t.Errorf("%s was acknowledged (%v)", name, o)
+		}
+	}
+	t.Logf("answers by code: %v", answers)
+}
+
+// TestReceiverDatabaseFull: with the database at its size cap, bounces are answered 451 and
+// never 250; every 250 before was committed; once there is room, the retries are taken.
+func TestReceiverDatabaseFull(t *testing.T) {
+	f := startStoreReceiver(t, 1)
+	ctx := context.Background()
+	if _, err := f.st.SetMaxPageCount(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rcpt := []string{"postmaster@" + testReplyDomain}
+	accepted250, full := 0, -1
+	var refused [][]byte
+	for i := 0; i < 2000 && len(refused) < 5; i++ {
+		msg := dsnMessage(fmt.Sprintf("full%d-%s", i, strings.Repeat("x", 200)), "nobody@example.net", "5.1.1", "550 5.1.1 user unknown")
+		o := sendStd(t, f.addr, "", rcpt, msg)
+		switch {
+		case o == accepted && full >= 0:
+			t.Fatalf("message %d answered 250 after the database filled", i)
+		case o == accepted:
+			accepted250++
+		case o.is("end", 451):
+			if full < 0 {
+				full = i
+			}
+			refused = append(refused, msg)
+		default:
+			t.Fatalf("message %d: %v", i, o)
+		}
+	}
+	if full < 0 {
+		t.Fatal("the database never filled")
+	}
+	if n := f.inboundCount(t); n != accepted250 {
+		t.Errorf("%d answered 250, %d recorded", accepted250, n)
+	}
+	if _, err := f.st.SetMaxPageCount(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range refused {
+		if o := sendStd(t, f.addr, "", rcpt, msg); o != accepted {
+			t.Fatalf("retry with room: %v", o)
+		}
+	}
+	if n := f.inboundCount(t); n != accepted250+len(refused) {
+		t.Errorf("after the retries %d recorded, want %d", n, accepted250+len(refused))
+	}
+	t.Logf("filled after %d messages; 451 for the next %d; all taken once there was room", full, len(refused))
+}
+
+// TestReceiverDatabaseLocked: while another process holds the write lock longer than the
+// busy timeout, a bounce is answered 451; once it lets go, the retry is taken, once.
+func TestReceiverDatabaseLocked(t *testing.T) {
+	f := startStoreReceiver(t, 1)
+	ctx := context.Background()
+	if err := f.st.SetBusyTimeout(ctx, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite3", "file:"+f.st.Path()+"?_txlock=immediate&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ('lock-test', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	msg := dsnMessage("locked1", "c0@example.com", "5.1.1", "550 5.1.1 user unknown")
+	rcpt := []string{"bounce+" + f.token(0) + "@" + testReplyDomain}
+	for range 2 {
+		if o := sendStd(t, f.addr, "", rcpt, msg); !o.is("end", 451) {
+			t.Fatalf("with the database locked: %v, want 451", o)
+		}
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if o := sendStd(t, f.addr, "", rcpt, msg); o != accepted {
+		t.Fatalf("after the lock: %v", o)
+	}
+	if n := f.inboundCount(t); n != 1 {
+		t.Errorf("%d recorded, want 1", n)
+	}
+	if st := f.status(t, 0); st != rewards.StatusBounced {
+		t.Errorf("consumer %s after the retried hard bounce", st)
+	}
 }

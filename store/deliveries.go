@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 // ClaimRecipients returns up to limit deliveries of a job still to send whose next attempt
 // is due at now and whose id is past afterID, in id order, each with its consumer row. The
 // caller keeps afterID as its cursor, so a delivery in flight is not claimed twice.
+// Deliveries whose consumer is no longer active (unsubscribed, bounced or suppressed since
+// selection, which takes only active ones) are returned too, with her status, so that the
+// mail server closes them unsent (postoffice.Recipient.Mailable) and the job still ends;
+// left out, they would stay pending for ever.
 func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count,
 			c.id, c.email, c.first_name, c.last_name, c.city, c.region, c.country, c.postal_code,
@@ -78,7 +83,25 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
 		postoffice.OutcomeFailed:   `UPDATE deliveries SET failed = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
 	}
+	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
+	// bad bounces it in this same transaction.
+	bounces := bounceEffects{tx: tx, ctx: ctx}
 	for _, o := range outcomes {
+		if o.Kind == postoffice.OutcomeRejected {
+			if f := rejectionFailure(o.Error); f.Severity != "" {
+				var consumerID int64
+				err := tx.QueryRowContext(ctx, `SELECT consumer_id FROM deliveries WHERE id = ?`, o.DeliveryID).Scan(&consumerID)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if consumerID != 0 {
+					bounces.now = ms(o.At)
+					if _, err := bounces.bounce(consumerID, o.DeliveryID, f); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		st := stmts[o.Kind]
 		if st == nil {
 			if st, err = tx.PrepareContext(ctx, queries[o.Kind]); err != nil {
@@ -100,6 +123,47 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	}
 	return tx.Commit()
 }
+
+// rejectionFailure reads a refusal at send time as the mail server records it (a 5xx that
+// mailer.Classify rejects; "SMTP error 550: 5.1.1 text" with mailer.RejectionText, "SMTP
+// error 550: text" without, go-smtp having moved the code out of the message): hard for a
+// bad address (5.1.x but the sender's 5.1.7 and 5.1.8, 5.2.1, or with no specific status a
+// phrase such as "user unknown"), soft for any other 5xx, none otherwise. The policy is
+// mailer.Severity's table; this reads only what a relay's one reply can say.
+func rejectionFailure(text string) BounceFailure {
+	lower := strings.ToLower(text)
+	rest, ok := strings.CutPrefix(lower, "smtp error ")
+	if !ok || len(rest) < 3 || rest[0] != '5' {
+		return BounceFailure{}
+	}
+	f := BounceFailure{Severity: BounceSoft, Status: "5.0.0", Detail: text}
+	if m := enhancedStatus.FindStringSubmatch(lower); m != nil {
+		f.Status = m[1]
+	}
+	parts := strings.Split(f.Status, ".")
+	switch {
+	case parts[0] != "5":
+	case parts[1] == "1" && parts[2] != "7" && parts[2] != "8", parts[1] == "2" && parts[2] == "1":
+		f.Severity = BounceHard
+	case parts[1] == "0" && parts[2] == "0":
+		for _, p := range badAddressPhrases {
+			if strings.Contains(lower, p) {
+				f.Severity, f.Status = BounceHard, "5.1.1"
+				break
+			}
+		}
+	}
+	return f
+}
+
+// enhancedStatus is an RFC 3463 status standing alone in a reply.
+var enhancedStatus = regexp.MustCompile(`(?:^|[\s:;(\[])([245]\.\d{1,3}\.\d{1,3})(?:$|[\s:;,)\]])`)
+
+// badAddressPhrases say, in a reply without a specific status, that the address is bad.
+var badAddressPhrases = []string{"user unknown", "unknown user", "no such user", "no such recipient",
+	"no such mailbox", "unknown recipient", "recipient unknown", "invalid recipient", "mailbox not found",
+	"mailbox does not exist", "user does not exist", "user not found", "address does not exist",
+	"account does not exist", "recipient not found", "account disabled", "account has been disabled"}
 
 // NextAttemptAfter returns the earliest due time of a job's deliveries waiting for a retry
 // after now, or the zero time when none waits.
