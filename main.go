@@ -56,6 +56,9 @@ commands:
   settle                      post pending points into consumer accounts now
   issuer budget SLUG POINTS   cap the points an issuer's rules may award in all (0: no cap)
   catalog list|add NAME COST STOCK [DESCRIPTION]   the rewards consumers redeem points for
+  user add --operator EMAIL | --issuer SLUG EMAIL   a toolbox account; prints its invitation link
+  user link EMAIL             a new one-time link for a user to set a password
+  apikey create --operator | ISSUER [--name NAME]   a key for the JSON API; prints it once
   bench                       measure end-to-end sending against an in-process SMTP sink
 
 Run 'pointpost COMMAND -h' for a command's flags.`
@@ -90,6 +93,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return issuerCommand(ctx, args[1:], getenv, stdout)
 	case "catalog":
 		return catalogCommand(ctx, args[1:], getenv, stdout)
+	case "user":
+		return userCommand(ctx, args[1:], getenv, stdout)
+	case "apikey":
+		return apikeyCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -112,6 +119,7 @@ type Config struct {
 	BaseURL       string
 	TokenKey      string
 	MaxRetries    int
+	SoftBounces   int
 	RetryBase     time.Duration
 	Demo          bool
 	LogLevel      string
@@ -151,6 +159,7 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 		"the operator's postal address, shown in every message's footer")
 	str(&c.BaseURL, "base-url", "POINTPOST_BASE_URL", "", "public URL of the web server, for links in messages (default: http://ADDRESS of --http)")
 	str(&c.TokenKey, "token-key", "POINTPOST_TOKEN_KEY", "", "token secret, 32+ hex characters; default: a key made on first start and kept in the database")
+	num(&c.SoftBounces, "soft-bounces", "POINTPOST_SOFT_BOUNCES", 3, "soft bounces since an address last acknowledged that suppress it")
 	num(&c.MaxRetries, "max-retries", "POINTPOST_MAX_RETRIES", 5, "retries after a temporary failure before a delivery is given up")
 	retry := "1m"
 	if v := getenv("POINTPOST_RETRY_BASE"); v != "" {
@@ -240,6 +249,14 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 		cfg.BaseURL = "http://" + cfg.HTTP
 	}
 	a := &app{cfg: cfg, log: log, store: st, from: *from}
+	if cfg.SoftBounces < 1 {
+		st.Close()
+		return nil, errors.New("--soft-bounces must be at least 1")
+	}
+	if err := st.SetSoftBounceLimit(ctx, cfg.SoftBounces); err != nil {
+		st.Close()
+		return nil, err
+	}
 	keys, err := a.keyring(ctx)
 	if err != nil {
 		st.Close()
@@ -283,8 +300,8 @@ func (c *Config) applySettings(ctx context.Context, st *store.Store) error {
 	for _, s := range []struct {
 		flag, setting string
 		dst           *string
-	}{{"from", "from_address", &c.From}, {"reply-domain", "reply_domain", &c.ReplyDomain},
-		{"postal-address", "postal_address", &c.PostalAddress}} {
+	}{{"from", toolbox.SettingFrom, &c.From}, {"reply-domain", toolbox.SettingReplyDomain, &c.ReplyDomain},
+		{"postal-address", toolbox.SettingPostalAddress, &c.PostalAddress}} {
 		if c.given[s.flag] {
 			continue
 		}
@@ -399,7 +416,7 @@ func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string
 		return fmt.Errorf("--smtp %s: %w", a.cfg.SMTP, err)
 	}
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -489,6 +506,12 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	return a.serve(ctx, func(httpAddr, smtpAddr string) {
 		fmt.Fprintf(stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", httpAddr, smtpAddr)
+		link, err := toolbox.SetupLink(ctx, a.store, a.store, a.cfg.BaseURL, time.Now())
+		if err != nil {
+			log.Error("setup link", "err", err)
+		} else if link != "" {
+			fmt.Fprintf(stdout, "No operator yet: open %s to create the first toolbox account (valid 24 hours, once).\n", link)
+		}
 	})
 }
 
@@ -1055,6 +1078,18 @@ func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRec
 		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
 }
 
+// RecordBounce records a bounce or complaint and applies its effects: rejected deliveries,
+// bounced or suppressed consumers.
+func (r inboundRecorder) RecordBounce(ctx context.Context, b *mailer.BounceRecord) error {
+	sb := &store.Bounce{Message: store.InboundMessage{Kind: b.Kind, JobKey: b.JobKey, ConsumerID: b.ConsumerID,
+		From: b.From, To: b.To, Subject: b.Subject, Detail: b.Detail}, Key: b.Key, Complaint: b.Complaint, Reported: b.Reported}
+	for _, f := range b.Failures {
+		sb.Failures = append(sb.Failures, store.BounceFailure{Email: f.Recipient, Severity: string(f.Severity),
+			Status: f.Status, Detail: f.Detail()})
+	}
+	return r.st.RecordBounce(ctx, sb)
+}
+
 // benchAcks serves the web pages on loopback and presses Submit on n invitations of a job
 // from conns connections. Each POST is answered after its acknowledgement is committed.
 func (a *app) benchAcks(ctx context.Context, jobKey int64, n, conns int) (loadResult, error) {
@@ -1096,7 +1131,7 @@ func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loa
 	}
 	rctx, stop := context.WithCancel(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
 		MaxConnections: conns + 4})
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(rctx, ln) }()
@@ -1180,20 +1215,155 @@ func issuerCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil || points < 0 {
 		return fmt.Errorf("points %q: must be a whole number, 0 or more", fs.Arg(1))
 	}
-	issuers, err := a.store.Issuers(ctx)
+	iss, err := a.issuer(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}
+	if err := a.store.SetIssuerBudget(ctx, iss.ID, points); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s may award %d points in all\n", iss.Slug, points)
+	return nil
+}
+
+// issuer returns the issuer with slug.
+func (a *app) issuer(ctx context.Context, slug string) (rewards.Issuer, error) {
+	issuers, err := a.store.Issuers(ctx)
+	if err != nil {
+		return rewards.Issuer{}, err
+	}
 	for _, iss := range issuers {
-		if iss.Slug == fs.Arg(0) {
-			if err := a.store.SetIssuerBudget(ctx, iss.ID, points); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "%s may award %d points in all\n", iss.Slug, points)
-			return nil
+		if iss.Slug == slug {
+			return iss, nil
 		}
 	}
-	return fmt.Errorf("no issuer %q", fs.Arg(0))
+	return rewards.Issuer{}, fmt.Errorf("no issuer %q", slug)
+}
+
+// takeFlag removes a command's own flag (and, if it has one, its value) from args, leaving
+// the configuration flags for parseConfig.
+func takeFlag(args []string, name string, hasValue bool) (rest []string, value string, found bool, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a != "-"+name && a != "--"+name {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok && hasValue {
+				return append(args[:i:i], args[i+1:]...), v, true, nil
+			}
+			continue
+		}
+		if !hasValue {
+			return append(args[:i:i], args[i+1:]...), "", true, nil
+		}
+		if i+1 == len(args) {
+			return nil, "", false, fmt.Errorf("--%s needs a value", name)
+		}
+		return append(args[:i:i], args[i+2:]...), args[i+1], true, nil
+	}
+	return args, "", false, nil
+}
+
+// userCommand adds toolbox accounts and makes one-time links for them: the way in for the
+// first operator on a machine whose serve output nobody saw.
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	const usage = "usage: pointpost user add --operator EMAIL | user add --issuer SLUG EMAIL | user link EMAIL"
+	if len(args) < 1 {
+		return errors.New(usage)
+	}
+	verb, args := args[0], args[1:]
+	args, operator, err := func() ([]string, bool, error) {
+		rest, _, found, err := takeFlag(args, "operator", false)
+		return rest, found, err
+	}()
+	if err != nil {
+		return err
+	}
+	args, slug, _, err := takeFlag(args, "issuer", true)
+	if err != nil {
+		return err
+	}
+	a, fs, err := storeOnly(ctx, "user "+verb, args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if fs.NArg() != 1 {
+		return errors.New(usage)
+	}
+	now := time.Now()
+	switch verb {
+	case "add":
+		u := &rewards.User{Email: fs.Arg(0), Role: rewards.RoleOperator}
+		switch {
+		case operator == (slug != ""):
+			return errors.New("user add: give --operator or --issuer SLUG\n" + usage)
+		case slug != "":
+			iss, err := a.issuer(ctx, slug)
+			if err != nil {
+				return err
+			}
+			u.Role, u.IssuerID = rewards.RoleIssuer, iss.ID
+		}
+		link, err := toolbox.AddUser(ctx, a.store, u, a.cfg.BaseURL, now)
+		if errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("%s already has an account: 'pointpost user link %s' makes a new sign-in link", u.Email, u.Email)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s added as %s; to set a password, open (valid 7 days, once):\n%s\n", u.Email, u.Role, link)
+	case "link":
+		u, _, err := a.store.UserByEmail(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		link, err := toolbox.NewUserLink(ctx, a.store, u.ID, a.cfg.BaseURL, now, 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "for %s, open (valid 24 hours, once):\n%s\n", u.Email, link)
+	default:
+		return errors.New(usage)
+	}
+	return nil
+}
+
+// apikeyCommand makes a JSON API key and prints its secret, the only time it is shown.
+func apikeyCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	const usage = "usage: pointpost apikey create --operator | ISSUER [--name NAME]"
+	if len(args) < 1 || args[0] != "create" {
+		return errors.New(usage)
+	}
+	args, _, operator, err := takeFlag(args[1:], "operator", false)
+	if err != nil {
+		return err
+	}
+	args, name, _, err := takeFlag(args, "name", true)
+	if err != nil {
+		return err
+	}
+	a, fs, err := storeOnly(ctx, "apikey create", args, getenv)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	k := &rewards.APIKey{Name: name}
+	switch {
+	case operator && fs.NArg() == 0:
+	case !operator && fs.NArg() == 1:
+		iss, err := a.issuer(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		k.IssuerID = iss.ID
+	default:
+		return errors.New(usage)
+	}
+	secret, err := toolbox.NewAPIKey(ctx, a.store, k, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, secret)
+	return nil
 }
 
 func catalogCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
