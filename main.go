@@ -401,20 +401,11 @@ func (a *app) handler() http.Handler {
 // serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
 // them in order: HTTP first, then the mail servers (which record what they sent), then the
 // scheduler, then the database.
-func (a *app) serve(parent context.Context, ready func(httpAddr, smtpAddr string)) error {
+func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(httpAddr, smtpAddr string)) error {
 	// A server that fails stops the others as a signal would.
 	ctx, stopAll := context.WithCancel(parent)
 	defer stopAll()
 	mux := a.handler()
-	ln, err := net.Listen("tcp", a.cfg.HTTP)
-	if err != nil {
-		return fmt.Errorf("--http %s: %w", a.cfg.HTTP, err)
-	}
-	smtpLn, err := net.Listen("tcp", a.cfg.SMTP)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("--smtp %s: %w", a.cfg.SMTP, err)
-	}
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
 	// Requests in progress at a stop finish with their answer: their context is not the
@@ -494,6 +485,18 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	log := cfg.logger(os.Stderr)
+	// Listening first turns a port 0 into the real one before links are made from it.
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+	}
+	defer ln.Close()
+	smtpLn, err := net.Listen("tcp", cfg.SMTP)
+	if err != nil {
+		return fmt.Errorf("--smtp %s: %w", cfg.SMTP, err)
+	}
+	defer smtpLn.Close()
+	cfg.HTTP, cfg.SMTP = ln.Addr().String(), smtpLn.Addr().String()
 	a, err := open(ctx, cfg, log, true)
 	if err != nil {
 		return err
@@ -504,7 +507,7 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
-	return a.serve(ctx, func(httpAddr, smtpAddr string) {
+	return a.serve(ctx, ln, smtpLn, func(httpAddr, smtpAddr string) {
 		fmt.Fprintf(stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", httpAddr, smtpAddr)
 		link, err := toolbox.SetupLink(ctx, a.store, a.store, a.cfg.BaseURL, time.Now())
 		if err != nil {
