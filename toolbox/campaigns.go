@@ -201,9 +201,10 @@ func readRuleFields(v url.Values) ruleFields {
 		IssuerURL: get("issuer_url"), SuccessURL: get("success_url"), Budget: get("budget")}
 }
 
-// newCampaignForm is the form for a new campaign: starting at the next full hour, for a week.
+// newCampaignForm is the form for a new campaign: starting now (scheduled, it goes out at
+// once), for a week.
 func (d Deps) newCampaignForm(u *rewards.User) *campaignForm {
-	start := d.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	start := d.Now().UTC().Truncate(time.Minute)
 	f := &campaignForm{Join: "all", ClientCount: "1000", Start: start.Format(editorTimeLayout),
 		Stop: start.Add(7 * 24 * time.Hour).Format(editorTimeLayout), Rule: ruleFields{Frequency: "once"}}
 	if !u.Operator() {
