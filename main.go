@@ -120,9 +120,14 @@ type Config struct {
 	TokenKey      string
 	MaxRetries    int
 	SoftBounces   int
-	RetryBase     time.Duration
-	Demo          bool
-	LogLevel      string
+	// DKIMKey is the PEM file of the DKIM key, made (as DKIMKind) if missing; "off" sends
+	// unsigned.
+	DKIMKey      string
+	DKIMKind     string
+	DKIMSelector string
+	RetryBase    time.Duration
+	Demo         bool
+	LogLevel     string
 	// SettleEvery is how often accrued points are posted into consumer accounts.
 	SettleEvery time.Duration
 
@@ -159,6 +164,10 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 		"the operator's postal address, shown in every message's footer")
 	str(&c.BaseURL, "base-url", "POINTPOST_BASE_URL", "", "public URL of the web server, for links in messages (default: http://ADDRESS of --http)")
 	str(&c.TokenKey, "token-key", "POINTPOST_TOKEN_KEY", "", "token secret, 32+ hex characters; default: a key made on first start and kept in the database")
+	str(&c.DKIMKey, "dkim-key", "POINTPOST_DKIM_KEY", "pointpost-dkim.pem",
+		"PEM file of the DKIM signing key (RSA or Ed25519), made on first start if missing; \"off\" sends unsigned")
+	str(&c.DKIMKind, "dkim-key-type", "POINTPOST_DKIM_KEY_TYPE", "rsa", "kind of DKIM key made when the file is missing: rsa (2048 bits) or ed25519")
+	str(&c.DKIMSelector, "dkim-selector", "POINTPOST_DKIM_SELECTOR", "pointpost", "DKIM selector: the key is published at SELECTOR._domainkey.FROM-DOMAIN")
 	num(&c.SoftBounces, "soft-bounces", "POINTPOST_SOFT_BOUNCES", 3, "soft bounces since an address last acknowledged that suppress it")
 	num(&c.MaxRetries, "max-retries", "POINTPOST_MAX_RETRIES", 5, "retries after a temporary failure before a delivery is given up")
 	retry := "1m"
@@ -223,6 +232,9 @@ type app struct {
 	po     *postoffice.PostOffice
 	pool   *mailer.Pool
 	sender mailer.Sender
+	// signed is sender with DKIM signing, for mail written outside the mail servers.
+	signed mailer.Sender
+	dkim   *mailer.DKIMSigner
 	from   mail.Address
 }
 
@@ -280,8 +292,13 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 		a.close()
 		return nil, err
 	}
+	if a.dkim, err = dkimSigner(cfg, from, log); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.signed = &mailer.DKIMSender{Sender: a.sender, DKIM: a.dkim}
 	a.pool = mailer.NewPool(cfg.MailServers, mailer.Config{
-		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys,
+		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys, DKIM: a.dkim,
 		Addresses:  a.addresses(),
 		Workers:    cfg.Workers,
 		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: log,
@@ -291,7 +308,33 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 
 // addresses are where invitations come from and where answers go.
 func (a *app) addresses() mailer.Addresses {
-	return mailer.Addresses{From: a.from, ReplyDomain: a.cfg.ReplyDomain, BaseURL: a.cfg.BaseURL}
+	return mailer.Addresses{From: a.from, ReplyDomain: a.cfg.ReplyDomain, BaseURL: a.cfg.BaseURL,
+		PostalAddress: a.cfg.PostalAddress}
+}
+
+// dkimSigner loads (or, on first start, makes and announces) the DKIM key that signs every
+// message for the From domain; nil with --dkim-key off.
+func dkimSigner(cfg *Config, from *mail.Address, log *slog.Logger) (*mailer.DKIMSigner, error) {
+	if cfg.DKIMKey == "off" {
+		return nil, nil
+	}
+	key, created, err := mailer.LoadOrCreateDKIMKey(cfg.DKIMKey, cfg.DKIMKind)
+	if err != nil {
+		return nil, fmt.Errorf("--dkim-key %s: %w", cfg.DKIMKey, err)
+	}
+	domain := from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	signer, err := mailer.NewDKIMSigner(domain, mailer.DKIMKey{Selector: cfg.DKIMSelector, Key: key})
+	if err != nil {
+		return nil, fmt.Errorf("--dkim-key %s: %w", cfg.DKIMKey, err)
+	}
+	for _, r := range signer.Records() {
+		if created {
+			log.Warn("made a new DKIM key: publish this TXT record", "file", cfg.DKIMKey, "name", r.Name, "value", r.Text)
+		} else {
+			log.Debug("DKIM signing", "name", r.Name, "value", r.Text)
+		}
+	}
+	return signer, nil
 }
 
 // applySettings takes the operators' settings from the toolbox's settings page for what no
@@ -376,7 +419,7 @@ func (a *app) close() {
 func (a *app) handler() http.Handler {
 	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
-		Enrollments: a.store, Confirmations: &mailer.Notices{Sender: a.sender, From: a.from, Domain: a.cfg.ReplyDomain},
+		Enrollments: a.store, Confirmations: &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain},
 		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
@@ -386,7 +429,7 @@ func (a *app) handler() http.Handler {
 		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Logger: a.log,
 		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
 	if a.sender != nil {
-		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.sender, Tokens: a.po.Tokens(),
+		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.signed, Tokens: a.po.Tokens(),
 			Addresses: a.addresses()}
 	}
 	mux.Handle("/", toolbox.Handler(tools))
@@ -750,6 +793,7 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	ackConns := fs.Int("ack-connections", 64, "concurrent HTTP connections for --acks")
 	replies := fs.Int("replies", 0, "then reply by e-mail to this many invitations, over SMTP to the receiver")
 	replyConns := fs.Int("reply-connections", 16, "concurrent SMTP connections for --replies")
+	dkimKind := fs.String("dkim", "", "sign every message with a new DKIM key of this kind: rsa or ed25519 (default: unsigned)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -773,7 +817,11 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		*relay = sink.URL()
 	}
 	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, MailServers: *servers,
-		Workers: *conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn"}
+		Workers: *conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
+		SoftBounces: 3, DKIMKey: "off", DKIMKind: *dkimKind, DKIMSelector: "bench"}
+	if *dkimKind != "" {
+		cfg.DKIMKey = filepath.Join(dir, "dkim.pem")
+	}
 	log := cfg.logger(os.Stderr)
 	a, err := open(ctx, cfg, log, true)
 	if err != nil {

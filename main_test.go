@@ -25,6 +25,7 @@ import (
 
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/net/html"
 
@@ -40,8 +41,11 @@ type env map[string]string
 func (e env) get(k string) string { return e[k] }
 
 func newEnv(t *testing.T, relay string) env {
+	dir := t.TempDir()
 	return env{
-		"POINTPOST_DB":              filepath.Join(t.TempDir(), "pointpost.db"),
+		"POINTPOST_DB":              filepath.Join(dir, "pointpost.db"),
+		"POINTPOST_DKIM_KEY":        filepath.Join(dir, "dkim.pem"),
+		"POINTPOST_DKIM_KEY_TYPE":   "ed25519",
 		"POINTPOST_HTTP":            "127.0.0.1:0",
 		"POINTPOST_SMTP":            "127.0.0.1:0",
 		"POINTPOST_SETTLE_INTERVAL": "100ms",
@@ -280,6 +284,36 @@ func TestWholeLoop(t *testing.T) {
 		t.Fatalf("%d recipients got mail, want the client count 20", len(got))
 	}
 	keys := keyring(t, st)
+
+	// Every message is DKIM-signed with the key made on first start, and goes out from its
+	// own VERP return path.
+	dkimKey, err := mailer.LoadDKIMKey(e["POINTPOST_DKIM_KEY"])
+	if err != nil {
+		t.Fatalf("no DKIM key made on first start: %v", err)
+	}
+	record, err := mailer.DKIMPublicRecord(dkimKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := &dkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
+		if name != "pointpost._domainkey.pointpost.localhost" {
+			return nil, fmt.Errorf("no TXT record %s", name)
+		}
+		return []string{record}, nil
+	}}
+	for _, m := range sink.Messages() {
+		v, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), lookup)
+		if err != nil || len(v) != 1 || v[0].Err != nil || v[0].Domain != "pointpost.localhost" {
+			t.Fatalf("message to %s: DKIM verifications %+v, %v", m.To, v, err)
+		}
+		tokens := postoffice.FindToken(m.From)
+		if !strings.HasPrefix(m.From, "bounce+") || len(tokens) != 1 {
+			t.Fatalf("message to %s: return path %q is not bounce+TOKEN", m.To, m.From)
+		}
+		if _, consumer, err := keys.Decode(tokens[0]); err != nil || consumer == 0 {
+			t.Errorf("return path %q does not name a delivery: %v", m.From, err)
+		}
+	}
 	for to, msgs := range got {
 		if len(msgs) != 1 {
 			t.Errorf("%s got %d messages", to, len(msgs))

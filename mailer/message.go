@@ -3,7 +3,9 @@ package mailer
 import (
 	"bytes"
 	"fmt"
+	"html"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -46,6 +48,9 @@ type Addresses struct {
 	ReplyDomain string
 	// BaseURL is the consumer web server for acknowledgement, page and unsubscribe links.
 	BaseURL string
+	// PostalAddress is the operator's postal address, shown in every message's footer as
+	// bulk-mail law asks (CAN-SPAM); it may span lines. Empty leaves the line out.
+	PostalAddress string
 }
 
 // jobMessages is one job compiled for sending: a skeleton and templates per format.
@@ -65,6 +70,19 @@ type formatMessage struct {
 	subject  *postoffice.Template
 	body     *postoffice.Template
 	html     bool
+	footer   footer
+}
+
+// A footer ends every message, after the issuer's content: why the consumer gets it, the
+// unsubscribe link (the List-Unsubscribe https URL) and the operator's postal address. It
+// is the same for the whole job but for the token in the link, and is encoded once: every
+// token is TokenLen characters that quoted-printable leaves as they are, so they land at
+// the same places of the encoded footer in every message.
+type footer struct {
+	head, tail []byte // the footer's text before and after the token
+	encoded    []byte // head, a stand-in token and tail, quoted-printable, on lines of their own
+	tokenAt    []int  // where in encoded each character of the token goes
+	html       bool
 }
 
 func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addresses) (*jobMessages, error) {
@@ -92,6 +110,7 @@ func compileJob(job *postoffice.Job, text, html *postoffice.Message, addr Addres
 
 func compileFormat(job *postoffice.Job, m *postoffice.Message, addr Addresses) (*formatMessage, error) {
 	fm := &formatMessage{html: m.Type == postoffice.MessageHTML}
+	fm.footer = compileFooter(job.IssuerName, addr, fm.html)
 	var err error
 	if fm.subject, err = postoffice.ParseTemplate(m.Subject); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
@@ -201,8 +220,129 @@ func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token, account
 	}
 	dst = append(dst, fm.skeleton.literals[len(fm.skeleton.slots)]...)
 	scratch = fm.body.Append(scratch[:0], &v, fm.html)
-	dst = appendQuotedPrintable(dst, scratch)
+	dst = fm.appendBody(dst, scratch, token)
 	return dst, scratch
+}
+
+// compileFooter writes and encodes a job's footer.
+func compileFooter(program string, addr Addresses, isHTML bool) footer {
+	f := footer{html: isHTML}
+	f.head, f.tail = footerText(program, addr, isHTML)
+	standIn := func(c byte) []byte {
+		return appendQuotedPrintable(nil, slices.Concat(f.head, bytes.Repeat([]byte{c}, postoffice.TokenLen), f.tail))
+	}
+	a, b := standIn('a'), standIn('b')
+	for i := range a {
+		if a[i] != b[i] {
+			f.tokenAt = append(f.tokenAt, i)
+		}
+	}
+	f.encoded = a
+	return f
+}
+
+// footerText writes the footer, cut where the token goes.
+func footerText(program string, addr Addresses, isHTML bool) (head, tail []byte) {
+	reason := "You receive this because you joined our rewards program."
+	if program = strings.Join(strings.Fields(program), " "); program != "" {
+		reason = "You receive this because you joined " + program + " rewards."
+	}
+	_, _, unsubPrefix := postoffice.LinksFor(addr.BaseURL, "")
+	var postal []string
+	for line := range strings.Lines(strings.ReplaceAll(addr.PostalAddress, "\r", "")) {
+		if line = strings.TrimSpace(line); line != "" {
+			postal = append(postal, line)
+		}
+	}
+	if !isHTML {
+		head = []byte("\n-- \n" + reason + "\nUnsubscribe: " + unsubPrefix)
+		if len(postal) > 0 {
+			tail = []byte("\n" + strings.Join(postal, "\n"))
+		}
+		return head, tail
+	}
+	const grey = "color:#6b6b6b"
+	head = []byte(`<div data-testid="footer" style="margin-top:24px;font-size:12px;line-height:1.5;` + grey + `">` +
+		`<p style="margin:0">` + html.EscapeString(reason) + `</p>` +
+		`<p style="margin:0"><a data-testid="footer-unsubscribe" style="` + grey + `" href="` + html.EscapeString(unsubPrefix))
+	tailText := `">Unsubscribe</a></p>`
+	if len(postal) > 0 {
+		for i, line := range postal {
+			postal[i] = html.EscapeString(line)
+		}
+		tailText += `<p data-testid="footer-address" style="margin:0">` + strings.Join(postal, "<br>") + `</p>`
+	}
+	return head, []byte(tailText + "</div>")
+}
+
+// appendBody encodes a rendered body with the footer: at the end of a text one, before
+// the closing body tag of an HTML one (at the end when it has none), on lines of its own.
+func (fm *formatMessage) appendBody(dst, body []byte, token string) []byte {
+	var after []byte
+	if fm.html {
+		if at := lastIndexFold(body, "</body"); at >= 0 {
+			body, after = body[:at], trimLineEnd(body[at:])
+		}
+	}
+	if body = trimLineEnd(body); len(body) > 0 {
+		dst = appendQuotedPrintable(dst, body)
+	}
+	dst = fm.footer.appendEncoded(dst, token)
+	if len(after) > 0 {
+		dst = appendQuotedPrintable(dst, after)
+	}
+	return dst
+}
+
+// appendEncoded appends the encoded footer with token in its link.
+func (f *footer) appendEncoded(dst []byte, token string) []byte {
+	plain := len(token) == len(f.tokenAt)
+	for i := 0; plain && i < len(token); i++ {
+		plain = token[i] > ' ' && token[i] < 127 && token[i] != '='
+	}
+	if !plain { // no token a Keyring makes, but written rightly all the same
+		if f.html {
+			token = html.EscapeString(token)
+		}
+		return appendQuotedPrintable(dst, slices.Concat(f.head, []byte(token), f.tail))
+	}
+	n := len(dst)
+	dst = append(dst, f.encoded...)
+	for i, at := range f.tokenAt {
+		dst[n+at] = token[i]
+	}
+	return dst
+}
+
+// trimLineEnd is b without one final line break.
+func trimLineEnd(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// lastIndexFold returns the index of the last ASCII-case-insensitive instance of lower (in
+// lowercase, its first character not a letter) in s, or -1.
+func lastIndexFold(s []byte, lower string) int {
+	for i := len(s) - len(lower); i >= 0; i-- {
+		// Only where the first character is: most bytes are skipped at once.
+		if i = bytes.LastIndexByte(s[:i+1], lower[0]); i < 0 {
+			return -1
+		}
+		j := 0
+		for ; j < len(lower); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+		}
+		if j == len(lower) {
+			return i
+		}
+	}
+	return -1
 }
 
 // appendAddress writes a mailbox, encoding a non-ASCII display name (RFC 2047).

@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
+	"golang.org/x/net/html"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -33,6 +34,14 @@ var testAddresses = Addresses{
 	From:        mail.Address{Name: "Acme Rewards", Address: "rewards@acme.example"},
 	ReplyDomain: "reply.acme.example",
 	BaseURL:     "https://pp.example/", // the trailing slash must not double in links
+	// Two lines, with characters HTML must escape.
+	PostalAddress: "Acme Rewards <Ltd> & Co\r\n1 Main Street, Oslo",
+}
+
+// textFooter is what a text message must end with, before the final line break.
+func textFooter(token string) string {
+	return "\n-- \nYou receive this because you joined Acme & Sons rewards.\n" +
+		"Unsubscribe: https://pp.example/u/" + token + "\nAcme Rewards <Ltd> & Co\n1 Main Street, Oslo"
 }
 
 const (
@@ -286,9 +295,14 @@ func TestBuildPicksFormatAndHeaders(t *testing.T) {
 				}
 			}
 
-			wantBody := crlf(render(t, bodySrc, v, tc.wantHTML)) + "\r\n"
-			if b.body != wantBody {
-				t.Errorf("body =\n%q\nwant\n%q", b.body, wantBody)
+			if tc.wantHTML {
+				// The issuer's content, then the footer.
+				if want := crlf(render(t, bodySrc, v, true)) + "\r\n"; !strings.HasPrefix(b.body, want) {
+					t.Errorf("body =\n%q\nwant it to begin with\n%q", b.body, want)
+				}
+				checkHTMLFooter(t, b.body, b.token, []string{"Acme Rewards <Ltd> & Co", "1 Main Street, Oslo"})
+			} else if want := crlf(render(t, bodySrc, v, false)+"\n"+textFooter(b.token)) + "\r\n"; b.body != want {
+				t.Errorf("body =\n%q\nwant\n%q", b.body, want)
 			}
 		})
 	}
@@ -381,8 +395,8 @@ func TestBuildSubjectEncoding(t *testing.T) {
 			if found := postoffice.FindToken(subject); !slices.Contains(found, b.token) {
 				t.Errorf("the token is not found in the decoded subject %q", subject)
 			}
-			if b.body != "hi\r\n" {
-				t.Errorf("body = %q", b.body)
+			if want := crlf("hi\n"+textFooter(b.token)) + "\r\n"; b.body != want {
+				t.Errorf("body = %q, want %q", b.body, want)
 			}
 		})
 	}
@@ -436,6 +450,190 @@ func TestBuildReusesBuffers(t *testing.T) {
 		fresh, _ := jm.build(nil, &postoffice.Recipient{Consumer: c}, token, "", date, nil)
 		if !bytes.Equal(buf, fresh) {
 			t.Fatalf("message for %s built into used buffers differs from a fresh one", c.Email)
+		}
+	}
+}
+
+// testID finds the elements of a parsed page with a data-testid.
+func testID(n *html.Node, id string) []*html.Node {
+	var found []*html.Node
+	for d := range n.Descendants() {
+		if d.Type != html.ElementNode {
+			continue
+		}
+		for _, a := range d.Attr {
+			if a.Key == "data-testid" && a.Val == id {
+				found = append(found, d)
+			}
+		}
+	}
+	return found
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+// texts returns the text nodes under n, trimmed, empty ones left out.
+func texts(n *html.Node) []string {
+	var out []string
+	for d := range n.Descendants() {
+		if d.Type == html.TextNode && strings.TrimSpace(d.Data) != "" {
+			out = append(out, strings.TrimSpace(d.Data))
+		}
+	}
+	return out
+}
+
+// checkHTMLFooter checks an HTML body ends with the footer: its reason, the unsubscribe
+// link of token, and the postal address lines (none: no address element).
+func checkHTMLFooter(t *testing.T, body, token string, address []string) {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	footers := testID(doc, "footer")
+	if len(footers) != 1 {
+		t.Fatalf("%d footers in\n%s", len(footers), body)
+	}
+	f := footers[0]
+	if f.Parent.Data != "body" {
+		t.Errorf("the footer is inside <%s>, not <body>", f.Parent.Data)
+	}
+	for next := f.NextSibling; next != nil; next = next.NextSibling {
+		if next.Type == html.ElementNode || next.Type == html.TextNode && strings.TrimSpace(next.Data) != "" {
+			t.Errorf("the footer is followed by %q: it must come after the issuer's content", next.Data)
+		}
+	}
+	if got := texts(f); len(got) == 0 || !strings.HasPrefix(got[0], "You receive this because you joined ") {
+		t.Errorf("footer text %q lacks the reason", got)
+	}
+	links := testID(f, "footer-unsubscribe")
+	if len(links) != 1 || attr(links[0], "href") != "https://pp.example/u/"+token {
+		t.Errorf("footer unsubscribe links %v, want one to https://pp.example/u/%s", links, token)
+	}
+	addr := testID(f, "footer-address")
+	switch {
+	case len(address) == 0 && len(addr) != 0:
+		t.Errorf("footer has an address %q, want none", texts(addr[0]))
+	case len(address) > 0 && (len(addr) != 1 || !slices.Equal(texts(addr[0]), address)):
+		t.Errorf("footer address %v, want %q", addr, address)
+	}
+}
+
+func TestBuildFooter(t *testing.T) {
+	k := testKeyring(t)
+	c := rewards.Consumer{ID: 31, Email: "zoe@example.com", FirstName: "Zoë", Status: rewards.StatusActive}
+	cases := []struct {
+		name         string
+		issuer, body string
+		html         bool
+		postal       string
+		wantReason   string
+		wantAddress  []string
+		wantBefore   string // the footer must come before this in the raw body
+	}{
+		{name: "text with an address", issuer: "Acme", body: "Hi <_&getUserName_>\n", postal: "Acme Ltd\n1 Main St",
+			wantReason: "You receive this because you joined Acme rewards.", wantAddress: []string{"Acme Ltd", "1 Main St"}},
+		{name: "text without a line end or an address", issuer: "", body: "Hi",
+			wantReason: "You receive this because you joined our rewards program."},
+		{name: "html fragment", issuer: "Bits & <Bobs>", body: "<p>Hi <_&getUserName_></p>", html: true,
+			postal: "  <script>alert(1)</script> & Co  \r\n\r\n  Oslo ", wantAddress: []string{"<script>alert(1)</script> & Co", "Oslo"}},
+		{name: "html document", issuer: "Acme", body: "<html><head><title>x</title></head><BODY><p>Hi</p></Body >\n</HTML>",
+			html: true, postal: "Acme Ltd", wantAddress: []string{"Acme Ltd"}, wantBefore: "</Body >"},
+		{name: "html document with a body tag in a comment", issuer: "Acme", html: true,
+			body: "<html><body><!-- ends at </body> --><p>Hi</p></body></html>", wantBefore: "</body></html>"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			job := testJob()
+			job.IssuerName = tc.issuer
+			addr := testAddresses
+			addr.PostalAddress = tc.postal
+			text, htm := &postoffice.Message{Type: rewards.FormatText, Subject: "s", Body: tc.body}, (*postoffice.Message)(nil)
+			if tc.html {
+				text, htm = nil, &postoffice.Message{Type: rewards.FormatHTML, Subject: "s", Body: tc.body}
+			}
+			jm, err := compileJob(job, text, htm, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			token := k.Encode(job.Key, c.ID)
+			msg, _ := jm.build(nil, &postoffice.Recipient{Consumer: c}, token, "", dateHeader(testDate), nil)
+			b := parseBuilt(t, msg, token)
+			wantLink := "https://pp.example/u/" + token
+			if lu := b.header.Get("List-Unsubscribe"); !strings.HasPrefix(lu, "<"+wantLink+">") {
+				t.Fatalf("List-Unsubscribe %q does not start with the footer's link %s", lu, wantLink)
+			}
+			rendered := render(t, tc.body, &postoffice.TagValues{Consumer: &c}, tc.html)
+			if tc.html {
+				checkHTMLFooter(t, b.body, token, tc.wantAddress)
+				if tc.wantBefore != "" && strings.Index(b.body, `data-testid="footer"`) > strings.LastIndex(b.body, tc.wantBefore) {
+					t.Errorf("the footer is not before %q:\n%s", tc.wantBefore, b.body)
+				}
+				if tc.issuer != "" {
+					doc, _ := html.Parse(strings.NewReader(b.body))
+					if got := texts(testID(doc, "footer")[0])[0]; got != "You receive this because you joined "+tc.issuer+" rewards." {
+						t.Errorf("reason %q names the wrong program", got)
+					}
+				}
+				return
+			}
+			// The issuer's content, a line break, then a signature block.
+			head, footer, ok := strings.Cut(b.body, "\r\n-- \r\n")
+			if !ok || !strings.HasPrefix(head+"\r\n", crlf(rendered)) {
+				t.Fatalf("body %q does not have the issuer's content, then a \"-- \" line", b.body)
+			}
+			want := []string{tc.wantReason, "Unsubscribe: " + wantLink}
+			want = append(want, tc.wantAddress...)
+			if got := strings.Split(strings.TrimSuffix(footer, "\r\n"), "\r\n"); !slices.Equal(got, want) {
+				t.Errorf("footer lines %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestBuildFooterEncoding moves the token in the footer across the places quoted-printable
+// breaks lines, by the length of the base URL, and builds with tokens no keyring makes: the
+// encoded footer must always decode to the right link.
+func TestBuildFooterEncoding(t *testing.T) {
+	k := testKeyring(t)
+	c := rewards.Consumer{ID: 5, Email: "e@example.com", FirstName: "E", Status: rewards.StatusActive}
+	for n := range 90 {
+		addr := testAddresses
+		addr.BaseURL = "https://" + strings.Repeat("p", n) + ".example"
+		for _, isHTML := range []bool{false, true} {
+			typ := rewards.FormatText
+			if isHTML {
+				typ = rewards.FormatHTML
+			}
+			jm, err := compileJob(testJob(), &postoffice.Message{Type: typ, Subject: "s", Body: "hi"}, nil, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, token := range []string{k.Encode(77, c.ID), "short", `odd"=<token>`} {
+				msg, _ := jm.build(nil, &postoffice.Recipient{Consumer: c}, token, "", dateHeader(testDate), nil)
+				b := parseBuilt(t, msg, token)
+				link := addr.BaseURL + "/u/" + token
+				if isHTML {
+					doc, err := html.Parse(strings.NewReader(b.body))
+					if err != nil {
+						t.Fatal(err)
+					}
+					links := testID(doc, "footer-unsubscribe")
+					if len(links) != 1 || attr(links[0], "href") != link {
+						t.Fatalf("base URL of %d characters, token %q: footer links %v, want %s\n%q", len(addr.BaseURL), token, links, link, msg)
+					}
+				} else if !strings.Contains(b.body, "\r\nUnsubscribe: "+link+"\r\n") {
+					t.Fatalf("base URL of %d characters, token %q: body lacks the link %s\n%q", len(addr.BaseURL), token, link, b.body)
+				}
+			}
 		}
 	}
 }
@@ -525,6 +723,7 @@ func BenchmarkBuild(b *testing.B) {
 	var buf, scratch []byte
 	now := time.Now()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		token := k.Encode(jm.job.Key, r.Consumer.ID)
 		buf, scratch = jm.build(buf[:0], &r, token, "", dateHeader(now), scratch)

@@ -19,10 +19,12 @@ import (
 // Envelope is one message ready to send.
 type Envelope struct {
 	DeliveryID int64
-	From       string
-	To         string
-	Subject    string // for the outbox listing
-	Data       []byte
+	// From is the envelope sender (MAIL FROM), where bounces go: for an invitation its
+	// delivery's own bounce+TOKEN@ReplyDomain, not the From field of the message.
+	From    string
+	To      string
+	Subject string // for the outbox listing
+	Data    []byte
 }
 
 // Sender delivers messages; it is safe for concurrent use. Send returns nil when the

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,8 @@ type Config struct {
 	Sender     Sender
 	Tokens     *postoffice.Keyring
 	Addresses  Addresses
+	// DKIM signs every message; nil sends them unsigned.
+	DKIM *DKIMSigner
 	// Workers is how many messages are in flight at once (and relay connections open).
 	Workers int
 	// Batch is how many deliveries one claim takes.
@@ -387,8 +390,8 @@ func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postof
 // worker renders and sends until work is closed; once ctx ends it drains work unsent.
 // A relay that cannot be reached stops the pass through halt: the delivery stays pending.
 func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan postoffice.Recipient, results chan<- postoffice.Outcome, halt func()) {
-	var buf, scratch []byte
-	env := Envelope{From: m.cfg.Addresses.From.Address}
+	var buf, signed, scratch []byte
+	var env Envelope
 	for r := range work {
 		now := m.cfg.Now()
 		if ctx.Err() != nil || !now.Before(job.Stop) {
@@ -411,7 +414,17 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		}
 		buf, scratch = jm.build(buf[:0], &r, token, account, dateHeader(now), scratch)
 		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
-		env.Subject = job.Name
+		env.From, env.Subject = m.returnPath(token), job.Name
+		if m.cfg.DKIM != nil {
+			var err error
+			if signed, err = m.cfg.DKIM.Sign(signed[:0], buf); err != nil {
+				// Not the consumer's doing, and no reason to send unsigned: retried, then
+				// given up, with the reason on the delivery.
+				results <- m.outcome(&r, err, now)
+				continue
+			}
+			env.Data = signed
+		}
 		err := m.cfg.Sender.Send(ctx, &env)
 		if err != nil && ctx.Err() != nil {
 			continue // halted while sending: the delivery stays pending, no retry is counted
@@ -425,6 +438,17 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		}
 		results <- m.outcome(&r, err, m.cfg.Now())
 	}
+}
+
+// returnPath is a delivery's envelope sender, bounce+TOKEN@ReplyDomain (VERP): a bounce
+// comes back to an address that names the delivery.
+func (m *MailServer) returnPath(token string) string {
+	domain := m.cfg.Addresses.ReplyDomain
+	if domain == "" {
+		from := m.cfg.Addresses.From.Address
+		domain = from[strings.LastIndexByte(from, '@')+1:]
+	}
+	return "bounce+" + token + "@" + domain
 }
 
 // outcome turns a send's result into what is recorded for the delivery.

@@ -97,6 +97,8 @@ type setup struct {
 	before func(h *harness)
 	// relayURL, when set, is where the mail servers send instead of the harness's sink.
 	relayURL string
+	// dkim, when set, signs the messages, and checkEachOnce verifies them.
+	dkim *DKIMSigner
 }
 
 // harness is a store with consumers and one running job, fully selected and assigned to mail
@@ -115,13 +117,14 @@ type harness struct {
 	ids    map[string]int64
 	format map[string]rewards.Format
 	pool   *Pool
+	dkim   *DKIMSigner
 }
 
 func newHarness(t *testing.T, s setup) *harness {
 	t.Helper()
 	ctx := context.Background()
 	h := &harness{t: t, ctx: ctx, st: openStore(t), keys: testKeyring(t), clock: &clock{},
-		ids: map[string]int64{}, format: map[string]rewards.Format{}}
+		ids: map[string]int64{}, format: map[string]rewards.Format{}, dkim: s.dkim}
 	h.po = &fakePostOffice{st: h.st, finished: map[int64]int{}}
 	h.relay = &relay{delay: s.delay, answer: s.answer, attempts: map[string][]time.Time{}}
 	h.sink = &Sink{Keep: true, Answer: h.relay.handle}
@@ -189,7 +192,7 @@ func newHarness(t *testing.T, s setup) *harness {
 		workers = 4
 	}
 	h.pool = NewPool(2, Config{
-		Relay: h.sink.URL(), Store: h.st, PostOffice: h.po, Sender: sender, Tokens: h.keys, Addresses: testAddresses,
+		Relay: h.sink.URL(), Store: h.st, PostOffice: h.po, Sender: sender, Tokens: h.keys, Addresses: testAddresses, DKIM: s.dkim,
 		Workers: workers, Batch: 16, CommitSize: 8, CommitEvery: 10 * time.Millisecond,
 		MaxRetries: 2, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Poll: 20 * time.Millisecond, HaltCheck: 20 * time.Millisecond,
@@ -313,6 +316,22 @@ func (h *harness) checkEachOnce(except ...string) {
 		if err != nil || job != h.job.Key || consumer != h.ids[e] {
 			h.t.Errorf("%s: token names job %d consumer %d (%v), want %d, %d", e, job, consumer, err, h.job.Key, h.ids[e])
 		}
+		// VERP: the envelope sender names the delivery; the From field stays the issuer's.
+		local, domain, _ := strings.Cut(got[e][0].From, "@")
+		verp, isVERP := strings.CutPrefix(local, "bounce+")
+		if !isVERP || domain != "reply.acme.example" {
+			h.t.Errorf("%s: MAIL FROM %q, want bounce+TOKEN@reply.acme.example", e, got[e][0].From)
+		} else if job, consumer, err := h.keys.Decode(verp); err != nil || job != h.job.Key || consumer != h.ids[e] {
+			h.t.Errorf("%s: MAIL FROM token names job %d consumer %d (%v), want %d, %d", e, job, consumer, err, h.job.Key, h.ids[e])
+		}
+		if from, err := b.header.AddressList("From"); err != nil || len(from) != 1 || from[0].Address != "rewards@acme.example" {
+			h.t.Errorf("%s: From %v (%v), want rewards@acme.example", e, from, err)
+		}
+		if h.dkim != nil {
+			checkSigned(h.t, got[e][0].Data, dnsOf(h.dkim), len(h.dkim.Records()))
+		} else if b.header.Has("DKIM-Signature") {
+			h.t.Errorf("%s: signed, with no signer configured", e)
+		}
 		wantType := "text/plain"
 		if h.format[e] == rewards.FormatHTML {
 			wantType = "text/html"
@@ -421,6 +440,40 @@ func TestMailServerSendsEveryConsumerOnce(t *testing.T) {
 		}
 	}
 	metric(t, text, "pointpost_send_rate", 1)
+}
+
+func TestMailServerSignsWithDKIM(t *testing.T) {
+	t.Parallel()
+	const n = 12
+	h := newHarness(t, setup{consumers: n, dkim: testSigner(t, "rsa", "ed25519")})
+	h.waitDone(15 * time.Second)
+	h.checkEachOnce()
+	if c := h.counts(); c.Sent != n {
+		t.Errorf("job counts %+v, want all %d sent", c, n)
+	}
+}
+
+func TestMailServerSigningFailureSendsNothing(t *testing.T) {
+	t.Parallel()
+	signer, err := NewDKIMSigner("acme.example", DKIMKey{Selector: "hsm", Key: failingKey{testKey(t, "ed25519")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	h := newHarness(t, setup{consumers: n, dkim: signer})
+	h.waitDone(15 * time.Second)
+	if got := h.sink.Count(); got != 0 {
+		t.Errorf("the relay got %d messages that could not be signed", got)
+	}
+	for _, e := range h.emails {
+		d := h.delivery(e)
+		if d.Sent || !d.Failed || d.RetryCount != 2 || !strings.Contains(d.LastError, "token removed") {
+			t.Errorf("delivery to %s = %+v, want failed after 2 retries with the signing error", e, d)
+		}
+	}
+	if c := h.server(1).Counters(); c != (Counters{Retried: 2 * n, Failed: n}) {
+		t.Errorf("counters %+v, want %d retries and %d failed", c, 2*n, n)
+	}
 }
 
 func TestMailServerRetriesTemporaryFailure(t *testing.T) {

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium (Debian's chromium; .ci/run installs it) and returns a
+// tab context bounded by limit.
+func browser(t *testing.T, limit time.Duration) context.Context {
+	t.Helper()
+	path := os.Getenv("POINTPOST_CHROMIUM")
+	if path == "" {
+		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+			if p, err := exec.LookPath(name); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		t.Fatal("no chromium found: install Debian's chromium (apt-get install chromium) or set POINTPOST_CHROMIUM")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	ctx, cancelTime := context.WithTimeout(ctx, limit)
+	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
+	return ctx
+}
+
+// artifacts is where the browser tests leave their screenshots (git-ignored).
+const artifacts = "testdata/artifacts"
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// do runs browser steps, failing the test with what was being done.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("%s (at %s): %v", what, loc, err)
+	}
+}
+
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(sel))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// TestBrowserWholeLoop drives the toolbox in headless Chromium as people would: the first
+// operator signs in from a one-time link, creates a campaign through the editor with a
+// selection and a rule, schedules it, watches its report reach 100% against the embedded
+// outbox, opens the captured message, follows its link, presses Submit and sees the points.
+func TestBrowserWholeLoop(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 40))
+	srv := startServe(t, e)
+	base := "http://" + srv.addr
+	ctx := browser(t, 3*time.Minute)
+
+	// The first operator: an invitation link from the command line sets the password.
+	out := runOK(t, e, "user", "add", "--operator", "op@example.com")
+	link := regexp.MustCompile(`/welcome/\S+`).FindString(out)
+	if link == "" {
+		t.Fatalf("user add printed no link: %q", out)
+	}
+	const password = "correct horse battery"
+	do(t, ctx, "set the password", chromedp.Navigate(base+link),
+		chromedp.WaitVisible(`input[name=password]`),
+		chromedp.SendKeys(`input[name=password]`, password),
+		chromedp.SendKeys(`input[name=confirm]`, password),
+		chromedp.Click(`[data-testid=password-submit]`),
+		chromedp.WaitVisible(`[data-testid=nav]`))
+
+	// Sign out and in again through the login form.
+	do(t, ctx, "sign out", chromedp.Click(`[data-testid=logout]`), chromedp.WaitVisible(`[data-testid=login-form]`))
+	screenshot(t, ctx, "login")
+	do(t, ctx, "sign in",
+		chromedp.SendKeys(`[data-testid=login-form] input[name=email]`, "op@example.com"),
+		chromedp.SendKeys(`[data-testid=login-form] input[name=password]`, password),
+		chromedp.Click(`[data-testid=login-submit]`),
+		chromedp.WaitVisible(`[data-testid=nav]`))
+	screenshot(t, ctx, "dashboard")
+
+	// An issuer, then a campaign of it for the 20 Canadian consumers, text and HTML, with a
+	// click rule.
+	do(t, ctx, "create an issuer", chromedp.Navigate(base+"/issuers"), chromedp.WaitVisible(`[data-testid=issuer-form]`),
+		chromedp.SendKeys(`[data-testid=issuer-form] input[name=slug]`, "acme"),
+		chromedp.SendKeys(`[data-testid=issuer-form] input[name=name]`, "Acme Outdoor"),
+		chromedp.Click(`[data-testid=issuer-form] button`),
+		chromedp.WaitVisible(`[data-testid=flash]`))
+	do(t, ctx, "open the editor", chromedp.Navigate(base+"/campaigns/new"), chromedp.WaitVisible(`[data-testid=campaign-form]`),
+		chromedp.SetValue(`[data-testid=issuer-select]`, "acme"))
+	do(t, ctx, "fill the campaign",
+		chromedp.SendKeys(`input[name=name]`, "Browser spring"),
+		chromedp.SendKeys(`input[name=text_subject]`, "<_&getUserName_>, 5 points for you"),
+		chromedp.SendKeys(`textarea[name=text_body]`, "Hello <_&getUserName_>, open <_&getAckURL_> to earn."),
+		chromedp.SendKeys(`input[name=html_subject]`, "<_&getUserName_>, 5 points for you"),
+		chromedp.SendKeys(`textarea[name=html_body]`, `<p>Hello <_&getUserName_>, <a href="<_&getAckURL_>">earn</a>.</p>`),
+		chromedp.SetValue(`[name=sel_field_0]`, "country"),
+		chromedp.SetValue(`[name=sel_op_0]`, "="),
+		chromedp.SendKeys(`[name=sel_value_0]`, "CA"),
+		chromedp.SetValue(`input[name=client_count]`, "100"),
+		chromedp.SetValue(`[name=rule_type]`, "click"),
+		chromedp.SetValue(`[name=rule_points]`, "5"),
+		chromedp.SetValue(`[name=rule_frequency]`, "once"))
+	// The live count and preview answer as the form is edited.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(document.querySelector('[data-testid=count]')||{}).textContent?.trim() === '20'`,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("the live count did not reach 20 (it shows %q): %v", textOf(t, ctx, `[data-testid=count]`), err)
+	}
+	screenshot(t, ctx, "campaign-editor")
+	do(t, ctx, "schedule", chromedp.Click(`[data-testid=schedule]`), chromedp.WaitVisible(`[data-testid=flash]`))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := regexp.MustCompile(`/jobs/(\d+)`).FindStringSubmatch(loc)
+	if key == nil {
+		do(t, ctx, "open the campaigns", chromedp.Navigate(base+"/campaigns"), chromedp.WaitVisible(`[data-testid=campaigns]`))
+		href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=report-link]').getAttribute('href')`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = regexp.MustCompile(`/jobs/(\d+)`).FindStringSubmatch(href)
+	}
+	if key == nil {
+		t.Fatalf("no job report reached after scheduling (at %s)", loc)
+	}
+
+	// The report's progress bar reaches 100% without a reload.
+	do(t, ctx, "open the report", chromedp.Navigate(base+"/jobs/"+key[1]), chromedp.WaitVisible(`[data-testid=progress]`))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(document.querySelector('[data-testid=percent]')||{}).textContent?.trim() === '100%'`,
+		chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(200*time.Millisecond))); err != nil {
+		t.Fatalf("progress did not reach 100%% (shows %q): %v", textOf(t, ctx, `[data-testid=percent]`), err)
+	}
+	if sent := textOf(t, ctx, `[data-testid=progress] [data-testid=sent]`); sent != "20" {
+		t.Errorf("report shows %q sent, want 20", sent)
+	}
+	screenshot(t, ctx, "job-report")
+
+	// The outbox holds the messages; open one and follow its link.
+	do(t, ctx, "open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(`[data-testid=outbox]`))
+	screenshot(t, ctx, "outbox")
+	do(t, ctx, "open a message", chromedp.Click(`[data-testid=outbox-message] a`), chromedp.WaitVisible(`[data-testid=raw]`))
+	screenshot(t, ctx, "outbox-message")
+	raw, err := chromedp.Run(ctx, chromedp.TextContent(`[data-testid=raw]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The link as the raw message has it: quoted-printable soft line breaks joined.
+	unfolded := strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "=\n", "")
+	ack := regexp.MustCompile(`http://[0-9.:]+/[ai]/[A-Za-z0-9_-]+`).FindString(unfolded)
+	if !strings.HasPrefix(ack, base+"/") {
+		t.Fatalf("no invitation link to %s in the captured message:\n%s", base, raw)
+	}
+	do(t, ctx, "follow the link", chromedp.Navigate(ack), chromedp.WaitVisible(`[data-testid=submit]`))
+	screenshot(t, ctx, "invitation")
+	do(t, ctx, "press Submit", chromedp.Click(`[data-testid=submit]`), chromedp.WaitVisible(`[data-testid=thanks]`))
+	if points := textOf(t, ctx, `[data-testid=points]`); points != "5" {
+		t.Errorf("the thank-you page shows %q points, want 5", points)
+	}
+	screenshot(t, ctx, "thanks")
+
+	// The acknowledgement shows in the report.
+	do(t, ctx, "reopen the report", chromedp.Navigate(base+"/jobs/"+key[1]), chromedp.WaitVisible(`[data-testid=progress]`))
+	if got := textOf(t, ctx, `[data-testid=progress] [data-testid=received]`); got != "1" {
+		t.Errorf("report shows %q received, want 1", got)
+	}
+	fmt.Fprintln(os.Stderr, "screenshots in", artifacts)
+}
