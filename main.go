@@ -221,6 +221,9 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 	if c.Workers < 1 {
 		return nil, nil, errors.New("--connections must be at least 1")
 	}
+	if c.SoftBounces < 1 {
+		return nil, nil, errors.New("--soft-bounces must be at least 1")
+	}
 	return &c, fs, nil
 }
 
@@ -261,13 +264,11 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 		cfg.BaseURL = "http://" + cfg.HTTP
 	}
 	a := &app{cfg: cfg, log: log, store: st, from: *from}
-	if cfg.SoftBounces < 1 {
-		st.Close()
-		return nil, errors.New("--soft-bounces must be at least 1")
-	}
-	if err := st.SetSoftBounceLimit(ctx, cfg.SoftBounces); err != nil {
-		st.Close()
-		return nil, err
+	if cfg.SoftBounces > 0 {
+		if err := st.SetSoftBounceLimit(ctx, cfg.SoftBounces); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	keys, err := a.keyring(ctx)
 	if err != nil {
@@ -315,7 +316,7 @@ func (a *app) addresses() mailer.Addresses {
 // dkimSigner loads (or, on first start, makes and announces) the DKIM key that signs every
 // message for the From domain; nil with --dkim-key off.
 func dkimSigner(cfg *Config, from *mail.Address, log *slog.Logger) (*mailer.DKIMSigner, error) {
-	if cfg.DKIMKey == "off" {
+	if cfg.DKIMKey == "" || cfg.DKIMKey == "off" {
 		return nil, nil
 	}
 	key, created, err := mailer.LoadOrCreateDKIMKey(cfg.DKIMKey, cfg.DKIMKind)

@@ -20,15 +20,15 @@ import (
 //	4.x.x             temporary: the remote end gave up         soft      after the soft limit
 //	5.1.x             bad destination address: no such user,    hard      at once
 //	                  no such domain, bad syntax, moved
-//	5.1.7, 5.1.8      bad *sender* address: ours, not hers      soft      after the limit
+//	5.1.7, 5.1.8      bad *sender* address: ours, not hers      soft      never (not counted)
 //	5.2.1             mailbox disabled                          hard      at once
 //	5.2.2             mailbox full                              soft      after the limit
 //	5.2.x other       message too large for the mailbox,        soft      after the limit
 //	                  list expansion
 //	5.3.x, 5.4.x      the receiving system or the route         soft      after the limit
 //	5.5.x, 5.6.x      protocol, content                         soft      after the limit
-//	5.7.x             policy, security, spam block: a block is  soft      after the limit
-//	                  not a bad address
+//	x.7.x             policy, security, spam block: a block of  soft      never (not counted)
+//	                  our mail, not a bad address
 //	5.0.0, none       reason unknown (refined by the text       soft      after the limit
 //	                  first: "user unknown" makes it 5.1.1)
 //

@@ -458,7 +458,7 @@ func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time) 
 	case VerdictSent:
 		o.Kind = postoffice.OutcomeSent
 	case VerdictRejected:
-		o.Kind, o.Error = postoffice.OutcomeRejected, err.Error()
+		o.Kind, o.Error = postoffice.OutcomeRejected, RejectionText(err)
 	case VerdictRetry:
 		if r.RetryCount >= m.cfg.MaxRetries {
 			o.Kind = postoffice.OutcomeFailed

@@ -213,9 +213,17 @@ func (e *bounceEffects) bounce(consumerID, deliveryID int64, f BounceFailure) (c
 				return false, err
 			}
 		}
+		// A policy refusal (x.7.x: spam block, our IP or domain refused) or a complaint
+		// about our sender address (5.1.7, 5.1.8) says nothing of her mailbox: recorded,
+		// not counted, so a block of our relay cannot suppress a whole provider's people.
+		if policyStatus(f.Status) {
+			return false, nil
+		}
 		var n int
 		if err := e.tx.QueryRowContext(e.ctx, `SELECT count(*) FROM bounces
-			WHERE consumer_id = ?1 AND kind = 'soft' AND created_at >= coalesce(
+			WHERE consumer_id = ?1 AND kind = 'soft'
+			AND NOT (status GLOB '[45].7.*' OR status IN ('5.1.7', '5.1.8'))
+			AND created_at >= coalesce(
 				(SELECT max(created_at) FROM acknowledgements WHERE consumer_id = ?1), 0)`, consumerID).Scan(&n); err != nil {
 			return false, err
 		}
@@ -351,4 +359,9 @@ func (s *Store) SetMaxPageCount(ctx context.Context, n int64) (int64, error) {
 	var got int64
 	err := s.write.QueryRowContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, n)).Scan(&got)
 	return got, err
+}
+
+// policyStatus reports whether an RFC 3463 status refuses our mail rather than her address.
+func policyStatus(status string) bool {
+	return len(status) > 3 && status[1:3] == ".7" && status[3] == '.' || status == "5.1.7" || status == "5.1.8"
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -260,6 +261,34 @@ func TestRejectionFailure(t *testing.T) {
 		f := rejectionFailure(c.text)
 		if f.Severity != c.sev || f.Status != c.status {
 			t.Errorf("rejectionFailure(%q) = %s %s, want %s %s", c.text, f.Severity, f.Status, c.sev, c.status)
+		}
+	}
+}
+
+func TestPolicyRefusalsDoNotSuppress(t *testing.T) {
+	s, job, ids := bounceFixture(t, 1)
+	ctx := context.Background()
+	if err := s.SetSoftBounceLimit(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i, status := range []string{"5.7.1", "4.7.0", "5.1.7", "5.7.26"} {
+		mustRecordBounce(t, s, &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[0]},
+			Key: fmt.Sprintf("<p%d@mx>", i), Failures: []BounceFailure{{Severity: BounceSoft, Status: status, Detail: "blocked"}}})
+	}
+	if st := consumerStatus(t, s, ids[0]); st != rewards.StatusActive {
+		t.Fatalf("four policy refusals of our mail suppressed her address: %s", st)
+	}
+	for i := range 2 {
+		mustRecordBounce(t, s, &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[0]},
+			Key: fmt.Sprintf("<f%d@mx>", i), Failures: []BounceFailure{{Severity: BounceSoft, Status: "5.2.2", Detail: "full"}}})
+	}
+	if st := consumerStatus(t, s, ids[0]); st != rewards.StatusBounced {
+		t.Fatalf("two mailbox-full bounces at a limit of 2: %s", st)
+	}
+	for status, want := range map[string]bool{"5.7.1": true, "4.7.0": true, "5.1.7": true, "5.1.8": true,
+		"5.2.2": false, "4.2.2": false, "5.1.1": false, "": false, "5.7": false} {
+		if got := policyStatus(status); got != want {
+			t.Errorf("policyStatus(%q) = %v, want %v", status, got, want)
 		}
 	}
 }

@@ -930,7 +930,7 @@ func reportPage(p Page, v reportView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 81, "\"><p class=\"muted\" style=\"margin:0\"><a href=\"/campaigns\">Campaigns</a> › campaign ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 81, "\" data-reload-when-done><p class=\"muted\" style=\"margin:0\"><a href=\"/campaigns\">Campaigns</a> › campaign ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -1,7 +1,8 @@
 // Live progress: every element with a data-progress URL (a dashboard row, the job report)
 // polls that progress.json every 2 seconds and updates, inside itself, the figures marked
 // data-field="NAME" and the bar segments marked data-seg="NAME". It stops once the job is
-// done (or gone), and waits while the tab is hidden.
+// done (or gone), and waits while the tab is hidden. An element marked data-reload-when-done
+// reloads the page when the job ends.
 (function () {
   "use strict";
   var every = 2000;
@@ -60,6 +61,11 @@
           }
           apply(el, p);
           if (p.done) {
+            // A report watched to its end reloads once, so its figures and chart are final.
+            if (el.hasAttribute("data-reload-when-done")) {
+              location.reload();
+              return;
+            }
             var note = el.querySelector("[data-done-note]");
             if (note) {
               note.hidden = false;
