@@ -34,11 +34,8 @@ type SettingsStore interface {
 	CreateFirstOperator(ctx context.Context, tokenHash []byte, u *rewards.User, passwordHash string, now time.Time) error
 }
 
-// passwordCost is the bcrypt cost of stored passwords: about a quarter of a second. It is a
-// variable only for this package's tests, which lower it once at init
-// (auth_internal_test.go): under the race detector one cost-12 hash takes many seconds.
-// Nothing else changes it.
-var passwordCost = 12
+// defaultPasswordCost is the bcrypt cost of stored passwords: about a quarter of a second.
+const defaultPasswordCost = 12
 
 const (
 	// minPassword is the shortest password accepted, in characters; bcrypt reads at most
@@ -105,8 +102,8 @@ func NewAPIKey(ctx context.Context, a AccountStore, k *rewards.APIKey, now time.
 }
 
 // hashPassword is how passwords are kept.
-func hashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), passwordCost)
+func (d Deps) hashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), d.PasswordCost)
 	return string(h), err
 }
 
@@ -129,14 +126,14 @@ func checkNewPassword(errs fieldErrors, password, confirm string) {
 type authPages struct {
 	Deps
 	throttle *loginThrottle
-	// dummyHash is a bcrypt hash, at passwordCost, of a random password no one knows. A
+	// dummyHash is a bcrypt hash, at PasswordCost, of a random password no one knows. A
 	// sign-in to an unknown address is checked against it, so it takes as long as a real
 	// one. Made at the first such sign-in, not at start.
 	dummyHash func() []byte
 }
 
-func newDummyHash() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte(newSecret()), passwordCost)
+func (d Deps) newDummyHash() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte(newSecret()), d.PasswordCost)
 	if err != nil {
 		panic(err) // only for a cost out of range or a password over 72 bytes: neither here
 	}
@@ -146,7 +143,7 @@ func newDummyHash() []byte {
 // authRoutes are the pages reached without a session: login, logout, setting a password
 // from a one-time link.
 func (d Deps) authRoutes(r chi.Router) {
-	a := &authPages{Deps: d, throttle: newLoginThrottle(d.Now), dummyHash: sync.OnceValue(newDummyHash)}
+	a := &authPages{Deps: d, throttle: newLoginThrottle(d.Now), dummyHash: sync.OnceValue(d.newDummyHash)}
 	r.Get("/login", a.loginForm)
 	r.Post("/login", a.login)
 	r.Post("/logout", d.logout)
@@ -305,7 +302,7 @@ func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
 		d.renderStatus(w, r, http.StatusUnprocessableEntity, passwordPage(d.page(w, r, "Choose a password", ""), v))
 		return
 	}
-	hash, err := hashPassword(password)
+	hash, err := d.hashPassword(password)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -349,7 +346,7 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 		d.renderStatus(w, r, http.StatusUnprocessableEntity, passwordPage(d.page(w, r, "Set up pointpost", ""), v))
 		return
 	}
-	hash, err := hashPassword(password)
+	hash, err := d.hashPassword(password)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -441,7 +438,7 @@ func (d Deps) changePassword(w http.ResponseWriter, r *http.Request) {
 		d.renderProfile(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}
-	if hash, err = hashPassword(password); err != nil {
+	if hash, err = d.hashPassword(password); err != nil {
 		d.fail(w, r, err)
 		return
 	}

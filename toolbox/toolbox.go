@@ -64,6 +64,9 @@ type Deps struct {
 	// ago; zero means 2 hours and 12 hours.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
+	// PasswordCost is the bcrypt cost of new password hashes; zero means 12. Tests lower
+	// it: under the race detector one cost-12 hash takes many seconds.
+	PasswordCost int
 }
 
 // Handler serves the toolbox.
@@ -82,6 +85,9 @@ func Handler(d Deps) http.Handler {
 	}
 	if d.SessionMax == 0 {
 		d.SessionMax = 12 * time.Hour
+	}
+	if d.PasswordCost == 0 {
+		d.PasswordCost = defaultPasswordCost
 	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {

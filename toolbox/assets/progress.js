@@ -64,11 +64,6 @@
             // A report watched to its end reloads once, so its figures and chart are final.
             if (el.hasAttribute("data-reload-when-done")) {
               location.reload();
-              return;
-            }
-            var note = el.querySelector("[data-done-note]");
-            if (note) {
-              note.hidden = false;
             }
             return;
           }
