@@ -652,7 +652,7 @@ func apiJobView(j *postoffice.Job) apiJob {
 // apiJobStatus is a job's view with its delivery counts.
 func (d Deps) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, error) {
 	v := apiJobView(j)
-	c, err := d.Store.JobCounts(ctx, j.Key)
+	c, err := d.jobCounts(ctx, j.Key)
 	if err != nil {
 		return v, err
 	}
@@ -862,7 +862,7 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	counts, err := d.Store.JobCounts(ctx, job.Key)
+	counts, err := d.jobCounts(ctx, job.Key)
 	if err != nil {
 		return err
 	}

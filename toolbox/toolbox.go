@@ -64,6 +64,8 @@ type Deps struct {
 	// ago; zero means 2 hours and 12 hours.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
+	counts *countsCache
+
 	// PasswordCost is the bcrypt cost of new password hashes; zero means 12. Tests lower
 	// it: under the race detector one cost-12 hash takes many seconds.
 	PasswordCost int
@@ -89,6 +91,7 @@ func Handler(d Deps) http.Handler {
 	if d.PasswordCost == 0 {
 		d.PasswordCost = defaultPasswordCost
 	}
+	d.counts = newCountsCache(time.Second)
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err)
