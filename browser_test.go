@@ -207,5 +207,20 @@ func TestBrowserWholeLoop(t *testing.T) {
 	if got := textOf(t, ctx, `[data-testid=progress] [data-testid=received]`); got != "1" {
 		t.Errorf("report shows %q received, want 1", got)
 	}
+	screenshot(t, ctx, "job-report-final")
+
+	// The other main pages, for the record.
+	for _, page := range []struct{ name, path, ready string }{
+		{"dashboard-after", "/", `[data-testid=nav]`},
+		{"campaigns", "/campaigns", `[data-testid=campaigns]`},
+		{"rules", "/rules", `[data-testid=nav]`},
+		{"mail-servers", "/mail-servers", `[data-testid=mail-servers]`},
+		{"consumers", "/consumers", `[data-testid=nav]`},
+		{"issuers", "/issuers", `[data-testid=issuer-form]`},
+		{"settings", "/settings", `[data-testid=settings-form]`},
+	} {
+		do(t, ctx, "open "+page.path, chromedp.Navigate(base+page.path), chromedp.WaitVisible(page.ready))
+		screenshot(t, ctx, page.name)
+	}
 	fmt.Fprintln(os.Stderr, "screenshots in", artifacts)
 }

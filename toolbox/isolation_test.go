@@ -1,0 +1,536 @@
+package toolbox_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/toolbox"
+)
+
+// The isolation walk (issue 4): every route the toolbox serves, found by walking its router
+// rather than listed here, is tried by issuer A against issuer B's objects. A route with a
+// URL parameter must answer A 404 for B's object and change nothing; a route without one
+// must not show A anything of B's. An operator reaching the same GET routes proves the 404
+// comes from the isolation and not from a broken route.
+
+// isoSide is one issuer's fixtures: a user, jobs, a rule, an API key, a consumer mailed by
+// its jobs only, and the words that name them (markers) in pages.
+type isoSide struct {
+	iss        rewards.Issuer
+	user       *rewards.User
+	jobs       []*postoffice.Job
+	rule       rewards.AwardRule
+	keyID      int64
+	key        string // the API key's secret
+	consumerID int64
+	linkToken  string
+	markers    []string
+}
+
+// isoWorld is the toolbox with both issuers' fixtures and an operator.
+type isoWorld struct {
+	t        *testing.T
+	e        *env
+	po       *postoffice.PostOffice
+	sends    *isoSends
+	db       *sql.DB
+	a, b     isoSide
+	op       *rewards.User
+	opKey    string
+	outboxID int64
+	importID int64
+}
+
+// isoSends is a TestSender that counts the tests sent: A's walk must send none.
+type isoSends struct {
+	mu   sync.Mutex
+	jobs []int64
+}
+
+func (s *isoSends) SendTest(_ context.Context, job *postoffice.Job, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobs = append(s.jobs, job.Key)
+	return nil
+}
+
+func (s *isoSends) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.jobs)
+}
+
+// isoParam says how to fill one URL parameter of the walk.
+type isoParam struct {
+	// values are B's objects of the parameter's kind (or, for a shared route, what to ask).
+	values []string
+	// shared marks a route that is nobody's object (static files): A may reach it.
+	shared bool
+	// opReaches says an operator must reach values on the GET routes (not 404). False for
+	// one-time link tokens: the token is itself the credential, and A holds none of B's.
+	opReaches bool
+}
+
+// isoParams maps each URL parameter, named by the path segment before it and its name
+// ("rules/{id}"), to what fills it. A route whose parameter is not here fails the walk: a
+// new route must say what it is about.
+func (w *isoWorld) isoParams() map[string]isoParam {
+	id := func(n int64) string { return strconv.FormatInt(n, 10) }
+	var jobs []string
+	for _, j := range w.b.jobs {
+		jobs = append(jobs, id(j.Key))
+	}
+	foreign := func(vals ...string) isoParam { return isoParam{values: vals, opReaches: true} }
+	return map[string]isoParam{
+		"jobs/{key}":      foreign(jobs...),
+		"campaigns/{key}": foreign(jobs...),
+		"rules/{id}":      foreign(id(w.b.rule.ID)),
+		"api-keys/{id}":   foreign(id(w.b.keyID)),
+		"users/{id}":      foreign(id(w.b.user.ID)),
+		"issuers/{id}":    foreign(id(w.b.iss.ID)),
+		"consumers/{id}":  foreign(id(w.b.consumerID)),
+		"outbox/{id}":     foreign(id(w.outboxID)),
+		"import/{id}":     foreign(id(w.importID)),
+		// A one-time link's token is a secret: whoever holds it may use it. A holds none of
+		// B's, so A tries one that is no link at all.
+		"welcome/{token}": {values: []string{"not-a-link-" + rand.Text()}},
+		"setup/{token}":   {values: []string{"not-a-link-" + rand.Text()}},
+		"assets/*":        {values: []string{"toolbox.css"}, shared: true},
+	}
+}
+
+var isoParamPattern = regexp.MustCompile(`\{(\w+)(?::[^}]*)?\}|\*$`)
+
+// isoRoute is one route of the router and the concrete paths the walk asks for.
+type isoRoute struct {
+	method, pattern string
+	paths           []string
+	params          []isoParam
+}
+
+// foreign reports whether the route names one of B's objects.
+func (r isoRoute) foreign() bool {
+	return slices.ContainsFunc(r.params, func(p isoParam) bool { return !p.shared })
+}
+
+func (r isoRoute) opReaches() bool {
+	return r.foreign() && !slices.ContainsFunc(r.params, func(p isoParam) bool { return !p.shared && !p.opReaches })
+}
+
+func (r isoRoute) api() bool { return strings.HasPrefix(r.pattern, "/api/v1/") }
+
+// expand fills the route's parameters from the table; it fails the test for one it does
+// not know.
+func (w *isoWorld) expand(method, pattern string, table map[string]isoParam) (isoRoute, bool) {
+	r := isoRoute{method: method, pattern: pattern, paths: []string{pattern}}
+	for _, m := range isoParamPattern.FindAllStringSubmatchIndex(pattern, -1) {
+		name := "*"
+		if m[2] >= 0 {
+			name = "{" + pattern[m[2]:m[3]] + "}"
+		}
+		before := strings.TrimSuffix(pattern[:m[0]], "/")
+		key := before[strings.LastIndex(before, "/")+1:] + "/" + name
+		p, ok := table[key]
+		if !ok || len(p.values) == 0 {
+			w.t.Errorf("%s %s: the walk does not know what fills %q: add it to isoParams", method, pattern, key)
+			return r, false
+		}
+		r.params = append(r.params, p)
+		whole := pattern[m[0]:m[1]]
+		var next []string
+		for _, path := range r.paths {
+			for _, v := range p.values {
+				next = append(next, strings.Replace(path, whole, v, 1))
+			}
+		}
+		r.paths = next
+	}
+	return r, true
+}
+
+// who makes requests: with a session (HTML routes) and an API key (/api/v1).
+type isoWho struct {
+	name string
+	user *rewards.User
+	key  string
+}
+
+// session returns a client with a new session of u, made in the store as login makes one.
+func (w *isoWorld) session(u *rewards.User) *client {
+	w.t.Helper()
+	secret := "iso-" + rand.Text()
+	h := sha256.Sum256([]byte(secret))
+	if err := w.e.st.CreateSession(context.Background(), h[:], u.ID, time.Now()); err != nil {
+		w.t.Fatal(err)
+	}
+	c := w.e.anonymous()
+	base, _ := url.Parse(w.e.srv.URL)
+	c.Jar.SetCookies(base, []*http.Cookie{{Name: toolbox.SessionCookie, Value: secret, Path: "/"}})
+	return c
+}
+
+// send asks path as who: a new session each time (the walk posts /logout too), the form
+// from the toolbox's own origin for anything but GET; /api/v1 with who's key and JSON.
+func (w *isoWorld) send(who isoWho, method, path string, api bool, form url.Values) (*http.Response, string) {
+	w.t.Helper()
+	if api {
+		h := http.Header{"Authorization": {"Bearer " + who.key}}
+		if method == http.MethodGet {
+			return w.e.anonymous().do(method, path, nil, h)
+		}
+		h.Set("Content-Type", "application/json")
+		return w.e.anonymous().do(method, path, strings.NewReader("{}"), h)
+	}
+	c := w.session(who.user)
+	if method == http.MethodGet {
+		return c.do(method, path, nil, nil)
+	}
+	return c.do(method, path, strings.NewReader(form.Encode()), http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {w.e.srv.URL}, "Sec-Fetch-Site": {"same-origin"}})
+}
+
+// isoForm is a form every toolbox form would accept, filled in: if a route let A reach one
+// of B's objects, this is what would change it.
+func isoForm() url.Values {
+	v := campaignForm()
+	for k, vals := range ruleFormValues() {
+		v[k] = vals
+	}
+	for k, val := range map[string]string{"name": "Mallory", "issuer": "bolt", "budget": "5", "to": "mallory@example.net",
+		"status": string(rewards.StatusUnsubscribed), "email": "mallory@example.net", "slug": "mallory",
+		"from": "mallory@example.net", "reply_domain": "mallory.example", "postal_address": "1 Mallory Road",
+		"current": "x", "password": "correct horse battery staple", "confirm": "correct horse battery staple"} {
+		v.Set(k, val)
+	}
+	return v
+}
+
+// leak returns the first of markers in the response, or "".
+func leak(resp *http.Response, body string, markers []string) string {
+	all := strings.ToLower(body + "\n" + resp.Header.Get("Location"))
+	for _, m := range markers {
+		if strings.Contains(all, strings.ToLower(m)) {
+			return m
+		}
+	}
+	return ""
+}
+
+// snapshot is every row of the database but sessions (each request of the walk makes
+// one) and API keys' last use (the walk's own key is used): what a request must not change.
+func (w *isoWorld) snapshot() map[string][]string {
+	w.t.Helper()
+	ctx := context.Background()
+	rows, err := w.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sessions'`)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			w.t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	if err := rows.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, table := range tables {
+		rows, err := w.db.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
+		if err != nil {
+			w.t.Fatalf("snapshot %s: %v", table, err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				w.t.Fatal(err)
+			}
+			var b strings.Builder
+			for i, c := range cols {
+				if table == "api_keys" && c == "last_used_at" {
+					continue
+				}
+				if v, ok := vals[i].([]byte); ok {
+					fmt.Fprintf(&b, "%s=%x ", c, v)
+				} else {
+					fmt.Fprintf(&b, "%s=%v ", c, vals[i])
+				}
+			}
+			out[table] = append(out[table], b.String())
+		}
+		if err := rows.Close(); err != nil {
+			w.t.Fatal(err)
+		}
+		sort.Strings(out[table])
+	}
+	return out
+}
+
+// isoDiff says what changed between two snapshots, or "".
+func isoDiff(before, after map[string][]string) string {
+	var b strings.Builder
+	tables := map[string]bool{}
+	for t := range before {
+		tables[t] = true
+	}
+	for t := range after {
+		tables[t] = true
+	}
+	for _, t := range slices.Sorted(func(yield func(string) bool) {
+		for t := range tables {
+			if !yield(t) {
+				return
+			}
+		}
+	}) {
+		for _, row := range before[t] {
+			if !slices.Contains(after[t], row) {
+				fmt.Fprintf(&b, "\n  %s: - %s", t, row)
+			}
+		}
+		for _, row := range after[t] {
+			if !slices.Contains(before[t], row) {
+				fmt.Fprintf(&b, "\n  %s: + %s", t, row)
+			}
+		}
+	}
+	return b.String()
+}
+
+// newIsoWorld makes issuers acme (A) and bolt (B), each with a user, a running job with
+// deliveries and acknowledgements, a rule and an API key; bolt also has a draft and a
+// suspended job. An outbox message and a finished consumer import are the operator's.
+func newIsoWorld(t *testing.T) *isoWorld {
+	t.Helper()
+	ctx := context.Background()
+	w := &isoWorld{t: t, sends: &isoSends{}}
+	keys, err := postoffice.NewKeyring(1, map[int][]byte{1: []byte("toolbox-isolation-tests-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.e = newEnv(t, func(d *toolbox.Deps) {
+		withAPI(d)
+		w.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example", Logger: d.Logger})
+		d.PostOffice = w.po
+		d.TestSender = w.sends
+	})
+	e := w.e
+	w.db, err = sql.Open("sqlite3", "file:"+e.st.Path()+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.db.Close() })
+
+	side := func(email, slug, word string) isoSide {
+		var s isoSide
+		_, s.user = e.signIn(email, slug)
+		s.iss = e.issuer(slug)
+		domain := strings.ToLower(word) + "-people.example"
+		s.jobs = append(s.jobs, reportJob(t, e, s.iss, word+" launch", "", reportPeople(domain)))
+		s.rule = rewards.AwardRule{IssuerID: s.iss.ID, Type: rewards.RuleClick, Points: 7, Frequency: rewards.FrequencyOnce,
+			Description: word + " loyalty"}
+		if err := e.st.CreateRule(ctx, &s.rule); err != nil {
+			t.Fatal(err)
+		}
+		s.key = "pp_" + rand.Text()
+		k := &rewards.APIKey{Name: word + " CRM", Prefix: s.key[:8], IssuerID: s.iss.ID}
+		h := sha256.Sum256([]byte(s.key))
+		if err := e.st.CreateAPIKey(ctx, k, h[:], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		s.keyID = k.ID
+		c, err := e.st.ConsumerByEmail(ctx, "ann@"+domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.consumerID = c.ID
+		s.linkToken = "link-" + rand.Text()
+		lh := sha256.Sum256([]byte(s.linkToken))
+		if err := e.st.CreateUserLink(ctx, lh[:], s.user.ID, time.Now(), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		s.markers = []string{word + " launch", word + " loyalty", word + " CRM", email, domain}
+		return s
+	}
+	w.a = side("ann@acme.example", "acme", "Aster")
+	w.b = side("bea@bolt.example", "bolt", "Zephyr")
+
+	now := time.Now().UTC()
+	draft, _, err := w.po.CreateJob(ctx, &postoffice.Campaign{Issuer: "bolt", Name: "Zephyr draft",
+		Start: now.Add(time.Hour).Format(time.RFC3339), Stop: now.Add(48 * time.Hour).Format(time.RFC3339), ClientCount: 10,
+		Draft: true, Selection: json.RawMessage(`{"field":"email","op":"contains","value":"@zephyr-people.example"}`),
+		Text: &postoffice.MessageSpec{Subject: "Zephyr news", Body: "Earn: <_&getAckURL_>"}, RuleIDs: []int64{w.b.rule.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := e.job(w.b.iss, "Zephyr paused")
+	if err := e.st.SetJobSuspended(ctx, paused.Key, true); err != nil {
+		t.Fatal(err)
+	}
+	w.b.jobs = append(w.b.jobs, draft, paused)
+	w.b.markers = append(w.b.markers, "Zephyr draft", "Zephyr paused", "Zephyr outbox note")
+
+	w.opKey = "pp_" + rand.Text()
+	_, w.op = e.signIn("op@pointpost.example", "")
+	h := sha256.Sum256([]byte(w.opKey))
+	if err := e.st.CreateAPIKey(ctx, &rewards.APIKey{Name: "ops", Prefix: w.opKey[:8]}, h[:], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.AppendOutbox(ctx, []*postoffice.OutboxMessage{{From: "rewards@pp.example", To: "ann@zephyr-people.example",
+		Subject: "Zephyr outbox note", Data: []byte("Subject: Zephyr outbox note\r\n\r\nhello\r\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := e.st.Outbox(ctx, 10)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("outbox: %v, %v", msgs, err)
+	}
+	w.outboxID = msgs[0].ID
+	resp, body := w.session(w.op).upload("/consumers/import", "zephyr.csv", "email,first_name\nimp@zephyr-people.example,Imp\n")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("import: %d\n%.300s", resp.StatusCode, body)
+	}
+	w.importID = jobKeyFrom(t, resp.Header.Get("Location"), "/consumers/import/", "")
+	// Waited for, so no import changes the database while the walk compares snapshots.
+	waitImport(t, w.session(w.op), int(w.importID))
+	return w
+}
+
+// TestIsolationWalksEveryRoute walks the toolbox's router: every route, as issuer A against
+// issuer B's objects.
+func TestIsolationWalksEveryRoute(t *testing.T) {
+	w := newIsoWorld(t)
+	routes, ok := w.e.srv.Config.Handler.(chi.Routes)
+	if !ok {
+		t.Fatalf("toolbox.Handler returns %T, not a chi router: the walk cannot list its routes", w.e.srv.Config.Handler)
+	}
+	table := w.isoParams()
+	var walk []isoRoute
+	err := chi.Walk(routes, func(method, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if r, ok := w.expand(method, pattern, table); ok {
+			walk = append(walk, r)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(walk, func(i, j int) bool {
+		if walk[i].pattern != walk[j].pattern {
+			return walk[i].pattern < walk[j].pattern
+		}
+		return walk[i].method < walk[j].method
+	})
+	if len(walk) == 0 {
+		t.Fatal("the router lists no routes")
+	}
+
+	a := isoWho{name: "issuer A", user: w.a.user, key: w.a.key}
+	b := isoWho{name: "issuer B", user: w.b.user, key: w.b.key}
+	op := isoWho{name: "operator", user: w.op, key: w.opKey}
+	form := isoForm()
+	// seen records which markers each side was shown on the routes without parameters, so
+	// that not finding B's in A's pages is shown to mean something.
+	seen := map[string]string{}
+	var foreignRoutes, plainRoutes, requests int
+	for _, r := range walk {
+		if r.foreign() {
+			foreignRoutes++
+		} else {
+			plainRoutes++
+		}
+		for _, path := range r.paths {
+			body := form
+			if !r.foreign() {
+				// Without a parameter a full form would make A's own objects: A only knocks.
+				body = url.Values{}
+			}
+			before := w.snapshot()
+			sent := w.sends.count()
+			resp, text := w.send(a, r.method, path, r.api(), body)
+			requests++
+			where := fmt.Sprintf("%s %s as issuer A", r.method, path)
+			switch {
+			case r.foreign() && resp.StatusCode != http.StatusNotFound:
+				t.Errorf("%s: %d, want 404 (the object is issuer B's)\n%.300s", where, resp.StatusCode, text)
+			case resp.StatusCode >= 500:
+				t.Errorf("%s: %d\n%.300s", where, resp.StatusCode, text)
+			}
+			if m := leak(resp, text, append(slices.Clone(w.b.markers), "zephyr", "bolt")); m != "" {
+				t.Errorf("%s: the answer shows issuer B's %q\n%.500s", where, m, text)
+			}
+			if d := isoDiff(before, w.snapshot()); d != "" {
+				t.Errorf("%s (%d) changed the database:%s", where, resp.StatusCode, d)
+			}
+			if n := w.sends.count(); n != sent {
+				t.Errorf("%s sent a test message", where)
+			}
+			if r.foreign() || r.method != http.MethodGet {
+				continue
+			}
+			for _, who := range []isoWho{a, b, op} {
+				resp, text := resp, text
+				if who.name != a.name {
+					resp, text = w.send(who, r.method, path, r.api(), nil)
+				}
+				for _, m := range append(slices.Clone(w.a.markers), w.b.markers...) {
+					if _, ok := seen[who.name+"|"+m]; !ok && leak(resp, text, []string{m}) != "" {
+						seen[who.name+"|"+m] = path
+					}
+				}
+			}
+		}
+	}
+	for _, m := range w.a.markers[:3] {
+		if seen[a.name+"|"+m] == "" {
+			t.Errorf("issuer A is never shown its own %q: is A signed in at all?", m)
+		}
+	}
+	for _, m := range w.b.markers {
+		if seen[b.name+"|"+m] == "" && seen[op.name+"|"+m] == "" {
+			t.Errorf("neither issuer B nor an operator is ever shown B's %q: its absence from A's pages proves nothing", m)
+		}
+	}
+
+	// The same routes reach B's objects for an operator: the 404s above are the isolation's.
+	// GET first; then the changes, which may leave B's objects changed.
+	for _, get := range []bool{true, false} {
+		for _, r := range walk {
+			if !r.opReaches() || (r.method == http.MethodGet) != get {
+				continue
+			}
+			for _, path := range r.paths {
+				resp, text := w.send(op, r.method, path, r.api(), form)
+				requests++
+				if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {
+					t.Errorf("%s %s as an operator: %d, want B's object reached\n%.300s", r.method, path, resp.StatusCode, text)
+				}
+			}
+		}
+	}
+	t.Logf("walked %d routes (%d naming B's objects, %d without; %d requests in all)", len(walk), foreignRoutes, plainRoutes, requests)
+}
