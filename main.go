@@ -417,7 +417,7 @@ func (a *app) close() {
 }
 
 // handler is the web server: consumer pages, the toolbox and the metrics.
-func (a *app) handler() http.Handler {
+func (a *app) handler(ctx context.Context) http.Handler {
 	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
 		Enrollments: a.store, Confirmations: &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain},
@@ -427,7 +427,7 @@ func (a *app) handler() http.Handler {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
-		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Logger: a.log,
+		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
 	if a.sender != nil {
 		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.signed, Tokens: a.po.Tokens(),
@@ -449,7 +449,7 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	// A server that fails stops the others as a signal would.
 	ctx, stopAll := context.WithCancel(parent)
 	defer stopAll()
-	mux := a.handler()
+	mux := a.handler(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
 	// Requests in progress at a stop finish with their answer: their context is not the
@@ -1153,7 +1153,7 @@ func (a *app) benchAcks(ctx context.Context, jobKey int64, n, conns int) (loadRe
 	if err != nil {
 		return loadResult{}, err
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	paths := make([]string, len(ids))

@@ -53,7 +53,10 @@ type Deps struct {
 	TestSender TestSender
 
 	PostOffice *postoffice.PostOffice
-	Logger     *slog.Logger
+	// Context ends when the server shuts down; background work the toolbox starts (a
+	// consumer import) stops with it. Nil means it never ends.
+	Context context.Context
+	Logger  *slog.Logger
 	// IsNotFound tells a missing object from a failure.
 	IsNotFound func(error) bool
 	Now        func() time.Time
@@ -64,7 +67,7 @@ type Deps struct {
 	// ago; zero means 2 hours and 12 hours.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
-	counts *countsCache
+	counts      *countsCache
 
 	// PasswordCost is the bcrypt cost of new password hashes; zero means 12. Tests lower
 	// it: under the race detector one cost-12 hash takes many seconds.
@@ -211,6 +214,14 @@ func (d Deps) redirect(w http.ResponseWriter, r *http.Request, target, flash str
 			MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: d.secure(r)})
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// baseContext is the context background work runs under: Context, or one that never ends.
+func (d Deps) baseContext() context.Context {
+	if d.Context == nil {
+		return context.Background()
+	}
+	return d.Context
 }
 
 // jobFor returns the job named by the URL's {key} if the user may see it. Otherwise it
