@@ -160,7 +160,7 @@ func ParseDeliveryStatus(b []byte) []Failure {
 }
 
 // fieldBlocks splits RFC 822-style field groups separated by empty lines into maps of
-// lower-case field name to value, unfolding continuation lines. At most 1000 blocks.
+// lower-case field name to value, unfolding continuation lines. At most maxReportBlocks.
 func fieldBlocks(b []byte) []map[string]string {
 	var blocks []map[string]string
 	cur := map[string]string{}
@@ -192,7 +192,7 @@ func fieldBlocks(b []byte) []map[string]string {
 				last = "" // a repeated field's continuation belongs to the ignored repeat
 			}
 		}
-		if len(blocks) >= 1000 {
+		if len(blocks) >= maxReportBlocks {
 			return blocks // a hostile report; what was read is plenty
 		}
 	}

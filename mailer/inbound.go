@@ -77,24 +77,36 @@ type Inbound struct {
 	Reported string
 }
 
-// Limits on what ParseInbound reads, so that a hostile message costs bounded work.
+// Limits on what ParseInbound reads, so that a hostile message costs bounded work: past
+// reading the message once, every scan (phrases, codes, addresses, tokens) runs over at most
+// maxScanText bytes at a time, and over at most these many parts, blocks and candidates.
+// TestParseInboundBoundsItsWork holds the parser to them.
 const (
-	maxInboundDepth = 16       // nested multiparts
-	maxInboundParts = 500      // MIME parts in all
-	maxScanText     = 64 << 10 // text kept for bounce phrases and original tokens
-	maxEmbedHeader  = 64 << 10 // of a returned message's header
+	maxInboundDepth    = 16       // nested multiparts
+	maxInboundParts    = 500      // MIME parts in all
+	maxScanText        = 64 << 10 // text kept for bounce phrases and original tokens
+	maxEmbedHeader     = 64 << 10 // of a returned message's header
+	maxTokenCandidates = 100      // in each of Tokens, OriginalTokens and ReturnTokens
+	maxReportBlocks    = 1000     // recipient blocks read from a delivery-status part
 )
 
 // ParseInbound parses and classifies a message that arrived by SMTP from envelopeFrom ("" or
 // "<>" for the null sender) to rcpts. Returns an error when the message header cannot be
 // parsed at all; a header that parses over a broken MIME body gives KindUnknown (unless
 // the header alone already says it is a bounce, complaint or auto-reply).
-func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound, err error) {
+func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (*Inbound, error) {
+	in, _, err := parseInbound(data, envelopeFrom, rcpts)
+	return in, err
+}
+
+// parseInbound is ParseInbound, also returning what the body scan kept (nil with an error),
+// so that tests can hold it to its limits.
+func parseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound, scan *bodyScan, err error) {
 	// go-message parses whatever a stranger sends; a bug in it on some input must cost that
 	// message, not the receiver.
 	defer func() {
 		if p := recover(); p != nil {
-			in, err = nil, fmt.Errorf("parsing the message: internal error: %v", p)
+			in, scan, err = nil, nil, fmt.Errorf("parsing the message: internal error: %v", p)
 		}
 	}()
 
@@ -106,10 +118,10 @@ func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 	br := bufio.NewReader(bytes.NewReader(skipMboxSeparator(data)))
 	hdr, err := textproto.ReadHeader(br)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the message header: %w", err)
+		return nil, nil, fmt.Errorf("parsing the message header: %w", err)
 	}
 	if hdr.Len() == 0 {
-		return nil, errors.New("parsing the message header: no header fields")
+		return nil, nil, errors.New("parsing the message header: no header fields")
 	}
 	h := gomail.Header{Header: message.Header{Header: hdr}}
 
@@ -131,15 +143,17 @@ func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 		}
 	}
 
-	scan := &bodyScan{}
+	scan = &bodyScan{}
 	// message.New decodes the transfer encoding and charset; an unknown one is not fatal
 	// (the entity is still readable), so its error is ignored.
 	e, _ := message.New(message.Header{Header: hdr}, br)
 	scan.entity(e, 0)
 	if scan.broken != "" {
-		// Broken MIME is common in bounces; their phrases are still in the raw body.
+		// Broken MIME is common in bounces; their phrases are still in the raw body, which
+		// gets at least half the room.
 		body := rawBody(data)
-		scan.text = append(scan.text, body[:min(len(body), maxScanText)]...)
+		scan.text = scan.text[:min(len(scan.text), maxScanText/2)]
+		scan.text = append(scan.text, body[:min(len(body), maxScanText-len(scan.text))]...)
 	}
 
 	in.Kind, in.Reason = classify(h, in, scan)
@@ -152,7 +166,7 @@ func ParseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 	case KindComplaint:
 		in.Reported = reportedAddress(scan)
 	}
-	return in, nil
+	return in, scan, nil
 }
 
 // bounceFailures reads a bounce's failed recipients: the DSN's recipient blocks when it has
@@ -321,9 +335,17 @@ func tokenAddress(addr string) (kind, rest string, ok bool) {
 	return "", "", false
 }
 
-// appendTokens appends the candidates in s that dst lacks.
+// appendTokens appends the candidates in s that dst lacks, up to maxTokenCandidates in dst,
+// looking at the first maxScanText bytes of s: FindToken's work grows with the square of the
+// candidates it finds, and a stranger's 10 MB subject could hold 400,000 of them.
 func appendTokens(dst []string, s string) []string {
-	for _, t := range postoffice.FindToken(s) {
+	if len(dst) >= maxTokenCandidates {
+		return dst
+	}
+	for _, t := range postoffice.FindToken(s[:min(len(s), maxScanText)]) {
+		if len(dst) >= maxTokenCandidates {
+			break
+		}
 		if !contains(dst, t) {
 			dst = append(dst, t)
 		}
@@ -367,11 +389,11 @@ type bodyScan struct {
 
 // entity walks e and its parts depth first.
 func (s *bodyScan) entity(e *message.Entity, depth int) {
-	s.parts++
-	if s.parts > maxInboundParts {
+	if s.parts >= maxInboundParts {
 		s.fail(fmt.Sprintf("more than %d MIME parts", maxInboundParts))
 		return
 	}
+	s.parts++
 	mt, params, err := mime.ParseMediaType(e.Header.Get("Content-Type"))
 	if err != nil {
 		raw := strings.ToLower(strings.TrimSpace(e.Header.Get("Content-Type")))
@@ -431,17 +453,18 @@ func (s *bodyScan) fail(reason string) {
 	}
 }
 
-// readText keeps text up to maxScanText in all, and appends it to also (returned) within the
-// same bound. Read errors (a bad base64 line) are not structural: what was read is kept.
+// readText keeps text up to maxScanText in all (a newline after each part included), and
+// appends it to also (returned) within the same bound. Read errors (a bad base64 line) are
+// not structural: what was read is kept.
 func (s *bodyScan) readText(r io.Reader, also []byte) []byte {
-	room := maxScanText - len(s.text)
+	room := maxScanText - len(s.text) - 1
 	if room <= 0 {
 		return also
 	}
 	b, _ := io.ReadAll(io.LimitReader(r, int64(room)))
 	s.text = append(s.text, b...)
 	s.text = append(s.text, '\n')
-	if n := min(len(b), maxScanText-len(also)); n > 0 {
+	if n := min(len(b), maxScanText-len(also)-1); n > 0 {
 		also = append(also, b[:n]...)
 		also = append(also, '\n')
 	}

@@ -45,8 +45,10 @@ type Unsubscriber interface {
 
 // BounceRecorder records a bounce or an abuse report together with its effects, in one
 // transaction with the record of the message: a failed delivery's rejected flag, a consumer
-// suppressed for a hard bounce, a complaint or too many soft ones. The store implements it
-// (main adapts the types). Recording a message whose Key was recorded before changes
+// suppressed for a hard bounce, a complaint or too many soft ones. Effects reach only the
+// delivery and consumer a verified token names (JobKey, ConsumerID); a record without them
+// is kept for review and changes nothing, since DSNs and ARF reports are trivial to forge.
+// The store implements it (main adapts the types). Recording a message whose Key was recorded before changes
 // nothing and returns nil: a bounce redelivered counts once. Returns an error when nothing
 // could be committed.
 type BounceRecorder interface {
@@ -62,10 +64,10 @@ type BounceRecord struct {
 	Key string
 	// Complaint is set for an abuse report; Failures are then empty.
 	Complaint bool
-	// Failures are a bounce's failed recipients; without a token their addresses name the
-	// consumers.
+	// Failures are a bounce's failed recipients. Their addresses never name a consumer: at
+	// most they pick, among them, the lines about the token's consumer.
 	Failures []Failure
-	// Reported is a complaint's complainant, for when no token named the consumer.
+	// Reported is the complainant a complaint names; kept for the operator, never acted on.
 	Reported string
 }
 
@@ -99,8 +101,8 @@ type ReceiverConfig struct {
 	Inbound InboundRecorder
 	// Unsubscribe acts on mail to the List-Unsubscribe address; required.
 	Unsubscribe Unsubscriber
-	// Bounces records bounces and complaints with their effects. When nil they are only
-	// recorded through Inbound, and suppress no one.
+	// Bounces records bounces and complaints with their effects on the delivery a verified
+	// token names. When nil they are only recorded through Inbound, and suppress no one.
 	Bounces BounceRecorder
 	// MaxMessageBytes: larger messages get 552 5.3.4; default 10 MB.
 	MaxMessageBytes int64
@@ -472,7 +474,9 @@ var (
 //   - Auto-replies, bounces, complaints, unsubscribe requests and replies without any token:
 //     recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
 //     and complaints go to Bounces when it is set, which applies their effects in the same
-//     commit; mail to a VERP return path never acknowledges.
+//     commit, to the delivery a verified token names and no other: one without a token is
+//     recorded for review and logged, and changes nothing. Mail to a VERP return path never
+//     acknowledges.
 //   - A message that can't be parsed, or whose MIME structure is broken: 554 5.6.0.
 func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, data []byte) error {
 	log := r.cfg.Logger.With("mail_from", from, "rcpt", strings.Join(rcpts, ","))
@@ -561,8 +565,29 @@ func (r *Receiver) recordBounce(ctx context.Context, log *slog.Logger, in *Inbou
 		log.Error("bounce not recorded", "err", err)
 		return errTryLater
 	}
+	if b.ConsumerID == 0 {
+		// Anyone can send a DSN or an ARF report naming any address; only a token we
+		// issued ties one to a delivery. The operator reviews these.
+		log.Warn("bounce without a verified token recorded for review; no effect",
+			"named", namedAddresses(b), "detail", b.Detail)
+		return nil
+	}
 	log.Info("bounce recorded", "job", b.JobKey, "consumer", b.ConsumerID, "failures", len(b.Failures), "detail", b.Detail)
 	return nil
+}
+
+// namedAddresses are the addresses a bounce or complaint names, as its text says.
+func namedAddresses(b *BounceRecord) []string {
+	var out []string
+	if b.Reported != "" {
+		out = append(out, b.Reported)
+	}
+	for _, f := range b.Failures {
+		if f.Recipient != "" && !contains(out, f.Recipient) {
+			out = append(out, f.Recipient)
+		}
+	}
+	return out
 }
 
 // messageKey identifies a message across redeliveries: its Message-ID, else its bytes' hash.
@@ -650,15 +675,21 @@ func replyText(s string) string {
 	return clip(strings.Join(strings.Fields(s), " "))
 }
 
-// clip bounds text taken from a stranger's message before it is stored or echoed.
+// clip bounds text taken from a stranger's message before it is stored or echoed, to 300
+// bytes and "...". It cuts at a rune's start, so that it never splits a UTF-8 sequence;
+// bytes that are no UTF-8 to begin with are kept as they came. (store.clipDetail does the
+// same at the store's own bound.)
 func clip(s string) string {
 	const limit = 300
 	if len(s) <= limit {
 		return s
 	}
-	s = s[:limit]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	cut := limit
+	for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); back++ {
+		cut--
 	}
-	return s + "..."
+	if !utf8.RuneStart(s[cut]) {
+		cut = limit // no rune begins near the limit: the bytes are not UTF-8 anyway
+	}
+	return s[:cut] + "..."
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -1106,6 +1107,75 @@ func dsnMessage(id, rcpt, status, diag string) []byte {
 		"\nAction: failed\nStatus: " + status + "\nDiagnostic-Code: smtp; " + diag + "\n\n--B--\n")
 }
 
+// arfMessage is an ARF abuse report whose Original-Rcpt-To is rcpt; the returned header
+// carries our Message-ID with token when token is not "".
+func arfMessage(id, rcpt, token string) []byte {
+	returned := "From: rewards@reply.example\nSubject: hi\n"
+	if token != "" {
+		returned += "Message-ID: <" + token + "@" + testReplyDomain + ">\n"
+	}
+	return wireCRLF("From: fbl@isp.example\nTo: abuse@" + testReplyDomain + "\nSubject: abuse report\n" +
+		"Message-ID: <" + id + "@isp.example>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"B\"\n\n" +
+		"--B\nContent-Type: text/plain\n\nThis is an abuse report.\n--B\nContent-Type: message/feedback-report\n\n" +
+		"Feedback-Type: abuse\nUser-Agent: fbl/1.0\nVersion: 1\nOriginal-Rcpt-To: <" + rcpt + ">\n\n" +
+		"--B\nContent-Type: text/rfc822-headers\n\n" + returned + "\n--B--\n")
+}
+
+// lastInbound is the newest inbound message the store kept.
+func (f *storeFixture) lastInbound(t *testing.T) store.InboundMessage {
+	t.Helper()
+	ms, err := f.st.InboundMessages(context.Background(), 1)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("%d inbound messages, %v", len(ms), err)
+	}
+	return ms[0]
+}
+
+// TestReceiverIgnoresForgedBounces: anyone may send the receiver a DSN or an ARF report. One
+// without a token, naming a real consumer's address, is recorded for review and changes
+// nothing; one with a genuine token whose text names another consumer's address affects the
+// token's consumer only.
+func TestReceiverIgnoresForgedBounces(t *testing.T) {
+	f := startStoreReceiver(t, 3)
+	postmaster := []string{"postmaster@" + testReplyDomain}
+	forged := dsnMessage("f1", "c0@example.com", "5.1.1", "550 5.1.1 <c0@example.com>: User unknown")
+	if o := sendStd(t, f.addr, "", postmaster, forged); o != accepted {
+		t.Fatalf("forged DSN: %v", o)
+	}
+	if o := sendStd(t, f.addr, "fbl@isp.example", postmaster, arfMessage("f2", "c1@example.com", "")); o != accepted {
+		t.Fatalf("forged ARF: %v", o)
+	}
+	for i := range 2 {
+		if d := f.delivery(t, i); d.Rejected || f.status(t, i) != rewards.StatusActive {
+			t.Errorf("consumer %d after a forged report: rejected %v, %s", i, d.Rejected, f.status(t, i))
+		}
+		if bs, _ := f.st.ConsumerBounces(context.Background(), f.consumers[i]); len(bs) != 0 {
+			t.Errorf("consumer %d has %d bounces from forged reports", i, len(bs))
+		}
+	}
+	ms, err := f.st.InboundMessages(context.Background(), 10)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("%d recorded, %v", len(ms), err)
+	}
+	for _, m := range ms {
+		if !strings.HasPrefix(m.Detail, store.UnverifiedPrefix) || m.ConsumerID != 0 {
+			t.Errorf("forged %s recorded as %q, consumer %d", m.Kind, m.Detail, m.ConsumerID)
+		}
+	}
+
+	// A genuine bounce of consumer 2's invitation, whose report names consumer 0.
+	other := dsnMessage("g1", "c0@example.com", "5.1.1", "550 5.1.1 <c0@example.com>: User unknown")
+	if o := sendStd(t, f.addr, "", []string{"bounce+" + f.token(2) + "@" + testReplyDomain}, other); o != accepted {
+		t.Fatalf("bounce: %v", o)
+	}
+	if d := f.delivery(t, 2); !d.Rejected || f.status(t, 2) != rewards.StatusBounced {
+		t.Errorf("the token's consumer: rejected %v, %s", d.Rejected, f.status(t, 2))
+	}
+	if d := f.delivery(t, 0); d.Rejected || f.status(t, 0) != rewards.StatusActive {
+		t.Errorf("the consumer named in the text: rejected %v, %s", d.Rejected, f.status(t, 0))
+	}
+}
+
 func TestReceiverBounceEffects(t *testing.T) {
 	f := startStoreReceiver(t, 4)
 	// A hard DSN to the VERP return path: the delivery is rejected, the address bounced; the
@@ -1139,13 +1209,20 @@ func TestReceiverBounceEffects(t *testing.T) {
 		t.Errorf("soft bounce: rejected %v, consumer %s", d.Rejected, f.status(t, 1))
 	}
 
-	// An abuse report naming no token: its Original-Rcpt-To names the consumer.
-	arf := wireCRLF("From: fbl@isp.example\nTo: abuse@" + testReplyDomain + "\nSubject: abuse report\n" +
-		"Message-ID: <a1@isp.example>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"B\"\n\n" +
-		"--B\nContent-Type: text/plain\n\nThis is an abuse report.\n--B\nContent-Type: message/feedback-report\n\n" +
-		"Feedback-Type: abuse\nUser-Agent: fbl/1.0\nVersion: 1\nOriginal-Rcpt-To: <C2@example.com>\n\n" +
-		"--B\nContent-Type: text/rfc822-headers\n\nFrom: rewards@reply.example\nSubject: hi\n\n--B--\n")
-	if o := sendStd(t, f.addr, "fbl@isp.example", []string{"abuse@" + testReplyDomain}, arf); o != accepted {
+	// An abuse report naming no token: its Original-Rcpt-To is anyone's word, so it is
+	// recorded for review and changes nothing.
+	if o := sendStd(t, f.addr, "fbl@isp.example", []string{"abuse@" + testReplyDomain}, arfMessage("a1", "C2@example.com", "")); o != accepted {
+		t.Fatalf("complaint: %v", o)
+	}
+	if st := f.status(t, 2); st != rewards.StatusActive {
+		t.Errorf("a tokenless complaint made the consumer it names %s", st)
+	}
+	if d := f.lastInbound(t); d.Kind != string(KindComplaint) || !strings.HasPrefix(d.Detail, store.UnverifiedPrefix) ||
+		!strings.Contains(d.Detail, "c2@example.com") {
+		t.Errorf("tokenless complaint recorded as %+v", d)
+	}
+	// The same report carrying the token of her invitation in the returned header suppresses her.
+	if o := sendStd(t, f.addr, "fbl@isp.example", []string{"abuse@" + testReplyDomain}, arfMessage("a2", "C2@example.com", f.token(2))); o != accepted {
 		t.Fatalf("complaint: %v", o)
 	}
 	if st := f.status(t, 2); st != rewards.StatusSuppressed {
@@ -1284,5 +1361,25 @@ func TestReceiverDatabaseLocked(t *testing.T) {
 	}
 	if st := f.status(t, 0); st != rewards.StatusBounced {
 		t.Errorf("consumer %s after the retried hard bounce", st)
+	}
+}
+
+func TestClipKeepsRunesWhole(t *testing.T) {
+	for _, r := range []string{"a", "é", "€", "😀"} {
+		for pad := range 4 {
+			s := strings.Repeat("x", pad) + strings.Repeat(r, 400)
+			got := clip(s)
+			body := strings.TrimSuffix(got, "...")
+			if !utf8.ValidString(got) || len(body) > 300 || len(body) < 300-utf8.UTFMax+1 || !strings.HasPrefix(s, body) {
+				t.Errorf("%q×400 after %d bytes: %d bytes, valid %v", r, pad, len(got), utf8.ValidString(got))
+			}
+		}
+	}
+	// A stray byte early on is kept with the rest, not a reason to drop the text.
+	if got := clip("\xff" + strings.Repeat("y", 1000)); len(got) != 303 || !strings.HasPrefix(got, "\xffyyy") {
+		t.Errorf("text after an invalid byte clipped to %d bytes", len(got))
+	}
+	if got := clip("short é"); got != "short é" {
+		t.Errorf("short text changed: %q", got)
 	}
 }

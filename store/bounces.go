@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,24 +27,33 @@ const DefaultSoftBounceLimit = 3
 // bounces and the mail servers' refusals at send time read one value.
 const softBounceLimitSetting = "soft_bounce_limit"
 
+// UnverifiedPrefix begins the stored detail of a bounce or complaint that named no delivery
+// by a verified token. Anyone who can send mail can forge a DSN or an ARF report, so such a
+// message changes nothing: it is kept, with the addresses it names, for an operator to review.
+const UnverifiedPrefix = "unverified, no effect: "
+
 // Bounce is a bounce or an abuse report the receiver took, with what it says.
 type Bounce struct {
 	// Message is kept as RecordInbound keeps it. Its JobKey and ConsumerID name the
-	// delivery when a verified token did (0 otherwise).
+	// delivery when a verified token did (0 otherwise); only then has the message effects.
 	Message InboundMessage
 	// Key identifies the message across redeliveries (its Message-ID); "" never matches.
 	Key string
 	// Complaint marks an abuse report: the consumer is suppressed.
 	Complaint bool
-	// Reported is a complaint's complainant address, used when no token named the consumer.
+	// Reported is a complaint's complainant address as the report states it: recorded for
+	// the operator, never acted on (the token names the consumer).
 	Reported string
-	// Failures are a bounce's failed recipients. With a token the worst one decides for the
-	// delivery; without, each one's Email names a consumer.
+	// Failures are a bounce's failed recipients. The worst one naming the token's consumer
+	// decides for the delivery (the worst of all when none names her); the addresses never
+	// name anyone else.
 	Failures []BounceFailure
 
-	// Set by RecordBounce: Duplicate when Key was recorded before (nothing was changed),
+	// Set by RecordBounce: Duplicate when Key was recorded before (nothing was changed);
+	// Unverified when no verified token named an existing delivery (recorded, no effect);
 	// and the consumers whose status this message changed.
 	Duplicate  bool
+	Unverified bool
 	Suppressed []int64
 }
 
@@ -55,7 +65,9 @@ type BounceFailure struct {
 	Detail   string
 }
 
-// RecordBounce keeps a bounce or a complaint and applies its effects in one transaction:
+// RecordBounce keeps a bounce or a complaint and, when its Message names a delivery (a
+// verified token's JobKey and ConsumerID, and that delivery exists), applies its effects to
+// that delivery and that consumer only, in one transaction:
 //
 //   - a complaint sets the consumer's status to suppressed (from active, unsubscribed or
 //     bounced);
@@ -65,26 +77,47 @@ type BounceFailure struct {
 //     consumer once her soft bounces since her last acknowledgement reach the limit
 //     (SetSoftBounceLimit): an acknowledgement proves the mailbox works, a 250 from our
 //     relay does not;
-//   - without a token, a failure's address names the consumer, who must have been sent
-//     something (a bounce naming an address never mailed changes nothing); no delivery.
+//   - a delivery already acknowledged is never marked rejected (it arrived; reports would
+//     count it twice), though the consumer's bounce is recorded and counts.
 //
-// Only active consumers are bounced. A Key recorded before makes it a duplicate: nothing is
-// written and nil is returned. Returns an error, having written nothing, when the database
-// refuses (full, locked past the busy timeout) or ctx ends.
+// A message naming no delivery is recorded with UnverifiedPrefix and the addresses it names
+// in its detail, sets Unverified, and changes nothing: the addresses in a bounce's text or a
+// complaint's Reported are a stranger's word. Only active consumers are bounced. A Key
+// recorded before makes it a duplicate: nothing is written and nil is returned. Returns an
+// error, having written nothing, when the database refuses (full, locked past the busy
+// timeout) or ctx ends.
 func (s *Store) RecordBounce(ctx context.Context, b *Bounce) error {
 	if b.Message.CreatedAt.IsZero() {
 		b.Message.CreatedAt = s.Now()
 	}
 	now := ms(b.Message.CreatedAt)
-	b.Duplicate, b.Suppressed = false, nil
+	b.Duplicate, b.Unverified, b.Suppressed = false, false, nil
 	var suppressed []int64
 	note := func(changed bool, id int64) {
 		if changed {
 			suppressed = append(suppressed, id)
 		}
 	}
+	unverified := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		m := &b.Message
+		var deliveryID int64
+		var received bool
+		var email string
+		if m.JobKey != 0 && m.ConsumerID != 0 {
+			err := tx.QueryRowContext(ctx, `SELECT d.id, d.received, c.email FROM deliveries d
+				JOIN consumers c ON c.id = d.consumer_id WHERE d.job_key = ? AND d.consumer_id = ?`,
+				m.JobKey, m.ConsumerID).Scan(&deliveryID, &received, &email)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		unverified = deliveryID == 0
+		jobKey, consumerID, detail := m.JobKey, m.ConsumerID, m.Detail
+		if unverified {
+			detail = clipDetail(UnverifiedPrefix + unverifiedNote(b) + "; " + m.Detail)
+			jobKey, consumerID = 0, 0
+		}
 		var key any
 		if b.Key != "" {
 			key = b.Key
@@ -93,76 +126,80 @@ func (s *Store) RecordBounce(ctx context.Context, b *Bounce) error {
 				(kind, job_key, consumer_id, mail_from, rcpt_to, subject, detail, created_at, message_key)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (message_key) WHERE message_key IS NOT NULL DO NOTHING RETURNING id`,
-			m.Kind, nullID(m.JobKey), nullID(m.ConsumerID), m.From, m.To, m.Subject, m.Detail, now, key).Scan(&m.ID)
+			m.Kind, nullID(jobKey), nullID(consumerID), m.From, m.To, m.Subject, detail, now, key).Scan(&m.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			b.Duplicate = true
 			return nil
 		}
-		if err != nil {
+		if err != nil || unverified {
 			return err
 		}
 		e := bounceEffects{tx: tx, ctx: ctx, now: now, inboundID: m.ID}
 
 		if b.Complaint {
-			id := m.ConsumerID
-			if id == 0 && b.Reported != "" {
-				if id, err = e.mailedConsumer(b.Reported); err != nil {
-					return err
-				}
-			}
-			if id == 0 {
-				return nil
-			}
-			changed, err := e.apply(id, 0, BounceComplaint, "", "abuse report", "suppressed",
+			changed, err := e.apply(m.ConsumerID, deliveryID, BounceComplaint, "", "abuse report", "suppressed",
 				"'active', 'unsubscribed', 'bounced'")
-			note(changed, id)
-			return err
-		}
-
-		if m.ConsumerID != 0 {
-			w, ok := worst(b.Failures)
-			if !ok {
-				return nil
-			}
-			var deliveryID int64
-			err := tx.QueryRowContext(ctx, `UPDATE deliveries SET rejected = 1, last_error = ?, updated_at = ?
-				WHERE job_key = ? AND consumer_id = ? RETURNING id`,
-				clipDetail("bounced: "+w.Detail), now, m.JobKey, m.ConsumerID).Scan(&deliveryID)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			changed, err := e.bounce(m.ConsumerID, deliveryID, w)
 			note(changed, m.ConsumerID)
 			return err
 		}
 
-		seen := map[int64]bool{}
-		for _, f := range b.Failures {
-			if f.Severity == "" || f.Email == "" {
-				continue
-			}
-			id, err := e.mailedConsumer(f.Email)
-			if err != nil {
-				return err
-			}
-			if id == 0 || seen[id] {
-				continue
-			}
-			seen[id] = true
-			changed, err := e.bounce(id, 0, f)
-			if err != nil {
-				return err
-			}
-			note(changed, id)
+		w, ok := worst(failuresOf(b.Failures, email))
+		if !ok {
+			return nil
 		}
-		return nil
+		if !received {
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET rejected = 1, last_error = ?, updated_at = ?
+				WHERE id = ? AND received = 0`, clipDetail("bounced: "+w.Detail), now, deliveryID); err != nil {
+				return err
+			}
+		}
+		changed, err := e.bounce(m.ConsumerID, deliveryID, w)
+		note(changed, m.ConsumerID)
+		return err
 	})
 	if err != nil {
 		b.Duplicate = false
 		return err
 	}
+	b.Unverified = unverified && !b.Duplicate
 	b.Suppressed = suppressed
 	return nil
+}
+
+// unverifiedNote says, for the operator, what an unverified message claimed.
+func unverifiedNote(b *Bounce) string {
+	var named []string
+	if b.Reported != "" {
+		named = append(named, b.Reported)
+	}
+	for _, f := range b.Failures {
+		if f.Email != "" && f.Severity != "" && !slices.Contains(named, f.Email) {
+			named = append(named, f.Email)
+		}
+	}
+	what := "no verified token names a delivery"
+	if b.Message.JobKey != 0 {
+		what = fmt.Sprintf("its token names job %d consumer %d, who has no such delivery", b.Message.JobKey, b.Message.ConsumerID)
+	}
+	if len(named) > 0 {
+		what += "; names " + strings.Join(named, ", ")
+	}
+	return what
+}
+
+// failuresOf are the failures naming email (her address, as a bounce may list others);
+// all of them when none does, as a forwarded address bounces under another name.
+func failuresOf(fs []BounceFailure, email string) []BounceFailure {
+	var hers []BounceFailure
+	for _, f := range fs {
+		if email != "" && strings.EqualFold(strings.TrimSpace(f.Email), email) {
+			hers = append(hers, f)
+		}
+	}
+	if len(hers) == 0 {
+		return fs
+	}
+	return hers
 }
 
 // worst is the failure that decides for a delivery: hard before soft; ok is false when
@@ -184,18 +221,6 @@ type bounceEffects struct {
 	now       int64
 	inboundID int64 // 0 for a refusal at send time
 	limit     int   // the soft bounce limit, read at the first soft bounce
-}
-
-// mailedConsumer is the consumer with the address who was sent at least one message, or 0.
-func (e *bounceEffects) mailedConsumer(email string) (int64, error) {
-	var id int64
-	err := e.tx.QueryRowContext(e.ctx, `SELECT c.id FROM consumers c
-		WHERE c.email = ? AND EXISTS (SELECT 1 FROM deliveries d WHERE d.consumer_id = c.id AND d.sent = 1)`,
-		strings.ToLower(strings.TrimSpace(email))).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return id, err
 }
 
 // bounce records a hard or soft bounce of the consumer and bounces her address when it is
@@ -326,17 +351,22 @@ func (s *Store) ConsumerBounces(ctx context.Context, consumerID int64) ([]Consum
 	return out, rows.Err()
 }
 
-// clipDetail bounds a stranger's diagnostic text before it is stored.
+// clipDetail bounds a stranger's diagnostic text before it is stored, to 500 bytes and
+// "...". It cuts at a rune's start, so that it never splits a UTF-8 sequence; bytes that are
+// no UTF-8 to begin with are kept as they came.
 func clipDetail(s string) string {
 	const limit = 500
 	if len(s) <= limit {
 		return s
 	}
-	s = s[:limit]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	cut := limit
+	for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); back++ {
+		cut--
 	}
-	return s + "..."
+	if !utf8.RuneStart(s[cut]) {
+		cut = limit // no rune begins near the limit: the bytes are not UTF-8 anyway
+	}
+	return s[:cut] + "..."
 }
 
 // SetBusyTimeout sets how long the writer waits for a lock another process holds before a

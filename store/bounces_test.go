@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -115,38 +117,67 @@ func TestRecordBounceSoftLimitAndAcknowledgementReset(t *testing.T) {
 	}
 }
 
-func TestRecordBounceWithoutToken(t *testing.T) {
-	s, _, ids := bounceFixture(t, 1)
-	ctx := context.Background()
-	// A consumer never mailed: a bounce naming her changes nothing.
-	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{{Email: "never@example.com"}}); err != nil {
+// inboundDetail is the stored detail of the inbound message with id.
+func inboundDetail(t *testing.T, s *Store, id int64) (detail string, jobKey, consumerID int64) {
+	t.Helper()
+	if err := s.write.QueryRow(`SELECT detail, coalesce(job_key, 0), coalesce(consumer_id, 0)
+		FROM inbound_messages WHERE id = ?`, id).Scan(&detail, &jobKey, &consumerID); err != nil {
 		t.Fatal(err)
 	}
-	never, _ := s.ConsumerByEmail(ctx, "never@example.com")
-	b := &Bounce{Message: InboundMessage{Kind: "bounce"}, Key: "<n1@mx>", Failures: []BounceFailure{
-		{Email: "NEVER@example.com", Severity: BounceHard, Status: "5.1.1"},
+	return detail, jobKey, consumerID
+}
+
+// TestRecordBounceWithoutToken: a bounce no verified token ties to a delivery is anyone's
+// word. It is kept, marked and naming its addresses, and changes no consumer or delivery.
+func TestRecordBounceWithoutToken(t *testing.T) {
+	s, job, ids := bounceFixture(t, 1)
+	ctx := context.Background()
+	b := &Bounce{Message: InboundMessage{Kind: "bounce", Detail: "5.1.1 user unknown"}, Key: "<n1@mx>", Failures: []BounceFailure{
 		{Email: "nobody@example.com", Severity: BounceHard, Status: "5.1.1"},
-		{Email: " C000000@Example.com", Severity: BounceHard, Status: "5.1.1"},
 		{Email: "c000000@example.com", Severity: BounceHard, Status: "5.1.1"},
 	}}
 	mustRecordBounce(t, s, b)
-	if consumerStatus(t, s, never.ID) != rewards.StatusActive {
-		t.Error("a consumer never mailed was bounced")
+	if !b.Unverified || len(b.Suppressed) != 0 || b.Message.ID == 0 {
+		t.Fatalf("unverified %v, suppressed %v, id %d", b.Unverified, b.Suppressed, b.Message.ID)
 	}
-	if consumerStatus(t, s, ids[0]) != rewards.StatusBounced || len(b.Suppressed) != 1 {
-		t.Errorf("the mailed consumer: %s, suppressed %v", consumerStatus(t, s, ids[0]), b.Suppressed)
+	if st := consumerStatus(t, s, ids[0]); st != rewards.StatusActive {
+		t.Errorf("a tokenless bounce naming her made her %s", st)
 	}
-	if n := ackCount(t, s, `SELECT count(*) FROM bounces WHERE delivery_id IS NULL`); n != 1 {
-		t.Errorf("%d bounces without a delivery, want 1", n)
+	if d, _ := s.Delivery(ctx, job.Key, ids[0]); d.Rejected {
+		t.Error("a tokenless bounce rejected her delivery")
 	}
-	// A delay names no failure: recorded, nothing else.
-	b = &Bounce{Message: InboundMessage{Kind: "bounce"}, Key: "<n2@mx>", Failures: []BounceFailure{{Email: "c000000@example.com"}}}
+	if n := ackCount(t, s, `SELECT count(*) FROM bounces`); n != 0 {
+		t.Errorf("%d bounce rows; a forged soft bounce must not count towards the limit", n)
+	}
+	detail, jk, cid := inboundDetail(t, s, b.Message.ID)
+	if !strings.HasPrefix(detail, UnverifiedPrefix) || !strings.Contains(detail, "c000000@example.com") ||
+		!strings.Contains(detail, "5.1.1 user unknown") || jk != 0 || cid != 0 {
+		t.Errorf("recorded as %q, job %d, consumer %d", detail, jk, cid)
+	}
+
+	// A token whose delivery does not exist (her id with a job she was never sent) is no
+	// better: recorded, nothing else.
+	b = &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key + 1000, ConsumerID: ids[0]}, Key: "<n2@mx>",
+		Failures: []BounceFailure{{Email: "c000000@example.com", Severity: BounceHard, Status: "5.1.1"}}}
 	mustRecordBounce(t, s, b)
-	if n := ackCount(t, s, `SELECT count(*) FROM bounces`); n != 1 {
-		t.Errorf("a delay made a bounce: %d", n)
+	if !b.Unverified || consumerStatus(t, s, ids[0]) != rewards.StatusActive {
+		t.Errorf("a token naming no delivery: unverified %v, status %s", b.Unverified, consumerStatus(t, s, ids[0]))
+	}
+	if detail, _, _ := inboundDetail(t, s, b.Message.ID); !strings.Contains(detail, "no such delivery") {
+		t.Errorf("recorded as %q", detail)
+	}
+
+	// A delay names no failure: recorded, nothing else.
+	b = &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[0]}, Key: "<n3@mx>",
+		Failures: []BounceFailure{{Email: "c000000@example.com"}}}
+	mustRecordBounce(t, s, b)
+	if n := ackCount(t, s, `SELECT count(*) FROM bounces`); n != 0 || b.Unverified {
+		t.Errorf("a delay made %d bounces (unverified %v)", n, b.Unverified)
 	}
 }
 
+// TestRecordBounceComplaintSuppresses: a complaint carrying a verified token suppresses
+// its consumer, from any status; one naming her only by address changes nothing.
 func TestRecordBounceComplaintSuppresses(t *testing.T) {
 	s, job, ids := bounceFixture(t, 3)
 	ctx := context.Background()
@@ -155,12 +186,13 @@ func TestRecordBounceComplaintSuppresses(t *testing.T) {
 	}
 	for i, b := range []*Bounce{
 		{Message: InboundMessage{Kind: "complaint", JobKey: job.Key, ConsumerID: ids[0]}, Key: "<c1@fbl>", Complaint: true},
-		{Message: InboundMessage{Kind: "complaint"}, Key: "<c2@fbl>", Complaint: true, Reported: "c000001@example.com"},
-		{Message: InboundMessage{Kind: "complaint"}, Key: "<c3@fbl>", Complaint: true, Reported: "stranger@example.com"},
+		{Message: InboundMessage{Kind: "complaint", JobKey: job.Key, ConsumerID: ids[1]}, Key: "<c2@fbl>", Complaint: true,
+			Reported: "c000002@example.com"}, // the token decides, not what the report says
+		{Message: InboundMessage{Kind: "complaint"}, Key: "<c3@fbl>", Complaint: true, Reported: "c000002@example.com"},
 	} {
 		mustRecordBounce(t, s, b)
-		if i < 2 && len(b.Suppressed) != 1 {
-			t.Errorf("complaint %d suppressed %v", i, b.Suppressed)
+		if verified := i < 2; len(b.Suppressed) != map[bool]int{true: 1, false: 0}[verified] || b.Unverified == verified {
+			t.Errorf("complaint %d: suppressed %v, unverified %v", i, b.Suppressed, b.Unverified)
 		}
 	}
 	for i, want := range []rewards.ConsumerStatus{rewards.StatusSuppressed, rewards.StatusSuppressed, rewards.StatusActive} {
@@ -171,6 +203,88 @@ func TestRecordBounceComplaintSuppresses(t *testing.T) {
 	d, _ := s.Delivery(ctx, job.Key, ids[0])
 	if d.Rejected {
 		t.Error("a complaint rejected a delivery that arrived")
+	}
+	bs, err := s.ConsumerBounces(ctx, ids[0])
+	if err != nil || len(bs) != 1 || bs[0].Kind != BounceComplaint || bs[0].DeliveryID != d.ID {
+		t.Errorf("ConsumerBounces: %+v, %v", bs, err)
+	}
+}
+
+// TestRecordBounceAffectsOnlyTheTokensConsumer: a bounce whose token names consumer A but
+// whose failures name B bounces A and never B; failures that name A decide for her.
+func TestRecordBounceAffectsOnlyTheTokensConsumer(t *testing.T) {
+	s, job, ids := bounceFixture(t, 3)
+	ctx := context.Background()
+	b := &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[0]}, Key: "<x1@mx>",
+		Failures: []BounceFailure{{Email: "c000001@example.com", Severity: BounceHard, Status: "5.1.1"}}}
+	mustRecordBounce(t, s, b)
+	if consumerStatus(t, s, ids[0]) != rewards.StatusBounced || consumerStatus(t, s, ids[1]) != rewards.StatusActive ||
+		len(b.Suppressed) != 1 || b.Suppressed[0] != ids[0] {
+		t.Errorf("A %s, B %s, suppressed %v", consumerStatus(t, s, ids[0]), consumerStatus(t, s, ids[1]), b.Suppressed)
+	}
+	if d, _ := s.Delivery(ctx, job.Key, ids[1]); d.Rejected {
+		t.Error("B's delivery was rejected")
+	}
+	// Her own line says delivered; another address's failure is not hers.
+	b = &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[2]}, Key: "<x2@mx>",
+		Failures: []BounceFailure{
+			{Email: "C000002@example.com", Status: "2.0.0"},
+			{Email: "c000001@example.com", Severity: BounceHard, Status: "5.1.1"},
+		}}
+	mustRecordBounce(t, s, b)
+	if d, _ := s.Delivery(ctx, job.Key, ids[2]); d.Rejected || consumerStatus(t, s, ids[2]) != rewards.StatusActive {
+		t.Errorf("delivered per her own line: rejected %v, %s", d.Rejected, consumerStatus(t, s, ids[2]))
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM bounces WHERE consumer_id = ?`, ids[1]); n != 0 {
+		t.Errorf("B has %d bounces", n)
+	}
+}
+
+// TestRecordBounceSparesAcknowledgedDelivery: a delivery she acknowledged arrived; a later
+// bounce about it records her bounce and its effect on her, but leaves the delivery
+// received and not rejected, so reports don't count it twice.
+func TestRecordBounceSparesAcknowledgedDelivery(t *testing.T) {
+	s, job, ids := bounceFixture(t, 1)
+	ctx := context.Background()
+	mustAcknowledge(t, s, ackAt(job, ids[0], postoffice.ChannelClick, ackT0))
+	s.Now = func() time.Time { return ackT0.Add(time.Hour) }
+	b := &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[0]}, Key: "<r1@mx>",
+		Failures: []BounceFailure{{Email: "c000000@example.com", Severity: BounceHard, Status: "5.1.1", Detail: "gone"}}}
+	mustRecordBounce(t, s, b)
+	d, err := s.Delivery(ctx, job.Key, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Received || d.Rejected || strings.Contains(d.LastError, "bounced") {
+		t.Errorf("acknowledged delivery: received %v, rejected %v, last error %q", d.Received, d.Rejected, d.LastError)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM deliveries WHERE received = 1 AND rejected = 1`); n != 0 {
+		t.Errorf("%d deliveries both received and rejected", n)
+	}
+	bs, err := s.ConsumerBounces(ctx, ids[0])
+	if err != nil || len(bs) != 1 || bs[0].DeliveryID != d.ID || consumerStatus(t, s, ids[0]) != rewards.StatusBounced {
+		t.Errorf("her bounce: %+v, %v, status %s", bs, err, consumerStatus(t, s, ids[0]))
+	}
+}
+
+func TestClipDetailKeepsRunesWhole(t *testing.T) {
+	for _, r := range []string{"a", "é", "€", "😀"} {
+		for pad := range 4 {
+			s := strings.Repeat("x", pad) + strings.Repeat(r, 600)
+			got := clipDetail(s)
+			body := strings.TrimSuffix(got, "...")
+			if !utf8.ValidString(got) || len(body) > 500 || len(body) < 500-utf8.UTFMax+1 || !strings.HasPrefix(s, body) {
+				t.Errorf("%q×600 after %d bytes: %d bytes, valid %v", r, pad, len(got), utf8.ValidString(got))
+			}
+		}
+	}
+	// A stray byte early on is kept with the rest, not a reason to drop the text.
+	s := "\xff" + strings.Repeat("y", 1000)
+	if got := clipDetail(s); len(got) != 503 || !strings.HasPrefix(got, "\xffyyy") {
+		t.Errorf("text after an invalid byte clipped to %d bytes", len(got))
+	}
+	if got := clipDetail("short é"); got != "short é" {
+		t.Errorf("short text changed: %q", got)
 	}
 }
 
