@@ -20,7 +20,7 @@ import (
 // rules, which replace the ones linked before, in one transaction. job.State may be draft or
 // scheduled ("save and schedule"). It sets the message IDs and the new rules' IDs.
 //
-// Returns ErrNotFound if there is no job job.Key, an error saying so if it is no longer a
+// Returns ErrNotFound if there is no job job.Key, ErrConflict (wrapped) if it is no longer a
 // draft, and a *postoffice.FieldError for a pinned mail server or an existing rule that is
 // not there (or not the issuer's), as CreateJob does.
 func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
@@ -49,7 +49,7 @@ func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, h
 		return err
 	}
 	if state != string(postoffice.JobDraft) {
-		return fmt.Errorf("job %d is %s: only a draft can be changed", job.Key, state)
+		return fmt.Errorf("job %d is %s: only a draft can be changed: %w", job.Key, state, ErrConflict)
 	}
 	if job.MailServerID != 0 {
 		var n int

@@ -61,9 +61,9 @@ func TestUpdateDraftJobRewritesMessagesAndRules(t *testing.T) {
 
 	// Now scheduled, it is no longer a draft: nothing changes.
 	up.Name, up.State = "again", postoffice.JobDraft
-	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); err == nil ||
+	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); !errors.Is(err, ErrConflict) ||
 		!strings.Contains(err.Error(), "only a draft") {
-		t.Fatalf("update of a scheduled job: %v", err)
+		t.Fatalf("update of a scheduled job: %v, want ErrConflict saying only a draft can be changed", err)
 	}
 	if got, _ := s.Job(ctx, j.Key); got.Name != "renamed" {
 		t.Fatalf("a refused update changed the job: %q", got.Name)

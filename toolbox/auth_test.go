@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +269,107 @@ func TestLoginThrottlePerClient(t *testing.T) {
 	clock.add(15 * time.Minute)
 	if resp, _ := c.authLogin("fresh@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after the window: %d, want 303", resp.StatusCode)
+	}
+}
+
+// gatedAccounts holds every password lookup at a gate until the test opens it, so that
+// sign-ins are all in flight at once; entered counts the lookups, each the prelude of a
+// password check.
+type gatedAccounts struct {
+	toolbox.AccountStore
+	gate    chan struct{}
+	entered atomic.Int32
+}
+
+func (g *gatedAccounts) UserByEmail(ctx context.Context, email string) (*rewards.User, string, error) {
+	g.entered.Add(1)
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+	}
+	return g.AccountStore.UserByEmail(ctx, email)
+}
+
+func TestLoginThrottleHoldsAgainstParallelGuesses(t *testing.T) {
+	gated := &gatedAccounts{gate: make(chan struct{})}
+	e := newEnv(t, func(d *toolbox.Deps) { gated.AccountStore = d.Accounts; d.Accounts = gated })
+	authUser(e, "ann@acme.example", "acme", "correct horse battery")
+	const n = 30 // under the per-client limit, so only the account's can bite
+	statuses := make(chan int, n)
+	var done atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer done.Add(1)
+			form := url.Values{"email": {"ann@acme.example"}, "password": {"guess " + strconv.Itoa(i)}}
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			resp, err := e.anonymous().Do(req)
+			if err != nil {
+				t.Errorf("guess %d: %v", i, err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	// Every guess is either answered or waiting at its password check: open the gate.
+	deadline := time.Now().Add(10 * time.Second)
+	for gated.entered.Load()+done.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %d guesses at the gate, %d answered, of %d", gated.entered.Load(), done.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(gated.gate)
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if checked := gated.entered.Load(); checked > 5 || count[http.StatusUnauthorized] > 5 ||
+		count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != n {
+		t.Fatalf("%d parallel guesses: %d passwords checked, answers %v; want at most 5 checked (401), the rest 429",
+			n, checked, count)
+	}
+	// The account stays locked, even to its right password.
+	if resp, _ := e.anonymous().authLogin("ann@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right password after the guesses: %d, want 429", resp.StatusCode)
+	}
+}
+
+func TestLoginThrottleKeysClientsBehindALocalProxy(t *testing.T) {
+	e := newEnv(t)
+	// The test server is reached from 127.0.0.1, as a reverse proxy on the same machine is.
+	login := func(via, email, pw string) int {
+		t.Helper()
+		c := e.anonymous()
+		resp, _ := c.do(http.MethodPost, "/login", strings.NewReader(url.Values{"email": {email}, "password": {pw}}.Encode()),
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {"same-origin"},
+				"X-Forwarded-For": {via}})
+		return resp.StatusCode
+	}
+	for i := range 5 {
+		email := "user" + strconv.Itoa(i) + "@acme.example"
+		for range 4 {
+			if got := login("203.0.113.1", email, "guess"); got != http.StatusUnauthorized {
+				t.Fatalf("%s via 203.0.113.1: %d, want 401", email, got)
+			}
+		}
+	}
+	authUser(e, "fresh@acme.example", "acme", "correct horse battery")
+	if got := login("203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("21st attempt from 203.0.113.1: %d, want 429", got)
+	}
+	// Hops the client wrote before the proxy's do not make it someone else.
+	if got := login("198.51.100.7, 203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("203.0.113.1 claiming an earlier hop: %d, want 429", got)
+	}
+	// Another client behind the same proxy has its own budget.
+	if got := login("203.0.113.2", "fresh@acme.example", "correct horse battery"); got != http.StatusSeeOther {
+		t.Fatalf("another client behind the proxy: %d, want 303", got)
 	}
 }
 

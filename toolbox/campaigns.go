@@ -302,11 +302,27 @@ func (f *campaignForm) selection(operator bool) (json.RawMessage, bool) {
 			f.setErr("sel_json", "a raw SQL selection is for operators: use the rows")
 			return nil, false
 		}
+		if !operator && selectsByAddress(sel) {
+			f.setErr("sel_json", byAddressRefused)
+			return nil, false
+		}
 		return json.RawMessage(f.SelJSON), true
 	}
 	if f.SelJSON != "" {
 		f.setErr("sel_json", "use either the rows or the JSON: clear one of them")
 		return nil, false
+	}
+	if !operator {
+		refused := false
+		for i, row := range f.Rows {
+			if row.Field == addressField {
+				f.setErr(fmt.Sprintf("sel_field_%d", i), byAddressRefused)
+				refused = true
+			}
+		}
+		if refused {
+			return nil, false
+		}
 	}
 	conds := make([]map[string]any, len(f.Rows))
 	for i, row := range f.Rows {
@@ -318,6 +334,31 @@ func (f *campaignForm) selection(operator bool) (json.RawMessage, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// addressField is the consumers' e-mail address as a selection field. Issuer users may not
+// select by it: a count (or a preview) of "email = x" would tell them whether anyone has
+// the address x, and consumers' addresses are the operators' to know.
+const addressField = "email"
+
+const byAddressRefused = "issuers select by profile, not by address: use country, city, birth year, interests…"
+
+// selectsByAddress reports whether any condition of sel is on the e-mail address.
+func selectsByAddress(sel *postoffice.Selection) bool {
+	if sel == nil {
+		return false
+	}
+	if sel.Field == addressField {
+		return true
+	}
+	for _, group := range [][]postoffice.Selection{sel.All, sel.Any} {
+		for i := range group {
+			if selectsByAddress(&group[i]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // conditionValue reads a row's value: a list for in and not in (comma-separated), a number
@@ -605,12 +646,28 @@ func (d Deps) saveCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if job.State != postoffice.JobDraft {
-		p := d.page(w, r, "Campaign "+strconv.FormatInt(job.Key, 10), "campaigns")
-		w.WriteHeader(http.StatusConflict)
-		d.render(w, r, notEditablePage(p, job, d.jobActions(job)))
+		d.notEditable(w, r, job)
 		return
 	}
 	d.submitCampaign(w, r, job)
+}
+
+// notEditable answers a save of a job that is no longer a draft: 409 and the page saying so.
+func (d Deps) notEditable(w http.ResponseWriter, r *http.Request, job *postoffice.Job) {
+	p := d.page(w, r, "Campaign "+strconv.FormatInt(job.Key, 10), "campaigns")
+	w.WriteHeader(http.StatusConflict)
+	d.render(w, r, notEditablePage(p, job, d.jobActions(job)))
+}
+
+// noLongerDraft returns job key as it is now if it stopped being a draft (was scheduled or
+// stopped) while the editor saved it, which the store refuses with its ErrConflict; else
+// nil. The toolbox does not import the store, so it looks at the job, not at the error.
+func (d Deps) noLongerDraft(ctx context.Context, key int64) *postoffice.Job {
+	job, err := d.Store.Job(ctx, key)
+	if err != nil || job.State == postoffice.JobDraft {
+		return nil
+	}
+	return job
 }
 
 // submitCampaign handles the editor's buttons: add or remove a selection row (the page
@@ -650,6 +707,12 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 			case errors.As(err, &fe):
 				f.setErr(f.formField(fe.Field), fe.Reason)
 			case err != nil:
+				if draft != nil {
+					if now := d.noLongerDraft(ctx, draft.Key); now != nil {
+						d.notEditable(w, r, now)
+						return
+					}
+				}
 				d.fail(w, r, err)
 				return
 			default:
@@ -792,7 +855,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		}
 	}
 	iss, issOK := d.issuerOf(ctx, f)
-	ev.preview = d.renderPreview(ctx, f, iss, selOK, where, args, raw)
+	ev.preview = d.renderPreview(ctx, f, iss, operator, selOK, where, args, raw)
 	if n, err := editorParseWhole(f.ClientCount); err == nil && n > 0 {
 		ev.cost.ClientCount = int(n)
 	}
@@ -888,12 +951,19 @@ func awardsPerConsumer(r rewards.AwardRule, jobStart, jobStop time.Time) int64 {
 	return (until.UnixMilli()-1)/p - from.UnixMilli()/p + 1
 }
 
-// renderPreview renders the form's messages for the first consumer the selection matches,
-// or a made-up one.
-func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Issuer, selOK bool, where string, args []any, raw bool) msgPreview {
+// renderPreview renders the form's messages for a consumer: for an operator, the first one
+// the selection matches; for an issuer user always a made-up one, since a real consumer's
+// name and address are not the issuer's to see (nor is whether a selection matches anyone
+// in particular).
+func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Issuer, operator, selOK bool, where string, args []any, raw bool) msgPreview {
 	var pv msgPreview
 	var c *rewards.Consumer
-	if selOK {
+	switch {
+	case !operator:
+		pv.Note = "This is a sample consumer, made up: previews never show issuers a real one."
+	case !selOK:
+		pv.Note = "The selection has a problem, so this is a made-up consumer."
+	default:
 		var err error
 		c, err = d.Campaigns.SampleConsumer(ctx, where, args, raw)
 		switch {
@@ -903,8 +973,6 @@ func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Is
 		default:
 			pv.Note = "The selection could not be run, so this is a made-up consumer."
 		}
-	} else {
-		pv.Note = "The selection has a problem, so this is a made-up consumer."
 	}
 	if c == nil {
 		c, pv.MadeUp = madeUpConsumer(), true

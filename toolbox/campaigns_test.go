@@ -28,7 +28,8 @@ type editorEnv struct {
 	sink *mailer.Sink
 }
 
-func newEditorEnv(t *testing.T) *editorEnv {
+// newEditorEnv serves the editor; tune may adjust its Deps before the post office is made.
+func newEditorEnv(t *testing.T, tune ...func(*toolbox.Deps)) *editorEnv {
 	t.Helper()
 	keys, err := postoffice.NewKeyring(1, map[int][]byte{1: []byte("toolbox-editor-tests-secret")})
 	if err != nil {
@@ -46,6 +47,9 @@ func newEditorEnv(t *testing.T) *editorEnv {
 	t.Cleanup(func() { sender.Close() })
 	ee := &editorEnv{sink: sink}
 	ee.env = newEnv(t, func(d *toolbox.Deps) {
+		for _, f := range tune {
+			f(d)
+		}
 		ee.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example"})
 		d.PostOffice = ee.po
 		d.TestSender = &mailer.TestSends{Store: d.Campaigns, Sender: sender, Tokens: keys,
@@ -332,8 +336,9 @@ func TestCampaignCountAndCost(t *testing.T) {
 
 func TestCampaignPreviewRendersTagsForASampleConsumer(t *testing.T) {
 	e := newEditorEnv(t)
-	c, _ := e.signIn("ann@acme.example", "acme")
+	c, _ := e.signIn("op@pointpost.example", "")
 	form := campaignForm()
+	form.Set("issuer", "acme")
 	form.Set("text_body", "Dear <_&getFirstName_>, <i>earn</i>")
 	form.Set("html_subject", "Hello <_&getFirstName_>")
 	form.Set("html_body", "<p>Dear <_&getFirstName_></p>")
@@ -342,6 +347,7 @@ func TestCampaignPreviewRendersTagsForASampleConsumer(t *testing.T) {
 	if got := oneText(t, parseHTML(t, body), "preview-text-subject"); got != "Hi Alex" {
 		t.Fatalf("made-up consumer's subject %q", got)
 	}
+	// An operator sees the first consumer the selection matches.
 	e.consumers()
 	resp, body := c.post("/campaigns/preview", form)
 	if resp.StatusCode != http.StatusOK {
@@ -349,7 +355,7 @@ func TestCampaignPreviewRendersTagsForASampleConsumer(t *testing.T) {
 	}
 	doc := parseHTML(t, body)
 	if got := oneText(t, doc, "preview-consumer"); !strings.Contains(got, "bo@example.com") {
-		t.Fatalf("preview for %q, want the first matching consumer", got)
+		t.Fatalf("operator's preview for %q, want the first matching consumer", got)
 	}
 	pre := byTestID(doc, "preview-text-body")
 	if len(pre) != 1 || text(pre[0]) != "Dear Bo <b>, <i>earn</i>" {
@@ -367,9 +373,150 @@ func TestCampaignPreviewRendersTagsForASampleConsumer(t *testing.T) {
 	if got := oneText(t, doc, "preview-html-subject"); got != "Hello Bo <b>" {
 		t.Fatalf("HTML subject %q", got)
 	}
+	// So does an operator selecting by address.
+	form.Set("sel_field_0", "email")
+	form.Set("sel_value_0", "di@example.com")
+	if _, body := c.post("/campaigns/preview", form); !strings.Contains(oneText(t, parseHTML(t, body), "preview-consumer"), "di@example.com") {
+		t.Fatal("an operator's preview by address does not show the consumer with it")
+	}
 	form.Set("text_body", "Dear <_&getFirstName")
 	if _, body := c.post("/campaigns/preview", form); len(byTestID(parseHTML(t, body), "preview-text-error")) != 1 {
 		t.Fatal("a bad tag is not reported in the preview")
+	}
+}
+
+func TestIssuerPreviewNeverShowsARealConsumer(t *testing.T) {
+	e := newEditorEnv(t)
+	e.consumers()
+	c, _ := e.signIn("ann@acme.example", "acme")
+	form := campaignForm() // country = US: Bo matches first
+	form.Set("text_body", "Dear <_&getFirstName_> at <_&getEmail_>")
+	form.Set("sel_field_1", "first_name")
+	form.Set("sel_value_1", "Bo <b>")
+	check := func(where, body string) {
+		t.Helper()
+		doc := parseHTML(t, body)
+		who := oneText(t, doc, "preview-consumer")
+		if strings.Contains(body, "bo@example.com") || who != "Alex Sample <alex.sample@example.com>" {
+			t.Fatalf("%s: the issuer's preview is for %q or shows Bo's data, want the made-up Alex Sample", where, who)
+		}
+		if note := oneText(t, doc, "preview-note"); !strings.Contains(note, "a sample consumer") {
+			t.Fatalf("%s: the preview says %q, not that it is a sample consumer", where, note)
+		}
+		if got := oneText(t, doc, "preview-text-body"); got != "Dear Alex at alex.sample@example.com" {
+			t.Fatalf("%s: text body %q", where, got)
+		}
+	}
+	resp, body := c.post("/campaigns/preview", form)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("preview: %d", resp.StatusCode)
+	}
+	check("preview pane", body)
+	// The editor's own pages too: a form sent back with an error, and a saved draft.
+	bad := campaignForm()
+	for k, v := range form {
+		bad[k] = v
+	}
+	bad.Set("client_count", "0")
+	resp, body = c.post("/campaigns/new", bad)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("bad form: %d, want 422", resp.StatusCode)
+	}
+	check("form with an error", body)
+	resp, _ = c.post("/campaigns/new", form)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %d", resp.StatusCode)
+	}
+	_, body = c.do(http.MethodGet, resp.Header.Get("Location"), nil, nil)
+	check("saved draft", body)
+}
+
+func TestIssuerCannotSelectByAddress(t *testing.T) {
+	e := newEditorEnv(t)
+	e.consumers()
+	c, _ := e.signIn("ann@acme.example", "acme")
+	// The count is refused alike for an address that is there and one that is not: no oracle.
+	for _, addr := range []string{"bo@example.com", "nobody@example.com"} {
+		form := campaignForm()
+		form.Set("sel_field_1", "email")
+		form.Set("sel_value_1", addr)
+		status, ans := countOf(t, c, form)
+		problem, _ := ans["error"].(map[string]any)
+		if status != http.StatusUnprocessableEntity || problem["field"] != "sel_field_1" ||
+			!strings.Contains(fmt.Sprint(problem["reason"]), "issuers select by profile, not by address") || ans["count"] != 0.0 {
+			t.Fatalf("issuer counting by address %s: %d %v, want 422 naming sel_field_1", addr, status, ans)
+		}
+	}
+	// Nor in the JSON box, however deep.
+	form := campaignForm()
+	form.Del("sel_field_0")
+	form.Del("sel_value_0")
+	form.Set("sel_json", `{"all":[{"field":"country","op":"=","value":"US"},{"any":[{"field":"email","op":"prefix","value":"b"}]}]}`)
+	if status, ans := countOf(t, c, form); status != http.StatusUnprocessableEntity || ans["error"].(map[string]any)["field"] != "sel_json" {
+		t.Fatalf("issuer counting by address in JSON: %d %v", status, ans)
+	}
+	// Saving such a campaign shows the error beside the row and stores nothing.
+	form = campaignForm()
+	form.Set("sel_field_1", "email")
+	form.Set("sel_value_1", "bo@example.com")
+	resp, body := c.post("/campaigns/new", form)
+	doc := parseHTML(t, body)
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(oneText(t, doc, "error-sel_field_1"), "not by address") {
+		t.Fatalf("saving a selection by address: %d, want 422 with the error beside row 1", resp.StatusCode)
+	}
+	if jobs, _ := e.st.Jobs(context.Background()); len(jobs) != 0 {
+		t.Fatalf("%d jobs stored", len(jobs))
+	}
+	// The field list offers issuers no address, and operators keep it.
+	offers := func(doc *html.Node) bool {
+		for n := range doc.Descendants() {
+			if n.Type == html.ElementNode && n.Data == "option" && n.Parent != nil && attr(n.Parent, "id") == "selection-fields" &&
+				attr(n, "value") == "email" {
+				return true
+			}
+		}
+		return false
+	}
+	if offers(c.page("/campaigns/new", http.StatusOK)) {
+		t.Fatal("the issuer's field list offers the e-mail address")
+	}
+	op, _ := e.signIn("op@pointpost.example", "")
+	if !offers(op.page("/campaigns/new", http.StatusOK)) {
+		t.Fatal("the operator's field list lacks the e-mail address")
+	}
+	form = campaignForm()
+	form.Set("issuer", "acme")
+	form.Set("sel_field_1", "email")
+	form.Set("sel_value_1", "bo@example.com")
+	if status, ans := countOf(t, op, form); status != http.StatusOK || ans["count"] != 1.0 {
+		t.Fatalf("operator counting by address: %d %v, want 200 and 1", status, ans)
+	}
+}
+
+// schedulingDrafts schedules a draft just before the editor rewrites it, as a click on
+// Schedule in another tab would.
+type schedulingDrafts struct{ toolbox.CampaignStore }
+
+func (s schedulingDrafts) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
+	if err := s.SetJobState(ctx, job.Key, postoffice.JobScheduled, ""); err != nil {
+		return err
+	}
+	return s.CampaignStore.UpdateDraftJob(ctx, job, text, html, rules)
+}
+
+func TestSavingADraftScheduledMeanwhileIsAConflict(t *testing.T) {
+	e := newEditorEnv(t, func(d *toolbox.Deps) { d.Campaigns = schedulingDrafts{d.Campaigns} })
+	c, _ := e.signIn("ann@acme.example", "acme")
+	job := e.draft("acme", "Spring")
+	form := campaignForm()
+	form.Set("name", "Renamed")
+	resp, body := c.post(fmt.Sprintf("/campaigns/%d/edit", job.Key), form)
+	if resp.StatusCode != http.StatusConflict || len(byTestID(parseHTML(t, body), "not-editable")) != 1 {
+		t.Fatalf("saving a draft scheduled meanwhile: %d, want 409 and the not-editable page\n%.300s", resp.StatusCode, body)
+	}
+	got, err := e.st.Job(context.Background(), job.Key)
+	if err != nil || got.Name != "Spring" || got.State != postoffice.JobScheduled {
+		t.Fatalf("after the refused save: %+v %v", got, err)
 	}
 }
 

@@ -1,14 +1,16 @@
 package toolbox
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
 // Sign-in limits: failed attempts allowed per account and per client address within
-// loginWindow. Both are checked before the password is, so a guesser who reaches a limit
-// learns nothing more, whatever he types.
+// loginWindow. Both are checked, and the attempt counted, before the password is, so a
+// guesser who reaches a limit learns nothing more, whatever he types or however many
+// requests he sends at once.
 const (
 	loginWindow         = 15 * time.Minute
 	loginFailsPerAcct   = 5
@@ -32,29 +34,45 @@ func newLoginThrottle(now func() time.Time) *loginThrottle {
 		clients:  failures{limit: loginFailsPerClient, at: map[string][]time.Time{}}}
 }
 
-// wait returns how long a sign-in to account from client must wait: 0 if it may go ahead.
-func (t *loginThrottle) wait(account, client string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	return max(t.accounts.wait(accountKey(account), now), t.clients.wait(client, now))
+// attempt is a sign-in that begin let through: counted as failed until it is given back.
+type attempt struct {
+	account, client string
+	at              time.Time
 }
 
-// fail records a failed sign-in to account from client.
-func (t *loginThrottle) fail(account, client string) {
+// begin decides, under the lock, whether a sign-in to account from client may go ahead. If
+// it may, the attempt is counted as failed at once, before any password is checked, so
+// parallel guesses cannot all pass the check before the first is counted; a success gives
+// it back (succeed). Otherwise begin returns how long to wait.
+func (t *loginThrottle) begin(account, client string) (attempt, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	t.accounts.add(accountKey(account), now)
-	t.clients.add(client, now)
+	a := attempt{account: accountKey(account), client: client, at: t.now()}
+	if wait := max(t.accounts.wait(a.account, a.at), t.clients.wait(a.client, a.at)); wait > 0 {
+		return attempt{}, wait
+	}
+	t.accounts.add(a.account, a.at)
+	t.clients.add(a.client, a.at)
+	return a, 0
 }
 
-// succeed forgets the account's failures: its owner has shown he knows the password. The
-// client's stay, so one good account does not launder guesses at others.
-func (t *loginThrottle) succeed(account string) {
+// succeed ends a sign-in whose password was right: it forgets the account's failures, since
+// its owner has shown he knows the password, and gives the client back the attempt. The
+// client's other failures stay, so one good account does not launder guesses at others.
+func (t *loginThrottle) succeed(a attempt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.accounts.at, accountKey(account))
+	delete(t.accounts.at, a.account)
+	t.clients.giveBack(a.client, a.at)
+}
+
+// giveBack uncounts an attempt that was not a wrong password (a disabled account with the
+// right one) and leaves the account's earlier failures as they are.
+func (t *loginThrottle) giveBack(a attempt) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.accounts.giveBack(a.account, a.at)
+	t.clients.giveBack(a.client, a.at)
 }
 
 func accountKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
@@ -72,6 +90,22 @@ func (f *failures) wait(key string, now time.Time) time.Duration {
 	}
 	// The limit-th failure back leaves the window at this time.
 	return max(times[len(times)-f.limit].Add(loginWindow).Sub(now), 0)
+}
+
+// giveBack removes one failure at time at from key, if it is still kept.
+func (f *failures) giveBack(key string, at time.Time) {
+	times := f.at[key]
+	for i := len(times) - 1; i >= 0; i-- {
+		if times[i].Equal(at) {
+			times = slices.Delete(times, i, i+1)
+			break
+		}
+	}
+	if len(times) == 0 {
+		delete(f.at, key)
+		return
+	}
+	f.at[key] = times
 }
 
 func (f *failures) add(key string, now time.Time) {
