@@ -5,11 +5,10 @@ import (
 	"strings"
 
 	"pointpost/postoffice"
-	"pointpost/rewards"
 )
 
-// The JSON API's reads: jobs page by page, whether an issuer may see a consumer, and a job's
-// acknowledgement statistics.
+// The JSON API's reads: jobs page by page and whether an issuer may see a consumer. A job's
+// statistics are the report's reads (reports.go), so the API and the report page agree.
 
 // APIJobs lists up to limit jobs of issuerID (every issuer's when issuerID is 0), newest
 // first, with keys below before (from the newest when before is 0).
@@ -74,65 +73,4 @@ func (s *Store) APIConsumerIDs(ctx context.Context, emails []string) (map[string
 		}
 	}
 	return out, nil
-}
-
-// APIJobCountsByFormat counts a job's deliveries by the format the consumer reads (claim 3)
-// today; a format no delivery has is absent.
-func (s *Store) APIJobCountsByFormat(ctx context.Context, key int64) (map[rewards.Format]postoffice.JobCounts, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT c.format, count(*),
-			coalesce(sum(d.sent), 0),
-			coalesce(sum(d.sent = 0 AND d.rejected = 0 AND d.failed = 0), 0),
-			coalesce(sum(d.sent = 0 AND d.rejected = 0 AND d.failed = 0 AND d.retry_count > 0), 0),
-			coalesce(sum(d.rejected), 0), coalesce(sum(d.failed), 0), coalesce(sum(d.received), 0)
-		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
-		WHERE d.job_key = ? GROUP BY c.format`, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[rewards.Format]postoffice.JobCounts{}
-	for rows.Next() {
-		var f string
-		var c postoffice.JobCounts
-		if err := rows.Scan(&f, &c.Total, &c.Sent, &c.Pending, &c.Retrying, &c.Rejected, &c.Failed, &c.Received); err != nil {
-			return nil, err
-		}
-		out[rewards.Format(f)] = c
-	}
-	return out, rows.Err()
-}
-
-// APIJobAcksByChannel counts, for each channel, the consumers who acknowledged a job's
-// invitation that way (one who replied and clicked counts under both).
-func (s *Store) APIJobAcksByChannel(ctx context.Context, key int64) (map[postoffice.Channel]int, error) {
-	// Through the received deliveries and the acknowledgements' consumer index: the
-	// acknowledgements table has no index on the job.
-	rows, err := s.read.QueryContext(ctx, `SELECT a.channel, count(DISTINCT a.consumer_id)
-		FROM deliveries d JOIN acknowledgements a ON a.consumer_id = d.consumer_id AND a.job_key = d.job_key
-		WHERE d.job_key = ? AND d.received = 1 GROUP BY a.channel`, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[postoffice.Channel]int{}
-	for rows.Next() {
-		var ch string
-		var n int
-		if err := rows.Scan(&ch, &n); err != nil {
-			return nil, err
-		}
-		out[postoffice.Channel(ch)] = n
-	}
-	return out, rows.Err()
-}
-
-// APIJobPoints sums the points a job's acknowledgements were awarded (its accruals), how many
-// of them settlement has posted to the consumers' accounts, and how many consumers earned.
-func (s *Store) APIJobPoints(ctx context.Context, key int64) (awarded, settled int64, consumers int, err error) {
-	// Through job_rules, so the accruals' (rule_id, job_key, ...) key finds them.
-	err = s.read.QueryRowContext(ctx, `SELECT coalesce(sum(a.points), 0),
-			coalesce(sum(iif(a.posted_at IS NULL, 0, a.points)), 0), count(DISTINCT a.consumer_id)
-		FROM job_rules jr JOIN accruals a ON a.rule_id = jr.rule_id AND a.job_key = jr.job_key
-		WHERE jr.job_key = ?`, key).Scan(&awarded, &settled, &consumers)
-	return awarded, settled, consumers, err
 }

@@ -92,6 +92,15 @@ func (s *Store) JobRulePoints(ctx context.Context, jobKey int64) (map[int64]int6
 	return out, rows.Err()
 }
 
+// JobSettlement returns how many of the points accrued under a job settlement has posted to
+// the consumers' accounts, and how many consumers earned points under it.
+func (s *Store) JobSettlement(ctx context.Context, jobKey int64) (settled int64, earners int, err error) {
+	err = s.read.QueryRowContext(ctx, `SELECT coalesce(sum(iif(posted_at IS NULL, 0, points)), 0),
+			count(DISTINCT consumer_id)
+		FROM accruals WHERE job_key = ?`, jobKey).Scan(&settled, &earners)
+	return settled, earners, err
+}
+
 // JobChannels counts, for each channel, the consumers who acknowledged a job by it; one who
 // both replied and clicked counts under both.
 func (s *Store) JobChannels(ctx context.Context, jobKey int64) (map[postoffice.Channel]int, error) {

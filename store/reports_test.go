@@ -212,6 +212,18 @@ func TestJobPointsChannelsAndRulePoints(t *testing.T) {
 	if err != nil || ch[postoffice.ChannelReply] != 1 || ch[postoffice.ChannelClick] != 2 {
 		t.Errorf("channels %v, %v; want 1 reply, 2 clicks (ann and cy)", ch, err)
 	}
+	if settled, earners, err := s.JobSettlement(ctx, rj.key); err != nil || settled != 0 || earners != 2 {
+		t.Errorf("settlement %d to %d consumers, %v; want none settled of ann's and cy's", settled, earners, err)
+	}
+	if _, err := s.Settle(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if settled, earners, err := s.JobSettlement(ctx, rj.key); err != nil || settled != 20 || earners != 2 {
+		t.Errorf("after settling: %d to %d consumers, %v; want 20 to 2", settled, earners, err)
+	}
+	if settled, earners, err := s.JobSettlement(ctx, rj.key+100); err != nil || settled != 0 || earners != 0 {
+		t.Errorf("a job without accruals: %d to %d, %v", settled, earners, err)
+	}
 	if err := s.SetIssuerBudget(ctx, rj.issuer, 500); err != nil {
 		t.Fatal(err)
 	}
@@ -342,6 +354,7 @@ func BenchmarkJobTimeline(b *testing.B) {
 		{"points", func() error { _, err := s.JobPoints(ctx, []int64{key}); return err }},
 		{"rule-points", func() error { _, err := s.JobRulePoints(ctx, key); return err }},
 		{"channels", func() error { _, err := s.JobChannels(ctx, key); return err }},
+		{"settlement", func() error { _, _, err := s.JobSettlement(ctx, key); return err }},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			for b.Loop() {

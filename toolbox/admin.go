@@ -263,7 +263,7 @@ func (d Deps) setBudget(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	flash := iss.Slug + " may award " + acctNum(budget) + " points in all."
+	flash := iss.Slug + " may award " + thousands(budget) + " points in all."
 	if budget == 0 {
 		flash = iss.Slug + " has no points cap."
 	}
@@ -420,22 +420,4 @@ func (d Deps) saveSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.redirect(w, r, "/settings", "Settings saved. They take effect at the next start of pointpost.")
-}
-
-// acctNum writes n with thousands separators.
-func acctNum(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

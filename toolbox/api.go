@@ -36,7 +36,9 @@ import (
 // Every error is JSON, {"error": {"message": "...", "field": "client_count"}}, field naming
 // the part of the request that is wrong when there is one.
 
-// APIStore is what the JSON API reads and changes beyond the other areas' stores.
+// APIStore is what the JSON API reads and changes beyond the other areas' stores. A job's
+// statistics are read through the report's store (ReportStore), so the API and the report
+// page count alike.
 type APIStore interface {
 	UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error)
 	ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error)
@@ -44,9 +46,6 @@ type APIStore interface {
 	APIConsumerIDs(ctx context.Context, emails []string) (map[string]int64, error)
 	APIConsumerVisible(ctx context.Context, consumerID, issuerID int64) (bool, error)
 	APIJobs(ctx context.Context, issuerID, before int64, limit int) ([]*postoffice.Job, error)
-	APIJobCountsByFormat(ctx context.Context, key int64) (map[rewards.Format]postoffice.JobCounts, error)
-	APIJobAcksByChannel(ctx context.Context, key int64) (map[postoffice.Channel]int, error)
-	APIJobPoints(ctx context.Context, key int64) (awarded, settled int64, consumers int, err error)
 }
 
 const (
@@ -60,7 +59,7 @@ const (
 
 // apiRoutes serve the JSON API, authenticated by API key.
 func (d Deps) apiRoutes(r chi.Router) {
-	if d.API == nil || d.PostOffice == nil {
+	if d.API == nil || d.Reports == nil || d.PostOffice == nil {
 		// A server wired without them answers plainly rather than failing on a nil store.
 		r.HandleFunc("/*", func(w http.ResponseWriter, _ *http.Request) {
 			apiError(w, http.StatusServiceUnavailable, "", "the JSON API is not set up on this server")
@@ -862,20 +861,20 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	counts, err := d.jobCounts(ctx, job.Key)
-	if err != nil {
-		return err
-	}
-	byFormat, err := d.API.APIJobCountsByFormat(ctx, job.Key)
-	if err != nil {
-		return err
-	}
-	byChannel, err := d.API.APIJobAcksByChannel(ctx, job.Key)
-	if err != nil {
-		return err
-	}
-	awarded, settled, earners, err := d.API.APIJobPoints(ctx, job.Key)
-	if err != nil {
+	// The report page's reads (jobReport), so the two never disagree.
+	var counts postoffice.JobCounts
+	var byFormat map[string]postoffice.JobCounts
+	var byChannel map[postoffice.Channel]int
+	var rulePoints map[int64]int64
+	var settled int64
+	var earners int
+	if err := runAll(
+		func() (err error) { counts, err = d.jobCounts(ctx, job.Key); return err },
+		func() (err error) { byFormat, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
+		func() (err error) { byChannel, err = d.Reports.JobChannels(ctx, job.Key); return err },
+		func() (err error) { rulePoints, err = d.Reports.JobRulePoints(ctx, job.Key); return err },
+		func() (err error) { settled, earners, err = d.Reports.JobSettlement(ctx, job.Key); return err },
+	); err != nil {
 		return err
 	}
 	type points struct {
@@ -892,9 +891,9 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 	}{Job: job.Key, apiRate: apiRateOf(counts),
 		ByChannel: map[postoffice.Channel]int{postoffice.ChannelReply: byChannel[postoffice.ChannelReply],
 			postoffice.ChannelClick: byChannel[postoffice.ChannelClick]},
-		ByFormat: map[rewards.Format]apiRate{rewards.FormatText: apiRateOf(byFormat[rewards.FormatText]),
-			rewards.FormatHTML: apiRateOf(byFormat[rewards.FormatHTML])},
-		Points: points{Awarded: awarded, Settled: settled, Consumers: earners}}
+		ByFormat: map[rewards.Format]apiRate{rewards.FormatText: apiRateOf(byFormat[string(rewards.FormatText)]),
+			rewards.FormatHTML: apiRateOf(byFormat[string(rewards.FormatHTML)])},
+		Points: points{Awarded: jobAwarded(rulePoints), Settled: settled, Consumers: earners}}
 	apiWriteJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/html"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -674,4 +677,74 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func TestAPIUnwiredAnswersUnavailable(t *testing.T) {
 	e := newEnv(t) // no API store, no post office
 	e.call("", http.MethodGet, "/api/v1/jobs", "").wantError(t, http.StatusServiceUnavailable, "")
+}
+
+// TestAPIStatsAgreeWithReportPage reads one job through the report page and through the
+// API's stats: every figure both show is the same.
+func TestAPIStatsAgreeWithReportPage(t *testing.T) {
+	e := newEnv(t, withAPI)
+	ctx := context.Background()
+	acme := e.issuer("acme")
+	job := reportJob(t, e, acme, "Spring", "", reportPeople("acme.example"))
+	// Settle what is there, then let bob click: some points settled, some not.
+	if _, err := e.st.Settle(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := e.st.ConsumerByEmail(ctx, "bob@acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Acknowledge(ctx, postoffice.Ack{JobKey: job.Key, ConsumerID: bob.ID, Channel: postoffice.ChannelClick, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	var stats struct {
+		Sent, Received int
+		ByChannel      map[string]int                          `json:"by_channel"`
+		ByFormat       map[string]struct{ Sent, Received int } `json:"by_format"`
+		Points         struct{ Awarded, Settled, Consumers int64 }
+	}
+	e.call(e.apiKey(&acme), http.MethodGet, fmt.Sprintf("/api/v1/jobs/%d/stats", job.Key), "").want(t, http.StatusOK, &stats)
+	// The fixture: 5 sent; ann replied and clicked, cy and bob clicked: 25 points to three,
+	// 20 of them settled.
+	if stats.Sent != 5 || stats.Received != 3 || stats.Points.Awarded != 25 || stats.Points.Settled != 20 || stats.Points.Consumers != 3 {
+		t.Fatalf("fixture: API stats %+v", stats)
+	}
+
+	c, _ := e.signIn("ann@acme.example", "acme")
+	doc := c.page(fmt.Sprintf("/jobs/%d", job.Key), http.StatusOK)
+	stat := func(id string) *html.Node {
+		t.Helper()
+		cards := byTestID(doc, "stat-"+id)
+		if len(cards) != 1 {
+			t.Fatalf("%d cards stat-%s", len(cards), id)
+		}
+		return cards[0]
+	}
+	for id, api := range map[string]int64{"sent": int64(stats.Sent), "acknowledged": int64(stats.Received),
+		"replies": int64(stats.ByChannel["reply"]), "clicks": int64(stats.ByChannel["click"]), "points": stats.Points.Awarded} {
+		if got := reportText(t, stat(id), "value"); got != strconv.FormatInt(api, 10) {
+			t.Errorf("report %s %q, API %d", id, got, api)
+		}
+	}
+	want := fmt.Sprintf("to %d consumers; %d settled", stats.Points.Consumers, stats.Points.Settled)
+	if got := reportText(t, stat("points"), "hint"); got != want {
+		t.Errorf("report's points hint %q, API says %q", got, want)
+	}
+	rates := byTestID(doc, "rates-format")
+	if len(rates) != 1 {
+		t.Fatalf("%d format tables", len(rates))
+	}
+	seen := 0
+	for _, row := range byTestID(rates[0], "rate") {
+		api, ok := stats.ByFormat[attr(row, "data-value")]
+		got := [2]string{reportText(t, row, "rate-sent"), reportText(t, row, "rate-received")}
+		if !ok || got != [2]string{strconv.Itoa(api.Sent), strconv.Itoa(api.Received)} {
+			t.Errorf("format %q: report %v, API %+v", attr(row, "data-value"), got, api)
+		}
+		seen++
+	}
+	if seen != 2 {
+		t.Errorf("report lists %d formats, want text and html", seen)
+	}
 }

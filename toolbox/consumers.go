@@ -35,6 +35,9 @@ const (
 	maxRowErrorsKept = 1000
 	// importsKept is how many imports, finished or running, the import page remembers.
 	importsKept = 20
+	// importUploadWindow is how long an upload may take to arrive (maxImportBytes at about
+	// 1 Mbit/s).
+	importUploadWindow = 30 * time.Minute
 )
 
 func (d Deps) consumerRoutes(r chi.Router, imports *importTracker) {
@@ -269,6 +272,8 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
+	rc := http.NewResponseController(w)
+	extendWrite(rc)
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consumers-%s.csv"`, d.Now().Format("20060102-1504")))
 	w.Header().Set("Cache-Control", "no-store")
@@ -285,7 +290,7 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 				c.Gender, strings.Join(c.Interests, ";"), string(c.Format), string(c.Status),
 				strconv.FormatInt(c.PointsBalance, 10), strconv.FormatInt(c.ID, 10)}
 			for i, v := range vals {
-				rec[i] = exportCell(v)
+				rec[i] = csvCell(v)
 			}
 			if err := cw.Write(rec); err != nil {
 				return // the client went away
@@ -295,6 +300,7 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 		if cw.Error() != nil || len(batch) < exportBatch {
 			return
 		}
+		extendWrite(rc)
 		if batch, err = d.Consumers.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, batch[len(batch)-1].ID, exportBatch); err != nil {
 			if ctx.Err() == nil {
 				d.Logger.Error("consumer export cut short", "err", err)
@@ -304,15 +310,6 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
-}
-
-// exportCell keeps a value from being read as a formula by a spreadsheet: one that starts
-// with = + - @ (or a tab or carriage return, which some spreadsheets skip) gets a leading '.
-func exportCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }
 
 // timelineRow is one event of a consumer's timeline as the page lists it.
@@ -361,7 +358,7 @@ func timelineRows(t *rewards.Timeline) []timelineRow {
 		rule := ruleName(a.RuleID, a.RuleDescription)
 		switch {
 		case a.Awarded:
-			row.Points, row.Why, row.Tone = "+"+groupedDigits(a.Points)+" awarded", "earned under "+rule, "good"
+			row.Points, row.Why, row.Tone = "+"+thousands(a.Points)+" awarded", "earned under "+rule, "good"
 		case a.RuleID == 0:
 			row.Points, row.Why, row.Tone = "none", orDefault(a.Reason, "no rule of the campaign awards a "+a.Channel), "bad"
 		default:
@@ -372,7 +369,7 @@ func timelineRows(t *rewards.Timeline) []timelineRow {
 	for _, a := range t.Accruals {
 		row := timelineRow{At: a.At, order: 2, Kind: "accrual", JobKey: a.JobKey, JobName: a.JobName,
 			What:   "held in " + a.IssuerName + "'s account under " + ruleName(a.RuleID, a.RuleDescription),
-			Points: groupedDigits(a.Points) + " accrued"}
+			Points: thousands(a.Points) + " accrued"}
 		if a.Posted {
 			row.Why = "posted " + a.PostedAt.Format("2006-01-02 15:04:05")
 		} else {
@@ -433,18 +430,19 @@ func orDefault(s, def string) string {
 
 func signedDigits(n int64) string {
 	if n > 0 {
-		return "+" + groupedDigits(n)
+		return "+" + thousands(n)
 	}
-	return groupedDigits(n)
+	return thousands(n)
 }
 
 // importTracker runs uploaded consumer CSVs into the store in the background, one at a time,
 // and remembers the last importsKept of them for their pages. Each import's goroutine ends
-// with its import; nothing else runs.
+// with its import, or when base ends (the server shuts down); nothing else runs.
 type importTracker struct {
 	store  ConsumerStore
 	logger *slog.Logger
 	now    func() time.Time
+	base   context.Context
 
 	mu      sync.Mutex
 	lastID  int
@@ -453,7 +451,7 @@ type importTracker struct {
 }
 
 func newImportTracker(d Deps) *importTracker {
-	return &importTracker{store: d.Consumers, logger: d.Logger, now: d.Now}
+	return &importTracker{store: d.Consumers, logger: d.Logger, now: d.Now, base: d.baseContext()}
 }
 
 // consumerImport is one upload being imported, or imported.
@@ -475,6 +473,7 @@ type consumerImport struct {
 	rowErrors []rewards.RowError
 	err       string
 	canceled  bool
+	shutdown  bool
 }
 
 // importStatus is a consistent copy of an import's state, for a page or its JSON.
@@ -487,7 +486,10 @@ type importStatus struct {
 	Inserted, Updated, Bad int
 	RowErrors              []rewards.RowError
 	Err                    string
-	Canceled               bool
+	// Canceled is set when someone stopped the import, Shutdown (with Canceled) when the
+	// server's shutdown did.
+	Canceled bool
+	Shutdown bool
 }
 
 // Percent is the share of the file read.
@@ -507,7 +509,8 @@ func (ci *consumerImport) status() importStatus {
 	return importStatus{ID: ci.ID, FileName: ci.FileName, By: ci.By, Size: ci.Size, Read: ci.read.Load(),
 		Lines: ci.lines.Load(), Started: ci.Started, Ended: ci.ended, Running: ci.ended.IsZero(),
 		Inserted: ci.inserted, Updated: ci.updated, Bad: ci.bad,
-		RowErrors: append([]rewards.RowError(nil), ci.rowErrors...), Err: ci.err, Canceled: ci.canceled}
+		RowErrors: append([]rewards.RowError(nil), ci.rowErrors...), Err: ci.err, Canceled: ci.canceled,
+		Shutdown: ci.shutdown}
 }
 
 func (ci *consumerImport) reportRow(e rewards.RowError) {
@@ -537,9 +540,9 @@ func (t *importTracker) start(f *os.File, name string, size int64, by string) (*
 		return nil, errImportRunning
 	}
 	t.lastID++
-	// The import outlives the request that uploaded it; the cancel button (or its end)
-	// stops it.
-	ctx, cancel := context.WithCancel(context.Background())
+	// The import outlives the request that uploaded it; the cancel button, the server's
+	// shutdown or its end stops it.
+	ctx, cancel := context.WithCancel(t.base)
 	ci := &consumerImport{ID: t.lastID, FileName: name, Size: size, By: by, Started: t.now(), cancel: cancel}
 	t.running = ci
 	t.imports = append(t.imports, ci)
@@ -557,7 +560,7 @@ func (t *importTracker) start(f *os.File, name string, size int64, by string) (*
 		ci.inserted, ci.updated, ci.ended = inserted, updated, t.now()
 		switch {
 		case err != nil && ctx.Err() != nil:
-			ci.canceled = true
+			ci.canceled, ci.shutdown = true, t.base.Err() != nil
 		case err != nil:
 			ci.err = err.Error()
 		}
@@ -566,7 +569,7 @@ func (t *importTracker) start(f *os.File, name string, size int64, by string) (*
 		t.running = nil
 		t.mu.Unlock()
 		t.logger.Info("consumer import ended", "import", ci.ID, "file", name, "inserted", inserted, "updated", updated,
-			"bad", bad, "err", err)
+			"bad", bad, "shutdown", t.base.Err() != nil, "err", err)
 	}()
 	return ci, nil
 }
@@ -643,7 +646,13 @@ func (d Deps) uploadImport(t *importTracker) http.HandlerFunc {
 			d.renderImportForm(w, r, t, http.StatusConflict, "An import is already running: wait for it to finish, or stop it, before uploading another file.")
 			return
 		}
+		// A large file on a slow line takes longer than the server's ReadTimeout allows a
+		// request, and then its WriteTimeout would cut the answer: the upload gets
+		// importUploadWindow to arrive, and its answer a minute after.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(importUploadWindow))
 		f, name, size, err := receiveUpload(w, r)
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
 		if err != nil {
 			d.renderImportForm(w, r, t, http.StatusBadRequest, err.Error())
 			return
@@ -771,6 +780,8 @@ type importProgressJSON struct {
 	Bad       int    `json:"bad"`
 	Error     string `json:"error,omitempty"`
 	Canceled  bool   `json:"canceled,omitempty"`
+	// Shutdown is set, with Canceled, when the server's shutdown stopped the import.
+	Shutdown bool `json:"shutdown,omitempty"`
 	liveJSON
 }
 
@@ -782,7 +793,7 @@ func (d Deps) importJSON(t *importTracker) http.HandlerFunc {
 		}
 		s := ci.status()
 		writeJSON(w, importProgressJSON{ID: s.ID, Running: s.Running, Size: s.Size, BytesRead: s.Read, LinesRead: s.Lines,
-			Inserted: s.Inserted, Updated: s.Updated, Bad: s.Bad, Error: s.Err, Canceled: s.Canceled,
+			Inserted: s.Inserted, Updated: s.Updated, Bad: s.Bad, Error: s.Err, Canceled: s.Canceled, Shutdown: s.Shutdown,
 			liveJSON: liveJSON{Text: s.liveText(), Width: map[string]float64{"import-bar": s.Percent()}, Done: !s.Running}})
 	}
 }
@@ -792,8 +803,8 @@ func (s importStatus) liveText() map[string]string {
 	return map[string]string{
 		"import-read":    byteSize(s.Read) + " of " + byteSize(s.Size),
 		"import-percent": fmt.Sprintf("%.0f%%", s.Percent()),
-		"import-lines":   groupedDigits(s.Lines),
-		"import-bad":     groupedDigits(s.Bad),
+		"import-lines":   thousands(s.Lines),
+		"import-bad":     thousands(s.Bad),
 		"import-phase":   s.phase(),
 	}
 }
@@ -858,6 +869,8 @@ func (s importStatus) stateText() string {
 		return fmt.Sprintf("running, %.0f%%", s.Percent())
 	case s.Err != "":
 		return "failed"
+	case s.Shutdown:
+		return "stopped by shutdown"
 	case s.Canceled:
 		return "stopped"
 	default:

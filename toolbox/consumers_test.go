@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,6 +17,8 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store"
+	"pointpost/toolbox"
 )
 
 func consumersNamed(emails ...string) []rewards.Consumer {
@@ -49,6 +52,8 @@ type importProgress struct {
 	Updated   int    `json:"updated"`
 	Bad       int    `json:"bad"`
 	Error     string `json:"error"`
+	Canceled  bool   `json:"canceled"`
+	Shutdown  bool   `json:"shutdown"`
 	Done      bool   `json:"done"`
 	Width     map[string]float64
 }
@@ -410,5 +415,149 @@ func TestConsumerExportRoundTripsAndNeutralizesFormulas(t *testing.T) {
 	}
 	if resp, _ := op.do(http.MethodGet, "/consumers/export.csv?status=gone", nil, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad filter: %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestConsumerImportStopsAtShutdown ends the toolbox's context while a large file imports:
+// the import stops promptly, says it was stopped by shutdown, and keeps the rows it wrote.
+func TestConsumerImportStopsAtShutdown(t *testing.T) {
+	ctx, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	e := newEnv(t, func(d *toolbox.Deps) { d.Context = ctx })
+	op, _ := e.signIn("op@example.com", "")
+	const rows = 100_000
+	var b strings.Builder
+	b.WriteString("email,first_name,city\n")
+	for i := range rows {
+		fmt.Fprintf(&b, "p%06d@example.com,Pat %d,Springfield\n", i, i)
+	}
+	resp, body := op.upload("/consumers/import", "big.csv", b.String())
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("upload: %d\n%.300s", resp.StatusCode, body)
+	}
+	// Shut down once the first rows are written.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := e.st.CountConsumers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no row written after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	shutdown()
+	stopped := time.Now()
+	p := waitImport(t, op, 1)
+	if took := time.Since(stopped); took > 3*time.Second {
+		t.Errorf("the import took %v to stop", took)
+	}
+	if !p.Shutdown || !p.Canceled || p.Error != "" {
+		t.Fatalf("after shutdown the import says %+v, want stopped by shutdown", p)
+	}
+	n, err := e.st.CountConsumers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || n >= rows || p.Inserted != n {
+		t.Errorf("%d rows stored, the import counted %d inserted: want the rows written before the shutdown, not all %d", n, p.Inserted, rows)
+	}
+	doc := op.page("/consumers/import/1", http.StatusOK)
+	if len(byTestID(doc, "import-shutdown")) != 1 || len(byTestID(doc, "import-done")) != 0 {
+		t.Error("the import's page does not say it was stopped by shutdown")
+	}
+	if !strings.Contains(text(byTestID(op.page("/consumers/import", http.StatusOK), "imports")[0]), "stopped by shutdown") {
+		t.Error("the list of imports does not say it was stopped by shutdown")
+	}
+}
+
+// serveWithTimeouts serves e's toolbox again from a server with main's read and write
+// timeouts, shortened, and points e's clients at it: call it before signing in.
+func (e *env) serveWithTimeouts(read, write time.Duration) {
+	e.t.Helper()
+	srv := httptest.NewUnstartedServer(toolbox.Handler(e.deps))
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = read, write
+	srv.Start()
+	e.t.Cleanup(srv.Close)
+	e.srv = srv
+}
+
+// slowConsumerStore is a store whose every consumer page after the first takes pause: a
+// busy database under a long export.
+type slowConsumerStore struct {
+	*store.Store
+	pause time.Duration
+}
+
+func (s slowConsumerStore) SearchConsumers(ctx context.Context, field, match, text string, status rewards.ConsumerStatus,
+	beforeID int64, limit int) ([]rewards.Consumer, error) {
+	if beforeID != 0 {
+		time.Sleep(s.pause)
+	}
+	return s.Store.SearchConsumers(ctx, field, match, text, status, beforeID, limit)
+}
+
+// TestConsumerExportOutlastsWriteTimeout downloads an export that takes longer than the
+// server's WriteTimeout: it arrives whole, because every batch moves the deadline on.
+func TestConsumerExportOutlastsWriteTimeout(t *testing.T) {
+	e := newEnv(t, func(d *toolbox.Deps) { d.Consumers = slowConsumerStore{d.Store.(*store.Store), 100 * time.Millisecond} })
+	e.serveWithTimeouts(150*time.Millisecond, 150*time.Millisecond)
+	const n = 3000 // three pages, each after a pause: 300 ms in all
+	batch := make([]rewards.Consumer, n)
+	for i := range batch {
+		batch[i] = rewards.Consumer{Email: fmt.Sprintf("c%04d@example.com", i), FirstName: "Pat", City: "Springfield"}
+	}
+	if _, _, err := e.st.UpsertConsumers(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := e.signIn("op@example.com", "")
+	start := time.Now()
+	resp, body := op.do(http.MethodGet, "/consumers/export.csv", nil, nil) // fails the test on a cut body
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("export: %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("the export took %v, within the write timeout: the test proves nothing", took)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 1+n {
+		t.Fatalf("%d records (%v), want a header and %d consumers", len(recs), err, n)
+	}
+}
+
+// TestConsumerUploadOutlastsReadTimeout sends an upload slower than the server's
+// ReadTimeout allows a request, and waits for its answer past the WriteTimeout: the file
+// arrives whole and is imported.
+func TestConsumerUploadOutlastsReadTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.serveWithTimeouts(150*time.Millisecond, 150*time.Millisecond)
+	op, _ := e.signIn("op@example.com", "")
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		fw, err := mw.CreateFormFile("file", "slow.csv")
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		io.WriteString(fw, "email,first_name\n")
+		// A slow line: three parts of the file 100 ms apart.
+		for i := range 3 {
+			time.Sleep(100 * time.Millisecond)
+			fmt.Fprintf(fw, "slow%d@example.com,Pat\n", i)
+		}
+		pw.CloseWithError(mw.Close())
+	}()
+	resp, body := op.do(http.MethodPost, "/consumers/import", pr, http.Header{"Content-Type": {mw.FormDataContentType()},
+		"Origin": {e.srv.URL}, "Sec-Fetch-Site": {"same-origin"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("slow upload: %d, want 303\n%.300s", resp.StatusCode, body)
+	}
+	if p := waitImport(t, op, 1); p.Inserted != 3 || p.Bad != 0 || p.Error != "" {
+		t.Fatalf("slow upload imported %+v, want its 3 consumers", p)
 	}
 }

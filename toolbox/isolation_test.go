@@ -139,7 +139,7 @@ func (r isoRoute) api() bool { return strings.HasPrefix(r.pattern, "/api/v1/") }
 
 // expand fills the route's parameters from the table; it fails the test for one it does
 // not know.
-func (w *isoWorld) expand(method, pattern string, table map[string]isoParam) (isoRoute, bool) {
+func (w *isoWorld) expand(method, pattern string, table map[string]isoParam, errorf func(string, ...any)) (isoRoute, bool) {
 	r := isoRoute{method: method, pattern: pattern, paths: []string{pattern}}
 	for _, m := range isoParamPattern.FindAllStringSubmatchIndex(pattern, -1) {
 		name := "*"
@@ -150,7 +150,7 @@ func (w *isoWorld) expand(method, pattern string, table map[string]isoParam) (is
 		key := before[strings.LastIndex(before, "/")+1:] + "/" + name
 		p, ok := table[key]
 		if !ok || len(p.values) == 0 {
-			w.t.Errorf("%s %s: the walk does not know what fills %q: add it to isoParams", method, pattern, key)
+			errorf("%s %s: the walk does not know what fills %q: add it to isoParams", method, pattern, key)
 			return r, false
 		}
 		r.params = append(r.params, p)
@@ -325,7 +325,7 @@ func isoDiff(before, after map[string][]string) string {
 // newIsoWorld makes issuers acme (A) and bolt (B), each with a user, a running job with
 // deliveries and acknowledgements, a rule and an API key; bolt also has a draft and a
 // suspended job. An outbox message and a finished consumer import are the operator's.
-func newIsoWorld(t *testing.T) *isoWorld {
+func newIsoWorld(t *testing.T, tune ...func(*toolbox.Deps)) *isoWorld {
 	t.Helper()
 	ctx := context.Background()
 	w := &isoWorld{t: t, sends: &isoSends{}}
@@ -338,6 +338,9 @@ func newIsoWorld(t *testing.T) *isoWorld {
 		w.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example", Logger: d.Logger})
 		d.PostOffice = w.po
 		d.TestSender = w.sends
+		for _, f := range tune {
+			f(d)
+		}
 	})
 	e := w.e
 	w.db, err = sql.Open("sqlite3", "file:"+e.st.Path()+"?mode=ro&_busy_timeout=10000")
@@ -424,6 +427,14 @@ func newIsoWorld(t *testing.T) *isoWorld {
 // issuer B's objects.
 func TestIsolationWalksEveryRoute(t *testing.T) {
 	w := newIsoWorld(t)
+	t.Log(w.walk(t.Errorf))
+}
+
+// walk tries every route of the router, reporting each breach of the isolation to errorf,
+// and sums up what it walked.
+func (w *isoWorld) walk(errorf func(string, ...any)) string {
+	t := w.t
+	t.Helper()
 	routes, ok := w.e.srv.Config.Handler.(chi.Routes)
 	if !ok {
 		t.Fatalf("toolbox.Handler returns %T, not a chi router: the walk cannot list its routes", w.e.srv.Config.Handler)
@@ -431,7 +442,7 @@ func TestIsolationWalksEveryRoute(t *testing.T) {
 	table := w.isoParams()
 	var walk []isoRoute
 	err := chi.Walk(routes, func(method, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		if r, ok := w.expand(method, pattern, table); ok {
+		if r, ok := w.expand(method, pattern, table, errorf); ok {
 			walk = append(walk, r)
 		}
 		return nil
@@ -476,18 +487,18 @@ func TestIsolationWalksEveryRoute(t *testing.T) {
 			where := fmt.Sprintf("%s %s as issuer A", r.method, path)
 			switch {
 			case r.foreign() && resp.StatusCode != http.StatusNotFound:
-				t.Errorf("%s: %d, want 404 (the object is issuer B's)\n%.300s", where, resp.StatusCode, text)
+				errorf("%s: %d, want 404 (the object is issuer B's)\n%.300s", where, resp.StatusCode, text)
 			case resp.StatusCode >= 500:
-				t.Errorf("%s: %d\n%.300s", where, resp.StatusCode, text)
+				errorf("%s: %d\n%.300s", where, resp.StatusCode, text)
 			}
 			if m := leak(resp, text, append(slices.Clone(w.b.markers), "zephyr", "bolt")); m != "" {
-				t.Errorf("%s: the answer shows issuer B's %q\n%.500s", where, m, text)
+				errorf("%s: the answer shows issuer B's %q\n%.500s", where, m, text)
 			}
 			if d := isoDiff(before, w.snapshot()); d != "" {
-				t.Errorf("%s (%d) changed the database:%s", where, resp.StatusCode, d)
+				errorf("%s (%d) changed the database:%s", where, resp.StatusCode, d)
 			}
 			if n := w.sends.count(); n != sent {
-				t.Errorf("%s sent a test message", where)
+				errorf("%s sent a test message", where)
 			}
 			if r.foreign() || r.method != http.MethodGet {
 				continue
@@ -507,12 +518,12 @@ func TestIsolationWalksEveryRoute(t *testing.T) {
 	}
 	for _, m := range w.a.markers[:3] {
 		if seen[a.name+"|"+m] == "" {
-			t.Errorf("issuer A is never shown its own %q: is A signed in at all?", m)
+			errorf("issuer A is never shown its own %q: is A signed in at all?", m)
 		}
 	}
 	for _, m := range w.b.markers {
 		if seen[b.name+"|"+m] == "" && seen[op.name+"|"+m] == "" {
-			t.Errorf("neither issuer B nor an operator is ever shown B's %q: its absence from A's pages proves nothing", m)
+			errorf("neither issuer B nor an operator is ever shown B's %q: its absence from A's pages proves nothing", m)
 		}
 	}
 
@@ -527,10 +538,132 @@ func TestIsolationWalksEveryRoute(t *testing.T) {
 				resp, text := w.send(op, r.method, path, r.api(), form)
 				requests++
 				if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {
-					t.Errorf("%s %s as an operator: %d, want B's object reached\n%.300s", r.method, path, resp.StatusCode, text)
+					errorf("%s %s as an operator: %d, want B's object reached\n%.300s", r.method, path, resp.StatusCode, text)
 				}
 			}
 		}
 	}
-	t.Logf("walked %d routes (%d naming B's objects, %d without; %d requests in all)", len(walk), foreignRoutes, plainRoutes, requests)
+	return fmt.Sprintf("walked %d routes (%d naming B's objects, %d without; %d requests in all)", len(walk), foreignRoutes, plainRoutes, requests)
+}
+
+// isoLeakyJobs is a broken toolbox store that hands every job to one issuer, as a handler
+// forgetting to check the owner would.
+type isoLeakyJobs struct {
+	toolbox.Store
+	owner *int64
+}
+
+func (s isoLeakyJobs) Job(ctx context.Context, key int64) (*postoffice.Job, error) {
+	j, err := s.Store.Job(ctx, key)
+	if err == nil && *s.owner != 0 {
+		j.IssuerID = *s.owner
+	}
+	return j, err
+}
+
+// TestIsolationWalkFindsAHole runs the walk over a toolbox whose jobs all claim to be issuer
+// A's, and over a route nobody told the walk about: it must report both.
+func TestIsolationWalkFindsAHole(t *testing.T) {
+	var owner int64
+	w := newIsoWorld(t, func(d *toolbox.Deps) { d.Store = isoLeakyJobs{Store: d.Store, owner: &owner} })
+	owner = w.a.iss.ID
+	var got []string
+	w.walk(func(format string, a ...any) { got = append(got, fmt.Sprintf(format, a...)) })
+	running, paused := w.b.jobs[0].Key, w.b.jobs[2].Key
+	// The API is walked first (its paths sort first): it resumes the paused job.
+	for _, want := range []struct{ prefix, has string }{
+		{fmt.Sprintf("GET /jobs/%d as issuer A: ", running), "200, want 404"},
+		{fmt.Sprintf("GET /jobs/%d as issuer A: ", running), "shows issuer B's"},
+		{fmt.Sprintf("GET /api/v1/jobs/%d as issuer A: ", running), "200, want 404"},
+		{fmt.Sprintf("POST /api/v1/jobs/%d/resume as issuer A ", paused), "changed the database"},
+		{fmt.Sprintf("POST /jobs/%d/duplicate as issuer A ", running), "changed the database"},
+		{fmt.Sprintf("POST /jobs/%d/test as issuer A ", running), "sent a test message"},
+	} {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, want.prefix) && strings.Contains(g, want.has) }) {
+			t.Errorf("the walk missed %q…%q; it reported:\n%s", want.prefix, want.has, strings.Join(got, "\n"))
+		}
+	}
+	if _, ok := w.expand(http.MethodGet, "/widgets/{id}", w.isoParams(), func(format string, a ...any) {
+		got = append(got, fmt.Sprintf(format, a...))
+	}); ok || !strings.Contains(got[len(got)-1], `what fills "widgets/{id}"`) {
+		t.Errorf("a route with an unknown parameter is walked: %q", got[len(got)-1])
+	}
+}
+
+// TestIsolationFormsNamingBsObjects names issuer B and B's rule inside the bodies of A's
+// forms and API requests rather than in their URLs: A's objects may be made, B's may not be
+// touched, and a preview never shows a consumer A has not mailed.
+func TestIsolationFormsNamingBsObjects(t *testing.T) {
+	w := newIsoWorld(t)
+	ctx := context.Background()
+	bRule := strconv.FormatInt(w.b.rule.ID, 10)
+
+	// B's rule in A's campaign: refused beside the field, and nothing is stored.
+	before := w.snapshot()
+	f := campaignForm()
+	f.Set("rule_ids", bRule)
+	resp, body := w.session(w.a.user).post("/campaigns/new", f)
+	if resp.StatusCode != http.StatusUnprocessableEntity || len(byTestID(parseHTML(t, body), "error-rule_ids")) != 1 {
+		t.Errorf("A's campaign with B's rule %s: %d, want 422 with the error beside rule_ids", bRule, resp.StatusCode)
+	}
+	if d := isoDiff(before, w.snapshot()); d != "" {
+		t.Errorf("A's campaign with B's rule changed the database:%s", d)
+	}
+	r := w.e.call(w.a.key, http.MethodPost, "/api/v1/jobs",
+		strings.Replace(campaign("", ""), `"client_count"`, `"rule_ids":[`+bRule+`],"client_count"`, 1))
+	if r.status < 400 || r.status >= 500 {
+		t.Errorf("A's API job with B's rule %s: %d, want it refused\n%.300s", bRule, r.status, r.body)
+	}
+	if d := isoDiff(before, w.snapshot()); d != "" {
+		t.Errorf("A's API job with B's rule changed the database:%s", d)
+	}
+	if r := w.e.call(w.a.key, http.MethodPost, "/api/v1/jobs", campaign("bolt", "")); r.status < 400 || r.status >= 500 {
+		t.Errorf("A's key making a job for bolt: %d, want it refused\n%.300s", r.status, r.body)
+	}
+	if d := isoDiff(before, w.snapshot()); d != "" {
+		t.Errorf("A's key making a job for bolt changed the database:%s", d)
+	}
+
+	// A form that says it is for bolt makes A's campaign and A's rule.
+	bJobs, bRules := len(w.b.jobs), 1
+	f = campaignForm()
+	f.Set("issuer", "bolt")
+	if resp, body := w.session(w.a.user).post("/campaigns/new", f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("A's campaign saying issuer=bolt: %d\n%.500s", resp.StatusCode, body)
+	}
+	rf := ruleFormValues()
+	rf.Set("issuer", "bolt")
+	if resp, body := w.session(w.a.user).post("/rules/new", rf); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("A's rule saying issuer=bolt: %d\n%.500s", resp.StatusCode, body)
+	}
+	jobs, err := w.e.st.Jobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, j := range jobs {
+		if j.IssuerID == w.b.iss.ID {
+			n++
+		}
+	}
+	rules, err := w.e.st.Rules(ctx, w.b.iss.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// reportJob made two rules for B's running job besides B's own.
+	if n != bJobs || len(rules) != bRules+2 {
+		t.Errorf("after A's forms saying issuer=bolt, bolt has %d jobs and %d rules, want %d and %d", n, len(rules), bJobs, bRules+2)
+	}
+
+	// The only consumer in New Zealand was never mailed by A: the preview makes one up.
+	if _, _, err := w.e.st.UpsertConsumers(ctx, []rewards.Consumer{{Email: "kiri@zephyr-people.example", FirstName: "Kiri", Country: "NZ"}}); err != nil {
+		t.Fatal(err)
+	}
+	pf := url.Values{"text_subject": {"Hi <_&getFirstName_>"}, "text_body": {"<_&getUserName_>"}, "sel_join": {"all"},
+		"sel_field_0": {"country"}, "sel_op_0": {"="}, "sel_value_0": {"NZ"}}
+	resp, body = w.session(w.a.user).post("/campaigns/preview", pf)
+	if resp.StatusCode != http.StatusOK || strings.Contains(strings.ToLower(body), "kiri") {
+		t.Errorf("A's preview of a selection matching only kiri: %d, shows her: %v\n%.500s", resp.StatusCode,
+			strings.Contains(strings.ToLower(body), "kiri"), body)
+	}
 }

@@ -170,9 +170,9 @@ func (s serverRow) liveText() map[string]string {
 		next = "next job goes here"
 	}
 	return map[string]string{
-		k + "state": s.State, k + "queue": groupedDigits(s.Queue), k + "rate": rateText(s.Rate),
-		k + "idle": idleText(s.IdleIn()), k + "sent": groupedDigits(s.Sent), k + "retried": groupedDigits(s.Retried),
-		k + "rejected": groupedDigits(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
+		k + "state": s.State, k + "queue": thousands(s.Queue), k + "rate": rateText(s.Rate),
+		k + "idle": idleText(s.IdleIn()), k + "sent": thousands(s.Sent), k + "retried": thousands(s.Retried),
+		k + "rejected": thousands(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
 	}
 }
 
@@ -216,24 +216,6 @@ func hideRelayPassword(relay string) string {
 	return strings.Replace(u.String(), "%78%78%78%78%78", "xxxxx", 1)
 }
 
-// groupedDigits writes n with thousands separators: 1,234,567.
-func groupedDigits[T ~int | ~int64](n T) string {
-	s := strconv.FormatInt(int64(n), 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func rateText(rate float64) string {
 	if rate <= 0 {
 		return "—"
@@ -241,7 +223,7 @@ func rateText(rate float64) string {
 	if rate < 10 {
 		return fmt.Sprintf("%.1f/s", rate)
 	}
-	return groupedDigits(int64(rate+0.5)) + "/s"
+	return thousands(int64(rate+0.5)) + "/s"
 }
 
 // idleText is an estimated time to idle: "idle now", "42s", "3m 20s", "2h 05m".

@@ -340,9 +340,9 @@ func mailServersPage(p Page, rows []serverRow, liveLayout string) templ.Componen
 						return templ_7745c5c3_Err
 					}
 					var templ_7745c5c3_Var20 string
-					templ_7745c5c3_Var20, templ_7745c5c3_Err = templ.JoinStringErrs(groupedDigits(s.Queue))
+					templ_7745c5c3_Var20, templ_7745c5c3_Err = templ.JoinStringErrs(thousands(s.Queue))
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 51, Col: 104}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 51, Col: 100}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var20))
 					if templ_7745c5c3_Err != nil {
@@ -418,9 +418,9 @@ func mailServersPage(p Page, rows []serverRow, liveLayout string) templ.Componen
 						return templ_7745c5c3_Err
 					}
 					var templ_7745c5c3_Var26 string
-					templ_7745c5c3_Var26, templ_7745c5c3_Err = templ.JoinStringErrs(groupedDigits(s.Sent))
+					templ_7745c5c3_Var26, templ_7745c5c3_Err = templ.JoinStringErrs(thousands(s.Sent))
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 54, Col: 101}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 54, Col: 97}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var26))
 					if templ_7745c5c3_Err != nil {
@@ -444,9 +444,9 @@ func mailServersPage(p Page, rows []serverRow, liveLayout string) templ.Componen
 						return templ_7745c5c3_Err
 					}
 					var templ_7745c5c3_Var28 string
-					templ_7745c5c3_Var28, templ_7745c5c3_Err = templ.JoinStringErrs(groupedDigits(s.Retried))
+					templ_7745c5c3_Var28, templ_7745c5c3_Err = templ.JoinStringErrs(thousands(s.Retried))
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 55, Col: 110}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 55, Col: 106}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var28))
 					if templ_7745c5c3_Err != nil {
@@ -470,9 +470,9 @@ func mailServersPage(p Page, rows []serverRow, liveLayout string) templ.Componen
 						return templ_7745c5c3_Err
 					}
 					var templ_7745c5c3_Var30 string
-					templ_7745c5c3_Var30, templ_7745c5c3_Err = templ.JoinStringErrs(groupedDigits(s.Rejected))
+					templ_7745c5c3_Var30, templ_7745c5c3_Err = templ.JoinStringErrs(thousands(s.Rejected))
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 56, Col: 113}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 56, Col: 109}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var30))
 					if templ_7745c5c3_Err != nil {
@@ -564,9 +564,9 @@ func outboxListPage(p Page, msgs []postoffice.OutboxMessage, total int, paged bo
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var34 string
-			templ_7745c5c3_Var34, templ_7745c5c3_Err = templ.JoinStringErrs(groupedDigits(total))
+			templ_7745c5c3_Var34, templ_7745c5c3_Err = templ.JoinStringErrs(thousands(total))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 83, Col: 58}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/operator.templ`, Line: 83, Col: 54}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var34))
 			if templ_7745c5c3_Err != nil {

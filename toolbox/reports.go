@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +29,9 @@ type ReportStore interface {
 	// JobReceipts counts each job's sent and received deliveries (Sent, Received) cheaply.
 	JobReceipts(ctx context.Context, keys []int64) (map[int64]postoffice.JobCounts, error)
 	JobRulePoints(ctx context.Context, jobKey int64) (map[int64]int64, error)
+	// JobSettlement returns how many of a job's points settlement has posted, and to how
+	// many consumers the job awarded points.
+	JobSettlement(ctx context.Context, jobKey int64) (settled int64, earners int, err error)
 	JobRules(ctx context.Context, jobKey int64) ([]rewards.AwardRule, error)
 	RuleSpent(ctx context.Context, ruleID int64) (int64, error)
 	JobChannels(ctx context.Context, jobKey int64) (map[postoffice.Channel]int, error)
@@ -250,11 +252,15 @@ type reportView struct {
 	// Actions is the job's action buttons, from the campaign pages; nil shows none.
 	Actions  templ.Component
 	Channels map[postoffice.Channel]int
-	Chart    string // SVG; empty while nothing was sent
-	Bucket   time.Duration
-	Formats  []rateRow
-	Fields   []fieldRates
-	Rules    []ruleSpend
+	// Settled is the points of Row.Points settlement has posted; Earners the consumers
+	// they went to.
+	Settled int64
+	Earners int
+	Chart   string // SVG; empty while nothing was sent
+	Bucket  time.Duration
+	Formats []rateRow
+	Fields  []fieldRates
+	Rules   []ruleSpend
 }
 
 // rateRow is the sends and acknowledgements of the deliveries with one value of a field.
@@ -317,6 +323,7 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 		func() (err error) { v.Chart, v.Bucket, err = d.timeline(ctx, job.Key); return err },
 		func() (err error) { formats, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
 		func() (err error) { rulePoints, err = d.Reports.JobRulePoints(ctx, job.Key); return err },
+		func() (err error) { v.Settled, v.Earners, err = d.Reports.JobSettlement(ctx, job.Key); return err },
 	}
 	for i, f := range fields {
 		tasks = append(tasks, func() error {
@@ -344,12 +351,20 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Rules = append(v.Rules, ruleSpend{Rule: rule, Job: rulePoints[rule.ID], Spent: spent})
 	}
-	for _, pts := range rulePoints {
-		v.Row.Points += pts
-	}
+	v.Row.Points = jobAwarded(rulePoints)
 	p := d.page(w, r, job.Name, "campaigns")
 	p.Scripts = append(p.Scripts, "progress.js")
 	d.render(w, r, reportPage(p, v))
+}
+
+// jobAwarded is the points a job's acknowledgements accrued: what each rule awarded
+// (JobRulePoints), summed.
+func jobAwarded(rulePoints map[int64]int64) int64 {
+	var sum int64
+	for _, pts := range rulePoints {
+		sum += pts
+	}
+	return sum
 }
 
 // runAll runs the tasks concurrently and returns their errors joined.
@@ -425,12 +440,25 @@ func selectionFields(selection string) []string {
 	return out[:min(len(out), reportMaxFields)]
 }
 
+// exportWindow is how long a streamed export may take over one batch of rows. The server's
+// WriteTimeout would cut a long download short; each batch written moves the connection's
+// write deadline this far on instead, so a download lasts as long as it keeps moving.
+const exportWindow = 60 * time.Second
+
+// extendWrite moves the response's write deadline exportWindow from now. A writer that
+// cannot (ErrNotSupported) keeps the server's.
+func extendWrite(rc *http.ResponseController) {
+	_ = rc.SetWriteDeadline(time.Now().Add(exportWindow))
+}
+
 // exportJob streams one CSV row per delivery of a job, straight from the store's cursor.
 func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
 	}
+	rc := http.NewResponseController(w)
+	extendWrite(rc)
 	h := w.Header()
 	h.Set("Content-Type", "text/csv; charset=utf-8")
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="job-%d.csv"`, job.Key))
@@ -448,6 +476,7 @@ func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
 		}
 		if n++; n%1000 == 0 {
 			cw.Flush()
+			extendWrite(rc)
 			return cw.Error()
 		}
 		return nil
@@ -466,15 +495,6 @@ func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// csvCell neutralises a value a spreadsheet would run as a formula (starting with = + - @,
-// or the tab and carriage return some also read so) by prefixing an apostrophe.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
 func csvBool(b bool) string {
 	if b {
 		return "1"
@@ -487,21 +507,4 @@ func csvTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// thousands writes n with thousands separators: 1,234,567.
-func thousands[T int | int64](n T) string {
-	s := strconv.FormatInt(int64(n), 10)
-	var b strings.Builder
-	if s[0] == '-' {
-		b.WriteByte('-')
-		s = s[1:]
-	}
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

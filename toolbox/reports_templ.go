@@ -650,14 +650,14 @@ func statCard(id, label, value, hint string) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if hint != "" {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 63, "<div class=\"hint muted\" style=\"font-size:.8rem\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 63, "<div class=\"hint muted\" style=\"font-size:.8rem\" data-testid=\"hint\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var33 string
 			templ_7745c5c3_Var33, templ_7745c5c3_Err = templ.JoinStringErrs(hint)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/reports.templ`, Line: 143, Col: 57}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `toolbox/reports.templ`, Line: 143, Col: 76}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var33))
 			if templ_7745c5c3_Err != nil {
@@ -1207,7 +1207,7 @@ func reportPage(p Page, v reportView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = statCard("points", "Points awarded", thousands(v.Row.Points), "").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = statCard("points", "Points awarded", thousands(v.Row.Points), pointsHint(v)).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -1630,6 +1630,18 @@ func mailServerName(j *postoffice.Job) string {
 		return "automatic (assigned when it starts)"
 	}
 	return fmt.Sprintf("mail-%d", j.MailServerID)
+}
+
+// pointsHint says whom a job's points went to and how many settlement has posted.
+func pointsHint(v reportView) string {
+	if v.Row.Points == 0 {
+		return ""
+	}
+	consumers := "consumers"
+	if v.Earners == 1 {
+		consumers = "consumer"
+	}
+	return fmt.Sprintf("to %s %s; %s settled", thousands(v.Earners), consumers, thousands(v.Settled))
 }
 
 func reportRuleLabel(rs ruleSpend) string {

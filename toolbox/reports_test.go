@@ -20,6 +20,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store"
 	"pointpost/toolbox"
 )
 
@@ -573,4 +574,60 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 	// no longer polls.
 	waitFor("the final report of the done job", `!document.querySelector('[data-testid=report]').getAttribute('data-progress') && `+
 		`document.querySelector('[data-testid=report] [data-field=state]').textContent === "done"`)
+}
+
+// slowExportStore is a store whose job export pauses before every thousandth delivery: a
+// busy database under a long export.
+type slowExportStore struct {
+	*store.Store
+	pause time.Duration
+}
+
+func (s slowExportStore) ExportDeliveries(ctx context.Context, jobKey int64, fn func(d *postoffice.Delivery, c *rewards.Consumer, points int64) error) error {
+	n := 0
+	return s.Store.ExportDeliveries(ctx, jobKey, func(d *postoffice.Delivery, c *rewards.Consumer, points int64) error {
+		if n++; n%1000 == 0 {
+			time.Sleep(s.pause)
+		}
+		return fn(d, c, points)
+	})
+}
+
+// TestExportCSVOutlastsWriteTimeout downloads a job's export that takes longer than the
+// server's WriteTimeout: it arrives whole, because every batch moves the deadline on.
+func TestExportCSVOutlastsWriteTimeout(t *testing.T) {
+	e := newEnv(t, func(d *toolbox.Deps) { d.Reports = slowExportStore{d.Store.(*store.Store), 100 * time.Millisecond} })
+	e.serveWithTimeouts(150*time.Millisecond, 150*time.Millisecond)
+	ctx := context.Background()
+	const n = 3000 // three pauses: 300 ms in all
+	batch := make([]rewards.Consumer, n)
+	for i := range batch {
+		batch[i] = rewards.Consumer{Email: fmt.Sprintf("c%04d@slow.example", i), FirstName: "Pat"}
+	}
+	if _, _, err := e.st.UpsertConsumers(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	iss := e.issuer("acme")
+	now := time.Now()
+	job := &postoffice.Job{IssuerID: iss.ID, Name: "big", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
+		Stop: now.Add(time.Hour), ClientCount: n}
+	if err := e.st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := e.st.SelectBatch(ctx, job, false, 2*n); err != nil || got != n {
+		t.Fatalf("selected %d, %v; want %d", got, err, n)
+	}
+	acme, _ := e.signIn("ann@acme.example", "acme")
+	start := time.Now()
+	resp, body := acme.do(http.MethodGet, fmt.Sprintf("/jobs/%d/export.csv", job.Key), nil, nil) // fails the test on a cut body
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("export: %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("the export took %v, within the write timeout: the test proves nothing", took)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 1+n {
+		t.Fatalf("%d records (%v), want a header and %d deliveries", len(recs), err, n)
+	}
 }
