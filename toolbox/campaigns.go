@@ -721,7 +721,7 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 					verb, target = "scheduled", fmt.Sprintf("/jobs/%d", job.Key)
 				}
 				d.redirect(w, r, target, fmt.Sprintf("Campaign %d %s; its selection matches %s consumers now.",
-					job.Key, verb, editorNumber(int64(matching))))
+					job.Key, verb, thousands(int64(matching))))
 				return
 			}
 		}
@@ -1248,22 +1248,4 @@ func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
 // posts to /jobs/{key}/ACTION and comes back to the page it was on with a flash.
 func (d Deps) jobActions(job *postoffice.Job) templ.Component {
 	return jobActionsView(job, d.TestSender != nil)
-}
-
-// editorNumber writes n with thousands separators: 1,234,567.
-func editorNumber(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

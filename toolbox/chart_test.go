@@ -134,17 +134,3 @@ func TestChooseBucketsFitsTheSpan(t *testing.T) {
 		t.Errorf("last before first: %d buckets", n)
 	}
 }
-
-func TestCSVCellNeutralisesFormulas(t *testing.T) {
-	for in, want := range map[string]string{"=cmd()": "'=cmd()", "+1": "'+1", "-2": "'-2", "@x": "'@x", "\tx": "'\tx",
-		"ann": "ann", "": "", "a=b": "a=b"} {
-		if got := csvCell(in); got != want {
-			t.Errorf("csvCell(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1234: "-1,234"} {
-		if got := thousands(n); got != want {
-			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
