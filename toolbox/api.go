@@ -710,6 +710,9 @@ func (d Deps) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
 		if sel, err := postoffice.ParseSelection(c.Selection); err == nil && sel.IsRaw() {
 			return apiProblemf(http.StatusForbidden, "selection.sql",
 				"a raw SQL selection needs an operator's key: select with field conditions instead")
+		} else if err == nil && selectsByAddress(sel) {
+			// The answer's matching count would tell whether an address is enrolled.
+			return apiProblemf(http.StatusForbidden, "selection", "%s", byAddressRefused)
 		}
 	}
 	job, matching, err := d.PostOffice.CreateJob(r.Context(), c)

@@ -321,6 +321,9 @@ func TestAPIRefusesBadJobs(t *testing.T) {
 
 	post(campaign("bolt", "")).wantError(t, http.StatusForbidden, "issuer")
 	post(campaign("", `{"sql": "1"}`)).wantError(t, http.StatusForbidden, "selection.sql")
+	// The matching count of a job selecting one address would tell whether she is enrolled.
+	post(campaign("", `{"any": [{"field": "country", "op": "=", "value": "US"}, {"field": "email", "op": "=", "value": "bo@example.com"}]}`)).
+		wantError(t, http.StatusForbidden, "selection")
 	post(strings.Replace(valid, `"client_count":100`, `"client_count":0`, 1)).wantError(t, http.StatusUnprocessableEntity, "client_count")
 	post(strings.Replace(valid, `"client_count":100`, `"client_count":"many"`, 1)).wantError(t, http.StatusUnprocessableEntity, "client_count")
 	post(campaign("", `{"all": [{"field": "country", "op": "~", "value": "US"}]}`)).
