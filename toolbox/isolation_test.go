@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -28,8 +29,8 @@ import (
 // The isolation walk (issue 4): every route the toolbox serves, found by walking its router
 // rather than listed here, is tried by issuer A against issuer B's objects. A route with a
 // URL parameter must answer A 404 for B's object and change nothing; a route without one
-// must not show A anything of B's. An operator reaching the same GET routes proves the 404
-// comes from the isolation and not from a broken route.
+// must not show A anything of B's. An operator reaching B's objects on the same routes
+// (GET, then POST) proves the 404s come from the isolation and not from a broken route.
 
 // isoSide is one issuer's fixtures: a user, jobs, a rule, an API key, a consumer mailed by
 // its jobs only, and the words that name them (markers) in pages.
@@ -84,9 +85,10 @@ type isoParam struct {
 	values []string
 	// shared marks a route that is nobody's object (static files): A may reach it.
 	shared bool
-	// opReaches says an operator must reach values on the GET routes (not 404). False for
-	// one-time link tokens: the token is itself the credential, and A holds none of B's.
-	opReaches bool
+	// reach are the values with which an operator must reach the route (not 404): B's
+	// objects themselves, but for links the token that is B's credential. None for the
+	// setup link, dead once an operator exists.
+	reach []string
 }
 
 // isoParams maps each URL parameter, named by the path segment before it and its name
@@ -98,7 +100,7 @@ func (w *isoWorld) isoParams() map[string]isoParam {
 	for _, j := range w.b.jobs {
 		jobs = append(jobs, id(j.Key))
 	}
-	foreign := func(vals ...string) isoParam { return isoParam{values: vals, opReaches: true} }
+	foreign := func(vals ...string) isoParam { return isoParam{values: vals, reach: vals} }
 	return map[string]isoParam{
 		"jobs/{key}":      foreign(jobs...),
 		"campaigns/{key}": foreign(jobs...),
@@ -111,7 +113,7 @@ func (w *isoWorld) isoParams() map[string]isoParam {
 		"import/{id}":     foreign(id(w.importID)),
 		// A one-time link's token is a secret: whoever holds it may use it. A holds none of
 		// B's, so A tries one that is no link at all.
-		"welcome/{token}": {values: []string{"not-a-link-" + rand.Text()}},
+		"welcome/{token}": {values: []string{"not-a-link-" + rand.Text()}, reach: []string{w.b.linkToken}},
 		"setup/{token}":   {values: []string{"not-a-link-" + rand.Text()}},
 		"assets/*":        {values: []string{"toolbox.css"}, shared: true},
 	}
@@ -124,6 +126,8 @@ type isoRoute struct {
 	method, pattern string
 	paths           []string
 	params          []isoParam
+	// reachPaths are the paths an operator must reach, if every parameter has reach values.
+	reachPaths []string
 }
 
 // foreign reports whether the route names one of B's objects.
@@ -131,16 +135,12 @@ func (r isoRoute) foreign() bool {
 	return slices.ContainsFunc(r.params, func(p isoParam) bool { return !p.shared })
 }
 
-func (r isoRoute) opReaches() bool {
-	return r.foreign() && !slices.ContainsFunc(r.params, func(p isoParam) bool { return !p.shared && !p.opReaches })
-}
-
 func (r isoRoute) api() bool { return strings.HasPrefix(r.pattern, "/api/v1/") }
 
 // expand fills the route's parameters from the table; it fails the test for one it does
 // not know.
 func (w *isoWorld) expand(method, pattern string, table map[string]isoParam, errorf func(string, ...any)) (isoRoute, bool) {
-	r := isoRoute{method: method, pattern: pattern, paths: []string{pattern}}
+	r := isoRoute{method: method, pattern: pattern, paths: []string{pattern}, reachPaths: []string{pattern}}
 	for _, m := range isoParamPattern.FindAllStringSubmatchIndex(pattern, -1) {
 		name := "*"
 		if m[2] >= 0 {
@@ -155,18 +155,24 @@ func (w *isoWorld) expand(method, pattern string, table map[string]isoParam, err
 		}
 		r.params = append(r.params, p)
 		whole := pattern[m[0]:m[1]]
-		var next []string
-		for _, path := range r.paths {
-			for _, v := range p.values {
-				next = append(next, strings.Replace(path, whole, v, 1))
+		fill := func(paths, values []string) []string {
+			var out []string
+			for _, path := range paths {
+				for _, v := range values {
+					out = append(out, strings.Replace(path, whole, v, 1))
+				}
 			}
+			return out
 		}
-		r.paths = next
+		r.paths, r.reachPaths = fill(r.paths, p.values), fill(r.reachPaths, p.reach)
+	}
+	if !r.foreign() {
+		r.reachPaths = nil
 	}
 	return r, true
 }
 
-// who makes requests: with a session (HTML routes) and an API key (/api/v1).
+// isoWho is who asks: with a session on the HTML routes, with an API key on /api/v1.
 type isoWho struct {
 	name string
 	user *rewards.User
@@ -301,13 +307,7 @@ func isoDiff(before, after map[string][]string) string {
 	for t := range after {
 		tables[t] = true
 	}
-	for _, t := range slices.Sorted(func(yield func(string) bool) {
-		for t := range tables {
-			if !yield(t) {
-				return
-			}
-		}
-	}) {
+	for _, t := range slices.Sorted(maps.Keys(tables)) {
 		for _, row := range before[t] {
 			if !slices.Contains(after[t], row) {
 				fmt.Fprintf(&b, "\n  %s: - %s", t, row)
@@ -516,7 +516,7 @@ func (w *isoWorld) walk(errorf func(string, ...any)) string {
 			}
 		}
 	}
-	for _, m := range w.a.markers[:3] {
+	for _, m := range w.a.markers[:3] { // A's job, rule and key
 		if seen[a.name+"|"+m] == "" {
 			errorf("issuer A is never shown its own %q: is A signed in at all?", m)
 		}
@@ -531,10 +531,10 @@ func (w *isoWorld) walk(errorf func(string, ...any)) string {
 	// GET first; then the changes, which may leave B's objects changed.
 	for _, get := range []bool{true, false} {
 		for _, r := range walk {
-			if !r.opReaches() || (r.method == http.MethodGet) != get {
+			if (r.method == http.MethodGet) != get {
 				continue
 			}
-			for _, path := range r.paths {
+			for _, path := range r.reachPaths {
 				resp, text := w.send(op, r.method, path, r.api(), form)
 				requests++
 				if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {

@@ -101,7 +101,9 @@ func Handler(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(secureHeaders)
-	r.Handle("/assets/*", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	files := http.StripPrefix("/assets/", http.FileServerFS(static))
+	r.Get("/assets/*", files.ServeHTTP)
+	r.Head("/assets/*", files.ServeHTTP)
 	// The API authenticates each request by key and sets no cookies, so cross-origin
 	// forgery has nothing to ride on.
 	r.Route("/api/v1", d.apiRoutes)
