@@ -419,8 +419,9 @@ func (a *app) close() {
 // handler is the web server: consumer pages, the toolbox and the metrics.
 func (a *app) handler(ctx context.Context) http.Handler {
 	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
+	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
-		Enrollments: a.store, Confirmations: &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain},
+		Enrollments: a.store, Confirmations: notices,
 		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
@@ -430,6 +431,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
 	if a.sender != nil {
+		tools.Invitations = notices
 		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.signed, Tokens: a.po.Tokens(),
 			Addresses: a.addresses()}
 	}

@@ -53,6 +53,7 @@ type faultRig struct {
 	emails []string
 	ids    map[string]int64
 	log    *logBuffer
+	pool   *Pool
 	// stopped is closed when the pool's Run returns.
 	stopped chan struct{}
 }
@@ -115,11 +116,11 @@ func newFaultRig(t *testing.T, n int) *faultRig {
 func (r *faultRig) run(cfg Config) {
 	cfg.Store, cfg.PostOffice, cfg.Tokens, cfg.Addresses = r.st, r.po, r.keys, testAddresses
 	cfg.Logger = slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool := NewPool(1, cfg)
+	r.pool = NewPool(1, cfg)
 	ctx, cancel := context.WithCancel(r.ctx)
 	go func() {
 		defer close(r.stopped)
-		pool.Run(ctx)
+		r.pool.Run(ctx)
 	}()
 	r.t.Cleanup(func() {
 		cancel()
@@ -418,4 +419,118 @@ func TestDatabaseLocked(t *testing.T) {
 	}
 	t.Logf("locked at %d sent for %v; %d sent meanwhile; then all %d sent once; log:\n%s", locked, hold, during, n,
 		strings.TrimSpace(r.log.String()))
+}
+
+// TestDatabaseFull caps the database at the pages it has while a job runs, as a full disk
+// would: a commit of outcomes that needs a new page fails with "database or disk is full".
+// The committer keeps its batch and retries, so the workers wait: after the first failed
+// commit at most a full results channel and one message per worker go out, nothing more is
+// recorded, nothing is marked failed, rejected or retried, and the mail server does not stop.
+// Once there is room again it finishes with every consumer mailed exactly once.
+func TestDatabaseFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("keeps the database full for 3s")
+	}
+	const n, workers, commitSize = 2000, 8, 50
+	r := newFaultRig(t, n)
+	sink := &Sink{Keep: true, Answer: func(from, to string, data []byte) error {
+		time.Sleep(time.Millisecond)
+		return nil
+	}}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	r.run(Config{Relay: sink.URL(), Sender: newSender(t, sink.URL(), 5*time.Second), Workers: workers,
+		CommitSize: commitSize, CommitEvery: 10 * time.Millisecond, MaxRetries: 2,
+		RetryBase: 10 * time.Millisecond, Poll: 20 * time.Millisecond, HaltCheck: 50 * time.Millisecond})
+	server := r.pool.Servers()[0]
+	waitFor(t, 30*time.Second, "sending to begin", func() bool { return sink.Count() >= 200 })
+
+	// SQLite never sets the cap below the pages in use: 1 caps the file where it is.
+	capped, err := r.st.SetMaxPageCount(r.ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atCap := sink.Count()
+	const failed = "recording outcomes failed"
+	waitFor(t, 10*time.Second, "a commit failing for want of room", func() bool { return strings.Contains(r.log.String(), failed) })
+	full, fullAt, committed, counters := sink.Count(), time.Now(), r.counts(), server.Counters()
+	if line := firstLine(r.log.String(), failed); !strings.Contains(line, "full") {
+		t.Errorf("the failed commit does not say the database is full: %s", line)
+	}
+	const hold = 3 * time.Second
+	time.Sleep(hold) // the trouble lasts a while; the bound below is what must not move
+	during, c := sink.Count()-full, r.counts()
+	select {
+	case <-r.stopped:
+		t.Fatal("the mail server stopped while the database was full")
+	default:
+	}
+	if _, err := r.st.SetMaxPageCount(r.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	roomAt := time.Now()
+	// From the first failed commit the committer takes nothing more: the results channel
+	// fills (CommitSize) and each worker sends one more message and waits to hand it in.
+	if limit := int64(commitSize + workers); during > limit {
+		t.Errorf("%d messages went out in the %v after the first failed commit, want at most %d", during, hold, limit)
+	}
+	if c != committed {
+		t.Errorf("counts moved while the database was full: %+v, then %+v", committed, c)
+	}
+	if c.Failed != 0 || c.Rejected != 0 || c.Retrying != 0 {
+		t.Errorf("while full: counts %+v, want nothing failed, rejected or retrying", c)
+	}
+	if got := server.Counters(); got != counters {
+		t.Errorf("the server counted commits while the database was full: %+v, then %+v", counters, got)
+	}
+
+	r.waitDone(30 * time.Second)
+	doneIn := time.Since(roomAt)
+	select {
+	case <-r.stopped:
+		t.Fatal("the mail server stopped")
+	default:
+	}
+	per := map[string]int{}
+	for _, m := range sink.Messages() {
+		per[m.To]++
+	}
+	for _, e := range r.emails {
+		if per[e] != 1 {
+			t.Errorf("%s got %d messages", e, per[e])
+		}
+		d, err := r.st.Delivery(r.ctx, r.job.Key, r.ids[e])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Sent || d.Failed || d.Rejected || d.RetryCount != 0 {
+			t.Errorf("%s: sent %v failed %v rejected %v retries %d, want sent at the first attempt", e, d.Sent, d.Failed, d.Rejected, d.RetryCount)
+		}
+	}
+	if c := r.counts(); c.Sent != n || int64(c.Sent) != sink.Count() || c.Failed != 0 || c.Rejected != 0 || c.Pending != 0 {
+		t.Errorf("after the room came back: counts %+v, sink took %d; want all %d sent", c, sink.Count(), n)
+	}
+	if got := server.Counters(); got != (Counters{Sent: n}) {
+		t.Errorf("server counters %+v, want %d sent and nothing else", got, n)
+	}
+	if strings.Contains(r.log.String(), "level=ERROR") {
+		t.Errorf("errors logged:\n%s", r.log.String())
+	}
+	retries := strings.Count(r.log.String(), failed)
+	t.Logf("capped at %d pages with %d sent; first failed commit after %d more; %d sent in the %v after it (bound %d); room back after %v; %d commit attempts failed in all; the job done %v later, all %d sent once; first failure: %s",
+		capped, atCap, full-atCap, during, hold, commitSize+workers, roomAt.Sub(fullAt).Round(time.Millisecond), retries,
+		doneIn.Round(time.Millisecond), n,
+		firstLine(r.log.String(), failed))
+}
+
+// firstLine is the first line of log that contains s.
+func firstLine(log, s string) string {
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, s) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }

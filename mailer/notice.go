@@ -33,6 +33,19 @@ func (n *Notices) SendConfirmation(ctx context.Context, to, name, link string) e
 	return n.send(ctx, to, name, "Please confirm your membership", body)
 }
 
+// SendInvitation gives a new toolbox user the one-time link with which they choose a
+// password; what says what the account is for ("the operators' toolbox", "Acme's campaigns").
+func (n *Notices) SendInvitation(ctx context.Context, to, name, what, link string) error {
+	greeting := "Hello,"
+	if name != "" {
+		greeting = "Hello " + name + ","
+	}
+	body := greeting + "\n\nyou have been given an account for " + what + " on pointpost.\n" +
+		"Open this link to choose your password and sign in:\n\n" + link + "\n\n" +
+		"The link works once, for 7 days. If you did not expect this, ignore this message.\n"
+	return n.send(ctx, to, name, "Your pointpost account", body)
+}
+
 func (n *Notices) send(ctx context.Context, to, name, subject, body string) error {
 	now := time.Now
 	if n.Now != nil {

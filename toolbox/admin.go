@@ -42,6 +42,14 @@ type invitation struct {
 	Email, Name string
 	// Link was just made for Email: shown once, to copy.
 	Link string
+	// Mailed says the link was e-mailed to Email; MailError why it could not be.
+	Mailed    bool
+	MailError string
+}
+
+// Invitations e-mails a new toolbox user the link with which they choose a password.
+type Invitations interface {
+	SendInvitation(ctx context.Context, to, name, what, link string) error
 }
 
 type issuerRow struct {
@@ -164,7 +172,33 @@ func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, errs field
 		return err
 	}
 	v.Link = link
+	d.mailInvitation(ctx, v, u)
 	return nil
+}
+
+// mailInvitation e-mails v's link when the toolbox can send mail. A failure is shown, not
+// fatal: the link on the page still works.
+func (d Deps) mailInvitation(ctx context.Context, v *invitation, u *rewards.User) {
+	if d.Invitations == nil {
+		return
+	}
+	what := "the operators' toolbox"
+	if u.Role == rewards.RoleIssuer {
+		what = "the campaigns of " + u.IssuerSlug
+		if iss, err := d.Settings.Issuers(ctx); err == nil {
+			for _, i := range iss {
+				if i.ID == u.IssuerID {
+					what = "the campaigns of " + i.Name
+				}
+			}
+		}
+	}
+	if err := d.Invitations.SendInvitation(ctx, v.Email, v.Name, what, v.Link); err != nil {
+		d.Logger.Warn("toolbox: invitation not e-mailed", "to", v.Email, "err", err)
+		v.MailError = "The e-mail could not be sent (" + err.Error() + "): send the link yourself."
+		return
+	}
+	v.Mailed = true
 }
 
 func (d Deps) inviteOperator(w http.ResponseWriter, r *http.Request) {
@@ -347,7 +381,8 @@ func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	inv := invitation{Email: u.Email, Link: link}
+	inv := invitation{Email: u.Email, Name: u.Name, Link: link}
+	d.mailInvitation(r.Context(), &inv, u)
 	if u.Operator() {
 		d.renderIssuers(w, r, http.StatusOK, issuersView{Invite: inv})
 		return

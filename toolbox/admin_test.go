@@ -3,13 +3,16 @@ package toolbox_test
 import (
 	"context"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-smtp"
 	"golang.org/x/net/html"
 
+	"pointpost/mailer"
 	"pointpost/rewards"
 	"pointpost/toolbox"
 )
@@ -247,4 +250,49 @@ func adminHTML(n *html.Node) string {
 	var b strings.Builder
 	html.Render(&b, n)
 	return b.String()
+}
+
+// TestInvitationsAreEMailed sends invitations and new sign-in links through real mail (the
+// Notices sender to an SMTP sink on loopback); a relay that refuses leaves the link on the
+// page with why.
+func TestInvitationsAreEMailed(t *testing.T) {
+	sink := &mailer.Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	sender, err := mailer.NewSMTPSender(mailer.RelayConfig{URL: sink.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sender.Close() })
+	e := newEnv(t, func(d *toolbox.Deps) {
+		d.Invitations = &mailer.Notices{Sender: sender, From: mail.Address{Name: "Pointpost", Address: "toolbox@pp.example"}, Domain: "pp.example"}
+	})
+	op, _ := e.signIn("op@example.com", "")
+	acme := e.issuer("acme")
+
+	_, doc := adminPost(t, op, "/issuers/"+strconv.FormatInt(acme.ID, 10)+"/users", url.Values{"email": {"ann@acme.example"}, "name": {"Ann"}}, http.StatusOK)
+	link := adminLink(t, e, doc)
+	if len(byTestID(doc, "invite-mailed")) != 1 {
+		t.Fatal("the page does not say the link was e-mailed")
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 1 || msgs[0].To != "ann@acme.example" {
+		t.Fatalf("%d messages sent, want one to ann", len(msgs))
+	}
+	body := strings.ReplaceAll(strings.ReplaceAll(string(msgs[0].Data), "=\r\n", ""), "=3D", "=")
+	if !strings.Contains(body, e.srv.URL+link) || !strings.Contains(body, "Acme") {
+		t.Fatalf("the e-mail lacks the link or the issuer:\n%s", msgs[0].Data)
+	}
+
+	// The relay refuses: the link is still shown, with why it was not mailed.
+	sink.Answer = func(from, to string, data []byte) error {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	_, doc = adminPost(t, op, "/operators", url.Values{"email": {"bo@example.com"}}, http.StatusOK)
+	adminLink(t, e, doc)
+	if n := byTestID(doc, "invite-mail-error"); len(n) != 1 || !strings.Contains(text(n[0]), "could not be sent") {
+		t.Fatal("a refused invitation e-mail is not reported on the page")
+	}
 }

@@ -51,6 +51,8 @@ type Deps struct {
 	// TestSender sends one job's message to a single address ("send a test"); nil hides
 	// the action.
 	TestSender TestSender
+	// Invitations e-mails new users their one-time link; nil leaves that to whoever invites.
+	Invitations Invitations
 
 	PostOffice *postoffice.PostOffice
 	// Context ends when the server shuts down; background work the toolbox starts (a
