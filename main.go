@@ -428,7 +428,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
-		Consumers: a.store, Settings: a.store, API: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
+		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
 	if a.sender != nil {
 		tools.Invitations = notices

@@ -30,11 +30,15 @@ func (d Deps) adminRoutes(r chi.Router) {
 	r.Get("/issuers/{id}", d.issuer)
 	r.Post("/issuers/{id}/budget", d.setBudget)
 	r.Post("/issuers/{id}/users", d.inviteIssuerUser)
+	r.Post("/issuers/{id}/api-keys", d.createIssuerKey)
+	// The key travels in the form: {id} already names the issuer.
+	r.Post("/issuers/{id}/api-keys/revoke", d.revokeIssuerKey)
 	r.Post("/users/{id}/disable", d.setUserDisabled(true))
 	r.Post("/users/{id}/enable", d.setUserDisabled(false))
 	r.Post("/users/{id}/link", d.newSignInLink)
 	r.Get("/settings", d.settings)
 	r.Post("/settings", d.saveSettings)
+	d.inboundRoutes(r)
 }
 
 // invitation is an invite form as typed, and the link it made.
@@ -223,6 +227,8 @@ type issuerView struct {
 	BudgetInput string
 	Invite      invitation
 	Errors      fieldErrors
+	// Keys is the API keys card; its Keys are filled by renderIssuer.
+	Keys apiKeysView
 }
 
 // issuerFor returns the issuer named by the URL's {id}, or answers 404 and returns nil.
@@ -268,6 +274,16 @@ func (d Deps) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v
 		d.fail(w, r, err)
 		return
 	}
+	if v.Keys.Keys, err = d.Accounts.APIKeys(ctx, v.Issuer.ID); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	base := "/issuers/" + strconv.FormatInt(v.Issuer.ID, 10) + "/api-keys"
+	// The fragment brings the browser back to the card, where the new secret shows.
+	v.Keys.Create = base + "#api-keys"
+	v.Keys.Revoke = func(*rewards.APIKey) string { return base + "/revoke#api-keys" }
+	v.Keys.Reach = "Keys let " + v.Issuer.Name + "'s systems use the JSON API under /api/v1; they reach " + v.Issuer.Slug + "'s campaigns only."
+	v.Keys.Empty = "No keys yet. Create one when a system of " + v.Issuer.Name + "'s needs to reach pointpost; its users can make their own on their profile page."
 	if v.BudgetInput == "" && v.Errors["budget"] == "" {
 		v.BudgetInput = strconv.FormatInt(v.Budget, 10)
 	}
@@ -320,6 +336,74 @@ func (d Deps) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusUnprocessableEntity
 	}
 	d.renderIssuer(w, r, status, v)
+}
+
+// createIssuerKey makes an API key for the issuer and shows its secret, this once.
+func (d Deps) createIssuerKey(w http.ResponseWriter, r *http.Request) {
+	iss := d.issuerFor(w, r)
+	if iss == nil {
+		return
+	}
+	v := issuerView{Issuer: *iss, Keys: apiKeysView{Name: strings.TrimSpace(r.PostFormValue("name")), Errors: fieldErrors{}}}
+	switch n := utf8.RuneCountInString(v.Keys.Name); {
+	case n == 0:
+		v.Keys.Errors["name"] = "Name the key after what will use it, like “CRM sync”."
+	case n > 100:
+		v.Keys.Errors["name"] = "Keep the name under 100 characters."
+	}
+	if len(v.Keys.Errors) > 0 {
+		d.renderIssuer(w, r, http.StatusUnprocessableEntity, v)
+		return
+	}
+	k := &rewards.APIKey{Name: v.Keys.Name, IssuerID: iss.ID, IssuerSlug: iss.Slug}
+	secret, err := NewAPIKey(r.Context(), d.Accounts, k, d.Now())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	v.Keys.NewKey, v.Keys.Secret, v.Keys.Name = k, secret, ""
+	d.renderIssuer(w, r, http.StatusOK, v)
+}
+
+// revokeIssuerKey revokes the issuer's key named by the form's key_id. A key that is not
+// the issuer's answers 404; one revoked already says so.
+func (d Deps) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	iss := d.issuerFor(w, r)
+	if iss == nil {
+		return
+	}
+	id, err := strconv.ParseInt(r.PostFormValue("key_id"), 10, 64)
+	if err != nil || id <= 0 {
+		d.renderIssuer(w, r, http.StatusBadRequest, issuerView{Issuer: *iss,
+			Keys: apiKeysView{Errors: fieldErrors{"key_id": "No key was named: press Revoke beside the key to revoke."}}})
+		return
+	}
+	keys, err := d.Accounts.APIKeys(ctx, iss.ID)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	var key *rewards.APIKey
+	for _, k := range keys {
+		if k.ID == id {
+			key = k
+		}
+	}
+	page := "/issuers/" + strconv.FormatInt(iss.ID, 10) + "#api-keys"
+	switch {
+	case key == nil:
+		d.notFound(w, r)
+		return
+	case !key.RevokedAt.IsZero():
+		d.redirect(w, r, page, "Key “"+key.Name+"” was revoked already.")
+		return
+	}
+	if err := d.Accounts.RevokeAPIKey(ctx, key.ID, iss.ID, d.Now()); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.redirect(w, r, page, "Key “"+key.Name+"” revoked: requests with it are refused from now on.")
 }
 
 // userFor returns the user named by the URL's {id}, or answers 404 and returns nil.

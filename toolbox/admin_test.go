@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/net/html"
@@ -294,5 +295,175 @@ func TestInvitationsAreEMailed(t *testing.T) {
 	adminLink(t, e, doc)
 	if n := byTestID(doc, "invite-mail-error"); len(n) != 1 || !strings.Contains(text(n[0]), "could not be sent") {
 		t.Fatal("a refused invitation e-mail is not reported on the page")
+	}
+}
+
+// issuerKeys returns the API keys card of an issuer's page.
+func issuerKeys(t *testing.T, doc *html.Node) *html.Node {
+	t.Helper()
+	card := byTestID(doc, "api-keys")
+	if len(card) != 1 {
+		t.Fatalf("%d API keys cards on the issuer's page", len(card))
+	}
+	return card[0]
+}
+
+// apiJobKeys lists the keys of the jobs GET /api/v1/jobs shows to secret, or returns its
+// status when it is not 200.
+func apiJobKeys(t *testing.T, e *env, secret string) ([]int64, int) {
+	t.Helper()
+	r := e.call(secret, http.MethodGet, "/api/v1/jobs", "")
+	if r.status != http.StatusOK {
+		return nil, r.status
+	}
+	var body struct {
+		Jobs []struct {
+			Key int64 `json:"key"`
+		} `json:"jobs"`
+	}
+	r.want(t, http.StatusOK, &body)
+	var keys []int64
+	for _, j := range body.Jobs {
+		keys = append(keys, j.Key)
+	}
+	return keys, r.status
+}
+
+// TestOperatorMakesIssuerAPIKeys: an operator makes an issuer's key on the issuer's page;
+// its secret is shown once and reaches that issuer's jobs only.
+func TestOperatorMakesIssuerAPIKeys(t *testing.T) {
+	e := newEnv(t, withAPI)
+	ctx := context.Background()
+	op, _ := e.signIn("op@example.com", "")
+	acme, bolt := e.issuer("acme"), e.issuer("bolt")
+	acmeJob, boltJob := e.job(acme, "Acme spring"), e.job(bolt, "Bolt spring")
+	page := "/issuers/" + strconv.FormatInt(acme.ID, 10)
+	if card := issuerKeys(t, op.page(page, http.StatusOK)); len(byTestID(card, "no-keys")) != 1 {
+		t.Fatal("no empty state on an issuer without keys")
+	}
+
+	for _, name := range []string{"  ", strings.Repeat("k", 101)} {
+		_, doc := adminPost(t, op, page+"/api-keys", url.Values{"name": {name}}, http.StatusUnprocessableEntity)
+		card := issuerKeys(t, doc)
+		if len(byTestID(card, "error-name")) != 1 || len(byTestID(card, "new-secret")) != 0 {
+			t.Fatalf("key name %q: not refused beside the field", name)
+		}
+		if n := byTestID(card, "key-form"); len(n) != 1 || !strings.Contains(adminHTML(n[0]), `aria-invalid="true"`) {
+			t.Fatalf("key name %q: the field is not marked invalid", name)
+		}
+	}
+	if keys, _ := e.st.APIKeys(ctx, acme.ID); len(keys) != 0 {
+		t.Fatalf("refused names stored %d keys", len(keys))
+	}
+
+	_, doc := adminPost(t, op, page+"/api-keys", url.Values{"name": {"CRM sync"}}, http.StatusOK)
+	shown := byTestID(issuerKeys(t, doc), "new-secret")
+	if len(shown) != 1 {
+		t.Fatalf("%d secrets shown after create", len(shown))
+	}
+	secret := attr(shown[0], "value")
+	k, err := e.st.APIKeyByHash(ctx, authHash(secret))
+	if err != nil {
+		t.Fatalf("the secret shown is no key: %v", err)
+	}
+	if k.IssuerID != acme.ID || k.Name != "CRM sync" || k.Prefix != secret[:11] {
+		t.Fatalf("stored key %+v", k)
+	}
+
+	// Shown once: the page lists the key, never the secret again.
+	_, body := op.do(http.MethodGet, page, nil, nil)
+	rows := byTestID(issuerKeys(t, authParse(t, body)), "key")
+	if strings.Contains(body, secret) || len(rows) != 1 {
+		t.Fatalf("the issuer's page shows the secret again (%v) or %d keys", strings.Contains(body, secret), len(rows))
+	}
+	if name, prefix := byTestID(rows[0], "key-name"), byTestID(rows[0], "key-prefix"); text(name[0]) != "CRM sync" ||
+		!strings.HasPrefix(text(prefix[0]), secret[:11]) || len(byTestID(rows[0], "revoke")) != 1 {
+		t.Fatalf("key row %q", text(rows[0]))
+	}
+	if len(byTestID(issuerKeys(t, op.page("/issuers/"+strconv.FormatInt(bolt.ID, 10), http.StatusOK)), "key")) != 0 {
+		t.Fatal("bolt's page lists acme's key")
+	}
+	if len(byTestID(op.page("/profile", http.StatusOK), "key")) != 0 {
+		t.Fatal("the operator's profile lists acme's key as the operator's own")
+	}
+
+	// The key reaches acme's jobs, and only them.
+	if keys, status := apiJobKeys(t, e, secret); status != http.StatusOK || len(keys) != 1 || keys[0] != acmeJob.Key {
+		t.Fatalf("GET /api/v1/jobs with acme's new key: %d, jobs %v, want [%d]", status, keys, acmeJob.Key)
+	}
+	e.call(secret, http.MethodGet, "/api/v1/jobs/"+strconv.FormatInt(acmeJob.Key, 10), "").want(t, http.StatusOK, nil)
+	e.call(secret, http.MethodGet, "/api/v1/jobs/"+strconv.FormatInt(boltJob.Key, 10), "").wantError(t, http.StatusNotFound, "")
+	if used := byTestID(issuerKeys(t, op.page(page, http.StatusOK)), "key-used"); len(used) != 1 || text(used[0]) == "never" {
+		t.Fatal("the key's last use is not shown after it was used")
+	}
+}
+
+// TestOperatorRevokesIssuerAPIKeys: Revoke on the issuer's page ends the key at once; only
+// the issuer's own keys can be revoked there, and a form naming none says so.
+func TestOperatorRevokesIssuerAPIKeys(t *testing.T) {
+	e := newEnv(t, withAPI)
+	ctx := context.Background()
+	op, _ := e.signIn("op@example.com", "")
+	acme, bolt := e.issuer("acme"), e.issuer("bolt")
+	e.job(acme, "Acme spring")
+	k := &rewards.APIKey{Name: "shop", IssuerID: acme.ID}
+	secret, err := toolbox.NewAPIKey(ctx, e.st, k, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, status := apiJobKeys(t, e, secret); status != http.StatusOK {
+		t.Fatalf("the key before revoking: %d", status)
+	}
+	acmePage, boltPage := "/issuers/"+strconv.FormatInt(acme.ID, 10), "/issuers/"+strconv.FormatInt(bolt.ID, 10)
+	keyID := url.Values{"key_id": {strconv.FormatInt(k.ID, 10)}}
+
+	// Through another issuer's page, or naming no key, nothing is revoked.
+	if resp, _ := op.post(boltPage+"/api-keys/revoke", keyID); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoking acme's key through bolt's page: %d, want 404", resp.StatusCode)
+	}
+	for _, form := range []url.Values{nil, {"key_id": {"x"}}, {"key_id": {"-3"}}} {
+		_, doc := adminPost(t, op, acmePage+"/api-keys/revoke", form, http.StatusBadRequest)
+		if len(byTestID(issuerKeys(t, doc), "error-key_id")) != 1 {
+			t.Fatalf("revoke with %v: no error shown", form)
+		}
+	}
+	if resp, _ := op.post(acmePage+"/api-keys/revoke", url.Values{"key_id": {"99999"}}); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoking a key that does not exist: %d, want 404", resp.StatusCode)
+	}
+	if _, status := apiJobKeys(t, e, secret); status != http.StatusOK {
+		t.Fatalf("the key after refused revokes: %d", status)
+	}
+
+	// An issuer's user cannot use the operator's forms, even for its own issuer.
+	ann, _ := e.signIn("ann@acme.example", "acme")
+	for path, form := range map[string]url.Values{acmePage + "/api-keys/revoke": keyID, acmePage + "/api-keys": {"name": {"mine"}}} {
+		if resp, _ := ann.post(path, form); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST %s as acme's user: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if keys, _ := e.st.APIKeys(ctx, acme.ID); len(keys) != 1 || !keys[0].RevokedAt.IsZero() {
+		t.Fatalf("acme's user changed its keys: %+v", keys)
+	}
+
+	resp, _ := adminPost(t, op, acmePage+"/api-keys/revoke", keyID, http.StatusSeeOther)
+	if loc := resp.Header.Get("Location"); loc != acmePage+"#api-keys" {
+		t.Fatalf("after revoke: to %q", loc)
+	}
+	r := e.call(secret, http.MethodGet, "/api/v1/jobs", "")
+	if r.status != http.StatusUnauthorized {
+		t.Fatalf("GET /api/v1/jobs with the revoked key: %d, want 401", r.status)
+	}
+	doc := op.page(acmePage, http.StatusOK)
+	if f := byTestID(doc, "flash"); len(f) != 1 || !strings.Contains(text(f[0]), "revoked") {
+		t.Fatal("no flash after revoke")
+	}
+	card := issuerKeys(t, doc)
+	if len(byTestID(card, "revoked")) != 1 || len(byTestID(card, "revoke")) != 0 {
+		t.Fatal("the key is not shown revoked, or still offers Revoke")
+	}
+	// Twice (a double click) is no error.
+	adminPost(t, op, acmePage+"/api-keys/revoke", keyID, http.StatusSeeOther)
+	if f := byTestID(op.page(acmePage, http.StatusOK), "flash"); len(f) != 1 || !strings.Contains(text(f[0]), "already") {
+		t.Fatal("a second revoke does not say the key was revoked already")
 	}
 }

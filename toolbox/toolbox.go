@@ -48,6 +48,7 @@ type Deps struct {
 	Consumers ConsumerStore
 	Settings  SettingsStore
 	API       APIStore
+	Inbound   InboundStore
 	// TestSender sends one job's message to a single address ("send a test"); nil hides
 	// the action.
 	TestSender TestSender

@@ -1,0 +1,125 @@
+package toolbox
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"pointpost/postoffice"
+)
+
+// InboundStore lists the mail the receiver recorded that earned nothing: replies without a
+// valid token, auto-replies, bounces, complaints, unsubscribe messages, and what could not
+// be told apart.
+type InboundStore interface {
+	// InboundPage lists messages newest first: at most limit, of kind only (any when ""),
+	// only the unverified ones when unverifiedOnly, recorded before message beforeID (from
+	// the newest when 0).
+	InboundPage(ctx context.Context, kind string, unverifiedOnly bool, beforeID int64, limit int) ([]postoffice.InboundEntry, error)
+}
+
+// inboundKinds are the kinds the receiver records, in the order the filter offers them.
+var inboundKinds = []string{"reply", "auto-reply", "bounce", "complaint", "unsubscribe", "unknown"}
+
+// inboundPageSize is how many messages one page of /inbound lists.
+const inboundPageSize = 50
+
+func (d Deps) inboundRoutes(r chi.Router) {
+	r.Get("/inbound", d.inbound)
+}
+
+// inboundQuery is the inbound page's filter and page cursor.
+type inboundQuery struct {
+	Kind       string
+	Unverified bool
+	Before     int64
+}
+
+// parseInboundQuery reads the filter from the URL. Returns the errors by form field for
+// values the form does not offer; the query then holds the defaults for them.
+func parseInboundQuery(r *http.Request) (inboundQuery, fieldErrors) {
+	v := r.URL.Query()
+	q := inboundQuery{Kind: v.Get("kind")}
+	errs := fieldErrors{}
+	if q.Kind != "" && !slices.Contains(inboundKinds, q.Kind) {
+		errs["kind"] = "Kind is reply, auto-reply, bounce, complaint, unsubscribe or unknown."
+		q.Kind = ""
+	}
+	switch v.Get("unverified") {
+	case "":
+	case "1", "on", "true":
+		q.Unverified = true
+	default:
+		errs["unverified"] = "Tick the box for unverified messages only, or leave it empty for all."
+	}
+	if b := v.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			errs["before"] = "That page link is broken: start from the newest messages."
+		} else {
+			q.Before = n
+		}
+	}
+	return q, errs
+}
+
+// link is /inbound with the filter and, when before is not 0, the page cursor.
+func (q inboundQuery) link(before int64) string {
+	v := url.Values{}
+	if q.Kind != "" {
+		v.Set("kind", q.Kind)
+	}
+	if q.Unverified {
+		v.Set("unverified", "1")
+	}
+	if before != 0 {
+		v.Set("before", strconv.FormatInt(before, 10))
+	}
+	if len(v) == 0 {
+		return "/inbound"
+	}
+	return "/inbound?" + v.Encode()
+}
+
+// filtered reports whether the query narrows the list.
+func (q inboundQuery) filtered() bool { return q.Kind != "" || q.Unverified }
+
+// inboundView is one page of the inbound list.
+type inboundView struct {
+	Q      inboundQuery
+	Errors fieldErrors
+	Rows   []postoffice.InboundEntry
+	// Next links the following page, empty on the last.
+	Next string
+}
+
+// inbound lists what the receiver recorded, newest first, a page at a time.
+func (d Deps) inbound(w http.ResponseWriter, r *http.Request) {
+	st := d.Inbound
+	if st == nil {
+		http.Error(w, "the inbound list is not set up on this server", http.StatusServiceUnavailable)
+		return
+	}
+	q, errs := parseInboundQuery(r)
+	v := inboundView{Q: q, Errors: errs}
+	// One more than a page tells whether another follows.
+	rows, err := st.InboundPage(r.Context(), q.Kind, q.Unverified, q.Before, inboundPageSize+1)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if len(rows) > inboundPageSize {
+		rows = rows[:inboundPageSize]
+		v.Next = q.link(rows[len(rows)-1].ID)
+	}
+	v.Rows = rows
+	status := http.StatusOK
+	if len(errs) > 0 {
+		status = http.StatusBadRequest
+	}
+	d.renderStatus(w, r, status, inboundPage(d.page(w, r, "Inbound mail", "inbound"), v))
+}
