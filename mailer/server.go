@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
 // Store is what a mail server reads and writes in the post office database.
@@ -23,6 +24,10 @@ type Store interface {
 	RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error
 	NextAttemptAfter(ctx context.Context, jobKey int64, now time.Time) (time.Time, error)
 	PendingCount(ctx context.Context, jobKey int64) (int, error)
+	// StatusGeneration moves whenever a consumer may have left 'active'; ConsumerStatuses
+	// rereads the statuses of claimed consumers when it has moved since their claim.
+	StatusGeneration() uint64
+	ConsumerStatuses(ctx context.Context, ids []int64) (map[int64]rewards.ConsumerStatus, error)
 }
 
 // PostOffice is what a mail server tells the post office.
@@ -236,7 +241,7 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	defer halt() // ends the watcher; runs before the Wait above
 	m.relayDown.Store(false)
 
-	work := make(chan postoffice.Recipient, m.cfg.Batch)
+	work := make(chan claimedDelivery, m.cfg.Batch)
 	results := make(chan postoffice.Outcome, m.cfg.CommitSize)
 	var workers, committer sync.WaitGroup
 	for range m.cfg.Workers {
@@ -362,10 +367,39 @@ func (m *MailServer) watch(ctx context.Context, job *postoffice.Job, halt func()
 	}
 }
 
+// claimed is one claimed batch of deliveries, shared by the workers that send them. A
+// consumer read as active at the claim may leave 'active' before her message goes out (she
+// unsubscribes, bounces, complains): gen tells whether anyone may have, and view what a
+// reread found.
+type claimed struct {
+	recipients []postoffice.Recipient
+	// gen is the store's status generation read before the claim's query: while it has not
+	// moved, the statuses the claim read are current.
+	gen  uint64
+	mu   sync.Mutex // one reread at a time
+	view atomic.Pointer[statusView]
+}
+
+// statusView is what a reread of a batch's statuses found: as of generation gen, the
+// consumers of recipients[from:] no longer active, with their status.
+type statusView struct {
+	gen     uint64
+	from    int
+	stopped map[int64]rewards.ConsumerStatus
+}
+
+// claimedDelivery is recipient i of a claimed batch, on its way to a worker.
+type claimedDelivery struct {
+	batch *claimed
+	i     int
+}
+
 // claim feeds the workers batch after batch of due deliveries, walking the job by id.
-func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postoffice.Recipient) error {
+func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- claimedDelivery) error {
 	var cursor int64
 	for {
+		// Read before the query: a status change the query misses moves it afterwards.
+		gen := m.cfg.Store.StatusGeneration()
 		batch, err := m.cfg.Store.ClaimRecipients(ctx, jobKey, cursor, m.cfg.Now(), m.cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -376,9 +410,10 @@ func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postof
 		if len(batch) == 0 {
 			return nil
 		}
-		for _, r := range batch {
+		b := &claimed{recipients: batch, gen: gen}
+		for i := range batch {
 			select {
-			case work <- r:
+			case work <- claimedDelivery{b, i}:
 			case <-ctx.Done():
 				return nil
 			}
@@ -387,19 +422,69 @@ func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- postof
 	}
 }
 
+// stoppedSince returns the status of d's consumer if she has left 'active' since her claim,
+// "" if she has not. While the store's status generation has not moved since the claim that
+// is one atomic load. Once it has, the first worker to notice rereads, in one query, the
+// statuses of the batch's consumers from d on, and the others use what it found until the
+// generation moves again. Returns the store's error or the context's.
+func (m *MailServer) stoppedSince(ctx context.Context, d claimedDelivery) (rewards.ConsumerStatus, error) {
+	b, id := d.batch, d.batch.recipients[d.i].Consumer.ID
+	gen := m.cfg.Store.StatusGeneration()
+	if gen == b.gen {
+		return "", nil
+	}
+	if v := b.view.Load(); v != nil && v.gen == gen && d.i >= v.from {
+		return v.stopped[id], nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gen = m.cfg.Store.StatusGeneration()
+	if v := b.view.Load(); v != nil && v.gen == gen && d.i >= v.from {
+		return v.stopped[id], nil // another worker reread while this one waited
+	}
+	// Earlier recipients are sent or with a worker that will look for itself.
+	ids := make([]int64, 0, len(b.recipients)-d.i)
+	for i := d.i; i < len(b.recipients); i++ {
+		if r := &b.recipients[i]; r.Mailable() {
+			ids = append(ids, r.Consumer.ID)
+		}
+	}
+	statuses, err := m.cfg.Store.ConsumerStatuses(ctx, ids)
+	if err != nil {
+		return "", err
+	}
+	v := &statusView{gen: gen, from: d.i}
+	for cid, status := range statuses {
+		if status != rewards.StatusActive {
+			if v.stopped == nil {
+				v.stopped = map[int64]rewards.ConsumerStatus{}
+			}
+			v.stopped[cid] = status
+		}
+	}
+	b.view.Store(v)
+	return v.stopped[id], nil
+}
+
+// notSent closes a delivery whose consumer may no longer be mailed.
+func notSent(r *postoffice.Recipient, status rewards.ConsumerStatus, now time.Time) postoffice.Outcome {
+	return postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeFailed, At: now,
+		Error: fmt.Sprintf("not sent: consumer is %s", status)}
+}
+
 // worker renders and sends until work is closed; once ctx ends it drains work unsent.
 // A relay that cannot be reached stops the pass through halt: the delivery stays pending.
-func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan postoffice.Recipient, results chan<- postoffice.Outcome, halt func()) {
+func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan claimedDelivery, results chan<- postoffice.Outcome, halt func()) {
 	var buf, signed, scratch []byte
 	var env Envelope
-	for r := range work {
+	for d := range work {
+		r := &d.batch.recipients[d.i] // shared with the other workers: read only
 		now := m.cfg.Now()
 		if ctx.Err() != nil || !now.Before(job.Stop) {
 			continue
 		}
 		if !r.Mailable() {
-			results <- postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeFailed, At: now,
-				Error: fmt.Sprintf("not sent: consumer is %s", r.Consumer.Status)}
+			results <- notSent(r, r.Consumer.Status, now)
 			continue
 		}
 		if job.Key > postoffice.MaxJobKey || r.Consumer.ID > postoffice.MaxConsumerID {
@@ -412,7 +497,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		if jm.needsAccount {
 			account = m.cfg.Tokens.Encode(0, r.Consumer.ID)
 		}
-		buf, scratch = jm.build(buf[:0], &r, token, account, dateHeader(now), scratch)
+		buf, scratch = jm.build(buf[:0], r, token, account, dateHeader(now), scratch)
 		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
 		env.From, env.Subject = m.returnPath(token), job.Name
 		if m.cfg.DKIM != nil {
@@ -420,10 +505,22 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 			if signed, err = m.cfg.DKIM.Sign(signed[:0], buf); err != nil {
 				// Not the consumer's doing, and no reason to send unsigned: retried, then
 				// given up, with the reason on the delivery.
-				results <- m.outcome(&r, err, now)
+				results <- m.outcome(r, err, now)
 				continue
 			}
 			env.Data = signed
+		}
+		// She may have unsubscribed since the claim: her request wins over a message already
+		// written.
+		if status, err := m.stoppedSince(ctx, d); err != nil {
+			if ctx.Err() == nil {
+				m.cfg.Logger.Warn("rereading consumer statuses; the delivery waits for the next pass",
+					"delivery", r.DeliveryID, "err", err)
+			}
+			continue
+		} else if status != "" {
+			results <- notSent(r, status, m.cfg.Now())
+			continue
 		}
 		err := m.cfg.Sender.Send(ctx, &env)
 		if err != nil && ctx.Err() != nil {
@@ -436,7 +533,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 			halt()
 			continue
 		}
-		results <- m.outcome(&r, err, m.cfg.Now())
+		results <- m.outcome(r, err, m.cfg.Now())
 	}
 }
 

@@ -163,6 +163,9 @@ func (s *Store) RecordBounce(ctx context.Context, b *Bounce) error {
 	}
 	b.Unverified = unverified && !b.Duplicate
 	b.Suppressed = suppressed
+	if len(suppressed) > 0 {
+		s.statusGen.Add(1)
+	}
 	return nil
 }
 

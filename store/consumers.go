@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"pointpost/rewards"
@@ -339,6 +340,7 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 	} else if n == 0 {
 		return fmt.Errorf("consumer %s: %w", email, ErrNotFound)
 	}
+	s.statusGen.Add(1)
 	return nil
 }
 
@@ -363,6 +365,52 @@ func (s *Store) Unsubscribe(ctx context.Context, consumerID int64) error {
 		if _, err := s.ConsumerByID(ctx, consumerID); err != nil {
 			return err
 		}
+		return nil
 	}
+	s.statusGen.Add(1)
 	return nil
+}
+
+// StatusGeneration is a counter that moves, after the commit, whenever this Store has
+// taken a consumer out of 'active' (SetConsumerStatus, Unsubscribe, RecordBounce,
+// RecordOutcomes' refusals that bounce an address). A mail server reads it at a claim and
+// again before each send: while it has not moved, the statuses the claim read still hold,
+// and checking costs one atomic load. Writes by another process on the same file do not
+// move it.
+func (s *Store) StatusGeneration() uint64 { return s.statusGen.Load() }
+
+// ConsumerStatuses returns the current status of each of the consumers with ids, in one
+// query however many there are; ids with no consumer are absent from the map. Returns the
+// database's error or the context's.
+func (s *Store) ConsumerStatuses(ctx context.Context, ids []int64) (map[int64]rewards.ConsumerStatus, error) {
+	out := make(map[int64]rewards.ConsumerStatus, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// One JSON array bound to one parameter: no limit on the number of variables, and one
+	// statement text for the statement cache.
+	list := make([]byte, 0, 1+len(ids)*8)
+	list = append(list, '[')
+	for i, id := range ids {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = strconv.AppendInt(list, id, 10)
+	}
+	list = append(list, ']')
+	rows, err := s.read.QueryContext(ctx, `SELECT id, status FROM consumers
+		WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var status string
+		if err := rows.Scan(&id, &status); err != nil {
+			return nil, err
+		}
+		out[id] = rewards.ConsumerStatus(status)
+	}
+	return out, rows.Err()
 }

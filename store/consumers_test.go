@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"pointpost/postoffice"
 	"pointpost/rewards"
 )
 
@@ -434,5 +437,132 @@ func TestImportMillion(t *testing.T) {
 	}
 	if n, err := s.CountConsumers(context.Background()); err != nil || n != rows {
 		t.Errorf("CountConsumers = %d, %v", n, err)
+	}
+}
+
+// TestStatusGenerationMovesWithEveryStatusChange: every write that takes a consumer out of
+// 'active' moves StatusGeneration once it is committed, and writes that change no status
+// (refused, duplicate, unverified, already so) leave it, so a mail server rereads statuses
+// only when one may have changed.
+func TestStatusGenerationMovesWithEveryStatusChange(t *testing.T) {
+	s, job, ids := bounceFixture(t, 8)
+	ctx := context.Background()
+	email := func(i int) string { return fmt.Sprintf("c%06d@example.com", i) }
+	step := func(what string, wantMove bool, write func() error) {
+		t.Helper()
+		before := s.StatusGeneration()
+		if err := write(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if moved := s.StatusGeneration() != before; moved != wantMove {
+			t.Errorf("%s: generation moved %v, want %v", what, moved, wantMove)
+		}
+	}
+	refused := func(what string, write func() error) {
+		t.Helper()
+		before := s.StatusGeneration()
+		if err := write(); err == nil {
+			t.Errorf("%s: no error", what)
+		}
+		if s.StatusGeneration() != before {
+			t.Errorf("%s: refused, yet the generation moved", what)
+		}
+	}
+
+	step("SetConsumerStatus unsubscribed", true, func() error {
+		return s.SetConsumerStatus(ctx, email(0), rewards.StatusUnsubscribed)
+	})
+	refused("SetConsumerStatus to an unknown status", func() error { return s.SetConsumerStatus(ctx, email(1), "gone") })
+	refused("SetConsumerStatus of nobody", func() error {
+		return s.SetConsumerStatus(ctx, "nobody@example.com", rewards.StatusBounced)
+	})
+
+	step("Unsubscribe", true, func() error { return s.Unsubscribe(ctx, ids[1]) })
+	step("Unsubscribe again", false, func() error { return s.Unsubscribe(ctx, ids[1]) })
+	refused("Unsubscribe of nobody", func() error { return s.Unsubscribe(ctx, ids[7]+1000) })
+
+	hard := func(key string, i int) *Bounce {
+		return &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[i]}, Key: key,
+			Failures: []BounceFailure{{Email: email(i), Severity: BounceHard, Status: "5.1.1", Detail: "user unknown"}}}
+	}
+	step("hard bounce", true, func() error { return s.RecordBounce(ctx, hard("<h2@mx>", 2)) })
+	step("the same bounce again", false, func() error { return s.RecordBounce(ctx, hard("<h2@mx>", 2)) })
+	step("a bounce naming no delivery", false, func() error {
+		b := hard("<h3@mx>", 3)
+		b.Message.JobKey, b.Message.ConsumerID = 0, 0
+		return s.RecordBounce(ctx, b)
+	})
+	step("complaint", true, func() error {
+		return s.RecordBounce(ctx, &Bounce{Message: InboundMessage{Kind: "complaint", JobKey: job.Key, ConsumerID: ids[3]},
+			Key: "<c3@fbl>", Complaint: true})
+	})
+
+	if err := s.SetSoftBounceLimit(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	soft := func(key string) *Bounce {
+		return &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: job.Key, ConsumerID: ids[4]}, Key: key,
+			Failures: []BounceFailure{{Email: email(4), Severity: BounceSoft, Status: "4.2.2", Detail: "mailbox full"}}}
+	}
+	step("first soft bounce, under the limit", false, func() error { return s.RecordBounce(ctx, soft("<s1@mx>")) })
+	step("soft bounce reaching the limit", true, func() error { return s.RecordBounce(ctx, soft("<s2@mx>")) })
+
+	d5, err := s.Delivery(ctx, job.Key, ids[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d6, err := s.Delivery(ctx, job.Key, ids[6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("a sent outcome and a policy refusal", false, func() error {
+		return s.RecordOutcomes(ctx, []postoffice.Outcome{
+			{DeliveryID: d6.ID, Kind: postoffice.OutcomeSent, At: ackT0},
+			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 554: 5.7.1 blocked"},
+		})
+	})
+	step("a refusal at send time naming a bad address", true, func() error {
+		return s.RecordOutcomes(ctx, []postoffice.Outcome{
+			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 550: 5.1.1 no such user"},
+		})
+	})
+
+	want := map[int64]rewards.ConsumerStatus{ids[0]: rewards.StatusUnsubscribed, ids[1]: rewards.StatusUnsubscribed,
+		ids[2]: rewards.StatusBounced, ids[3]: rewards.StatusSuppressed, ids[4]: rewards.StatusBounced,
+		ids[5]: rewards.StatusBounced, ids[6]: rewards.StatusActive, ids[7]: rewards.StatusActive}
+	got, err := s.ConsumerStatuses(ctx, append(slices.Clone(ids), ids[7]+1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ConsumerStatuses = %v, want %v (an unknown id absent)", got, want)
+	}
+}
+
+// TestConsumerStatuses: one query answers for any number of ids, none is an empty answer,
+// and the end of the context is an error.
+func TestConsumerStatuses(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ids := seedAckConsumers(t, s, 3)
+	if got, err := s.ConsumerStatuses(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("no ids: %v, %v", got, err)
+	}
+	// Far more ids than SQLite allows bound variables in one statement.
+	many := make([]int64, 0, 40000)
+	for i := range int64(40000) {
+		many = append(many, ids[0]+i)
+	}
+	got, err := s.ConsumerStatuses(ctx, many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[ids[0]] != rewards.StatusActive || got[ids[2]] != rewards.StatusActive {
+		t.Errorf("40000 ids, 3 consumers: %v", got)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.ConsumerStatuses(cancelled, ids); err == nil {
+		t.Error("cancelled context: no error")
 	}
 }

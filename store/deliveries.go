@@ -20,7 +20,8 @@ import (
 // Deliveries whose consumer is no longer active (unsubscribed, bounced or suppressed since
 // selection, which takes only active ones) are returned too, with her status, so that the
 // mail server closes them unsent (postoffice.Recipient.Mailable) and the job still ends;
-// left out, they would stay pending for ever.
+// left out, they would stay pending for ever. A status that changes after the claim moves
+// StatusGeneration, which the mail server checks before each send.
 func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count,
 			c.id, c.email, c.first_name, c.last_name, c.city, c.region, c.country, c.postal_code,
@@ -86,6 +87,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
 	// bad bounces it in this same transaction.
 	bounces := bounceEffects{tx: tx, ctx: ctx}
+	statusChanged := false
 	for _, o := range outcomes {
 		if o.Kind == postoffice.OutcomeRejected {
 			if f := rejectionFailure(o.Error); f.Severity != "" {
@@ -96,9 +98,11 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 				}
 				if consumerID != 0 {
 					bounces.now = ms(o.At)
-					if _, err := bounces.bounce(consumerID, o.DeliveryID, f); err != nil {
+					changed, err := bounces.bounce(consumerID, o.DeliveryID, f)
+					if err != nil {
 						return err
 					}
+					statusChanged = statusChanged || changed
 				}
 			}
 		}
@@ -121,7 +125,13 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if statusChanged {
+		s.statusGen.Add(1) // a bounced address's deliveries claimed elsewhere are not sent
+	}
+	return nil
 }
 
 // rejectionFailure reads a refusal at send time as the mail server records it (a 5xx that

@@ -36,6 +36,9 @@ type Store struct {
 	// rulesGen changes with every write to jobs, award rules or issuer budgets, so the
 	// acknowledgement committer knows when its cache of jobs' rules is stale.
 	rulesGen atomic.Int64
+	// statusGen changes, after the commit, with every write that may take a consumer out of
+	// 'active' (StatusGeneration).
+	statusGen atomic.Uint64
 }
 
 // Durability: synchronous=NORMAL in WAL mode. A commit survives a crash of the process (the
