@@ -13,22 +13,9 @@ import (
 // APIJobs lists up to limit jobs of issuerID (every issuer's when issuerID is 0), newest
 // first, with keys below before (from the newest when before is 0).
 func (s *Store) APIJobs(ctx context.Context, issuerID, before int64, limit int) ([]*postoffice.Job, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs j JOIN issuers i ON i.id = j.issuer_id
+	return scanJobs(s.read.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs j JOIN issuers i ON i.id = j.issuer_id
 		WHERE (?1 = 0 OR j.issuer_id = ?1) AND (?2 = 0 OR j.key < ?2)
-		ORDER BY j.key DESC LIMIT ?3`, issuerID, before, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*postoffice.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+		ORDER BY j.key DESC LIMIT ?3`, issuerID, before, limit))
 }
 
 // APIConsumerVisible reports whether the issuer issuerID may read the consumer consumerID:

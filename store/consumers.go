@@ -288,29 +288,38 @@ func (s *Store) ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, 
 
 func (s *Store) consumerWhere(ctx context.Context, where string, key any) (*rewards.Consumer, error) {
 	c := &rewards.Consumer{}
-	var birthYear sql.NullInt64
-	var interests, format, attrs, status string
-	err := s.read.QueryRowContext(ctx, `SELECT id, email, first_name, last_name, city, region, country,
-			postal_code, birth_year, gender, interests, format, attributes, status, points_balance
-		FROM consumers WHERE `+where, key).Scan(&c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
-		&c.Region, &c.Country, &c.PostalCode, &birthYear, &c.Gender, &interests, &format, &attrs, &status,
-		&c.PointsBalance)
+	err := scanConsumer(s.read.QueryRowContext(ctx, `SELECT `+consumerColumns+` FROM consumers c WHERE `+where, key), c)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("consumer %v: %w", key, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.BirthYear = int(birthYear.Int64)
+	return c, nil
+}
+
+// consumerColumns are a consumer's columns (table alias c) in the order scanConsumer reads.
+const consumerColumns = `c.id, c.email, c.first_name, c.last_name, c.city, c.region, c.country,
+	c.postal_code, coalesce(c.birth_year, 0), c.gender, c.interests, c.format, c.attributes, c.status,
+	c.points_balance`
+
+// scanConsumer reads a row of before's columns followed by consumerColumns into c.
+func scanConsumer(row interface{ Scan(...any) error }, c *rewards.Consumer, before ...any) error {
+	var interests, format, attrs, status string
+	dst := append(before, &c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City, &c.Region, &c.Country,
+		&c.PostalCode, &c.BirthYear, &c.Gender, &interests, &format, &attrs, &status, &c.PointsBalance)
+	if err := row.Scan(dst...); err != nil {
+		return err
+	}
 	c.Interests = splitInterests(interests)
 	c.Format = rewards.Format(format)
 	c.Status = rewards.ConsumerStatus(status)
 	if attrs != "{}" && attrs != "" {
 		if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
-			return nil, fmt.Errorf("consumer %v attributes: %w", key, err)
+			return fmt.Errorf("consumer %d attributes: %w", c.ID, err)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // CountConsumers returns how many consumers there are, whatever their status.

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"pointpost/postoffice"
-	"pointpost/rewards"
 )
 
 // ClaimRecipients returns up to limit deliveries of a job still to send whose next attempt
@@ -23,9 +21,7 @@ import (
 // left out, they would stay pending for ever. A status that changes after the claim moves
 // StatusGeneration, which the mail server checks before each send.
 func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count,
-			c.id, c.email, c.first_name, c.last_name, c.city, c.region, c.country, c.postal_code,
-			coalesce(c.birth_year, 0), c.gender, c.interests, c.format, c.attributes, c.status, c.points_balance
+	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
 		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
 		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
 			AND d.id > ? AND d.next_attempt_at <= ?
@@ -37,20 +33,8 @@ func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now 
 	out := make([]postoffice.Recipient, 0, limit)
 	for rows.Next() {
 		var r postoffice.Recipient
-		c := &r.Consumer
-		var interests, format, attrs, status string
-		if err := rows.Scan(&r.DeliveryID, &r.RetryCount, &c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City,
-			&c.Region, &c.Country, &c.PostalCode, &c.BirthYear, &c.Gender, &interests, &format, &attrs, &status,
-			&c.PointsBalance); err != nil {
+		if err := scanConsumer(rows, &r.Consumer, &r.DeliveryID, &r.RetryCount); err != nil {
 			return nil, err
-		}
-		c.Interests = splitInterests(interests)
-		c.Format = rewards.Format(format)
-		c.Status = rewards.ConsumerStatus(status)
-		if attrs != "{}" && attrs != "" {
-			if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
-				return nil, fmt.Errorf("consumer %d attributes: %w", c.ID, err)
-			}
 		}
 		out = append(out, r)
 	}

@@ -187,7 +187,11 @@ func (s *Store) Jobs(ctx context.Context, states ...postoffice.JobState) ([]*pos
 			args = append(args, string(st))
 		}
 	}
-	rows, err := s.read.QueryContext(ctx, q+` ORDER BY j.key DESC`, args...)
+	return scanJobs(s.read.QueryContext(ctx, q+` ORDER BY j.key DESC`, args...))
+}
+
+// scanJobs reads every job of a query of jobColumns.
+func scanJobs(rows *sql.Rows, err error) ([]*postoffice.Job, error) {
 	if err != nil {
 		return nil, err
 	}

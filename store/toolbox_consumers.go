@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -98,9 +97,8 @@ func (s *Store) SearchConsumers(ctx context.Context, field, match, text string, 
 		where += " AND id < ?"
 		args = append(args, beforeID)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT id, email, first_name, last_name, city, region, country,
-			postal_code, coalesce(birth_year, 0), gender, interests, format, attributes, status, points_balance
-		FROM consumers WHERE `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+consumerColumns+`
+		FROM consumers c WHERE `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -108,18 +106,8 @@ func (s *Store) SearchConsumers(ctx context.Context, field, match, text string, 
 	var out []rewards.Consumer
 	for rows.Next() {
 		var c rewards.Consumer
-		var interests, format, attrs, status string
-		if err := rows.Scan(&c.ID, &c.Email, &c.FirstName, &c.LastName, &c.City, &c.Region, &c.Country,
-			&c.PostalCode, &c.BirthYear, &c.Gender, &interests, &format, &attrs, &status, &c.PointsBalance); err != nil {
+		if err := scanConsumer(rows, &c); err != nil {
 			return nil, err
-		}
-		c.Interests = splitInterests(interests)
-		c.Format = rewards.Format(format)
-		c.Status = rewards.ConsumerStatus(status)
-		if attrs != "{}" && attrs != "" {
-			if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
-				return nil, fmt.Errorf("consumer %d attributes: %w", c.ID, err)
-			}
 		}
 		out = append(out, c)
 	}
