@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestBrowserWholeLoop(t *testing.T) {
 	runOK(t, e, "import", "consumers", writeConsumers(t, 40))
 	srv := startServe(t, e)
 	base := "http://" + srv.addr
-	ctx := browser(t, 3*time.Minute)
+	ctx := browser(t, 4*time.Minute)
 
 	// The first operator: an invitation link from the command line sets the password.
 	out := runOK(t, e, "user", "add", "--operator", "op@example.com")
@@ -162,7 +163,7 @@ func TestBrowserWholeLoop(t *testing.T) {
 	// The report's progress bar reaches 100% without the user reloading (the page reloads
 	// itself once the job ends, so the poll may be cut short by that and is tried again).
 	do(t, ctx, "open the report", chromedp.Navigate(base+"/jobs/"+key[1]), chromedp.WaitVisible(`[data-testid=progress]`))
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(document.querySelector('[data-testid=percent]')||{}).textContent?.trim() === '100%'`,
 			chromedp.WithPollingTimeout(5*time.Second), chromedp.WithPollingInterval(100*time.Millisecond)))
@@ -170,7 +171,10 @@ func TestBrowserWholeLoop(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("progress did not reach 100%%: %v", err)
+			st := openStore(t, e)
+			k, _ := strconv.ParseInt(key[1], 10, 64)
+			counts, cerr := st.JobCounts(context.Background(), k)
+			t.Fatalf("progress did not reach 100%% (%v); the job is %s with %+v (%v)", err, jobState(t, st, k).State, counts, cerr)
 		}
 	}
 	do(t, ctx, "see the final report", chromedp.WaitVisible(`[data-testid=progress]`))

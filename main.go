@@ -120,6 +120,8 @@ type Config struct {
 	TokenKey      string
 	MaxRetries    int
 	SoftBounces   int
+	// PasswordCost is the bcrypt cost of toolbox passwords.
+	PasswordCost int
 	// DKIMKey is the PEM file of the DKIM key, made (as DKIMKind) if missing; "off" sends
 	// unsigned.
 	DKIMKey      string
@@ -168,6 +170,7 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 		"PEM file of the DKIM signing key (RSA or Ed25519), made on first start if missing; \"off\" sends unsigned")
 	str(&c.DKIMKind, "dkim-key-type", "POINTPOST_DKIM_KEY_TYPE", "rsa", "kind of DKIM key made when the file is missing: rsa (2048 bits) or ed25519")
 	str(&c.DKIMSelector, "dkim-selector", "POINTPOST_DKIM_SELECTOR", "pointpost", "DKIM selector: the key is published at SELECTOR._domainkey.FROM-DOMAIN")
+	num(&c.PasswordCost, "password-cost", "POINTPOST_PASSWORD_COST", 12, "bcrypt cost of toolbox passwords (4 to 31; each step doubles the work)")
 	num(&c.SoftBounces, "soft-bounces", "POINTPOST_SOFT_BOUNCES", 3, "soft bounces since an address last acknowledged that suppress it")
 	num(&c.MaxRetries, "max-retries", "POINTPOST_MAX_RETRIES", 5, "retries after a temporary failure before a delivery is given up")
 	retry := "1m"
@@ -223,6 +226,9 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 	}
 	if c.SoftBounces < 1 {
 		return nil, nil, errors.New("--soft-bounces must be at least 1")
+	}
+	if c.PasswordCost < 4 || c.PasswordCost > 31 {
+		return nil, nil, errors.New("--password-cost must be from 4 to 31")
 	}
 	return &c, fs, nil
 }
@@ -429,9 +435,13 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
 		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
-		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL}
-	if a.sender != nil {
+		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost}
+	if a.cfg.Relay != "" {
+		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the
+		// link to pass on instead of claiming it was e-mailed.
 		tools.Invitations = notices
+	}
+	if a.sender != nil {
 		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.signed, Tokens: a.po.Tokens(),
 			Addresses: a.addresses()}
 	}

@@ -43,9 +43,11 @@ func (e env) get(k string) string { return e[k] }
 func newEnv(t *testing.T, relay string) env {
 	dir := t.TempDir()
 	return env{
-		"POINTPOST_DB":              filepath.Join(dir, "pointpost.db"),
-		"POINTPOST_DKIM_KEY":        filepath.Join(dir, "dkim.pem"),
-		"POINTPOST_DKIM_KEY_TYPE":   "ed25519",
+		"POINTPOST_DB":            filepath.Join(dir, "pointpost.db"),
+		"POINTPOST_DKIM_KEY":      filepath.Join(dir, "dkim.pem"),
+		"POINTPOST_DKIM_KEY_TYPE": "ed25519",
+		// bcrypt at its least cost: under the race detector the default takes many seconds.
+		"POINTPOST_PASSWORD_COST":   "4",
 		"POINTPOST_HTTP":            "127.0.0.1:0",
 		"POINTPOST_SMTP":            "127.0.0.1:0",
 		"POINTPOST_SETTLE_INTERVAL": "100ms",

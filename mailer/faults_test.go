@@ -343,16 +343,9 @@ func TestRelayFaults(t *testing.T) {
 		faultSeed, n, elapsed.Round(time.Millisecond), c.Sent, c.Rejected, c.Failed, maxRetries, retries, relay.fates, duplicates)
 }
 
-// TestDatabaseLocked holds the database's write lock from another connection for longer
-// than the store's busy timeout while a job runs: the commit of outcomes fails, the mail
-// server keeps the outcomes and stops sending (at most what the committer and the workers
-// hold goes out meanwhile), marks nothing failed, does not stop, and finishes once the lock
-// is gone with every consumer mailed exactly once.
-func TestDatabaseLocked(t *testing.T) {
-	if testing.Short() {
-		t.Skip("holds a lock for 12s")
-	}
-	const n, workers, commitSize = 2000, 8, 50
+// troubledRig runs a job of n against a sink that takes a millisecond a message, with
+// workers and small commit batches, for the database trouble tests.
+func troubledRig(t *testing.T, n, workers, commitSize int) (*faultRig, *Sink) {
 	r := newFaultRig(t, n)
 	sink := &Sink{Keep: true, Answer: func(from, to string, data []byte) error {
 		time.Sleep(time.Millisecond)
@@ -365,6 +358,20 @@ func TestDatabaseLocked(t *testing.T) {
 	r.run(Config{Relay: sink.URL(), Sender: newSender(t, sink.URL(), 5*time.Second), Workers: workers,
 		CommitSize: commitSize, CommitEvery: 10 * time.Millisecond, MaxRetries: 2,
 		RetryBase: 10 * time.Millisecond, Poll: 20 * time.Millisecond, HaltCheck: 50 * time.Millisecond})
+	return r, sink
+}
+
+// TestDatabaseLocked holds the database's write lock from another connection for longer
+// than the store's busy timeout while a job runs: the commit of outcomes fails, the mail
+// server keeps the outcomes and stops sending (at most what the committer and the workers
+// hold goes out meanwhile), marks nothing failed, does not stop, and finishes once the lock
+// is gone with every consumer mailed exactly once.
+func TestDatabaseLocked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds a lock for 12s")
+	}
+	const n, workers, commitSize = 2000, 8, 50
+	r, sink := troubledRig(t, n, workers, commitSize)
 	waitFor(t, 30*time.Second, "sending to begin", func() bool { return sink.Count() >= 200 })
 
 	db, err := sql.Open("sqlite3", "file:"+r.st.Path()+"?_busy_timeout=20000")
@@ -432,18 +439,7 @@ func TestDatabaseFull(t *testing.T) {
 		t.Skip("keeps the database full for 3s")
 	}
 	const n, workers, commitSize = 2000, 8, 50
-	r := newFaultRig(t, n)
-	sink := &Sink{Keep: true, Answer: func(from, to string, data []byte) error {
-		time.Sleep(time.Millisecond)
-		return nil
-	}}
-	if err := sink.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	r.run(Config{Relay: sink.URL(), Sender: newSender(t, sink.URL(), 5*time.Second), Workers: workers,
-		CommitSize: commitSize, CommitEvery: 10 * time.Millisecond, MaxRetries: 2,
-		RetryBase: 10 * time.Millisecond, Poll: 20 * time.Millisecond, HaltCheck: 50 * time.Millisecond})
+	r, sink := troubledRig(t, n, workers, commitSize)
 	server := r.pool.Servers()[0]
 	waitFor(t, 30*time.Second, "sending to begin", func() bool { return sink.Count() >= 200 })
 

@@ -46,6 +46,19 @@ func (n *Notices) SendInvitation(ctx context.Context, to, name, what, link strin
 	return n.send(ctx, to, name, "Your pointpost account", body)
 }
 
+// SendPasswordLink sends a toolbox user a new one-time link to set their password, for an
+// invitation whose link was lost or a forgotten password.
+func (n *Notices) SendPasswordLink(ctx context.Context, to, name, what, link string) error {
+	greeting := "Hello,"
+	if name != "" {
+		greeting = "Hello " + name + ","
+	}
+	body := greeting + "\n\nhere is a new link to set the password of your pointpost account for " + what + ":\n\n" +
+		link + "\n\nIt works once, for 7 days. If you did not ask for it, " +
+		"ignore this message: your password stays as it is.\n"
+	return n.send(ctx, to, name, "A new link for your pointpost account", body)
+}
+
 func (n *Notices) send(ctx context.Context, to, name, subject, body string) error {
 	now := time.Now
 	if n.Now != nil {

@@ -1,12 +1,12 @@
 package store
 
 import (
-	"pointpost/postoffice"
-
 	"context"
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"pointpost/postoffice"
 )
 
 // InboundPage lists inbound messages newest first: at most limit of them, of kind only

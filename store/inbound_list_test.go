@@ -1,12 +1,12 @@
 package store
 
 import (
-	"pointpost/postoffice"
-
 	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"pointpost/postoffice"
 )
 
 // TestInboundPageFiltersAndPages records a mix of kinds, verified and not, and reads them

@@ -53,7 +53,10 @@ type invitation struct {
 
 // Invitations e-mails a new toolbox user the link with which they choose a password.
 type Invitations interface {
+	// SendInvitation tells a new user of their account for what and its link.
 	SendInvitation(ctx context.Context, to, name, what, link string) error
+	// SendPasswordLink sends an existing user a new link to set their password.
+	SendPasswordLink(ctx context.Context, to, name, what, link string) error
 }
 
 type issuerRow struct {
@@ -69,6 +72,8 @@ type issuersView struct {
 	// NewIssuer is the create form as typed.
 	NewIssuer rewards.Issuer
 	Invite    invitation
+	// MailsInvites says invitations are e-mailed (a relay is configured).
+	MailsInvites bool
 	// Errors are the issuer form's, InviteErrors the operator invitation's.
 	Errors       fieldErrors
 	InviteErrors fieldErrors
@@ -76,6 +81,7 @@ type issuersView struct {
 
 func (d Deps) renderIssuers(w http.ResponseWriter, r *http.Request, status int, v issuersView) {
 	ctx := r.Context()
+	v.MailsInvites = d.Invitations != nil
 	issuers, err := d.Settings.Issuers(ctx)
 	if err != nil {
 		d.fail(w, r, err)
@@ -153,7 +159,7 @@ func (d Deps) issuerSlugTaken(ctx context.Context, slug string) bool {
 
 // invite adds a user without a password and makes the link with which they set one. It
 // fills v.Link, or errs with what to fix; a failure of the store is returned.
-func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, errs fieldErrors) error {
+func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, what string, errs fieldErrors) error {
 	ctx := r.Context()
 	v.Email, v.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
 	email, err := rewards.ValidEmail(v.Email)
@@ -176,38 +182,37 @@ func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, errs field
 		return err
 	}
 	v.Link = link
-	d.mailInvitation(ctx, v, u)
+	d.mailInvitation(ctx, v, what, false)
 	return nil
 }
 
-// mailInvitation e-mails v's link when the toolbox can send mail. A failure is shown, not
-// fatal: the link on the page still works.
-func (d Deps) mailInvitation(ctx context.Context, v *invitation, u *rewards.User) {
+// mailInvitation e-mails v's link, for an account for what (a new one, or one whose
+// password is being set again when renewal), when the toolbox can send mail. A failure is
+// shown, not fatal: the link on the page still works.
+func (d Deps) mailInvitation(ctx context.Context, v *invitation, what string, renewal bool) {
 	if d.Invitations == nil {
 		return
 	}
-	what := "the operators' toolbox"
-	if u.Role == rewards.RoleIssuer {
-		what = "the campaigns of " + u.IssuerSlug
-		if iss, err := d.Settings.Issuers(ctx); err == nil {
-			for _, i := range iss {
-				if i.ID == u.IssuerID {
-					what = "the campaigns of " + i.Name
-				}
-			}
-		}
+	send := d.Invitations.SendInvitation
+	if renewal {
+		send = d.Invitations.SendPasswordLink
 	}
-	if err := d.Invitations.SendInvitation(ctx, v.Email, v.Name, what, v.Link); err != nil {
-		d.Logger.Warn("toolbox: invitation not e-mailed", "to", v.Email, "err", err)
+	if err := send(ctx, v.Email, v.Name, what, v.Link); err != nil {
+		d.Logger.Warn("toolbox: sign-in link not e-mailed", "to", v.Email, "err", err)
 		v.MailError = "The e-mail could not be sent (" + err.Error() + "): send the link yourself."
 		return
 	}
 	v.Mailed = true
 }
 
+// operatorsAccount and issuerAccount say in an invitation what the account is for.
+const operatorsAccount = "the operators' toolbox"
+
+func issuerAccount(iss rewards.Issuer) string { return "the campaigns of " + iss.Name }
+
 func (d Deps) inviteOperator(w http.ResponseWriter, r *http.Request) {
 	v := issuersView{InviteErrors: fieldErrors{}}
-	if err := d.invite(r, &v.Invite, &rewards.User{Role: rewards.RoleOperator}, v.InviteErrors); err != nil {
+	if err := d.invite(r, &v.Invite, &rewards.User{Role: rewards.RoleOperator}, operatorsAccount, v.InviteErrors); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -226,7 +231,9 @@ type issuerView struct {
 	// BudgetInput is the budget form as typed.
 	BudgetInput string
 	Invite      invitation
-	Errors      fieldErrors
+	// MailsInvites says invitations are e-mailed (a relay is configured).
+	MailsInvites bool
+	Errors       fieldErrors
 	// Keys is the API keys card; its Keys are filled by renderIssuer.
 	Keys apiKeysView
 }
@@ -265,6 +272,7 @@ func (d Deps) issuerByID(ctx context.Context, id int64) (*rewards.Issuer, error)
 
 func (d Deps) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v issuerView) {
 	ctx := r.Context()
+	v.MailsInvites = d.Invitations != nil
 	var err error
 	if v.Budget, v.Spent, err = d.Settings.IssuerPoints(ctx, v.Issuer.ID); err != nil {
 		d.fail(w, r, err)
@@ -327,7 +335,7 @@ func (d Deps) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
 	}
 	v := issuerView{Issuer: *iss, Errors: fieldErrors{}}
 	u := &rewards.User{Role: rewards.RoleIssuer, IssuerID: iss.ID, IssuerSlug: iss.Slug}
-	if err := d.invite(r, &v.Invite, u, v.Errors); err != nil {
+	if err := d.invite(r, &v.Invite, u, issuerAccount(*iss), v.Errors); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -345,13 +353,8 @@ func (d Deps) createIssuerKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := issuerView{Issuer: *iss, Keys: apiKeysView{Name: strings.TrimSpace(r.PostFormValue("name")), Errors: fieldErrors{}}}
-	switch n := utf8.RuneCountInString(v.Keys.Name); {
-	case n == 0:
-		v.Keys.Errors["name"] = "Name the key after what will use it, like “CRM sync”."
-	case n > 100:
-		v.Keys.Errors["name"] = "Keep the name under 100 characters."
-	}
-	if len(v.Keys.Errors) > 0 {
+	if msg := keyNameError(v.Keys.Name); msg != "" {
+		v.Keys.Errors["name"] = msg
 		d.renderIssuer(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}
@@ -466,8 +469,8 @@ func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv := invitation{Email: u.Email, Name: u.Name, Link: link}
-	d.mailInvitation(r.Context(), &inv, u)
 	if u.Operator() {
+		d.mailInvitation(r.Context(), &inv, operatorsAccount, true)
 		d.renderIssuers(w, r, http.StatusOK, issuersView{Invite: inv})
 		return
 	}
@@ -475,6 +478,7 @@ func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
 	if err != nil || iss == nil {
 		iss = &rewards.Issuer{ID: u.IssuerID, Slug: u.IssuerSlug, Name: u.IssuerSlug}
 	}
+	d.mailInvitation(r.Context(), &inv, issuerAccount(*iss), true)
 	d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss, Invite: inv})
 }
 

@@ -651,7 +651,7 @@ func apiJobView(j *postoffice.Job) apiJob {
 // apiJobStatus is a job's view with its delivery counts.
 func (d Deps) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, error) {
 	v := apiJobView(j)
-	c, err := d.jobCounts(ctx, j.Key)
+	c, err := d.jobCounts(ctx, j)
 	if err != nil {
 		return v, err
 	}
@@ -872,7 +872,7 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 	var settled int64
 	var earners int
 	if err := runAll(
-		func() (err error) { counts, err = d.jobCounts(ctx, job.Key); return err },
+		func() (err error) { counts, err = d.jobCounts(ctx, job); return err },
 		func() (err error) { byFormat, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
 		func() (err error) { byChannel, err = d.Reports.JobChannels(ctx, job.Key); return err },
 		func() (err error) { rulePoints, err = d.Reports.JobRulePoints(ctx, job.Key); return err },

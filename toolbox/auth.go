@@ -481,16 +481,22 @@ func (d Deps) changePassword(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, "/profile", "Password changed. Your other sessions are signed out.")
 }
 
+// keyNameError says what is wrong with an API key's name, or "".
+func keyNameError(name string) string {
+	switch n := utf8.RuneCountInString(name); {
+	case n == 0:
+		return "Name the key after what will use it, like “CRM sync”."
+	case n > 100:
+		return "Keep the name under 100 characters."
+	}
+	return ""
+}
+
 func (d Deps) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	u := userFrom(r.Context())
 	v := profileView{User: u, KeyName: strings.TrimSpace(r.PostFormValue("name")), Errors: fieldErrors{}}
-	switch n := utf8.RuneCountInString(v.KeyName); {
-	case n == 0:
-		v.Errors["name"] = "Name the key after what will use it, like “CRM sync”."
-	case n > 100:
-		v.Errors["name"] = "Keep the name under 100 characters."
-	}
-	if len(v.Errors) > 0 {
+	if msg := keyNameError(v.KeyName); msg != "" {
+		v.Errors["name"] = msg
 		d.renderProfile(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}

@@ -2,6 +2,7 @@ package toolbox
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -51,9 +52,12 @@ func (c *countsCache) get(ctx context.Context, key int64, count func(context.Con
 		c.jobs[key] = e
 		c.mu.Unlock()
 		// The count runs on its own context: one caller leaving must not fail the others.
-		e.counts, e.err = count(context.WithoutCancel(ctx), key)
-		e.at = c.now()
-		close(e.ready)
+		// Waiters are released even if count panics, with an error that is not kept.
+		func() {
+			defer func() { e.at = c.now(); close(e.ready) }()
+			e.err = errCountUnfinished
+			e.counts, e.err = count(context.WithoutCancel(ctx), key)
+		}()
 		return e.counts, e.err
 	}
 	c.mu.Unlock()
@@ -65,6 +69,8 @@ func (c *countsCache) get(ctx context.Context, key int64, count func(context.Con
 	}
 }
 
+var errCountUnfinished = errors.New("counting the job's deliveries did not finish")
+
 func isClosed(ch chan struct{}) bool {
 	select {
 	case <-ch:
@@ -74,7 +80,11 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-// jobCounts returns a job's delivery counts, at most a second old.
-func (d Deps) jobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {
-	return d.counts.get(ctx, key, d.Store.JobCounts)
+// jobCounts returns a job's delivery counts: at most a second old while it runs, exact once
+// it is done (a finished job's page is not polled, so what it shows first must be final).
+func (d Deps) jobCounts(ctx context.Context, job *postoffice.Job) (postoffice.JobCounts, error) {
+	if job.State == postoffice.JobDone {
+		return d.Store.JobCounts(ctx, job.Key)
+	}
+	return d.counts.get(ctx, job.Key, d.Store.JobCounts)
 }

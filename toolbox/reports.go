@@ -145,7 +145,7 @@ func (d Deps) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range v.Live {
 		row := &v.Live[i]
-		if row.Counts, err = d.jobCounts(ctx, row.Job.Key); err != nil {
+		if row.Counts, err = d.jobCounts(ctx, row.Job); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -234,7 +234,7 @@ func (d Deps) jobProgress(w http.ResponseWriter, r *http.Request) {
 	if job == nil {
 		return
 	}
-	counts, err := d.jobCounts(r.Context(), job.Key)
+	counts, err := d.jobCounts(r.Context(), job)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -318,7 +318,7 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 	// The reads are independent and several walk all the job's deliveries: run them side by
 	// side on the store's pool of readers.
 	tasks := []func() error{
-		func() (err error) { v.Row.Counts, err = d.jobCounts(ctx, job.Key); return err },
+		func() (err error) { v.Row.Counts, err = d.jobCounts(ctx, job); return err },
 		func() (err error) { v.Channels, err = d.Reports.JobChannels(ctx, job.Key); return err },
 		func() (err error) { v.Chart, v.Bucket, err = d.timeline(ctx, job.Key); return err },
 		func() (err error) { formats, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
