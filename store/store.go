@@ -196,3 +196,25 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	return tx.Commit()
 }
+
+// SetBusyTimeout sets how long the writer waits for a lock another process holds before a
+// write fails with "database is locked" (10 s from Open). The writer is one connection, so
+// the pragma reaches every write; should database/sql replace that connection, the new one
+// has Open's value.
+func (s *Store) SetBusyTimeout(ctx context.Context, d time.Duration) error {
+	_, err := s.write.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds()))
+	return err
+}
+
+// SetMaxPageCount caps the database file at n pages for the writer (SQLite never sets the
+// cap below the pages in use) and returns the cap in force: a write that needs a page past
+// it fails with "database or disk is full", as on a full disk. n <= 0 lifts the cap. The
+// caveat of SetBusyTimeout applies.
+func (s *Store) SetMaxPageCount(ctx context.Context, n int64) (int64, error) {
+	if n <= 0 {
+		n = 0xFFFFFFFE
+	}
+	var got int64
+	err := s.write.QueryRowContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, n)).Scan(&got)
+	return got, err
+}
