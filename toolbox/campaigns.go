@@ -164,6 +164,10 @@ func readCampaignForm(r *http.Request) (*campaignForm, error) {
 		HTMLSubject: get("html_subject"), HTMLBody: v.Get("html_body"), Join: get("sel_join"), SelJSON: get("sel_json"),
 		ClientCount: get("client_count"), Start: get("start"), Stop: get("stop"), MailServer: get("mail_server"),
 		Rule: readRuleFields(v)}
+	// An issuer user's campaign is always their issuer's, whatever the form says.
+	if u := userFrom(r.Context()); !u.Operator() {
+		f.Issuer = u.IssuerSlug
+	}
 	if f.Join != "any" {
 		f.Join = "all"
 	}
@@ -694,10 +698,10 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 		}
 	default:
 		u := userFrom(ctx)
-		if !u.Operator() {
-			f.Issuer = u.IssuerSlug
-		} else if _, ok := d.issuerOf(ctx, f); !ok && f.Issuer != "" {
-			f.setErr("issuer", "choose one of the issuers")
+		if u.Operator() && f.Issuer != "" {
+			if _, ok := d.issuerOf(ctx, f); !ok {
+				f.setErr("issuer", "choose one of the issuers")
+			}
 		}
 		if c := f.campaign(u.Operator()); c != nil {
 			c.Draft = action != "schedule"
@@ -1021,9 +1025,6 @@ func (d Deps) campaignPreview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if u := userFrom(r.Context()); !u.Operator() {
-		f.Issuer = u.IssuerSlug
-	}
 	ev := d.evaluate(r.Context(), f)
 	d.render(w, r, previewPane(ev.preview))
 }
@@ -1054,9 +1055,6 @@ func (d Deps) campaignCount(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
-	}
-	if u := userFrom(r.Context()); !u.Operator() {
-		f.Issuer = u.IssuerSlug
 	}
 	ev := d.evaluate(r.Context(), f)
 	var b strings.Builder
