@@ -907,8 +907,8 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		ev.cost.Rules = append(ev.cost.Rules, priceRule(r, 0, ev.cost.Recipients, jobStart, jobStop))
 	}
 	for _, rc := range ev.cost.Rules {
-		ev.cost.Most += rc.Most
-		ev.cost.PerConsumer += rc.Points * rc.Times
+		ev.cost.Most = rewards.SumMostPoints(ev.cost.Most, rc.Most)
+		ev.cost.PerConsumer = rewards.SumMostPoints(ev.cost.PerConsumer, rewards.MostPoints(rc.Points, rc.Times))
 	}
 	ev.cost.Over = ev.cost.HasBudget && ev.cost.Most > ev.cost.Left
 	return ev
@@ -926,7 +926,7 @@ func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobSt
 		label = fmt.Sprintf("#%d %s", r.ID, label)
 	}
 	rc := ruleCost{Label: label, Points: r.Points, Times: awardsPerConsumer(r, jobStart, jobStop)}
-	rc.Most = int64(recipients) * r.Points * rc.Times
+	rc.Most = rewards.MostPoints(int64(recipients), r.Points, rc.Times)
 	if r.Budget > 0 {
 		if left := max(r.Budget-spent, 0); rc.Most > left {
 			rc.Most, rc.Capped = left, true
