@@ -818,6 +818,8 @@ type evaluation struct {
 	cost    costView
 	// field and reason name the first problem of the selection, for the count endpoint.
 	field, reason string
+	// busy: the selection was not counted for too many running (answered 429).
+	busy bool
 }
 
 // evaluate counts the form's selection, prices the job and renders the preview.
@@ -859,6 +861,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		}
 	}
 	iss, issOK := d.issuerOf(ctx, f)
+	ctx = postoffice.WithSelectionOwner(ctx, iss.Slug)
 	ev.preview = d.renderPreview(ctx, f, iss, operator, selOK, where, args, raw)
 	if n, err := editorParseWhole(f.ClientCount); err == nil && n > 0 {
 		ev.cost.ClientCount = int(n)
@@ -866,7 +869,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 	if !selOK {
 		ev.cost.Problem = "The selection has a problem: " + ev.reason
 	} else if n, err := d.Campaigns.CheckSelection(ctx, where, args, raw); err != nil {
-		ev.field, ev.reason = "selection", err.Error()
+		ev.field, ev.reason, ev.busy = "selection", err.Error(), errors.Is(err, postoffice.ErrTooManySelections)
 		ev.cost.Problem = "The selection could not be counted: " + err.Error()
 	} else {
 		ev.cost.Counted, ev.cost.Matching = true, n
@@ -1071,6 +1074,9 @@ func (d Deps) campaignCount(w http.ResponseWriter, r *http.Request) {
 	if !ev.cost.Counted {
 		ans.Error = &countProblem{ev.field, ev.reason}
 		status = http.StatusUnprocessableEntity
+		if ev.busy {
+			status = http.StatusTooManyRequests
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
