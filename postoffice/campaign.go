@@ -223,13 +223,17 @@ func (c *Campaign) compile() (*plan, error) {
 
 // CreateJob checks a campaign, runs its selection once to prove it (a raw SQL selection
 // under the store's guard), and stores the job. Returns a *FieldError for a campaign that is
-// wrong, with matching set to the consumers its selection matches now.
+// wrong, with matching set to the consumers its selection matches now; an error wrapping
+// ErrTooManySelections when the issuer has too many selections running.
 func (po *PostOffice) CreateJob(ctx context.Context, c *Campaign) (job *Job, matching int, err error) {
 	p, err := c.compile()
 	if err != nil {
 		return nil, 0, err
 	}
-	matching, err = po.cfg.Store.CheckSelection(ctx, p.job.SelectionSQL, p.job.SelectionArgs, p.raw)
+	matching, err = po.cfg.Store.CheckSelection(WithSelectionOwner(ctx, c.Issuer), p.job.SelectionSQL, p.job.SelectionArgs, p.raw)
+	if errors.Is(err, ErrTooManySelections) {
+		return nil, 0, err // nothing wrong with the campaign: try again
+	}
 	if err != nil {
 		return nil, 0, &FieldError{"selection", err.Error()}
 	}

@@ -2,6 +2,7 @@ package postoffice
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,26 @@ import (
 	"strings"
 	"unicode/utf8"
 )
+
+// ErrTooManySelections is returned, wrapped, when a selection cannot start now: its issuer
+// already has as many running as it may, or the selections' connections stayed busy for
+// the whole time limit. Trying again later is the answer (HTTP 429).
+var ErrTooManySelections = errors.New("too many selections running: try again when one has finished")
+
+type selectionOwnerKey struct{}
+
+// WithSelectionOwner returns ctx naming the issuer (by slug) whose request runs the
+// selections made with it, so that the store counts them against that issuer's limit of
+// selections at once.
+func WithSelectionOwner(ctx context.Context, issuer string) context.Context {
+	return context.WithValue(ctx, selectionOwnerKey{}, issuer)
+}
+
+// SelectionOwner is the issuer WithSelectionOwner named in ctx, or "" (the operators).
+func SelectionOwner(ctx context.Context) string {
+	owner, _ := ctx.Value(selectionOwnerKey{}).(string)
+	return owner
+}
 
 // Selection is a job's audience criteria, the SQL selection 216i before it is compiled: a
 // tree whose every node is exactly one of an all-group (every member matches), an any-group

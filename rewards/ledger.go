@@ -84,8 +84,8 @@ func (it *CatalogItem) Validate() error {
 	switch {
 	case strings.TrimSpace(it.Name) == "":
 		return fmt.Errorf("name: a catalog item needs a name")
-	case it.Cost <= 0:
-		return fmt.Errorf("cost: must be a positive number of points")
+	case it.Cost <= 0 || it.Cost > MaxBudget:
+		return CheckPoints("cost", it.Cost, MaxBudget)
 	case it.Stock < 0:
 		return fmt.Errorf("stock: must not be negative")
 	}
@@ -107,8 +107,30 @@ type Redemption struct {
 
 // SettleStore posts accruals into consumer accounts.
 type SettleStore interface {
-	// Settle posts up to limit unposted accruals, oldest first, and says how many.
+	// Settle posts up to limit unposted accruals, oldest first, and says how many. The ones
+	// it could not post it holds and reports in a *SettleError, having posted the others.
 	Settle(ctx context.Context, limit int) (int, error)
+}
+
+// HeldAccrual is an accrual settlement could not post, and why; it stays pending and later
+// settlements skip it.
+type HeldAccrual struct {
+	ID, ConsumerID int64
+	Reason         string
+}
+
+// SettleError reports the accruals a settlement held; everything else it took it posted.
+type SettleError struct {
+	Held []HeldAccrual
+}
+
+func (e *SettleError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "settlement held %d accrual(s) it could not post:", len(e.Held))
+	for _, h := range e.Held {
+		fmt.Fprintf(&b, " accrual %d of consumer %d (%s);", h.ID, h.ConsumerID, h.Reason)
+	}
+	return strings.TrimSuffix(b.String(), ";")
 }
 
 // DefaultSettleInterval and DefaultSettleBatch are what a Settler uses when its fields are
@@ -157,23 +179,33 @@ func (s *Settler) Run(ctx context.Context) error {
 }
 
 // SettleNow posts every pending accrual, in batches, and returns how many it posted. Returns
-// the store's error or the context's, with the count of what was posted before it.
+// the store's error or the context's, with the count of what was posted before it; or, having
+// posted everything else, a *SettleError listing every accrual the store held.
 func (s *Settler) SettleNow(ctx context.Context) (int, error) {
 	batch := s.Batch
 	if batch <= 0 {
 		batch = DefaultSettleBatch
 	}
 	total := 0
+	var held []HeldAccrual
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
 		n, err := s.Store.Settle(ctx, batch)
 		total += n
-		if err != nil {
+		var se *SettleError
+		if errors.As(err, &se) {
+			// The held ones are skipped from now on: go on with the rest.
+			held = append(held, se.Held...)
+			n += len(se.Held)
+		} else if err != nil {
 			return total, err
 		}
 		if n < batch {
+			if len(held) > 0 {
+				return total, &SettleError{Held: held}
+			}
 			return total, nil
 		}
 	}

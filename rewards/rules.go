@@ -2,9 +2,82 @@ package rewards
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"strings"
 	"time"
 )
+
+// The bounds of every points-bearing input: what one acknowledgement may earn under a rule,
+// and a budget (a rule's or an issuer's), a catalog cost or a correction. They keep every
+// sum the program keeps (spent totals, balances, a job's most cost) far from int64's limit:
+// overflowing a spent total or a balance at MaxAwardPoints an accrual takes more than 2^43
+// accruals, more rows than a SQLite file (at most 2^48 bytes) holds. Migration 0010 enforces
+// the same numbers in the database.
+const (
+	MaxAwardPoints int64 = 1_000_000
+	MaxBudget      int64 = 1_000_000_000_000_000
+)
+
+// CheckPoints returns an error naming field unless 1 <= v <= most.
+func CheckPoints(field string, v, most int64) error {
+	if v <= 0 || v > most {
+		return fmt.Errorf("%s: must be a whole number of points from 1 to %d", field, most)
+	}
+	return nil
+}
+
+// CheckBudget returns an error naming field unless 0 <= v <= MaxBudget (0: no cap).
+func CheckBudget(field string, v int64) error {
+	if v < 0 || v > MaxBudget {
+		return fmt.Errorf("%s: must be from 0 (no cap) to %d points", field, MaxBudget)
+	}
+	return nil
+}
+
+// AddPoints is a+b, and false when the sum does not fit in an int64.
+func AddPoints(a, b int64) (int64, bool) {
+	sum := a + b
+	if (b > 0 && sum < a) || (b < 0 && sum > a) {
+		return 0, false
+	}
+	return sum, true
+}
+
+// MulPoints is a*b for a, b >= 0, and false when the product does not fit in an int64 (or an
+// operand is negative).
+func MulPoints(a, b int64) (int64, bool) {
+	if a < 0 || b < 0 {
+		return 0, false
+	}
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	if hi != 0 || lo > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(lo), true
+}
+
+// MostPoints is the product of non-negative factors (recipients, points, times), or
+// math.MaxInt64 when it does not fit: for an estimate of the most points a job can cost, where
+// "more than any budget" is the truthful answer to an overflow.
+func MostPoints(factors ...int64) int64 {
+	p := int64(1)
+	for _, f := range factors {
+		var ok bool
+		if p, ok = MulPoints(p, f); !ok {
+			return math.MaxInt64
+		}
+	}
+	return p
+}
+
+// SumMostPoints is a+b for estimates made by MostPoints: math.MaxInt64 past int64.
+func SumMostPoints(a, b int64) int64 {
+	if sum, ok := AddPoints(a, b); ok {
+		return sum
+	}
+	return math.MaxInt64
+}
 
 // RuleType is what a consumer does to earn under a rule (the seed's award types).
 type RuleType string
@@ -63,8 +136,8 @@ func (r *AwardRule) Validate() error {
 	switch {
 	case !known:
 		return fmt.Errorf("type: %q is not one of reply, click, banner, purchase, questionnaire", r.Type)
-	case r.Points <= 0:
-		return fmt.Errorf("points: must be a positive number")
+	case r.Points <= 0 || r.Points > MaxAwardPoints:
+		return CheckPoints("points", r.Points, MaxAwardPoints)
 	case r.Frequency != FrequencyOnce && r.Frequency != FrequencyPeriod && r.Frequency != FrequencyTimes:
 		return fmt.Errorf("frequency: %q is not once, period or times", r.Frequency)
 	case r.Frequency == FrequencyPeriod && r.Period < time.Minute:
@@ -73,8 +146,8 @@ func (r *AwardRule) Validate() error {
 		return fmt.Errorf("max_times: a times rule needs max_times of at least 1")
 	case !r.Start.IsZero() && !r.Stop.IsZero() && !r.Stop.After(r.Start):
 		return fmt.Errorf("stop: must be after start")
-	case r.Budget < 0:
-		return fmt.Errorf("budget: must not be negative")
+	case r.Budget < 0 || r.Budget > MaxBudget:
+		return CheckBudget("budget", r.Budget)
 	}
 	for _, u := range []struct{ field, url string }{{"issuer_url", r.IssuerURL}, {"success_url", r.SuccessURL}} {
 		if u.url != "" && !strings.HasPrefix(u.url, "https://") && !strings.HasPrefix(u.url, "http://") {
@@ -82,6 +155,12 @@ func (r *AwardRule) Validate() error {
 		}
 	}
 	return nil
+}
+
+// withinBudget reports whether spent+points stays within budget; a sum past int64 does not.
+func withinBudget(spent, points, budget int64) bool {
+	sum, ok := AddPoints(spent, points)
+	return ok && sum <= budget
 }
 
 // History is what has been awarded before, as a decision needs it.
@@ -145,9 +224,13 @@ func (r *AwardRule) Decide(now, jobStop time.Time, h History) Decision {
 		d.Reason = fmt.Sprintf("already awarded in this period of %s", r.Period)
 	case r.Frequency == FrequencyTimes && h.Total >= r.MaxTimes:
 		d.Reason = fmt.Sprintf("already awarded the most times allowed (%d)", r.MaxTimes)
-	case r.Budget > 0 && h.RuleSpent+r.Points > r.Budget:
+	case r.Points <= 0 || r.Points > MaxAwardPoints:
+		// A rule stored before the bound existed: it awards nothing rather than a sum that
+		// could overflow.
+		d.Reason = fmt.Sprintf("the rule's points (%d) are outside 1 to %d", r.Points, MaxAwardPoints)
+	case r.Budget > 0 && !withinBudget(h.RuleSpent, r.Points, r.Budget):
 		d.Reason = "the rule's points budget is spent"
-	case h.IssuerBudget > 0 && h.IssuerSpent+r.Points > h.IssuerBudget:
+	case h.IssuerBudget > 0 && !withinBudget(h.IssuerSpent, r.Points, h.IssuerBudget):
 		d.Reason = "the issuer's points budget is spent"
 	default:
 		d.Awarded, d.Points = true, r.Points

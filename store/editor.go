@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -113,27 +112,21 @@ func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, h
 	return tx.Commit()
 }
 
-// sampleTimeLimit bounds the search for a sample consumer under a raw selection.
-const sampleTimeLimit = 2 * time.Second
-
 // SampleConsumer returns the first active consumer, by id, that a compiled selection matches:
-// the one the campaign editor previews messages for. It runs on a reader under the selection
-// guard, as CheckSelection does. Returns ErrNotFound if the selection matches no one, an
-// error wrapping ErrSelectionRefused for an expression the guard refuses or that runs too
-// long, or SQLite's error for one that is not valid.
+// the one the campaign editor previews messages for. It runs as CheckSelection does, and
+// returns the same errors, or ErrNotFound if the selection matches no one.
 func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, raw bool) (*rewards.Consumer, error) {
 	expr, err := selectionExpr(where)
 	if err != nil {
 		return nil, err
 	}
-	run := ctx
-	if raw {
-		var cancel context.CancelFunc
-		run, cancel = context.WithTimeout(ctx, sampleTimeLimit)
-		defer cancel()
+	release, err := s.selections.take(postoffice.SelectionOwner(ctx))
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	var id int64
-	err = s.withGuard(run, s.read, "", func(conn *sql.Conn) error {
+	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
 		stmt, err := conn.PrepareContext(run, `SELECT id FROM consumers WHERE status = 'active' AND `+expr+` ORDER BY id LIMIT 1`)
 		if err != nil {
 			return err
@@ -146,10 +139,8 @@ func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, ra
 		return nil, fmt.Errorf("sample consumer: %w", ErrNotFound)
 	case err == nil:
 		return s.ConsumerByID(ctx, id)
-	case errors.Is(err, ErrSelectionRefused):
+	case errors.Is(err, ErrSelectionRefused), errors.Is(err, postoffice.ErrTooManySelections):
 		return nil, err
-	case ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded):
-		return nil, refused("stopped after %v: too slow to run, make the expression cheaper", sampleTimeLimit)
 	}
 	return nil, fmt.Errorf("selection sql: %w", err)
 }

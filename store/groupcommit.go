@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -286,10 +287,13 @@ func (g *ackCommitter) take(batch []*ackRequest, n int) []*ackRequest {
 }
 
 // commitAcks applies a batch of acknowledgements in one transaction and answers each caller:
-// its own result or error, or, if the transaction could not commit, that error for all of
-// them, since none of them was accepted. The batch begins when it has the writer connection:
-// a caller whose context ended before then, while a long write held the writer, say, is
-// answered ctx.Err() and left out.
+// its own result or error. An acknowledgement that the database refuses (a running total
+// that would overflow, say) fails alone: the transaction is rolled back and applied again
+// without it, so its batch neighbours, other issuers' among them, are not refused with it.
+// When the transaction as a whole cannot commit (the disk is full, the database is
+// locked), every caller hears that error, since none of them was accepted. The batch begins
+// when it has the writer connection: a caller whose context ended before then, while a long
+// write held the writer, say, is answered ctx.Err() and left out.
 func (s *Store) commitAcks(batch []*ackRequest) {
 	// The batch runs to its end whatever happens to its callers' contexts; Background also
 	// spares mattn/go-sqlite3 a goroutine per statement watching for cancellation.
@@ -315,15 +319,25 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 		return
 	}
 	defer conn.Close()
-	if len(live) == 0 {
-		return
-	}
-	s.acks.batches.Add(1)
-	if err := s.applyAckBatch(ctx, conn, live); err != nil {
-		for _, req := range live {
-			req.res, req.err = nil, err
-			close(req.reply)
+	// Each pass either commits or takes one acknowledgement out, so it ends.
+	for len(live) > 0 {
+		s.acks.batches.Add(1)
+		culprit, err := s.applyAckBatch(ctx, conn, live)
+		if err == nil {
+			break
 		}
+		if culprit == nil || IsBusy(err) {
+			for _, req := range live {
+				req.res, req.err = nil, err
+				close(req.reply)
+			}
+			return
+		}
+		culprit.res, culprit.err = nil, err
+		close(culprit.reply)
+		live = slices.DeleteFunc(live, func(req *ackRequest) bool { return req == culprit })
+	}
+	if len(live) == 0 {
 		return
 	}
 	if s.acks.synced == nil {
@@ -334,14 +348,15 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 }
 
 // applyAckBatch runs the batch's transaction; an acknowledgement naming no invitation fails
-// alone and leaves the others be. It sets each request's res and err.
-// Returns an error if the transaction as a whole failed. The commit is made durable by the
-// syncer, before any caller hears of it.
-func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackRequest) error {
+// alone and leaves the others be. It sets each request's res and err. Returns an error if
+// the transaction failed, rolled back, and with it the acknowledgement whose statement
+// failed, if one did (nil when the transaction as a whole failed). The commit is made
+// durable by the syncer, before any caller hears of it.
+func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (culprit *ackRequest, err error) {
 	// The transaction is run by hand on the connection rather than with a *sql.Tx, which
 	// would start a goroutine for every query's rows to watch the transaction's context.
 	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return err
+		return nil, err
 	}
 	committed := false
 	defer func() {
@@ -351,7 +366,7 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 	}()
 	jobs, err := s.acks.jobsFor(ctx, s, conn, batch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = conn.Raw(func(dc any) error {
 		c := &s.acks.stmts
@@ -364,17 +379,18 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			// then nothing of the batch stands.
 			req.res, req.err = s.applyAck(c, jobs, req.ack)
 			if req.err != nil && !errors.Is(req.err, postoffice.ErrNoDelivery) {
-				return fmt.Errorf("acknowledgement batch: %w", req.err)
+				culprit = req
+				return fmt.Errorf("acknowledgement of job %d by consumer %d: %w", req.ack.JobKey, req.ack.ConsumerID, req.err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return culprit, err
 	}
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return fmt.Errorf("acknowledgement batch commit: %w", err)
+		return nil, fmt.Errorf("acknowledgement batch commit: %w", err)
 	}
 	committed = true
-	return nil
+	return nil, nil
 }

@@ -3,9 +3,9 @@ package store
 // The selection guard. An operator may write a job's selection as raw SQL: an expression
 // that goes after "WHERE status = 'active' AND". SQLite asks an authorizer about every
 // table, column, function and action while it prepares a statement; under the guard the
-// answer is yes only for reading the consumers table, a few plain functions and, for the
-// scheduler, the one INSERT it runs. SQLite checks only at prepare time, so the guard also
-// caps string sizes and callers put a time limit on running.
+// answer is yes only for reading the consumers table and a few plain functions. SQLite checks only at prepare time, so the guard also
+// caps string sizes, and every selection runs under a time limit on a pool of its own
+// (runSelection).
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"pointpost/postoffice"
 )
 
 // ErrSelectionRefused is what errors.Is finds in the error when the guard refuses a
@@ -41,8 +43,17 @@ const (
 	// sqliteRecursive is SQLITE_RECURSIVE, which the driver leaves out of its constants.
 	sqliteRecursive = 33
 
-	// selectionTimeLimit is how long CheckSelection lets a raw expression run.
+	// selectionTimeLimit is how long any selection may take, waiting for a connection
+	// included: a count, a preview, a job's creation, a batch of the scheduler.
 	selectionTimeLimit = 2 * time.Second
+
+	// selectionConns is the size of the selections' read pool; what is left of the
+	// machine serves consumer pages and acknowledgements.
+	selectionConns = 2
+
+	// maxSelectionsPerIssuer is how many selections one issuer (or the operators) may run at
+	// once; more are refused with postoffice.ErrTooManySelections rather than queued.
+	maxSelectionsPerIssuer = 2
 
 	// guardMaxLength caps any string or blob a guarded statement makes, so that nested
 	// replace() cannot build a gigabyte before the time limit stops it.
@@ -50,24 +61,21 @@ const (
 )
 
 // selectionAuthorizer is the authorizer of the selection guard: SELECT, reading any column
-// of consumers in the main database, the functions allowedFunction lists and, when
-// insertInto is not empty, an INSERT into that table (and the reads of the parent keys its
-// foreign keys check). Everything else is denied.
-func selectionAuthorizer(insertInto string) func(op int, arg1, arg2, arg3 string) int {
-	return newGuard(insertInto).authorize
+// of consumers in the main database and the functions allowedFunction lists. Everything else
+// is denied.
+func selectionAuthorizer() func(op int, arg1, arg2, arg3 string) int {
+	return newGuard().authorize
 }
 
 // guard is one use of the authorizer; it keeps the first reason it refused, for the error.
 type guard struct {
-	insertInto string
-
 	mu     sync.Mutex
 	denied string
 
 	prevLength int // SQLITE_LIMIT_LENGTH before register
 }
 
-func newGuard(insertInto string) *guard { return &guard{insertInto: insertInto} }
+func newGuard() *guard { return &guard{} }
 
 func (g *guard) authorize(op int, arg1, arg2, arg3 string) int {
 	reason := g.check(op, arg1, arg2, arg3)
@@ -84,7 +92,7 @@ func (g *guard) authorize(op int, arg1, arg2, arg3 string) int {
 
 // check returns why op is refused, or "" to allow it. For READ arg1 is the table, arg2 the
 // column ("" when a statement reads no column, as count(*) does) and arg3 the database;
-// for FUNCTION arg2 is the function; for INSERT arg1 is the table and arg3 the database.
+// for FUNCTION arg2 is the function; for INSERT arg1 is the table.
 func (g *guard) check(op int, arg1, arg2, arg3 string) string {
 	switch op {
 	case sqlite3.SQLITE_SELECT:
@@ -94,9 +102,6 @@ func (g *guard) check(op int, arg1, arg2, arg3 string) string {
 			return fmt.Sprintf("only columns of consumers may be read, not %s.%s.%s", arg3, arg1, arg2)
 		}
 		if strings.EqualFold(arg1, "consumers") {
-			return ""
-		}
-		if g.insertInto != "" && foreignKeyParent(g.insertInto, arg1, arg2) {
 			return ""
 		}
 		if arg2 == "" {
@@ -109,9 +114,6 @@ func (g *guard) check(op int, arg1, arg2, arg3 string) string {
 		}
 		return fmt.Sprintf("function %s() is not allowed", arg2)
 	case sqlite3.SQLITE_INSERT:
-		if g.insertInto != "" && strings.EqualFold(arg1, g.insertInto) && arg3 == "main" {
-			return ""
-		}
 		return "a selection may not write (insert into " + arg1 + ")"
 	case sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
 		return "a selection may not write (" + arg1 + ")"
@@ -140,19 +142,6 @@ func allowedFunction(name string) bool {
 		"json_extract", "json_type", "json_valid", "json_array_length", "->", "->>",
 		"date", "time", "datetime", "julianday", "unixepoch", "strftime":
 		return true
-	}
-	return false
-}
-
-// foreignKeyParent reports whether SQLite, preparing an INSERT into table, reads parent's
-// column to check a foreign key. The guard must allow that read or the insert cannot be
-// prepared; returning SQLITE_IGNORE instead would make every check fail. It means an
-// expression run for an insert could also read those key columns; CheckSelection, which
-// proves an expression before a job is stored, allows no such read.
-func foreignKeyParent(table, parent, column string) bool {
-	switch strings.ToLower(table) {
-	case "deliveries":
-		return parent == "jobs" && column == "key" || parent == "consumers" && column == "id"
 	}
 	return false
 }
@@ -211,17 +200,12 @@ func (g *guard) explain(err error) error {
 	return err
 }
 
-// withGuard runs fn on one connection of db with the selection guard installed (see
-// selectionAuthorizer for insertInto), and removes it before the connection goes back to
-// the pool, whatever fn does. Every statement fn prepares is checked, its own included.
-// Returns fn's error, a refusal wrapping ErrSelectionRefused with its reason.
-func (s *Store) withGuard(ctx context.Context, db *sql.DB, insertInto string, fn func(conn *sql.Conn) error) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	g := newGuard(insertInto)
+// guarded runs fn on conn with the selection guard installed, and removes it before the
+// connection goes back to the pool, whatever fn does. Every statement fn prepares is
+// checked, its own included. Returns fn's error, a refusal wrapping ErrSelectionRefused with
+// its reason.
+func guarded(conn *sql.Conn, fn func(conn *sql.Conn) error) error {
+	g := newGuard()
 	if err := g.register(conn); err != nil {
 		return err
 	}
@@ -229,48 +213,25 @@ func (s *Store) withGuard(ctx context.Context, db *sql.DB, insertInto string, fn
 	return g.explain(fn(conn))
 }
 
-// prepareGuarded prepares query on tx, a transaction of conn, under the selection guard,
-// and returns the statement with the guard already removed. SQLite authorizes a statement
-// when it prepares it, so the statement may then run inside the caller's transaction beside
-// statements the guard would refuse (BEGIN, reading the job, updating its cursor). Returns
-// an error wrapping ErrSelectionRefused when the guard refuses query.
-func (s *Store) prepareGuarded(ctx context.Context, conn *sql.Conn, tx *sql.Tx, insertInto, query string) (*sql.Stmt, error) {
-	g := newGuard(insertInto)
-	if err := g.register(conn); err != nil {
-		return nil, err
-	}
-	stmt, err := tx.PrepareContext(ctx, query)
-	g.unregister(conn)
-	if err != nil {
-		return nil, g.explain(err)
-	}
-	return stmt, nil
-}
-
 // CheckSelection counts the active consumers that a compiled selection, where with args,
-// matches now. It runs on a reader under the selection guard; a raw expression is stopped
-// after two seconds. Returns an error wrapping ErrSelectionRefused that says why for an
-// expression the guard refuses, that is not one expression, or that runs too long; SQLite's
+// matches now. It runs on the selections' own pool, under the selection guard and the
+// selection time limit, counted against the issuer postoffice.SelectionOwner names in ctx.
+// Returns an error wrapping ErrSelectionRefused that says why for an expression the guard
+// refuses, that is not one expression, or that runs too long; one wrapping
+// postoffice.ErrTooManySelections when the issuer has maxSelectionsPerIssuer running; SQLite's
 // error, prefixed "selection sql:", for one that is not valid.
 func (s *Store) CheckSelection(ctx context.Context, where string, args []any, raw bool) (matching int, err error) {
-	return s.checkSelection(ctx, where, args, raw, selectionTimeLimit)
-}
-
-func (s *Store) checkSelection(ctx context.Context, where string, args []any, raw bool, limit time.Duration) (matching int, err error) {
 	expr, err := selectionExpr(where)
 	if err != nil {
 		return 0, err
 	}
-	query := `SELECT count(*) FROM consumers WHERE status = 'active' AND ` + expr
-	run := ctx
-	if raw {
-		var cancel context.CancelFunc
-		run, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
+	release, err := s.selections.take(postoffice.SelectionOwner(ctx))
+	if err != nil {
+		return 0, err
 	}
-	// The compiled selections go under the guard too: it costs one authorizer call per
-	// column, and a mislabelled raw expression is still checked.
-	err = s.withGuard(run, s.read, "", func(conn *sql.Conn) error {
+	defer release()
+	query := `SELECT count(*) FROM consumers WHERE status = 'active' AND ` + expr
+	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
 		// A prepared statement runs only the first statement of its text.
 		stmt, err := conn.PrepareContext(run, query)
 		if err != nil {
@@ -282,12 +243,70 @@ func (s *Store) checkSelection(ctx context.Context, where string, args []any, ra
 	switch {
 	case err == nil:
 		return matching, nil
-	case errors.Is(err, ErrSelectionRefused):
+	case errors.Is(err, ErrSelectionRefused), errors.Is(err, postoffice.ErrTooManySelections):
 		return 0, err
-	case ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded):
-		return 0, refused("stopped after %v: too slow to run, make the expression cheaper", limit)
 	}
 	return 0, fmt.Errorf("selection sql: %w", err)
+}
+
+// selectionSlots counts the selections running, by the issuer they run for.
+type selectionSlots struct {
+	mu      sync.Mutex
+	running map[string]int
+}
+
+// take counts one more selection of owner, and release counts it done. Returns an error
+// wrapping postoffice.ErrTooManySelections when owner has maxSelectionsPerIssuer running.
+func (sl *selectionSlots) take(owner string) (release func(), err error) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.running[owner] >= maxSelectionsPerIssuer {
+		return nil, fmt.Errorf("selection: %d already running for this issuer: %w", sl.running[owner], postoffice.ErrTooManySelections)
+	}
+	if sl.running == nil {
+		sl.running = map[string]int{}
+	}
+	sl.running[owner]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sl.mu.Lock()
+			defer sl.mu.Unlock()
+			if sl.running[owner]--; sl.running[owner] == 0 {
+				delete(sl.running, owner)
+			}
+		})
+	}, nil
+}
+
+// runSelection runs fn on a connection of the selections' pool with the selection guard
+// installed, and stops it at the selection time limit, the wait for a connection included.
+// fn gets the context to run its statements with. Returns an error wrapping
+// postoffice.ErrTooManySelections when no connection came free in time, a refusal wrapping
+// ErrSelectionRefused when the guard refused a statement or the time limit stopped it, or
+// fn's error.
+func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, conn *sql.Conn) error) error {
+	run, cancel := context.WithTimeout(ctx, s.selectionLimit)
+	defer cancel()
+	stopped := func() bool { return ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded) }
+	conn, err := s.sel.Conn(run)
+	if err != nil {
+		if stopped() {
+			return fmt.Errorf("selection: no connection came free within %v: %w", s.selectionLimit, postoffice.ErrTooManySelections)
+		}
+		return err
+	}
+	defer conn.Close()
+	err = guarded(conn, func(conn *sql.Conn) error {
+		if s.selectionHook != nil {
+			s.selectionHook()
+		}
+		return fn(run, conn)
+	})
+	if err != nil && !errors.Is(err, ErrSelectionRefused) && stopped() {
+		return refused("stopped after %v: too slow to run, make the selection cheaper", s.selectionLimit)
+	}
+	return err
 }
 
 // selectionExpr is a job's WHERE expression ready to follow "AND": in parentheses, on lines

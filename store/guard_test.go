@@ -142,25 +142,25 @@ func TestWithGuardRefusesStatements(t *testing.T) {
 	key := seedGuardJob(t, s)
 	before := schemaAndCounts(t, s)
 	ctx := context.Background()
-	for _, tc := range []struct{ insertInto, stmt, want string }{
-		{"", `DROP TABLE jobs`, "not authorized"},
-		{"", `DELETE FROM consumers`, "may not write"},
-		{"", `UPDATE consumers SET status = 'active'`, "may not write"},
-		{"", `INSERT INTO deliveries (job_key, consumer_id) VALUES (1, 1)`, "may not write (insert into deliveries)"},
-		{"deliveries", `INSERT INTO jobs (issuer_id, name, start_at, stop_at, client_count, text_message_id, created_at, updated_at) SELECT issuer_id, name, 0, 1, 1, text_message_id, 0, 0 FROM jobs`, "may not write (insert into jobs)"},
-		{"deliveries", `INSERT INTO deliveries (job_key, consumer_id) SELECT ?, consumer_id FROM deliveries`, "not deliveries.consumer_id"},
-		{"", `CREATE TABLE x (a)`, "not authorized"},
-		{"", `CREATE TEMP TABLE x (a)`, "not authorized"},
-		{"", `PRAGMA writable_schema = 1`, "PRAGMA is not allowed"},
-		{"", `PRAGMA table_info(jobs)`, "PRAGMA is not allowed"},
-		{"", `ATTACH DATABASE ':memory:' AS x`, "ATTACH and DETACH are not allowed"},
-		{"", `BEGIN`, "transactions are not allowed"},
-		{"", `SAVEPOINT a`, "transactions are not allowed"},
-		{"", `VACUUM`, "not authorized"},
-		{"", `ANALYZE`, "not authorized"},
+	for _, tc := range []struct{ stmt, want string }{
+		{`DROP TABLE jobs`, "not authorized"},
+		{`DELETE FROM consumers`, "may not write"},
+		{`UPDATE consumers SET status = 'active'`, "may not write"},
+		{`INSERT INTO deliveries (job_key, consumer_id) VALUES (1, 1)`, "may not write (insert into deliveries)"},
+		{`INSERT INTO jobs (issuer_id, name, start_at, stop_at, client_count, text_message_id, created_at, updated_at) SELECT issuer_id, name, 0, 1, 1, text_message_id, 0, 0 FROM jobs`, "may not write (insert into jobs)"},
+		{`INSERT INTO deliveries (job_key, consumer_id) SELECT ?, id FROM consumers`, "may not write (insert into deliveries)"},
+		{`CREATE TABLE x (a)`, "not authorized"},
+		{`CREATE TEMP TABLE x (a)`, "not authorized"},
+		{`PRAGMA writable_schema = 1`, "PRAGMA is not allowed"},
+		{`PRAGMA table_info(jobs)`, "PRAGMA is not allowed"},
+		{`ATTACH DATABASE ':memory:' AS x`, "ATTACH and DETACH are not allowed"},
+		{`BEGIN`, "transactions are not allowed"},
+		{`SAVEPOINT a`, "transactions are not allowed"},
+		{`VACUUM`, "not authorized"},
+		{`ANALYZE`, "not authorized"},
 	} {
 		t.Run(tc.stmt, func(t *testing.T) {
-			err := s.withGuard(ctx, s.write, tc.insertInto, func(conn *sql.Conn) error {
+			err := withGuardOn(t, s.write, func(conn *sql.Conn) error {
 				args := []any{}
 				if strings.Contains(tc.stmt, "?") {
 					args = append(args, key)
@@ -225,7 +225,8 @@ func TestCheckSelectionTimeLimit(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	// 2000³ rows: hours of work without the limit, and not recursive.
-	_, err := s.checkSelection(ctx, `(SELECT count(*) FROM consumers a, consumers b, consumers c WHERE a.city <> c.email) > 0`, nil, true, 200*time.Millisecond)
+	s.selectionLimit = 200 * time.Millisecond
+	_, err := s.CheckSelection(ctx, `(SELECT count(*) FROM consumers a, consumers b, consumers c WHERE a.city <> c.email) > 0`, nil, true)
 	elapsed := time.Since(start)
 	if !errors.Is(err, ErrSelectionRefused) || !strings.Contains(err.Error(), "stopped after 200ms") {
 		t.Fatalf("error %v, want stopped after 200ms", err)
@@ -234,6 +235,7 @@ func TestCheckSelectionTimeLimit(t *testing.T) {
 		t.Fatalf("took %v to stop", elapsed)
 	}
 	// The reader it ran on works afterwards.
+	s.selectionLimit = selectionTimeLimit
 	if n, err := s.CheckSelection(ctx, `country = 'US'`, nil, true); err != nil || n != 666 {
 		t.Fatalf("after the timeout: %d, %v", n, err)
 	}
@@ -282,7 +284,7 @@ func TestWithGuardRemovesAuthorizer(t *testing.T) {
 	}
 	normal("before")
 
-	err := s.withGuard(ctx, s.write, "", func(conn *sql.Conn) error {
+	err := withGuardOn(t, s.write, func(conn *sql.Conn) error {
 		var n int
 		return conn.QueryRowContext(ctx, `SELECT count(*) FROM consumers`).Scan(&n)
 	})
@@ -291,7 +293,7 @@ func TestWithGuardRemovesAuthorizer(t *testing.T) {
 	}
 	normal("after a guarded query")
 
-	err = s.withGuard(ctx, s.write, "", func(conn *sql.Conn) error {
+	err = withGuardOn(t, s.write, func(conn *sql.Conn) error {
 		_, err := conn.ExecContext(ctx, `DELETE FROM jobs`)
 		return err
 	})
@@ -302,7 +304,7 @@ func TestWithGuardRemovesAuthorizer(t *testing.T) {
 
 	func() {
 		defer func() { _ = recover() }()
-		_ = s.withGuard(ctx, s.write, "", func(conn *sql.Conn) error { panic("boom") })
+		_ = withGuardOn(t, s.write, func(conn *sql.Conn) error { panic("boom") })
 	}()
 	normal("after a panic")
 
@@ -325,169 +327,34 @@ func TestWithGuardRemovesAuthorizer(t *testing.T) {
 	}
 }
 
-// The scheduler's insert, as the guard must let it through: what SQLite's prepare needs
-// beyond reading consumers is the INSERT itself and the foreign-key parent reads.
-const guardedInsert = `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
-	SELECT ?, id, ? FROM consumers WHERE status = 'active' AND id > ? AND `
-
-func TestWithGuardInsertIntoDeliveries(t *testing.T) {
-	s := openTest(t)
-	seedGuardConsumers(t, s, 30)
-	key := seedGuardJob(t, s)
-	ctx := context.Background()
-	insert := func(insertInto, where string, cursor int64, limit int) (int64, error) {
-		expr, err := selectionExpr(where)
-		if err != nil {
-			return 0, err
-		}
-		var n int64
-		err = s.withGuard(ctx, s.write, insertInto, func(conn *sql.Conn) error {
-			res, err := conn.ExecContext(ctx, guardedInsert+expr+` ORDER BY id LIMIT ?`, key, 0, cursor, limit)
-			if err != nil {
-				return err
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		return n, err
-	}
-	n, err := insert("deliveries", `country = 'US' AND json_extract(attributes, '$.plan') = 'gold'`, 0, 3)
-	if err != nil || n != 3 {
-		t.Fatalf("guarded insert: %d, %v", n, err)
-	}
-	// The second batch continues past the cursor; consumer 30 is unsubscribed.
-	if n, err = insert("deliveries", `country = 'US' AND json_extract(attributes, '$.plan') = 'gold'`, 18, 10); err != nil || n != 1 {
-		t.Fatalf("second batch: %d, %v", n, err)
-	}
-	if _, err := insert("", `1`, 0, 10); !errors.Is(err, ErrSelectionRefused) || !strings.Contains(err.Error(), "may not write") {
-		t.Fatalf("insert without insertInto: %v", err)
-	}
-	if _, err := insert("deliveries", `id NOT IN (SELECT consumer_id FROM deliveries)`, 0, 10); !errors.Is(err, ErrSelectionRefused) {
-		t.Fatalf("expression reading deliveries: %v", err)
-	}
-	var total int
-	if err := s.write.QueryRow(`SELECT count(*) FROM deliveries WHERE job_key = ?`, key).Scan(&total); err != nil || total != 4 {
-		t.Fatalf("deliveries: %d, %v", total, err)
-	}
-}
-
-// prepareGuarded lets the selection run inside the scheduler's own transaction.
-func TestPrepareGuardedInTransaction(t *testing.T) {
-	s := openTest(t)
-	seedGuardConsumers(t, s, 30)
-	key := seedGuardJob(t, s)
-	ctx := context.Background()
-	batch := func(where string) (int64, error) {
-		expr, err := selectionExpr(where)
-		if err != nil {
-			return 0, err
-		}
-		conn, err := s.write.Conn(ctx)
-		if err != nil {
-			return 0, err
-		}
-		defer conn.Close()
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, err
-		}
-		defer tx.Rollback()
-		var cursor int64
-		if err := tx.QueryRowContext(ctx, `SELECT select_cursor FROM jobs WHERE key = ?`, key).Scan(&cursor); err != nil {
-			return 0, err
-		}
-		stmt, err := s.prepareGuarded(ctx, conn, tx, "deliveries", guardedInsert+expr+` ORDER BY id LIMIT ?`)
-		if err != nil {
-			return 0, err
-		}
-		defer stmt.Close()
-		res, err := stmt.ExecContext(ctx, key, 0, cursor, 5)
-		if err != nil {
-			return 0, err
-		}
-		n, _ := res.RowsAffected()
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET select_cursor = (SELECT max(consumer_id) FROM deliveries WHERE job_key = ?), selected = selected + ? WHERE key = ?`, key, n, key); err != nil {
-			return 0, err
-		}
-		return n, tx.Commit()
-	}
-	if n, err := batch(`country = 'FR'`); err != nil || n != 5 {
-		t.Fatalf("batch: %d, %v", n, err)
-	}
-	if n, err := batch(`country = 'FR'`); err != nil || n != 5 {
-		t.Fatalf("second batch: %d, %v", n, err)
-	}
-	if _, err := batch(`(SELECT count(*) FROM jobs) > 0`); !errors.Is(err, ErrSelectionRefused) {
-		t.Fatalf("hostile batch: %v", err)
-	}
-	var selected int
-	if err := s.write.QueryRow(`SELECT selected FROM jobs WHERE key = ?`, key).Scan(&selected); err != nil || selected != 10 {
-		t.Fatalf("selected = %d, %v", selected, err)
-	}
-}
-
-// foreignKeyParent must name exactly the parent keys of deliveries' foreign keys.
-func TestForeignKeyParentMatchesSchema(t *testing.T) {
-	s := openTest(t)
-	rows, err := s.read.Query(`SELECT "table", coalesce("to", '') FROM pragma_foreign_key_list('deliveries')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var table, to string
-		if err := rows.Scan(&table, &to); err != nil {
-			t.Fatal(err)
-		}
-		n++
-		if !foreignKeyParent("deliveries", table, to) {
-			t.Errorf("deliveries references %s(%s), which foreignKeyParent does not allow", table, to)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n != 2 {
-		t.Errorf("deliveries has %d foreign keys; update foreignKeyParent", n)
-	}
-}
-
 func TestSelectionAuthorizer(t *testing.T) {
 	const (
 		ok   = sqlite3.SQLITE_OK
 		deny = sqlite3.SQLITE_DENY
 	)
 	for _, tc := range []struct {
-		insertInto       string
 		op               int
 		arg1, arg2, arg3 string
 		want             int
 	}{
-		{"", sqlite3.SQLITE_SELECT, "", "", "", ok},
-		{"", sqlite3.SQLITE_READ, "consumers", "email", "main", ok},
-		{"", sqlite3.SQLITE_READ, "consumers", "", "", ok},
-		{"", sqlite3.SQLITE_READ, "consumers", "email", "temp", deny},
-		{"", sqlite3.SQLITE_READ, "jobs", "key", "main", deny},
-		{"deliveries", sqlite3.SQLITE_READ, "jobs", "key", "main", ok},
-		{"deliveries", sqlite3.SQLITE_READ, "jobs", "name", "main", deny},
-		{"", sqlite3.SQLITE_FUNCTION, "", "lower", "", ok},
-		{"", sqlite3.SQLITE_FUNCTION, "", "LOWER", "", ok},
-		{"", sqlite3.SQLITE_FUNCTION, "", "randomblob", "", deny},
-		{"", sqlite3.SQLITE_INSERT, "deliveries", "", "main", deny},
-		{"deliveries", sqlite3.SQLITE_INSERT, "deliveries", "", "main", ok},
-		{"deliveries", sqlite3.SQLITE_INSERT, "deliveries", "", "temp", deny},
-		{"deliveries", sqlite3.SQLITE_INSERT, "jobs", "", "main", deny},
-		{"deliveries", sqlite3.SQLITE_UPDATE, "deliveries", "sent", "main", deny},
-		{"", sqliteRecursive, "", "", "", deny},
-		{"", sqlite3.SQLITE_PRAGMA, "table_info", "", "", deny},
-		{"", sqlite3.SQLITE_TRANSACTION, "BEGIN", "", "", deny},
-		{"", sqlite3.SQLITE_CREATE_TEMP_TABLE, "x", "", "temp", deny},
-		{"", 9999, "", "", "", deny},
+		{sqlite3.SQLITE_SELECT, "", "", "", ok},
+		{sqlite3.SQLITE_READ, "consumers", "email", "main", ok},
+		{sqlite3.SQLITE_READ, "consumers", "", "", ok},
+		{sqlite3.SQLITE_READ, "consumers", "email", "temp", deny},
+		{sqlite3.SQLITE_READ, "jobs", "key", "main", deny},
+		{sqlite3.SQLITE_FUNCTION, "", "lower", "", ok},
+		{sqlite3.SQLITE_FUNCTION, "", "LOWER", "", ok},
+		{sqlite3.SQLITE_FUNCTION, "", "randomblob", "", deny},
+		{sqlite3.SQLITE_INSERT, "deliveries", "", "main", deny},
+		{sqliteRecursive, "", "", "", deny},
+		{sqlite3.SQLITE_PRAGMA, "table_info", "", "", deny},
+		{sqlite3.SQLITE_TRANSACTION, "BEGIN", "", "", deny},
+		{sqlite3.SQLITE_CREATE_TEMP_TABLE, "x", "", "temp", deny},
+		{9999, "", "", "", deny},
 	} {
-		got := selectionAuthorizer(tc.insertInto)(tc.op, tc.arg1, tc.arg2, tc.arg3)
+		got := selectionAuthorizer()(tc.op, tc.arg1, tc.arg2, tc.arg3)
 		if got != tc.want {
-			t.Errorf("insertInto %q, op %d (%q, %q, %q) = %d, want %d", tc.insertInto, tc.op, tc.arg1, tc.arg2, tc.arg3, got, tc.want)
+			t.Errorf("op %d (%q, %q, %q) = %d, want %d", tc.op, tc.arg1, tc.arg2, tc.arg3, got, tc.want)
 		}
 	}
 }
@@ -525,4 +392,15 @@ func TestCheckSelectionCompiled(t *testing.T) {
 			t.Errorf("%s: %s: matched %d, %v; want %d", tc.json, where, n, err, tc.want)
 		}
 	}
+}
+
+// withGuardOn runs fn under the selection guard on a connection of db.
+func withGuardOn(t *testing.T, db *sql.DB, fn func(conn *sql.Conn) error) error {
+	t.Helper()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return guarded(conn, fn)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -256,84 +255,95 @@ func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...an
 }
 
 // SelectBatch materialises up to limit more deliveries of a job from the consumers past its
-// selection cursor, in one transaction with the cursor's advance, so a crash never selects
-// a consumer twice nor skips one. It never selects past the client count nor any consumer
-// who is not active. A raw SQL selection is prepared under the selection guard and stopped
-// after rawBatchTimeLimit. Returns how many it added and whether the selection is complete.
+// selection cursor. It never selects past the client count nor any consumer who is not
+// active. The selection runs as CheckSelection's does, on the selections' own pool under
+// the guard and the time limit, so the writer, which acknowledgements wait for, is held
+// only to insert what it found: in one transaction with the cursor's advance, so a crash
+// never selects a consumer twice nor skips one, and with the consumers' status checked
+// again. Returns how many it added and whether the selection is complete; an error wrapping
+// postoffice.ErrSelectionFailed for a selection refused or stopped by the time limit, one
+// wrapping postoffice.ErrTooManySelections when no connection came free in time.
 func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, limit int) (added int, complete bool, err error) {
 	expr, err := selectionExpr(job.SelectionSQL)
 	if err != nil {
 		return 0, false, err
 	}
-	conn, err := s.write.Conn(ctx)
-	if err != nil {
-		return 0, false, err
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, false, err
-	}
-	defer tx.Rollback()
 	var selected int
 	var cursor int64
 	var all bool
-	if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
+	if err := s.read.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
 		Scan(&selected, &cursor, &all); err != nil {
 		return 0, false, err
 	}
 	if all {
 		return 0, true, nil
 	}
-	complete = true
-	if want := min(limit, job.ClientCount-selected); want > 0 {
-		query := `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
-			SELECT ?, id, ? FROM consumers WHERE status = 'active' AND id > ? AND ` + expr + `
-			ORDER BY id LIMIT ?`
-		var stmt *sql.Stmt
-		run := ctx
-		if raw {
-			var cancel context.CancelFunc
-			run, cancel = context.WithTimeout(ctx, rawBatchTimeLimit)
-			defer cancel()
-			stmt, err = s.prepareGuarded(ctx, conn, tx, "deliveries", query)
-		} else {
-			stmt, err = tx.PrepareContext(ctx, query)
-		}
-		if err != nil {
-			if errors.Is(err, ErrSelectionRefused) {
-				return 0, false, fmt.Errorf("%w: %w", postoffice.ErrSelectionFailed, err)
+	want := min(limit, job.ClientCount-selected)
+	var ids []int64
+	if want > 0 {
+		query := `SELECT id FROM consumers WHERE status = 'active' AND id > ? AND ` + expr + ` ORDER BY id LIMIT ?`
+		args := append(append([]any{cursor}, job.SelectionArgs...), want)
+		err := s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+			rows, err := conn.QueryContext(run, query, args...)
+			if err != nil {
+				return err
 			}
+			defer rows.Close()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return rows.Err()
+		})
+		switch {
+		case errors.Is(err, ErrSelectionRefused):
+			return 0, false, fmt.Errorf("%w: %w", postoffice.ErrSelectionFailed, err)
+		case err != nil:
 			return 0, false, fmt.Errorf("selection: %w", err)
 		}
-		defer stmt.Close()
-		args := append([]any{job.Key, ms(s.Now()), cursor}, job.SelectionArgs...)
-		res, err := stmt.ExecContext(run, append(args, want)...)
-		if err != nil {
-			if raw && ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded) {
-				return 0, false, fmt.Errorf("%w: stopped after %v: too slow to run", postoffice.ErrSelectionFailed, rawBatchTimeLimit)
-			}
-			return 0, false, fmt.Errorf("selection: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		added = int(n)
-		if added > 0 {
-			if err := tx.QueryRowContext(ctx, `SELECT max(consumer_id) FROM deliveries WHERE job_key = ?`, job.Key).Scan(&cursor); err != nil {
-				return 0, false, err
-			}
-		}
-		complete = added < want || selected+added >= job.ClientCount
 	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback()
+	var nowSelected int
+	var nowCursor int64
+	if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
+		Scan(&nowSelected, &nowCursor, &all); err != nil {
+		return 0, false, err
+	}
+	if all || nowSelected != selected || nowCursor != cursor {
+		return 0, all, nil // another run moved the cursor meanwhile: the next batch goes on from it
+	}
+	now := ms(s.Now())
+	if len(ids) > 0 {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return 0, false, err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
+			SELECT ?, c.id, ? FROM json_each(?) j JOIN consumers c ON c.id = j.value
+			WHERE c.status = 'active' ORDER BY c.id`, job.Key, now, string(list))
+		if err != nil {
+			return 0, false, fmt.Errorf("selection: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, false, err
+		}
+		added, cursor = int(n), ids[len(ids)-1]
+	}
+	complete = want <= 0 || len(ids) < want || selected+added >= job.ClientCount
 	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET selected = selected + ?, select_cursor = ?, selected_all = ?, updated_at = ? WHERE key = ?`,
-		added, cursor, complete, ms(s.Now()), job.Key); err != nil {
+		added, cursor, complete, now, job.Key); err != nil {
 		return 0, false, err
 	}
 	return added, complete, tx.Commit()
 }
-
-// rawBatchTimeLimit bounds one batch of an operator's raw SQL selection, which holds the
-// only writer connection while it runs.
-const rawBatchTimeLimit = 10 * time.Second
 
 // JobCounts counts a job's deliveries by state.
 func (s *Store) JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {

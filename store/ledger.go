@@ -89,18 +89,32 @@ func appendPosting(ctx context.Context, tx *sql.Tx, kind string, accrualID, rede
 // than limit means none is left. Only accruals still unposted inside the writer's transaction
 // are taken, so settlements running at once, or again after a crash, never post one twice.
 // A lost commit (power failure) leaves its accruals unposted for the next run, so settlement
-// does not pay for synchronous=FULL. Returns the database's error, having posted nothing.
+// does not pay for synchronous=FULL.
+//
+// An accrual that cannot be posted (points past rewards.MaxAwardPoints stored before the
+// bound, a balance that would overflow) does not stop the others: the batch is then posted
+// accrual by accrual, each under a savepoint, and the ones that fail are held (settle_error)
+// so that later runs skip them. Returns, with the count posted, a *rewards.SettleError
+// listing the held accruals; or the database's error, having posted nothing.
 func (s *Store) Settle(ctx context.Context, limit int) (posted int, err error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	// The batch is written set-wise, in four statements whatever its size, rather than three
-	// per accrual, to keep the writer (which acknowledgements wait for) held briefly. Every
-	// statement names the batch the same way: the unposted accruals up to upto.
+	posted, err = s.settleBatch(ctx, limit)
+	if err == nil || ctx.Err() != nil || IsBusy(err) {
+		return posted, err
+	}
+	return s.settleEach(ctx, limit)
+}
+
+// settleBatch posts the batch set-wise, in four statements whatever its size, rather than
+// three per accrual, to keep the writer (which acknowledgements wait for) held briefly. Every
+// statement names the batch the same way: the unposted, unheld accruals up to upto.
+func (s *Store) settleBatch(ctx context.Context, limit int) (posted int, err error) {
 	err = s.ledgerTx(ctx, false, func(tx *sql.Tx) error {
 		var upto, base sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM (SELECT id FROM accruals
-			WHERE posted_at IS NULL ORDER BY id LIMIT ?)`, limit).Scan(&upto); err != nil || !upto.Valid {
+			WHERE posted_at IS NULL AND settle_error IS NULL ORDER BY id LIMIT ?)`, limit).Scan(&upto); err != nil || !upto.Valid {
 			return err
 		}
 		// The transaction holds the writer lock, so the posting ids past max are ours.
@@ -113,7 +127,7 @@ func (s *Store) Settle(ctx context.Context, limit int) (posted int, err error) {
 		res, err := tx.ExecContext(ctx, `WITH batch AS (
 				SELECT id, issuer_id, consumer_id, points, job_key, rule_id,
 					?1 + row_number() OVER (ORDER BY id) AS posting
-				FROM accruals WHERE posted_at IS NULL AND id <= ?2)
+				FROM accruals WHERE posted_at IS NULL AND settle_error IS NULL AND id <= ?2)
 			INSERT INTO ledger_entries (posting_id, account, amount, kind, accrual_id, memo, created_at)
 			SELECT posting, iif(side = 0, 'issuer:' || issuer_id, 'consumer:' || consumer_id),
 				iif(side = 0, -points, points), 'accrual', id, 'job ' || job_key || ', rule ' || rule_id, ?3
@@ -130,11 +144,11 @@ func (s *Store) Settle(ctx context.Context, limit int) (posted int, err error) {
 		// ever made; the partial index reads only the batch.
 		if _, err := tx.ExecContext(ctx, `UPDATE consumers SET points_balance = points_balance + b.points, updated_at = ?1
 			FROM (SELECT consumer_id, sum(points) AS points FROM accruals INDEXED BY accruals_unposted
-				WHERE posted_at IS NULL AND id <= ?2 GROUP BY consumer_id) AS b
+				WHERE posted_at IS NULL AND settle_error IS NULL AND id <= ?2 GROUP BY consumer_id) AS b
 			WHERE consumers.id = b.consumer_id`, now, upto.Int64); err != nil {
 			return err
 		}
-		res, err = tx.ExecContext(ctx, `UPDATE accruals SET posted_at = ? WHERE posted_at IS NULL AND id <= ?`, now, upto.Int64)
+		res, err = tx.ExecContext(ctx, `UPDATE accruals SET posted_at = ? WHERE posted_at IS NULL AND settle_error IS NULL AND id <= ?`, now, upto.Int64)
 		if err != nil {
 			return err
 		}
@@ -154,6 +168,85 @@ func (s *Store) Settle(ctx context.Context, limit int) (posted int, err error) {
 	return posted, nil
 }
 
+// settleEach posts up to limit accruals one by one, each under its own savepoint, after the
+// set-wise batch failed: every accrual that can be posted is, and each one that cannot is
+// held with its reason. Returns a *rewards.SettleError naming the held ones, if any.
+func (s *Store) settleEach(ctx context.Context, limit int) (posted int, err error) {
+	var held []rewards.HeldAccrual
+	err = s.ledgerTx(ctx, false, func(tx *sql.Tx) error {
+		posted, held = 0, nil
+		rows, err := tx.QueryContext(ctx, `SELECT id, issuer_id, consumer_id, points, job_key, rule_id FROM accruals
+			WHERE posted_at IS NULL AND settle_error IS NULL ORDER BY id LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		type accrual struct{ id, issuer, consumer, points, job, rule int64 }
+		var batch []accrual
+		for rows.Next() {
+			var a accrual
+			if err := rows.Scan(&a.id, &a.issuer, &a.consumer, &a.points, &a.job, &a.rule); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		now := ms(s.Now())
+		for _, a := range batch {
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT settle_one`); err != nil {
+				return err
+			}
+			postErr := postAccrual(ctx, tx, a.id, a.issuer, a.consumer, a.points, fmt.Sprintf("job %d, rule %d", a.job, a.rule), now)
+			if postErr == nil {
+				posted++
+			} else {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO settle_one`); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE accruals SET settle_error = ? WHERE id = ?`, postErr.Error(), a.id); err != nil {
+					return err
+				}
+				held = append(held, rewards.HeldAccrual{ID: a.id, ConsumerID: a.consumer, Reason: postErr.Error()})
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE settle_one`); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(held) > 0 {
+		return posted, &rewards.SettleError{Held: held}
+	}
+	return posted, nil
+}
+
+// postAccrual posts one accrual in tx: its posting, the consumer's balance, its posted_at.
+func postAccrual(ctx context.Context, tx *sql.Tx, id, issuerID, consumerID, points int64, memo string, now int64) error {
+	if points <= 0 || points > rewards.MaxAwardPoints {
+		return fmt.Errorf("accrual %d: %d points, outside 1 to %d", id, points, rewards.MaxAwardPoints)
+	}
+	if _, err := appendPosting(ctx, tx, "accrual", id, 0, memo, now,
+		ledgerEntry{rewards.IssuerAccount(issuerID), -points},
+		ledgerEntry{rewards.ConsumerAccount(consumerID), points}); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE consumers SET points_balance = points_balance + ?, updated_at = ? WHERE id = ?`,
+		points, now, consumerID); err != nil {
+		return fmt.Errorf("accrual %d: consumer %d's balance: %w", id, consumerID, err)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE accruals SET posted_at = ? WHERE id = ?`, now, id)
+	return err
+}
+
 // Correct posts a correction between an issuer and a consumer: positive points give her
 // points from the issuer, negative ones take them back. memo says why, for the history.
 // The commit is durable before it returns. Returns ErrNotFound if the consumer or the issuer
@@ -164,6 +257,8 @@ func (s *Store) Correct(ctx context.Context, consumerID int64, issuerID int64, p
 	switch {
 	case points == 0:
 		return fmt.Errorf("correction: points must not be zero")
+	case points < -rewards.MaxBudget || points > rewards.MaxBudget:
+		return fmt.Errorf("correction: points must be from %d to %d", -rewards.MaxBudget, rewards.MaxBudget)
 	case memo == "":
 		return fmt.Errorf("correction: a memo must say why")
 	}
@@ -179,7 +274,12 @@ func (s *Store) Correct(ctx context.Context, consumerID int64, issuerID int64, p
 		if err != nil {
 			return err
 		}
-		if balance+points < 0 {
+		after, ok := rewards.AddPoints(balance, points)
+		if !ok {
+			return fmt.Errorf("correction of %d points to consumer %d, whose balance is %d: the balance would overflow",
+				points, consumerID, balance)
+		}
+		if after < 0 {
 			return fmt.Errorf("correction of %d points to consumer %d, whose balance is %d: %w",
 				points, consumerID, balance, rewards.ErrInsufficientPoints)
 		}

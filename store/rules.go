@@ -198,13 +198,13 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 
 // SetIssuerBudget caps the points an issuer's rules may award in all; 0 removes the cap.
 // Points already awarded stay. Returns ErrNotFound if there is no such issuer, and an error
-// for a negative budget.
+// naming the field for a budget outside 0 to rewards.MaxBudget.
 func (s *Store) SetIssuerBudget(ctx context.Context, issuerID, budget int64) error {
+	if err := rewards.CheckBudget("budget", budget); err != nil {
+		return err
+	}
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
-	if budget < 0 {
-		return fmt.Errorf("budget: must not be negative")
-	}
 	res, err := s.write.ExecContext(ctx, `UPDATE issuers SET budget = ? WHERE id = ?`, budget, issuerID)
 	if err != nil {
 		return err

@@ -28,7 +28,17 @@ var migrations embed.FS
 type Store struct {
 	write *sql.DB
 	read  *sql.DB
-	path  string
+	// sel is the selections' own small read pool: issuers' queries, however heavy, never take
+	// the connections that consumer pages and acknowledgements read on.
+	sel  *sql.DB
+	path string
+	// selectionLimit stops every selection that runs longer (selectionTimeLimit; tests
+	// shorten it), and selections counts the ones running by issuer.
+	selectionLimit time.Duration
+	selections     selectionSlots
+	// selectionHook, when a test sets it, runs while a selection holds its connection,
+	// before its query.
+	selectionHook func()
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 	// acks group-commits acknowledgements (groupcommit.go).
@@ -79,7 +89,7 @@ func Open(ctx context.Context, file string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", file, err)
 	}
-	s := &Store{write: write, path: file, Now: time.Now}
+	s := &Store{write: write, path: file, Now: time.Now, selectionLimit: selectionTimeLimit}
 	if err := s.migrate(ctx); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("migrate %s: %w", file, err)
@@ -92,14 +102,23 @@ func Open(ctx context.Context, file string) (*Store, error) {
 	read.SetMaxOpenConns(4)
 	read.SetMaxIdleConns(4)
 	s.read = read
+	sel, err := sql.Open("sqlite3", dsn(file, true))
+	if err != nil {
+		read.Close()
+		write.Close()
+		return nil, err
+	}
+	sel.SetMaxOpenConns(selectionConns)
+	sel.SetMaxIdleConns(selectionConns)
+	s.sel = sel
 	return s, nil
 }
 
-// Close closes both pools after checkpointing the WAL into the main file.
+// Close closes the pools after checkpointing the WAL into the main file.
 func (s *Store) Close() error {
 	s.acks.close()
 	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-	return errors.Join(s.read.Close(), s.write.Close())
+	return errors.Join(s.sel.Close(), s.read.Close(), s.write.Close())
 }
 
 // Path is the database file.

@@ -170,6 +170,8 @@ func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 		apiError(w, p.status, p.field, p.message)
 	case errors.As(err, &fe):
 		apiError(w, http.StatusUnprocessableEntity, fe.Field, fe.Error())
+	case errors.Is(err, postoffice.ErrTooManySelections):
+		apiError(w, http.StatusTooManyRequests, "selection", err.Error())
 	case d.IsNotFound(err):
 		apiError(w, http.StatusNotFound, "", "not found")
 	default:

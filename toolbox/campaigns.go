@@ -818,6 +818,8 @@ type evaluation struct {
 	cost    costView
 	// field and reason name the first problem of the selection, for the count endpoint.
 	field, reason string
+	// busy: the selection was not counted for too many running (answered 429).
+	busy bool
 }
 
 // evaluate counts the form's selection, prices the job and renders the preview.
@@ -859,6 +861,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		}
 	}
 	iss, issOK := d.issuerOf(ctx, f)
+	ctx = postoffice.WithSelectionOwner(ctx, iss.Slug)
 	ev.preview = d.renderPreview(ctx, f, iss, operator, selOK, where, args, raw)
 	if n, err := editorParseWhole(f.ClientCount); err == nil && n > 0 {
 		ev.cost.ClientCount = int(n)
@@ -866,7 +869,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 	if !selOK {
 		ev.cost.Problem = "The selection has a problem: " + ev.reason
 	} else if n, err := d.Campaigns.CheckSelection(ctx, where, args, raw); err != nil {
-		ev.field, ev.reason = "selection", err.Error()
+		ev.field, ev.reason, ev.busy = "selection", err.Error(), errors.Is(err, postoffice.ErrTooManySelections)
 		ev.cost.Problem = "The selection could not be counted: " + err.Error()
 	} else {
 		ev.cost.Counted, ev.cost.Matching = true, n
@@ -907,8 +910,8 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		ev.cost.Rules = append(ev.cost.Rules, priceRule(r, 0, ev.cost.Recipients, jobStart, jobStop))
 	}
 	for _, rc := range ev.cost.Rules {
-		ev.cost.Most += rc.Most
-		ev.cost.PerConsumer += rc.Points * rc.Times
+		ev.cost.Most = rewards.SumMostPoints(ev.cost.Most, rc.Most)
+		ev.cost.PerConsumer = rewards.SumMostPoints(ev.cost.PerConsumer, rewards.MostPoints(rc.Points, rc.Times))
 	}
 	ev.cost.Over = ev.cost.HasBudget && ev.cost.Most > ev.cost.Left
 	return ev
@@ -926,7 +929,7 @@ func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobSt
 		label = fmt.Sprintf("#%d %s", r.ID, label)
 	}
 	rc := ruleCost{Label: label, Points: r.Points, Times: awardsPerConsumer(r, jobStart, jobStop)}
-	rc.Most = int64(recipients) * r.Points * rc.Times
+	rc.Most = rewards.MostPoints(int64(recipients), r.Points, rc.Times)
 	if r.Budget > 0 {
 		if left := max(r.Budget-spent, 0); rc.Most > left {
 			rc.Most, rc.Capped = left, true
@@ -1071,6 +1074,9 @@ func (d Deps) campaignCount(w http.ResponseWriter, r *http.Request) {
 	if !ev.cost.Counted {
 		ans.Error = &countProblem{ev.field, ev.reason}
 		status = http.StatusUnprocessableEntity
+		if ev.busy {
+			status = http.StatusTooManyRequests
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

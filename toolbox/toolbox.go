@@ -161,6 +161,10 @@ func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
 		d.notFound(w, r)
 		return
 	}
+	if errors.Is(err, postoffice.ErrTooManySelections) {
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
 	d.Logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
 	http.Error(w, "internal error", http.StatusInternalServerError)
 }
