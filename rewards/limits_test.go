@@ -10,8 +10,8 @@ import (
 func TestConsumerCSVRefusesAttributeNamesSelectionsCannotName(t *testing.T) {
 	for _, header := range []string{
 		"email,plan!",
-		"email,acme:plan",        // would reach into an issuer's namespace
-		"email,status",           // a consumer field the API shows
+		"email,acme:plan", // would reach into an issuer's namespace
+		"email,status",    // a consumer field the API shows
 		"email," + strings.Repeat("a", MaxAttributeName+1),
 		"email,\"pl\"\"an\"",
 		"email,tier\x00",
