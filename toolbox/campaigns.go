@@ -40,7 +40,7 @@ type CampaignStore interface {
 
 // TestSender sends a job's message, rendered for a sample consumer, to one address.
 type TestSender interface {
-	SendTest(ctx context.Context, job *postoffice.Job, to string) error
+	SendTest(ctx context.Context, job *postoffice.Job, to string, by *rewards.User) error
 }
 
 func (d Deps) campaignRoutes(r chi.Router) {
@@ -1248,7 +1248,7 @@ func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, back, "Enter the address to send the test to.")
 		return
 	}
-	if err := d.TestSender.SendTest(r.Context(), job, to); err != nil {
+	if err := d.TestSender.SendTest(r.Context(), job, to, userFrom(r.Context())); err != nil {
 		d.Logger.Warn("toolbox: test send", "job", job.Key, "err", err)
 		d.redirect(w, r, back, "The test was not sent: "+err.Error())
 		return
