@@ -172,6 +172,13 @@ type plan struct {
 	ruleIDs    []int64
 }
 
+// Validate checks every field of c as CreateJob does, without a store: the selection is
+// compiled, not run. Errors are *FieldError.
+func (c *Campaign) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
 // compile checks every field of c and builds the job. Errors are *FieldError.
 func (c *Campaign) compile() (*plan, error) {
 	p := &plan{}

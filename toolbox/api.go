@@ -470,56 +470,12 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(body, &probe); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return apiProblemf(http.StatusUnprocessableEntity, "", "want a JSON object: a consumer, or {\"consumers\": [...]}")
-		}
-		return apiDecode(body, &probe, "") // says where the JSON breaks
-	}
 	ctx := r.Context()
 	now := d.Now()
 	k := apiKeyFrom(ctx)
-	raw, batch := probe["consumers"]
-	var cs []rewards.Consumer
-	if !batch {
-		var in apiConsumerIn
-		if err := apiDecode(body, &in, ""); err != nil {
-			return err
-		}
-		c, err := in.consumer("", now)
-		if err != nil {
-			return err
-		}
-		cs = []rewards.Consumer{c}
-	} else {
-		for name := range probe {
-			if name != "consumers" {
-				return apiProblemf(http.StatusUnprocessableEntity, name, "unknown field %q: a batch is {\"consumers\": [...]} alone", name)
-			}
-		}
-		var items []json.RawMessage
-		if err := apiDecode(raw, &items, "consumers."); err != nil {
-			return err
-		}
-		switch {
-		case len(items) == 0:
-			return apiProblemf(http.StatusUnprocessableEntity, "consumers", "consumers is empty: give 1 to %d consumers", apiMaxBatch)
-		case len(items) > apiMaxBatch:
-			return apiProblemf(http.StatusUnprocessableEntity, "consumers", "at most %d consumers a request, not %d", apiMaxBatch, len(items))
-		}
-		cs = make([]rewards.Consumer, len(items))
-		for i, item := range items {
-			prefix := fmt.Sprintf("consumers[%d].", i)
-			var in apiConsumerIn
-			if err := apiDecode(item, &in, prefix); err != nil {
-				return err
-			}
-			if cs[i], err = in.consumer(prefix, now); err != nil {
-				return err
-			}
-		}
+	cs, batch, err := apiParseConsumers(body, now)
+	if err != nil {
+		return err
 	}
 	emails := make([]string, len(cs))
 	for i := range cs {
@@ -563,6 +519,60 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 	}
 	apiWriteJSON(w, status, out)
 	return nil
+}
+
+// apiParseConsumers reads the body of POST /consumers: one consumer, or {"consumers": [...]}
+// (batch) of 1 to apiMaxBatch, each checked by apiConsumerIn.consumer. Errors are problems
+// naming the field.
+func apiParseConsumers(body []byte, now time.Time) (cs []rewards.Consumer, batch bool, err error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "", "want a JSON object: a consumer, or {\"consumers\": [...]}")
+		}
+		return nil, false, apiDecode(body, &probe, "") // says where the JSON breaks
+	}
+	raw, batch := probe["consumers"]
+	if !batch {
+		var in apiConsumerIn
+		if err := apiDecode(body, &in, ""); err != nil {
+			return nil, false, err
+		}
+		c, err := in.consumer("", now)
+		if err != nil {
+			return nil, false, err
+		}
+		cs = []rewards.Consumer{c}
+	} else {
+		for name := range probe {
+			if name != "consumers" {
+				return nil, false, apiProblemf(http.StatusUnprocessableEntity, name, "unknown field %q: a batch is {\"consumers\": [...]} alone", name)
+			}
+		}
+		var items []json.RawMessage
+		if err := apiDecode(raw, &items, "consumers."); err != nil {
+			return nil, false, err
+		}
+		switch {
+		case len(items) == 0:
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "consumers", "consumers is empty: give 1 to %d consumers", apiMaxBatch)
+		case len(items) > apiMaxBatch:
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "consumers", "at most %d consumers a request, not %d", apiMaxBatch, len(items))
+		}
+		cs = make([]rewards.Consumer, len(items))
+		for i, item := range items {
+			prefix := fmt.Sprintf("consumers[%d].", i)
+			var in apiConsumerIn
+			if err := apiDecode(item, &in, prefix); err != nil {
+				return nil, false, err
+			}
+			if cs[i], err = in.consumer(prefix, now); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	return cs, batch, nil
 }
 
 // apiMayReadConsumer reports whether the request's key may read consumer id: an operator's
