@@ -697,11 +697,12 @@ func campaignCommand(ctx context.Context, args []string, getenv func(string) str
 	if fs.NArg() != 1 {
 		return errors.New("usage: pointpost campaign create [--db FILE] FILE.json")
 	}
-	data, err := os.ReadFile(fs.Arg(0))
+	f, err := os.Open(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	c, err := postoffice.ParseCampaign(data)
+	defer f.Close()
+	c, err := postoffice.ReadCampaign(f)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}

@@ -103,9 +103,44 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// MaxTemplateBytes bounds a message's body template, whichever way a campaign comes in
+// (toolbox form, API, campaign file): more than twice what mail clients show before they
+// clip, and two of them fit in one API request.
+const MaxTemplateBytes = 256 << 10
+
+// maxSubjectBytes bounds a subject template: a header line, folded, stays readable.
+const maxSubjectBytes = 1000
+
+// MaxCampaignBytes bounds a campaign's JSON: two templates at their largest, escaped, and
+// room for the rest.
+const MaxCampaignBytes = 4*MaxTemplateBytes + 1<<20
+
+// ReadCampaign reads and decodes a campaign file of at most MaxCampaignBytes, as
+// ParseCampaign does. Returns an error for a larger one without reading it all.
+func ReadCampaign(r io.Reader) (*Campaign, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxCampaignBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxCampaignBytes {
+		return nil, fmt.Errorf("campaign is larger than %d MB: a message body may be at most %d KB",
+			MaxCampaignBytes>>20, MaxTemplateBytes>>10)
+	}
+	return ParseCampaign(data)
+}
+
 // ParseCampaign decodes a campaign file. Returns a *FieldError naming the field that is
-// wrong, or a JSON syntax error with its position.
+// wrong (a key given twice included), or a JSON syntax error with its position, or an error
+// for data after the campaign.
 func ParseCampaign(data []byte) (*Campaign, error) {
+	var dup *DuplicateKeyError
+	var trailing *TrailingDataError
+	switch err := CheckStrictJSON(data); {
+	case errors.As(err, &dup):
+		return nil, &FieldError{Field: dup.Path, Reason: "is given twice: give each key once"}
+	case errors.As(err, &trailing):
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var c Campaign
@@ -137,6 +172,13 @@ type plan struct {
 	ruleIDs    []int64
 }
 
+// Validate checks every field of c as CreateJob does, without a store: the selection is
+// compiled, not run. Errors are *FieldError.
+func (c *Campaign) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
 // compile checks every field of c and builds the job. Errors are *FieldError.
 func (c *Campaign) compile() (*plan, error) {
 	p := &plan{}
@@ -146,13 +188,25 @@ func (c *Campaign) compile() (*plan, error) {
 	if strings.TrimSpace(c.Name) == "" {
 		return nil, &FieldError{"name", "is required"}
 	}
+	if err := rewards.CheckName(c.Name); err != nil {
+		return nil, &FieldError{"name", err.Error()}
+	}
+	if err := rewards.CheckName(c.IssuerName); err != nil {
+		return nil, &FieldError{"issuer_name", err.Error()}
+	}
 	start, err := time.Parse(time.RFC3339, c.Start)
 	if err != nil {
 		return nil, &FieldError{"start", "must be an RFC 3339 time like 2026-12-01T09:00:00Z"}
 	}
+	if err := rewards.CheckDate(start); err != nil {
+		return nil, &FieldError{"start", err.Error()}
+	}
 	stop, err := time.Parse(time.RFC3339, c.Stop)
 	if err != nil {
 		return nil, &FieldError{"stop", "must be an RFC 3339 time like 2026-12-31T00:00:00Z"}
+	}
+	if err := rewards.CheckDate(stop); err != nil {
+		return nil, &FieldError{"stop", err.Error()}
 	}
 	if !stop.After(start) {
 		return nil, &FieldError{"stop", "must be after start"}
@@ -178,8 +232,17 @@ func (c *Campaign) compile() (*plan, error) {
 		if strings.TrimSpace(m.spec.Subject) == "" {
 			return nil, &FieldError{m.field + ".subject", "is required"}
 		}
-		if strings.ContainsAny(m.spec.Subject, "\r\n") {
-			return nil, &FieldError{m.field + ".subject", "must be one line"}
+		if strings.ContainsAny(m.spec.Subject, "\r\n\x00") {
+			return nil, &FieldError{m.field + ".subject", "must be one line, without NUL bytes"}
+		}
+		if len(m.spec.Subject) > maxSubjectBytes {
+			return nil, &FieldError{m.field + ".subject", fmt.Sprintf("must be at most %d bytes, not %d", maxSubjectBytes, len(m.spec.Subject))}
+		}
+		if len(m.spec.Body) > MaxTemplateBytes {
+			return nil, &FieldError{m.field + ".body", fmt.Sprintf("must be at most %d KB, not %d KB", MaxTemplateBytes>>10, (len(m.spec.Body)+1023)>>10)}
+		}
+		if strings.ContainsRune(m.spec.Body, 0) {
+			return nil, &FieldError{m.field + ".body", "must not hold NUL bytes"}
 		}
 		if _, err := ParseTemplate(m.spec.Subject); err != nil {
 			return nil, &FieldError{m.field + ".subject", err.Error()}
@@ -193,7 +256,7 @@ func (c *Campaign) compile() (*plan, error) {
 	if err != nil {
 		return nil, selectionFieldError(err)
 	}
-	where, args, err := sel.Compile()
+	where, args, err := sel.CompileFor(c.Issuer)
 	if err != nil {
 		return nil, selectionFieldError(err)
 	}
@@ -256,4 +319,84 @@ func selectionFieldError(err error) error {
 		return &FieldError{Field: se.Path, Reason: se.Reason}
 	}
 	return &FieldError{Field: "selection", Reason: err.Error()}
+}
+
+// DuplicateKeyError is JSON that gives one key twice in an object, at Path ("rules[0].points").
+// encoding/json keeps the last value silently, so what a person reads first is not what runs.
+type DuplicateKeyError struct {
+	Path string
+}
+
+func (e *DuplicateKeyError) Error() string {
+	return fmt.Sprintf("%s is given twice: give each key once", e.Path)
+}
+
+// TrailingDataError is JSON with more after its one value, at byte Offset.
+type TrailingDataError struct {
+	Offset int64
+}
+
+func (e *TrailingDataError) Error() string {
+	return fmt.Sprintf("unexpected data after the JSON value at byte %d", e.Offset)
+}
+
+// maxJSONDepth is as deep as encoding/json itself decodes.
+const maxJSONDepth = 10000
+
+// CheckStrictJSON reads data token by token and returns a *DuplicateKeyError for a key given
+// twice in one object, a *TrailingDataError for anything after the one value, or the
+// decoder's error for JSON that does not parse.
+func CheckStrictJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := strictJSONValue(dec, "", 0); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &TrailingDataError{Offset: dec.InputOffset()}
+	}
+	return nil
+}
+
+// strictJSONValue reads one value at path, checking the keys of its objects.
+func strictJSONValue(dec *json.Decoder, path string, depth int) error {
+	if depth > maxJSONDepth {
+		return fmt.Errorf("JSON nested more than %d levels deep", maxJSONDepth)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := t.(string)
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			if seen[key] {
+				return &DuplicateKeyError{Path: p}
+			}
+			seen[key] = true
+			if err := strictJSONValue(dec, p, depth+1); err != nil {
+				return err
+			}
+		}
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if err := strictJSONValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
 }

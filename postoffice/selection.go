@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"pointpost/rewards"
 )
 
 // ErrTooManySelections is returned, wrapped, when a selection cannot start now: its issuer
@@ -203,13 +205,23 @@ func (s *Selection) isEmpty() bool {
 // ends in a "--" comment), without args, after a cheap check; the store's guard is what
 // makes it safe. Returns a *SelectionError naming the node, key or value that is wrong.
 func (s *Selection) Compile() (where string, args []any, err error) {
+	return s.CompileFor("")
+}
+
+// CompileFor is Compile for a job of the issuer with slug: attr.NAME reads the issuer's own
+// attribute NAME, or else the program's (see rewards.IssuerAttribute), never another
+// issuer's. An empty slug compiles as Compile does, for the program's attributes alone.
+func (s *Selection) CompileFor(slug string) (where string, args []any, err error) {
 	if s == nil || s.isEmpty() {
 		return everyone, nil, nil
 	}
 	if s.SQL != "" && s.All == nil && s.Any == nil && s.Field == "" && s.Op == "" && s.Value == nil {
 		return compileRaw(s.SQL)
 	}
-	var c selectionCompiler
+	if slug != "" && !slugPattern.MatchString(slug) {
+		return "", nil, &SelectionError{"selection", fmt.Sprintf("issuer %q is not an issuer's short name", slug)}
+	}
+	c := selectionCompiler{issuer: slug}
 	if err := c.node(s, "selection", 0); err != nil {
 		return "", nil, err
 	}
@@ -221,8 +233,9 @@ func (s *Selection) Compile() (where string, args []any, err error) {
 
 // selectionCompiler accumulates the SQL and the parameters of one Compile.
 type selectionCompiler struct {
-	sql  strings.Builder
-	args []any
+	sql    strings.Builder
+	args   []any
+	issuer string // the slug whose attributes attr.NAME reads first
 }
 
 func (c *selectionCompiler) node(s *Selection, path string, depth int) error {
@@ -294,7 +307,7 @@ const (
 )
 
 // lookupField resolves a condition's field to the SQL that reads it.
-func lookupField(name string) (column string, kind fieldKind, reason string) {
+func lookupField(name, issuer string) (column string, kind fieldKind, reason string) {
 	switch name {
 	case "first_name", "last_name", "city", "region", "country", "postal_code":
 		return name, textField, ""
@@ -313,7 +326,12 @@ func lookupField(name string) (column string, kind fieldKind, reason string) {
 		}
 		// The name is checked above, so it may stand inside the path literal: the compiled
 		// SQL stays readable where the job shows it.
-		return `json_extract(attributes, '$."` + attr + `"')`, attrField, ""
+		program := `json_extract(attributes, '$."` + attr + `"')`
+		if issuer == "" {
+			return program, attrField, ""
+		}
+		// The slug is checked by CompileFor, and neither it nor the name holds ':' or '"'.
+		return `coalesce(json_extract(attributes, '$."` + rewards.IssuerAttribute(issuer, attr) + `"'), ` + program + `)`, attrField, ""
 	}
 	return "", 0, fmt.Sprintf("unknown field %q (want email, first_name, last_name, city, region, country, "+
 		"postal_code, birth_year, gender, interests, format or attr.NAME)", name)
@@ -334,7 +352,7 @@ func validAttrName(name string) bool {
 }
 
 func (c *selectionCompiler) condition(s *Selection, path string) error {
-	column, kind, reason := lookupField(s.Field)
+	column, kind, reason := lookupField(s.Field, c.issuer)
 	if reason != "" {
 		return &SelectionError{path + ".field", reason}
 	}

@@ -4,8 +4,11 @@
 package rewards
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // Format is the kind of mail client a consumer reads with (claim 3).
@@ -68,4 +71,79 @@ type Issuer struct {
 	ID   int64
 	Slug string
 	Name string
+}
+
+// An issuer's attributes are its own: stored under "slug:name", written only by that issuer
+// (its API keys and users) and seen and targeted only by it, as "name". Attributes without a
+// namespace are the program's, written by operators; every issuer may target and read them
+// as part of the shared profile, and its own attribute of the same name shadows one.
+// Issuer slugs and attribute names never hold ':', so no name reaches into another's.
+const attributeNamespaceSep = ":"
+
+// IssuerAttribute is the stored name of the attribute name of the issuer with slug; an empty
+// slug (an operator) names the program's attribute.
+func IssuerAttribute(slug, name string) string {
+	if slug == "" {
+		return name
+	}
+	return slug + attributeNamespaceSep + name
+}
+
+// AttributesFor returns the attributes the issuer with slug may see, by the names it knows
+// them by: the program's, overlaid by its own. An empty slug (an operator) sees all as stored.
+func (c *Consumer) AttributesFor(slug string) map[string]string {
+	if slug == "" || len(c.Attributes) == 0 {
+		return c.Attributes
+	}
+	out := make(map[string]string, len(c.Attributes))
+	for k, v := range c.Attributes {
+		if !strings.Contains(k, attributeNamespaceSep) {
+			out[k] = v
+		}
+	}
+	for k, v := range c.Attributes {
+		if name, ok := strings.CutPrefix(k, slug+attributeNamespaceSep); ok {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// MaxNameLength bounds, in characters, a name a person gives: a job's, an issuer's, a rule's
+// description.
+const MaxNameLength = 200
+
+// CheckOneLine returns an error if s holds CR, LF or NUL, which would let a value that
+// reaches a mail header, a URL or a log line start a new one.
+func CheckOneLine(s string) error {
+	if strings.ContainsAny(s, "\r\n\x00") {
+		return errors.New("must be one line, without line breaks or NUL bytes")
+	}
+	return nil
+}
+
+// CheckName checks a name a person gives: one line of at most MaxNameLength characters.
+func CheckName(s string) error {
+	if err := CheckOneLine(s); err != nil {
+		return err
+	}
+	if n := utf8.RuneCountInString(s); n > MaxNameLength {
+		return fmt.Errorf("must be at most %d characters, not %d", MaxNameLength, n)
+	}
+	return nil
+}
+
+// The dates a job or a rule may name: anything outside is a typing slip (year 20266) that
+// would also overflow the arithmetic of periods and prices.
+var (
+	EarliestDate = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	LatestDate   = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// CheckDate returns an error if t is outside [EarliestDate, LatestDate).
+func CheckDate(t time.Time) error {
+	if t.Before(EarliestDate) || !t.Before(LatestDate) {
+		return fmt.Errorf("must be between the years %d and %d", EarliestDate.Year(), LatestDate.Year()-1)
+	}
+	return nil
 }

@@ -118,6 +118,8 @@ func NewConsumerCSV(r io.Reader) (*ConsumerCSV, error) {
 		seen[name] = i
 		if k, ok := knownColumns[name]; ok {
 			c.col[k] = i
+		} else if err := CheckAttributeName(name); err != nil {
+			return nil, fmt.Errorf("consumer CSV header: column %d: %w", i+1, err)
 		} else {
 			c.extra = append(c.extra, extraColumn{index: i, name: name})
 		}
@@ -137,13 +139,39 @@ func newCSVReader(in io.Reader) *csv.Reader {
 
 // columnName is the normalised form of a header name: lower case, spaces and hyphens as
 // underscores.
-func columnName(h string) string {
+func columnName(h string) string { return AttributeName(h) }
+
+// MaxAttributeName is the longest attribute name, in bytes.
+const MaxAttributeName = 64
+
+// AttributeName is the normalised form of an attribute's or a CSV column's name: trimmed,
+// lower case, spaces and hyphens as underscores, so "Loyalty Tier" and "loyalty-tier" are
+// one attribute, loyalty_tier, which a selection names attr.loyalty_tier.
+func AttributeName(h string) string {
 	return strings.Map(func(r rune) rune {
 		if r == ' ' || r == '-' {
 			return '_'
 		}
 		return r
 	}, strings.ToLower(strings.TrimSpace(h)))
+}
+
+// CheckAttributeName returns an error unless name (normalised by AttributeName) is one a
+// selection and a template can name: 1 to MaxAttributeName letters, digits, '_' or '-',
+// and not a consumer field or one the API shows (id, status).
+func CheckAttributeName(name string) error {
+	if _, field := knownColumns[name]; field || name == "id" || name == "status" {
+		return fmt.Errorf("%q is a consumer field, not an attribute", name)
+	}
+	ok := name != "" && len(name) <= MaxAttributeName
+	for i := 0; ok && i < len(name); i++ {
+		b := name[i]
+		ok = 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-'
+	}
+	if !ok {
+		return fmt.Errorf("attribute name %q must be 1 to %d letters, digits, '_' or '-'", name, MaxAttributeName)
+	}
+	return nil
 }
 
 // Header returns the column names as the file gives them, trimmed.
@@ -212,6 +240,9 @@ func (c *ConsumerCSV) consumer(rec []string) (Consumer, string) {
 	for i, f := range rec {
 		if !utf8.ValidString(f) {
 			return Consumer{}, fmt.Sprintf("column %q is not valid UTF-8 (save the file as UTF-8)", c.header[i])
+		}
+		if strings.ContainsRune(f, 0) {
+			return Consumer{}, fmt.Sprintf("column %q holds a NUL byte", c.header[i])
 		}
 	}
 	field := func(k int) string {

@@ -153,6 +153,22 @@ func (r *AwardRule) Validate() error {
 		if u.url != "" && !strings.HasPrefix(u.url, "https://") && !strings.HasPrefix(u.url, "http://") {
 			return fmt.Errorf("%s: must be an http or https URL", u.field)
 		}
+		if err := CheckOneLine(u.url); err != nil {
+			return fmt.Errorf("%s: %w", u.field, err)
+		}
+	}
+	if err := CheckName(r.Description); err != nil {
+		return fmt.Errorf("description: %w", err)
+	}
+	for _, t := range []struct {
+		field string
+		at    time.Time
+	}{{"start", r.Start}, {"stop", r.Stop}} {
+		if !t.at.IsZero() {
+			if err := CheckDate(t.at); err != nil {
+				return fmt.Errorf("%s: %w", t.field, err)
+			}
+		}
 	}
 	return nil
 }

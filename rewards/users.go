@@ -50,3 +50,12 @@ type APIKey struct {
 
 // Operator reports whether k reaches every issuer.
 func (k *APIKey) Operator() bool { return k.IssuerID == 0 }
+
+// TestAddress is an address an operator approved as a recipient of test sends, beside the
+// toolbox users' own.
+type TestAddress struct {
+	Email      string
+	Note       string
+	ApprovedBy string
+	CreatedAt  time.Time
+}

@@ -51,6 +51,36 @@ const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 // stay. Returns an error, having written nothing, if a consumer has no e-mail address or a
 // value the table refuses (a format other than text or html), or the context ends.
 func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error) {
+	return s.writeConsumers(ctx, batch, upsertConsumerSQL, "")
+}
+
+// enrollConsumerSQL inserts a consumer an issuer enrolls; for an address that is a consumer
+// already it merges the issuer's attributes alone: her profile is hers (and an operator's) to
+// change, not an issuer's.
+const enrollConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
+		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
+	ON CONFLICT (email) DO UPDATE SET
+		attributes  = json_patch(attributes, excluded.attributes),
+		updated_at  = excluded.updated_at
+	WHERE excluded.attributes <> '{}'`
+
+// EnrollConsumers writes a batch of consumers as the issuer with slug enrolls them: a new
+// address becomes a consumer with the profile given; an address that is a consumer already
+// keeps her whole profile, status and balance. Attributes are written under the issuer's
+// namespace (rewards.IssuerAttribute), so they never touch the program's or another
+// issuer's. Counts and errors are UpsertConsumers'; the counts are not for the issuer's
+// eyes, since they tell which addresses were enrolled before.
+func (s *Store) EnrollConsumers(ctx context.Context, slug string, batch []rewards.Consumer) (inserted, updated int, err error) {
+	if slug == "" {
+		return 0, 0, errors.New("enroll consumers: no issuer named")
+	}
+	return s.writeConsumers(ctx, batch, enrollConsumerSQL, slug)
+}
+
+// writeConsumers runs query (upsertConsumerSQL's parameters) for each consumer of batch in
+// one transaction, attributes renamed into the namespace of the issuer with slug.
+func (s *Store) writeConsumers(ctx context.Context, batch []rewards.Consumer, query, slug string) (inserted, updated int, err error) {
 	if len(batch) == 0 {
 		return 0, 0, nil
 	}
@@ -66,7 +96,7 @@ func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM consumers`).Scan(&maxID); err != nil {
 		return 0, 0, err
 	}
-	stmt, err := tx.PrepareContext(ctx, upsertConsumerSQL)
+	stmt, err := tx.PrepareContext(ctx, query)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -93,7 +123,14 @@ func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (
 		}
 		attrs = append(attrs[:0], "{}"...)
 		if len(c.Attributes) > 0 {
-			if attrs, err = json.Marshal(c.Attributes); err != nil {
+			stored := c.Attributes
+			if slug != "" {
+				stored = make(map[string]string, len(c.Attributes))
+				for k, v := range c.Attributes {
+					stored[rewards.IssuerAttribute(slug, k)] = v
+				}
+			}
+			if attrs, err = json.Marshal(stored); err != nil {
 				return 0, 0, err
 			}
 		}

@@ -20,7 +20,15 @@ import (
 // mail server closes them unsent (postoffice.Recipient.Mailable) and the job still ends;
 // left out, they would stay pending for ever. A status that changes after the claim moves
 // StatusGeneration, which the mail server checks before each send.
+//
+// Each consumer's attributes are those the job's issuer may see (rewards.Consumer.AttributesFor),
+// so a template's getAttr never shows another issuer's.
 func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
+	var slug string
+	if err := s.read.QueryRowContext(ctx, `SELECT i.slug FROM jobs j JOIN issuers i ON i.id = j.issuer_id
+		WHERE j.key = ?`, jobKey).Scan(&slug); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
 	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
 		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
 		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
@@ -36,6 +44,7 @@ func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now 
 		if err := scanConsumer(rows, &r.Consumer, &r.DeliveryID, &r.RetryCount); err != nil {
 			return nil, err
 		}
+		r.Consumer.Attributes = r.Consumer.AttributesFor(slug)
 		out = append(out, r)
 	}
 	return out, rows.Err()

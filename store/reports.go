@@ -205,11 +205,17 @@ func (s *Store) JobCountsBy(ctx context.Context, jobKey int64, field string, lim
 		return s.jobCountsByInterest(ctx, jobKey, limit)
 	case strings.HasPrefix(field, "attr."):
 		name := strings.TrimPrefix(field, "attr.")
-		if name == "" || strings.ContainsAny(name, `"\`) {
+		if name == "" || strings.ContainsAny(name, `"\:`) {
 			return nil, fmt.Errorf("counts by %q: not an attribute name", field)
 		}
-		expr = `coalesce(CAST(json_extract(c.attributes, ?2) AS TEXT), '')`
-		args = append(args, `$."`+name+`"`)
+		// The job's issuer's own attribute, or else the program's: never another issuer's.
+		var slug string
+		if err := s.read.QueryRowContext(ctx, `SELECT i.slug FROM jobs j JOIN issuers i ON i.id = j.issuer_id
+			WHERE j.key = ?`, jobKey).Scan(&slug); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		expr = `coalesce(CAST(coalesce(json_extract(c.attributes, ?3), json_extract(c.attributes, ?2)) AS TEXT), '')`
+		args = append(args, `$."`+name+`"`, `$."`+rewards.IssuerAttribute(slug, name)+`"`)
 	default:
 		return nil, fmt.Errorf("counts by %q: not a consumer field", field)
 	}

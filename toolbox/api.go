@@ -30,8 +30,11 @@ import (
 // Every request carries an API key as "Authorization: Bearer pp_…". An operator's key
 // reaches every issuer; an issuer's key reaches that issuer's jobs only, and any other job
 // answers 404 as if it did not exist. Consumers are shared by all issuers (database 165):
-// any key may create or update one (enrollment), but an issuer's key reads only consumers
-// that one of its jobs was sent to.
+// an issuer's key may enroll any address and write its own attributes, but never changes an
+// existing consumer's profile, hears the same answer whether or not an address was enrolled
+// before, and reads only consumers that one of its jobs was sent to, with its own and the
+// program's attributes (see README, "Consumers across issuers"). An operator's key creates
+// and updates profiles.
 //
 // Every error is JSON, {"error": {"message": "...", "field": "client_count"}}, field naming
 // the part of the request that is wrong when there is one.
@@ -41,6 +44,7 @@ import (
 // page count alike.
 type APIStore interface {
 	UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error)
+	EnrollConsumers(ctx context.Context, slug string, batch []rewards.Consumer) (inserted, updated int, err error)
 	ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error)
 	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
 	APIConsumerIDs(ctx context.Context, emails []string) (map[string]int64, error)
@@ -227,6 +231,15 @@ func apiReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, apiProblemf(http.StatusBadRequest, "", "the request body is empty: want a JSON object")
 	}
+	// JSON that does not parse is left to apiDecode, which says where it breaks.
+	var dup *postoffice.DuplicateKeyError
+	var trailing *postoffice.TrailingDataError
+	switch err := postoffice.CheckStrictJSON(b); {
+	case errors.As(err, &dup):
+		return nil, apiProblemf(http.StatusBadRequest, dup.Path, "%s", dup.Error())
+	case errors.As(err, &trailing):
+		return nil, apiProblemf(http.StatusBadRequest, "", "%s", trailing.Error())
+	}
 	return b, nil
 }
 
@@ -315,13 +328,7 @@ const (
 	apiMaxText       = 256
 	apiMaxAttributes = 50
 	apiMaxAttrValue  = 1000
-	apiMaxAttrName   = 64
 )
-
-// apiConsumerFields are the names an attribute may not take: they are the consumer's own.
-var apiConsumerFields = map[string]bool{"email": true, "first_name": true, "last_name": true, "city": true,
-	"region": true, "country": true, "postal_code": true, "birth_year": true, "gender": true,
-	"interests": true, "format": true, "status": true, "id": true}
 
 // consumer checks in as the CSV import checks a row and returns the consumer to upsert.
 // Errors are 422 problems naming the field, prefixed by prefix.
@@ -371,22 +378,10 @@ func (in *apiConsumerIn) consumer(prefix string, now time.Time) (rewards.Consume
 	for name, v := range in.Attributes {
 		// Named as the CSV import names extra columns, so both reach the same attribute and
 		// a selection's attr.NAME can find it.
-		norm := strings.Map(func(r rune) rune {
-			if r == ' ' || r == '-' {
-				return '_'
-			}
-			return r
-		}, strings.ToLower(strings.TrimSpace(name)))
+		norm := rewards.AttributeName(name)
 		field := prefix + "attributes." + name
-		switch {
-		case norm == "" || len(norm) > apiMaxAttrName || strings.ContainsFunc(norm, func(r rune) bool {
-			return !(r == '_' || r == '-' || r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)))
-		}):
-			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field,
-				"attribute name %q must be 1 to %d letters, digits, '_' or '-'", name, apiMaxAttrName)
-		case apiConsumerFields[norm]:
-			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field,
-				"%q is a consumer field, not an attribute: give it at the top level", norm)
+		if err := rewards.CheckAttributeName(norm); err != nil {
+			return rewards.Consumer{}, apiProblemf(http.StatusUnprocessableEntity, field, "%s", err.Error())
 		}
 		v, err := apiOneLine(v, apiMaxAttrValue)
 		if err != nil {
@@ -434,11 +429,13 @@ type apiConsumer struct {
 	PointsBalance int64             `json:"points_balance"`
 }
 
-func apiConsumerView(c *rewards.Consumer) apiConsumer {
+// apiConsumerView is c as the key k may see her: an issuer's key sees its own attributes and
+// the program's, never another issuer's.
+func apiConsumerView(c *rewards.Consumer, k *rewards.APIKey) apiConsumer {
 	v := apiConsumer{ID: c.ID, Email: c.Email, FirstName: c.FirstName, LastName: c.LastName, City: c.City,
 		Region: c.Region, Country: c.Country, PostalCode: c.PostalCode, BirthYear: c.BirthYear, Gender: c.Gender,
-		Interests: c.Interests, Format: string(c.Format), Attributes: c.Attributes, Status: string(c.Status),
-		PointsBalance: c.PointsBalance}
+		Interests: c.Interests, Format: string(c.Format), Attributes: c.AttributesFor(k.IssuerSlug),
+		Status: string(c.Status), PointsBalance: c.PointsBalance}
 	if v.Interests == nil {
 		v.Interests = []string{}
 	}
@@ -448,97 +445,67 @@ func apiConsumerView(c *rewards.Consumer) apiConsumer {
 	return v
 }
 
-// apiConsumerRef names a consumer the key wrote but may not read.
+// apiConsumerRef names a consumer an operator's key wrote.
 type apiConsumerRef struct {
 	ID    int64  `json:"id"`
 	Email string `json:"email"`
 }
 
+// apiEnrolled is the answer to an issuer's key that enrolled consumers: the same whether
+// each address was new or not.
+type apiEnrolled struct {
+	Accepted int      `json:"accepted"`
+	Emails   []string `json:"emails"`
+}
+
 // apiUpsertConsumers creates or updates one consumer, or a batch {"consumers": [...]} of at
 // most apiMaxBatch, matched by e-mail address. A batch with one bad consumer is refused
-// whole, naming it ("consumers[3].email"). One consumer answers 201 when created, 200 when
-// updated, with the consumer as stored (for an issuer's key that may not read her, only her
-// id and address); a batch answers 201 if it created any, with the counts and the ids.
+// whole, naming it ("consumers[3].email").
+//
+// An operator's key writes profiles: one consumer answers 201 when created, 200 when
+// updated, with the consumer as stored; a batch answers 201 if it created any, with the
+// counts and the ids. An issuer's key enrolls (EnrollConsumers): an address that is a
+// consumer already keeps her profile and gains only the issuer's attributes, and the answer
+// is 202 with the addresses accepted, whether they were consumers before or not.
 func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 	body, err := apiReadBody(w, r)
 	if err != nil {
 		return err
 	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(body, &probe); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return apiProblemf(http.StatusUnprocessableEntity, "", "want a JSON object: a consumer, or {\"consumers\": [...]}")
-		}
-		return apiDecode(body, &probe, "") // says where the JSON breaks
-	}
 	ctx := r.Context()
 	now := d.Now()
-	raw, batch := probe["consumers"]
-	if !batch {
-		var in apiConsumerIn
-		if err := apiDecode(body, &in, ""); err != nil {
-			return err
-		}
-		c, err := in.consumer("", now)
-		if err != nil {
-			return err
-		}
-		inserted, _, err := d.API.UpsertConsumers(ctx, []rewards.Consumer{c})
-		if err != nil {
-			return err
-		}
-		stored, err := d.API.ConsumerByEmail(ctx, c.Email)
-		if err != nil {
-			return err
-		}
-		status := http.StatusOK
-		if inserted > 0 {
-			status = http.StatusCreated
-		}
-		w.Header().Set("Location", "/api/v1/consumers/"+strconv.FormatInt(stored.ID, 10))
-		ok, err := d.apiMayReadConsumer(ctx, stored.ID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			apiWriteJSON(w, status, apiConsumerRef{ID: stored.ID, Email: stored.Email})
-			return nil
-		}
-		apiWriteJSON(w, status, apiConsumerView(stored))
-		return nil
-	}
-	for name := range probe {
-		if name != "consumers" {
-			return apiProblemf(http.StatusUnprocessableEntity, name, "unknown field %q: a batch is {\"consumers\": [...]} alone", name)
-		}
-	}
-	var items []json.RawMessage
-	if err := apiDecode(raw, &items, "consumers."); err != nil {
+	k := apiKeyFrom(ctx)
+	cs, batch, err := apiParseConsumers(body, now)
+	if err != nil {
 		return err
 	}
-	switch {
-	case len(items) == 0:
-		return apiProblemf(http.StatusUnprocessableEntity, "consumers", "consumers is empty: give 1 to %d consumers", apiMaxBatch)
-	case len(items) > apiMaxBatch:
-		return apiProblemf(http.StatusUnprocessableEntity, "consumers", "at most %d consumers a request, not %d", apiMaxBatch, len(items))
-	}
-	cs := make([]rewards.Consumer, len(items))
-	emails := make([]string, len(items))
-	for i, item := range items {
-		prefix := fmt.Sprintf("consumers[%d].", i)
-		var in apiConsumerIn
-		if err := apiDecode(item, &in, prefix); err != nil {
-			return err
-		}
-		if cs[i], err = in.consumer(prefix, now); err != nil {
-			return err
-		}
+	emails := make([]string, len(cs))
+	for i := range cs {
 		emails[i] = cs[i].Email
+	}
+	if !k.Operator() {
+		if _, _, err := d.API.EnrollConsumers(ctx, k.IssuerSlug, cs); err != nil {
+			return err
+		}
+		apiWriteJSON(w, http.StatusAccepted, apiEnrolled{Accepted: len(cs), Emails: emails})
+		return nil
 	}
 	inserted, updated, err := d.API.UpsertConsumers(ctx, cs)
 	if err != nil {
 		return err
+	}
+	status := http.StatusOK
+	if inserted > 0 {
+		status = http.StatusCreated
+	}
+	if !batch {
+		stored, err := d.API.ConsumerByEmail(ctx, cs[0].Email)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Location", "/api/v1/consumers/"+strconv.FormatInt(stored.ID, 10))
+		apiWriteJSON(w, status, apiConsumerView(stored, k))
+		return nil
 	}
 	ids, err := d.API.APIConsumerIDs(ctx, emails)
 	if err != nil {
@@ -552,12 +519,62 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 	for i, e := range emails {
 		out.Consumers[i] = apiConsumerRef{ID: ids[e], Email: e}
 	}
-	status := http.StatusOK
-	if inserted > 0 {
-		status = http.StatusCreated
-	}
 	apiWriteJSON(w, status, out)
 	return nil
+}
+
+// apiParseConsumers reads the body of POST /consumers: one consumer, or {"consumers": [...]}
+// (batch) of 1 to apiMaxBatch, each checked by apiConsumerIn.consumer. Errors are problems
+// naming the field.
+func apiParseConsumers(body []byte, now time.Time) (cs []rewards.Consumer, batch bool, err error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "", "want a JSON object: a consumer, or {\"consumers\": [...]}")
+		}
+		return nil, false, apiDecode(body, &probe, "") // says where the JSON breaks
+	}
+	raw, batch := probe["consumers"]
+	if !batch {
+		var in apiConsumerIn
+		if err := apiDecode(body, &in, ""); err != nil {
+			return nil, false, err
+		}
+		c, err := in.consumer("", now)
+		if err != nil {
+			return nil, false, err
+		}
+		cs = []rewards.Consumer{c}
+	} else {
+		for name := range probe {
+			if name != "consumers" {
+				return nil, false, apiProblemf(http.StatusUnprocessableEntity, name, "unknown field %q: a batch is {\"consumers\": [...]} alone", name)
+			}
+		}
+		var items []json.RawMessage
+		if err := apiDecode(raw, &items, "consumers."); err != nil {
+			return nil, false, err
+		}
+		switch {
+		case len(items) == 0:
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "consumers", "consumers is empty: give 1 to %d consumers", apiMaxBatch)
+		case len(items) > apiMaxBatch:
+			return nil, false, apiProblemf(http.StatusUnprocessableEntity, "consumers", "at most %d consumers a request, not %d", apiMaxBatch, len(items))
+		}
+		cs = make([]rewards.Consumer, len(items))
+		for i, item := range items {
+			prefix := fmt.Sprintf("consumers[%d].", i)
+			var in apiConsumerIn
+			if err := apiDecode(item, &in, prefix); err != nil {
+				return nil, false, err
+			}
+			if cs[i], err = in.consumer(prefix, now); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	return cs, batch, nil
 }
 
 // apiMayReadConsumer reports whether the request's key may read consumer id: an operator's
@@ -600,7 +617,7 @@ func (d Deps) apiConsumer(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return missing
 	}
-	apiWriteJSON(w, http.StatusOK, apiConsumerView(c))
+	apiWriteJSON(w, http.StatusOK, apiConsumerView(c, apiKeyFrom(ctx)))
 	return nil
 }
 

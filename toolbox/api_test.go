@@ -500,26 +500,123 @@ func TestAPIIssuerKeyReadsOnlyConsumersItMailed(t *testing.T) {
 	acme, bolt := e.issuer("acme"), e.issuer("bolt")
 	ctx := context.Background()
 	acmeKey, boltKey := e.apiKey(&acme), e.apiKey(&bolt)
-	// Any key may enroll; an issuer that never mailed her learns no more than her id.
-	if _, _, err := e.st.UpsertConsumers(ctx, []rewards.Consumer{{Email: "zoe@example.com", FirstName: "Zoë"}}); err != nil {
+	if _, _, err := e.st.UpsertConsumers(ctx, []rewards.Consumer{{Email: "zoe@example.com", FirstName: "Zoë", City: "Lyon"}}); err != nil {
 		t.Fatal(err)
 	}
-	var c consumerJSON
-	e.call(acmeKey, http.MethodPost, "/api/v1/consumers", `{"email": "zoe@example.com", "city": "Lyon"}`).want(t, http.StatusOK, &c)
-	if c.ID == 0 || c.FirstName != nil {
-		t.Fatalf("acme's update answered %+v: more than the id of a consumer acme never mailed", c)
-	}
+	e.call(acmeKey, http.MethodPost, "/api/v1/consumers", `{"email": "zoe@example.com"}`).want(t, http.StatusAccepted, nil)
 	path := "/api/v1/consumers/zoe@example.com"
 	e.call(acmeKey, http.MethodGet, path, "").wantError(t, http.StatusNotFound, "")
-	e.call(acmeKey, http.MethodGet, fmt.Sprint("/api/v1/consumers/", c.ID), "").wantError(t, http.StatusNotFound, "")
+	zoe, err := e.st.ConsumerByEmail(ctx, "zoe@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.call(acmeKey, http.MethodGet, fmt.Sprint("/api/v1/consumers/", zoe.ID), "").wantError(t, http.StatusNotFound, "")
 
 	// Once acme's job is sent to her, acme reads her; bolt still does not.
 	sendJob(t, e, e.job(acme, "spring"))
+	var c consumerJSON
 	e.call(acmeKey, http.MethodGet, path, "").want(t, http.StatusOK, &c)
 	if c.FirstName == nil || *c.FirstName != "Zoë" || c.City != "Lyon" {
 		t.Fatalf("acme reads %+v", c)
 	}
 	e.call(boltKey, http.MethodGet, path, "").wantError(t, http.StatusNotFound, "")
+}
+
+// An issuer's key that enrolls an address hears the same whether she was a consumer before
+// or not, and leaves an existing consumer's profile as it was.
+func TestAPIIssuerEnrollmentNeitherChangesNorRevealsAConsumer(t *testing.T) {
+	e := newEnv(t, withAPI)
+	acme := e.issuer("acme")
+	ctx := context.Background()
+	key := e.apiKey(&acme)
+	if _, _, err := e.st.UpsertConsumers(ctx, []rewards.Consumer{{Email: "zoe@example.com", FirstName: "Zoë",
+		City: "Lyon", Format: rewards.FormatHTML}}); err != nil {
+		t.Fatal(err)
+	}
+	answer := func(email string) (int, string) {
+		r := e.call(key, http.MethodPost, "/api/v1/consumers",
+			`{"email": "`+email+`", "first_name": "Mallory", "city": "Nowhere", "format": "text"}`)
+		return r.status, strings.ReplaceAll(r.body, email, "ADDRESS") + r.header.Get("Location")
+	}
+	oldStatus, oldBody := answer("zoe@example.com")
+	newStatus, newBody := answer("new@example.com")
+	if oldStatus != newStatus || oldBody != newBody {
+		t.Fatalf("enrolled address: %d %s; new address: %d %s: the answers tell them apart", oldStatus, oldBody, newStatus, newBody)
+	}
+	zoe, err := e.st.ConsumerByEmail(ctx, "zoe@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zoe.FirstName != "Zoë" || zoe.City != "Lyon" || zoe.Format != rewards.FormatHTML {
+		t.Fatalf("acme's enrollment changed her profile: %+v", zoe)
+	}
+	fresh, err := e.st.ConsumerByEmail(ctx, "new@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.FirstName != "Mallory" || fresh.City != "Nowhere" {
+		t.Fatalf("a new address enrolled as %+v, want the profile given", fresh)
+	}
+	// A batch answers alike too.
+	batch := func(email string) (int, string) {
+		r := e.call(key, http.MethodPost, "/api/v1/consumers", `{"consumers": [{"email": "`+email+`", "city": "X"}]}`)
+		return r.status, strings.ReplaceAll(r.body, email, "ADDRESS")
+	}
+	oldStatus, oldBody = batch("zoe@example.com")
+	newStatus, newBody = batch("newer@example.com")
+	if oldStatus != newStatus || oldBody != newBody {
+		t.Fatalf("batch: enrolled address %d %s; new address %d %s", oldStatus, oldBody, newStatus, newBody)
+	}
+	if zoe, err := e.st.ConsumerByEmail(ctx, "zoe@example.com"); err != nil || zoe.City != "Lyon" {
+		t.Fatalf("acme's batch changed her city: %+v %v", zoe, err)
+	}
+}
+
+// An issuer writes, targets and reads its own attributes and the program's, never another
+// issuer's: enrolling a marker attribute and targeting it reveals nothing of bolt's.
+func TestAPIIssuerSeesOnlyItsOwnAttributes(t *testing.T) {
+	e := newEnv(t, withAPI)
+	acme, bolt := e.issuer("acme"), e.issuer("bolt")
+	ctx := context.Background()
+	acmeKey, boltKey, opKey := e.apiKey(&acme), e.apiKey(&bolt), e.apiKey(nil)
+	e.call(opKey, http.MethodPost, "/api/v1/consumers", `{"email": "zoe@example.com", "attributes": {"plan": "gold"}}`).
+		want(t, http.StatusCreated, nil)
+	e.call(boltKey, http.MethodPost, "/api/v1/consumers", `{"email": "zoe@example.com", "attributes": {"vip": "yes", "plan": "bolt-plan"}}`).
+		want(t, http.StatusAccepted, nil)
+	e.call(acmeKey, http.MethodPost, "/api/v1/consumers", `{"email": "zoe@example.com", "attributes": {"marker": "1"}}`).
+		want(t, http.StatusAccepted, nil)
+
+	var created jobJSON
+	e.call(acmeKey, http.MethodPost, "/api/v1/jobs", campaign("", `{"field": "attr.vip", "op": "=", "value": "yes"}`)).
+		want(t, http.StatusCreated, &created)
+	if created.Matching == nil || *created.Matching != 0 {
+		t.Fatalf("acme's selection on bolt's attribute vip matches %v, want 0", created.Matching)
+	}
+	e.call(acmeKey, http.MethodPost, "/api/v1/jobs", campaign("", `{"field": "attr.marker", "op": "=", "value": "1"}`)).
+		want(t, http.StatusCreated, &created)
+	if created.Matching == nil || *created.Matching != 1 {
+		t.Fatalf("acme's selection on its own marker matches %v, want 1", created.Matching)
+	}
+	job, err := e.st.Job(ctx, created.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendJob(t, e, job)
+	var c consumerJSON
+	e.call(acmeKey, http.MethodGet, "/api/v1/consumers/zoe@example.com", "").want(t, http.StatusOK, &c)
+	if len(c.Attributes) != 2 || c.Attributes["marker"] != "1" || c.Attributes["plan"] != "gold" {
+		t.Fatalf("acme reads attributes %v, want its marker and the program's plan alone", c.Attributes)
+	}
+	// bolt's own plan shadows the program's, for bolt's selections alone.
+	e.call(boltKey, http.MethodPost, "/api/v1/jobs", campaign("", `{"field": "attr.plan", "op": "=", "value": "bolt-plan"}`)).
+		want(t, http.StatusCreated, &created)
+	if created.Matching == nil || *created.Matching != 1 {
+		t.Fatalf("bolt's selection on its own plan matches %v, want 1", created.Matching)
+	}
+	e.call(opKey, http.MethodGet, "/api/v1/consumers/zoe@example.com", "").want(t, http.StatusOK, &c)
+	if c.Attributes["acme:marker"] != "1" || c.Attributes["bolt:vip"] != "yes" || c.Attributes["plan"] != "gold" {
+		t.Fatalf("the operator reads %v, want every attribute as stored", c.Attributes)
+	}
 }
 
 // sendJob selects a job's audience and records every delivery sent.

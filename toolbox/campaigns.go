@@ -40,7 +40,7 @@ type CampaignStore interface {
 
 // TestSender sends a job's message, rendered for a sample consumer, to one address.
 type TestSender interface {
-	SendTest(ctx context.Context, job *postoffice.Job, to string) error
+	SendTest(ctx context.Context, job *postoffice.Job, to string, by *rewards.User) error
 }
 
 func (d Deps) campaignRoutes(r chi.Router) {
@@ -153,10 +153,25 @@ func (f *campaignForm) displayRows() []selRow {
 	return rows
 }
 
+// formReadFailed answers a form that could not be read: 413 for one over maxFormBytes.
+func formReadFailed(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		status = http.StatusRequestEntityTooLarge
+	}
+	http.Error(w, err.Error(), status)
+}
+
 // readCampaignForm reads the editor's form from a request.
 func readCampaignForm(r *http.Request) (*campaignForm, error) {
 	if err := r.ParseForm(); err != nil {
-		return nil, err
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fmt.Errorf("the form is larger than %d MB: a message body may be at most %d KB: %w",
+				maxFormBytes>>20, postoffice.MaxTemplateBytes>>10, err)
+		}
+		return nil, fmt.Errorf("the form could not be read: %w", err)
 	}
 	v := r.PostForm
 	get := func(k string) string { return strings.TrimSpace(v.Get(k)) }
@@ -680,7 +695,7 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 	ctx := r.Context()
 	f, err := readCampaignForm(r)
 	if err != nil {
-		http.Error(w, "The form could not be read: "+err.Error(), http.StatusBadRequest)
+		formReadFailed(w, err)
 		return
 	}
 	title := "New campaign"
@@ -848,7 +863,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		data, _ := probe.selection(operator)
 		sel, err := postoffice.ParseSelection(data)
 		if err == nil {
-			where, args, err = sel.Compile()
+			where, args, err = sel.CompileFor(probe.Issuer)
 			raw = sel.IsRaw()
 		}
 		if err != nil {
@@ -1025,7 +1040,7 @@ func renderFormat(subject, body string, v *postoffice.TagValues, html bool) rend
 func (d Deps) campaignPreview(w http.ResponseWriter, r *http.Request) {
 	f, err := readCampaignForm(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		formReadFailed(w, err)
 		return
 	}
 	ev := d.evaluate(r.Context(), f)
@@ -1056,7 +1071,7 @@ type countAnswer struct {
 func (d Deps) campaignCount(w http.ResponseWriter, r *http.Request) {
 	f, err := readCampaignForm(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		formReadFailed(w, err)
 		return
 	}
 	ev := d.evaluate(r.Context(), f)
@@ -1239,7 +1254,7 @@ func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, back, "Enter the address to send the test to.")
 		return
 	}
-	if err := d.TestSender.SendTest(r.Context(), job, to); err != nil {
+	if err := d.TestSender.SendTest(r.Context(), job, to, userFrom(r.Context())); err != nil {
 		d.Logger.Warn("toolbox: test send", "job", job.Key, "err", err)
 		d.redirect(w, r, back, "The test was not sent: "+err.Error())
 		return

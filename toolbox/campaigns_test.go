@@ -18,6 +18,7 @@ import (
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store"
 	"pointpost/toolbox"
 )
 
@@ -52,10 +53,21 @@ func newEditorEnv(t *testing.T, tune ...func(*toolbox.Deps)) *editorEnv {
 		}
 		ee.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example"})
 		d.PostOffice = ee.po
-		d.TestSender = &mailer.TestSends{Store: d.Campaigns, Sender: sender, Tokens: keys,
+		d.TestSender = &mailer.TestSends{Store: testSendStore{d.Campaigns, d.Store.(*store.Store)}, Sender: sender, Tokens: keys,
 			Addresses: mailer.Addresses{BaseURL: "https://pp.example", ReplyDomain: "reply.pp.example"}}
 	})
 	return ee
+}
+
+// testSendStore reads a test's messages through the environment's campaign store (which a
+// test may wrap) and the rest of a test send from the real store.
+type testSendStore struct {
+	toolbox.CampaignStore
+	*store.Store
+}
+
+func (s testSendStore) Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error) {
+	return s.CampaignStore.Messages(ctx, job)
 }
 
 // consumers enrolls three active consumers in the US (Bo first) and one in France, and one

@@ -66,7 +66,7 @@ type isoSends struct {
 	jobs []int64
 }
 
-func (s *isoSends) SendTest(_ context.Context, job *postoffice.Job, _ string) error {
+func (s *isoSends) SendTest(_ context.Context, job *postoffice.Job, _ string, _ *rewards.User) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobs = append(s.jobs, job.Key)

@@ -36,6 +36,10 @@ type ConsumerStore interface {
 	// ImportConsumerFile upserts the consumers of a CSV file, reporting each bad record.
 	ImportConsumerFile(ctx context.Context, r io.Reader, report func(rewards.RowError)) (inserted, updated int, err error)
 	OutboxBefore(ctx context.Context, beforeID int64, limit int) ([]postoffice.OutboxMessage, error)
+	// The addresses an operator approved for test sends, beside the toolbox users' own.
+	TestAddresses(ctx context.Context) ([]rewards.TestAddress, error)
+	ApproveTestAddress(ctx context.Context, email, note, by string) error
+	RemoveTestAddress(ctx context.Context, email string) error
 }
 
 // outboxPageSize is how many captured messages one outbox page lists.
@@ -46,6 +50,8 @@ func (d Deps) operatorRoutes(r chi.Router) {
 	r.Get("/mail-servers.json", d.mailServersJSON)
 	r.Get("/outbox", d.outbox)
 	r.Get("/outbox/{id}", d.outboxMessage)
+	r.Post("/outbox/test-addresses", d.approveTestAddress)
+	r.Post("/outbox/test-addresses/remove", d.removeTestAddress)
 	d.consumerRoutes(r, newImportTracker(d))
 }
 
@@ -281,7 +287,37 @@ func (d Deps) outbox(w http.ResponseWriter, r *http.Request) {
 	if len(msgs) == outboxPageSize {
 		next = "/outbox?before=" + strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
 	}
-	d.render(w, r, outboxListPage(d.page(w, r, "Outbox", "outbox"), msgs, total, before != 0, next))
+	approved, err := d.Consumers.TestAddresses(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.render(w, r, outboxListPage(d.page(w, r, "Outbox", "outbox"), msgs, total, before != 0, next, approved))
+}
+
+// approveTestAddress adds an address to those "send a test" may mail, on the outbox page
+// where the tests show.
+func (d Deps) approveTestAddress(w http.ResponseWriter, r *http.Request) {
+	email, note := strings.TrimSpace(r.PostFormValue("email")), r.PostFormValue("note")
+	if err := d.Consumers.ApproveTestAddress(r.Context(), email, note, userFrom(r.Context()).Email); err != nil {
+		d.redirect(w, r, "/outbox", "The address was not approved: "+err.Error())
+		return
+	}
+	d.redirect(w, r, "/outbox", "Tests may now be sent to "+strings.ToLower(email)+".")
+}
+
+// removeTestAddress takes an address off the approved test addresses.
+func (d Deps) removeTestAddress(w http.ResponseWriter, r *http.Request) {
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	if err := d.Consumers.RemoveTestAddress(r.Context(), email); err != nil {
+		if d.IsNotFound(err) {
+			d.redirect(w, r, "/outbox", email+" was not an approved test address.")
+			return
+		}
+		d.fail(w, r, err)
+		return
+	}
+	d.redirect(w, r, "/outbox", "Tests may no longer be sent to "+email+".")
 }
 
 // pageCursor reads a keyset cursor from the query: 0 when absent; ok is false when it is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,5 +263,40 @@ func TestOperatorRoutesAnswer404ToIssuers(t *testing.T) {
 	}
 	if _, err := e.st.ConsumerByEmail(ctx, "mallory@example.com"); err == nil {
 		t.Fatal("an issuer's upload imported a consumer")
+	}
+}
+
+func TestOperatorApprovesAndRemovesTestAddresses(t *testing.T) {
+	e := newEnv(t)
+	op, _ := e.signIn("op@example.com", "")
+	resp, _ := op.post("/outbox/test-addresses", url.Values{"email": {" QA@Example.net "}, "note": {"QA inbox"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve: %d", resp.StatusCode)
+	}
+	doc := op.page(resp.Header.Get("Location"), http.StatusOK)
+	rows := byTestID(doc, "test-address")
+	if len(rows) != 1 || !strings.Contains(text(rows[0]), "qa@example.net") || !strings.Contains(text(rows[0]), "QA inbox") ||
+		!strings.Contains(text(rows[0]), "op@example.com") {
+		t.Fatalf("approved addresses: %d rows", len(rows))
+	}
+	resp, _ = op.post("/outbox/test-addresses", url.Values{"email": {"not an address"}})
+	doc = op.page(resp.Header.Get("Location"), http.StatusOK)
+	if f := byTestID(doc, "flash"); len(f) != 1 || !strings.Contains(text(f[0]), "not approved") {
+		t.Fatal("a bad address was not refused with a message")
+	}
+	if len(byTestID(doc, "test-address")) != 1 {
+		t.Fatal("a bad address was listed")
+	}
+	// An issuer user may not approve addresses for themself.
+	ann, _ := e.signIn("ann@acme.example", "acme")
+	if resp, _ := ann.post("/outbox/test-addresses", url.Values{"email": {"mine@example.net"}}); resp.StatusCode == http.StatusSeeOther {
+		t.Fatal("an issuer user approved a test address")
+	}
+	resp, _ = op.post("/outbox/test-addresses/remove", url.Values{"email": {"qa@example.net"}})
+	if len(byTestID(op.page(resp.Header.Get("Location"), http.StatusOK), "test-address")) != 0 {
+		t.Fatal("the removed address is still listed")
+	}
+	if list, err := e.st.TestAddresses(context.Background()); err != nil || len(list) != 0 {
+		t.Fatalf("stored test addresses %v %v", list, err)
 	}
 }

@@ -112,7 +112,7 @@ func Handler(d Deps) http.Handler {
 	r.Route("/api/v1", d.apiRoutes)
 	r.Group(func(r chi.Router) {
 		// Forms are accepted only from the toolbox's own pages (Sec-Fetch-Site / Origin).
-		r.Use(http.NewCrossOriginProtection().Handler, d.loadSession)
+		r.Use(limitBody, http.NewCrossOriginProtection().Handler, d.loadSession)
 		d.authRoutes(r)
 		r.Group(func(r chi.Router) {
 			r.Use(d.requireUser)
@@ -130,6 +130,20 @@ func Handler(d Deps) http.Handler {
 	})
 	r.NotFound(d.notFound)
 	return r
+}
+
+// maxFormBytes bounds a toolbox request body: a campaign form with both templates at
+// postoffice.MaxTemplateBytes, URL-encoded, fits; the consumer CSV upload has its own limit.
+const maxFormBytes = 4 << 20
+
+// limitBody caps every toolbox request body at maxFormBytes but the consumer CSV upload's.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/consumers/import" {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // secureHeaders keeps the toolbox out of other sites' frames and its pages to their own

@@ -16,6 +16,10 @@ import (
 // button. It records nothing: mail scanners and link previews fetch these URLs.
 func (s *server) invitation(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
+	if s.testToken(token) {
+		s.render(w, r, http.StatusOK, testLinkPage("shows the invitation with its Submit button"))
+		return
+	}
 	if !s.deliveryToken(token) {
 		s.invalidLink(w, r)
 		return
@@ -33,6 +37,10 @@ func (s *server) invitation(w http.ResponseWriter, r *http.Request) {
 // commit gets "please try again", never thanks.
 func (s *server) acknowledge(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
+	if s.testToken(token) {
+		s.render(w, r, http.StatusOK, testLinkPage("collects the invitation's points"))
+		return
+	}
 	if !s.deliveryToken(token) {
 		s.invalidLink(w, r)
 		return
@@ -50,6 +58,13 @@ func (s *server) acknowledge(w http.ResponseWriter, r *http.Request) {
 func (s *server) deliveryToken(token string) bool {
 	job, _, err := s.PostOffice.Tokens().Decode(token)
 	return err == nil && job != 0 && job != EnrollmentJobKey
+}
+
+// testToken reports whether token is a test message's: job 0 and consumer 0, which no
+// delivery and no account has (see mailer.TestSends and the toolbox's preview).
+func (s *server) testToken(token string) bool {
+	job, consumer, err := s.PostOffice.Tokens().Decode(token)
+	return err == nil && job == 0 && consumer == 0
 }
 
 // thanks is what the thank-you page shows.

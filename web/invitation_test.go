@@ -210,7 +210,7 @@ func TestForgedAndForeignTokensAreNotValid(t *testing.T) {
 func TestThankYouSaysWhyNoPoints(t *testing.T) {
 	t.Run("rule not started", func(t *testing.T) {
 		w := newWorld(t, func(c *postoffice.Campaign) {
-			c.Rules[0].Start = "2999-01-01T00:00:00Z"
+			c.Rules[0].Start = "2099-01-01T00:00:00Z"
 		})
 		p := w.post("/i/"+w.token(w.ann), nil).want(t, http.StatusOK)
 		if got := attr(p.one(t, "thanks"), "data-points"); got != "0" {

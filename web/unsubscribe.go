@@ -10,6 +10,10 @@ import (
 // unsubscribes nobody, since mail scanners fetch links.
 func (s *server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
+	if s.testToken(token) {
+		s.render(w, r, http.StatusOK, testLinkPage("stops all invitations to the consumer"))
+		return
+	}
 	id, err := s.consumerOf(token)
 	if err != nil {
 		s.fail(w, r, err)
@@ -30,6 +34,10 @@ func (s *server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 // Unsubscribing twice is harmless; a bounced or suppressed consumer stays so.
 func (s *server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
+	if s.testToken(token) {
+		s.render(w, r, http.StatusOK, testLinkPage("stops all invitations to the consumer"))
+		return
+	}
 	id, err := s.consumerOf(token)
 	if err != nil {
 		s.fail(w, r, err)
