@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,8 @@ type Deps struct {
 	IsNotFound func(error) bool
 	// Now is the clock, for the birth year range; nil means time.Now.
 	Now func() time.Time
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
+	TrustedProxies TrustedProxies
 }
 
 // server is the handlers with their dependencies.
@@ -249,13 +252,89 @@ func (s *server) consumerOf(token string) (int64, error) {
 	return consumer, nil
 }
 
-// remoteIP is the client's address without its port, for the acknowledgement's source.
-func remoteIP(r *http.Request) string {
+// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed: what a proxy
+// adds names the client it heard from. Anyone else can write the header, so from any other
+// peer it is ignored. The zero value trusts no one.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies reads a comma-separated list of IP addresses and CIDR prefixes, such
+// as "127.0.0.1, 10.0.0.0/8". An empty list trusts no one. Returns an error naming the first
+// entry that is neither.
+func ParseTrustedProxies(list string) (TrustedProxies, error) {
+	var t TrustedProxies
+	for entry := range strings.SplitSeq(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(entry); err == nil {
+			t = append(t, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(entry)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is neither an IP address nor a CIDR prefix", entry)
+		}
+		ip = ip.Unmap()
+		t = append(t, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return t, nil
+}
+
+func (t TrustedProxies) trusts(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range t {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the address a request came from, without its port. From a trusted proxy it
+// walks X-Forwarded-For from the right, past the hops trusted proxies added, and takes the
+// first one no trusted proxy vouches for: hops to its left are whatever the client sent.
+// A hop that is not an address ends the walk at the last proxy that is trusted.
+func (t TrustedProxies) ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !t.trusts(peer) {
+		return host
+	}
+	client := peer.Unmap()
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			ip, ok := hopAddr(parts[j])
+			if !ok {
+				return client.String()
+			}
+			client = ip
+			if !t.trusts(ip) {
+				return client.String()
+			}
+		}
+	}
+	return client.String()
+}
+
+// hopAddr reads one X-Forwarded-For hop: an address, or an address with a port (some
+// proxies add it).
+func hopAddr(hop string) (netip.Addr, bool) {
+	hop = strings.TrimSpace(hop)
+	ip, err := netip.ParseAddr(hop)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(hop)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		ip = ap.Addr()
+	}
+	return ip.Unmap(), true
 }
 
 // redactPath drops the token from a logged path: a token is a credential for its account.
