@@ -108,7 +108,7 @@ func Handler(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(secureHeaders)
-	files := http.StripPrefix("/assets/", http.FileServerFS(static))
+	files := http.StripPrefix("/assets/", http.FileServerFS(web.FilesOnly(static)))
 	r.Get("/assets/*", files.ServeHTTP)
 	r.Head("/assets/*", files.ServeHTTP)
 	// The API authenticates each request by key and sets no cookies, so cross-origin

@@ -129,7 +129,7 @@ func Handler(d Deps) http.Handler {
 	if d.IsNotFound == nil {
 		d.IsNotFound = func(error) bool { return false }
 	}
-	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour), joinsByEmail: newRateLimit(3, time.Hour)}
+	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour, rateLimitKeys), joinsByEmail: newRateLimit(3, time.Hour, rateLimitKeys)}
 	s.buffers.New = func() any { return new(bytes.Buffer) }
 	r := chi.NewRouter()
 	r.Use(securityHeaders)

@@ -327,6 +327,18 @@ func TestStaticAndUnknownPages(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || len(body) < 100 {
 		t.Fatalf("style.css: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 	}
+	// Directories are not listed.
+	for _, dir := range []string{"/static/", "/static", "/static/./", "/static//"} {
+		resp, err := w.srv.Client().Get(w.srv.URL + dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), `href="style.css"`) {
+			t.Errorf("GET %s: %d %.200q; want 404 without a listing", dir, resp.StatusCode, body)
+		}
+	}
 	p := w.get("/no/such/page").want(t, http.StatusNotFound)
 	p.one(t, "error")
 	// Every page links the shared stylesheet.
