@@ -437,6 +437,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
 		Enrollments: a.store, Confirmations: notices, TrustedProxies: a.cfg.TrustedProxies,
+		Codes: a.store, CodeSender: notices,
 		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {

@@ -79,6 +79,22 @@ type ConfirmationSender interface {
 	SendConfirmation(ctx context.Context, to, name, link string) error
 }
 
+// RedemptionCodes keeps the one-time codes that confirm a redemption, by their hashes.
+type RedemptionCodes interface {
+	// CreateRedemptionCode stores a code for consumerID to redeem itemID until expires,
+	// replacing any code she had, and returns its id.
+	CreateRedemptionCode(ctx context.Context, consumerID, itemID int64, codeHash []byte, now, expires time.Time) (int64, error)
+	// UseRedemptionCode spends consumerID's code id if codeHash matches (ok) and returns
+	// its item; a wrong code counts one of maxAttempts tries. A missing, used, expired or
+	// exhausted code is a not-found error (IsNotFound).
+	UseRedemptionCode(ctx context.Context, id, consumerID int64, codeHash []byte, now time.Time, maxAttempts int) (itemID int64, ok bool, err error)
+}
+
+// RedemptionCodeSender mails a consumer the code that confirms her redemption of item.
+type RedemptionCodeSender interface {
+	SendRedemptionCode(ctx context.Context, to, name, item, code string, valid time.Duration) error
+}
+
 // Deps are the web pages' collaborators.
 type Deps struct {
 	PostOffice    PostOffice
@@ -86,6 +102,10 @@ type Deps struct {
 	Consumers     Consumers
 	Enrollments   Enrollments
 	Confirmations ConfirmationSender
+	// Codes and CodeSender make and mail the one-time codes that confirm a redemption;
+	// without both, nothing can be redeemed.
+	Codes      RedemptionCodes
+	CodeSender RedemptionCodeSender
 	// BaseURL is the public URL of these pages, for the links in confirmation e-mails.
 	BaseURL string
 	Logger  *slog.Logger
@@ -103,8 +123,9 @@ type server struct {
 	Deps
 	// buffers holds page buffers for render.
 	buffers sync.Pool
-	// joinsByClient and joinsByEmail bound the confirmation e-mails /join sends.
-	joinsByClient, joinsByEmail *rateLimit
+	// joinsByClient and joinsByEmail bound the confirmation e-mails /join sends;
+	// codesByConsumer the redemption codes.
+	joinsByClient, joinsByEmail, codesByConsumer *rateLimit
 }
 
 // Handler serves the consumer pages:
@@ -112,7 +133,9 @@ type server struct {
 //	GET, HEAD /i/{token}, /a/{token}   the earning invitation with its Submit button
 //	POST      /i/{token}, /a/{token}   acknowledge: the thank-you page
 //	GET, HEAD /account/{token}         balance, pending points, history, catalog
-//	POST      /account/{token}/redeem  redeem a catalog item (form field item)
+//	POST      /account/{token}/redeem  ask to redeem a catalog item (form field item): mails
+//	                                   her a one-time code and asks for it
+//	POST      /account/{token}/redeem/{id}  redeem with code id (form field code)
 //	GET, HEAD /u/{token}               the unsubscribe page
 //	POST      /u/{token}               unsubscribe; also RFC 8058 one-click
 //	GET, POST /join                    the enrollment form
@@ -129,7 +152,8 @@ func Handler(d Deps) http.Handler {
 	if d.IsNotFound == nil {
 		d.IsNotFound = func(error) bool { return false }
 	}
-	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour, rateLimitKeys), joinsByEmail: newRateLimit(3, time.Hour, rateLimitKeys)}
+	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour, rateLimitKeys), joinsByEmail: newRateLimit(3, time.Hour, rateLimitKeys),
+		codesByConsumer: newRateLimit(codesPerHour, time.Hour, rateLimitKeys)}
 	s.buffers.New = func() any { return new(bytes.Buffer) }
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
@@ -148,6 +172,7 @@ func Handler(d Deps) http.Handler {
 	r.Get("/account/{token}", s.account)
 	r.Head("/account/{token}", s.account)
 	r.Post("/account/{token}/redeem", s.redeem)
+	r.Post("/account/{token}/redeem/{id}", s.confirmRedeem)
 	r.Get("/u/{token}", s.unsubscribePage)
 	r.Head("/u/{token}", s.unsubscribePage)
 	r.Post("/u/{token}", s.unsubscribe)
