@@ -596,6 +596,20 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestTrustedProxiesFlag(t *testing.T) {
+	if _, _, err := parseConfig("serve", []string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
+		!strings.Contains(err.Error(), "--trusted-proxies") || !strings.Contains(err.Error(), `"proxy.example"`) {
+		t.Fatalf("a host name as a trusted proxy: %v; want an error naming the flag and the entry", err)
+	}
+	c, _, err := parseConfig("serve", nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
+	if err != nil || len(c.TrustedProxies) != 2 {
+		t.Fatalf("from the environment: %v, %v; want 2 proxies", c, err)
+	}
+	if c, _, err = parseConfig("serve", nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
+		t.Fatalf("by default: %v, %v; want no proxy trusted", c.TrustedProxies, err)
+	}
+}
+
 // TestRawSQLSelection: an operator's raw WHERE expression selects through the guard.
 func TestRawSQLSelection(t *testing.T) {
 	sink := &mailer.Sink{Keep: true}
