@@ -862,3 +862,32 @@ func TestAPIKeysOfAnotherIssuerCannotBeRevoked(t *testing.T) {
 		t.Fatal("the revoked key is not shown as revoked")
 	}
 }
+
+func TestParallelGuessesWithADeviceCookieKeepItsBudget(t *testing.T) {
+	e := newEnv(t, trustLoopback(t))
+	authUser(e, "ann@acme.example", "", "correct horse battery")
+	owner := e.anonymous()
+	owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery")
+	stolen := owner.deviceCookie()
+	lockAccount(t, e, "ann@acme.example")
+	const n = 20
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c := e.anonymous()
+			base, _ := url.Parse(e.srv.URL + "/login")
+			c.Jar.SetCookies(base, []*http.Cookie{{Name: toolbox.DeviceCookie, Value: stolen, Path: "/login"}})
+			statuses <- c.loginVia("192.0.2."+strconv.Itoa(i+1), "ann@acme.example", "guess "+strconv.Itoa(i))
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusUnauthorized] > 3 || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != n {
+		t.Fatalf("%d parallel guesses with one device cookie: %v; want at most 3 checked (401), the rest 429", n, count)
+	}
+}
