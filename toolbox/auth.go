@@ -324,6 +324,11 @@ func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
 		d.linkFailed(w, r, err, false)
 		return
 	}
+	// Setting the password proves it as a sign-in does: this browser is the owner's.
+	if err := d.trustDevice(w, r, u, nil); err != nil {
+		d.fail(w, r, err)
+		return
+	}
 	if err := d.startSession(w, r, u); err != nil {
 		d.fail(w, r, err)
 		return
@@ -375,6 +380,10 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 			d.renderStatus(w, r, http.StatusUnprocessableEntity, passwordPage(d.page(w, r, "Set up pointpost", ""), v))
 			return
 		}
+		d.fail(w, r, err)
+		return
+	}
+	if err := d.trustDevice(w, r, u, nil); err != nil {
 		d.fail(w, r, err)
 		return
 	}

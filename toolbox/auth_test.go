@@ -680,6 +680,9 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !c.authSignedIn() {
 		t.Fatalf("setting the password: %d", resp.StatusCode)
 	}
+	if c.deviceCookie() == "" {
+		t.Fatal("no device cookie after setting the password: strangers could lock the new user out")
+	}
 	// Used: the link is dead, for reading and for setting.
 	if doc := e.anonymous().page(path, http.StatusNotFound); len(byTestID(doc, "dead-link")) != 1 {
 		t.Fatal("a used link does not say it no longer works")
@@ -717,6 +720,9 @@ func TestSetupMakesTheFirstOperator(t *testing.T) {
 	resp, _ = c.post(path, url.Values{"email": {"Op@Example.com"}, "password": {"a fine password"}, "confirm": {"a fine password"}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("setup: %d", resp.StatusCode)
+	}
+	if c.deviceCookie() == "" {
+		t.Fatal("no device cookie after setup: strangers could lock the first operator out")
 	}
 	doc := c.page("/profile", http.StatusOK)
 	if n := byTestID(doc, "profile-role"); len(n) != 1 || !strings.HasPrefix(text(n[0]), "Operator") {
