@@ -132,6 +132,9 @@ type Config struct {
 	LogLevel     string
 	// SettleEvery is how often accrued points are posted into consumer accounts.
 	SettleEvery time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies web.TrustedProxies
+	trustedProxies string
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
@@ -202,6 +205,8 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	demo := getenv("POINTPOST_DEMO") == "1" || getenv("POINTPOST_DEMO") == "true"
 	fs.BoolVar(&c.Demo, "demo", demo, "seed demo data into an empty database (env POINTPOST_DEMO)")
 	str(&c.LogLevel, "log", "POINTPOST_LOG", "info", "log level: debug, info, warn, error")
+	str(&c.trustedProxies, "trusted-proxies", "POINTPOST_TRUSTED_PROXIES", "",
+		"comma-separated IPs and CIDRs of the reverse proxies whose X-Forwarded-For names the client (default: none)")
 }
 
 func (c *Config) logger(w io.Writer) *slog.Logger {
@@ -229,6 +234,10 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 	}
 	if c.PasswordCost < 4 || c.PasswordCost > 31 {
 		return nil, nil, errors.New("--password-cost must be from 4 to 31")
+	}
+	var err error
+	if c.TrustedProxies, err = web.ParseTrustedProxies(c.trustedProxies); err != nil {
+		return nil, nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	return &c, fs, nil
 }
@@ -427,7 +436,8 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
 	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
-		Enrollments: a.store, Confirmations: notices,
+		Enrollments: a.store, Confirmations: notices, TrustedProxies: a.cfg.TrustedProxies,
+		Codes: a.store, CodeSender: notices,
 		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
@@ -435,7 +445,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
 		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
-		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost}
+		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, TrustedProxies: a.cfg.TrustedProxies}
 	if a.cfg.Relay != "" {
 		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the
 		// link to pass on instead of claiming it was e-mailed.

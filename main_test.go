@@ -596,6 +596,20 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestTrustedProxiesFlag(t *testing.T) {
+	if _, _, err := parseConfig("serve", []string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
+		!strings.Contains(err.Error(), "--trusted-proxies") || !strings.Contains(err.Error(), `"proxy.example"`) {
+		t.Fatalf("a host name as a trusted proxy: %v; want an error naming the flag and the entry", err)
+	}
+	c, _, err := parseConfig("serve", nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
+	if err != nil || len(c.TrustedProxies) != 2 {
+		t.Fatalf("from the environment: %v, %v; want 2 proxies", c, err)
+	}
+	if c, _, err = parseConfig("serve", nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
+		t.Fatalf("by default: %v, %v; want no proxy trusted", c.TrustedProxies, err)
+	}
+}
+
 // TestRawSQLSelection: an operator's raw WHERE expression selects through the guard.
 func TestRawSQLSelection(t *testing.T) {
 	sink := &mailer.Sink{Keep: true}
@@ -1237,5 +1251,56 @@ func TestAccountCommands(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"issuer":"acme"`) {
 		t.Errorf("API with the key: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRedeemWithTheMailedCode: in the served program, a consumer's token alone redeems
+// nothing; the code the relay carries to her address does, once.
+func TestRedeemWithTheMailedCode(t *testing.T) {
+	e, srv, sink, _ := sentInvitations(t, 3)
+	tok := postoffice.FindToken(parseSink(t, sink.Messages())["c1@example.com"][0].subject)[0]
+	base := "http://" + srv.addr
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, form url.Values) (int, string) {
+		t.Helper()
+		resp, err := client.PostForm(base+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, _ := post("/i/"+tok, url.Values{}); status != http.StatusOK {
+		t.Fatalf("Submit: %d", status)
+	}
+	waitFor(t, "settlement", 10*time.Second, func() bool { return timeline(t, e, "c1@example.com").Balance == 5 })
+	item := strings.TrimSpace(runOK(t, e, "catalog", "add", "Mug", "5", "2"))
+
+	status, page := post("/account/"+tok+"/redeem", url.Values{"item": {item}})
+	action := regexp.MustCompile(`action="(/account/[^"]+/redeem/\d+)"`).FindStringSubmatch(page)
+	if status != http.StatusOK || action == nil {
+		t.Fatalf("Redeem: %d, no code form:\n%.500s", status, page)
+	}
+	if b := timeline(t, e, "c1@example.com").Balance; b != 5 {
+		t.Fatalf("balance %d after Redeem without the code, want 5", b)
+	}
+	var code string
+	for _, m := range parseSink(t, sink.Messages())["c1@example.com"] {
+		if m.subject == "Your code to redeem your points" {
+			code = regexp.MustCompile(`\b\d{4} \d{4}\b`).FindString(m.body)
+		}
+	}
+	if code == "" {
+		t.Fatal("no code reached c1@example.com")
+	}
+	if status, _ := post(action[1], url.Values{"code": {code}}); status != http.StatusSeeOther {
+		t.Fatalf("the mailed code: %d, want 303", status)
+	}
+	if b := timeline(t, e, "c1@example.com").Balance; b != 0 {
+		t.Fatalf("balance %d after redeeming, want 0", b)
+	}
+	if status, _ := post(action[1], url.Values{"code": {code}}); status != http.StatusGone {
+		t.Fatalf("the code again: %d, want 410", status)
 	}
 }

@@ -59,6 +59,20 @@ func (n *Notices) SendPasswordLink(ctx context.Context, to, name, what, link str
 	return n.send(ctx, to, name, "A new link for your pointpost account", body)
 }
 
+// SendRedemptionCode gives a consumer the one-time code that confirms her redemption of
+// item: proof that whoever pressed Redeem reads her mail. valid is how long it works.
+func (n *Notices) SendRedemptionCode(ctx context.Context, to, name, item, code string, valid time.Duration) error {
+	greeting := "Hello,"
+	if name != "" {
+		greeting = "Hello " + name + ","
+	}
+	body := greeting + "\n\nto redeem " + item + " with your points, type this code on the page where you " +
+		"pressed Redeem:\n\n    " + code + "\n\nIt works once, for " + fmt.Sprint(int(valid/time.Minute)) + " minutes.\n\n" +
+		"If you did not press Redeem, someone has a link from one of your invitations: do not give " +
+		"them this code. Without it nothing is spent.\n"
+	return n.send(ctx, to, name, "Your code to redeem your points", body)
+}
+
 func (n *Notices) send(ctx context.Context, to, name, subject, body string) error {
 	now := time.Now
 	if n.Now != nil {

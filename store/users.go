@@ -317,3 +317,57 @@ func (s *Store) TouchAPIKey(ctx context.Context, id int64, now time.Time) error 
 	_, err := s.write.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, ms(now), id)
 	return err
 }
+
+// devicesPerUser is how many device cookies a user keeps: one per browser they sign in from.
+const devicesPerUser = 20
+
+// CreateDevice stores a device cookie of userID by the hash of its value. It forgets the
+// user's cookies made before expiredBefore and, past devicesPerUser, the oldest.
+func (s *Store) CreateDevice(ctx context.Context, tokenHash []byte, userID int64, now, expiredBefore time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO device_cookies (token_hash, user_id, created_at)
+			VALUES (?, ?, ?)`, tokenHash, userID, ms(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM device_cookies WHERE user_id = ?1 AND (created_at < ?2
+			OR token_hash NOT IN (SELECT token_hash FROM device_cookies WHERE user_id = ?1
+				ORDER BY created_at DESC LIMIT ?3))`, userID, ms(expiredBefore), devicesPerUser)
+		return err
+	})
+}
+
+// ClaimDeviceAttempt counts a sign-in attempt to the account of email, made with the device
+// cookie tokenHash, as failed before its password is checked, so that parallel guesses
+// cannot pass the budget. It reports false, and counts nothing, when the cookie is unknown,
+// made before expiredBefore, another account's, or has spent its budget of limit failures.
+func (s *Store) ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email string, limit int, expiredBefore time.Time) (bool, error) {
+	res, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = failures + 1
+		WHERE token_hash = ? AND failures < ? AND created_at >= ?
+			AND user_id = (SELECT id FROM users WHERE email = ?)`, tokenHash, limit, ms(expiredBefore), email)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// DeviceSignedIn clears the failures of a device cookie whose password proved right.
+func (s *Store) DeviceSignedIn(ctx context.Context, tokenHash []byte) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = 0 WHERE token_hash = ?`, tokenHash)
+	return err
+}
+
+// ReleaseDeviceAttempt uncounts a claimed attempt whose password was never checked.
+func (s *Store) ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = max(failures - 1, 0)
+		WHERE token_hash = ?`, tokenHash)
+	return err
+}
+
+// DropSpentDevice deletes the device cookie if it has spent its budget of limit failures:
+// from then on its browser is a stranger to the account's lock.
+func (s *Store) DropSpentDevice(ctx context.Context, tokenHash []byte, limit int) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM device_cookies WHERE token_hash = ? AND failures >= ?`,
+		tokenHash, limit)
+	return err
+}

@@ -229,3 +229,91 @@ func TestIssuersAndSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceCookieBudgetAndBinding(t *testing.T) {
+	s, _, u := usersFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	dev := userHash("device")
+	if err := s.CreateDevice(ctx, dev, u.ID, now, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(hash []byte, email string, notBefore time.Time) bool {
+		t.Helper()
+		ok, err := s.ClaimDeviceAttempt(ctx, hash, email, 3, notBefore)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if claim(dev, "bob@acme.example", now.Add(-time.Hour)) || claim(userHash("other"), "ann@acme.example", now.Add(-time.Hour)) {
+		t.Fatal("a device cookie was claimed for another account, or an unknown one")
+	}
+	if claim(dev, "ann@acme.example", now.Add(time.Second)) {
+		t.Fatal("an expired device cookie was claimed")
+	}
+	// The address matches in any case; three claims spend the budget.
+	for i := range 3 {
+		if !claim(dev, "ANN@acme.example", now.Add(-time.Hour)) {
+			t.Fatalf("claim %d refused", i)
+		}
+	}
+	if claim(dev, "ann@acme.example", now.Add(-time.Hour)) {
+		t.Fatal("a fourth claim passed a budget of 3")
+	}
+	// A released claim is given back; a sign-in clears them all.
+	if err := s.ReleaseDeviceAttempt(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	if !claim(dev, "ann@acme.example", now.Add(-time.Hour)) {
+		t.Fatal("a released claim was not given back")
+	}
+	if err := s.DropSpentDevice(ctx, dev, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeviceSignedIn(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if !claim(dev, "ann@acme.example", now.Add(-time.Hour)) {
+			t.Fatalf("after a sign-in, claim %d refused", i)
+		}
+	}
+	// A spent cookie is deleted: a sign-in no longer revives it.
+	if err := s.DropSpentDevice(ctx, dev, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeviceSignedIn(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	if claim(dev, "ann@acme.example", now.Add(-time.Hour)) {
+		t.Fatal("a dropped device cookie was claimed")
+	}
+}
+
+func TestCreateDeviceKeepsAFewPerUser(t *testing.T) {
+	s, _, u := usersFixture(t)
+	ctx := context.Background()
+	t0 := time.Now()
+	for i := range devicesPerUser + 5 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		if err := s.CreateDevice(ctx, userHash("d"+string(rune('a'+i))), u.ID, at, t0.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM device_cookies WHERE user_id = ?`, u.ID).Scan(&n); err != nil || n != devicesPerUser {
+		t.Fatalf("%d device cookies kept (%v), want %d", n, err, devicesPerUser)
+	}
+	if ok, _ := s.ClaimDeviceAttempt(ctx, userHash("da"), u.Email, 3, t0.Add(-time.Hour)); ok {
+		t.Fatal("the oldest device cookie was kept past the cap")
+	}
+	// Those made before expiredBefore go at the next sign-in.
+	later := t0.Add(time.Hour)
+	if err := s.CreateDevice(ctx, userHash("new"), u.ID, later, later.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM device_cookies WHERE user_id = ?`, u.ID).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d device cookies after the others expired (%v), want 1", n, err)
+	}
+}

@@ -3,9 +3,7 @@ package toolbox
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,13 +168,21 @@ func (a *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
 
 // login signs a user in. Every failure, whether the address has an account or not, gets
 // the same words and takes as long (one bcrypt comparison); the throttle answers before
-// any comparison, and counts this one as failed until the password proves right.
+// any comparison, and counts this one as failed until the password proves right. A browser
+// with a device cookie of the account signs in past the account's lock, within the
+// cookie's own budget of failures.
 func (a *authPages) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	v := loginView{Email: strings.TrimSpace(r.PostFormValue("email")), Next: r.PostFormValue("next")}
-	password, client := r.PostFormValue("password"), clientAddr(r)
-	try, wait := a.throttle.begin(v.Email, client)
+	password, client := r.PostFormValue("password"), a.TrustedProxies.ClientIP(r)
+	device, err := a.claimDevice(r, v.Email)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	try, wait := a.throttle.begin(v.Email, client, device != nil)
 	if wait > 0 {
+		a.releaseDevice(ctx, device)
 		mins := int((wait + time.Minute - 1) / time.Minute)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %d minute%s.", mins, plural(mins))
@@ -186,6 +192,7 @@ func (a *authPages) login(w http.ResponseWriter, r *http.Request) {
 	u, hash, err := a.Accounts.UserByEmail(ctx, v.Email)
 	if err != nil && !a.IsNotFound(err) {
 		a.throttle.giveBack(try) // our failure, not a guess
+		a.releaseDevice(ctx, device)
 		a.fail(w, r, err)
 		return
 	}
@@ -195,17 +202,28 @@ func (a *authPages) login(w http.ResponseWriter, r *http.Request) {
 		stored = a.dummyHash()
 	}
 	if bcrypt.CompareHashAndPassword(stored, []byte(password)) != nil || !known {
+		if device != nil {
+			if err := a.Accounts.DropSpentDevice(ctx, device, deviceFailures); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
 		v.Error = wrongLogin
 		a.renderStatus(w, r, http.StatusUnauthorized, loginPage(a.page(w, r, "Sign in", ""), v))
 		return
 	}
 	if u.Disabled {
 		a.throttle.giveBack(try)
+		a.releaseDevice(ctx, device)
 		v.Error = "This account is disabled. Ask an operator to enable it."
 		a.renderStatus(w, r, http.StatusForbidden, loginPage(a.page(w, r, "Sign in", ""), v))
 		return
 	}
 	a.throttle.succeed(try)
+	if err := a.trustDevice(w, r, u, device); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if err := a.startSession(w, r, u); err != nil {
 		a.fail(w, r, err)
 		return
@@ -218,39 +236,6 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// clientAddr is the address the request came from, without its port: the throttle's
-// per-client key. A request from a loopback address came through a reverse proxy on this
-// machine (the TLS proxy an https BaseURL implies), so its client is the last hop of
-// X-Forwarded-For, the one that proxy added; earlier hops are whatever the client sent and
-// are not believed. From any other address X-Forwarded-For is ignored: anyone can send it.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
-		return host
-	}
-	hops := r.Header.Values("X-Forwarded-For")
-	if len(hops) == 0 {
-		return host
-	}
-	last := hops[len(hops)-1]
-	if i := strings.LastIndexByte(last, ','); i >= 0 {
-		last = last[i+1:]
-	}
-	last = strings.TrimSpace(last)
-	ip, err := netip.ParseAddr(last)
-	if err != nil {
-		ap, err := netip.ParseAddrPort(last) // some proxies add the port
-		if err != nil {
-			return host
-		}
-		ip = ap.Addr()
-	}
-	return ip.Unmap().String()
 }
 
 // renderStatus renders a page with a status other than 200, such as a form's 422.
@@ -339,6 +324,11 @@ func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
 		d.linkFailed(w, r, err, false)
 		return
 	}
+	// Setting the password proves it as a sign-in does: this browser is the owner's.
+	if err := d.trustDevice(w, r, u, nil); err != nil {
+		d.fail(w, r, err)
+		return
+	}
 	if err := d.startSession(w, r, u); err != nil {
 		d.fail(w, r, err)
 		return
@@ -390,6 +380,10 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 			d.renderStatus(w, r, http.StatusUnprocessableEntity, passwordPage(d.page(w, r, "Set up pointpost", ""), v))
 			return
 		}
+		d.fail(w, r, err)
+		return
+	}
+	if err := d.trustDevice(w, r, u, nil); err != nil {
 		d.fail(w, r, err)
 		return
 	}

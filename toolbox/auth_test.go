@@ -21,6 +21,7 @@ import (
 	"pointpost/rewards"
 	"pointpost/store"
 	"pointpost/toolbox"
+	"pointpost/web"
 )
 
 // authClock is a clock the test moves.
@@ -222,6 +223,8 @@ func TestLoginThrottlePerAccount(t *testing.T) {
 	if resp, _ := c.authLogin("ann@acme.example", "correct horse battery", ""); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login after 4 failures: %d", resp.StatusCode)
 	}
+	// The lock is for browsers without ann's device cookie, which c now holds.
+	c = e.anonymous()
 	for i := range 5 {
 		if resp, _ := c.authLogin("ann@acme.example", "guess", ""); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d, want 401", i+1, resp.StatusCode)
@@ -340,36 +343,189 @@ func TestLoginThrottleHoldsAgainstParallelGuesses(t *testing.T) {
 	}
 }
 
-func TestLoginThrottleKeysClientsBehindALocalProxy(t *testing.T) {
-	e := newEnv(t)
-	// The test server is reached from 127.0.0.1, as a reverse proxy on the same machine is.
-	login := func(via, email, pw string) int {
-		t.Helper()
-		c := e.anonymous()
-		resp, _ := c.do(http.MethodPost, "/login", strings.NewReader(url.Values{"email": {email}, "password": {pw}}.Encode()),
-			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {"same-origin"},
-				"X-Forwarded-For": {via}})
-		return resp.StatusCode
+// loginVia posts a sign-in with X-Forwarded-For via and returns the status.
+func (c *client) loginVia(via, email, pw string) int {
+	c.e.t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {"same-origin"}}
+	if via != "" {
+		h.Set("X-Forwarded-For", via)
 	}
+	resp, _ := c.do(http.MethodPost, "/login", strings.NewReader(url.Values{"email": {email}, "password": {pw}}.Encode()), h)
+	return resp.StatusCode
+}
+
+// spendClientBudget makes 20 failed sign-ins via X-Forwarded-For via, 4 at each of 5
+// accounts, so that no account locks but the client's limit is reached.
+func spendClientBudget(t *testing.T, e *env, via string) {
+	t.Helper()
 	for i := range 5 {
 		email := "user" + strconv.Itoa(i) + "@acme.example"
 		for range 4 {
-			if got := login("203.0.113.1", email, "guess"); got != http.StatusUnauthorized {
-				t.Fatalf("%s via 203.0.113.1: %d, want 401", email, got)
+			if got := e.anonymous().loginVia(via, email, "guess"); got != http.StatusUnauthorized {
+				t.Fatalf("%s via %q: %d, want 401", email, via, got)
 			}
 		}
 	}
+}
+
+func TestLoginThrottleIgnoresForwardedForFromUntrustedPeer(t *testing.T) {
+	e := newEnv(t) // trusts no proxy; the test server sees 127.0.0.1
+	spendClientBudget(t, e, "203.0.113.1")
 	authUser(e, "fresh@acme.example", "acme", "correct horse battery")
-	if got := login("203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+	// Each header names another client; none is believed, so all are one client: 127.0.0.1.
+	for _, via := range []string{"203.0.113.2", "198.51.100.7", ""} {
+		if got := e.anonymous().loginVia(via, "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+			t.Fatalf("21st attempt from 127.0.0.1 claiming X-Forwarded-For %q: %d, want 429", via, got)
+		}
+	}
+}
+
+func TestLoginThrottleKeysClientsBehindATrustedProxy(t *testing.T) {
+	proxies, err := web.ParseTrustedProxies("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(d *toolbox.Deps) { d.TrustedProxies = proxies })
+	spendClientBudget(t, e, "203.0.113.1")
+	authUser(e, "fresh@acme.example", "acme", "correct horse battery")
+	if got := e.anonymous().loginVia("203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
 		t.Fatalf("21st attempt from 203.0.113.1: %d, want 429", got)
 	}
 	// Hops the client wrote before the proxy's do not make it someone else.
-	if got := login("198.51.100.7, 203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+	if got := e.anonymous().loginVia("198.51.100.7, 203.0.113.1", "fresh@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
 		t.Fatalf("203.0.113.1 claiming an earlier hop: %d, want 429", got)
 	}
 	// Another client behind the same proxy has its own budget.
-	if got := login("203.0.113.2", "fresh@acme.example", "correct horse battery"); got != http.StatusSeeOther {
+	if got := e.anonymous().loginVia("203.0.113.2", "fresh@acme.example", "correct horse battery"); got != http.StatusSeeOther {
 		t.Fatalf("another client behind the proxy: %d, want 303", got)
+	}
+}
+
+// lockAccount has strangers, each from its own address behind a trusted proxy, fail until
+// the account of email is locked.
+func lockAccount(t *testing.T, e *env, email string) {
+	t.Helper()
+	for i := range 5 {
+		if got := e.anonymous().loginVia("198.51.100."+strconv.Itoa(i+1), email, "guess"); got != http.StatusUnauthorized {
+			t.Fatalf("stranger's guess %d: %d, want 401", i, got)
+		}
+	}
+	if got := e.anonymous().loginVia("198.51.100.99", email, "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("right password from a new browser after 5 failures: %d, want 429", got)
+	}
+}
+
+func trustLoopback(t *testing.T) func(*toolbox.Deps) {
+	proxies, err := web.ParseTrustedProxies("127.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(d *toolbox.Deps) { d.TrustedProxies = proxies }
+}
+
+// deviceCookie returns the device cookie the client holds for /login, or "".
+func (c *client) deviceCookie() string {
+	u, _ := url.Parse(c.e.srv.URL + "/login")
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == toolbox.DeviceCookie {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+func TestDeviceCookieSignsOwnerInWhileAccountIsLocked(t *testing.T) {
+	e := newEnv(t, trustLoopback(t))
+	authUser(e, "ann@acme.example", "", "correct horse battery")
+	owner := e.anonymous()
+	if got := owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery"); got != http.StatusSeeOther {
+		t.Fatalf("first sign-in: %d, want 303", got)
+	}
+	value := owner.deviceCookie()
+	if value == "" {
+		t.Fatal("no device cookie set at a successful sign-in")
+	}
+	if !owner.authSignedIn() {
+		t.Fatal("not signed in")
+	}
+	owner.post("/logout", nil)
+
+	lockAccount(t, e, "ann@acme.example")
+	if got := owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery"); got != http.StatusSeeOther {
+		t.Fatalf("owner's browser with its device cookie on a locked account: %d, want 303", got)
+	}
+	if !owner.authSignedIn() {
+		t.Fatal("the owner's device sign-in made no session")
+	}
+	// The owner's sign-in does not hand the strangers a fresh budget.
+	if got := e.anonymous().loginVia("198.51.100.100", "ann@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("a new browser after the owner's device sign-in: %d, want 429", got)
+	}
+	// The cookie is bound to its account: it opens no other account's lock.
+	authUser(e, "bob@acme.example", "", "correct horse battery")
+	lockAccount(t, e, "bob@acme.example")
+	if got := owner.loginVia("203.0.113.5", "bob@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("ann's device cookie on bob's locked account: %d, want 429", got)
+	}
+	// Its value is kept only hashed.
+	ctx, old := context.Background(), time.Now().Add(-time.Hour)
+	if ok, err := e.st.ClaimDeviceAttempt(ctx, []byte(value), "ann@acme.example", 3, old); err != nil || ok {
+		t.Fatalf("device cookie found by its value in clear: %v, %v", ok, err)
+	}
+	if ok, err := e.st.ClaimDeviceAttempt(ctx, authHash(value), "ann@acme.example", 3, old); err != nil || !ok {
+		t.Fatalf("device cookie not found by its hash: %v, %v", ok, err)
+	}
+}
+
+func TestStolenDeviceCookieHasItsOwnSmallBudget(t *testing.T) {
+	e := newEnv(t, trustLoopback(t))
+	authUser(e, "ann@acme.example", "", "correct horse battery")
+	owner := e.anonymous()
+	owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery")
+	stolen := owner.deviceCookie()
+	if stolen == "" {
+		t.Fatal("no device cookie")
+	}
+	lockAccount(t, e, "ann@acme.example")
+
+	// A thief with the cookie guesses past the account's lock, but only 3 times.
+	thief := e.anonymous()
+	base, _ := url.Parse(e.srv.URL + "/login")
+	thief.Jar.SetCookies(base, []*http.Cookie{{Name: toolbox.DeviceCookie, Value: stolen, Path: "/login"}})
+	for i := range 3 {
+		if got := thief.loginVia("192.0.2."+strconv.Itoa(i+1), "ann@acme.example", "guess"); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d with the device cookie: %d, want 401", i, got)
+		}
+	}
+	// The cookie is spent: revoked for everyone, the owner too, and the account's lock
+	// holds again, even for the right password.
+	for name, c := range map[string]*client{"thief": thief, "owner": owner} {
+		if got := c.loginVia("192.0.2.50", "ann@acme.example", "correct horse battery"); got != http.StatusTooManyRequests {
+			t.Fatalf("%s with the spent device cookie: %d, want 429", name, got)
+		}
+	}
+	if ok, err := e.st.ClaimDeviceAttempt(context.Background(), authHash(stolen), "ann@acme.example", 100,
+		time.Now().Add(-time.Hour)); err != nil || ok {
+		t.Fatalf("the spent device cookie is still kept (%v, %v)", ok, err)
+	}
+}
+
+func TestDeviceCookieFailuresResetAtSignIn(t *testing.T) {
+	e := newEnv(t, trustLoopback(t))
+	authUser(e, "ann@acme.example", "", "correct horse battery")
+	owner := e.anonymous()
+	owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery")
+	lockAccount(t, e, "ann@acme.example")
+	// Typos by the owner, each time fewer than the budget, never spend the cookie.
+	for round := range 3 {
+		for range 2 {
+			if got := owner.loginVia("203.0.113.5", "ann@acme.example", "typo"); got != http.StatusUnauthorized {
+				t.Fatalf("round %d: typo: %d, want 401", round, got)
+			}
+		}
+		if got := owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery"); got != http.StatusSeeOther {
+			t.Fatalf("round %d: owner after two typos: %d, want 303", round, got)
+		}
 	}
 }
 
@@ -524,6 +680,9 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !c.authSignedIn() {
 		t.Fatalf("setting the password: %d", resp.StatusCode)
 	}
+	if c.deviceCookie() == "" {
+		t.Fatal("no device cookie after setting the password: strangers could lock the new user out")
+	}
 	// Used: the link is dead, for reading and for setting.
 	if doc := e.anonymous().page(path, http.StatusNotFound); len(byTestID(doc, "dead-link")) != 1 {
 		t.Fatal("a used link does not say it no longer works")
@@ -561,6 +720,9 @@ func TestSetupMakesTheFirstOperator(t *testing.T) {
 	resp, _ = c.post(path, url.Values{"email": {"Op@Example.com"}, "password": {"a fine password"}, "confirm": {"a fine password"}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("setup: %d", resp.StatusCode)
+	}
+	if c.deviceCookie() == "" {
+		t.Fatal("no device cookie after setup: strangers could lock the first operator out")
 	}
 	doc := c.page("/profile", http.StatusOK)
 	if n := byTestID(doc, "profile-role"); len(n) != 1 || !strings.HasPrefix(text(n[0]), "Operator") {
@@ -704,5 +866,34 @@ func TestAPIKeysOfAnotherIssuerCannotBeRevoked(t *testing.T) {
 	}
 	if doc := globex.page("/profile", http.StatusOK); len(byTestID(doc, "revoked")) != 1 {
 		t.Fatal("the revoked key is not shown as revoked")
+	}
+}
+
+func TestParallelGuessesWithADeviceCookieKeepItsBudget(t *testing.T) {
+	e := newEnv(t, trustLoopback(t))
+	authUser(e, "ann@acme.example", "", "correct horse battery")
+	owner := e.anonymous()
+	owner.loginVia("203.0.113.5", "ann@acme.example", "correct horse battery")
+	stolen := owner.deviceCookie()
+	lockAccount(t, e, "ann@acme.example")
+	const n = 20
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c := e.anonymous()
+			base, _ := url.Parse(e.srv.URL + "/login")
+			c.Jar.SetCookies(base, []*http.Cookie{{Name: toolbox.DeviceCookie, Value: stolen, Path: "/login"}})
+			statuses <- c.loginVia("192.0.2."+strconv.Itoa(i+1), "ann@acme.example", "guess "+strconv.Itoa(i))
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusUnauthorized] > 3 || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != n {
+		t.Fatalf("%d parallel guesses with one device cookie: %v; want at most 3 checked (401), the rest 429", n, count)
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"pointpost/rewards"
 )
 
-// AccountStore keeps the toolbox's users, sessions, one-time links and API keys. Secrets
-// (session cookies, link tokens, API keys) are stored only as their SHA-256 hashes.
+// AccountStore keeps the toolbox's users, sessions, device cookies, one-time links and API
+// keys. Secrets (session and device cookies, link tokens, API keys) are stored only as
+// their SHA-256 hashes.
 type AccountStore interface {
 	CreateUser(ctx context.Context, u *rewards.User, now time.Time) error
 	UserByEmail(ctx context.Context, email string) (*rewards.User, string, error)
@@ -34,6 +35,12 @@ type AccountStore interface {
 	UserLink(ctx context.Context, tokenHash []byte, now time.Time) (*rewards.User, error)
 	UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error)
 
+	CreateDevice(ctx context.Context, tokenHash []byte, userID int64, now, expiredBefore time.Time) error
+	ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email string, limit int, expiredBefore time.Time) (bool, error)
+	DeviceSignedIn(ctx context.Context, tokenHash []byte) error
+	ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) error
+	DropSpentDevice(ctx context.Context, tokenHash []byte, limit int) error
+
 	CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []byte, now time.Time) error
 	APIKeyByHash(ctx context.Context, keyHash []byte) (*rewards.APIKey, error)
 	APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey, error)
@@ -44,6 +51,57 @@ type AccountStore interface {
 // SessionCookie names the cookie that carries a toolbox session. Its value is 32 random
 // bytes, base64url; the store keeps their SHA-256 hash.
 const SessionCookie = "pointpost_session"
+
+// DeviceCookie names the cookie a browser gets at a successful sign-in (OWASP's "device
+// cookie"): 32 random bytes, base64url, kept hashed and bound to the account. Sent back
+// with the account's address, it lets the browser sign in while strangers' failures hold
+// the account locked, until deviceFailures wrong passwords are tried with it.
+const DeviceCookie = "pointpost_device"
+
+const (
+	deviceTTL      = 90 * 24 * time.Hour
+	deviceFailures = 3
+)
+
+// claimDevice returns the hash of the request's device cookie if it belongs to the account
+// of email and has failures to spare, counting this attempt as one of them; otherwise nil.
+func (d Deps) claimDevice(r *http.Request, email string) ([]byte, error) {
+	c, err := r.Cookie(DeviceCookie)
+	if err != nil || c.Value == "" || email == "" {
+		return nil, nil
+	}
+	h := hashSecret(c.Value)
+	ok, err := d.Accounts.ClaimDeviceAttempt(r.Context(), h, email, deviceFailures, d.Now().Add(-deviceTTL))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return h, nil
+}
+
+// releaseDevice uncounts a claimed device attempt whose password was not checked.
+func (d Deps) releaseDevice(ctx context.Context, device []byte) {
+	if device == nil {
+		return
+	}
+	if err := d.Accounts.ReleaseDeviceAttempt(ctx, device); err != nil {
+		d.Logger.Warn("toolbox: release device attempt", "err", err)
+	}
+}
+
+// trustDevice, at a successful sign-in, clears the failures of the device cookie it came
+// with (device) or, from a browser without one of u's, sets a new one.
+func (d Deps) trustDevice(w http.ResponseWriter, r *http.Request, u *rewards.User, device []byte) error {
+	if device != nil {
+		return d.Accounts.DeviceSignedIn(r.Context(), device)
+	}
+	secret, now := newSecret(), d.Now()
+	if err := d.Accounts.CreateDevice(r.Context(), hashSecret(secret), u.ID, now, now.Add(-deviceTTL)); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: DeviceCookie, Value: secret, Path: "/login", HttpOnly: true,
+		Secure: d.secure(r), SameSite: http.SameSiteStrictMode, MaxAge: int(deviceTTL / time.Second)})
+	return nil
+}
 
 type userKey struct{}
 

@@ -35,23 +35,34 @@ func newLoginThrottle(now func() time.Time) *loginThrottle {
 }
 
 // attempt is a sign-in that begin let through: counted as failed until it is given back.
+// An attempt from a device cookie of the account is not counted against the account: its
+// budget is the cookie's own (ClaimDeviceAttempt).
 type attempt struct {
 	account, client string
+	device          bool
 	at              time.Time
 }
 
 // begin decides, under the lock, whether a sign-in to account from client may go ahead. If
 // it may, the attempt is counted as failed at once, before any password is checked, so
 // parallel guesses cannot all pass the check before the first is counted; a success gives
-// it back (succeed). Otherwise begin returns how long to wait.
-func (t *loginThrottle) begin(account, client string) (attempt, time.Duration) {
+// it back (succeed). Otherwise begin returns how long to wait. A device attempt (the
+// browser holds a device cookie of the account) meets only the client's limit: strangers'
+// failures that lock the account do not lock out its owner's browser.
+func (t *loginThrottle) begin(account, client string, device bool) (attempt, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	a := attempt{account: accountKey(account), client: client, at: t.now()}
-	if wait := max(t.accounts.wait(a.account, a.at), t.clients.wait(a.client, a.at)); wait > 0 {
+	a := attempt{account: accountKey(account), client: client, device: device, at: t.now()}
+	wait := t.clients.wait(a.client, a.at)
+	if !device {
+		wait = max(wait, t.accounts.wait(a.account, a.at))
+	}
+	if wait > 0 {
 		return attempt{}, wait
 	}
-	t.accounts.add(a.account, a.at)
+	if !device {
+		t.accounts.add(a.account, a.at)
+	}
 	t.clients.add(a.client, a.at)
 	return a, 0
 }
@@ -59,10 +70,14 @@ func (t *loginThrottle) begin(account, client string) (attempt, time.Duration) {
 // succeed ends a sign-in whose password was right: it forgets the account's failures, since
 // its owner has shown he knows the password, and gives the client back the attempt. The
 // client's other failures stay, so one good account does not launder guesses at others.
+// A device sign-in leaves the account's failures: forgetting them would hand whoever
+// locked it a fresh budget each time the owner signs in.
 func (t *loginThrottle) succeed(a attempt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.accounts.at, a.account)
+	if !a.device {
+		delete(t.accounts.at, a.account)
+	}
 	t.clients.giveBack(a.client, a.at)
 }
 
@@ -71,7 +86,9 @@ func (t *loginThrottle) succeed(a attempt) {
 func (t *loginThrottle) giveBack(a attempt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.accounts.giveBack(a.account, a.at)
+	if !a.device {
+		t.accounts.giveBack(a.account, a.at)
+	}
 	t.clients.giveBack(a.client, a.at)
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
+	"pointpost/web"
 )
 
 //go:embed assets
@@ -66,6 +67,9 @@ type Deps struct {
 	// BaseURL is where people reach this server, for the links the toolbox hands out
 	// (setup, invitations); an https BaseURL also makes the session cookie Secure.
 	BaseURL string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client the
+	// sign-in throttle counts; from anyone else the header is ignored.
+	TrustedProxies web.TrustedProxies
 	// SessionIdle and SessionMax end a session unused for SessionIdle or begun SessionMax
 	// ago; zero means 2 hours and 12 hours.
 	SessionIdle time.Duration
@@ -104,7 +108,7 @@ func Handler(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(secureHeaders)
-	files := http.StripPrefix("/assets/", http.FileServerFS(static))
+	files := http.StripPrefix("/assets/", http.FileServerFS(web.FilesOnly(static)))
 	r.Get("/assets/*", files.ServeHTTP)
 	r.Head("/assets/*", files.ServeHTTP)
 	// The API authenticates each request by key and sets no cookies, so cross-origin

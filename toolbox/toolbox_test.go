@@ -65,3 +65,17 @@ func TestOperatorPagesAreHiddenFromIssuers(t *testing.T) {
 		t.Fatal("an issuer user asking for the outbox does not get the not-found page")
 	}
 }
+
+func TestAssetsServeFilesNotDirectoryListings(t *testing.T) {
+	e := newEnv(t)
+	c := e.anonymous()
+	if resp, body := c.do(http.MethodGet, "/assets/toolbox.css", nil, nil); resp.StatusCode != http.StatusOK || len(body) == 0 {
+		t.Fatalf("toolbox.css: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	for _, dir := range []string{"/assets/", "/assets/./"} {
+		resp, body := c.do(http.MethodGet, dir, nil, nil)
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(body, `href="toolbox.css"`) {
+			t.Errorf("GET %s: %d %.200q; want 404 without a listing", dir, resp.StatusCode, body)
+		}
+	}
+}

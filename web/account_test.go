@@ -2,10 +2,12 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"pointpost/rewards"
 	"pointpost/web"
@@ -91,12 +93,33 @@ func TestAccountPageShowsBalancePendingHistoryAndCatalog(t *testing.T) {
 	}
 }
 
+// askToRedeem presses Redeem on item with token and returns the code page and the code
+// mailed to the consumer.
+func (w *world) askToRedeem(token string, item int64) (*page, codeMail) {
+	w.t.Helper()
+	before := len(w.mail.codeMails())
+	p := w.post("/account/"+token+"/redeem", url.Values{"item": {itoa(item)}}).want(w.t, http.StatusOK)
+	p.one(w.t, "code-form")
+	mails := w.mail.codeMails()
+	if len(mails) != before+1 {
+		w.t.Fatalf("%d codes mailed, want 1", len(mails)-before)
+	}
+	return p, mails[len(mails)-1]
+}
+
+// enterCode submits code on the code page p.
+func (w *world) enterCode(p *page, code string) *page {
+	w.t.Helper()
+	return w.post(attr(p.one(w.t, "code-form"), "action"), url.Values{"code": {code}})
+}
+
 func TestRedeem(t *testing.T) {
 	w := newWorld(t)
 	mug := w.addItem("Mug", 5, 1)
 	kayak := w.addItem("Kayak", 5000, 1)
 	w.earn(w.ann, true)
-	redeem := "/account/" + w.po.AccountToken(w.ann.ID) + "/redeem"
+	token := w.po.AccountToken(w.ann.ID)
+	redeem := "/account/" + token + "/redeem"
 	form := func(id string) url.Values { return url.Values{"item": {id}} }
 
 	p := w.post(redeem, form(itoa(kayak.ID))).want(t, http.StatusConflict)
@@ -108,8 +131,16 @@ func TestRedeem(t *testing.T) {
 		t.Errorf("balance %s after a refused redemption", got)
 	}
 
-	// A success redirects to the account page, which says so and shows the new balance.
-	p = w.post(redeem, form(itoa(mug.ID))).want(t, http.StatusOK)
+	// Redeem mails her a code; the code redeems, redirecting to the account page, which
+	// says so and shows the new balance.
+	p, mail := w.askToRedeem(token, mug.ID)
+	if mail.To != "ann@example.com" || mail.Name != "Ann" || mail.Item != "Mug" {
+		t.Errorf("code mailed %+v, want to Ann about the Mug", mail)
+	}
+	if got := text(p.one(t, "code-item")); got != "Mug" {
+		t.Errorf("code page names %q", got)
+	}
+	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
 	msg = p.one(t, "message")
 	if attr(msg, "data-ok") != "true" || !strings.Contains(text(msg), "Mug") {
 		t.Errorf("redeemed: message %q", text(msg))
@@ -132,6 +163,132 @@ func TestRedeem(t *testing.T) {
 	if got := text(p.one(t, "balance")); got != "5" {
 		t.Errorf("balance %s after refusals, want 5", got)
 	}
+	if n := len(w.mail.codeMails()); n != 1 {
+		t.Errorf("%d codes mailed, want 1: refusals mail nothing", n)
+	}
+}
+
+func TestRedeemWithTheTokenAloneSpendsNothing(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 5, 3)
+	w.earn(w.ann, true)
+	token := w.token(w.ann) // a delivery token, as in a forwarded invitation
+	w.post("/account/"+token+"/redeem", url.Values{"item": {itoa(mug.ID)}}).want(t, http.StatusOK).one(t, "code-form")
+	if a := w.account(w.ann); a.Balance != 10 {
+		t.Fatalf("balance %d after Redeem without the code, want 10", a.Balance)
+	}
+	// Guessing at a code number, with no code or a made-up one, spends nothing either.
+	for _, form := range []url.Values{{}, {"code": {""}}, {"code": {"12"}}, {"code": {"abcdefgh"}}, {"item": {itoa(mug.ID)}}} {
+		p := w.post("/account/"+token+"/redeem/1", form).want(t, http.StatusUnprocessableEntity)
+		if got := text(p.one(t, "code-error")); !strings.Contains(got, "8-digit") {
+			t.Errorf("form %v: error %q", form, got)
+		}
+	}
+	w.post("/account/"+token+"/redeem/999", url.Values{"code": {"12345678"}}).want(t, http.StatusGone)
+	w.post("/account/"+token+"/redeem/x", url.Values{"code": {"12345678"}}).want(t, http.StatusNotFound)
+	if a := w.account(w.ann); a.Balance != 10 || len(a.History) != 3 {
+		t.Fatalf("balance %d, %d events after codeless tries; want 10 and no redemption", a.Balance, len(a.History))
+	}
+}
+
+func TestRedemptionCodeWorksOnce(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 2, 5)
+	w.earn(w.ann, true)
+	token := w.po.AccountToken(w.ann.ID)
+	p, mail := w.askToRedeem(token, mug.ID)
+	// Typed as people type it: with its space, or without.
+	w.enterCode(p, strings.ReplaceAll(mail.Code, " ", "")).want(t, http.StatusOK)
+	again := w.enterCode(p, mail.Code).want(t, http.StatusGone)
+	if got := text(again.one(t, "message")); !strings.Contains(got, "Press Redeem again") {
+		t.Errorf("reused code: message %q", got)
+	}
+	if a := w.account(w.ann); a.Balance != 8 {
+		t.Fatalf("balance %d, want 8: one redemption of 2", a.Balance)
+	}
+	// Another consumer's token does not take her code.
+	p, mail = w.askToRedeem(token, mug.ID)
+	bobs := strings.Replace(attr(p.one(t, "code-form"), "action"), token, w.po.AccountToken(w.bob.ID), 1)
+	w.post(bobs, url.Values{"code": {mail.Code}}).want(t, http.StatusGone)
+	w.enterCode(p, mail.Code).want(t, http.StatusOK)
+	if a := w.account(w.ann); a.Balance != 6 {
+		t.Fatalf("balance %d, want 6", a.Balance)
+	}
+}
+
+func TestRedemptionCodeExpires(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 2, 5)
+	w.earn(w.ann, true)
+	p, mail := w.askToRedeem(w.po.AccountToken(w.ann.ID), mug.ID)
+	w.ahead.Store(int64(15*time.Minute + time.Second))
+	w.enterCode(p, mail.Code).want(t, http.StatusGone)
+	if a := w.account(w.ann); a.Balance != 10 {
+		t.Fatalf("balance %d after an expired code, want 10", a.Balance)
+	}
+}
+
+func TestWrongRedemptionCodesLockIt(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 2, 5)
+	w.earn(w.ann, true)
+	p, mail := w.askToRedeem(w.po.AccountToken(w.ann.ID), mug.ID)
+	wrong := "00000000"
+	if strings.ReplaceAll(mail.Code, " ", "") == wrong {
+		wrong = "11111111"
+	}
+	// A wrong code asks again; the right one still works after it.
+	q := w.enterCode(p, wrong).want(t, http.StatusUnprocessableEntity)
+	if got := text(q.one(t, "code-error")); !strings.Contains(got, "not the code we sent") {
+		t.Errorf("wrong code: error %q", got)
+	}
+	if got := text(q.one(t, "code-item")); got != "Mug" {
+		t.Errorf("the page asking again names %q", got)
+	}
+	w.enterCode(q, mail.Code).want(t, http.StatusOK)
+
+	// Five wrong guesses kill the code: the right one is refused after them.
+	p, mail = w.askToRedeem(w.po.AccountToken(w.ann.ID), mug.ID)
+	for i := range 5 {
+		if got := w.enterCode(p, wrong).status; got != http.StatusUnprocessableEntity {
+			t.Fatalf("wrong guess %d: %d, want 422", i+1, got)
+		}
+	}
+	w.enterCode(p, mail.Code).want(t, http.StatusGone)
+	if a := w.account(w.ann); a.Balance != 8 {
+		t.Fatalf("balance %d, want 8: only the first code redeemed", a.Balance)
+	}
+}
+
+func TestRedemptionCodesAreRateLimited(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 2, 5)
+	w.earn(w.ann, true)
+	token := w.po.AccountToken(w.ann.ID)
+	for range 5 {
+		w.askToRedeem(token, mug.ID)
+	}
+	p := w.post("/account/"+token+"/redeem", url.Values{"item": {itoa(mug.ID)}}).want(t, http.StatusTooManyRequests)
+	if got := text(p.one(t, "message")); !strings.Contains(got, "several codes") {
+		t.Errorf("sixth code in an hour: message %q", got)
+	}
+	if n := len(w.mail.codeMails()); n != 5 {
+		t.Fatalf("%d codes mailed, want 5", n)
+	}
+}
+
+func TestRedeemWhenTheCodeCannotBeMailed(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 2, 5)
+	w.earn(w.ann, true)
+	w.mail.mu.Lock()
+	w.mail.err = errors.New("relay down")
+	w.mail.mu.Unlock()
+	w.post("/account/"+w.po.AccountToken(w.ann.ID)+"/redeem", url.Values{"item": {itoa(mug.ID)}}).
+		want(t, http.StatusServiceUnavailable)
+	if a := w.account(w.ann); a.Balance != 10 {
+		t.Fatalf("balance %d, want 10", a.Balance)
+	}
 }
 
 func TestAccountRefusesBadTokens(t *testing.T) {
@@ -146,6 +303,7 @@ func TestAccountRefusesBadTokens(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			w.get("/account/"+tok).want(t, http.StatusNotFound).one(t, "error")
 			w.post("/account/"+tok+"/redeem", url.Values{"item": {itoa(item.ID)}}).want(t, http.StatusNotFound).one(t, "error")
+			w.post("/account/"+tok+"/redeem/1", url.Values{"code": {"12345678"}}).want(t, http.StatusNotFound).one(t, "error")
 		})
 	}
 	if a := w.account(w.ann); a.Balance != 10 {

@@ -45,7 +45,7 @@ func (s *server) acknowledge(w http.ResponseWriter, r *http.Request) {
 		s.invalidLink(w, r)
 		return
 	}
-	res, err := s.PostOffice.Acknowledge(r.Context(), token, postoffice.ChannelClick, "http "+remoteIP(r))
+	res, err := s.PostOffice.Acknowledge(r.Context(), token, postoffice.ChannelClick, "http "+s.TrustedProxies.ClientIP(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return

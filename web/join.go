@@ -181,7 +181,7 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.Now()
-	if !s.joinsByClient.allow(remoteIP(r), now) || !s.joinsByEmail.allow(c.Email, now) {
+	if !s.joinsByClient.allow(s.TrustedProxies.ClientIP(r), now) || !s.joinsByEmail.allow(c.Email, now) {
 		w.Header().Set("Retry-After", "3600")
 		s.errorPage(w, r, http.StatusTooManyRequests, "Too many sign-ups",
 			"We have sent enough confirmation e-mails for now. Please check your inbox, or try again in an hour.")

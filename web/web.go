@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +79,22 @@ type ConfirmationSender interface {
 	SendConfirmation(ctx context.Context, to, name, link string) error
 }
 
+// RedemptionCodes keeps the one-time codes that confirm a redemption, by their hashes.
+type RedemptionCodes interface {
+	// CreateRedemptionCode stores a code for consumerID to redeem itemID until expires,
+	// replacing any code she had, and returns its id.
+	CreateRedemptionCode(ctx context.Context, consumerID, itemID int64, codeHash []byte, now, expires time.Time) (int64, error)
+	// UseRedemptionCode spends consumerID's code id if codeHash matches (ok) and returns
+	// its item; a wrong code counts one of maxAttempts tries. A missing, used, expired or
+	// exhausted code is a not-found error (IsNotFound).
+	UseRedemptionCode(ctx context.Context, id, consumerID int64, codeHash []byte, now time.Time, maxAttempts int) (itemID int64, ok bool, err error)
+}
+
+// RedemptionCodeSender mails a consumer the code that confirms her redemption of item.
+type RedemptionCodeSender interface {
+	SendRedemptionCode(ctx context.Context, to, name, item, code string, valid time.Duration) error
+}
+
 // Deps are the web pages' collaborators.
 type Deps struct {
 	PostOffice    PostOffice
@@ -85,6 +102,10 @@ type Deps struct {
 	Consumers     Consumers
 	Enrollments   Enrollments
 	Confirmations ConfirmationSender
+	// Codes and CodeSender make and mail the one-time codes that confirm a redemption;
+	// without both, nothing can be redeemed.
+	Codes      RedemptionCodes
+	CodeSender RedemptionCodeSender
 	// BaseURL is the public URL of these pages, for the links in confirmation e-mails.
 	BaseURL string
 	Logger  *slog.Logger
@@ -93,6 +114,8 @@ type Deps struct {
 	IsNotFound func(error) bool
 	// Now is the clock, for the birth year range; nil means time.Now.
 	Now func() time.Time
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
+	TrustedProxies TrustedProxies
 }
 
 // server is the handlers with their dependencies.
@@ -100,8 +123,9 @@ type server struct {
 	Deps
 	// buffers holds page buffers for render.
 	buffers sync.Pool
-	// joinsByClient and joinsByEmail bound the confirmation e-mails /join sends.
-	joinsByClient, joinsByEmail *rateLimit
+	// joinsByClient and joinsByEmail bound the confirmation e-mails /join sends;
+	// codesByConsumer the redemption codes.
+	joinsByClient, joinsByEmail, codesByConsumer *rateLimit
 }
 
 // Handler serves the consumer pages:
@@ -109,7 +133,9 @@ type server struct {
 //	GET, HEAD /i/{token}, /a/{token}   the earning invitation with its Submit button
 //	POST      /i/{token}, /a/{token}   acknowledge: the thank-you page
 //	GET, HEAD /account/{token}         balance, pending points, history, catalog
-//	POST      /account/{token}/redeem  redeem a catalog item (form field item)
+//	POST      /account/{token}/redeem  ask to redeem a catalog item (form field item): mails
+//	                                   her a one-time code and asks for it
+//	POST      /account/{token}/redeem/{id}  redeem with code id (form field code)
 //	GET, HEAD /u/{token}               the unsubscribe page
 //	POST      /u/{token}               unsubscribe; also RFC 8058 one-click
 //	GET, POST /join                    the enrollment form
@@ -126,7 +152,8 @@ func Handler(d Deps) http.Handler {
 	if d.IsNotFound == nil {
 		d.IsNotFound = func(error) bool { return false }
 	}
-	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour), joinsByEmail: newRateLimit(3, time.Hour)}
+	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour, rateLimitKeys), joinsByEmail: newRateLimit(3, time.Hour, rateLimitKeys),
+		codesByConsumer: newRateLimit(codesPerHour, time.Hour, rateLimitKeys)}
 	s.buffers.New = func() any { return new(bytes.Buffer) }
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
@@ -145,6 +172,7 @@ func Handler(d Deps) http.Handler {
 	r.Get("/account/{token}", s.account)
 	r.Head("/account/{token}", s.account)
 	r.Post("/account/{token}/redeem", s.redeem)
+	r.Post("/account/{token}/redeem/{id}", s.confirmRedeem)
 	r.Get("/u/{token}", s.unsubscribePage)
 	r.Head("/u/{token}", s.unsubscribePage)
 	r.Post("/u/{token}", s.unsubscribe)
@@ -249,13 +277,89 @@ func (s *server) consumerOf(token string) (int64, error) {
 	return consumer, nil
 }
 
-// remoteIP is the client's address without its port, for the acknowledgement's source.
-func remoteIP(r *http.Request) string {
+// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed: what a proxy
+// adds names the client it heard from. Anyone else can write the header, so from any other
+// peer it is ignored. The zero value trusts no one.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies reads a comma-separated list of IP addresses and CIDR prefixes, such
+// as "127.0.0.1, 10.0.0.0/8". An empty list trusts no one. Returns an error naming the first
+// entry that is neither.
+func ParseTrustedProxies(list string) (TrustedProxies, error) {
+	var t TrustedProxies
+	for entry := range strings.SplitSeq(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(entry); err == nil {
+			t = append(t, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(entry)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is neither an IP address nor a CIDR prefix", entry)
+		}
+		ip = ip.Unmap()
+		t = append(t, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return t, nil
+}
+
+func (t TrustedProxies) trusts(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range t {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the address a request came from, without its port. From a trusted proxy it
+// walks X-Forwarded-For from the right, past the hops trusted proxies added, and takes the
+// first one no trusted proxy vouches for: hops to its left are whatever the client sent.
+// A hop that is not an address ends the walk at the last proxy that is trusted.
+func (t TrustedProxies) ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !t.trusts(peer) {
+		return host
+	}
+	client := peer.Unmap()
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			ip, ok := hopAddr(parts[j])
+			if !ok {
+				return client.String()
+			}
+			client = ip
+			if !t.trusts(ip) {
+				return client.String()
+			}
+		}
+	}
+	return client.String()
+}
+
+// hopAddr reads one X-Forwarded-For hop: an address, or an address with a port (some
+// proxies add it).
+func hopAddr(hop string) (netip.Addr, bool) {
+	hop = strings.TrimSpace(hop)
+	ip, err := netip.ParseAddr(hop)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(hop)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		ip = ap.Addr()
+	}
+	return ip.Unmap(), true
 }
 
 // redactPath drops the token from a logged path: a token is a credential for its account.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,12 +28,14 @@ import (
 // with one running campaign (HTML and text messages, a click rule of 10 points) sent to
 // three consumers.
 type world struct {
-	t     testing.TB
-	srv   *httptest.Server
-	st    *store.Store
-	po    *postoffice.PostOffice
-	keys  *postoffice.Keyring
-	mail  *recordingSender
+	t    testing.TB
+	srv  *httptest.Server
+	st   *store.Store
+	po   *postoffice.PostOffice
+	keys *postoffice.Keyring
+	mail *recordingSender
+	// ahead moves the pages' clock forward of the wall clock.
+	ahead atomic.Int64
 	job   *postoffice.Job
 	ann   *rewards.Consumer // reads HTML
 	bob   *rewards.Consumer // reads text
@@ -107,7 +110,8 @@ func newWorld(t testing.TB, opts ...worldOption) *world {
 
 func (w *world) deps(po web.PostOffice, base string) web.Deps {
 	return web.Deps{PostOffice: po, Accounts: accounts{w.st}, Consumers: w.st, Enrollments: w.st,
-		Confirmations: w.mail, BaseURL: base, Logger: quiet,
+		Confirmations: w.mail, Codes: w.st, CodeSender: w.mail, BaseURL: base, Logger: quiet,
+		Now:        func() time.Time { return time.Now().Add(time.Duration(w.ahead.Load())) },
 		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }}
 }
 
@@ -121,17 +125,38 @@ func (a accounts) Redeem(ctx context.Context, consumerID, itemID int64) error {
 
 // The store and the post office are what main wires in.
 var (
-	_ web.Accounts    = accounts{}
-	_ web.PostOffice  = (*postoffice.PostOffice)(nil)
-	_ web.Consumers   = (*store.Store)(nil)
-	_ web.Enrollments = (*store.Store)(nil)
+	_ web.Accounts        = accounts{}
+	_ web.PostOffice      = (*postoffice.PostOffice)(nil)
+	_ web.Consumers       = (*store.Store)(nil)
+	_ web.Enrollments     = (*store.Store)(nil)
+	_ web.RedemptionCodes = (*store.Store)(nil)
 )
 
-// recordingSender keeps the confirmation e-mails instead of sending them.
+// recordingSender keeps the confirmation e-mails and redemption codes instead of sending
+// them.
 type recordingSender struct {
-	mu   sync.Mutex
-	sent []confirmation
-	err  error
+	mu    sync.Mutex
+	sent  []confirmation
+	codes []codeMail
+	err   error
+}
+
+type codeMail struct{ To, Name, Item, Code string }
+
+func (r *recordingSender) SendRedemptionCode(_ context.Context, to, name, item, code string, _ time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.codes = append(r.codes, codeMail{to, name, item, code})
+	return nil
+}
+
+func (r *recordingSender) codeMails() []codeMail {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]codeMail(nil), r.codes...)
 }
 
 type confirmation struct{ To, Name, Link string }
@@ -152,7 +177,10 @@ func (r *recordingSender) messages() []confirmation {
 	return append([]confirmation(nil), r.sent...)
 }
 
-var _ web.ConfirmationSender = (*recordingSender)(nil)
+var (
+	_ web.ConfirmationSender   = (*recordingSender)(nil)
+	_ web.RedemptionCodeSender = (*recordingSender)(nil)
+)
 
 func (w *world) consumer(email string) *rewards.Consumer {
 	w.t.Helper()
@@ -326,6 +354,18 @@ func TestStaticAndUnknownPages(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || len(body) < 100 {
 		t.Fatalf("style.css: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+	// Directories are not listed.
+	for _, dir := range []string{"/static/", "/static", "/static/./", "/static//"} {
+		resp, err := w.srv.Client().Get(w.srv.URL + dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), `href="style.css"`) {
+			t.Errorf("GET %s: %d %.200q; want 404 without a listing", dir, resp.StatusCode, body)
+		}
 	}
 	p := w.get("/no/such/page").want(t, http.StatusNotFound)
 	p.one(t, "error")
