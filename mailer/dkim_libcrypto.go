@@ -1,5 +1,3 @@
-//go:build cgo
-
 package mailer
 
 // RSA signing in the system's OpenSSL libcrypto, which signs about four times as fast as
