@@ -150,6 +150,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -164,19 +165,19 @@ type libcrypto struct {
 // openLibcrypto opens the first of names the dynamic linker finds. Returns an error
 // naming what failed when none is there or the one found is not OpenSSL 3.
 func openLibcrypto(names ...string) (*libcrypto, error) {
-	var errs []error
+	var errs []string
 	for _, name := range names {
 		cname := C.CString(name)
 		var why [256]C.char
 		c := C.pp_open(cname, &why[0], C.size_t(len(why)))
 		C.free(unsafe.Pointer(cname))
 		if c == nil {
-			errs = append(errs, errors.New(C.GoString(&why[0])))
+			errs = append(errs, C.GoString(&why[0]))
 			continue
 		}
 		return &libcrypto{c: c, version: C.GoString(C.pp_version(c))}, nil
 	}
-	return nil, fmt.Errorf("libcrypto: %w", errors.Join(errs...))
+	return nil, errors.New("libcrypto: " + strings.Join(errs, "; "))
 }
 
 // String names the library's version, for the log.
@@ -242,6 +243,7 @@ func (l *libcrypto) loadRSA(der []byte, pub *rsa.PublicKey) (*libcryptoRSA, erro
 
 // sign appends the PKCS#1 v1.5 signature of a SHA-256 digest to dst.
 func (k *libcryptoRSA) sign(dst, digest []byte) ([]byte, error) {
+	defer runtime.KeepAlive(k) // its cleanup frees the C memory used below
 	h := k.held
 	h.mu.Lock()
 	var ctx *C.EVP_PKEY_CTX

@@ -126,7 +126,7 @@ func TestDKIMSignerFallsBackToCryptoRSA(t *testing.T) {
 		"libc.so.6":                "libc.so.6 has no d2i_PrivateKey (OpenSSL 3 is needed)",
 	} {
 		t.Run(name, func(t *testing.T) {
-			lib := func() (*libcrypto, error) { return openLibcrypto(name) }
+			lib := func() (*libcrypto, error) { return openLibcrypto("libpointpost-absent.so.9", name) }
 			s, err := newDKIMSigner("acme.example", lib, DKIMKey{Selector: "pp-rsa", Key: testKey(t, "rsa")},
 				DKIMKey{Selector: "pp-ed25519", Key: testKey(t, "ed25519")})
 			if err != nil {
@@ -135,6 +135,9 @@ func TestDKIMSignerFallsBackToCryptoRSA(t *testing.T) {
 			if got := s.Engine(); !strings.HasPrefix(got, "s=pp-rsa: Go crypto/rsa (libcrypto: ") ||
 				!strings.Contains(got, want) || !strings.HasSuffix(got, "; s=pp-ed25519: Go crypto/ed25519") {
 				t.Errorf("Engine() = %q, want crypto/rsa, saying %q", got, want)
+			}
+			if got := s.Engine(); !strings.Contains(got, "libpointpost-absent.so.9: cannot open") || strings.Contains(got, "\n") {
+				t.Errorf("Engine() = %q, want every name tried, on one line", got)
 			}
 			if s.keys[0].native != nil {
 				t.Fatal("a key is held by a library that did not load")
