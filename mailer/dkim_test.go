@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"math/rand/v2"
 	"net/mail"
 	"os"
@@ -321,6 +322,9 @@ func TestNewDKIMSignerRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A damaged key file: its private exponent does not match the rest.
+	corrupt := *rs.(*rsa.PrivateKey)
+	corrupt.D = new(big.Int).Add(corrupt.D, big.NewInt(2))
 	cases := []struct {
 		name, domain string
 		keys         []DKIMKey
@@ -333,6 +337,7 @@ func TestNewDKIMSignerRefuses(t *testing.T) {
 		{"three keys", "acme.example", []DKIMKey{{"a", ed}, {"b", rs}, {"c", ed}}, "3 keys"},
 		{"a nil key", "acme.example", []DKIMKey{{"s", nil}}, "no key"},
 		{"an ECDSA key", "acme.example", []DKIMKey{{"s", ec}}, "RSA or Ed25519"},
+		{"a corrupt RSA key", "acme.example", []DKIMKey{{"s", &corrupt}}, "the RSA key is not valid"},
 		{"an empty selector", "acme.example", []DKIMKey{{"", ed}}, "selector"},
 		{"a selector with a space", "acme.example", []DKIMKey{{"a b", ed}}, "selector"},
 		{"one selector for two keys", "acme.example", []DKIMKey{{"pp", rs}, {"PP", ed}}, "two keys"},
