@@ -5,8 +5,12 @@ export CGO_ENABLED = 1
 
 .PHONY: run build test race generate check bench faults fuzz fmt clean
 
+# The version `pointpost version` and the toolbox show; the build info adds the commit where
+# the toolchain records it.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) .
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
 
 run: build
 	$(BIN) serve --demo
@@ -21,6 +25,7 @@ generate:
 check: generate
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	git diff --exit-code -- '*_templ.go'
 
 bench: build

@@ -29,6 +29,8 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/net/html"
 
+	"github.com/spf13/pflag"
+
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -50,6 +52,7 @@ func newEnv(t *testing.T, relay string) env {
 		"POINTPOST_PASSWORD_COST":   "4",
 		"POINTPOST_HTTP":            "127.0.0.1:0",
 		"POINTPOST_SMTP":            "127.0.0.1:0",
+		"POINTPOST_METRICS":         "127.0.0.1:0",
 		"POINTPOST_SETTLE_INTERVAL": "100ms",
 		"POINTPOST_RELAY":           relay,
 		"POINTPOST_RETRY_BASE":      "100ms",
@@ -72,10 +75,11 @@ func runOK(t *testing.T, e env, args ...string) string {
 
 // server is a running `pointpost serve`.
 type server struct {
-	addr   string
-	smtp   string
-	cancel context.CancelFunc
-	done   chan error
+	addr    string
+	smtp    string
+	metrics string
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // lineWriter hands each printed line to a channel.
@@ -119,6 +123,19 @@ func startServe(t *testing.T, e env) *server {
 		t.Fatalf("serve ended early: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not start")
+	}
+	if e["POINTPOST_METRICS"] != "" {
+		// The next line says where the metrics are.
+		select {
+		case line := <-out.lines:
+			m := regexp.MustCompile(`^metrics: http://([0-9.:]+)/metrics$`).FindStringSubmatch(strings.TrimSpace(line))
+			if m == nil {
+				t.Fatalf("unexpected second line %q", line)
+			}
+			s.metrics = m[1]
+		case <-time.After(20 * time.Second):
+			t.Fatal("serve did not say where the metrics are")
+		}
 	}
 	t.Cleanup(func() { s.stop(t) })
 	return s
@@ -363,8 +380,8 @@ func TestWholeLoop(t *testing.T) {
 		t.Errorf("future job is %s with %d selected", lj.State, lj.Selected)
 	}
 
-	// The metrics answer.
-	resp, err := http.Get("http://" + srv.addr + "/metrics")
+	// The metrics answer on their own address, and not on the public one.
+	resp, err := http.Get("http://" + srv.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,6 +389,15 @@ func TestWholeLoop(t *testing.T) {
 	resp.Body.Close()
 	if !regexp.MustCompile(`pointpost_messages_sent_total\{mail_server="\d"\} 20`).Match(metrics) {
 		t.Errorf("metrics do not count the 20 sent:\n%s", metrics)
+	}
+	resp, err = http.Get("http://" + srv.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(public), "pointpost_messages_sent_total") {
+		t.Errorf("the public address serves the metrics (HTTP %d)", resp.StatusCode)
 	}
 }
 
@@ -597,16 +623,25 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestTrustedProxiesFlag(t *testing.T) {
-	if _, _, err := parseConfig("serve", []string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
+	parse := func(args []string, getenv func(string) string) (*Config, error) {
+		var c Config
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		c.serveFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		return &c, c.load(fs, getenv)
+	}
+	if _, err := parse([]string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
 		!strings.Contains(err.Error(), "--trusted-proxies") || !strings.Contains(err.Error(), `"proxy.example"`) {
 		t.Fatalf("a host name as a trusted proxy: %v; want an error naming the flag and the entry", err)
 	}
-	c, _, err := parseConfig("serve", nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
+	c, err := parse(nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
 	if err != nil || len(c.TrustedProxies) != 2 {
 		t.Fatalf("from the environment: %v, %v; want 2 proxies", c, err)
 	}
-	if c, _, err = parseConfig("serve", nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
-		t.Fatalf("by default: %v, %v; want no proxy trusted", c.TrustedProxies, err)
+	if c, err = parse(nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
+		t.Fatalf("by default: %v, %v; want no proxy trusted", c, err)
 	}
 }
 

@@ -336,13 +336,7 @@ func RedactURL(raw string) string {
 		}
 		return raw
 	}
-	if u.User == nil {
-		return raw
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return strings.Replace(u.String(), "%78%78%78%78%78", "xxxxx", 1)
+	return u.Redacted()
 }
 
 // isLoopback reports whether addr is on this machine.

@@ -1,5 +1,8 @@
 // Package mailer is the pool of mail servers 195: each one's dispatcher 197 claims the
-// deliveries of the jobs assigned to it, writes every message on the fly and sends it.
+// deliveries of the jobs assigned to it, writes every message on the fly (DKIM-signed, with
+// its unsubscribe headers) and sends it over an SMTP relay or into the embedded outbox. It
+// also holds the receiver 199, which takes replies, bounces and complaints over SMTP and
+// hands them to the post office, and the notices and test sends the toolbox asks for.
 package mailer
 
 import (

@@ -1,9 +1,11 @@
 package postoffice
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -89,6 +91,37 @@ func NewKeyring(current int, secrets map[int][]byte) (*Keyring, error) {
 		return nil, fmt.Errorf("token key version %d has no secret", current)
 	}
 	return k, nil
+}
+
+// ParseSecret reads a token secret written in hexadecimal, as an operator gives one.
+// Returns an error if it is not hexadecimal or holds fewer than 16 bytes.
+func ParseSecret(s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) < minSecretLen {
+		return nil, fmt.Errorf("must be at least %d hexadecimal characters", 2*minSecretLen)
+	}
+	return b, nil
+}
+
+// RotateKeyring returns the keyring of the stored secrets in which given signs new tokens,
+// while every stored version still verifies the tokens already sent. given signs as the
+// version it already has among the stored secrets, or else as the version after the newest;
+// it is not added to secrets. A nil given leaves current signing.
+func RotateKeyring(current int, secrets map[int][]byte, given []byte) (*Keyring, error) {
+	if given == nil {
+		return NewKeyring(current, secrets)
+	}
+	all := make(map[int][]byte, len(secrets)+1)
+	newest := 0
+	for v, s := range secrets {
+		all[v] = s
+		newest = max(newest, v)
+		if bytes.Equal(s, given) {
+			return NewKeyring(v, secrets)
+		}
+	}
+	all[newest+1] = given
+	return NewKeyring(newest+1, all)
 }
 
 // NewSecret returns 32 random bytes for a new key version.

@@ -374,3 +374,39 @@ func BenchmarkFindToken(b *testing.B) {
 		_ = FindToken(s)
 	}
 }
+
+// TestRotateKeyring: a given secret signs as the next version, or as its own version when
+// it is already stored, and every stored version keeps verifying.
+func TestRotateKeyring(t *testing.T) {
+	s1, s2, given := NewSecret(), NewSecret(), NewSecret()
+	stored := map[int][]byte{1: s1, 2: s2}
+	old, err := RotateKeyring(2, stored, nil)
+	if err != nil || old.Current() != 2 {
+		t.Fatalf("no given secret: current %v, %v", old, err)
+	}
+	rotated, err := RotateKeyring(2, stored, given)
+	if err != nil || rotated.Current() != 3 {
+		t.Fatalf("a new secret signs as version 3: %v, %v", rotated, err)
+	}
+	if len(stored) != 2 {
+		t.Errorf("the stored secrets grew to %d", len(stored))
+	}
+	if job, consumer, err := rotated.Decode(old.Encode(4, 5)); err != nil || job != 4 || consumer != 5 {
+		t.Errorf("a stored version's token: %d, %d, %v", job, consumer, err)
+	}
+	again, err := RotateKeyring(2, stored, slices.Clone(s1))
+	if err != nil || again.Current() != 1 {
+		t.Errorf("a stored secret signs as its own version: %v, %v", again, err)
+	}
+}
+
+func TestParseSecret(t *testing.T) {
+	for _, bad := range []string{"", "zz", strings.Repeat("ab", 15), "not hex at all, not hex at all!!"} {
+		if _, err := ParseSecret(bad); err == nil {
+			t.Errorf("ParseSecret(%q) took it", bad)
+		}
+	}
+	if b, err := ParseSecret(strings.Repeat("0f", 16)); err != nil || len(b) != 16 || b[0] != 0x0f {
+		t.Errorf("ParseSecret of 32 hex characters: %x, %v", b, err)
+	}
+}

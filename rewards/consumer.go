@@ -1,6 +1,8 @@
 // Package rewards owns the consumers and issuers of the incentive program (database 165 and
-// the toolbox database 174 of WO 00/42557): who can be invited, and in a later stage the
-// award rules, accruals and ledger that turn acknowledgements into points.
+// the toolbox database 174 of WO 00/42557): who can be invited (consumers, their CSV import),
+// the award rules that decide whether an acknowledgement earns points, the accruals and the
+// append-only ledger they settle into, a consumer's timeline, the catalog consumers redeem
+// points for, and the toolbox's users and API keys.
 package rewards
 
 import (

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,17 +135,77 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	sort.Strings(names)
-	for _, name := range names {
+	versions := make([]int, len(names))
+	for i, name := range names {
 		base := path.Base(name)
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
+		if versions[i], err = strconv.Atoi(strings.SplitN(base, "_", 2)[0]); err != nil {
 			return fmt.Errorf("migration %s: name must start with a number", base)
 		}
-		if err := s.applyMigration(ctx, version, name); err != nil {
-			return fmt.Errorf("migration %s: %w", base, err)
+	}
+	if err := s.refuseNewerSchema(ctx, versions); err != nil {
+		return err
+	}
+	for i, name := range names {
+		if err := s.applyMigration(ctx, versions[i], name); err != nil {
+			return fmt.Errorf("migration %s: %w", path.Base(name), err)
 		}
 	}
 	return nil
+}
+
+// ErrSchemaNewer is returned, wrapped with the migrations and the binary concerned, by Open
+// for a database a newer binary has migrated: this one would misread what it does not know.
+var ErrSchemaNewer = errors.New("the database's schema is newer than this binary")
+
+// refuseNewerSchema returns ErrSchemaNewer if the database has applied a migration that is
+// not among known, before anything is changed.
+func (s *Store) refuseNewerSchema(ctx context.Context, known []int) error {
+	rows, err := s.write.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		if !slices.Contains(known, v) {
+			unknown = append(unknown, fmt.Sprintf("%04d", v))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(unknown) == 0 {
+		return err
+	}
+	by := ""
+	if _, binary, _, err := s.OpenedBy(ctx); err == nil && binary != "" {
+		by = ", last opened by pointpost " + binary
+	}
+	return fmt.Errorf("%w: it has migration %s, which this binary does not know%s; run that binary or a newer one",
+		ErrSchemaNewer, strings.Join(unknown, ", "), by)
+}
+
+// RecordOpen notes that binary opened the database at its current schema version.
+func (s *Store) RecordOpen(ctx context.Context, binary string) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO opened_by (id, schema_version, binary_version, opened_at)
+		VALUES (1, (SELECT coalesce(max(version), 0) FROM schema_migrations), ?, ?)
+		ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version,
+			binary_version = excluded.binary_version, opened_at = excluded.opened_at`, binary, ms(s.Now()))
+	return err
+}
+
+// OpenedBy returns the schema version and binary that RecordOpen last noted; zero values if
+// none did.
+func (s *Store) OpenedBy(ctx context.Context) (schema int, binary string, at time.Time, err error) {
+	var atMS int64
+	err = s.write.QueryRowContext(ctx, `SELECT schema_version, binary_version, opened_at FROM opened_by WHERE id = 1`).
+		Scan(&schema, &binary, &atMS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", time.Time{}, nil
+	}
+	return schema, binary, fromMS(atMS), err
 }
 
 func (s *Store) applyMigration(ctx context.Context, version int, name string) error {

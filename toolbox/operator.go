@@ -212,14 +212,7 @@ func hideRelayPassword(relay string) string {
 		}
 		return relay
 	}
-	if u.User == nil {
-		return relay
-	}
-	if _, ok := u.User.Password(); !ok {
-		return relay
-	}
-	u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	return strings.Replace(u.String(), "%78%78%78%78%78", "xxxxx", 1)
+	return u.Redacted()
 }
 
 func rateText(rate float64) string {

@@ -79,6 +79,8 @@ type Deps struct {
 	// PasswordCost is the bcrypt cost of new password hashes; zero means 12. Tests lower
 	// it: under the race detector one cost-12 hash takes many seconds.
 	PasswordCost int
+	// Version names the running binary in every page's footer.
+	Version string
 }
 
 // Handler serves the toolbox.
@@ -208,6 +210,8 @@ type Page struct {
 	// Scripts and Styles name extra files under /assets/ this page loads.
 	Scripts []string
 	Styles  []string
+	// Version names the running binary in the footer.
+	Version string
 }
 
 type userView struct {
@@ -219,7 +223,7 @@ type userView struct {
 // page frames a page for the user making the request, showing (once) the flash message a
 // redirect left.
 func (d Deps) page(w http.ResponseWriter, r *http.Request, title, section string) Page {
-	p := Page{Title: title, Section: section}
+	p := Page{Title: title, Section: section, Version: d.Version}
 	if c, err := r.Cookie(flashCookie); err == nil {
 		if v, err := url.QueryUnescape(c.Value); err == nil {
 			p.Flash = v

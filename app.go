@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"pointpost/mailer"
+	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/store"
+	"pointpost/toolbox"
+	"pointpost/web"
+)
+
+// app is the wired program.
+type app struct {
+	cfg    *Config
+	log    *slog.Logger
+	store  *store.Store
+	po     *postoffice.PostOffice
+	pool   *mailer.Pool
+	sender mailer.Sender
+	// signed is sender with DKIM signing, for mail written outside the mail servers.
+	signed mailer.Sender
+	dkim   *mailer.DKIMSigner
+	from   mail.Address
+}
+
+// open opens the database and wires the post office; with mail servers it also builds the
+// sender and the pool.
+func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*app, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: st}
+	if err := a.wire(ctx, withMail); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) wire(ctx context.Context, withMail bool) error {
+	cfg, st := a.cfg, a.store
+	if err := st.RecordOpen(ctx, cfg.Version); err != nil {
+		return err
+	}
+	if err := cfg.applySettings(ctx, st); err != nil {
+		return err
+	}
+	if cfg.From != "" {
+		from, err := mail.ParseAddress(cfg.From)
+		if err != nil {
+			return fmt.Errorf("--from %q: %w", cfg.From, err)
+		}
+		a.from = *from
+		if cfg.ReplyDomain == "" {
+			cfg.ReplyDomain = domainOf(from.Address)
+		}
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = "http://" + cfg.HTTP
+	}
+	if cfg.SoftBounces > 0 {
+		if err := st.SetSoftBounceLimit(ctx, cfg.SoftBounces); err != nil {
+			return err
+		}
+	}
+	keys, err := a.keyring(ctx)
+	if err != nil {
+		return err
+	}
+	a.po = postoffice.New(postoffice.Config{Store: st, Tokens: keys, BaseURL: cfg.BaseURL, Logger: a.log})
+	if !withMail {
+		return nil
+	}
+	relay := "embedded outbox"
+	if cfg.Relay == "" {
+		a.sender = mailer.NewOutbox(st)
+	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain}); err != nil {
+		return err
+	} else {
+		relay = mailer.RedactURL(cfg.Relay)
+	}
+	if err := st.RegisterMailServers(ctx, cfg.MailServers, relay); err != nil {
+		return err
+	}
+	if a.dkim, err = dkimSigner(cfg, a.from, a.log); err != nil {
+		return err
+	}
+	a.signed = &mailer.DKIMSender{Sender: a.sender, DKIM: a.dkim}
+	a.pool = mailer.NewPool(cfg.MailServers, mailer.Config{
+		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys, DKIM: a.dkim,
+		Addresses:  a.addresses(),
+		Workers:    cfg.Workers,
+		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: a.log,
+	})
+	return nil
+}
+
+// domainOf is the domain of an e-mail address.
+func domainOf(address string) string {
+	return address[strings.LastIndexByte(address, '@')+1:]
+}
+
+// addresses are where invitations come from and where answers go.
+func (a *app) addresses() mailer.Addresses {
+	return mailer.Addresses{From: a.from, ReplyDomain: a.cfg.ReplyDomain, BaseURL: a.cfg.BaseURL,
+		PostalAddress: a.cfg.PostalAddress}
+}
+
+// dkimSigner loads (or, on first start, makes and announces) the DKIM key that signs every
+// message for the From domain; nil with --dkim-key off.
+func dkimSigner(cfg *Config, from mail.Address, log *slog.Logger) (*mailer.DKIMSigner, error) {
+	if cfg.DKIMKey == "" || cfg.DKIMKey == "off" {
+		return nil, nil
+	}
+	key, created, err := mailer.LoadOrCreateDKIMKey(cfg.DKIMKey, cfg.DKIMKind)
+	if err != nil {
+		return nil, fmt.Errorf("--dkim-key %s: %w", cfg.DKIMKey, err)
+	}
+	signer, err := mailer.NewDKIMSigner(domainOf(from.Address), mailer.DKIMKey{Selector: cfg.DKIMSelector, Key: key})
+	if err != nil {
+		return nil, fmt.Errorf("--dkim-key %s: %w", cfg.DKIMKey, err)
+	}
+	for _, r := range signer.Records() {
+		if created {
+			log.Warn("made a new DKIM key: publish this TXT record", "file", cfg.DKIMKey, "name", r.Name, "value", r.Text)
+		} else {
+			log.Debug("DKIM signing", "name", r.Name, "value", r.Text)
+		}
+	}
+	return signer, nil
+}
+
+// settingServedURL is where serve last said people reach it; the commands that print links
+// use it when they are not told.
+const settingServedURL = "served_base_url"
+
+// applySettings takes what no flag or environment variable gave from the database: the
+// operators' settings from the toolbox's settings page, and the URL serve last ran at.
+func (c *Config) applySettings(ctx context.Context, st *store.Store) error {
+	for _, s := range []struct {
+		flag, setting string
+		dst           *string
+	}{{"from", toolbox.SettingFrom, &c.From}, {"reply-domain", toolbox.SettingReplyDomain, &c.ReplyDomain},
+		{"postal-address", toolbox.SettingPostalAddress, &c.PostalAddress}, {"base-url", settingServedURL, &c.BaseURL}} {
+		// A command without the flag has no use for the setting; a given --http says where
+		// the server is.
+		if _, has := c.given[s.flag]; !has || c.given[s.flag] || (s.flag == "base-url" && c.given["http"]) {
+			continue
+		}
+		v, err := st.Setting(ctx, s.setting)
+		if err != nil {
+			return fmt.Errorf("setting %s: %w", s.setting, err)
+		}
+		if v != "" {
+			*s.dst = v
+		}
+	}
+	return nil
+}
+
+// keyring loads the token keys kept in the database (made on first start), with the one
+// given by --token-key signing.
+func (a *app) keyring(ctx context.Context) (*postoffice.Keyring, error) {
+	current, secrets, err := a.store.TokenSecrets(ctx, postoffice.NewSecret)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	var given []byte
+	if a.cfg.TokenKey != "" {
+		if given, err = postoffice.ParseSecret(a.cfg.TokenKey); err != nil {
+			return nil, fmt.Errorf("--token-key: %w", err)
+		}
+	}
+	return postoffice.RotateKeyring(current, secrets, given)
+}
+
+// mailboxes are the local parts at the reply domain the receiver takes besides the token
+// addresses: the From address's, where bounces come back while invitations carry it as
+// their envelope sender.
+func (a *app) mailboxes() []string {
+	at := strings.LastIndexByte(a.from.Address, '@')
+	if at > 0 && strings.EqualFold(a.from.Address[at+1:], a.cfg.ReplyDomain) {
+		return []string{a.from.Address[:at]}
+	}
+	return nil
+}
+
+func (a *app) close() {
+	if a.sender != nil {
+		a.sender.Close()
+	}
+	a.store.Close()
+}
+
+// handler is the web server: consumer pages and the toolbox.
+func (a *app) handler(ctx context.Context) http.Handler {
+	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
+	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
+	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
+		Enrollments: a.store, Confirmations: notices, TrustedProxies: a.cfg.TrustedProxies,
+		Codes: a.store, CodeSender: notices,
+		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
+		mux.Handle(prefix, pages)
+	}
+	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
+		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
+		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
+		TrustedProxies: a.cfg.TrustedProxies}
+	if a.cfg.Relay != "" {
+		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the
+		// link to pass on instead of claiming it was e-mailed.
+		tools.Invitations = notices
+	}
+	if a.sender != nil {
+		tools.TestSender = &mailer.TestSends{Store: a.store, Sender: a.signed, Tokens: a.po.Tokens(),
+			Addresses: a.addresses()}
+	}
+	mux.Handle("/", toolbox.Handler(tools))
+	return mux
+}
+
+// metricsHandler serves the Prometheus metrics, on their own private address: they carry no
+// authentication.
+func (a *app) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		a.pool.WriteMetrics(w)
+		a.writeQueueMetrics(r.Context(), w)
+	})
+	return mux
+}
+
+// writeQueueMetrics writes the deliveries still to send of each running job. The label is
+// job_key: Prometheus gives "job" to the scrape job.
+func (a *app) writeQueueMetrics(ctx context.Context, w io.Writer) {
+	jobs, err := a.store.Jobs(ctx, postoffice.JobRunning)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "# HELP pointpost_job_pending Deliveries still to send, per running job.\n# TYPE pointpost_job_pending gauge\n")
+	for _, j := range jobs {
+		if n, err := a.store.PendingCount(ctx, j.Key); err == nil {
+			fmt.Fprintf(w, "pointpost_job_pending{job_key=\"%d\"} %d\n", j.Key, n)
+		}
+	}
+}
+
+// listeners are serve's open sockets; metrics is nil when --metrics is empty.
+type listeners struct {
+	http, smtp, metrics net.Listener
+}
+
+// serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
+// them in order: HTTP first, then the mail servers (which record what they sent), then the
+// scheduler, then the database.
+func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
+	// A server that fails stops the others as a signal would.
+	ctx, stopAll := context.WithCancel(parent)
+	defer stopAll()
+	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
+	// Requests in progress at a stop finish with their answer: their context is not the
+	// serve context, which is already cancelled when the shutdown begins.
+	servers := []*http.Server{{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}}
+	serving := []net.Listener{ls.http}
+	if ls.metrics != nil {
+		servers = append(servers, &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second})
+		serving = append(serving, ls.metrics)
+	}
+	a.log.Info("pointpost serving", "http", "http://"+ls.http.Addr().String(), "db", a.cfg.DB,
+		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay, "version", a.cfg.Version)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	var poolDone, schedDone sync.WaitGroup
+	poolDone.Add(1)
+	go func() { defer poolDone.Done(); a.pool.Run(runCtx) }()
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone.Add(2)
+	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
+	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
+	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
+	failed := make(chan error, 1+len(servers))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := receiver.Serve(ctx, ls.smtp); err != nil {
+			failed <- err
+		}
+	}()
+	for i, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(serving[i]); !errors.Is(err, http.ErrServerClosed) {
+				failed <- err
+			}
+		}()
+	}
+	if ready != nil {
+		ready()
+	}
+	var result error
+	select {
+	case <-ctx.Done():
+	case result = <-failed:
+		stopAll()
+	}
+	a.log.Info("stopping")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			a.log.Warn("web server: requests still open after the grace period", "err", err)
+			srv.Close()
+		}
+	}
+	wg.Wait() // the receiver, whose ctx has ended, too
+	cancel()
+	poolDone.Wait()
+	stopSched()
+	schedDone.Wait()
+	a.log.Info("stopped")
+	return result
+}
+
+// accounts adapts the store to the web pages, which need only whether a redemption worked.
+type accounts struct{ *store.Store }
+
+func (a accounts) Redeem(ctx context.Context, consumerID, itemID int64) error {
+	_, err := a.Store.Redeem(ctx, consumerID, itemID)
+	return err
+}
+
+// inboundRecorder keeps what the receiver took that earned nothing.
+type inboundRecorder struct{ st *store.Store }
+
+func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
+	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+}
+
+// RecordBounce records a bounce or complaint and applies its effects: rejected deliveries,
+// bounced or suppressed consumers.
+func (r inboundRecorder) RecordBounce(ctx context.Context, b *mailer.BounceRecord) error {
+	sb := &store.Bounce{Message: store.InboundMessage{Kind: b.Kind, JobKey: b.JobKey, ConsumerID: b.ConsumerID,
+		From: b.From, To: b.To, Subject: b.Subject, Detail: b.Detail}, Key: b.Key, Complaint: b.Complaint, Reported: b.Reported}
+	for _, f := range b.Failures {
+		sb.Failures = append(sb.Failures, store.BounceFailure{Email: f.Recipient, Severity: string(f.Severity),
+			Status: f.Status, Detail: f.Detail()})
+	}
+	return r.st.RecordBounce(ctx, sb)
+}

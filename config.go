@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"pointpost/web"
+)
+
+// Config is everything the commands need, from flags and their environment variables.
+type Config struct {
+	DB          string
+	HTTP        string
+	SMTP        string
+	Metrics     string
+	Relay       string
+	MailServers int
+	Workers     int
+	From        string
+	ReplyDomain string
+	// PostalAddress is printed in every message's footer (CAN-SPAM and the like).
+	PostalAddress string
+	BaseURL       string
+	TokenKey      string
+	MaxRetries    int
+	SoftBounces   int
+	// PasswordCost is the bcrypt cost of toolbox passwords.
+	PasswordCost int
+	// DKIMKey is the PEM file of the DKIM key, made (as DKIMKind) if missing; "off" sends
+	// unsigned.
+	DKIMKey      string
+	DKIMKind     string
+	DKIMSelector string
+	RetryBase    time.Duration
+	Demo         bool
+	LogLevel     string
+	LogFormat    string
+	// SettleEvery is how often accrued points are posted into consumer accounts.
+	SettleEvery time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies web.TrustedProxies
+	trustedProxies string
+	// Version names this binary in the toolbox and in the database it opens.
+	Version string
+
+	// given names the settings given by flag or environment, which win over the toolbox's
+	// settings page and over what the database remembers.
+	given map[string]bool
+}
+
+// envAnnotation marks a flag with the environment variable that sets it.
+const envAnnotation = "pointpost-env"
+
+// bindEnv names the environment variable that gives flag name its value when the command
+// line does not.
+func bindEnv(fs *pflag.FlagSet, name, env string) {
+	fs.Lookup(name).Usage += " (env " + env + ")"
+	if err := fs.SetAnnotation(name, envAnnotation, []string{env}); err != nil {
+		panic(err) // a flag defined just before: a programming error
+	}
+}
+
+// dbFlag binds the database file, which every command but bench opens.
+func (c *Config) dbFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file")
+	bindEnv(fs, "db", "POINTPOST_DB")
+}
+
+// addressFlags bind where people reach the web server, for the links a command prints.
+func (c *Config) addressFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "address of the web server (toolbox and consumer pages)")
+	bindEnv(fs, "http", "POINTPOST_HTTP")
+	fs.StringVar(&c.BaseURL, "base-url", "", "public URL of the web server, for links (default: http://ADDRESS of --http)")
+	bindEnv(fs, "base-url", "POINTPOST_BASE_URL")
+}
+
+// logFlags bind the log's level and format.
+func (c *Config) logFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.LogLevel, "log", "info", "log level: debug, info, warn, error")
+	bindEnv(fs, "log", "POINTPOST_LOG")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (one object a line)")
+	bindEnv(fs, "log-format", "POINTPOST_LOG_FORMAT")
+}
+
+// serveFlags bind everything serve takes.
+func (c *Config) serveFlags(fs *pflag.FlagSet) {
+	c.dbFlag(fs)
+	c.addressFlags(fs)
+	type flag struct {
+		name, env string
+		define    func(name string)
+	}
+	str := func(p *string, def, help string) func(string) {
+		return func(name string) { fs.StringVar(p, name, def, help) }
+	}
+	num := func(p *int, def int, help string) func(string) {
+		return func(name string) { fs.IntVar(p, name, def, help) }
+	}
+	for _, f := range []flag{
+		{"smtp", "POINTPOST_SMTP", str(&c.SMTP, "127.0.0.1:2525", "address of the SMTP receiver for replies")},
+		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
+		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},
+		{"mail-servers", "POINTPOST_MAIL_SERVERS", num(&c.MailServers, 4, "number of in-process mail servers")},
+		{"connections", "POINTPOST_CONNECTIONS", num(&c.Workers, 16, "messages in flight (relay connections) per mail server")},
+		{"from", "POINTPOST_FROM", str(&c.From, "Pointpost <invitations@pointpost.localhost>", "From address of invitations")},
+		{"reply-domain", "POINTPOST_REPLY_DOMAIN", str(&c.ReplyDomain, "", "domain for reply addresses and Message-IDs (default: the From domain)")},
+		{"postal-address", "POINTPOST_POSTAL_ADDRESS", str(&c.PostalAddress, "Pointpost, 1 Example Street, Springfield", "the operator's postal address, shown in every message's footer")},
+		{"token-key", "POINTPOST_TOKEN_KEY", str(&c.TokenKey, "", "token secret, 32+ hex characters; default: a key made on first start and kept in the database")},
+		{"dkim-key", "POINTPOST_DKIM_KEY", str(&c.DKIMKey, "pointpost-dkim.pem", "PEM file of the DKIM signing key (RSA or Ed25519), made on first start if missing; \"off\" sends unsigned")},
+		{"dkim-key-type", "POINTPOST_DKIM_KEY_TYPE", str(&c.DKIMKind, "rsa", "kind of DKIM key made when the file is missing: rsa (2048 bits) or ed25519")},
+		{"dkim-selector", "POINTPOST_DKIM_SELECTOR", str(&c.DKIMSelector, "pointpost", "DKIM selector: the key is published at SELECTOR._domainkey.FROM-DOMAIN")},
+		{"password-cost", "POINTPOST_PASSWORD_COST", num(&c.PasswordCost, 12, "bcrypt cost of toolbox passwords (4 to 31; each step doubles the work)")},
+		{"soft-bounces", "POINTPOST_SOFT_BOUNCES", num(&c.SoftBounces, 3, "soft bounces since an address last acknowledged that suppress it")},
+		{"max-retries", "POINTPOST_MAX_RETRIES", num(&c.MaxRetries, 5, "retries after a temporary failure before a delivery is given up")},
+		{"retry-base", "POINTPOST_RETRY_BASE", func(name string) {
+			fs.DurationVar(&c.RetryBase, name, time.Minute, "first wait before a retry, doubled each time")
+		}},
+		{"settle-interval", "POINTPOST_SETTLE_INTERVAL", func(name string) {
+			fs.DurationVar(&c.SettleEvery, name, 5*time.Second, "how often accrued points are posted to consumer accounts")
+		}},
+		{"trusted-proxies", "POINTPOST_TRUSTED_PROXIES", str(&c.trustedProxies, "", "comma-separated IPs and CIDRs of the reverse proxies whose X-Forwarded-For names the client (default: none)")},
+		{"demo", "POINTPOST_DEMO", func(name string) {
+			fs.BoolVar(&c.Demo, name, false, "seed demo data into an empty database")
+		}},
+	} {
+		f.define(f.name)
+		bindEnv(fs, f.name, f.env)
+	}
+	c.logFlags(fs)
+}
+
+// load completes the flags the command line did not give from their environment variables
+// and checks the values. Returns an error naming the variable whose value does not parse.
+func (c *Config) load(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	c.given = map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		env := f.Annotations[envAnnotation]
+		if !f.Changed && len(env) == 1 {
+			if v := getenv(env[0]); v != "" {
+				if err := fs.Set(f.Name, v); err != nil {
+					errs = append(errs, fmt.Errorf("%s=%q: %w", env[0], v, err))
+				}
+			}
+		}
+		c.given[f.Name] = f.Changed
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return c.check(fs)
+}
+
+// check refuses values out of range, each only if the command has its flag.
+func (c *Config) check(fs *pflag.FlagSet) error {
+	for _, r := range []struct {
+		flag string
+		bad  bool
+		want string
+	}{
+		{"mail-servers", c.MailServers < 1, "at least 1"},
+		{"connections", c.Workers < 1, "at least 1"},
+		{"soft-bounces", c.SoftBounces < 1, "at least 1"},
+		{"max-retries", c.MaxRetries < 0, "0 or more"},
+		{"password-cost", c.PasswordCost < 4 || c.PasswordCost > 31, "from 4 to 31"},
+		{"retry-base", c.RetryBase <= 0, "positive"},
+		{"settle-interval", c.SettleEvery <= 0, "positive"},
+		{"log-format", c.LogFormat != "text" && c.LogFormat != "json", "text or json"},
+	} {
+		if r.bad && fs.Lookup(r.flag) != nil {
+			return fmt.Errorf("--%s must be %s", r.flag, r.want)
+		}
+	}
+	if fs.Lookup("trusted-proxies") != nil {
+		proxies, err := web.ParseTrustedProxies(c.trustedProxies)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		c.TrustedProxies = proxies
+	}
+	if fs.Lookup("log") != nil {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			return fmt.Errorf("--log %q: must be debug, info, warn or error", c.LogLevel)
+		}
+	}
+	return nil
+}
+
+// logger writes the log in the chosen format; the fields are the same in both.
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel)) // checked by check; empty is info
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
