@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"pointpost/postoffice"
 )
 
 // Envelope is one message ready to send.
@@ -61,6 +63,38 @@ func Classify(err error) Verdict {
 		return VerdictRejected
 	}
 	return VerdictRetry
+}
+
+// RefusalOf classifies a send's error when it is a relay's reply (4xx or 5xx): its code, its
+// RFC 3463 status (the class alone, "5.0.0", when the reply gave none, refined from its text
+// for a 5xx: "user unknown" is 5.1.1), and what it says of the address by the table of
+// Severity, a refusal of our mail rather than of her address (x.7.x, our sender's 5.1.7 and
+// 5.1.8) being policy. A phrase never turns a temporary failure permanent. Anything else
+// is the zero Refusal.
+func RefusalOf(err error) postoffice.Refusal {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code/100 != 4 && se.Code/100 != 5 {
+		return postoffice.Refusal{}
+	}
+	class := se.Code / 100
+	r := postoffice.Refusal{Reply: se.Code, Status: fmt.Sprintf("%d.0.0", class)}
+	if e := se.EnhancedCode; e[0] == class {
+		r.Status = fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+	}
+	if class == 5 && bareStatus(r.Status) {
+		if status, _ := failurePhrase(asciiLower([]byte(se.Message))); status != "" {
+			r.Status = status
+		}
+	}
+	switch _, subject, detail := splitStatus(r.Status); {
+	case subject == 7, subject == 1 && (detail == 7 || detail == 8):
+		r.Class = postoffice.RefusalPolicy
+	case severityOf("failed", r.Status) == SeverityHard:
+		r.Class = postoffice.RefusalHard
+	default:
+		r.Class = postoffice.RefusalSoft
+	}
+	return r
 }
 
 // RelayConfig says how to reach an SMTP relay.

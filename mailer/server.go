@@ -550,7 +550,7 @@ func (m *MailServer) returnPath(token string) string {
 
 // outcome turns a send's result into what is recorded for the delivery.
 func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time) postoffice.Outcome {
-	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now}
+	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now, Refusal: RefusalOf(err)}
 	switch Classify(err) {
 	case VerdictSent:
 		o.Kind = postoffice.OutcomeSent

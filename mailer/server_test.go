@@ -533,6 +533,12 @@ func TestMailServerRejectsPermanentFailure(t *testing.T) {
 	if !strings.Contains(d.LastError, "550") || !strings.Contains(d.LastError, "no such mailbox here") {
 		t.Errorf("last error %q does not carry the relay's reply", d.LastError)
 	}
+	if want := (postoffice.Refusal{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard}); d.LastRefusal != want {
+		t.Errorf("delivery's refusal %+v, want %+v", d.LastRefusal, want)
+	}
+	if st, err := h.st.ConsumerStatuses(context.Background(), []int64{h.ids[bad]}); err != nil || st[h.ids[bad]] != rewards.StatusBounced {
+		t.Errorf("a 5.1.1 at send time left her %v (%v), want bounced", st, err)
+	}
 	if n := len(h.relay.tries(bad)); n != 1 {
 		t.Errorf("the relay saw %d attempts to %s, want 1", n, bad)
 	}
