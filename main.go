@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,6 +133,9 @@ type Config struct {
 	LogLevel     string
 	// SettleEvery is how often accrued points are posted into consumer accounts.
 	SettleEvery time.Duration
+	// RelayNoPipelining sends one SMTP command a round trip even where the relay offers
+	// PIPELINING: bench --no-pipelining measures what pipelining gains.
+	RelayNoPipelining bool
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
@@ -287,7 +291,8 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 	}
 	if cfg.Relay == "" {
 		a.sender = mailer.NewOutbox(st)
-	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain}); err != nil {
+	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain,
+		NoPipelining: cfg.RelayNoPipelining}); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -785,6 +790,10 @@ type benchResult struct {
 	SelectionSeconds float64 `json:"selection_seconds"`
 	SeedSeconds      float64 `json:"seed_seconds"`
 	SinkMessages     int64   `json:"sink_messages,omitempty"`
+	// RelayLatencyMS is the delay added each way to the relay; Pipelining whether the mail
+	// servers could pipeline.
+	RelayLatencyMS float64 `json:"relay_latency_ms"`
+	Pipelining     bool    `json:"pipelining"`
 	// Acks measures Submit POSTs over loopback, each answered after its durable commit.
 	Acks *loadResult `json:"acks,omitempty"`
 	// Replies measures e-mail replies to the receiver over SMTP, each answered after its commit.
@@ -807,8 +816,13 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	replies := fs.Int("replies", 0, "then reply by e-mail to this many invitations, over SMTP to the receiver")
 	replyConns := fs.Int("reply-connections", 16, "concurrent SMTP connections for --replies")
 	dkimKind := fs.String("dkim", "", "sign every message with a new DKIM key of this kind: rsa or ed25519 (default: unsigned)")
+	latency := fs.Duration("relay-latency", 0, "hold each direction's bytes to and from the relay this long, through an in-process proxy: a relay that far away")
+	noPipelining := fs.Bool("no-pipelining", false, "send one SMTP command a round trip even where the relay offers PIPELINING")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *latency < 0 {
+		return errors.New("--relay-latency must not be negative")
 	}
 	if *consumers < 1 {
 		return errors.New("--consumers must be at least 1")
@@ -829,7 +843,20 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		defer sink.Close()
 		*relay = sink.URL()
 	}
-	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, MailServers: *servers,
+	if *latency > 0 {
+		u, err := url.Parse(*relay)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("--relay %q: not a relay URL", mailer.RedactURL(*relay))
+		}
+		proxy := &mailer.DelayProxy{Target: u.Host, Delay: *latency}
+		if err := proxy.Start("127.0.0.1:0"); err != nil {
+			return err
+		}
+		defer proxy.Close()
+		u.Host = proxy.Addr()
+		*relay = u.String()
+	}
+	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, RelayNoPipelining: *noPipelining, MailServers: *servers,
 		Workers: *conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
 		SoftBounces: 3, DKIMKey: "off", DKIMKind: *dkimKind, DKIMSelector: "bench"}
 	if *dkimKind != "" {
@@ -846,7 +873,8 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	if err := a.seedConsumers(ctx, *consumers, 7); err != nil {
 		return err
 	}
-	res := benchResult{Consumers: *consumers, SeedSeconds: time.Since(t).Seconds()}
+	res := benchResult{Consumers: *consumers, SeedSeconds: time.Since(t).Seconds(),
+		RelayLatencyMS: float64(*latency) / float64(time.Millisecond), Pipelining: !*noPipelining}
 	job, _, err := a.po.CreateJob(ctx, demoCampaign(a.po.Now().Add(-time.Second), *consumers))
 	if err != nil {
 		return err
@@ -916,9 +944,13 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
-		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.Messages, res.Seconds, res.MsgsPerSec, res.CPUSeconds,
-		float64(res.PeakRSSBytes)/(1<<20))
+	pipelining := "pipelined where offered"
+	if !res.Pipelining {
+		pipelining = "one command a round trip"
+	}
+	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nrelay          %g ms added each way, %s\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
+		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.RelayLatencyMS, pipelining, res.Messages, res.Seconds,
+		res.MsgsPerSec, res.CPUSeconds, float64(res.PeakRSSBytes)/(1<<20))
 	if res.Acks != nil {
 		fmt.Fprintf(stdout, "acks           %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed, cpu %.1fs\n",
 			res.Acks.Requests, res.Acks.Seconds, res.Acks.PerSec, res.Acks.P50Millis, res.Acks.P99Millis,
