@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -25,6 +26,8 @@ type Envelope struct {
 	To      string
 	Subject string // for the outbox listing
 	Data    []byte
+	// Route is the route that took the message, set by a Router's Send.
+	Route string
 }
 
 // Sender delivers messages; it is safe for concurrent use. Send returns nil when the
@@ -120,6 +123,10 @@ type SMTPSender struct {
 	implicit bool
 	auth     *url.Userinfo
 	cfg      RelayConfig
+
+	// maxIdle, when above 0, is the most idle connections kept: a route throttled down to
+	// fewer connections closes the others as they come back.
+	maxIdle atomic.Int64
 
 	mu     sync.Mutex
 	idle   []*relayConn
@@ -219,12 +226,14 @@ func (s *SMTPSender) take(ctx context.Context) (c *relayConn, reused bool, err e
 
 func (s *SMTPSender) give(c *relayConn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		c.Close()
-		return
+	keep := !s.closed && (s.maxIdle.Load() <= 0 || int64(len(s.idle)) < s.maxIdle.Load())
+	if keep {
+		s.idle = append(s.idle, c)
 	}
-	s.idle = append(s.idle, c)
+	s.mu.Unlock()
+	if !keep {
+		c.quit()
+	}
 }
 
 // Send runs one SMTP transaction. A refused MAIL, RCPT or DATA leaves the connection

@@ -4,6 +4,7 @@ package mailer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -78,9 +79,12 @@ type MailServer struct {
 	// while the relay stays down. Only the dispatcher goroutine touches it.
 	relayPause time.Duration
 	relayDown  atomic.Bool
+	// waiting is set when no route had room for a message: the pass ends and the job waits.
+	waiting atomic.Pointer[WaitError]
 
 	mu       sync.Mutex
 	state    string
+	note     string // why the server waits, and until when
 	jobs     []int64
 	rate     float64
 	compiled map[int64]*jobMessages
@@ -140,7 +144,7 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return postoffice.MailServerStatus{
-		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state,
+		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state, Note: m.note,
 		Jobs: append([]int64(nil), m.jobs...), Queue: int(m.queue.Load()), Rate: m.rate,
 		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
 		ReportedAt: m.cfg.Now(),
@@ -150,6 +154,9 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 func (m *MailServer) setState(state string, jobs []int64) {
 	m.mu.Lock()
 	m.state, m.jobs = state, jobs
+	if state != "waiting" {
+		m.note = ""
+	}
 	m.mu.Unlock()
 }
 
@@ -240,6 +247,7 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	defer watcher.Wait()
 	defer halt() // ends the watcher; runs before the Wait above
 	m.relayDown.Store(false)
+	m.waiting.Store(nil)
 
 	work := make(chan claimedDelivery, m.cfg.Batch)
 	results := make(chan postoffice.Outcome, m.cfg.CommitSize)
@@ -267,6 +275,14 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		return time.Time{}, commitErr
 	}
 	now := m.cfg.Now()
+	if w := m.waiting.Load(); w != nil && ctx.Err() == nil {
+		// Our own limits: nothing was charged, the deliveries wait with the job.
+		m.mu.Lock()
+		m.state, m.note = "waiting", w.Error()
+		m.mu.Unlock()
+		m.cfg.Logger.Info("job waits", "job", job.Key, "reason", w.Reason, "until", w.Until)
+		return w.Until, nil
+	}
 	if m.relayDown.Load() {
 		m.relayPause = min(max(2*m.relayPause, time.Second), time.Minute)
 		m.cfg.Logger.Warn("relay unreachable; pausing", "job", job.Key, "for", m.relayPause)
@@ -505,7 +521,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 			if signed, err = m.cfg.DKIM.Sign(signed[:0], buf); err != nil {
 				// Not the consumer's doing, and no reason to send unsigned: retried, then
 				// given up, with the reason on the delivery.
-				results <- m.outcome(r, err, now)
+				results <- m.outcome(r, err, now, "")
 				continue
 			}
 			env.Data = signed
@@ -526,6 +542,11 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		if err != nil && ctx.Err() != nil {
 			continue // halted while sending: the delivery stays pending, no retry is counted
 		}
+		if wait := (*WaitError)(nil); errors.As(err, &wait) {
+			m.waiting.CompareAndSwap(nil, wait)
+			halt()
+			continue
+		}
 		if Classify(err) == VerdictRelayDown {
 			if !m.relayDown.Swap(true) {
 				m.cfg.Logger.Warn("relay unreachable", "err", err)
@@ -533,7 +554,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 			halt()
 			continue
 		}
-		results <- m.outcome(r, err, m.cfg.Now())
+		results <- m.outcome(r, err, m.cfg.Now(), env.Route)
 	}
 }
 
@@ -549,11 +570,12 @@ func (m *MailServer) returnPath(token string) string {
 }
 
 // outcome turns a send's result into what is recorded for the delivery.
-func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time) postoffice.Outcome {
+// route names the route that took a sent message, for its quotas.
+func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time, route string) postoffice.Outcome {
 	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now, Refusal: RefusalOf(err)}
 	switch Classify(err) {
 	case VerdictSent:
-		o.Kind = postoffice.OutcomeSent
+		o.Kind, o.Route = postoffice.OutcomeSent, route
 	case VerdictRejected:
 		o.Kind, o.Error = postoffice.OutcomeRejected, RejectionText(err)
 	case VerdictRetry:

@@ -99,6 +99,8 @@ type setup struct {
 	relayURL string
 	// dkim, when set, signs the messages, and checkEachOnce verifies them.
 	dkim *DKIMSigner
+	// sender, when set, makes the mail servers' Sender instead of one to the relay URL.
+	sender func(h *harness, relayURL string) Sender
 }
 
 // harness is a store with consumers and one running job, fully selected and assigned to mail
@@ -186,7 +188,10 @@ func newHarness(t *testing.T, s setup) *harness {
 	if s.relayURL != "" {
 		relayURL = s.relayURL
 	}
-	sender := newSender(t, relayURL, 5*time.Second)
+	var sender Sender = newSender(t, relayURL, 5*time.Second)
+	if s.sender != nil {
+		sender = s.sender(h, relayURL)
+	}
 	workers := s.workers
 	if workers == 0 {
 		workers = 4

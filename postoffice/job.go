@@ -124,6 +124,8 @@ type Outcome struct {
 	// Refusal is the relay's reply classified, when a reply refused the send; zero for
 	// anything else (a dropped connection, a local failure).
 	Refusal Refusal
+	// Route is the route that took a sent message ("" without routes): its quotas count it.
+	Route string
 }
 
 // Refusal is a relay's refusal of a send as the mail server classified it.

@@ -112,6 +112,9 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			return err
 		}
 	}
+	if err := countRouteSends(ctx, tx, outcomes); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
