@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"regexp"
@@ -560,4 +561,42 @@ func (w *window) roomAt(now time.Time, limit int) time.Time {
 		}
 	}
 	return now.Add(time.Duration(n) * w.width)
+}
+
+// WriteMetrics writes the routes' state in the Prometheus text format. Their URLs, and so
+// their passwords, are never written.
+func (r *Router) WriteMetrics(w io.Writer) {
+	statuses := r.Status()
+	type metric struct {
+		name, help, kind string
+		value            func(RouteStatus) float64
+	}
+	for _, mt := range []metric{
+		{"pointpost_route_sent_total", "Messages the route's relay answered.", "counter",
+			func(s RouteStatus) float64 { return float64(s.Sent) }},
+		{"pointpost_route_throttled_total", "Throttling answers from the route's relay (421, 451/454 4.7.x).", "counter",
+			func(s RouteStatus) float64 { return float64(s.Throttled) }},
+		{"pointpost_route_rate", "The route's rate now, messages a second (0: no limit of ours).", "gauge",
+			func(s RouteStatus) float64 { return s.Rate }},
+		{"pointpost_route_connections", "The most connections the route may open now (0: no limit of ours).", "gauge",
+			func(s RouteStatus) float64 { return float64(s.Connections) }},
+		{"pointpost_route_down", "1 while the route's relay is unreachable.", "gauge",
+			func(s RouteStatus) float64 {
+				if s.Down {
+					return 1
+				}
+				return 0
+			}},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", mt.name, mt.help, mt.name, mt.kind)
+		for _, s := range statuses {
+			fmt.Fprintf(w, "%s{route=%q} %g\n", mt.name, s.Name, mt.value(s))
+		}
+	}
+	fmt.Fprintf(w, "# HELP pointpost_route_quota_used Messages counted in a route's quota window.\n# TYPE pointpost_route_quota_used gauge\n")
+	for _, s := range statuses {
+		for _, q := range s.Quotas {
+			fmt.Fprintf(w, "pointpost_route_quota_used{route=%q,window=%q,limit=\"%d\"} %d\n", s.Name, q.Window.String(), q.Limit, q.Used)
+		}
+	}
 }

@@ -433,3 +433,20 @@ func TestThrottling(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterMetricsShowNoSecret(t *testing.T) {
+	r := newRouter(t, RouterConfig{Routes: []postoffice.Route{{Name: "ses", URL: "smtps://user:hunter2@relay.example",
+		Rate: 14, Connections: 3, Quotas: []postoffice.Quota{{Limit: 50000, Window: 24 * time.Hour}}}}})
+	var b strings.Builder
+	r.WriteMetrics(&b)
+	text := b.String()
+	for _, want := range []string{`pointpost_route_rate{route="ses"} 14`, `pointpost_route_connections{route="ses"} 3`,
+		`pointpost_route_throttled_total{route="ses"} 0`, `pointpost_route_quota_used{route="ses",window="24h0m0s",limit="50000"} 0`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "hunter2") || strings.Contains(text, "relay.example") {
+		t.Errorf("metrics show the relay URL:\n%s", text)
+	}
+}
