@@ -236,7 +236,7 @@ func (r *Router) Send(ctx context.Context, env *Envelope) error {
 	env.Route = ""
 	throttled := ""
 	for attempt := 0; attempt < 3*len(r.routes)+1; attempt++ {
-		ro, wait := r.pick()
+		ro, wait := r.pick(env.Pin)
 		if ro == nil {
 			return wait
 		}
@@ -285,13 +285,16 @@ func (r *Router) Send(ctx context.Context, env *Envelope) error {
 	return &WaitError{Reason: reason, Until: r.now().Add(coolFor)}
 }
 
-// pick reserves a message on the first route with room, preferring one not cooling after a
+// pick reserves a message on the first route with room (pin's alone, if set), preferring one not cooling after a
 // throttling answer. With none, it says why and until when the first will have room.
-func (r *Router) pick() (*route, *WaitError) {
+func (r *Router) pick(pin string) (*route, *WaitError) {
 	now := r.now()
 	var wait *WaitError
 	for _, cooling := range []bool{false, true} {
 		for _, ro := range r.routes {
+			if pin != "" && ro.Name != pin {
+				continue
+			}
 			reason, until := ro.reserve(now, cooling)
 			switch {
 			case reason == "":
@@ -304,6 +307,9 @@ func (r *Router) pick() (*route, *WaitError) {
 	}
 	if wait == nil {
 		wait = &WaitError{Reason: "no route", Until: now.Add(time.Minute)}
+		if pin != "" {
+			wait.Reason = "no route " + pin + " (the job is pinned to it)"
+		}
 	}
 	return nil, wait
 }

@@ -450,3 +450,37 @@ func TestRouterMetricsShowNoSecret(t *testing.T) {
 		t.Errorf("metrics show the relay URL:\n%s", text)
 	}
 }
+
+func TestRouterKeepsAPinnedMessageToItsRoute(t *testing.T) {
+	first, second := &Sink{Keep: true}, &Sink{Keep: true}
+	for _, s := range []*Sink{first, second} {
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	r := newRouter(t, RouterConfig{Routes: []postoffice.Route{
+		{Name: "main", URL: first.URL(), Quotas: []postoffice.Quota{{Limit: 1, Window: time.Hour}}},
+		{Name: "dedicated", URL: second.URL(), Priority: 1},
+	}})
+	env := envelope("a@example.com", 1)
+	env.Pin = "dedicated"
+	if err := r.Send(context.Background(), env); err != nil || env.Route != "dedicated" {
+		t.Errorf("pinned to dedicated, the message went by %q (%v)", env.Route, err)
+	}
+	env.Pin = "main"
+	for i, want := range []bool{true, false} {
+		err := r.Send(context.Background(), env)
+		if sent := err == nil; sent != want {
+			t.Errorf("pinned send %d to main (quota 1/h): %v, want sent %v", i, err, want)
+		}
+	}
+	env.Pin = "gone"
+	var wait *WaitError
+	if err := r.Send(context.Background(), env); !errors.As(err, &wait) || !strings.Contains(wait.Reason, "gone") {
+		t.Errorf("pinned to a missing route: %v, want to wait naming it", err)
+	}
+	if first.Count() != 1 || second.Count() != 1 {
+		t.Errorf("main took %d, dedicated %d; want 1 each", first.Count(), second.Count())
+	}
+}

@@ -28,6 +28,8 @@ type Envelope struct {
 	Data    []byte
 	// Route is the route that took the message, set by a Router's Send.
 	Route string
+	// Pin, when set, is the only route the message may leave by (its job's).
+	Pin string
 }
 
 // Sender delivers messages; it is safe for concurrent use. Send returns nil when the

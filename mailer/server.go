@@ -515,7 +515,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		}
 		buf, scratch = jm.build(buf[:0], r, token, account, dateHeader(now), scratch)
 		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
-		env.From, env.Subject = m.returnPath(token), job.Name
+		env.From, env.Subject, env.Pin = m.returnPath(token), job.Name, job.Route
 		if m.cfg.DKIM != nil {
 			var err error
 			if signed, err = m.cfg.DKIM.Sign(signed[:0], buf); err != nil {

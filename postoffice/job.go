@@ -49,6 +49,8 @@ type Job struct {
 	DoneReason   string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// Route, when set, is the only route the job's messages may leave by.
+	Route string
 }
 
 // Sendable reports whether the job may send at now.
