@@ -21,12 +21,18 @@ type Sink struct {
 	// Answer, when set, decides each message after DATA: nil accepts it, an *smtp.SMTPError
 	// refuses it, ErrDrop closes the connection without a reply.
 	Answer func(from, to string, data []byte) error
+	// Rate, when above 0, is the most messages the sink takes in a second, as a provider
+	// enforces it: MAIL beyond it is answered 454 4.7.0 Throttling failure.
+	Rate int
 
-	server   *smtp.Server
-	listener net.Listener
-	count    atomic.Int64
-	mu       sync.Mutex
-	kept     []SinkMessage
+	server    *smtp.Server
+	throttled atomic.Int64
+	second    atomic.Int64 // the unix second being counted, and its count
+	inSecond  atomic.Int64
+	listener  net.Listener
+	count     atomic.Int64
+	mu        sync.Mutex
+	kept      []SinkMessage
 }
 
 // SinkMessage is a message the sink accepted.
@@ -66,6 +72,25 @@ func (s *Sink) URL() string { return "smtp://" + s.Addr() }
 // Count is how many messages the sink has accepted.
 func (s *Sink) Count() int64 { return s.count.Load() }
 
+// Throttled is how many MAIL commands the sink answered 454 for going over its Rate.
+func (s *Sink) Throttled() int64 { return s.throttled.Load() }
+
+// overRate counts a MAIL and reports whether it goes over Rate.
+func (s *Sink) overRate() bool {
+	if s.Rate <= 0 {
+		return false
+	}
+	now := time.Now().Unix()
+	if old := s.second.Load(); old != now && s.second.CompareAndSwap(old, now) {
+		s.inSecond.Store(0)
+	}
+	if s.inSecond.Add(1) > int64(s.Rate) {
+		s.throttled.Add(1)
+		return true
+	}
+	return false
+}
+
 // Messages returns the kept messages.
 func (s *Sink) Messages() []SinkMessage {
 	s.mu.Lock()
@@ -88,10 +113,16 @@ type sinkSession struct {
 	buf      bytes.Buffer
 }
 
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error { ss.from = from; return nil }
-func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error   { ss.to = to; return nil }
-func (ss *sinkSession) Reset()                                      { ss.from, ss.to = "", "" }
-func (ss *sinkSession) Logout() error                               { return nil }
+func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.sink.overRate() {
+		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Throttling failure: Maximum sending rate exceeded"}
+	}
+	ss.from = from
+	return nil
+}
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error { ss.to = to; return nil }
+func (ss *sinkSession) Reset()                                    { ss.from, ss.to = "", "" }
+func (ss *sinkSession) Logout() error                             { return nil }
 
 func (ss *sinkSession) Data(r io.Reader) error {
 	ss.buf.Reset()

@@ -64,3 +64,27 @@ func TestDelayProxy(t *testing.T) {
 		t.Error("the proxy still listens after Close")
 	}
 }
+
+func TestSinkEnforcesItsRate(t *testing.T) {
+	sink := &Sink{Rate: 3}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	s := newSender(t, sink.URL(), 5*time.Second)
+	seconds := map[int64]bool{}
+	for i := range 10 {
+		seconds[time.Now().Unix()] = true
+		err := s.Send(context.Background(), envelope("a@example.com", i))
+		seconds[time.Now().Unix()] = true
+		if err != nil && !Throttling(err) {
+			t.Errorf("send %d: %v, want accepted or throttled", i, err)
+		}
+	}
+	if sink.Count()+sink.Throttled() != 10 {
+		t.Errorf("sink took %d and throttled %d of 10", sink.Count(), sink.Throttled())
+	}
+	if max := int64(3 * len(seconds)); sink.Count() > max {
+		t.Errorf("sink took %d within %d seconds at 3 a second", sink.Count(), len(seconds))
+	}
+}
