@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/mail"
@@ -136,10 +137,17 @@ type Config struct {
 	// RelayNoPipelining sends one SMTP command a round trip even where the relay offers
 	// PIPELINING: bench --no-pipelining measures what pipelining gains.
 	RelayNoPipelining bool
+	// RelayRate, RelayQuotas and RelayConnections are the limits of the route --relay
+	// defines, the first of the routes.
+	RelayRate        float64
+	RelayQuotas      []postoffice.Quota
+	RelayConnections int
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
 	given map[string]bool
+	// envErr are the environment's malformed values.
+	envErr []error
 }
 
 // flags binds Config to a flag set; each flag's default comes from its env variable.
@@ -162,6 +170,7 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.HTTP, "http", "POINTPOST_HTTP", "127.0.0.1:8080", "address of the web server (toolbox and consumer pages)")
 	str(&c.SMTP, "smtp", "POINTPOST_SMTP", "127.0.0.1:2525", "address of the SMTP receiver for replies")
 	str(&c.Relay, "relay", "POINTPOST_RELAY", "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")
+	c.relayLimits(fs, getenv)
 	num(&c.MailServers, "mail-servers", "POINTPOST_MAIL_SERVERS", 4, "number of in-process mail servers")
 	num(&c.Workers, "connections", "POINTPOST_CONNECTIONS", 16, "messages in flight (relay connections) per mail server")
 	str(&c.From, "from", "POINTPOST_FROM", "Pointpost <invitations@pointpost.localhost>", "From address of invitations")
@@ -208,6 +217,71 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.LogLevel, "log", "POINTPOST_LOG", "info", "log level: debug, info, warn, error")
 }
 
+// relayLimits binds the limits of the route --relay defines.
+func (c *Config) relayLimits(fs *flag.FlagSet, getenv func(string) string) {
+	setRate := func(v string) error {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(r > 0) || math.IsInf(r, 0) {
+			return errors.New("must be a number of messages a second, more than 0")
+		}
+		c.RelayRate = r
+		return nil
+	}
+	if v := getenv("POINTPOST_RELAY_RATE"); v != "" {
+		if err := setRate(v); err != nil {
+			c.envErr = append(c.envErr, fmt.Errorf("POINTPOST_RELAY_RATE: %w", err))
+		}
+	}
+	fs.Func("relay-rate", "messages a second the relay takes, across every mail server (env POINTPOST_RELAY_RATE) (default: none, found from its throttling)", setRate)
+	for q := range strings.SplitSeq(getenv("POINTPOST_RELAY_QUOTA"), ",") {
+		if strings.TrimSpace(q) == "" {
+			continue
+		}
+		quota, err := mailer.ParseQuota(q)
+		if err != nil {
+			c.envErr = append(c.envErr, fmt.Errorf("POINTPOST_RELAY_QUOTA: %w", err))
+		}
+		c.RelayQuotas = append(c.RelayQuotas, quota)
+	}
+	fromEnv := len(c.RelayQuotas) > 0
+	fs.Func("relay-quota", "at most N messages in any DURATION through the relay, as 50000/24h; repeatable (env POINTPOST_RELAY_QUOTA, comma-separated)", func(v string) error {
+		if fromEnv { // flags replace the environment's quotas
+			c.RelayQuotas, fromEnv = nil, false
+		}
+		q, err := mailer.ParseQuota(v)
+		c.RelayQuotas = append(c.RelayQuotas, q)
+		return err
+	})
+	conns := 0
+	if v := getenv("POINTPOST_RELAY_CONNECTIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			c.envErr = append(c.envErr, errors.New("POINTPOST_RELAY_CONNECTIONS: must be 0 (no limit) or more"))
+		}
+		conns = n
+	}
+	fs.IntVar(&c.RelayConnections, "relay-connections", conns, "most connections open to the relay across every mail server; 0: no limit (env POINTPOST_RELAY_CONNECTIONS)")
+}
+
+// routes are the ways out: the one --relay defines first, then the database's.
+func (c *Config) routes(ctx context.Context, st *store.Store) ([]postoffice.Route, error) {
+	saved, err := st.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.Relay == "" {
+		return saved, nil
+	}
+	routes := []postoffice.Route{{Name: "relay", URL: c.Relay, Rate: c.RelayRate, Quotas: c.RelayQuotas,
+		Connections: c.RelayConnections}}
+	for _, r := range saved {
+		if r.Name != "relay" { // the flags' route wins over a saved one of its name
+			routes = append(routes, r)
+		}
+	}
+	return routes, nil
+}
+
 func (c *Config) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
@@ -222,6 +296,12 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 		return nil, nil, err
 	}
 	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
+	if len(c.envErr) > 0 {
+		return nil, nil, errors.Join(c.envErr...)
+	}
+	if c.RelayConnections < 0 {
+		return nil, nil, errors.New("--relay-connections must be 0 (no limit) or more")
+	}
 	if c.MailServers < 1 {
 		return nil, nil, errors.New("--mail-servers must be at least 1")
 	}
@@ -245,6 +325,8 @@ type app struct {
 	po     *postoffice.PostOffice
 	pool   *mailer.Pool
 	sender mailer.Sender
+	// router is sender when there are routes, nil with the embedded outbox.
+	router *mailer.Router
 	// signed is sender with DKIM signing, for mail written outside the mail servers.
 	signed mailer.Sender
 	dkim   *mailer.DKIMSigner
@@ -289,16 +371,30 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*a
 	if !withMail {
 		return a, nil
 	}
-	if cfg.Relay == "" {
-		a.sender = mailer.NewOutbox(st)
-	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain,
-		NoPipelining: cfg.RelayNoPipelining}); err != nil {
+	routes, err := cfg.routes(ctx, st)
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	relay := "embedded outbox"
-	if cfg.Relay != "" {
-		relay = mailer.RedactURL(cfg.Relay)
+	if len(routes) == 0 {
+		a.sender = mailer.NewOutbox(st)
+	} else {
+		a.router, err = mailer.NewRouter(ctx, mailer.RouterConfig{Routes: routes, Store: st, HelloName: cfg.ReplyDomain,
+			NoPipelining: cfg.RelayNoPipelining, Logger: log})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		a.sender = a.router
+		var names []string
+		for _, r := range routes {
+			names = append(names, r.Name+" "+mailer.RedactURL(r.URL))
+		}
+		relay = strings.Join(names, ", ")
+		if len(routes) == 1 {
+			relay = mailer.RedactURL(routes[0].URL)
+		}
 	}
 	if err := st.RegisterMailServers(ctx, cfg.MailServers, relay); err != nil {
 		a.close()
@@ -454,6 +550,9 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)
+		if a.router != nil {
+			a.router.WriteMetrics(w)
+		}
 		a.writeQueueMetrics(r.Context(), w)
 	})
 	return mux
@@ -790,6 +889,8 @@ type benchResult struct {
 	SelectionSeconds float64 `json:"selection_seconds"`
 	SeedSeconds      float64 `json:"seed_seconds"`
 	SinkMessages     int64   `json:"sink_messages,omitempty"`
+	// SinkThrottled counts the sink's 454 answers (--sink-rate).
+	SinkThrottled int64 `json:"sink_throttled"`
 	// RelayLatencyMS is the delay added each way to the relay; Pipelining whether the mail
 	// servers could pipeline.
 	RelayLatencyMS float64 `json:"relay_latency_ms"`
@@ -818,6 +919,8 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	dkimKind := fs.String("dkim", "", "sign every message with a new DKIM key of this kind: rsa or ed25519 (default: unsigned)")
 	latency := fs.Duration("relay-latency", 0, "hold each direction's bytes to and from the relay this long, through an in-process proxy: a relay that far away")
 	noPipelining := fs.Bool("no-pipelining", false, "send one SMTP command a round trip even where the relay offers PIPELINING")
+	relayRate := fs.Float64("relay-rate", 0, "tell the route the relay's rate, messages a second (default: none)")
+	enforce := fs.Int("sink-rate", 0, "the in-process sink takes at most this many messages a second, answering 454 4.7.0 beyond (default: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -836,7 +939,7 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	var sink *mailer.Sink
 	if *relay == "" {
-		sink = &mailer.Sink{}
+		sink = &mailer.Sink{Rate: *enforce}
 		if err := sink.Start("127.0.0.1:0"); err != nil {
 			return err
 		}
@@ -856,7 +959,7 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 		u.Host = proxy.Addr()
 		*relay = u.String()
 	}
-	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, RelayNoPipelining: *noPipelining, MailServers: *servers,
+	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: *relay, RelayNoPipelining: *noPipelining, RelayRate: *relayRate, MailServers: *servers,
 		Workers: *conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
 		SoftBounces: 3, DKIMKey: "off", DKIMKind: *dkimKind, DKIMSelector: "bench"}
 	if *dkimKind != "" {
@@ -922,7 +1025,7 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	res.Messages = counts.Sent
 	res.MsgsPerSec = float64(counts.Sent) / res.Seconds
 	if sink != nil {
-		res.SinkMessages = sink.Count()
+		res.SinkMessages, res.SinkThrottled = sink.Count(), sink.Throttled()
 	}
 	if *keep {
 		fmt.Fprintln(os.Stderr, "database kept at", cfg.DB)
@@ -951,6 +1054,10 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nrelay          %g ms added each way, %s\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
 		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.RelayLatencyMS, pipelining, res.Messages, res.Seconds,
 		res.MsgsPerSec, res.CPUSeconds, float64(res.PeakRSSBytes)/(1<<20))
+	if res.SinkThrottled > 0 {
+		fmt.Fprintf(stdout, "throttled      %d answers of 454 from the sink (%.1f%% of tries)\n", res.SinkThrottled,
+			100*float64(res.SinkThrottled)/float64(res.SinkThrottled+res.SinkMessages))
+	}
 	if res.Acks != nil {
 		fmt.Fprintf(stdout, "acks           %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed, cpu %.1fs\n",
 			res.Acks.Requests, res.Acks.Seconds, res.Acks.PerSec, res.Acks.P50Millis, res.Acks.P99Millis,
