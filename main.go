@@ -61,6 +61,7 @@ commands:
   user add --operator EMAIL | --issuer SLUG EMAIL   a toolbox account; prints its invitation link
   user link EMAIL             a new one-time link for a user to set a password
   apikey create --operator | ISSUER [--name NAME]   a key for the JSON API; prints it once
+  route list|add|set|remove [NAME]   outbound routes: relays with their rate, quotas, connections
   bench                       measure end-to-end sending against an in-process SMTP sink
 
 Run 'pointpost COMMAND -h' for a command's flags.`
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return jobCommand(ctx, args[1:], getenv, stdout)
 	case "bench":
 		return benchCommand(ctx, args[1:], getenv, stdout)
+	case "route":
+		return routeCommand(ctx, args[1:], getenv, stdout)
 	case "consumer":
 		return consumerCommand(ctx, args[1:], getenv, stdout)
 	case "settle":
@@ -863,9 +866,20 @@ func jobCommand(ctx context.Context, args []string, getenv func(string) string, 
 		if err != nil {
 			return err
 		}
+		out := map[string]any{"job": job, "counts": counts}
+		// A job held by our own limits says why and until when, as its mail server reported.
+		servers, err := a.store.MailServers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ms := range servers {
+			if ms.ID == job.MailServerID && ms.Note != "" && job.State == postoffice.JobRunning {
+				out["waiting"] = ms.Note
+			}
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"job": job, "counts": counts})
+		return enc.Encode(out)
 	case "suspend":
 		return a.po.Suspend(ctx, key)
 	case "resume":

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRouteCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "r.db")
+	env := func(string) string { return "" }
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := routeCommand(context.Background(), append(args, "--db", db), env, &out)
+		return out.String(), err
+	}
+	if out, err := run("add", "ses", "--url", "smtps://key:hunter2@email-smtp.example:465", "--rate", "14",
+		"--quota", "50000/24h", "--quota", "3000/1h", "--max-connections", "4"); err != nil || strings.Contains(out, "hunter2") {
+		t.Fatalf("route add: %q, %v", out, err)
+	}
+	if _, err := run("add", "spare", "--url", "smtp://relay.example:587", "--priority", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("set", "ses", "--rate", "20"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ses ", " 20 ", "50000/24h0m0s,3000/1h0m0s", "smtps://key:xxxxx@email-smtp.example:465", "spare "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("route list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("route list shows the password:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"add", "bad", "--url", "http://relay.example"}, "url"},
+		{[]string{"add", "bad"}, "url: required"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "0"}, "rate"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "-3"}, "rate"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--quota", "10/0s"}, "window"},
+		{[]string{"add", "ses", "--url", "smtp://relay.example"}, "exists"},
+		{[]string{"set", "nope", "--rate", "3"}, "not found"},
+		{[]string{"remove", "nope"}, "not found"},
+		{[]string{"frobnicate", "x"}, "usage"},
+	} {
+		if _, err := run(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("route %q = %v, want an error about %s", tc.args, err, tc.want)
+		}
+	}
+	if _, err := run("remove", "spare"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := run("list"); strings.Contains(out, "spare") {
+		t.Errorf("removed route still listed:\n%s", out)
+	}
+}
