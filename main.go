@@ -54,6 +54,7 @@ commands:
   import consumers FILE.csv   add or update consumers from a CSV file
   campaign create FILE.json   define a job from a campaign file; prints its job key
   job list|show|suspend|resume|stop|schedule [KEY]
+  job pin KEY ROUTE           send a job by that route alone ("" for any)
   consumer EMAIL [--json]     a consumer's timeline: deliveries, acknowledgements, points
   settle                      post pending points into consumer accounts now
   issuer budget SLUG POINTS   cap the points an issuer's rules may award in all (0: no cap)
@@ -822,7 +823,7 @@ func campaignCommand(ctx context.Context, args []string, getenv func(string) str
 
 func jobCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: pointpost job list|show|suspend|resume|stop|schedule [KEY]")
+		return errors.New("usage: pointpost job list|show|suspend|resume|stop|schedule [KEY] | pin KEY ROUTE")
 	}
 	verb := args[0]
 	a, fs, err := storeOnly(ctx, "job "+verb, args[1:], getenv)
@@ -848,6 +849,15 @@ func jobCommand(ctx context.Context, args []string, getenv func(string) string, 
 			fmt.Fprintf(stdout, "%-6d %-10s %-9s %-24.24s %9d %9d %d\n", j.Key, j.IssuerSlug, state, j.Name, j.Selected, counts.Sent, j.MailServerID)
 		}
 		return nil
+	}
+	if verb == "pin" && fs.NArg() == 2 {
+		// The job leaves only by this route ("" for any): the mail server ID of FIG. 4's
+		// control table, as routes have made it.
+		key, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		if err != nil {
+			return fmt.Errorf("job key %q is not a number", fs.Arg(0))
+		}
+		return a.store.PinJobRoute(ctx, key, fs.Arg(1))
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("usage: pointpost job %s KEY", verb)

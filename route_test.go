@@ -57,6 +57,12 @@ func TestRouteCommand(t *testing.T) {
 			t.Errorf("route %q = %v, want an error about %s", tc.args, err, tc.want)
 		}
 	}
+	// A job is pinned by job pin; a missing job or route is an error.
+	for _, args := range [][]string{{"pin", "--db", db, "42", "ses"}, {"pin", "--db", db, "42", "nope"}} {
+		if err := jobCommand(context.Background(), args, env, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("job %q = %v, want not found", args, err)
+		}
+	}
 	if _, err := run("remove", "spare"); err != nil {
 		t.Fatal(err)
 	}
