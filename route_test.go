@@ -70,3 +70,36 @@ func TestRouteCommand(t *testing.T) {
 		t.Errorf("removed route still listed:\n%s", out)
 	}
 }
+
+func TestRelayLimitFlags(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cfg, _, err := parseConfig("serve", []string{"--relay", "smtp://relay.example", "--relay-rate", "14",
+		"--relay-quota", "50000/24h", "--relay-quota", "200/1m", "--relay-connections", "3"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RelayRate != 14 || len(cfg.RelayQuotas) != 2 || cfg.RelayQuotas[1].Limit != 200 || cfg.RelayConnections != 3 {
+		t.Errorf("parsed %v %v %v", cfg.RelayRate, cfg.RelayQuotas, cfg.RelayConnections)
+	}
+	cfg, _, err = parseConfig("serve", nil, env(map[string]string{"POINTPOST_RELAY_QUOTA": "10/1h, 100/24h", "POINTPOST_RELAY_RATE": "2.5"}))
+	if err != nil || len(cfg.RelayQuotas) != 2 || cfg.RelayRate != 2.5 {
+		t.Errorf("from the environment: %+v, %v", cfg, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--relay-rate", "0"}, nil, "relay-rate"},
+		{[]string{"--relay-rate", "x"}, nil, "relay-rate"},
+		{[]string{"--relay-quota", "10/0s"}, nil, "window"},
+		{[]string{"--relay-connections", "-1"}, nil, "relay-connections"},
+		{nil, map[string]string{"POINTPOST_RELAY_RATE": "fast"}, "POINTPOST_RELAY_RATE"},
+		{nil, map[string]string{"POINTPOST_RELAY_QUOTA": "lots"}, "POINTPOST_RELAY_QUOTA"},
+		{nil, map[string]string{"POINTPOST_RELAY_CONNECTIONS": "-2"}, "POINTPOST_RELAY_CONNECTIONS"},
+	} {
+		if _, _, err := parseConfig("serve", tc.args, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseConfig(%q, %v) = %v, want an error naming %s", tc.args, tc.env, err, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
@@ -482,5 +483,34 @@ func TestRouterKeepsAPinnedMessageToItsRoute(t *testing.T) {
 	}
 	if first.Count() != 1 || second.Count() != 1 {
 		t.Errorf("main took %d, dedicated %d; want 1 each", first.Count(), second.Count())
+	}
+}
+
+func TestRouterLogsNoPassword(t *testing.T) {
+	var logs logBuffer
+	l := serveSMTP(t, &limitedRelay{sink: &Sink{}, rate: 1})
+	addr := l.Addr().String()
+	r := newRouter(t, RouterConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Routes: []postoffice.Route{
+		{Name: "ses", URL: "smtp://key:hunter2@" + addr}}})
+	for i := range 4 { // the relay takes one a second: throttling answers get logged
+		err := r.Send(context.Background(), envelope("a@example.com", i))
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("send error %q shows the password", err)
+		}
+	}
+	l.Close()
+	r.Send(context.Background(), envelope("a@example.com", 9))
+	var metrics strings.Builder
+	r.WriteMetrics(&metrics)
+	if strings.Contains(logs.String(), "hunter2") || strings.Contains(metrics.String(), "hunter2") {
+		t.Errorf("the password shows in logs or metrics:\n%s\n%s", logs.String(), metrics.String())
+	}
+	if !strings.Contains(logs.String(), "route=ses") {
+		t.Errorf("nothing was logged, so the test proves nothing:\n%s", logs.String())
+	}
+	for _, st := range r.Status() {
+		if strings.Contains(st.URL, "hunter2") {
+			t.Errorf("status URL %q shows the password", st.URL)
+		}
 	}
 }
