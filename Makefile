@@ -30,6 +30,9 @@ check: generate
 
 bench: build
 	$(BIN) bench --consumers 100000
+	@rate() { $(BIN) bench --consumers 3000 --relay-latency 10ms --json "$$@" | sed -E 's/.*"msgs_per_sec":([0-9.]+).*/\1/'; }; \
+	p=$$(rate) && u=$$(rate --no-pipelining) && \
+	printf 'relay 10 ms each way, 16 connections: pipelined %.0f msg/s, one command a round trip %.0f msg/s\n' $$p $$u
 	$(GO) test -run '^$$' -bench . -benchtime 2x ./mailer/ ./postoffice/
 
 # The fault tests, verbose, with their figures: a 100k-recipient job killed with SIGKILL at

@@ -29,6 +29,8 @@ type app struct {
 	po     *postoffice.PostOffice
 	pool   *mailer.Pool
 	sender mailer.Sender
+	// router is sender when there are routes, nil with the embedded outbox.
+	router *mailer.Router
 	// signed is sender with DKIM signing, for mail written outside the mail servers.
 	signed mailer.Sender
 	dkim   *mailer.DKIMSigner
@@ -87,13 +89,28 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 	if !withMail {
 		return nil
 	}
-	relay := "embedded outbox"
-	if cfg.Relay == "" {
-		a.sender = mailer.NewOutbox(st)
-	} else if a.sender, err = mailer.NewSMTPSender(mailer.RelayConfig{URL: cfg.Relay, HelloName: cfg.ReplyDomain}); err != nil {
+	routes, err := cfg.routes(ctx, st)
+	if err != nil {
 		return err
+	}
+	relay := "embedded outbox"
+	if len(routes) == 0 {
+		a.sender = mailer.NewOutbox(st)
 	} else {
-		relay = mailer.RedactURL(cfg.Relay)
+		a.router, err = mailer.NewRouter(ctx, mailer.RouterConfig{Routes: routes, Store: st, HelloName: cfg.ReplyDomain,
+			NoPipelining: cfg.RelayNoPipelining, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.sender = a.router
+		var names []string
+		for _, r := range routes {
+			names = append(names, r.Name+" "+mailer.RedactURL(r.URL))
+		}
+		relay = strings.Join(names, ", ")
+		if len(routes) == 1 {
+			relay = mailer.RedactURL(routes[0].URL)
+		}
 	}
 	if err := st.RegisterMailServers(ctx, cfg.MailServers, relay); err != nil {
 		return err
@@ -244,6 +261,9 @@ func (a *app) metricsHandler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.pool.WriteMetrics(w)
+		if a.router != nil {
+			a.router.WriteMetrics(w)
+		}
 		a.writeQueueMetrics(r.Context(), w)
 	})
 	return mux

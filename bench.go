@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -33,6 +34,12 @@ type benchResult struct {
 	SelectionSeconds float64 `json:"selection_seconds"`
 	SeedSeconds      float64 `json:"seed_seconds"`
 	SinkMessages     int64   `json:"sink_messages,omitempty"`
+	// SinkThrottled counts the sink's 454 answers (--sink-rate).
+	SinkThrottled int64 `json:"sink_throttled"`
+	// RelayLatencyMS is the delay added each way to the relay; Pipelining whether the mail
+	// servers could pipeline.
+	RelayLatencyMS float64 `json:"relay_latency_ms"`
+	Pipelining     bool    `json:"pipelining"`
 	// Acks measures Submit POSTs over loopback, each answered after its durable commit.
 	Acks *loadResult `json:"acks,omitempty"`
 	// Replies measures e-mail replies to the receiver over SMTP, each answered after its commit.
@@ -64,19 +71,28 @@ func benchCommand(e *cli) *cobra.Command {
 	fs.IntVar(&o.replies, "replies", 0, "then reply by e-mail to this many invitations, over SMTP to the receiver")
 	fs.IntVar(&o.replyConns, "reply-connections", 16, "concurrent SMTP connections for --replies")
 	fs.StringVar(&o.dkimKind, "dkim", "", "sign every message with a new DKIM key of this kind: rsa or ed25519 (default: unsigned)")
+	fs.DurationVar(&o.latency, "relay-latency", 0, "hold each direction's bytes to and from the relay this long, through an in-process proxy: a relay that far away")
+	fs.BoolVar(&o.noPipelining, "no-pipelining", false, "send one SMTP command a round trip even where the relay offers PIPELINING")
+	fs.Float64Var(&o.relayRate, "relay-rate", 0, "tell the route the relay's rate, messages a second (default: none)")
+	fs.IntVar(&o.sinkRate, "sink-rate", 0, "the in-process sink takes at most this many messages a second, answering 454 4.7.0 beyond (default: no limit)")
 	return cmd
 }
 
 // benchOptions are bench's flags.
 type benchOptions struct {
-	consumers, servers, conns, acks, ackConns, replies, replyConns int
-	relay, cpuProfile, dkimKind                                    string
-	asJSON, keep                                                   bool
+	consumers, servers, conns, acks, ackConns, replies, replyConns, sinkRate int
+	relay, cpuProfile, dkimKind                                              string
+	asJSON, keep, noPipelining                                               bool
+	latency                                                                  time.Duration
+	relayRate                                                                float64
 }
 
 func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.consumers < 1 {
 		return errors.New("--consumers must be at least 1")
+	}
+	if o.latency < 0 {
+		return errors.New("--relay-latency must not be negative")
 	}
 	dir, err := os.MkdirTemp("", "pointpost-bench-")
 	if err != nil {
@@ -87,14 +103,28 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	}
 	var sink *mailer.Sink
 	if o.relay == "" {
-		sink = &mailer.Sink{}
+		sink = &mailer.Sink{Rate: o.sinkRate}
 		if err := sink.Start("127.0.0.1:0"); err != nil {
 			return err
 		}
 		defer sink.Close()
 		o.relay = sink.URL()
 	}
+	if o.latency > 0 {
+		u, err := url.Parse(o.relay)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("--relay %q: not a relay URL", mailer.RedactURL(o.relay))
+		}
+		proxy := &mailer.DelayProxy{Target: u.Host, Delay: o.latency}
+		if err := proxy.Start("127.0.0.1:0"); err != nil {
+			return err
+		}
+		defer proxy.Close()
+		u.Host = proxy.Addr()
+		o.relay = u.String()
+	}
 	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: o.relay, MailServers: o.servers,
+		RelayNoPipelining: o.noPipelining, RelayRate: o.relayRate,
 		Workers: o.conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
 		SoftBounces: 3, DKIMKey: "off", DKIMKind: o.dkimKind, DKIMSelector: "bench"}
 	if o.dkimKind != "" {
@@ -111,7 +141,8 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if err := a.seedConsumers(ctx, o.consumers, 7); err != nil {
 		return err
 	}
-	res := benchResult{Consumers: o.consumers, SeedSeconds: time.Since(t).Seconds()}
+	res := benchResult{Consumers: o.consumers, SeedSeconds: time.Since(t).Seconds(),
+		RelayLatencyMS: float64(o.latency) / float64(time.Millisecond), Pipelining: !o.noPipelining}
 	job, _, err := a.po.CreateJob(ctx, demoCampaign(a.po.Now().Add(-time.Second), o.consumers))
 	if err != nil {
 		return err
@@ -159,7 +190,7 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	res.Messages = counts.Sent
 	res.MsgsPerSec = float64(counts.Sent) / res.Seconds
 	if sink != nil {
-		res.SinkMessages = sink.Count()
+		res.SinkMessages, res.SinkThrottled = sink.Count(), sink.Throttled()
 	}
 	if o.keep {
 		fmt.Fprintln(os.Stderr, "database kept at", cfg.DB)
@@ -181,9 +212,17 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
-		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.Messages, res.Seconds, res.MsgsPerSec, res.CPUSeconds,
-		float64(res.PeakRSSBytes)/(1<<20))
+	pipelining := "pipelined where offered"
+	if !res.Pipelining {
+		pipelining = "one command a round trip"
+	}
+	fmt.Fprintf(stdout, "consumers      %d (seeded in %.1fs)\nselection      %.2fs\nrelay          %g ms added each way, %s\nmessages       %d sent in %.2fs\nrate           %.0f msg/s\ncpu            %.1fs\npeak rss       %.1f MB\n",
+		res.Consumers, res.SeedSeconds, res.SelectionSeconds, res.RelayLatencyMS, pipelining, res.Messages, res.Seconds,
+		res.MsgsPerSec, res.CPUSeconds, float64(res.PeakRSSBytes)/(1<<20))
+	if res.SinkThrottled > 0 {
+		fmt.Fprintf(stdout, "throttled      %d answers of 454 from the sink (%.1f%% of tries)\n", res.SinkThrottled,
+			100*float64(res.SinkThrottled)/float64(res.SinkThrottled+res.SinkMessages))
+	}
 	if res.Acks != nil {
 		fmt.Fprintf(stdout, "acks           %d in %.2fs: %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d failed, cpu %.1fs\n",
 			res.Acks.Requests, res.Acks.Seconds, res.Acks.PerSec, res.Acks.P50Millis, res.Acks.P99Millis,

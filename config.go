@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"pointpost/mailer"
+	"pointpost/postoffice"
+	"pointpost/store"
 	"pointpost/web"
 )
 
@@ -47,10 +53,21 @@ type Config struct {
 	trustedProxies string
 	// Version names this binary in the toolbox and in the database it opens.
 	Version string
+	// RelayNoPipelining sends one SMTP command a round trip even where the relay offers
+	// PIPELINING: bench --no-pipelining measures what pipelining gains.
+	RelayNoPipelining bool
+	// RelayRate, RelayQuotas and RelayConnections are the limits of the route --relay
+	// defines, the first of the routes.
+	RelayRate        float64
+	RelayQuotas      []postoffice.Quota
+	RelayConnections int
+	relayQuotas      []string
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page and over what the database remembers.
 	given map[string]bool
+	// fromEnv names the environment variable of each flag the environment set.
+	fromEnv map[string]string
 }
 
 // envAnnotation marks a flag with the environment variable that sets it.
@@ -105,6 +122,13 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"smtp", "POINTPOST_SMTP", str(&c.SMTP, "127.0.0.1:2525", "address of the SMTP receiver for replies")},
 		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
 		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},
+		{"relay-rate", "POINTPOST_RELAY_RATE", func(name string) {
+			fs.Float64Var(&c.RelayRate, name, 0, "messages a second the relay takes, across every mail server (default: none, found from its throttling)")
+		}},
+		{"relay-quota", "POINTPOST_RELAY_QUOTA", func(name string) {
+			fs.StringSliceVar(&c.relayQuotas, name, nil, "at most N messages in any DURATION through the relay, as 50000/24h; repeatable (env: comma-separated)")
+		}},
+		{"relay-connections", "POINTPOST_RELAY_CONNECTIONS", num(&c.RelayConnections, 0, "most connections open to the relay across every mail server; 0: no limit")},
 		{"mail-servers", "POINTPOST_MAIL_SERVERS", num(&c.MailServers, 4, "number of in-process mail servers")},
 		{"connections", "POINTPOST_CONNECTIONS", num(&c.Workers, 16, "messages in flight (relay connections) per mail server")},
 		{"from", "POINTPOST_FROM", str(&c.From, "Pointpost <invitations@pointpost.localhost>", "From address of invitations")},
@@ -139,10 +163,12 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 func (c *Config) load(fs *pflag.FlagSet, getenv func(string) string) error {
 	var errs []error
 	c.given = map[string]bool{}
+	c.fromEnv = map[string]string{}
 	fs.VisitAll(func(f *pflag.Flag) {
 		env := f.Annotations[envAnnotation]
 		if !f.Changed && len(env) == 1 {
 			if v := getenv(env[0]); v != "" {
+				c.fromEnv[f.Name] = env[0]
 				if err := fs.Set(f.Name, v); err != nil {
 					errs = append(errs, fmt.Errorf("%s=%q: %w", env[0], v, err))
 				}
@@ -170,11 +196,21 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		{"password-cost", c.PasswordCost < 4 || c.PasswordCost > 31, "from 4 to 31"},
 		{"retry-base", c.RetryBase <= 0, "positive"},
 		{"settle-interval", c.SettleEvery <= 0, "positive"},
+		{"relay-rate", fs.Changed("relay-rate") && !(c.RelayRate > 0 && !math.IsInf(c.RelayRate, 0)), "a number of messages a second, more than 0"},
+		{"relay-connections", c.RelayConnections < 0, "0 (no limit) or more"},
 		{"log-format", c.LogFormat != "text" && c.LogFormat != "json", "text or json"},
 	} {
 		if r.bad && fs.Lookup(r.flag) != nil {
-			return fmt.Errorf("--%s must be %s", r.flag, r.want)
+			return fmt.Errorf("%s must be %s", c.source(r.flag), r.want)
 		}
+	}
+	c.RelayQuotas = nil
+	for _, q := range c.relayQuotas {
+		quota, err := mailer.ParseQuota(strings.TrimSpace(q))
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", c.source("relay-quota"), q, err)
+		}
+		c.RelayQuotas = append(c.RelayQuotas, quota)
 	}
 	if fs.Lookup("trusted-proxies") != nil {
 		proxies, err := web.ParseTrustedProxies(c.trustedProxies)
@@ -192,6 +228,14 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 	return nil
 }
 
+// source names where a flag's value came from: the flag, or its environment variable.
+func (c *Config) source(flag string) string {
+	if env, ok := c.fromEnv[flag]; ok {
+		return env
+	}
+	return "--" + flag
+}
+
 // logger writes the log in the chosen format; the fields are the same in both.
 func (c *Config) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -201,4 +245,23 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// routes are the ways out: the one --relay defines first, then the database's.
+func (c *Config) routes(ctx context.Context, st *store.Store) ([]postoffice.Route, error) {
+	saved, err := st.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.Relay == "" {
+		return saved, nil
+	}
+	routes := []postoffice.Route{{Name: "relay", URL: c.Relay, Rate: c.RelayRate, Quotas: c.RelayQuotas,
+		Connections: c.RelayConnections}}
+	for _, r := range saved {
+		if r.Name != "relay" { // the flags' route wins over a saved one of its name
+			routes = append(routes, r)
+		}
+	}
+	return routes, nil
 }

@@ -87,15 +87,27 @@ func jobCommand(e *cli) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		out := map[string]any{"job": job, "counts": counts}
+		// A job held by our own limits says why and until when, as its mail server reported.
+		servers, err := a.store.MailServers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ms := range servers {
+			if ms.ID == job.MailServerID && ms.Note != "" && job.State == postoffice.JobRunning {
+				out["waiting"] = ms.Note
+			}
+		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"job": job, "counts": counts})
+		return enc.Encode(out)
 	})
 	return group("job", "list, inspect and steer jobs", list, show,
 		jobVerb(e, "suspend", "set a job's suspend flag: its mail server halts within a second", func(ctx context.Context, a *app, key int64) error { return a.po.Suspend(ctx, key) }),
 		jobVerb(e, "resume", "clear a job's suspend flag", func(ctx context.Context, a *app, key int64) error { return a.po.Resume(ctx, key) }),
 		jobVerb(e, "stop", "end a job now: nothing more is sent for it", func(ctx context.Context, a *app, key int64) error { return a.po.Stop(ctx, key) }),
 		jobVerb(e, "schedule", "move a draft job to scheduled: it starts at its start date", func(ctx context.Context, a *app, key int64) error { return a.po.Schedule(ctx, key) }),
+		jobPin(e),
 	)
 }
 
@@ -117,6 +129,31 @@ func jobVerb(e *cli, verb, short string, act func(context.Context, *app, int64) 
 			}
 			defer a.close()
 			return act(cmd.Context(), a, key)
+		},
+	}
+	cfg.dbFlag(cmd.Flags())
+	return cmd
+}
+
+// jobPin sends a job by one route alone ("" for any): the mail server ID of FIG. 4's control
+// table, as routes have made it.
+func jobPin(e *cli) *cobra.Command {
+	cfg := e.config()
+	cmd := &cobra.Command{
+		Use:   "pin KEY ROUTE",
+		Short: `send a job by that route alone ("" for any)`,
+		Args:  nArgs(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("job key %q is not a number", args[0])
+			}
+			a, err := e.openStore(cmd, cfg)
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			return a.store.PinJobRoute(cmd.Context(), key, args[1])
 		},
 	}
 	cfg.dbFlag(cmd.Flags())

@@ -89,6 +89,7 @@ func rootCommand(e *cli) *cobra.Command {
 		catalogCommand(e),
 		userCommand(e),
 		apikeyCommand(e),
+		routeCommand(e),
 		benchCommand(e),
 		versionCommand(e, build),
 	)

@@ -623,24 +623,15 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestTrustedProxiesFlag(t *testing.T) {
-	parse := func(args []string, getenv func(string) string) (*Config, error) {
-		var c Config
-		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-		c.serveFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		return &c, c.load(fs, getenv)
-	}
-	if _, err := parse([]string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
+	if _, err := parseServeConfig([]string{"--trusted-proxies", "10.0.0.1, proxy.example"}, env{}.get); err == nil ||
 		!strings.Contains(err.Error(), "--trusted-proxies") || !strings.Contains(err.Error(), `"proxy.example"`) {
 		t.Fatalf("a host name as a trusted proxy: %v; want an error naming the flag and the entry", err)
 	}
-	c, err := parse(nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
+	c, err := parseServeConfig(nil, env{"POINTPOST_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}.get)
 	if err != nil || len(c.TrustedProxies) != 2 {
 		t.Fatalf("from the environment: %v, %v; want 2 proxies", c, err)
 	}
-	if c, err = parse(nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
+	if c, err = parseServeConfig(nil, env{}.get); err != nil || len(c.TrustedProxies) != 0 {
 		t.Fatalf("by default: %v, %v; want no proxy trusted", c, err)
 	}
 }
@@ -1338,4 +1329,15 @@ func TestRedeemWithTheMailedCode(t *testing.T) {
 	if status, _ := post(action[1], url.Values{"code": {code}}); status != http.StatusGone {
 		t.Fatalf("the code again: %d, want 410", status)
 	}
+}
+
+// parseServeConfig reads serve's flags from args and getenv as serve does.
+func parseServeConfig(args []string, getenv func(string) string) (*Config, error) {
+	var c Config
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	c.serveFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return &c, c.load(fs, getenv)
 }

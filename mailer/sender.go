@@ -12,8 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"pointpost/postoffice"
 )
 
 // Envelope is one message ready to send.
@@ -25,6 +26,10 @@ type Envelope struct {
 	To      string
 	Subject string // for the outbox listing
 	Data    []byte
+	// Route is the route that took the message, set by a Router's Send.
+	Route string
+	// Pin, when set, is the only route the message may leave by (its job's).
+	Pin string
 }
 
 // Sender delivers messages; it is safe for concurrent use. Send returns nil when the
@@ -65,16 +70,51 @@ func Classify(err error) Verdict {
 	return VerdictRetry
 }
 
+// RefusalOf classifies a send's error when it is a relay's reply (4xx or 5xx): its code, its
+// RFC 3463 status (the class alone, "5.0.0", when the reply gave none, refined from its text
+// for a 5xx: "user unknown" is 5.1.1), and what it says of the address by the table of
+// Severity, a refusal of our mail rather than of her address (x.7.x, our sender's 5.1.7 and
+// 5.1.8) being policy. A phrase never turns a temporary failure permanent. Anything else
+// is the zero Refusal.
+func RefusalOf(err error) postoffice.Refusal {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code/100 != 4 && se.Code/100 != 5 {
+		return postoffice.Refusal{}
+	}
+	class := se.Code / 100
+	r := postoffice.Refusal{Reply: se.Code, Status: fmt.Sprintf("%d.0.0", class)}
+	if e := se.EnhancedCode; e[0] == class {
+		r.Status = fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+	}
+	if class == 5 && bareStatus(r.Status) {
+		if status, _ := failurePhrase(asciiLower([]byte(se.Message))); status != "" {
+			r.Status = status
+		}
+	}
+	switch _, subject, detail := splitStatus(r.Status); {
+	case subject == 7, subject == 1 && (detail == 7 || detail == 8):
+		r.Class = postoffice.RefusalPolicy
+	case severityOf("failed", r.Status) == SeverityHard:
+		r.Class = postoffice.RefusalHard
+	default:
+		r.Class = postoffice.RefusalSoft
+	}
+	return r
+}
+
 // RelayConfig says how to reach an SMTP relay.
 type RelayConfig struct {
 	// URL is smtp://user:pass@host:port (STARTTLS when offered) or smtps://… (implicit TLS).
 	URL string
 	// HelloName is the name given in EHLO.
 	HelloName string
-	// Timeout bounds each SMTP command; the DATA transfer gets four times as long.
+	// Timeout bounds each SMTP command; the message transfer gets four times as long.
 	Timeout time.Duration
 	// TLS is used for smtps and STARTTLS; nil means the system defaults for the host.
 	TLS *tls.Config
+	// NoPipelining sends MAIL, RCPT and DATA one round trip each even to a relay that
+	// advertises PIPELINING: for comparison, and for a relay that advertises it wrongly.
+	NoPipelining bool
 }
 
 // SMTPSender sends through an SMTP relay over persistent connections: each Send borrows an
@@ -86,10 +126,12 @@ type SMTPSender struct {
 	auth     *url.Userinfo
 	cfg      RelayConfig
 
-	startTLS atomic.Bool
+	// maxIdle, when above 0, is the most idle connections kept: a route throttled down to
+	// fewer connections closes the others as they come back.
+	maxIdle atomic.Int64
 
 	mu     sync.Mutex
-	idle   []*smtp.Client
+	idle   []*relayConn
 	closed bool
 }
 
@@ -146,19 +188,7 @@ type relayError struct{ err error }
 func (e *relayError) Error() string { return "relay session: " + e.err.Error() }
 func (e *relayError) Unwrap() error { return e.err }
 
-func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
-	c, err := s.dialSession(ctx)
-	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "dial" {
-			return nil, err
-		}
-		return nil, &relayError{err}
-	}
-	return c, nil
-}
-
-func (s *SMTPSender) dialSession(ctx context.Context) (*smtp.Client, error) {
+func (s *SMTPSender) dial(ctx context.Context) (*relayConn, error) {
 	d := net.Dialer{Timeout: s.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -169,50 +199,17 @@ func (s *SMTPSender) dialSession(ctx context.Context) (*smtp.Client, error) {
 	if s.implicit {
 		conn = tls.Client(conn, s.tlsConfig())
 	}
-	var c *smtp.Client
-	if s.startTLS.Load() {
-		if c, err = smtp.NewClientStartTLS(conn, s.tlsConfig()); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if err := c.Hello(s.cfg.HelloName); err != nil { // the EHLO after TLS
-			c.Close()
-			return nil, err
-		}
-	} else {
-		c = smtp.NewClient(conn)
-	}
-	c.CommandTimeout = s.cfg.Timeout
-	c.SubmissionTimeout = 4 * s.cfg.Timeout
-	if !s.startTLS.Load() {
-		if err := c.Hello(s.cfg.HelloName); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
-	if ok, _ := c.Extension("STARTTLS"); ok && !s.implicit && !s.startTLS.Load() {
-		// The relay offers TLS: from now on every connection starts it.
+	c := newRelayConn(conn, s.cfg.Timeout)
+	if err := c.open(s.cfg.HelloName, s.tlsConfig(), s.auth, isLoopback(s.addr)); err != nil {
 		c.Close()
-		s.startTLS.Store(true)
-		return s.dialSession(ctx)
+		return nil, &relayError{err}
 	}
-	if s.auth != nil && s.auth.Username() != "" {
-		// A password goes only over TLS, or to a relay on this machine: a relay whose
-		// STARTTLS was stripped on the way must not learn it.
-		if _, isTLS := c.TLSConnectionState(); !isTLS && !isLoopback(s.addr) {
-			c.Close()
-			return nil, errors.New("relay offers no TLS: not sending the password in the clear (use smtps:// or a relay with STARTTLS)")
-		}
-		pass, _ := s.auth.Password()
-		if err := c.Auth(sasl.NewPlainClient("", s.auth.Username(), pass)); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
+	c.conn.SetDeadline(time.Time{})
+	c.use(!s.cfg.NoPipelining)
 	return c, nil
 }
 
-func (s *SMTPSender) take(ctx context.Context) (c *smtp.Client, reused bool, err error) {
+func (s *SMTPSender) take(ctx context.Context) (c *relayConn, reused bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -229,14 +226,16 @@ func (s *SMTPSender) take(ctx context.Context) (c *smtp.Client, reused bool, err
 	return c, false, err
 }
 
-func (s *SMTPSender) give(c *smtp.Client) {
+func (s *SMTPSender) give(c *relayConn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		c.Close()
-		return
+	keep := !s.closed && (s.maxIdle.Load() <= 0 || int64(len(s.idle)) < s.maxIdle.Load())
+	if keep {
+		s.idle = append(s.idle, c)
 	}
-	s.idle = append(s.idle, c)
+	s.mu.Unlock()
+	if !keep {
+		c.quit()
+	}
 }
 
 // Send runs one SMTP transaction. A refused MAIL, RCPT or DATA leaves the connection
@@ -250,7 +249,7 @@ func (s *SMTPSender) Send(ctx context.Context, env *Envelope) error {
 	// transaction by closing the connection; after it, the relay's answer is awaited, so a
 	// message the relay took is never reported as not sent.
 	stop := s.guard(ctx, c)
-	mailed, err := transact(c, env, stop)
+	mailed, err := c.transact(env, stop)
 	var se *smtp.SMTPError
 	if err != nil && reused && !mailed && ctx.Err() == nil && (!errors.As(err, &se) || se.Code == 421) {
 		// The pooled connection died while idle: nothing was sent on it, so try a fresh one.
@@ -260,16 +259,18 @@ func (s *SMTPSender) Send(ctx context.Context, env *Envelope) error {
 			return err
 		}
 		stop = s.guard(ctx, c)
-		_, err = transact(c, env, stop)
+		_, err = c.transact(env, stop)
 	}
 	if !stop() && err != nil {
 		c.Close()
 		return fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
+	c.conn.SetDeadline(time.Time{})
 	switch {
 	case err == nil:
 		s.give(c)
-	case errors.As(err, &se) && c.Reset() == nil:
+	case errors.As(err, &se) && se.Code != 421 && c.reset() == nil:
+		c.conn.SetDeadline(time.Time{})
 		s.give(c)
 	default:
 		c.Close()
@@ -279,7 +280,7 @@ func (s *SMTPSender) Send(ctx context.Context, env *Envelope) error {
 
 // guard closes c if ctx ends before the returned stop is called; stop reports whether it
 // was in time, and answers the same if called again.
-func (s *SMTPSender) guard(ctx context.Context, c *smtp.Client) func() bool {
+func (s *SMTPSender) guard(ctx context.Context, c *relayConn) func() bool {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	var once sync.Once
 	var ok bool
@@ -289,29 +290,6 @@ func (s *SMTPSender) guard(ctx context.Context, c *smtp.Client) func() bool {
 	}
 }
 
-// transact runs one transaction; mailed reports whether the relay answered MAIL. commit is
-// called before the final dot and, returning false, abandons the message unsent.
-func transact(c *smtp.Client, env *Envelope, commit func() bool) (mailed bool, err error) {
-	if err := c.Mail(env.From, nil); err != nil {
-		return false, err
-	}
-	if err := c.Rcpt(env.To, nil); err != nil {
-		return true, err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return true, err
-	}
-	if _, err := w.Write(env.Data); err != nil {
-		w.Close()
-		return true, err
-	}
-	if !commit() {
-		return true, errors.New("cancelled before the end of data")
-	}
-	return true, w.Close()
-}
-
 // Close quits every idle connection.
 func (s *SMTPSender) Close() error {
 	s.mu.Lock()
@@ -319,8 +297,7 @@ func (s *SMTPSender) Close() error {
 	s.idle, s.closed = nil, true
 	s.mu.Unlock()
 	for _, c := range idle {
-		_ = c.Quit()
-		c.Close()
+		c.quit()
 	}
 	return nil
 }

@@ -444,6 +444,46 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestRefusalOf(t *testing.T) {
+	hard, soft, policy := postoffice.RefusalHard, postoffice.RefusalSoft, postoffice.RefusalPolicy
+	se := func(code int, e smtp.EnhancedCode, msg string) error {
+		return &smtp.SMTPError{Code: code, EnhancedCode: e, Message: msg}
+	}
+	none := smtp.EnhancedCode{}
+	refusal := func(reply int, status string, class postoffice.RefusalClass) postoffice.Refusal {
+		return postoffice.Refusal{Reply: reply, Status: status, Class: class}
+	}
+	cases := []struct {
+		err  error
+		want postoffice.Refusal
+	}{
+		{se(550, smtp.EnhancedCode{5, 1, 1}, "<a@b>: Recipient address rejected"), refusal(550, "5.1.1", hard)},
+		{se(550, smtp.EnhancedCode{5, 2, 1}, "account disabled"), refusal(550, "5.2.1", hard)},
+		{se(550, none, "no such user here"), refusal(550, "5.1.1", hard)},
+		{se(550, none, "User Unknown"), refusal(550, "5.1.1", hard)},
+		{se(550, none, "mailbox unavailable"), refusal(550, "5.0.0", soft)},
+		{se(552, smtp.EnhancedCode{5, 2, 2}, "mailbox full"), refusal(552, "5.2.2", soft)},
+		{se(554, smtp.EnhancedCode{5, 7, 1}, "user unknown to our spam filter"), refusal(554, "5.7.1", policy)},
+		{se(550, smtp.EnhancedCode{5, 1, 8}, "bad sender domain"), refusal(550, "5.1.8", policy)},
+		{se(554, none, "relay 10.5.1.1 said no"), refusal(554, "5.0.0", soft)},
+		{se(454, smtp.EnhancedCode{4, 7, 0}, "Throttling failure"), refusal(454, "4.7.0", policy)},
+		// A phrase never makes a temporary failure permanent.
+		{se(450, none, "user unknown, try later"), refusal(450, "4.0.0", soft)},
+		{se(451, smtp.EnhancedCode{4, 3, 0}, "try again later"), refusal(451, "4.3.0", soft)},
+		// An enhanced code of another class than the reply's is not believed.
+		{se(550, smtp.EnhancedCode{2, 1, 1}, "odd"), refusal(550, "5.0.0", soft)},
+		{fmt.Errorf("data: %w", se(550, smtp.EnhancedCode{5, 1, 1}, "gone")), refusal(550, "5.1.1", hard)},
+		{nil, postoffice.Refusal{}},
+		{errors.New("connection reset"), postoffice.Refusal{}},
+		{ErrDrop, refusal(421, "4.4.2", soft)},
+	}
+	for _, tc := range cases {
+		if got := RefusalOf(tc.err); got != tc.want {
+			t.Errorf("RefusalOf(%v) = %+v, want %+v", tc.err, got, tc.want)
+		}
+	}
+}
+
 // silentRelay accepts connections and never says a word.
 func silentRelay(t *testing.T) string {
 	t.Helper()

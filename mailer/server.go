@@ -7,6 +7,7 @@ package mailer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -81,9 +82,12 @@ type MailServer struct {
 	// while the relay stays down. Only the dispatcher goroutine touches it.
 	relayPause time.Duration
 	relayDown  atomic.Bool
+	// waiting is set when no route had room for a message: the pass ends and the job waits.
+	waiting atomic.Pointer[WaitError]
 
 	mu       sync.Mutex
 	state    string
+	note     string // why the server waits, and until when
 	jobs     []int64
 	rate     float64
 	compiled map[int64]*jobMessages
@@ -143,7 +147,7 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return postoffice.MailServerStatus{
-		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state,
+		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state, Note: m.note,
 		Jobs: append([]int64(nil), m.jobs...), Queue: int(m.queue.Load()), Rate: m.rate,
 		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
 		ReportedAt: m.cfg.Now(),
@@ -153,6 +157,9 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 func (m *MailServer) setState(state string, jobs []int64) {
 	m.mu.Lock()
 	m.state, m.jobs = state, jobs
+	if state != "waiting" {
+		m.note = ""
+	}
 	m.mu.Unlock()
 }
 
@@ -243,7 +250,12 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	defer watcher.Wait()
 	defer halt() // ends the watcher; runs before the Wait above
 	m.relayDown.Store(false)
+	m.waiting.Store(nil)
 
+	// claims ends when no route has room: nothing more is claimed or started, but the messages
+	// already on the wire finish, so the relay's answer to each is heard and recorded.
+	claims, endClaims := context.WithCancel(passCtx)
+	defer endClaims()
 	work := make(chan claimedDelivery, m.cfg.Batch)
 	results := make(chan postoffice.Outcome, m.cfg.CommitSize)
 	var workers, committer sync.WaitGroup
@@ -251,7 +263,7 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			m.worker(passCtx, job, jm, work, results, stop)
+			m.worker(passCtx, claims, job, jm, work, results, stop, endClaims)
 		}()
 	}
 	var commitErr error
@@ -261,7 +273,7 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		commitErr = m.commit(ctx, results)
 	}()
 
-	claimErr := m.claim(passCtx, job.Key, work)
+	claimErr := m.claim(claims, job.Key, work)
 	close(work)
 	workers.Wait()
 	close(results)
@@ -270,6 +282,14 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 		return time.Time{}, commitErr
 	}
 	now := m.cfg.Now()
+	if w := m.waiting.Load(); w != nil && ctx.Err() == nil {
+		// Our own limits: nothing was charged, the deliveries wait with the job.
+		m.mu.Lock()
+		m.state, m.note = "waiting", w.Error()
+		m.mu.Unlock()
+		m.cfg.Logger.Info("job waits", "job", job.Key, "reason", w.Reason, "until", w.Until)
+		return w.Until, nil
+	}
 	if m.relayDown.Load() {
 		m.relayPause = min(max(2*m.relayPause, time.Second), time.Minute)
 		m.cfg.Logger.Warn("relay unreachable; pausing", "job", job.Key, "for", m.relayPause)
@@ -477,13 +497,14 @@ func notSent(r *postoffice.Recipient, status rewards.ConsumerStatus, now time.Ti
 
 // worker renders and sends until work is closed; once ctx ends it drains work unsent.
 // A relay that cannot be reached stops the pass through halt: the delivery stays pending.
-func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMessages, work <-chan claimedDelivery, results chan<- postoffice.Outcome, halt func()) {
+func (m *MailServer) worker(ctx, claims context.Context, job *postoffice.Job, jm *jobMessages, work <-chan claimedDelivery,
+	results chan<- postoffice.Outcome, halt, endClaims func()) {
 	var buf, signed, scratch []byte
 	var env Envelope
 	for d := range work {
 		r := &d.batch.recipients[d.i] // shared with the other workers: read only
 		now := m.cfg.Now()
-		if ctx.Err() != nil || !now.Before(job.Stop) {
+		if claims.Err() != nil || !now.Before(job.Stop) {
 			continue
 		}
 		if !r.Mailable() {
@@ -502,13 +523,13 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		}
 		buf, scratch = jm.build(buf[:0], r, token, account, dateHeader(now), scratch)
 		env.DeliveryID, env.To, env.Data = r.DeliveryID, r.Consumer.Email, buf
-		env.From, env.Subject = m.returnPath(token), job.Name
+		env.From, env.Subject, env.Pin = m.returnPath(token), job.Name, job.Route
 		if m.cfg.DKIM != nil {
 			var err error
 			if signed, err = m.cfg.DKIM.Sign(signed[:0], buf); err != nil {
 				// Not the consumer's doing, and no reason to send unsigned: retried, then
 				// given up, with the reason on the delivery.
-				results <- m.outcome(r, err, now)
+				results <- m.outcome(r, err, now, "")
 				continue
 			}
 			env.Data = signed
@@ -529,6 +550,11 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 		if err != nil && ctx.Err() != nil {
 			continue // halted while sending: the delivery stays pending, no retry is counted
 		}
+		if wait := (*WaitError)(nil); errors.As(err, &wait) {
+			m.waiting.CompareAndSwap(nil, wait)
+			endClaims()
+			continue
+		}
 		if Classify(err) == VerdictRelayDown {
 			if !m.relayDown.Swap(true) {
 				m.cfg.Logger.Warn("relay unreachable", "err", err)
@@ -536,7 +562,7 @@ func (m *MailServer) worker(ctx context.Context, job *postoffice.Job, jm *jobMes
 			halt()
 			continue
 		}
-		results <- m.outcome(r, err, m.cfg.Now())
+		results <- m.outcome(r, err, m.cfg.Now(), env.Route)
 	}
 }
 
@@ -552,11 +578,12 @@ func (m *MailServer) returnPath(token string) string {
 }
 
 // outcome turns a send's result into what is recorded for the delivery.
-func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time) postoffice.Outcome {
-	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now}
+// route names the route that took a sent message, for its quotas.
+func (m *MailServer) outcome(r *postoffice.Recipient, err error, now time.Time, route string) postoffice.Outcome {
+	o := postoffice.Outcome{DeliveryID: r.DeliveryID, At: now, Refusal: RefusalOf(err)}
 	switch Classify(err) {
 	case VerdictSent:
-		o.Kind = postoffice.OutcomeSent
+		o.Kind, o.Route = postoffice.OutcomeSent, route
 	case VerdictRejected:
 		o.Kind, o.Error = postoffice.OutcomeRejected, RejectionText(err)
 	case VerdictRetry:

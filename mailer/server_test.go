@@ -99,6 +99,8 @@ type setup struct {
 	relayURL string
 	// dkim, when set, signs the messages, and checkEachOnce verifies them.
 	dkim *DKIMSigner
+	// sender, when set, makes the mail servers' Sender instead of one to the relay URL.
+	sender func(h *harness, relayURL string) Sender
 }
 
 // harness is a store with consumers and one running job, fully selected and assigned to mail
@@ -186,7 +188,10 @@ func newHarness(t *testing.T, s setup) *harness {
 	if s.relayURL != "" {
 		relayURL = s.relayURL
 	}
-	sender := newSender(t, relayURL, 5*time.Second)
+	var sender Sender = newSender(t, relayURL, 5*time.Second)
+	if s.sender != nil {
+		sender = s.sender(h, relayURL)
+	}
 	workers := s.workers
 	if workers == 0 {
 		workers = 4
@@ -532,6 +537,12 @@ func TestMailServerRejectsPermanentFailure(t *testing.T) {
 	}
 	if !strings.Contains(d.LastError, "550") || !strings.Contains(d.LastError, "no such mailbox here") {
 		t.Errorf("last error %q does not carry the relay's reply", d.LastError)
+	}
+	if want := (postoffice.Refusal{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard}); d.LastRefusal != want {
+		t.Errorf("delivery's refusal %+v, want %+v", d.LastRefusal, want)
+	}
+	if st, err := h.st.ConsumerStatuses(context.Background(), []int64{h.ids[bad]}); err != nil || st[h.ids[bad]] != rewards.StatusBounced {
+		t.Errorf("a 5.1.1 at send time left her %v (%v), want bounced", st, err)
 	}
 	if n := len(h.relay.tries(bad)); n != 1 {
 		t.Errorf("the relay saw %d attempts to %s, want 1", n, bad)

@@ -49,6 +49,8 @@ type Job struct {
 	DoneReason   string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// Route, when set, is the only route the job's messages may leave by.
+	Route string
 }
 
 // Sendable reports whether the job may send at now.
@@ -87,6 +89,7 @@ type Delivery struct {
 	SentAt      time.Time
 	ReceivedAt  time.Time
 	LastError   string
+	LastRefusal Refusal // the relay's last refusal, zero when it never refused
 }
 
 // Recipient is a delivery claimed for sending, with its consumer row joined in.
@@ -120,7 +123,29 @@ type Outcome struct {
 	At          time.Time
 	NextAttempt time.Time // for OutcomeRetry
 	Error       string    // the reply or error, for anything but OutcomeSent
+	// Refusal is the relay's reply classified, when a reply refused the send; zero for
+	// anything else (a dropped connection, a local failure).
+	Refusal Refusal
+	// Route is the route that took a sent message ("" without routes): its quotas count it.
+	Route string
 }
+
+// Refusal is a relay's refusal of a send as the mail server classified it.
+type Refusal struct {
+	Reply  int    // the SMTP reply code, 550
+	Status string // the RFC 3463 status, 5.1.1; refined from the text when the reply gave only a class
+	Class  RefusalClass
+}
+
+// RefusalClass is what a refusal says about the consumer's address.
+type RefusalClass string
+
+const (
+	RefusalNone   RefusalClass = ""       // not a refusal
+	RefusalHard   RefusalClass = "hard"   // the address is bad: suppress it
+	RefusalSoft   RefusalClass = "soft"   // counted against the address, suppressed after a limit
+	RefusalPolicy RefusalClass = "policy" // our mail was refused (a block, our sender): never counted against her
+)
 
 // JobCounts summarises a job's deliveries.
 type JobCounts struct {

@@ -42,8 +42,10 @@ type MailServerStatus struct {
 	ID    int
 	Name  string
 	Relay string
-	State string // idle, sending, paused
-	Jobs  []int64
+	State string // idle, sending, waiting, paused
+	// Note says why a waiting server waits, and until when.
+	Note string
+	Jobs []int64
 	// Queue is the deliveries of its jobs still to send; Rate its measured messages/s.
 	Queue      int
 	Rate       float64

@@ -311,23 +311,32 @@ func TestRecordOutcomesCountsRefusalsAsBounces(t *testing.T) {
 	for _, r := range rs {
 		byConsumer[r.Consumer.ID] = r.DeliveryID
 	}
-	texts := []string{
-		"SMTP error 550: 5.1.1 no such user", // hard by its status
-		"SMTP error 550: User unknown",       // hard by its phrase (go-smtp strips the code)
-		"SMTP error 554: 5.7.1 blocked as spam",
-		"SMTP error 552: 5.2.2 mailbox full",
-		"SMTP error 550: 5.1.8 bad sender domain", // ours
+	// The mail server's classification decides; the text is only kept.
+	refusals := []postoffice.Refusal{
+		{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard},
+		{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard},
+		{Reply: 554, Status: "5.7.1", Class: postoffice.RefusalPolicy},
+		{Reply: 552, Status: "5.2.2", Class: postoffice.RefusalSoft},
+		{Reply: 550, Status: "5.1.8", Class: postoffice.RefusalPolicy}, // ours
 	}
 	var outs []postoffice.Outcome
-	for i, text := range texts {
-		outs = append(outs, postoffice.Outcome{DeliveryID: byConsumer[ids[i]], Kind: postoffice.OutcomeRejected, At: ackT0, Error: text})
+	for i, rf := range refusals {
+		outs = append(outs, postoffice.Outcome{DeliveryID: byConsumer[ids[i]], Kind: postoffice.OutcomeRejected, At: ackT0,
+			Error: fmt.Sprintf("SMTP error %d: %s refused", rf.Reply, rf.Status), Refusal: rf})
 	}
 	if err := s.RecordOutcomes(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []rewards.ConsumerStatus{rewards.StatusBounced, rewards.StatusBounced, rewards.StatusActive, rewards.StatusActive, rewards.StatusActive} {
 		if st := consumerStatus(t, s, ids[i]); st != want {
-			t.Errorf("%q: consumer %s, want %s", texts[i], st, want)
+			t.Errorf("%+v: consumer %s, want %s", refusals[i], st, want)
+		}
+		d, err := s.Delivery(ctx, job2.Key, ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Rejected || d.LastRefusal != refusals[i] || d.LastError != outs[i].Error {
+			t.Errorf("delivery after %+v: rejected %v, refusal %+v, error %q", refusals[i], d.Rejected, d.LastRefusal, d.LastError)
 		}
 	}
 	if n := ackCount(t, s, `SELECT count(*) FROM bounces WHERE kind = 'soft' AND inbound_id IS NULL`); n != 3 {
@@ -358,24 +367,6 @@ func TestRecordOutcomesCountsRefusalsAsBounces(t *testing.T) {
 	again, err := s.ClaimRecipients(ctx, job3.Key, 0, ackT0, 100)
 	if err != nil || len(again) != 3 || again[0].Mailable() || !again[1].Mailable() {
 		t.Errorf("claim after an unsubscribe: %d, %v", len(again), err)
-	}
-}
-
-func TestRejectionFailure(t *testing.T) {
-	for _, c := range []struct{ text, sev, status string }{
-		{"SMTP error 550: 5.1.1 <a@b>: Recipient address rejected", BounceHard, "5.1.1"},
-		{"SMTP error 550: 5.2.1 account disabled", BounceHard, "5.2.1"},
-		{"SMTP error 550: no such user here", BounceHard, "5.1.1"},
-		{"SMTP error 550: mailbox unavailable", BounceSoft, "5.0.0"},
-		{"SMTP error 550: 5.7.1 user unknown to our spam filter", BounceSoft, "5.7.1"},
-		{"SMTP error 421: 4.7.0 try later", "", ""},
-		{"connection reset by peer", "", ""},
-		{"SMTP error 554: relay 10.5.1.1 said no", BounceSoft, "5.0.0"},
-	} {
-		f := rejectionFailure(c.text)
-		if f.Severity != c.sev || f.Status != c.status {
-			t.Errorf("rejectionFailure(%q) = %s %s, want %s %s", c.text, f.Severity, f.Status, c.sev, c.status)
-		}
 	}
 }
 

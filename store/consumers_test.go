@@ -518,12 +518,14 @@ func TestStatusGenerationMovesWithEveryStatusChange(t *testing.T) {
 	step("a sent outcome and a policy refusal", false, func() error {
 		return s.RecordOutcomes(ctx, []postoffice.Outcome{
 			{DeliveryID: d6.ID, Kind: postoffice.OutcomeSent, At: ackT0},
-			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 554: 5.7.1 blocked"},
+			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 554: 5.7.1 blocked",
+				Refusal: postoffice.Refusal{Reply: 554, Status: "5.7.1", Class: postoffice.RefusalPolicy}},
 		})
 	})
 	step("a refusal at send time naming a bad address", true, func() error {
 		return s.RecordOutcomes(ctx, []postoffice.Outcome{
-			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 550: 5.1.1 no such user"},
+			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 550: 5.1.1 no such user",
+				Refusal: postoffice.Refusal{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard}},
 		})
 	})
 

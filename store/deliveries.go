@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -71,11 +70,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	defer tx.Rollback()
 	var stmts [4]*sql.Stmt
 	queries := [4]string{
-		postoffice.OutcomeSent: `UPDATE deliveries SET sent = 1, sent_at = ?1, updated_at = ?1, last_error = '' WHERE id = ?2`,
+		postoffice.OutcomeSent: `UPDATE deliveries SET sent = 1, sent_at = ?1, updated_at = ?1, last_error = '',
+			last_reply = 0, last_status = '', last_refusal = '' WHERE id = ?2`,
 		postoffice.OutcomeRetry: `UPDATE deliveries SET retry_count = retry_count + 1, next_attempt_at = ?3,
-			last_error = ?4, updated_at = ?1 WHERE id = ?2`,
-		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
-		postoffice.OutcomeFailed:   `UPDATE deliveries SET failed = 1, last_error = ?4, updated_at = ?1 WHERE id = ?2`,
+			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?4,
+			last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeFailed: `UPDATE deliveries SET failed = 1, last_error = ?4,
+			last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
 	}
 	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
 	// bad bounces it in this same transaction.
@@ -83,7 +85,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	statusChanged := false
 	for _, o := range outcomes {
 		if o.Kind == postoffice.OutcomeRejected {
-			if f := rejectionFailure(o.Error); f.Severity != "" {
+			if f := refusalFailure(o); f.Severity != "" {
 				var consumerID int64
 				err := tx.QueryRowContext(ctx, `SELECT consumer_id FROM deliveries WHERE id = ?`, o.DeliveryID).Scan(&consumerID)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -108,15 +110,19 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			stmts[o.Kind] = st
 		}
 		args := []any{ms(o.At), o.DeliveryID}
+		rf := o.Refusal
 		switch o.Kind {
 		case postoffice.OutcomeRetry:
-			args = append(args, ms(o.NextAttempt), o.Error)
+			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class))
 		case postoffice.OutcomeRejected, postoffice.OutcomeFailed:
-			args = append(args, nil, o.Error)
+			args = append(args, nil, o.Error, rf.Reply, rf.Status, string(rf.Class))
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
 		}
+	}
+	if err := countRouteSends(ctx, tx, outcomes); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -127,46 +133,19 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	return nil
 }
 
-// rejectionFailure reads a refusal at send time as the mail server records it (a 5xx that
-// mailer.Classify rejects; "SMTP error 550: 5.1.1 text" with mailer.RejectionText, "SMTP
-// error 550: text" without, go-smtp having moved the code out of the message): hard for a
-// bad address (5.1.x but the sender's 5.1.7 and 5.1.8, 5.2.1, or with no specific status a
-// phrase such as "user unknown"), soft for any other 5xx, none otherwise. The policy is
-// mailer.Severity's table; this reads only what a relay's one reply can say.
-func rejectionFailure(text string) BounceFailure {
-	lower := strings.ToLower(text)
-	rest, ok := strings.CutPrefix(lower, "smtp error ")
-	if !ok || len(rest) < 3 || rest[0] != '5' {
-		return BounceFailure{}
-	}
-	f := BounceFailure{Severity: BounceSoft, Status: "5.0.0", Detail: text}
-	if m := enhancedStatus.FindStringSubmatch(lower); m != nil {
-		f.Status = m[1]
-	}
-	parts := strings.Split(f.Status, ".")
-	switch {
-	case parts[0] != "5":
-	case parts[1] == "1" && parts[2] != "7" && parts[2] != "8", parts[1] == "2" && parts[2] == "1":
+// refusalFailure is a refusal at send time as a bounce: the mail server's class decides
+// (a policy refusal is a soft bounce whose x.7.x or 5.1.7/8 status RecordBounce never counts
+// against her); an outcome with no class is none.
+func refusalFailure(o postoffice.Outcome) BounceFailure {
+	f := BounceFailure{Status: o.Refusal.Status, Detail: o.Error}
+	switch o.Refusal.Class {
+	case postoffice.RefusalHard:
 		f.Severity = BounceHard
-	case parts[1] == "0" && parts[2] == "0":
-		for _, p := range badAddressPhrases {
-			if strings.Contains(lower, p) {
-				f.Severity, f.Status = BounceHard, "5.1.1"
-				break
-			}
-		}
+	case postoffice.RefusalSoft, postoffice.RefusalPolicy:
+		f.Severity = BounceSoft
 	}
 	return f
 }
-
-// enhancedStatus is an RFC 3463 status standing alone in a reply.
-var enhancedStatus = regexp.MustCompile(`(?:^|[\s:;(\[])([245]\.\d{1,3}\.\d{1,3})(?:$|[\s:;,)\]])`)
-
-// badAddressPhrases say, in a reply without a specific status, that the address is bad.
-var badAddressPhrases = []string{"user unknown", "unknown user", "no such user", "no such recipient",
-	"no such mailbox", "unknown recipient", "recipient unknown", "invalid recipient", "mailbox not found",
-	"mailbox does not exist", "user does not exist", "user not found", "address does not exist",
-	"account does not exist", "recipient not found", "account disabled", "account has been disabled"}
 
 // NextAttemptAfter returns the earliest due time of a job's deliveries waiting for a retry
 // after now, or the zero time when none waits.
@@ -186,10 +165,10 @@ func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postof
 	var next int64
 	var sentAt, receivedAt sql.NullInt64
 	err := s.read.QueryRowContext(ctx, `SELECT id, job_key, consumer_id, sent, received, retry_count, rejected, failed,
-			next_attempt_at, sent_at, received_at, last_error
+			next_attempt_at, sent_at, received_at, last_error, last_reply, last_status, last_refusal
 		FROM deliveries WHERE job_key = ? AND consumer_id = ?`, jobKey, consumerID).
 		Scan(&d.ID, &d.JobKey, &d.ConsumerID, &d.Sent, &d.Received, &d.RetryCount, &d.Rejected, &d.Failed,
-			&next, &sentAt, &receivedAt, &d.LastError)
+			&next, &sentAt, &receivedAt, &d.LastError, &d.LastRefusal.Reply, &d.LastRefusal.Status, &d.LastRefusal.Class)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("delivery of job %d to consumer %d: %w", jobKey, consumerID, ErrNotFound)
 	}

@@ -146,7 +146,7 @@ func nullID(id int64) any {
 const jobColumns = `j.key, j.issuer_id, i.slug, i.name, j.name, j.state, j.start_at, j.stop_at, j.client_count, j.suspended,
 	coalesce(j.mail_server_id, 0), coalesce(j.text_message_id, 0), coalesce(j.html_message_id, 0),
 	j.selection, j.selection_sql, j.selection_args, j.selected, j.select_cursor, j.selected_all, j.done_reason,
-	j.created_at, j.updated_at`
+	j.created_at, j.updated_at, j.route`
 
 func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	var j postoffice.Job
@@ -155,7 +155,7 @@ func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	err := row.Scan(&j.Key, &j.IssuerID, &j.IssuerSlug, &j.IssuerName, &j.Name, &state, &start, &stop, &j.ClientCount, &j.Suspended,
 		&j.MailServerID, &j.TextMessageID, &j.HTMLMessageID,
 		&j.Selection, &j.SelectionSQL, &args, &j.Selected, &j.SelectCursor, &j.SelectedAll, &j.DoneReason,
-		&created, &updated)
+		&created, &updated, &j.Route)
 	if err != nil {
 		return nil, err
 	}

@@ -33,9 +33,9 @@ func (s *Store) ReportMailServers(ctx context.Context, statuses []postoffice.Mai
 	}
 	defer tx.Rollback()
 	for _, st := range statuses {
-		if _, err := tx.ExecContext(ctx, `UPDATE mail_servers SET state = ?, queue = ?, rate = ?, sent = ?, retried = ?,
-			rejected = ?, reported_at = ? WHERE id = ?`,
-			st.State, st.Queue, st.Rate, st.Sent, st.Retried, st.Rejected, ms(st.ReportedAt), st.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE mail_servers SET state = ?, note = ?, queue = ?, rate = ?, sent = ?,
+			retried = ?, rejected = ?, reported_at = ? WHERE id = ?`,
+			st.State, st.Note, st.Queue, st.Rate, st.Sent, st.Retried, st.Rejected, ms(st.ReportedAt), st.ID); err != nil {
 			return err
 		}
 	}
@@ -44,8 +44,8 @@ func (s *Store) ReportMailServers(ctx context.Context, statuses []postoffice.Mai
 
 // MailServers returns the last reported status of every mail server.
 func (s *Store) MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, name, relay, state, queue, rate, sent, retried, rejected, reported_at
-		FROM mail_servers ORDER BY id`)
+	rows, err := s.read.QueryContext(ctx, `SELECT id, name, relay, state, note, queue, rate, sent, retried, rejected,
+		reported_at FROM mail_servers ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (s *Store) MailServers(ctx context.Context) ([]postoffice.MailServerStatus,
 	for rows.Next() {
 		var st postoffice.MailServerStatus
 		var reported int64
-		if err := rows.Scan(&st.ID, &st.Name, &st.Relay, &st.State, &st.Queue, &st.Rate, &st.Sent, &st.Retried,
+		if err := rows.Scan(&st.ID, &st.Name, &st.Relay, &st.State, &st.Note, &st.Queue, &st.Rate, &st.Sent, &st.Retried,
 			&st.Rejected, &reported); err != nil {
 			return nil, err
 		}

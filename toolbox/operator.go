@@ -179,6 +179,7 @@ func (s serverRow) liveText() map[string]string {
 		k + "state": s.State, k + "queue": thousands(s.Queue), k + "rate": rateText(s.Rate),
 		k + "idle": idleText(s.IdleIn()), k + "sent": thousands(s.Sent), k + "retried": thousands(s.Retried),
 		k + "rejected": thousands(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
+		k + "note": s.Note,
 	}
 }
 

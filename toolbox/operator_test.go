@@ -150,6 +150,15 @@ func TestMailServersPageReadsTheStoreWithoutAPostOffice(t *testing.T) {
 	if cell(t, row, "queue") != "90,000" || cell(t, row, "idle") != "3m 00s" || cell(t, row, "relay") != "smtp://relay.example:25" {
 		t.Fatalf("stored status shown as queue %q idle %q relay %q", cell(t, row, "queue"), cell(t, row, "idle"), cell(t, row, "relay"))
 	}
+	// A server held by a route's limits says why and until when.
+	const note = "waiting: route ses over its 24h0m0s quota of 50000 until 14:05:00"
+	if err := e.st.ReportMailServers(ctx, []postoffice.MailServerStatus{{ID: 1, State: "waiting", Note: note}}); err != nil {
+		t.Fatal(err)
+	}
+	row = serverRows(t, op.page("/mail-servers", http.StatusOK))["1"]
+	if got := cell(t, row, "note"); got != note {
+		t.Errorf("waiting server's note shown as %q, want %q", got, note)
+	}
 }
 
 func TestOutboxListPaginates(t *testing.T) {

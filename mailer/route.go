@@ -1,0 +1,608 @@
+package mailer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/time/rate"
+
+	"pointpost/postoffice"
+)
+
+// RouteError is a route setting refused, naming the field.
+type RouteError struct {
+	Route, Field, Problem string
+}
+
+func (e *RouteError) Error() string {
+	return fmt.Sprintf("route %q: %s: %s", e.Route, e.Field, e.Problem)
+}
+
+var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+
+// ValidateRoute checks a route's settings. Returns a *RouteError naming the first bad field:
+// a name that is not 1-40 lower-case letters, digits, - and _; a relay URL that is not
+// smtp:// or smtps:// with a host; negative connections; a rate below 0 or not a number;
+// a quota whose limit is below 1 or whose window is not positive; a negative priority.
+func ValidateRoute(r postoffice.Route) error {
+	bad := func(field, problem string) error { return &RouteError{r.Name, field, problem} }
+	if !routeName.MatchString(r.Name) {
+		return bad("name", "must be 1-40 lower-case letters, digits, - or _, beginning with a letter or digit")
+	}
+	if _, err := NewSMTPSender(RelayConfig{URL: r.URL}); err != nil {
+		return bad("url", strings.TrimPrefix(err.Error(), fmt.Sprintf("relay %q: ", RedactURL(r.URL))))
+	}
+	if r.Connections < 0 {
+		return bad("connections", "must be 0 (no limit) or more")
+	}
+	if r.Rate < 0 || math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) {
+		return bad("rate", "must be a number of messages a second, more than 0")
+	}
+	for i, q := range r.Quotas {
+		if q.Limit < 1 {
+			return bad(fmt.Sprintf("quota %d", i+1), "limit must be at least 1")
+		}
+		if q.Window <= 0 {
+			return bad(fmt.Sprintf("quota %d", i+1), "window must be longer than 0")
+		}
+	}
+	if r.Priority < 0 {
+		return bad("priority", "must be 0 or more")
+	}
+	return nil
+}
+
+// ParseQuota reads a quota written N/DURATION, as 50000/24h or 30/1m.
+func ParseQuota(s string) (postoffice.Quota, error) {
+	n, d, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return postoffice.Quota{}, fmt.Errorf("quota %q: want N/DURATION, as 50000/24h", s)
+	}
+	limit, err := strconv.Atoi(n)
+	if err != nil || limit < 1 {
+		return postoffice.Quota{}, fmt.Errorf("quota %q: limit must be a whole number, at least 1", s)
+	}
+	window, err := time.ParseDuration(d)
+	if err != nil || window <= 0 {
+		return postoffice.Quota{}, fmt.Errorf("quota %q: window must be a duration longer than 0, as 24h", s)
+	}
+	return postoffice.Quota{Limit: limit, Window: window}, nil
+}
+
+// RouteStore is what the routes read from the database: what each route sent when, so a
+// quota's window survives a restart. The sends are recorded with the deliveries' outcomes
+// (postoffice.Outcome.Route).
+type RouteStore interface {
+	// RouteSends returns a route's sends since a time, counted by the second (unix time).
+	RouteSends(ctx context.Context, route string, since time.Time) (map[int64]int, error)
+}
+
+// WaitError says no route has room for a message now: the delivery waits, uncharged, and
+// the job with it, until Until.
+type WaitError struct {
+	Reason string
+	Until  time.Time
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("waiting: %s until %s", e.Reason, e.Until.Format("15:04:05"))
+}
+
+// Throttling reports whether err is a relay asking us to slow down rather than refusing the
+// message: 421 (at connect or after a command), or 451/454 with a 4.7.x status or with
+// "throttl", "rate" or "too many" in the text.
+func Throttling(err error) bool {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case 421:
+		return true
+	case 451, 454:
+		if se.EnhancedCode[0] == 4 && se.EnhancedCode[1] == 7 {
+			return true
+		}
+		text := strings.ToLower(se.Message)
+		return strings.Contains(text, "throttl") || strings.Contains(text, "rate") || strings.Contains(text, "too many")
+	}
+	return false
+}
+
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	Routes []postoffice.Route
+	// Store gives each quota's sends before this start; nil starts every window empty.
+	Store RouteStore
+	// HelloName, Timeout, TLS and NoPipelining are as in RelayConfig, for every route.
+	HelloName    string
+	Timeout      time.Duration
+	TLS          *tls.Config
+	NoPipelining bool
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Router is a Sender that sends each message by the first route, by priority, with room: its
+// relay up, its quotas not spent, not being throttled. One Router serves every mail server,
+// so a route's rate, connections and quotas hold across all of them. When no route has room
+// Send returns a *WaitError; a throttling answer slows the route (its rate and connections
+// cut by a factor, then raised a step a second) and the message goes by the next route or
+// waits, uncharged.
+type Router struct {
+	routes []*route
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// Throttling feedback: a cut multiplies the rate and the connections by cutFactor (at most
+// once per cutEvery, since the answers to messages already in flight arrive together); a
+// route answers nothing new for coolFor after a cut; a second without a throttling answer
+// raises the rate by a 50th of its ceiling and the connections by one.
+const (
+	cutFactor = 0.8
+	cutEvery  = time.Second
+	coolFor   = time.Second
+	raiseStep = 50
+)
+
+// route is a route at work.
+type route struct {
+	postoffice.Route
+	sender  *SMTPSender
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	conns     int // the cap now: Connections, or lower after throttling; 0 for none
+	inUse     int
+	freed     chan struct{} // closed when a connection is given back while some wait
+	quotas    []*window
+	recent    *window // the last second's sends, for the rate found when none was told
+	downFor   time.Duration
+	downUntil time.Time
+	coolUntil time.Time
+	lastCut   time.Time
+	lastRaise time.Time
+	ceiling   float64 // the rate the relay throttled at, when none was told
+
+	sent, throttled atomic.Int64
+}
+
+// NewRouter checks the routes and opens no connection yet. Returns a *RouteError for a bad
+// setting, or the store's error reading the quotas' windows.
+func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Router{log: cfg.Logger, now: cfg.Now}
+	now := cfg.Now()
+	for _, rt := range cfg.Routes {
+		if err := ValidateRoute(rt); err != nil {
+			return nil, err
+		}
+		s, err := NewSMTPSender(RelayConfig{URL: rt.URL, HelloName: cfg.HelloName, Timeout: cfg.Timeout,
+			TLS: cfg.TLS, NoPipelining: cfg.NoPipelining})
+		if err != nil {
+			return nil, err
+		}
+		limit := rate.Inf
+		if rt.Rate > 0 {
+			limit = rate.Limit(rt.Rate)
+		}
+		ro := &route{Route: rt, sender: s, limiter: rate.NewLimiter(limit, 1), conns: rt.Connections,
+			recent: newWindow(time.Second, 10), lastRaise: now}
+		ro.limiter.SetBurstAt(now, 1)
+		for _, q := range rt.Quotas {
+			ro.quotas = append(ro.quotas, newWindow(q.Window, 60))
+		}
+		if cfg.Store != nil && len(rt.Quotas) > 0 {
+			longest := slices.MaxFunc(rt.Quotas, func(a, b postoffice.Quota) int { return int(a.Window - b.Window) }).Window
+			sends, err := cfg.Store.RouteSends(ctx, rt.Name, now.Add(-longest))
+			if err != nil {
+				return nil, fmt.Errorf("route %q: reading its sends: %w", rt.Name, err)
+			}
+			for sec, n := range sends {
+				for _, w := range ro.quotas {
+					w.add(time.Unix(sec, 0), n, now)
+				}
+			}
+		}
+		r.routes = append(r.routes, ro)
+	}
+	slices.SortStableFunc(r.routes, func(a, b *route) int { return a.Priority - b.Priority })
+	return r, nil
+}
+
+// Send sends env by the first route with room, and sets env.Route to it when the relay took
+// the message. Returns nil, the relay's refusal, a connection's failure, or a *WaitError
+// when no route has room (then the message was not sent).
+func (r *Router) Send(ctx context.Context, env *Envelope) error {
+	env.Route = ""
+	throttled := ""
+	for attempt := 0; attempt < 3*len(r.routes)+1; attempt++ {
+		ro, wait := r.pick(env.Pin)
+		if ro == nil {
+			return wait
+		}
+		if err := ro.acquire(ctx); err != nil {
+			ro.unreserve(r.now())
+			return err
+		}
+		if err := ro.limiter.Wait(ctx); err != nil {
+			ro.release()
+			ro.unreserve(r.now())
+			return err
+		}
+		err := ro.sender.Send(ctx, env)
+		ro.release()
+		now := r.now()
+		switch {
+		case err == nil:
+			ro.succeeded(now)
+			env.Route = ro.Name
+			return nil
+		case ctx.Err() != nil:
+			ro.unreserve(now)
+			return err
+		case Throttling(err):
+			ro.unreserve(now)
+			throttled = ro.Name
+			if ro.throttle(now, connectionLimit(err)) {
+				r.log.Warn("route throttled; slowing it", "route", ro.Name, "reply", err,
+					"rate", ro.rateNow(), "connections", ro.connsNow())
+			}
+		case Classify(err) == VerdictRelayDown:
+			ro.unreserve(now)
+			ro.down(now)
+			r.log.Warn("route's relay unreachable", "route", ro.Name, "err", err)
+		default:
+			// The relay answered about this message: it is the message's outcome.
+			ro.succeeded(now)
+			return err
+		}
+	}
+	// Every try was turned away: the message waits for the routes to cool.
+	reason := "route " + throttled + " throttling"
+	if throttled == "" {
+		reason = "no route's relay reachable"
+	}
+	return &WaitError{Reason: reason, Until: r.now().Add(coolFor)}
+}
+
+// pick reserves a message on the first route with room (pin's alone, if set), preferring one not cooling after a
+// throttling answer. With none, it says why and until when the first will have room.
+func (r *Router) pick(pin string) (*route, *WaitError) {
+	now := r.now()
+	var wait *WaitError
+	for _, cooling := range []bool{false, true} {
+		for _, ro := range r.routes {
+			if pin != "" && ro.Name != pin {
+				continue
+			}
+			reason, until := ro.reserve(now, cooling)
+			switch {
+			case reason == "":
+				return ro, nil
+			case until.IsZero(): // cooling: tried in the second round
+			case wait == nil || until.Before(wait.Until):
+				wait = &WaitError{Reason: "route " + ro.Name + " " + reason, Until: until}
+			}
+		}
+	}
+	if wait == nil {
+		wait = &WaitError{Reason: "no route", Until: now.Add(time.Minute)}
+		if pin != "" {
+			wait.Reason = "no route " + pin + " (the job is pinned to it)"
+		}
+	}
+	return nil, wait
+}
+
+// reserve counts a message against the route's quotas if it has room at now, and says why
+// not and until when otherwise; a route cooling after a throttling answer has room only if
+// cooling is allowed (until is then zero).
+func (ro *route) reserve(now time.Time, cooling bool) (string, time.Time) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	if now.Before(ro.downUntil) {
+		return "relay down", ro.downUntil
+	}
+	for i, w := range ro.quotas {
+		q := ro.Quotas[i]
+		if w.sum(now) >= q.Limit {
+			return fmt.Sprintf("over its %s quota of %d", q.Window, q.Limit), w.roomAt(now, q.Limit)
+		}
+	}
+	if !cooling && now.Before(ro.coolUntil) {
+		return "throttled", time.Time{}
+	}
+	for _, w := range ro.quotas {
+		w.add(now, 1, now)
+	}
+	return "", time.Time{}
+}
+
+func (ro *route) unreserve(now time.Time) {
+	ro.mu.Lock()
+	for _, w := range ro.quotas {
+		w.add(now, -1, now)
+	}
+	ro.mu.Unlock()
+}
+
+// acquire waits for one of the route's connections.
+func (ro *route) acquire(ctx context.Context) error {
+	for {
+		ro.mu.Lock()
+		if ro.conns == 0 || ro.inUse < ro.conns {
+			ro.inUse++
+			ro.mu.Unlock()
+			return nil
+		}
+		if ro.freed == nil {
+			ro.freed = make(chan struct{})
+		}
+		freed := ro.freed
+		ro.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (ro *route) release() {
+	ro.mu.Lock()
+	ro.inUse--
+	if ro.freed != nil {
+		close(ro.freed)
+		ro.freed = nil
+	}
+	ro.mu.Unlock()
+}
+
+// succeeded notes a message the relay answered, and raises a throttled route's rate and
+// connections a step once a second.
+func (ro *route) succeeded(now time.Time) {
+	ro.sent.Add(1)
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	ro.downFor = 0
+	ro.recent.add(now, 1, now)
+	if now.Sub(ro.lastRaise) < time.Second || now.Sub(ro.lastCut) < time.Second {
+		return
+	}
+	ro.lastRaise = now
+	if limit := ro.limiter.Limit(); limit != rate.Inf {
+		ceiling := ro.Rate
+		if ceiling == 0 {
+			ceiling = ro.ceiling
+		}
+		next := float64(limit) + max(ceiling/raiseStep, 1)
+		if ro.Rate > 0 {
+			next = min(next, ro.Rate)
+		}
+		ro.limiter.SetLimitAt(now, rate.Limit(next))
+	}
+	if ro.conns > 0 && (ro.Connections == 0 || ro.conns < ro.Connections) {
+		ro.conns++
+	}
+	ro.sender.maxIdle.Store(int64(ro.conns))
+}
+
+// connectionLimit reports whether a throttling answer is about connections (421: too many
+// of them, or the relay closing ours) rather than the rate of messages.
+func connectionLimit(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code == 421
+}
+
+// throttle counts a throttling answer and, at most once per cutEvery, cuts the route's
+// connections and, unless the answer was about connections alone, its rate. It reports
+// whether it cut.
+func (ro *route) throttle(now time.Time, connectionsOnly bool) bool {
+	ro.throttled.Add(1)
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	ro.coolUntil = now.Add(coolFor)
+	if now.Sub(ro.lastCut) < cutEvery {
+		return false
+	}
+	ro.lastCut = now
+	conns := ro.conns
+	if conns == 0 {
+		conns = max(ro.inUse, 1)
+	}
+	ro.conns = max(int(float64(conns)*cutFactor), 1)
+	ro.sender.maxIdle.Store(int64(ro.conns))
+	if connectionsOnly {
+		return true
+	}
+	limit := float64(ro.limiter.Limit())
+	if ro.limiter.Limit() == rate.Inf {
+		// No rate told and none found yet: start from what was being sent.
+		limit = float64(max(ro.recent.sum(now), 1))
+		ro.ceiling = limit
+	} else if ro.Rate == 0 {
+		ro.ceiling = limit
+	}
+	ro.limiter.SetLimitAt(now, rate.Limit(max(limit*cutFactor, 1)))
+	return true
+}
+
+// down marks the route's relay unreachable for a while that doubles, from a second to a
+// minute, while it stays so.
+func (ro *route) down(now time.Time) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	ro.downFor = min(max(2*ro.downFor, time.Second), time.Minute)
+	ro.downUntil = now.Add(ro.downFor)
+}
+
+func (ro *route) rateNow() float64 {
+	l := ro.limiter.Limit()
+	if l == rate.Inf {
+		return 0
+	}
+	return float64(l)
+}
+
+func (ro *route) connsNow() int {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.conns
+}
+
+// RouteStatus is a route's state for pages and metrics. Its URL has no password.
+type RouteStatus struct {
+	Name, URL   string
+	Priority    int
+	Rate        float64 // messages a second now (0: no limit of ours)
+	Connections int     // the cap now (0: none)
+	Sent        int64
+	Throttled   int64
+	Down        bool
+	Quotas      []QuotaStatus
+}
+
+// QuotaStatus is how much of a quota's window is spent.
+type QuotaStatus struct {
+	postoffice.Quota
+	Used int
+}
+
+// Status returns every route's state, by priority.
+func (r *Router) Status() []RouteStatus {
+	now := r.now()
+	var out []RouteStatus
+	for _, ro := range r.routes {
+		ro.mu.Lock()
+		st := RouteStatus{Name: ro.Name, URL: RedactURL(ro.URL), Priority: ro.Priority, Connections: ro.conns,
+			Sent: ro.sent.Load(), Throttled: ro.throttled.Load(), Down: now.Before(ro.downUntil)}
+		for i, w := range ro.quotas {
+			st.Quotas = append(st.Quotas, QuotaStatus{Quota: ro.Quotas[i], Used: w.sum(now)})
+		}
+		ro.mu.Unlock()
+		st.Rate = ro.rateNow()
+		out = append(out, st)
+	}
+	return out
+}
+
+// Close closes every route's connections.
+func (r *Router) Close() error {
+	for _, ro := range r.routes {
+		ro.sender.Close()
+	}
+	return nil
+}
+
+// window counts sends over a rolling span in n buckets: what it says is spent includes up
+// to one bucket's width more than the span, never less.
+type window struct {
+	width time.Duration
+	idx   []int64 // the bucket number each slot holds
+	count []int
+}
+
+func newWindow(span time.Duration, n int) *window {
+	return &window{width: max(span/time.Duration(n), time.Nanosecond), idx: make([]int64, n), count: make([]int, n)}
+}
+
+func (w *window) bucket(t time.Time) int64 { return t.UnixNano() / int64(w.width) }
+
+// add counts k sends at t; sends already out of the window at now are dropped.
+func (w *window) add(t time.Time, k int, now time.Time) {
+	b, cur := w.bucket(t), w.bucket(now)
+	n := int64(len(w.idx))
+	if b <= cur-n {
+		return
+	}
+	i := b % n
+	if w.idx[i] != b {
+		w.idx[i], w.count[i] = b, 0
+	}
+	w.count[i] += k
+}
+
+// sum counts the sends in the window ending at now.
+func (w *window) sum(now time.Time) int {
+	cur, n := w.bucket(now), int64(len(w.idx))
+	total := 0
+	for i, b := range w.idx {
+		if b > cur-n && b <= cur {
+			total += w.count[i]
+		}
+	}
+	return total
+}
+
+// roomAt is when the window will hold fewer than limit sends, none being added.
+func (w *window) roomAt(now time.Time, limit int) time.Time {
+	cur, n := w.bucket(now), int64(len(w.idx))
+	total := w.sum(now)
+	for b := cur - n + 1; b <= cur; b++ {
+		if i := b % n; w.idx[i] == b {
+			total -= w.count[i]
+		}
+		if total < limit {
+			return time.Unix(0, (b+n)*int64(w.width))
+		}
+	}
+	return now.Add(time.Duration(n) * w.width)
+}
+
+// WriteMetrics writes the routes' state in the Prometheus text format. Their URLs, and so
+// their passwords, are never written.
+func (r *Router) WriteMetrics(w io.Writer) {
+	statuses := r.Status()
+	type metric struct {
+		name, help, kind string
+		value            func(RouteStatus) float64
+	}
+	for _, mt := range []metric{
+		{"pointpost_route_sent_total", "Messages the route's relay answered.", "counter",
+			func(s RouteStatus) float64 { return float64(s.Sent) }},
+		{"pointpost_route_throttled_total", "Throttling answers from the route's relay (421, 451/454 4.7.x).", "counter",
+			func(s RouteStatus) float64 { return float64(s.Throttled) }},
+		{"pointpost_route_rate", "The route's rate now, messages a second (0: no limit of ours).", "gauge",
+			func(s RouteStatus) float64 { return s.Rate }},
+		{"pointpost_route_connections", "The most connections the route may open now (0: no limit of ours).", "gauge",
+			func(s RouteStatus) float64 { return float64(s.Connections) }},
+		{"pointpost_route_down", "1 while the route's relay is unreachable.", "gauge",
+			func(s RouteStatus) float64 {
+				if s.Down {
+					return 1
+				}
+				return 0
+			}},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", mt.name, mt.help, mt.name, mt.kind)
+		for _, s := range statuses {
+			fmt.Fprintf(w, "%s{route=%q} %g\n", mt.name, s.Name, mt.value(s))
+		}
+	}
+	fmt.Fprintf(w, "# HELP pointpost_route_quota_used Messages counted in a route's quota window.\n# TYPE pointpost_route_quota_used gauge\n")
+	for _, s := range statuses {
+		for _, q := range s.Quotas {
+			fmt.Fprintf(w, "pointpost_route_quota_used{route=%q,window=%q,limit=\"%d\"} %d\n", s.Name, q.Window.String(), q.Limit, q.Used)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRouteCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "r.db")
+	env := func(string) string { return "" }
+	route := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append(append([]string{"route"}, args...), "--db", db), env, &out)
+		return out.String(), err
+	}
+	if out, err := route("add", "ses", "--url", "smtps://key:hunter2@email-smtp.example:465", "--rate", "14",
+		"--quota", "50000/24h", "--quota", "3000/1h", "--max-connections", "4"); err != nil || strings.Contains(out, "hunter2") {
+		t.Fatalf("route add: %q, %v", out, err)
+	}
+	if _, err := route("add", "spare", "--url", "smtp://relay.example:587", "--priority", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := route("set", "ses", "--rate", "20"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := route("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ses ", " 20 ", "50000/24h0m0s,3000/1h0m0s", "smtps://key:xxxxx@email-smtp.example:465", "spare "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("route list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("route list shows the password:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"add", "bad", "--url", "http://relay.example"}, "url"},
+		{[]string{"add", "bad"}, "url: required"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "0"}, "rate"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "-3"}, "rate"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--quota", "10/0s"}, "window"},
+		{[]string{"add", "ses", "--url", "smtp://relay.example"}, "exists"},
+		{[]string{"set", "nope", "--rate", "3"}, "not found"},
+		{[]string{"remove", "nope"}, "not found"},
+	} {
+		if _, err := route(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("route %q = %v, want an error about %s", tc.args, err, tc.want)
+		}
+	}
+	if err := run(context.Background(), []string{"route", "frobnicate", "x"}, env, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "frobnicate") {
+		t.Errorf("route frobnicate = %v, want an error naming it", err)
+	}
+	// A job is pinned by job pin; a missing job or route is an error.
+	for _, args := range [][]string{{"pin", "--db", db, "42", "ses"}, {"pin", "--db", db, "42", "nope"}} {
+		if err := run(context.Background(), append([]string{"job"}, args...), env, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("job %q = %v, want not found", args, err)
+		}
+	}
+	if _, err := route("remove", "spare"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := route("list"); strings.Contains(out, "spare") {
+		t.Errorf("removed route still listed:\n%s", out)
+	}
+}
+
+func TestRelayLimitFlags(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cfg, err := parseServeConfig([]string{"--relay", "smtp://relay.example", "--relay-rate", "14",
+		"--relay-quota", "50000/24h", "--relay-quota", "200/1m", "--relay-connections", "3"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RelayRate != 14 || len(cfg.RelayQuotas) != 2 || cfg.RelayQuotas[1].Limit != 200 || cfg.RelayConnections != 3 {
+		t.Errorf("parsed %v %v %v", cfg.RelayRate, cfg.RelayQuotas, cfg.RelayConnections)
+	}
+	cfg, err = parseServeConfig(nil, env(map[string]string{"POINTPOST_RELAY_QUOTA": "10/1h, 100/24h", "POINTPOST_RELAY_RATE": "2.5"}))
+	if err != nil || len(cfg.RelayQuotas) != 2 || cfg.RelayRate != 2.5 {
+		t.Errorf("from the environment: %+v, %v", cfg, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--relay-rate", "0"}, nil, "relay-rate"},
+		{[]string{"--relay-rate", "x"}, nil, "relay-rate"},
+		{[]string{"--relay-quota", "10/0s"}, nil, "window"},
+		{[]string{"--relay-connections", "-1"}, nil, "relay-connections"},
+		{nil, map[string]string{"POINTPOST_RELAY_RATE": "fast"}, "POINTPOST_RELAY_RATE"},
+		{nil, map[string]string{"POINTPOST_RELAY_QUOTA": "lots"}, "POINTPOST_RELAY_QUOTA"},
+		{nil, map[string]string{"POINTPOST_RELAY_CONNECTIONS": "-2"}, "POINTPOST_RELAY_CONNECTIONS"},
+	} {
+		if _, err := parseServeConfig(tc.args, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseServeConfig(%q, %v) = %v, want an error naming %s", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
