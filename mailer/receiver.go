@@ -471,12 +471,13 @@ var (
 //     for ErrNoDelivery, 451 4.3.0 for any other error so that the sender retries.
 //   - A reply to a reply+ address, or with a token in its subject, none of which verifies:
 //     554 5.7.1, so a forged or altered token is refused where the sender sees it.
-//   - Auto-replies, bounces, complaints, unsubscribe requests and replies without any token:
-//     recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
+//   - Auto-replies, bounces, delay warnings, complaints, unsubscribe requests and replies
+//     without any token: recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
 //     and complaints go to Bounces when it is set, which applies their effects in the same
 //     commit, to the delivery a verified token names and no other: one without a token is
-//     recorded for review and logged, and changes nothing. Mail to a VERP return path never
-//     acknowledges.
+//     recorded for review and logged, and changes nothing. A delay warning is only recorded:
+//     it rejects no delivery and counts toward no suppression. Mail to a VERP return path
+//     never acknowledges.
 //   - A message that can't be parsed, or whose MIME structure is broken: 554 5.6.0.
 func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, data []byte) error {
 	log := r.cfg.Logger.With("mail_from", from, "rcpt", strings.Join(rcpts, ","))
@@ -540,6 +541,10 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 			log.Info("consumer unsubscribed by mail", "consumer", consumer)
 		}
 		rec.Detail = clip(in.Reason + envelopeDetail(from))
+		if in.Kind == KindDelayed && len(in.Failures) > 0 {
+			// Kept to show the operator; a delay rejects nothing and counts toward nothing.
+			rec.Detail = clip(worstFailure(in.Failures).Detail() + "; " + rec.Detail)
+		}
 		if r.cfg.Bounces != nil && (in.Kind == KindBounce || in.Kind == KindComplaint) {
 			return r.recordBounce(ctx, log, in, rec, data)
 		}

@@ -1243,6 +1243,52 @@ func TestReceiverBounceEffects(t *testing.T) {
 	}
 }
 
+// TestReceiverDelayWarningsChangeNothing sends every delay warning (the corpus's and those
+// written after RFC 3464) to the VERP return path of a delivery: each is recorded as
+// delayed, and no delivery is rejected, no bounce counted, no consumer suppressed. A hard
+// bounce after them still rejects.
+func TestReceiverDelayWarningsChangeNothing(t *testing.T) {
+	files := corpusFiles(t)
+	var warnings [][]byte
+	for _, name := range slices.Sorted(maps.Keys(corpusDelays)) {
+		data, err := os.ReadFile(files[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		warnings = append(warnings, data)
+	}
+	written := delayWarnings("rx", "c0@example.com")
+	for _, name := range slices.Sorted(maps.Keys(written)) {
+		warnings = append(warnings, written[name])
+	}
+	f := startStoreReceiver(t, len(warnings)+1)
+	for i, data := range warnings {
+		rcpt := []string{"bounce+" + f.token(i) + "@" + testReplyDomain}
+		if o := sendStd(t, f.addr, "", rcpt, data); o != accepted {
+			t.Fatalf("warning %d: %v", i, o)
+		}
+		if m := f.lastInbound(t); m.Kind != string(KindDelayed) || m.ConsumerID != f.consumers[i] {
+			t.Errorf("warning %d recorded as %s for consumer %d: %s", i, m.Kind, m.ConsumerID, m.Detail)
+		}
+	}
+	for i := range warnings {
+		if d := f.delivery(t, i); d.Rejected || f.status(t, i) != rewards.StatusActive {
+			t.Errorf("consumer %d after a delay warning: rejected %v, %s", i, d.Rejected, f.status(t, i))
+		}
+		if bs, _ := f.st.ConsumerBounces(context.Background(), f.consumers[i]); len(bs) != 0 {
+			t.Errorf("consumer %d: a delay warning counted as %d bounces", i, len(bs))
+		}
+	}
+	last := len(warnings)
+	hard := dsnMessage("after-delays", fmt.Sprintf("c%d@example.com", last), "5.1.1", "550 5.1.1 user unknown")
+	if o := sendStd(t, f.addr, "", []string{"bounce+" + f.token(last) + "@" + testReplyDomain}, hard); o != accepted {
+		t.Fatalf("hard bounce: %v", o)
+	}
+	if d := f.delivery(t, last); !d.Rejected || f.status(t, last) != rewards.StatusBounced {
+		t.Errorf("a hard bounce after the warnings: rejected %v, %s", d.Rejected, f.status(t, last))
+	}
+}
+
 // TestReceiverCorpusAwardsNothing sends every corpus message to a reply address carrying a
 // valid token, so that a message taken for a reply would be acknowledged: only the human
 // forwards listed in sisimaiReplies may be.
