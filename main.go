@@ -133,6 +133,9 @@ type Config struct {
 	// SettleEvery is how often accrued points are posted into consumer accounts.
 	SettleEvery time.Duration
 
+	// SMTPTLSCert and SMTPTLSKey are the PEM files the receiver's STARTTLS offers.
+	SMTPTLSCert, SMTPTLSKey string
+
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
 	given map[string]bool
@@ -157,6 +160,8 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.DB, "db", "POINTPOST_DB", "pointpost.db", "SQLite database file")
 	str(&c.HTTP, "http", "POINTPOST_HTTP", "127.0.0.1:8080", "address of the web server (toolbox and consumer pages)")
 	str(&c.SMTP, "smtp", "POINTPOST_SMTP", "127.0.0.1:2525", "address of the SMTP receiver for replies")
+	str(&c.SMTPTLSCert, "smtp-tls-cert", "POINTPOST_SMTP_TLS_CERT", "", "PEM certificate (chain) the receiver offers by STARTTLS; read again when it changes")
+	str(&c.SMTPTLSKey, "smtp-tls-key", "POINTPOST_SMTP_TLS_KEY", "", "PEM private key of --smtp-tls-cert")
 	str(&c.Relay, "relay", "POINTPOST_RELAY", "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")
 	num(&c.MailServers, "mail-servers", "POINTPOST_MAIL_SERVERS", 4, "number of in-process mail servers")
 	num(&c.Workers, "connections", "POINTPOST_CONNECTIONS", 16, "messages in flight (relay connections) per mail server")
@@ -463,7 +468,8 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	defer stopAll()
 	mux := a.handler(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
+		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey})
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -1196,7 +1202,7 @@ func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loa
 	rctx, stop := context.WithCancel(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
-		MaxConnections: conns + 4})
+		MaxConnections: conns + 4, MaxConnectionsPerClient: conns + 4})
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(rctx, ln) }()
 	defer func() { stop(); <-done }()

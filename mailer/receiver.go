@@ -3,6 +3,7 @@ package mailer
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -110,12 +111,23 @@ type ReceiverConfig struct {
 	MaxRecipients int
 	// MaxConnections: more at once are greeted with 421 4.7.0 and closed; default 100.
 	MaxConnections int
+	// MaxConnectionsPerClient: more at once from one IP address are greeted with 421 4.7.0
+	// and closed, so that one client can't take every slot; default 10.
+	MaxConnectionsPerClient int
 	// MaxLineLength bounds a command or message line; default 2000 (RFC 5321's 1000,
 	// doubled for the clients that exceed it).
 	MaxLineLength int
-	// ReadTimeout is how long the client may stay silent (waiting for a command, or
-	// between reads of a message); default 5 minutes (RFC 5321 section 4.5.3.2).
+	// ReadTimeout is how long the client may stay silent between reads of a message;
+	// default 5 minutes (RFC 5321 section 4.5.3.2).
 	ReadTimeout time.Duration
+	// IdleTimeout is how long the client may stay silent before its first command and
+	// between commands; default 1 minute, never more than ReadTimeout. A public MX meets
+	// clients that connect and say nothing.
+	IdleTimeout time.Duration
+	// TLSCertFile and TLSKeyFile are PEM files of the certificate and key STARTTLS offers;
+	// without them STARTTLS is not offered. They are read again when either changes, so a
+	// renewed certificate is served from the next connection without a restart.
+	TLSCertFile, TLSKeyFile string
 	// WriteTimeout bounds writing one reply; default 1 minute.
 	WriteTimeout time.Duration
 	// CommitTimeout bounds an acknowledgement or a record; past it the client gets 451.
@@ -154,9 +166,16 @@ func NewReceiver(cfg ReceiverConfig) *Receiver {
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = 2000
 	}
+	if cfg.MaxConnectionsPerClient <= 0 {
+		cfg.MaxConnectionsPerClient = 10
+	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 5 * time.Minute
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = time.Minute
+	}
+	cfg.IdleTimeout = min(cfg.IdleTimeout, cfg.ReadTimeout)
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = time.Minute
 	}
@@ -205,6 +224,8 @@ func (r *Receiver) check() error {
 		return errors.New("receiver: no inbound recorder")
 	case r.cfg.Unsubscribe == nil:
 		return errors.New("receiver: no unsubscriber")
+	case (r.cfg.TLSCertFile == "") != (r.cfg.TLSKeyFile == ""):
+		return errors.New("receiver: a TLS certificate needs its key, and a key its certificate")
 	}
 	return nil
 }
@@ -232,9 +253,21 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 		r.mu.Unlock()
 	}()
 
+	var tlsConfig *tls.Config
+	if r.cfg.TLSCertFile != "" {
+		certs, err := newCertFiles(r.cfg.TLSCertFile, r.cfg.TLSKeyFile, r.cfg.Logger)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("receiver: %w", err)
+		}
+		tlsConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
+	}
 	cl := &connLimiter{Listener: l, slots: make(chan struct{}, r.cfg.MaxConnections),
+		perClient: r.cfg.MaxConnectionsPerClient, clients: map[string]int{},
 		conns: map[*limitedConn]struct{}{}, refusal: fmt.Sprintf(
 			"421 4.7.0 %s too many connections, try again later\r\n", r.cfg.ReplyDomain),
+		clientRefusal: fmt.Sprintf(
+			"421 4.7.0 %s too many connections from your address, try again later\r\n", r.cfg.ReplyDomain),
 		log: r.cfg.Logger}
 	// Acknowledgements outlive a cancelled ctx: a commit under way finishes, and its client
 	// hears the answer.
@@ -246,8 +279,10 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 	s.MaxMessageBytes = r.cfg.MaxMessageBytes
 	s.MaxRecipients = r.cfg.MaxRecipients
 	s.MaxLineLength = r.cfg.MaxLineLength
-	s.ReadTimeout = r.cfg.ReadTimeout
+	// go-smtp renews this deadline before each command; Data renews ReadTimeout instead.
+	s.ReadTimeout = r.cfg.IdleTimeout
 	s.WriteTimeout = r.cfg.WriteTimeout
+	s.TLSConfig = tlsConfig
 	s.ErrorLog = slogPrinter{r.cfg.Logger}
 
 	served := make(chan error, 1)
@@ -293,17 +328,21 @@ func (p slogPrinter) Printf(format string, v ...any) {
 }
 func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
-// connLimiter caps the connections open at once. One past the cap is answered 421 and
-// closed at once, so that a flood of idle clients can't hold the receiver, and the next
-// connection is accepted. It also knows the open connections, for shutdown.
+// connLimiter caps the connections open at once, in all and from one client address. One
+// past a cap is answered 421 and closed at once, so that a flood of idle clients can't hold
+// the receiver, and the next connection is accepted. It also knows the open connections,
+// for shutdown.
 type connLimiter struct {
 	net.Listener
-	slots   chan struct{}
-	refusal string
-	log     *slog.Logger
+	slots         chan struct{}
+	perClient     int
+	refusal       string
+	clientRefusal string
+	log           *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*limitedConn]struct{}
+	mu      sync.Mutex
+	conns   map[*limitedConn]struct{}
+	clients map[string]int // open connections by client IP
 }
 
 func (cl *connLimiter) Accept() (net.Conn, error) {
@@ -312,21 +351,59 @@ func (cl *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		ip := clientIP(c.RemoteAddr())
+		cl.mu.Lock()
+		crowded := cl.clients[ip] >= cl.perClient
+		if !crowded {
+			cl.clients[ip]++
+		}
+		cl.mu.Unlock()
+		if crowded {
+			cl.log.Warn("receiver: connection refused, too many open from one client", "remote", ip, "max", cl.perClient)
+			cl.refuse(c, cl.clientRefusal)
+			continue
+		}
 		select {
 		case cl.slots <- struct{}{}:
-			lc := &limitedConn{Conn: c, cl: cl}
+			lc := &limitedConn{Conn: c, cl: cl, ip: ip}
 			cl.mu.Lock()
 			cl.conns[lc] = struct{}{}
 			cl.mu.Unlock()
 			return lc, nil
 		default:
-			cl.log.Warn("receiver: connection refused, too many open", "remote", c.RemoteAddr().String(), "max", cap(cl.slots))
-			// A fresh socket's send buffer takes the line at once; the deadline is for safety.
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, cl.refusal)
-			c.Close()
+			cl.release(ip)
+			cl.log.Warn("receiver: connection refused, too many open", "remote", ip, "max", cap(cl.slots))
+			cl.refuse(c, cl.refusal)
 		}
 	}
+}
+
+// refuse tells the client why and closes the connection.
+func (cl *connLimiter) refuse(c net.Conn, why string) {
+	// A fresh socket's send buffer takes the line at once; the deadline is for safety.
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c, why)
+	c.Close()
+}
+
+func (cl *connLimiter) release(ip string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.clients[ip]--; cl.clients[ip] <= 0 {
+		delete(cl.clients, ip)
+	}
+}
+
+// clientIP is the address a connection comes from, without its port.
+func clientIP(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 // kickIdle makes every connection that is not in the middle of a message time out now;
@@ -345,6 +422,7 @@ func (cl *connLimiter) kickIdle() {
 type limitedConn struct {
 	net.Conn
 	cl   *connLimiter
+	ip   string
 	busy atomic.Bool // taking a message: shutdown lets it finish
 	once sync.Once
 }
@@ -355,6 +433,7 @@ func (c *limitedConn) Close() error {
 		c.cl.mu.Lock()
 		delete(c.cl.conns, c)
 		c.cl.mu.Unlock()
+		c.cl.release(c.ip)
 		<-c.cl.slots
 	})
 	return err
@@ -418,7 +497,11 @@ func (s *receiverSession) Logout() error { return nil }
 
 // Data reads the message and answers only after what it means is committed.
 func (s *receiverSession) Data(r io.Reader) error {
-	if lc, ok := s.conn.Conn().(*limitedConn); ok {
+	conn := s.conn.Conn()
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn() // after STARTTLS
+	}
+	if lc, ok := conn.(*limitedConn); ok {
 		lc.busy.Store(true)
 		defer lc.busy.Store(false)
 	}
@@ -697,4 +780,66 @@ func clip(s string) string {
 		cut = limit // no rune begins near the limit: the bytes are not UTF-8 anyway
 	}
 	return s[:cut] + "..."
+}
+
+// certFiles serves the certificate in a PEM pair of files, read again when either file
+// changes (a renewal writes new ones, or renames new ones over them). A pair that fails to
+// load (a renewal half written: the new certificate beside the old key) keeps the
+// certificate served before, and is tried again at the next handshake.
+type certFiles struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	certStat os.FileInfo
+	keyStat  os.FileInfo
+}
+
+// newCertFiles loads the pair; returns an error when it does not load.
+func newCertFiles(certFile, keyFile string, log *slog.Logger) (*certFiles, error) {
+	c := &certFiles{certFile: certFile, keyFile: keyFile, log: log}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certFiles) load() error {
+	cs, err := os.Stat(c.certFile)
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	ks, err := os.Stat(c.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS key: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS certificate %s and key %s: %w", c.certFile, c.keyFile, err)
+	}
+	c.cert, c.certStat, c.keyStat = &cert, cs, ks
+	return nil
+}
+
+// get is tls.Config.GetCertificate: the pair as the files hold it now.
+func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, err1 := os.Stat(c.certFile)
+	ks, err2 := os.Stat(c.keyFile)
+	if err1 == nil && err2 == nil && (changed(c.certStat, cs) || changed(c.keyStat, ks)) {
+		if err := c.load(); err != nil {
+			c.certStat, c.keyStat = cs, ks // tried again when a file changes again
+			c.log.Warn("receiver: the new TLS certificate does not load; serving the previous one", "err", err)
+		} else {
+			c.log.Info("receiver: TLS certificate reloaded", "file", c.certFile, "not_after", c.cert.Leaf.NotAfter)
+		}
+	}
+	return c.cert, nil
+}
+
+// changed reports whether a file is another one, or was written, since was.
+func changed(was, now os.FileInfo) bool {
+	return !os.SameFile(was, now) || !was.ModTime().Equal(now.ModTime()) || was.Size() != now.Size()
 }
