@@ -1145,7 +1145,7 @@ type inboundRecorder struct{ st *store.Store }
 
 func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
 	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
-		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail, Key: m.Key})
 }
 
 // RecordBounce records a bounce or complaint and applies its effects: rejected deliveries,

@@ -82,6 +82,9 @@ type InboundRecord struct {
 	From, To, Subject string
 	// Detail says why it earned nothing, the signal that classified it, and the envelope.
 	Detail string
+	// Key identifies the message across redeliveries: "<Message-ID>", else a hash of it. A
+	// record whose Key was kept before is not kept again.
+	Key string
 }
 
 // ReceiverConfig configures the receiver 199. Zero fields get the defaults NewReceiver gives.
@@ -568,11 +571,12 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 	if err != nil {
 		log.Info("inbound message refused", "err", err)
 		r.recordQuietly(ctx, log, &InboundRecord{Kind: string(KindUnknown), To: strings.Join(rcpts, ", "),
-			Detail: clip("refused 554 5.6.0: " + err.Error() + envelopeDetail(from))})
+			Detail: clip("refused 554 5.6.0: " + err.Error() + envelopeDetail(from)), Key: messageKey("", data)})
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: replyText("malformed message: " + err.Error())}
 	}
 	log = log.With("kind", in.Kind, "message_id", in.MessageID)
-	rec := &InboundRecord{Kind: string(in.Kind), From: in.From, To: strings.Join(rcpts, ", "), Subject: clip(in.Subject)}
+	rec := &InboundRecord{Kind: string(in.Kind), From: in.From, To: strings.Join(rcpts, ", "), Subject: clip(in.Subject),
+		Key: messageKey(in.MessageID, data)}
 
 	switch in.Kind {
 	case KindReply:
@@ -588,7 +592,9 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 			return r.record(ctx, log, rec)
 		}
 		log = log.With("job", job, "consumer", consumer)
-		res, err := r.cfg.Acks.Acknowledge(ctx, token, postoffice.ChannelReply, clip("smtp "+in.MessageID))
+		// "smtp <Message-ID>": the store counts a reply that comes again under the same
+		// Message-ID once.
+		res, err := r.cfg.Acks.Acknowledge(ctx, token, postoffice.ChannelReply, messageSource(in.MessageID, data))
 		switch {
 		case err == nil:
 			log.Info("reply acknowledged", "first_receipt", res != nil && res.FirstReceipt, "points", points(res))
@@ -685,6 +691,12 @@ func messageKey(messageID string, data []byte) string {
 	}
 	sum := sha256.Sum256(data)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// messageSource is an acknowledgement's source for a message: "smtp <Message-ID>", or
+// its hash when it has none.
+func messageSource(messageID string, data []byte) string {
+	return clip("smtp " + messageKey(messageID, data))
 }
 
 // worstFailure is the failure that decides a delivery's fate: hard before soft before none.

@@ -23,7 +23,7 @@ import (
 // testCert writes a self-signed certificate for testReplyDomain and 127.0.0.1, with serial,
 // into dir as cert.pem and key.pem (each written beside and renamed over, as a renewal
 // does), and returns the certificate.
-func testCert(t *testing.T, dir string, serial int64) *x509.Certificate {
+func testCert(t testing.TB, dir string, serial int64) *x509.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
