@@ -516,7 +516,7 @@ func TestNewMailboxRefusesBadURLs(t *testing.T) {
 //
 //	go test -run '^$' -bench BenchmarkMailbox10000 -benchtime 1x ./mailer/
 func BenchmarkMailbox10000(b *testing.B) {
-	for b.Loop() {
+	for range b.N {
 		b.StopTimer()
 		w := newMailboxWorld(b, 7500, "")
 		all, _, _ := w.messages(7500)
