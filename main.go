@@ -135,6 +135,12 @@ type Config struct {
 
 	// SMTPTLSCert and SMTPTLSKey are the PEM files the receiver's STARTTLS offers.
 	SMTPTLSCert, SMTPTLSKey string
+	// IMAP is the mailbox replies and bounces are read from, imaps://user:pass@host/INBOX;
+	// IMAPExpunge expunges processed messages instead of moving them to Processed.
+	IMAP        string
+	IMAPExpunge bool
+	// SMTPMaxPerClient caps the receiver's connections from one IP address.
+	SMTPMaxPerClient int
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
@@ -162,6 +168,10 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.SMTP, "smtp", "POINTPOST_SMTP", "127.0.0.1:2525", "address of the SMTP receiver for replies")
 	str(&c.SMTPTLSCert, "smtp-tls-cert", "POINTPOST_SMTP_TLS_CERT", "", "PEM certificate (chain) the receiver offers by STARTTLS; read again when it changes")
 	str(&c.SMTPTLSKey, "smtp-tls-key", "POINTPOST_SMTP_TLS_KEY", "", "PEM private key of --smtp-tls-cert")
+	num(&c.SMTPMaxPerClient, "smtp-max-per-client", "POINTPOST_SMTP_MAX_PER_CLIENT", 10, "SMTP connections at once from one IP address (a local relay in front of the receiver needs more)")
+	str(&c.IMAP, "imap", "POINTPOST_IMAP", "", "mailbox to read replies and bounces from, imaps://user:pass@host/INBOX or imap://… (STARTTLS)")
+	fs.BoolVar(&c.IMAPExpunge, "imap-expunge", getenv("POINTPOST_IMAP_EXPUNGE") == "true",
+		"flag and expunge processed mailbox messages instead of moving them to Processed (env POINTPOST_IMAP_EXPUNGE)")
 	str(&c.Relay, "relay", "POINTPOST_RELAY", "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")
 	num(&c.MailServers, "mail-servers", "POINTPOST_MAIL_SERVERS", 4, "number of in-process mail servers")
 	num(&c.Workers, "connections", "POINTPOST_CONNECTIONS", 16, "messages in flight (relay connections) per mail server")
@@ -469,7 +479,14 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	mux := a.handler(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
-		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey})
+		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient})
+	var mailbox *mailer.Mailbox
+	if a.cfg.IMAP != "" {
+		var err error
+		if mailbox, err = mailer.NewMailbox(mailer.MailboxConfig{URL: a.cfg.IMAP, Expunge: a.cfg.IMAPExpunge, Logger: a.log}, receiver); err != nil {
+			return fmt.Errorf("--imap: %w", err)
+		}
+	}
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -488,7 +505,11 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
 	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
 	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
-	httpErr := make(chan error, 2)
+	httpErr := make(chan error, 3)
+	if mailbox != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = mailbox.Run(ctx) }()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
