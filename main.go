@@ -7,6 +7,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -141,6 +145,9 @@ type Config struct {
 	IMAPExpunge bool
 	// SMTPMaxPerClient caps the receiver's connections from one IP address.
 	SMTPMaxPerClient int
+	// The providers' webhook secrets: Mailgun's signing key, SendGrid's verification key
+	// (base64 DER, as its console shows it), Postmark's basic auth as user:password.
+	MailgunKey, SendGridKey, PostmarkAuth string
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
@@ -169,6 +176,9 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.SMTPTLSCert, "smtp-tls-cert", "POINTPOST_SMTP_TLS_CERT", "", "PEM certificate (chain) the receiver offers by STARTTLS; read again when it changes")
 	str(&c.SMTPTLSKey, "smtp-tls-key", "POINTPOST_SMTP_TLS_KEY", "", "PEM private key of --smtp-tls-cert")
 	num(&c.SMTPMaxPerClient, "smtp-max-per-client", "POINTPOST_SMTP_MAX_PER_CLIENT", 10, "SMTP connections at once from one IP address (a local relay in front of the receiver needs more)")
+	str(&c.MailgunKey, "mailgun-key", "POINTPOST_MAILGUN_KEY", "", "Mailgun webhook signing key; serves /webhooks/mailgun and /webhooks/mailgun/inbound")
+	str(&c.SendGridKey, "sendgrid-key", "POINTPOST_SENDGRID_KEY", "", "SendGrid signed event webhook verification key (base64); serves /webhooks/sendgrid")
+	str(&c.PostmarkAuth, "postmark-auth", "POINTPOST_POSTMARK_AUTH", "", "user:password Postmark's webhook URL carries; serves /webhooks/postmark and /webhooks/postmark/inbound")
 	str(&c.IMAP, "imap", "POINTPOST_IMAP", "", "mailbox to read replies and bounces from, imaps://user:pass@host/INBOX or imap://… (STARTTLS)")
 	fs.BoolVar(&c.IMAPExpunge, "imap-expunge", getenv("POINTPOST_IMAP_EXPUNGE") == "true",
 		"flag and expunge processed mailbox messages instead of moving them to Processed (env POINTPOST_IMAP_EXPUNGE)")
@@ -260,6 +270,8 @@ type app struct {
 	signed mailer.Sender
 	dkim   *mailer.DKIMSigner
 	from   mail.Address
+	// webhooks are the providers' webhooks, set by serve when a provider's secret is given.
+	webhooks *web.Webhooks
 }
 
 // open opens the database and wires the post office; with mail servers it also builds the
@@ -443,9 +455,9 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
 		Enrollments: a.store, Confirmations: notices,
-		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
+		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound, Webhooks: a.webhooks})
 	mux := http.NewServeMux()
-	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
@@ -476,10 +488,17 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	// A server that fails stops the others as a signal would.
 	ctx, stopAll := context.WithCancel(parent)
 	defer stopAll()
-	mux := a.handler(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
 		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient})
+	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" {
+		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
+		if err != nil {
+			return err
+		}
+		a.webhooks = wh
+	}
+	mux := a.handler(ctx)
 	var mailbox *mailer.Mailbox
 	if a.cfg.IMAP != "" {
 		var err error
@@ -1493,4 +1512,42 @@ func catalogCommand(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintf(stdout, "%-4d %-30.30s %8d %7d\n", it.ID, it.Name, it.Cost, it.Stock)
 	}
 	return nil
+}
+
+// webhooks builds the providers' webhooks from their secrets. Returns an error for a
+// SendGrid key that is not a base64 P-256 public key, or Postmark auth without a colon.
+func (c *Config) webhooks(events web.WebhookEvents, log *slog.Logger) (*web.Webhooks, error) {
+	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, Logger: log}
+	if c.SendGridKey != "" {
+		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.SendGridKey))
+		if err != nil {
+			return nil, fmt.Errorf("--sendgrid-key: not base64: %w", err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(der)
+		key, ok := pub.(*ecdsa.PublicKey)
+		if err != nil || !ok || key.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("--sendgrid-key: not an ECDSA P-256 public key (%v)", err)
+		}
+		wh.SendGridKey = key
+	}
+	if c.PostmarkAuth != "" {
+		u, p, ok := strings.Cut(c.PostmarkAuth, ":")
+		if !ok || u == "" || p == "" {
+			return nil, errors.New("--postmark-auth: give user:password")
+		}
+		wh.PostmarkUser, wh.PostmarkPassword = u, p
+	}
+	return wh, nil
+}
+
+// webhookEvents gives the webhooks the receiver's inbound path.
+type webhookEvents struct{ r *mailer.Receiver }
+
+func (e webhookEvents) ProviderEvent(ctx context.Context, ev web.WebhookEvent) error {
+	return e.r.TakeProviderEvent(ctx, mailer.ProviderEvent{Provider: ev.Provider, ID: ev.ID, Kind: mailer.InboundKind(ev.Kind),
+		Tokens: ev.Tokens, Recipient: ev.Recipient, Status: ev.Status, Diagnostic: ev.Diagnostic, Permanent: ev.Permanent, Subject: ev.Subject})
+}
+
+func (e webhookEvents) InboundParse(ctx context.Context, raw []byte) error {
+	return e.r.TakeInboundParse(ctx, raw)
 }

@@ -855,3 +855,88 @@ func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 func changed(was, now os.FileInfo) bool {
 	return !os.SameFile(was, now) || !was.ModTime().Equal(now.ModTime()) || was.Size() != now.Size()
 }
+
+// ProviderEvent is a bounce, delay, complaint or unsubscribe a sending provider (SES,
+// SendGrid, Postmark, Mailgun) reported by webhook, once its signature was checked.
+type ProviderEvent struct {
+	// Provider and ID name the event: an event delivered again is counted once.
+	Provider, ID string
+	// Kind is KindBounce, KindDelayed, KindComplaint or KindUnsubscribe.
+	Kind InboundKind
+	// Tokens are where the event may carry ours: the custom argument we set, the
+	// Message-ID's left part (<TOKEN@reply-domain>), the return path. Tried in order.
+	Tokens []string
+	// Recipient, Status (RFC 3463, "" when the provider gives none), Diagnostic (its words)
+	// and Permanent describe a bounce.
+	Recipient, Status, Diagnostic string
+	Permanent                     bool
+	Subject                       string
+}
+
+// TakeProviderEvent applies a provider's event exactly as the DSN or ARF report saying the
+// same would: through a verified token only, recorded once per Provider and ID. Returns an
+// error when nothing could be committed; the provider then retries.
+func (r *Receiver) TakeProviderEvent(ctx context.Context, ev ProviderEvent) error {
+	log := r.cfg.Logger.With("provider", ev.Provider, "event", ev.ID, "kind", ev.Kind)
+	var cands []string
+	for _, t := range ev.Tokens {
+		cands = appendTokens(cands, t)
+	}
+	rec := InboundRecord{Kind: string(ev.Kind), From: ev.Provider, To: ev.Recipient, Subject: clip(ev.Subject),
+		Detail: clip(ev.Provider + " webhook event " + ev.ID), Key: clip(ev.Provider + ":" + ev.ID)}
+	token, job, consumer := r.verify(cands)
+	if token != "" {
+		rec.JobKey, rec.ConsumerID = job, consumer
+	}
+	switch ev.Kind {
+	case KindBounce, KindComplaint:
+		if r.cfg.Bounces == nil {
+			return r.record(ctx, log, &rec)
+		}
+		b := &BounceRecord{InboundRecord: rec, Key: rec.Key, Complaint: ev.Kind == KindComplaint}
+		if ev.Kind == KindComplaint {
+			b.Reported = address(ev.Recipient)
+		} else {
+			f := Failure{Recipient: address(ev.Recipient), Action: "failed", Diagnostic: oneLine(ev.Diagnostic)}
+			if c, _, _ := splitStatus(ev.Status); c != 0 {
+				f.Status = ev.Status
+			}
+			refine(&f, []byte(f.Diagnostic))
+			if c, _, _ := splitStatus(f.Status); f.Status == "" || (c == 4) == ev.Permanent || c == 2 {
+				// The provider's word on permanence wins over a code in its text.
+				f.Status = map[bool]string{true: "5.0.0", false: "4.0.0"}[ev.Permanent]
+			}
+			f.Severity = severityOf(f.Action, f.Status)
+			b.Failures = []Failure{f}
+			b.Detail = clip(f.Detail() + "; " + rec.Detail)
+		}
+		if err := r.cfg.Bounces.RecordBounce(ctx, b); err != nil {
+			log.Error("provider event not recorded", "err", err)
+			return err
+		}
+		return nil
+	case KindUnsubscribe:
+		if token != "" {
+			if err := r.cfg.Unsubscribe.Unsubscribe(ctx, consumer); err != nil {
+				log.Error("unsubscribe not committed", "consumer", consumer, "err", err)
+				return err
+			}
+		}
+		return r.record(ctx, log, &rec)
+	case KindDelayed:
+		rec.Detail = clip(ev.Status + " " + ev.Diagnostic + "; " + rec.Detail)
+		return r.record(ctx, log, &rec)
+	}
+	return fmt.Errorf("provider event kind %q: not bounce, delayed, complaint or unsubscribe", ev.Kind)
+}
+
+// TakeInboundParse takes a whole message a provider's inbound-parse webhook forwarded
+// (Mailgun routes, SendGrid Inbound Parse, Postmark inbound) through the same path as one
+// that came by SMTP. Returns nil once its result is committed or it was refused for good
+// (recorded); an error asks the provider to retry.
+func (r *Receiver) TakeInboundParse(ctx context.Context, data []byte) error {
+	if err := r.takeStored(ctx, data); err != nil && !refusedForGood(err) {
+		return err
+	}
+	return nil
+}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pointpost/rewards"
 )
 
 // testCert writes a self-signed certificate for testReplyDomain and 127.0.0.1, with serial,
@@ -276,5 +278,49 @@ func TestReceiverCutsOffSilentClient(t *testing.T) {
 			t.Errorf("silent after %q: %q %v, want 421 4.4.2", first, line, err)
 		}
 		c.Close()
+	}
+}
+
+// TestReceiverTakesProviderEvents: a provider's webhook events act exactly as the DSN or ARF
+// report would, through a verified token only, and an event delivered again counts once.
+func TestReceiverTakesProviderEvents(t *testing.T) {
+	f := startStoreReceiver(t, 5)
+	ctx := t.Context()
+	msgID := func(i int) string { return "<" + f.token(i) + "@" + testReplyDomain + ">" }
+	events := []ProviderEvent{
+		{Provider: "sendgrid", ID: "e1", Kind: KindBounce, Tokens: []string{f.token(0)}, Recipient: "c0@example.com",
+			Status: "5.1.1", Diagnostic: "550 5.1.1 user unknown", Permanent: true},
+		{Provider: "sendgrid", ID: "e1", Kind: KindBounce, Tokens: []string{f.token(0)}, Recipient: "c0@example.com",
+			Status: "5.1.1", Permanent: true}, // redelivered
+		{Provider: "mailgun", ID: "e2", Kind: KindComplaint, Tokens: []string{"", "<x@y>", msgID(1)}, Recipient: "c1@example.com"},
+		{Provider: "postmark", ID: "e3", Kind: KindUnsubscribe, Tokens: []string{f.token(2)}, Recipient: "c2@example.com"},
+		{Provider: "mailgun", ID: "e4", Kind: KindDelayed, Tokens: []string{f.token(3)}, Status: "4.2.2", Diagnostic: "mailbox full"},
+		{Provider: "mailgun", ID: "e5", Kind: KindBounce, Tokens: []string{"forged"}, Recipient: "c4@example.com", Permanent: true},
+	}
+	for _, ev := range events {
+		if err := f.Receiver.TakeProviderEvent(ctx, ev); err != nil {
+			t.Fatalf("%s %s: %v", ev.Provider, ev.ID, err)
+		}
+	}
+	if d := f.delivery(t, 0); !d.Rejected || f.status(t, 0) != rewards.StatusBounced {
+		t.Errorf("hard bounce by webhook: rejected %v, %s", d.Rejected, f.status(t, 0))
+	}
+	if bs, _ := f.st.ConsumerBounces(ctx, f.consumers[0]); len(bs) != 1 {
+		t.Errorf("a redelivered event counted %d times", len(bs))
+	}
+	if st := f.status(t, 1); st != rewards.StatusSuppressed {
+		t.Errorf("complaint by webhook: %s", st)
+	}
+	if st := f.status(t, 2); st != rewards.StatusUnsubscribed {
+		t.Errorf("unsubscribe by webhook: %s", st)
+	}
+	if d := f.delivery(t, 3); d.Rejected || f.status(t, 3) != rewards.StatusActive {
+		t.Errorf("a delay by webhook: rejected %v, %s", d.Rejected, f.status(t, 3))
+	}
+	if d := f.delivery(t, 4); d.Rejected || f.status(t, 4) != rewards.StatusActive {
+		t.Errorf("a forged token: rejected %v, %s", d.Rejected, f.status(t, 4))
+	}
+	if n := f.inboundCount(t); n != 5 {
+		t.Errorf("%d events recorded, want 5", n)
 	}
 }

@@ -93,6 +93,8 @@ type Deps struct {
 	IsNotFound func(error) bool
 	// Now is the clock, for the birth year range; nil means time.Now.
 	Now func() time.Time
+	// Webhooks, when set, serves the sending providers' webhooks under /webhooks/.
+	Webhooks *Webhooks
 }
 
 // server is the handlers with their dependencies.
@@ -154,6 +156,9 @@ func Handler(d Deps) http.Handler {
 	r.Post("/join/confirm/{token}", s.confirm)
 	static := staticHandler()
 	r.Get("/static/*", static)
+	if d.Webhooks != nil {
+		r.Mount("/webhooks", d.Webhooks.Handler())
+	}
 	r.Head("/static/*", static)
 	return r
 }
