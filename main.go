@@ -148,6 +148,8 @@ type Config struct {
 	// The providers' webhook secrets: Mailgun's signing key, SendGrid's verification key
 	// (base64 DER, as its console shows it), Postmark's basic auth as user:password.
 	MailgunKey, SendGridKey, PostmarkAuth string
+	// SESTopic is the ARN of the SNS topic SES notifies.
+	SESTopic string
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page.
@@ -179,6 +181,7 @@ func (c *Config) flags(fs *flag.FlagSet, getenv func(string) string) {
 	str(&c.MailgunKey, "mailgun-key", "POINTPOST_MAILGUN_KEY", "", "Mailgun webhook signing key; serves /webhooks/mailgun and /webhooks/mailgun/inbound")
 	str(&c.SendGridKey, "sendgrid-key", "POINTPOST_SENDGRID_KEY", "", "SendGrid signed event webhook verification key (base64); serves /webhooks/sendgrid")
 	str(&c.PostmarkAuth, "postmark-auth", "POINTPOST_POSTMARK_AUTH", "", "user:password Postmark's webhook URL carries; serves /webhooks/postmark and /webhooks/postmark/inbound")
+	str(&c.SESTopic, "ses-topic", "POINTPOST_SES_TOPIC", "", "ARN of the SNS topic Amazon SES notifies; serves /webhooks/ses")
 	str(&c.IMAP, "imap", "POINTPOST_IMAP", "", "mailbox to read replies and bounces from, imaps://user:pass@host/INBOX or imap://… (STARTTLS)")
 	fs.BoolVar(&c.IMAPExpunge, "imap-expunge", getenv("POINTPOST_IMAP_EXPUNGE") == "true",
 		"flag and expunge processed mailbox messages instead of moving them to Processed (env POINTPOST_IMAP_EXPUNGE)")
@@ -491,7 +494,7 @@ func (a *app) serve(parent context.Context, ln, smtpLn net.Listener, ready func(
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
 		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient})
-	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" {
+	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" {
 		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
 		if err != nil {
 			return err
@@ -1517,7 +1520,7 @@ func catalogCommand(ctx context.Context, args []string, getenv func(string) stri
 // webhooks builds the providers' webhooks from their secrets. Returns an error for a
 // SendGrid key that is not a base64 P-256 public key, or Postmark auth without a colon.
 func (c *Config) webhooks(events web.WebhookEvents, log *slog.Logger) (*web.Webhooks, error) {
-	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, Logger: log}
+	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, SESTopicARN: c.SESTopic, Logger: log}
 	if c.SendGridKey != "" {
 		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.SendGridKey))
 		if err != nil {

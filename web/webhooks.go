@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -55,13 +56,19 @@ type Webhooks struct {
 	SendGridKey *ecdsa.PublicKey
 	// PostmarkUser and PostmarkPassword are the basic-auth credentials set in the webhook URL.
 	PostmarkUser, PostmarkPassword string
+	// SESTopicARN is the SNS topic SES notifies; messages of other topics are refused.
+	SESTopicARN string
+	// SNSClient fetches SNS signing certificates and confirms subscriptions; default
+	// http.DefaultClient. Only https URLs on sns.REGION.amazonaws.com are fetched.
+	SNSClient *http.Client
 	// MaxAge is how old a signed timestamp may be (replay protection); default 5 minutes.
 	MaxAge time.Duration
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	mu   sync.Mutex
-	seen map[string]time.Time // Mailgun tokens within MaxAge: a replayed signature is refused
+	mu       sync.Mutex
+	seen     map[string]time.Time         // Mailgun tokens within MaxAge: a replayed signature is refused
+	snsCerts map[string]*x509.Certificate // SNS signing certificates by URL
 }
 
 // CustomTokenField is the custom argument (SendGrid custom_args, Mailgun user-variables,
@@ -78,6 +85,7 @@ const maxWebhookBody = 12 << 20
 //	POST /sendgrid           SendGrid signed event webhook
 //	POST /postmark           Postmark bounce, spam complaint, subscription change
 //	POST /postmark/inbound   Postmark inbound (RawEmail)
+//	POST /ses                Amazon SES bounces and complaints through SNS
 func (wh *Webhooks) Handler() http.Handler {
 	if wh.MaxAge <= 0 {
 		wh.MaxAge = 5 * time.Minute
@@ -94,6 +102,7 @@ func (wh *Webhooks) Handler() http.Handler {
 	r.Post("/sendgrid", wh.sendgrid)
 	r.Post("/postmark", wh.postmark)
 	r.Post("/postmark/inbound", wh.postmarkInbound)
+	r.Post("/ses", wh.ses)
 	return r
 }
 
