@@ -35,6 +35,8 @@ type app struct {
 	signed mailer.Sender
 	dkim   *mailer.DKIMSigner
 	from   mail.Address
+	// webhooks are the providers' webhooks, set by serve when a provider's secret is given.
+	webhooks *web.Webhooks
 }
 
 // open opens the database and wires the post office; with mail servers it also builds the
@@ -160,6 +162,7 @@ func dkimSigner(cfg *Config, from mail.Address, log *slog.Logger) (*mailer.DKIMS
 			log.Debug("DKIM signing", "name", r.Name, "value", r.Text)
 		}
 	}
+	log.Info("DKIM signing", "engine", signer.Engine())
 	return signer, nil
 }
 
@@ -232,9 +235,9 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
 		Enrollments: a.store, Confirmations: notices, TrustedProxies: a.cfg.TrustedProxies,
 		Codes: a.store, CodeSender: notices,
-		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound})
+		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound, Webhooks: a.webhooks})
 	mux := http.NewServeMux()
-	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/"} {
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
@@ -297,7 +300,22 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	ctx, stopAll := context.WithCancel(parent)
 	defer stopAll()
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
-		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log})
+		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
+		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient})
+	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" {
+		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
+		if err != nil {
+			return err
+		}
+		a.webhooks = wh
+	}
+	var mailbox *mailer.Mailbox
+	if a.cfg.IMAP != "" {
+		var err error
+		if mailbox, err = mailer.NewMailbox(mailer.MailboxConfig{URL: a.cfg.IMAP, Expunge: a.cfg.IMAPExpunge, Logger: a.log}, receiver); err != nil {
+			return fmt.Errorf("--imap: %w", err)
+		}
+	}
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
 	servers := []*http.Server{{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -323,6 +341,10 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
 	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
 	failed := make(chan error, 1+len(servers))
+	if mailbox != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = mailbox.Run(ctx) }()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -379,7 +401,7 @@ type inboundRecorder struct{ st *store.Store }
 
 func (r inboundRecorder) RecordInbound(ctx context.Context, m *mailer.InboundRecord) error {
 	return r.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
-		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail, Key: m.Key})
 }
 
 // RecordBounce records a bounce or complaint and applies its effects: rejected deliveries,

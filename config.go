@@ -63,6 +63,20 @@ type Config struct {
 	RelayConnections int
 	relayQuotas      []string
 
+	// SMTPTLSCert and SMTPTLSKey are the PEM files the receiver's STARTTLS offers.
+	SMTPTLSCert, SMTPTLSKey string
+	// IMAP is the mailbox replies and bounces are read from, imaps://user:pass@host/INBOX;
+	// IMAPExpunge expunges processed messages instead of moving them to Processed.
+	IMAP        string
+	IMAPExpunge bool
+	// SMTPMaxPerClient caps the receiver's connections from one IP address.
+	SMTPMaxPerClient int
+	// The providers' webhook secrets: Mailgun's signing key, SendGrid's verification key
+	// (base64 DER, as its console shows it), Postmark's basic auth as user:password.
+	MailgunKey, SendGridKey, PostmarkAuth string
+	// SESTopic is the ARN of the SNS topic SES notifies.
+	SESTopic string
+
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page and over what the database remembers.
 	given map[string]bool
@@ -120,6 +134,17 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 	}
 	for _, f := range []flag{
 		{"smtp", "POINTPOST_SMTP", str(&c.SMTP, "127.0.0.1:2525", "address of the SMTP receiver for replies")},
+		{"smtp-tls-cert", "POINTPOST_SMTP_TLS_CERT", str(&c.SMTPTLSCert, "", "PEM certificate (chain) the receiver offers by STARTTLS; read again when it changes")},
+		{"smtp-tls-key", "POINTPOST_SMTP_TLS_KEY", str(&c.SMTPTLSKey, "", "PEM private key of --smtp-tls-cert")},
+		{"smtp-max-per-client", "POINTPOST_SMTP_MAX_PER_CLIENT", num(&c.SMTPMaxPerClient, 10, "SMTP connections at once from one IP address (a local relay in front of the receiver needs more)")},
+		{"imap", "POINTPOST_IMAP", str(&c.IMAP, "", "mailbox to read replies and bounces from, imaps://user:pass@host/INBOX or imap://… (STARTTLS)")},
+		{"imap-expunge", "POINTPOST_IMAP_EXPUNGE", func(name string) {
+			fs.BoolVar(&c.IMAPExpunge, name, false, "flag and expunge processed mailbox messages instead of moving them to Processed")
+		}},
+		{"mailgun-key", "POINTPOST_MAILGUN_KEY", str(&c.MailgunKey, "", "Mailgun webhook signing key; serves /webhooks/mailgun and /webhooks/mailgun/inbound")},
+		{"sendgrid-key", "POINTPOST_SENDGRID_KEY", str(&c.SendGridKey, "", "SendGrid signed event webhook verification key (base64); serves /webhooks/sendgrid")},
+		{"postmark-auth", "POINTPOST_POSTMARK_AUTH", str(&c.PostmarkAuth, "", "user:password Postmark's webhook URL carries; serves /webhooks/postmark and /webhooks/postmark/inbound")},
+		{"ses-topic", "POINTPOST_SES_TOPIC", str(&c.SESTopic, "", "ARN of the SNS topic Amazon SES notifies; serves /webhooks/ses")},
 		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
 		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},
 		{"relay-rate", "POINTPOST_RELAY_RATE", func(name string) {
@@ -198,6 +223,8 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		{"settle-interval", c.SettleEvery <= 0, "positive"},
 		{"relay-rate", fs.Changed("relay-rate") && !(c.RelayRate > 0 && !math.IsInf(c.RelayRate, 0)), "a number of messages a second, more than 0"},
 		{"relay-connections", c.RelayConnections < 0, "0 (no limit) or more"},
+		{"smtp-max-per-client", c.SMTPMaxPerClient < 1, "at least 1"},
+		{"smtp-tls-key", (c.SMTPTLSCert == "") != (c.SMTPTLSKey == ""), "given with --smtp-tls-cert (both or neither)"},
 		{"log-format", c.LogFormat != "text" && c.LogFormat != "json", "text or json"},
 	} {
 		if r.bad && fs.Lookup(r.flag) != nil {

@@ -153,7 +153,7 @@ func (a *app) benchReplies(ctx context.Context, jobKey int64, n, conns int) (loa
 	rctx, stop := context.WithCancel(ctx)
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
-		MaxConnections: conns + 4})
+		MaxConnections: conns + 4, MaxConnectionsPerClient: conns + 4})
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(rctx, ln) }()
 	defer func() { stop(); <-done }()

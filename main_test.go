@@ -49,17 +49,19 @@ func newEnv(t *testing.T, relay string) env {
 		"POINTPOST_DKIM_KEY":      filepath.Join(dir, "dkim.pem"),
 		"POINTPOST_DKIM_KEY_TYPE": "ed25519",
 		// bcrypt at its least cost: under the race detector the default takes many seconds.
-		"POINTPOST_PASSWORD_COST":   "4",
-		"POINTPOST_HTTP":            "127.0.0.1:0",
-		"POINTPOST_SMTP":            "127.0.0.1:0",
-		"POINTPOST_METRICS":         "127.0.0.1:0",
-		"POINTPOST_SETTLE_INTERVAL": "100ms",
-		"POINTPOST_RELAY":           relay,
-		"POINTPOST_RETRY_BASE":      "100ms",
-		"POINTPOST_MAX_RETRIES":     "3",
-		"POINTPOST_MAIL_SERVERS":    "2",
-		"POINTPOST_CONNECTIONS":     "4",
-		"POINTPOST_LOG":             "warn",
+		"POINTPOST_PASSWORD_COST": "4",
+		"POINTPOST_HTTP":          "127.0.0.1:0",
+		"POINTPOST_SMTP":          "127.0.0.1:0",
+		"POINTPOST_METRICS":       "127.0.0.1:0",
+		// Every test client dials from 127.0.0.1, some 50 at once.
+		"POINTPOST_SMTP_MAX_PER_CLIENT": "100",
+		"POINTPOST_SETTLE_INTERVAL":     "100ms",
+		"POINTPOST_RELAY":               relay,
+		"POINTPOST_RETRY_BASE":          "100ms",
+		"POINTPOST_MAX_RETRIES":         "3",
+		"POINTPOST_MAIL_SERVERS":        "2",
+		"POINTPOST_CONNECTIONS":         "4",
+		"POINTPOST_LOG":                 "warn",
 	}
 }
 

@@ -30,6 +30,10 @@ const (
 	KindAutoReply InboundKind = "auto-reply"
 	// KindBounce is a delivery status notification, standard (RFC 3464) or not.
 	KindBounce InboundKind = "bounce"
+	// KindDelayed is a delay warning: a report that the message is not delivered yet and
+	// will be retried (RFC 3464 Action: delayed, or an MTA's free-form warning). It is
+	// recorded and changes nothing: the message may still arrive.
+	KindDelayed InboundKind = "delayed"
 	// KindComplaint is an abuse report from a feedback loop (ARF, RFC 5965).
 	KindComplaint InboundKind = "complaint"
 	// KindUnsubscribe is a request sent to the List-Unsubscribe mailto address
@@ -163,6 +167,9 @@ func parseInbound(data []byte, envelopeFrom string, rcpts []string) (in *Inbound
 	switch in.Kind {
 	case KindBounce:
 		in.Failures = bounceFailures(h, in, scan)
+		if why := delayWarning(in.Failures, in.Subject, scan.text); why != "" {
+			in.Kind, in.Reason = KindDelayed, why+"; "+in.Reason
+		}
 	case KindComplaint:
 		in.Reported = reportedAddress(scan)
 	}
@@ -211,6 +218,83 @@ func bounceFailures(h gomail.Header, in *Inbound, s *bodyScan) []Failure {
 		out = append(out, f)
 	}
 	return out
+}
+
+// delayWarning says why a bounce is only a delay warning, or "" when it reports a failure.
+// A DSN's Action fields decide when it has them: every recipient delayed (or delivered),
+// none failed. Otherwise the text decides: a warning phrase, and neither a permanent status
+// nor a phrase of permanent failure, in the subject or the text.
+func delayWarning(fs []Failure, subject string, text []byte) string {
+	delayed, failed, acted := 0, 0, false
+	for _, f := range fs {
+		switch f.Action {
+		case "":
+			continue
+		case "delayed":
+			delayed++
+		case "failed":
+			failed++
+		}
+		acted = true
+	}
+	if acted {
+		if delayed > 0 && failed == 0 {
+			return "Action: delayed"
+		}
+		return ""
+	}
+	for _, f := range fs {
+		if c, _, _ := splitStatus(f.Status); c == 5 {
+			return ""
+		}
+	}
+	lower := asciiLower(append([]byte(subject+"\n"), text...))
+	for _, p := range permanentPhrases {
+		if bytes.Contains(lower, []byte(p)) {
+			return ""
+		}
+	}
+	for _, p := range delayPhrases {
+		if bytes.Contains(lower, []byte(p)) {
+			return fmt.Sprintf("delay warning %q", p)
+		}
+	}
+	return ""
+}
+
+// delayPhrases are what MTAs write in a warning that delivery is still being tried (Exim,
+// Sendmail, Postfix, Gmail, Exchange, OpenSMTPD, Zoho, Sun Messaging Server), lower case.
+var delayPhrases = []string{
+	"this is a warning message only",
+	"this is a warning only",
+	"has not yet been delivered",
+	"hasn't been delivered yet",
+	"has not been delivered yet",
+	"delivery attempts will continue",
+	"delivery will continue to be attempted",
+	"will continue to try to deliver",
+	"will keep trying to deliver",
+	"has been delayed",
+	"delivery is delayed",
+	"message is delayed",
+	"delivery has been delayed",
+	"still being retried",
+	"only a temporary failure report",
+	"you do not need to resend",
+	"could not send message for past",
+	"could not send mail for past",
+}
+
+// permanentPhrases say the MTA gave up, whatever else the text says, lower case.
+var permanentPhrases = []string{
+	"failed permanently",
+	"permanent failure",
+	"permanent error",
+	"permanent fatal error",
+	"gave up",
+	"giving up",
+	"will not be retried",
+	"message will be deleted from queue",
 }
 
 // reportedAddress is the complainant of an abuse report.

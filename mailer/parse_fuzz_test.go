@@ -8,7 +8,7 @@ import (
 )
 
 // FuzzParseInbound: no input makes ParseInbound panic, and what it returns is consistent.
-// Seeded from mailer/testdata/inbound and, when it is there, the Sisimai corpus.
+// Seeded from mailer/testdata/inbound and the Sisimai corpus.
 //
 //	go test -run '^$' -fuzz FuzzParseInbound -fuzztime 60s ./mailer/
 func FuzzParseInbound(f *testing.F) {
@@ -34,15 +34,18 @@ func FuzzParseInbound(f *testing.F) {
 			return
 		}
 		switch in.Kind {
-		case KindReply, KindAutoReply, KindBounce, KindComplaint, KindUnsubscribe, KindUnknown:
+		case KindReply, KindAutoReply, KindBounce, KindDelayed, KindComplaint, KindUnsubscribe, KindUnknown:
 		default:
 			t.Fatalf("kind %q", in.Kind)
 		}
-		if in.Kind != KindBounce && len(in.Failures) > 0 {
+		if in.Kind != KindBounce && in.Kind != KindDelayed && len(in.Failures) > 0 {
 			t.Fatalf("%s with failures", in.Kind)
 		}
 		for _, f := range in.Failures {
 			checkFailure(t, f)
+			if in.Kind == KindDelayed && (f.Action == "failed" || strings.HasPrefix(f.Status, "5.")) {
+				t.Fatalf("a delay warning reporting a failure: %+v", f)
+			}
 		}
 		if len(in.ReturnTokens) > 0 && in.Kind == KindReply {
 			t.Fatal("mail to the return path alone is a reply")

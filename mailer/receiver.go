@@ -3,6 +3,7 @@ package mailer
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -81,6 +82,9 @@ type InboundRecord struct {
 	From, To, Subject string
 	// Detail says why it earned nothing, the signal that classified it, and the envelope.
 	Detail string
+	// Key identifies the message across redeliveries: "<Message-ID>", else a hash of it. A
+	// record whose Key was kept before is not kept again.
+	Key string
 }
 
 // ReceiverConfig configures the receiver 199. Zero fields get the defaults NewReceiver gives.
@@ -110,12 +114,23 @@ type ReceiverConfig struct {
 	MaxRecipients int
 	// MaxConnections: more at once are greeted with 421 4.7.0 and closed; default 100.
 	MaxConnections int
+	// MaxConnectionsPerClient: more at once from one IP address are greeted with 421 4.7.0
+	// and closed, so that one client can't take every slot; default 10.
+	MaxConnectionsPerClient int
 	// MaxLineLength bounds a command or message line; default 2000 (RFC 5321's 1000,
 	// doubled for the clients that exceed it).
 	MaxLineLength int
-	// ReadTimeout is how long the client may stay silent (waiting for a command, or
-	// between reads of a message); default 5 minutes (RFC 5321 section 4.5.3.2).
+	// ReadTimeout is how long the client may stay silent between reads of a message;
+	// default 5 minutes (RFC 5321 section 4.5.3.2).
 	ReadTimeout time.Duration
+	// IdleTimeout is how long the client may stay silent before its first command and
+	// between commands; default 1 minute, never more than ReadTimeout. A public MX meets
+	// clients that connect and say nothing.
+	IdleTimeout time.Duration
+	// TLSCertFile and TLSKeyFile are PEM files of the certificate and key STARTTLS offers;
+	// without them STARTTLS is not offered. They are read again when either changes, so a
+	// renewed certificate is served from the next connection without a restart.
+	TLSCertFile, TLSKeyFile string
 	// WriteTimeout bounds writing one reply; default 1 minute.
 	WriteTimeout time.Duration
 	// CommitTimeout bounds an acknowledgement or a record; past it the client gets 451.
@@ -154,9 +169,16 @@ func NewReceiver(cfg ReceiverConfig) *Receiver {
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = 2000
 	}
+	if cfg.MaxConnectionsPerClient <= 0 {
+		cfg.MaxConnectionsPerClient = 10
+	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 5 * time.Minute
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = time.Minute
+	}
+	cfg.IdleTimeout = min(cfg.IdleTimeout, cfg.ReadTimeout)
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = time.Minute
 	}
@@ -205,6 +227,8 @@ func (r *Receiver) check() error {
 		return errors.New("receiver: no inbound recorder")
 	case r.cfg.Unsubscribe == nil:
 		return errors.New("receiver: no unsubscriber")
+	case (r.cfg.TLSCertFile == "") != (r.cfg.TLSKeyFile == ""):
+		return errors.New("receiver: a TLS certificate needs its key, and a key its certificate")
 	}
 	return nil
 }
@@ -232,9 +256,21 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 		r.mu.Unlock()
 	}()
 
+	var tlsConfig *tls.Config
+	if r.cfg.TLSCertFile != "" {
+		certs, err := newCertFiles(r.cfg.TLSCertFile, r.cfg.TLSKeyFile, r.cfg.Logger)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("receiver: %w", err)
+		}
+		tlsConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
+	}
 	cl := &connLimiter{Listener: l, slots: make(chan struct{}, r.cfg.MaxConnections),
+		perClient: r.cfg.MaxConnectionsPerClient, clients: map[string]int{},
 		conns: map[*limitedConn]struct{}{}, refusal: fmt.Sprintf(
 			"421 4.7.0 %s too many connections, try again later\r\n", r.cfg.ReplyDomain),
+		clientRefusal: fmt.Sprintf(
+			"421 4.7.0 %s too many connections from your address, try again later\r\n", r.cfg.ReplyDomain),
 		log: r.cfg.Logger}
 	// Acknowledgements outlive a cancelled ctx: a commit under way finishes, and its client
 	// hears the answer.
@@ -246,8 +282,10 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 	s.MaxMessageBytes = r.cfg.MaxMessageBytes
 	s.MaxRecipients = r.cfg.MaxRecipients
 	s.MaxLineLength = r.cfg.MaxLineLength
-	s.ReadTimeout = r.cfg.ReadTimeout
+	// go-smtp renews this deadline before each command; Data renews ReadTimeout instead.
+	s.ReadTimeout = r.cfg.IdleTimeout
 	s.WriteTimeout = r.cfg.WriteTimeout
+	s.TLSConfig = tlsConfig
 	s.ErrorLog = slogPrinter{r.cfg.Logger}
 
 	served := make(chan error, 1)
@@ -293,17 +331,21 @@ func (p slogPrinter) Printf(format string, v ...any) {
 }
 func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
-// connLimiter caps the connections open at once. One past the cap is answered 421 and
-// closed at once, so that a flood of idle clients can't hold the receiver, and the next
-// connection is accepted. It also knows the open connections, for shutdown.
+// connLimiter caps the connections open at once, in all and from one client address. One
+// past a cap is answered 421 and closed at once, so that a flood of idle clients can't hold
+// the receiver, and the next connection is accepted. It also knows the open connections,
+// for shutdown.
 type connLimiter struct {
 	net.Listener
-	slots   chan struct{}
-	refusal string
-	log     *slog.Logger
+	slots         chan struct{}
+	perClient     int
+	refusal       string
+	clientRefusal string
+	log           *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*limitedConn]struct{}
+	mu      sync.Mutex
+	conns   map[*limitedConn]struct{}
+	clients map[string]int // open connections by client IP
 }
 
 func (cl *connLimiter) Accept() (net.Conn, error) {
@@ -312,21 +354,59 @@ func (cl *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		ip := clientIP(c.RemoteAddr())
+		cl.mu.Lock()
+		crowded := cl.clients[ip] >= cl.perClient
+		if !crowded {
+			cl.clients[ip]++
+		}
+		cl.mu.Unlock()
+		if crowded {
+			cl.log.Warn("receiver: connection refused, too many open from one client", "remote", ip, "max", cl.perClient)
+			cl.refuse(c, cl.clientRefusal)
+			continue
+		}
 		select {
 		case cl.slots <- struct{}{}:
-			lc := &limitedConn{Conn: c, cl: cl}
+			lc := &limitedConn{Conn: c, cl: cl, ip: ip}
 			cl.mu.Lock()
 			cl.conns[lc] = struct{}{}
 			cl.mu.Unlock()
 			return lc, nil
 		default:
-			cl.log.Warn("receiver: connection refused, too many open", "remote", c.RemoteAddr().String(), "max", cap(cl.slots))
-			// A fresh socket's send buffer takes the line at once; the deadline is for safety.
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, cl.refusal)
-			c.Close()
+			cl.release(ip)
+			cl.log.Warn("receiver: connection refused, too many open", "remote", ip, "max", cap(cl.slots))
+			cl.refuse(c, cl.refusal)
 		}
 	}
+}
+
+// refuse tells the client why and closes the connection.
+func (cl *connLimiter) refuse(c net.Conn, why string) {
+	// A fresh socket's send buffer takes the line at once; the deadline is for safety.
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c, why)
+	c.Close()
+}
+
+func (cl *connLimiter) release(ip string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.clients[ip]--; cl.clients[ip] <= 0 {
+		delete(cl.clients, ip)
+	}
+}
+
+// clientIP is the address a connection comes from, without its port.
+func clientIP(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 // kickIdle makes every connection that is not in the middle of a message time out now;
@@ -345,6 +425,7 @@ func (cl *connLimiter) kickIdle() {
 type limitedConn struct {
 	net.Conn
 	cl   *connLimiter
+	ip   string
 	busy atomic.Bool // taking a message: shutdown lets it finish
 	once sync.Once
 }
@@ -355,6 +436,7 @@ func (c *limitedConn) Close() error {
 		c.cl.mu.Lock()
 		delete(c.cl.conns, c)
 		c.cl.mu.Unlock()
+		c.cl.release(c.ip)
 		<-c.cl.slots
 	})
 	return err
@@ -418,7 +500,11 @@ func (s *receiverSession) Logout() error { return nil }
 
 // Data reads the message and answers only after what it means is committed.
 func (s *receiverSession) Data(r io.Reader) error {
-	if lc, ok := s.conn.Conn().(*limitedConn); ok {
+	conn := s.conn.Conn()
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn() // after STARTTLS
+	}
+	if lc, ok := conn.(*limitedConn); ok {
 		lc.busy.Store(true)
 		defer lc.busy.Store(false)
 	}
@@ -471,12 +557,13 @@ var (
 //     for ErrNoDelivery, 451 4.3.0 for any other error so that the sender retries.
 //   - A reply to a reply+ address, or with a token in its subject, none of which verifies:
 //     554 5.7.1, so a forged or altered token is refused where the sender sees it.
-//   - Auto-replies, bounces, complaints, unsubscribe requests and replies without any token:
-//     recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
+//   - Auto-replies, bounces, delay warnings, complaints, unsubscribe requests and replies
+//     without any token: recorded, 250 (451 if the record could not be committed). They earn nothing. Bounces
 //     and complaints go to Bounces when it is set, which applies their effects in the same
 //     commit, to the delivery a verified token names and no other: one without a token is
-//     recorded for review and logged, and changes nothing. Mail to a VERP return path never
-//     acknowledges.
+//     recorded for review and logged, and changes nothing. A delay warning is only recorded:
+//     it rejects no delivery and counts toward no suppression. Mail to a VERP return path
+//     never acknowledges.
 //   - A message that can't be parsed, or whose MIME structure is broken: 554 5.6.0.
 func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, data []byte) error {
 	log := r.cfg.Logger.With("mail_from", from, "rcpt", strings.Join(rcpts, ","))
@@ -484,11 +571,12 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 	if err != nil {
 		log.Info("inbound message refused", "err", err)
 		r.recordQuietly(ctx, log, &InboundRecord{Kind: string(KindUnknown), To: strings.Join(rcpts, ", "),
-			Detail: clip("refused 554 5.6.0: " + err.Error() + envelopeDetail(from))})
+			Detail: clip("refused 554 5.6.0: " + err.Error() + envelopeDetail(from)), Key: messageKey("", data)})
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: replyText("malformed message: " + err.Error())}
 	}
 	log = log.With("kind", in.Kind, "message_id", in.MessageID)
-	rec := &InboundRecord{Kind: string(in.Kind), From: in.From, To: strings.Join(rcpts, ", "), Subject: clip(in.Subject)}
+	rec := &InboundRecord{Kind: string(in.Kind), From: in.From, To: strings.Join(rcpts, ", "), Subject: clip(in.Subject),
+		Key: messageKey(in.MessageID, data)}
 
 	switch in.Kind {
 	case KindReply:
@@ -504,7 +592,9 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 			return r.record(ctx, log, rec)
 		}
 		log = log.With("job", job, "consumer", consumer)
-		res, err := r.cfg.Acks.Acknowledge(ctx, token, postoffice.ChannelReply, clip("smtp "+in.MessageID))
+		// "smtp <Message-ID>": the store counts a reply that comes again under the same
+		// Message-ID once.
+		res, err := r.cfg.Acks.Acknowledge(ctx, token, postoffice.ChannelReply, messageSource(in.MessageID, data))
 		switch {
 		case err == nil:
 			log.Info("reply acknowledged", "first_receipt", res != nil && res.FirstReceipt, "points", points(res))
@@ -540,6 +630,10 @@ func (r *Receiver) deliver(ctx context.Context, from string, rcpts []string, dat
 			log.Info("consumer unsubscribed by mail", "consumer", consumer)
 		}
 		rec.Detail = clip(in.Reason + envelopeDetail(from))
+		if in.Kind == KindDelayed && len(in.Failures) > 0 {
+			// Kept to show the operator; a delay rejects nothing and counts toward nothing.
+			rec.Detail = clip(worstFailure(in.Failures).Detail() + "; " + rec.Detail)
+		}
 		if r.cfg.Bounces != nil && (in.Kind == KindBounce || in.Kind == KindComplaint) {
 			return r.recordBounce(ctx, log, in, rec, data)
 		}
@@ -597,6 +691,12 @@ func messageKey(messageID string, data []byte) string {
 	}
 	sum := sha256.Sum256(data)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// messageSource is an acknowledgement's source for a message: "smtp <Message-ID>", or
+// its hash when it has none.
+func messageSource(messageID string, data []byte) string {
+	return clip("smtp " + messageKey(messageID, data))
 }
 
 // worstFailure is the failure that decides a delivery's fate: hard before soft before none.
@@ -692,4 +792,151 @@ func clip(s string) string {
 		cut = limit // no rune begins near the limit: the bytes are not UTF-8 anyway
 	}
 	return s[:cut] + "..."
+}
+
+// certFiles serves the certificate in a PEM pair of files, read again when either file
+// changes (a renewal writes new ones, or renames new ones over them). A pair that fails to
+// load (a renewal half written: the new certificate beside the old key) keeps the
+// certificate served before, and is tried again at the next handshake.
+type certFiles struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	certStat os.FileInfo
+	keyStat  os.FileInfo
+}
+
+// newCertFiles loads the pair; returns an error when it does not load.
+func newCertFiles(certFile, keyFile string, log *slog.Logger) (*certFiles, error) {
+	c := &certFiles{certFile: certFile, keyFile: keyFile, log: log}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certFiles) load() error {
+	cs, err := os.Stat(c.certFile)
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	ks, err := os.Stat(c.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS key: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS certificate %s and key %s: %w", c.certFile, c.keyFile, err)
+	}
+	c.cert, c.certStat, c.keyStat = &cert, cs, ks
+	return nil
+}
+
+// get is tls.Config.GetCertificate: the pair as the files hold it now.
+func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, err1 := os.Stat(c.certFile)
+	ks, err2 := os.Stat(c.keyFile)
+	if err1 == nil && err2 == nil && (changed(c.certStat, cs) || changed(c.keyStat, ks)) {
+		if err := c.load(); err != nil {
+			c.certStat, c.keyStat = cs, ks // tried again when a file changes again
+			c.log.Warn("receiver: the new TLS certificate does not load; serving the previous one", "err", err)
+		} else {
+			c.log.Info("receiver: TLS certificate reloaded", "file", c.certFile, "not_after", c.cert.Leaf.NotAfter)
+		}
+	}
+	return c.cert, nil
+}
+
+// changed reports whether a file is another one, or was written, since was.
+func changed(was, now os.FileInfo) bool {
+	return !os.SameFile(was, now) || !was.ModTime().Equal(now.ModTime()) || was.Size() != now.Size()
+}
+
+// ProviderEvent is a bounce, delay, complaint or unsubscribe a sending provider (SES,
+// SendGrid, Postmark, Mailgun) reported by webhook, once its signature was checked.
+type ProviderEvent struct {
+	// Provider and ID name the event: an event delivered again is counted once.
+	Provider, ID string
+	// Kind is KindBounce, KindDelayed, KindComplaint or KindUnsubscribe.
+	Kind InboundKind
+	// Tokens are where the event may carry ours: the custom argument we set, the
+	// Message-ID's left part (<TOKEN@reply-domain>), the return path. Tried in order.
+	Tokens []string
+	// Recipient, Status (RFC 3463, "" when the provider gives none), Diagnostic (its words)
+	// and Permanent describe a bounce.
+	Recipient, Status, Diagnostic string
+	Permanent                     bool
+	Subject                       string
+}
+
+// TakeProviderEvent applies a provider's event exactly as the DSN or ARF report saying the
+// same would: through a verified token only, recorded once per Provider and ID. Returns an
+// error when nothing could be committed; the provider then retries.
+func (r *Receiver) TakeProviderEvent(ctx context.Context, ev ProviderEvent) error {
+	log := r.cfg.Logger.With("provider", ev.Provider, "event", ev.ID, "kind", ev.Kind)
+	var cands []string
+	for _, t := range ev.Tokens {
+		cands = appendTokens(cands, t)
+	}
+	rec := InboundRecord{Kind: string(ev.Kind), From: ev.Provider, To: ev.Recipient, Subject: clip(ev.Subject),
+		Detail: clip(ev.Provider + " webhook event " + ev.ID), Key: clip(ev.Provider + ":" + ev.ID)}
+	token, job, consumer := r.verify(cands)
+	if token != "" {
+		rec.JobKey, rec.ConsumerID = job, consumer
+	}
+	switch ev.Kind {
+	case KindBounce, KindComplaint:
+		if r.cfg.Bounces == nil {
+			return r.record(ctx, log, &rec)
+		}
+		b := &BounceRecord{InboundRecord: rec, Key: rec.Key, Complaint: ev.Kind == KindComplaint}
+		if ev.Kind == KindComplaint {
+			b.Reported = address(ev.Recipient)
+		} else {
+			f := Failure{Recipient: address(ev.Recipient), Action: "failed", Diagnostic: oneLine(ev.Diagnostic)}
+			if c, _, _ := splitStatus(ev.Status); c != 0 {
+				f.Status = ev.Status
+			}
+			refine(&f, []byte(f.Diagnostic))
+			if c, _, _ := splitStatus(f.Status); f.Status == "" || (c == 4) == ev.Permanent || c == 2 {
+				// The provider's word on permanence wins over a code in its text.
+				f.Status = map[bool]string{true: "5.0.0", false: "4.0.0"}[ev.Permanent]
+			}
+			f.Severity = severityOf(f.Action, f.Status)
+			b.Failures = []Failure{f}
+			b.Detail = clip(f.Detail() + "; " + rec.Detail)
+		}
+		if err := r.cfg.Bounces.RecordBounce(ctx, b); err != nil {
+			log.Error("provider event not recorded", "err", err)
+			return err
+		}
+		return nil
+	case KindUnsubscribe:
+		if token != "" {
+			if err := r.cfg.Unsubscribe.Unsubscribe(ctx, consumer); err != nil {
+				log.Error("unsubscribe not committed", "consumer", consumer, "err", err)
+				return err
+			}
+		}
+		return r.record(ctx, log, &rec)
+	case KindDelayed:
+		rec.Detail = clip(ev.Status + " " + ev.Diagnostic + "; " + rec.Detail)
+		return r.record(ctx, log, &rec)
+	}
+	return fmt.Errorf("provider event kind %q: not bounce, delayed, complaint or unsubscribe", ev.Kind)
+}
+
+// TakeInboundParse takes a whole message a provider's inbound-parse webhook forwarded
+// (Mailgun routes, SendGrid Inbound Parse, Postmark inbound) through the same path as one
+// that came by SMTP. Returns nil once its result is committed or it was refused for good
+// (recorded); an error asks the provider to retry.
+func (r *Receiver) TakeInboundParse(ctx context.Context, data []byte) error {
+	if err := r.takeStored(ctx, data); err != nil && !refusedForGood(err) {
+		return err
+	}
+	return nil
 }

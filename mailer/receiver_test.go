@@ -382,7 +382,7 @@ func TestReceiverAcknowledgesReply(t *testing.T) {
 					t.Fatalf("got %v, want 250", got)
 				}
 				calls, committed := r.acks.snapshot()
-				want := ackCall{token: tok, channel: postoffice.ChannelReply, source: "smtp reply-1@example.com"}
+				want := ackCall{token: tok, channel: postoffice.ChannelReply, source: "smtp <reply-1@example.com>"}
 				if len(calls) != 1 || calls[0] != want || len(committed) != 1 {
 					t.Errorf("acknowledgements %+v, want one %+v", calls, want)
 				}
@@ -999,7 +999,7 @@ type storeAdapter struct{ st *store.Store }
 
 func (a storeAdapter) RecordInbound(ctx context.Context, m *InboundRecord) error {
 	return a.st.RecordInbound(ctx, &store.InboundMessage{Kind: m.Kind, JobKey: m.JobKey, ConsumerID: m.ConsumerID,
-		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail})
+		From: m.From, To: m.To, Subject: m.Subject, Detail: m.Detail, Key: m.Key})
 }
 
 func (a storeAdapter) RecordBounce(ctx context.Context, b *BounceRecord) error {
@@ -1023,6 +1023,18 @@ type storeFixture struct {
 
 func startStoreReceiver(t *testing.T, n int) *storeFixture {
 	t.Helper()
+	st, job, consumers := storeWithJob(t, n, postoffice.JobRules{})
+	f := &storeFixture{st: st, job: job, consumers: consumers}
+	f.testReceiver = startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) {
+		c.Inbound, c.Unsubscribe, c.Bounces = storeAdapter{st}, st, storeAdapter{st}
+	})
+	return f
+}
+
+// storeWithJob opens a real store holding a job with rules, sent to n consumers
+// (c0@example.com, …), and returns it with the job's key and the consumers' IDs in order.
+func storeWithJob(t testing.TB, n int, rules postoffice.JobRules) (st *store.Store, job int64, consumers []int64) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"))
 	if err != nil {
@@ -1040,32 +1052,31 @@ func startStoreReceiver(t *testing.T, n int) *storeFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range rules.New {
+		r.IssuerID = iss.ID
+	}
 	now := time.Now()
-	job := &postoffice.Job{IssuerID: iss.ID, Name: "j", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
+	j := &postoffice.Job{IssuerID: iss.ID, Name: "j", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
 		Stop: now.Add(time.Hour), ClientCount: n}
-	if err := st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+	if err := st.CreateJob(ctx, j, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, rules); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.SelectBatch(ctx, job, false, n); err != nil {
+	if _, _, err := st.SelectBatch(ctx, j, false, n); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := st.ClaimRecipients(ctx, job.Key, 0, now, n)
+	rs, err := st.ClaimRecipients(ctx, j.Key, 0, now, n)
 	if err != nil || len(rs) != n {
 		t.Fatalf("%d recipients, %v", len(rs), err)
 	}
-	f := &storeFixture{st: st, job: job.Key}
 	var outs []postoffice.Outcome
 	for _, r := range rs {
 		outs = append(outs, postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeSent, At: now})
-		f.consumers = append(f.consumers, r.Consumer.ID)
+		consumers = append(consumers, r.Consumer.ID)
 	}
 	if err := st.RecordOutcomes(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
-	f.testReceiver = startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) {
-		c.Inbound, c.Unsubscribe, c.Bounces = storeAdapter{st}, st, storeAdapter{st}
-	})
-	return f
+	return st, j.Key, consumers
 }
 
 func (f *storeFixture) token(i int) string { return f.k.Encode(f.job, f.consumers[i]) }
@@ -1240,6 +1251,59 @@ func TestReceiverBounceEffects(t *testing.T) {
 	}
 	if calls, _ := f.acks.snapshot(); len(calls) != 0 {
 		t.Errorf("%d acknowledgements from bounces", len(calls))
+	}
+}
+
+// TestReceiverDelayWarningsChangeNothing sends every delay warning (the corpus's and those
+// written after RFC 3464) to the VERP return path of a delivery: each is recorded as
+// delayed, and no delivery is rejected, no bounce counted, no consumer suppressed. A hard
+// bounce after them still rejects.
+func TestReceiverDelayWarningsChangeNothing(t *testing.T) {
+	files := corpusFiles(t)
+	var warnings [][]byte
+	ids := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(corpusDelays)) {
+		data, err := os.ReadFile(files[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// rhost-gsuite-06 is rfc3464-55 again: one Message-ID is recorded once.
+		if in := parseInboundT(t, data, ""); ids[in.MessageID] {
+			continue
+		} else {
+			ids[in.MessageID] = true
+		}
+		warnings = append(warnings, data)
+	}
+	written := delayWarnings("rx", "c0@example.com")
+	for _, name := range slices.Sorted(maps.Keys(written)) {
+		warnings = append(warnings, written[name])
+	}
+	f := startStoreReceiver(t, len(warnings)+1)
+	for i, data := range warnings {
+		rcpt := []string{"bounce+" + f.token(i) + "@" + testReplyDomain}
+		if o := sendStd(t, f.addr, "", rcpt, data); o != accepted {
+			t.Fatalf("warning %d: %v", i, o)
+		}
+		if m := f.lastInbound(t); m.Kind != string(KindDelayed) || m.ConsumerID != f.consumers[i] {
+			t.Errorf("warning %d recorded as %s for consumer %d: %s", i, m.Kind, m.ConsumerID, m.Detail)
+		}
+	}
+	for i := range warnings {
+		if d := f.delivery(t, i); d.Rejected || f.status(t, i) != rewards.StatusActive {
+			t.Errorf("consumer %d after a delay warning: rejected %v, %s", i, d.Rejected, f.status(t, i))
+		}
+		if bs, _ := f.st.ConsumerBounces(context.Background(), f.consumers[i]); len(bs) != 0 {
+			t.Errorf("consumer %d: a delay warning counted as %d bounces", i, len(bs))
+		}
+	}
+	last := len(warnings)
+	hard := dsnMessage("after-delays", fmt.Sprintf("c%d@example.com", last), "5.1.1", "550 5.1.1 user unknown")
+	if o := sendStd(t, f.addr, "", []string{"bounce+" + f.token(last) + "@" + testReplyDomain}, hard); o != accepted {
+		t.Fatalf("hard bounce: %v", o)
+	}
+	if d := f.delivery(t, last); !d.Rejected || f.status(t, last) != rewards.StatusBounced {
+		t.Errorf("a hard bounce after the warnings: rejected %v, %s", d.Rejected, f.status(t, last))
 	}
 }
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 )
 
@@ -14,17 +16,32 @@ type InboundMessage struct {
 	From, To, Subject  string
 	Detail             string
 	CreatedAt          time.Time
+	// Key identifies the message across redeliveries (its Message-ID, or a hash of it);
+	// "" never matches another.
+	Key string
 }
 
-// RecordInbound keeps an inbound message and sets its ID.
+// RecordInbound keeps an inbound message and sets its ID. A message whose Key was recorded
+// before (redelivered, or read again from a mailbox after a crash) is not kept twice: ID is
+// then 0 and nil is returned.
 func (s *Store) RecordInbound(ctx context.Context, m *InboundMessage) error {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = s.Now()
 	}
-	return s.write.QueryRowContext(ctx, `INSERT INTO inbound_messages
-			(kind, job_key, consumer_id, mail_from, rcpt_to, subject, detail, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		m.Kind, nullID(m.JobKey), nullID(m.ConsumerID), m.From, m.To, m.Subject, m.Detail, ms(m.CreatedAt)).Scan(&m.ID)
+	var key any
+	if m.Key != "" {
+		key = m.Key
+	}
+	err := s.write.QueryRowContext(ctx, `INSERT INTO inbound_messages
+			(kind, job_key, consumer_id, mail_from, rcpt_to, subject, detail, created_at, message_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (message_key) WHERE message_key IS NOT NULL DO NOTHING RETURNING id`,
+		m.Kind, nullID(m.JobKey), nullID(m.ConsumerID), m.From, m.To, m.Subject, m.Detail, ms(m.CreatedAt), key).Scan(&m.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		m.ID = 0
+		return nil
+	}
+	return err
 }
 
 // InboundMessages lists the newest inbound messages.

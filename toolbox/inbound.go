@@ -23,7 +23,7 @@ type InboundStore interface {
 }
 
 // inboundKinds are the kinds the receiver records, in the order the filter offers them.
-var inboundKinds = []string{"reply", "auto-reply", "bounce", "complaint", "unsubscribe", "unknown"}
+var inboundKinds = []string{"reply", "auto-reply", "bounce", "delayed", "complaint", "unsubscribe", "unknown"}
 
 // inboundPageSize is how many messages one page of /inbound lists.
 const inboundPageSize = 50
@@ -46,7 +46,7 @@ func parseInboundQuery(r *http.Request) (inboundQuery, fieldErrors) {
 	q := inboundQuery{Kind: v.Get("kind")}
 	errs := fieldErrors{}
 	if q.Kind != "" && !slices.Contains(inboundKinds, q.Kind) {
-		errs["kind"] = "Kind is reply, auto-reply, bounce, complaint, unsubscribe or unknown."
+		errs["kind"] = "Kind is reply, auto-reply, bounce, delayed, complaint, unsubscribe or unknown."
 		q.Kind = ""
 	}
 	switch v.Get("unverified") {

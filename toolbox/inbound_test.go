@@ -224,6 +224,23 @@ func TestInboundFilters(t *testing.T) {
 			t.Errorf("?%s: the list is not shown unfiltered from the newest (%d rows)", query, len(ids))
 		}
 	}
+
+	// A delay warning is offered as its own kind and listed there, never among the bounces.
+	delayed := store.InboundMessage{Kind: "delayed", JobKey: w.job, ConsumerID: w.consumerID, From: "MAILER-DAEMON@mx.example.com",
+		To: "bounce+tok@pp.example", Subject: "Delivery Status Notification (Delay)", Detail: "4.4.7 Action: delayed"}
+	if err := w.e.st.RecordInbound(context.Background(), &delayed); err != nil {
+		t.Fatal(err)
+	}
+	doc = w.op.page("/inbound?kind=delayed", http.StatusOK)
+	if rows, ids := inboundRows(t, doc); fmt.Sprint(ids) != fmt.Sprint([]int64{delayed.ID}) || inboundCell(rows[0], "kind") != "delayed" {
+		t.Errorf("?kind=delayed shows %v", ids)
+	}
+	if sel := byTestID(doc, "kind-select"); len(sel) != 1 || !strings.Contains(text(sel[0]), "delayed") {
+		t.Error("the kind filter does not offer delayed")
+	}
+	if _, ids := inboundRows(t, w.op.page("/inbound?kind=bounce", http.StatusOK)); fmt.Sprint(ids) != fmt.Sprint([]int64{w.ids[n-3], w.ids[n-4]}) {
+		t.Errorf("a delay warning changed the bounces listed: %v", ids)
+	}
 }
 
 func hasAttr(n *html.Node, name string) bool {

@@ -116,6 +116,8 @@ type Deps struct {
 	Now func() time.Time
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
 	TrustedProxies TrustedProxies
+	// Webhooks, when set, serves the sending providers' webhooks under /webhooks/.
+	Webhooks *Webhooks
 }
 
 // server is the handlers with their dependencies.
@@ -182,6 +184,9 @@ func Handler(d Deps) http.Handler {
 	r.Post("/join/confirm/{token}", s.confirm)
 	static := staticHandler()
 	r.Get("/static/*", static)
+	if d.Webhooks != nil {
+		r.Mount("/webhooks", d.Webhooks.Handler())
+	}
 	r.Head("/static/*", static)
 	return r
 }
