@@ -70,6 +70,8 @@ func TestSelectionsNeverHoldConsumerReads(t *testing.T) {
 	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
 	job := seedAckJob(t, s, iss, time.Time{}, r)
 	seedGuardConsumers(t, s, 30) // 9 active in the US
+	// The deadline is another test's: here the held selections must outlast a busy machine.
+	s.selectionLimit = time.Hour
 
 	started, release := make(chan struct{}), make(chan struct{})
 	s.selectionHook = func() {
