@@ -45,7 +45,7 @@ faults:
 # Each fuzz target for FUZZTIME; new interesting inputs land in testdata/fuzz.
 FUZZTIME ?= 60s
 fuzz:
-	@for pkg in ./postoffice/ ./mailer/; do \
+	@for pkg in ./postoffice/ ./mailer/ ./toolbox/; do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$target"; \
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
