@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pointpost/mailer"
@@ -37,6 +38,10 @@ type app struct {
 	from   mail.Address
 	// webhooks are the providers' webhooks, set by serve when a provider's secret is given.
 	webhooks *web.Webhooks
+	// receiver and mailRunning are serve's SMTP receiver and whether its mail servers run,
+	// for /readyz.
+	receiver    *mailer.Receiver
+	mailRunning atomic.Bool
 }
 
 // open opens the database and wires the post office; with mail servers it also builds the
@@ -237,6 +242,9 @@ func (a *app) handler(ctx context.Context) http.Handler {
 		Codes: a.store, CodeSender: notices,
 		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound, Webhooks: a.webhooks})
 	mux := http.NewServeMux()
+	health := a.healthHandler()
+	mux.Handle("/healthz", health)
+	mux.Handle("/readyz", health)
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
 		mux.Handle(prefix, pages)
 	}
@@ -302,6 +310,7 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	receiver := mailer.NewReceiver(mailer.ReceiverConfig{ReplyDomain: a.cfg.ReplyDomain, Mailboxes: a.mailboxes(),
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
 		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient})
+	a.receiver = receiver
 	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" {
 		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
 		if err != nil {
@@ -334,7 +343,8 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	var wg sync.WaitGroup
 	var poolDone, schedDone sync.WaitGroup
 	poolDone.Add(1)
-	go func() { defer poolDone.Done(); a.pool.Run(runCtx) }()
+	a.mailRunning.Store(true)
+	go func() { defer poolDone.Done(); defer a.mailRunning.Store(false); a.pool.Run(runCtx) }()
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	schedDone.Add(2)
 	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
