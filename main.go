@@ -92,6 +92,7 @@ func rootCommand(e *cli) *cobra.Command {
 		routeCommand(e),
 		benchCommand(e),
 		versionCommand(e, build),
+		installServiceCommand(e),
 	)
 	return root
 }
