@@ -295,9 +295,11 @@ func (a *app) writeQueueMetrics(ctx context.Context, w io.Writer) {
 	}
 }
 
-// listeners are serve's open sockets; metrics is nil when --metrics is empty.
+// listeners are serve's open sockets; metrics is nil when --metrics is empty. With HTTPS,
+// https is its socket and tls how it gets certificates, and http redirects to it.
 type listeners struct {
-	http, smtp, metrics net.Listener
+	http, smtp, metrics, https net.Listener
+	tls                        *tlsServing
 }
 
 // serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
@@ -327,15 +329,24 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	}
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
-	servers := []*http.Server{{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}}
-	serving := []net.Listener{ls.http}
-	if ls.metrics != nil {
-		servers = append(servers, &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second})
-		serving = append(serving, ls.metrics)
+	pages := &http.Server{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+	servers := []*http.Server{pages}
+	serving := []func() error{func() error { return pages.Serve(ls.http) }}
+	if ls.https != nil {
+		pages.Handler, pages.TLSConfig = hsts(pages.Handler), ls.tls.config
+		serving[0] = func() error { return pages.ServeTLS(ls.https, "", "") }
+		plain := &http.Server{Handler: a.plainHandler(ls), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		servers = append(servers, plain)
+		serving = append(serving, func() error { return plain.Serve(ls.http) })
 	}
-	a.log.Info("pointpost serving", "http", "http://"+ls.http.Addr().String(), "db", a.cfg.DB,
+	if ls.metrics != nil {
+		metrics := &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second}
+		servers = append(servers, metrics)
+		serving = append(serving, func() error { return metrics.Serve(ls.metrics) })
+	}
+	a.log.Info("pointpost serving", "http", "http://"+ls.http.Addr().String(), "base_url", a.cfg.BaseURL, "db", a.cfg.DB,
 		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay, "version", a.cfg.Version)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -362,11 +373,11 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 			failed <- err
 		}
 	}()
-	for i, srv := range servers {
+	for i := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(serving[i]); !errors.Is(err, http.ErrServerClosed) {
+			if err := serving[i](); !errors.Is(err, http.ErrServerClosed) {
 				failed <- err
 			}
 		}()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/crypto/acme/autocert"
 
 	"pointpost/mailer"
 	"pointpost/postoffice"
@@ -76,6 +77,16 @@ type Config struct {
 	MailgunKey, SendGridKey, PostmarkAuth string
 	// SESTopic is the ARN of the SNS topic SES notifies.
 	SESTopic string
+	// HTTPS names the domains whose certificates ACME obtains and renews; TLSCert and TLSKey
+	// are PEM files the team manages instead. Either serves HTTPS on HTTPSAddr, and --http
+	// then redirects to it.
+	HTTPS           []string
+	HTTPSAddr       string
+	TLSCert, TLSKey string
+	ACMEDirectory   string
+	// ACMECA is a PEM file of the CA that signs the ACME server's own HTTPS certificate, for a
+	// private or test CA; empty trusts the system's roots.
+	ACMECA string
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page and over what the database remembers.
@@ -145,6 +156,14 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"sendgrid-key", "POINTPOST_SENDGRID_KEY", str(&c.SendGridKey, "", "SendGrid signed event webhook verification key (base64); serves /webhooks/sendgrid")},
 		{"postmark-auth", "POINTPOST_POSTMARK_AUTH", str(&c.PostmarkAuth, "", "user:password Postmark's webhook URL carries; serves /webhooks/postmark and /webhooks/postmark/inbound")},
 		{"ses-topic", "POINTPOST_SES_TOPIC", str(&c.SESTopic, "", "ARN of the SNS topic Amazon SES notifies; serves /webhooks/ses")},
+		{"https", "POINTPOST_HTTPS", func(name string) {
+			fs.StringSliceVar(&c.HTTPS, name, nil, "domains to obtain certificates for by ACME and serve HTTPS as, comma-separated; --http then defaults to :80 and redirects")
+		}},
+		{"https-addr", "POINTPOST_HTTPS_ADDR", str(&c.HTTPSAddr, ":443", "address of the HTTPS server, with --https or --tls-cert")},
+		{"tls-cert", "POINTPOST_TLS_CERT", str(&c.TLSCert, "", "PEM certificate (chain) of the HTTPS server, instead of ACME; read again when it changes")},
+		{"tls-key", "POINTPOST_TLS_KEY", str(&c.TLSKey, "", "PEM private key of --tls-cert")},
+		{"acme-directory", "POINTPOST_ACME_DIRECTORY", str(&c.ACMEDirectory, autocert.DefaultACMEDirectory, "directory URL of the ACME CA --https uses")},
+		{"acme-ca", "POINTPOST_ACME_CA", str(&c.ACMECA, "", "PEM file of the CA of the ACME server's own HTTPS, for a private CA (default: the system's roots)")},
 		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
 		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},
 		{"relay-rate", "POINTPOST_RELAY_RATE", func(name string) {
@@ -226,6 +245,8 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		{"smtp-max-per-client", c.SMTPMaxPerClient < 1, "at least 1"},
 		{"smtp-tls-key", (c.SMTPTLSCert == "") != (c.SMTPTLSKey == ""), "given with --smtp-tls-cert (both or neither)"},
 		{"log-format", c.LogFormat != "text" && c.LogFormat != "json", "text or json"},
+		{"tls-key", (c.TLSCert == "") != (c.TLSKey == ""), "given with --tls-cert (both or neither)"},
+		{"tls-cert", c.TLSCert != "" && len(c.HTTPS) > 0, "left out with --https (ACME obtains the certificate)"},
 	} {
 		if r.bad && fs.Lookup(r.flag) != nil {
 			return fmt.Errorf("%s must be %s", c.source(r.flag), r.want)
@@ -245,6 +266,11 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 			return fmt.Errorf("--trusted-proxies: %w", err)
 		}
 		c.TrustedProxies = proxies
+	}
+	if fs.Lookup("https") != nil {
+		if err := c.checkHTTPS(); err != nil {
+			return err
+		}
 	}
 	if fs.Lookup("log") != nil {
 		var level slog.Level

@@ -25,15 +25,24 @@ func serveCommand(e *cli) *cobra.Command {
 		}
 		ctx := cmd.Context()
 		log := cfg.logger(os.Stderr)
-		// Listening first turns a port 0 into the real one before links are made from it.
 		var ls listeners
 		var err error
+		if cfg.httpsOn() {
+			if !cfg.given["http"] {
+				cfg.HTTP = ":80" // where ACME's HTTP-01 and browsers typing the name arrive
+			}
+			if ls.tls, err = cfg.newTLS(log); err != nil {
+				return err
+			}
+		}
+		// Listening first turns a port 0 into the real one before links are made from it.
 		for _, l := range []struct {
 			flag string
 			addr *string
 			ln   *net.Listener
-		}{{"http", &cfg.HTTP, &ls.http}, {"smtp", &cfg.SMTP, &ls.smtp}, {"metrics", &cfg.Metrics, &ls.metrics}} {
-			if *l.addr == "" && l.flag == "metrics" {
+		}{{"http", &cfg.HTTP, &ls.http}, {"smtp", &cfg.SMTP, &ls.smtp}, {"metrics", &cfg.Metrics, &ls.metrics},
+			{"https-addr", &cfg.HTTPSAddr, &ls.https}} {
+			if (*l.addr == "" && l.flag == "metrics") || (l.flag == "https-addr" && !cfg.httpsOn()) {
 				continue
 			}
 			if *l.ln, err = net.Listen("tcp", *l.addr); err != nil {
@@ -41,6 +50,13 @@ func serveCommand(e *cli) *cobra.Command {
 			}
 			defer (*l.ln).Close()
 			*l.addr = (*l.ln).Addr().String()
+		}
+		if cfg.httpsOn() && !cfg.given["base-url"] && ls.tls.name != "" {
+			cfg.BaseURL = "https://" + ls.tls.name
+			if _, port, _ := net.SplitHostPort(cfg.HTTPSAddr); port != "443" {
+				cfg.BaseURL = "https://" + net.JoinHostPort(ls.tls.name, port)
+			}
+			cfg.given["base-url"] = true // over the URL the database remembers
 		}
 		a, err := open(ctx, cfg, log, true)
 		if err != nil {
@@ -56,7 +72,12 @@ func serveCommand(e *cli) *cobra.Command {
 			}
 		}
 		return a.serve(ctx, ls, func() {
-			fmt.Fprintf(e.stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", cfg.HTTP, cfg.SMTP)
+			if ls.https != nil {
+				fmt.Fprintf(e.stdout, "pointpost is running: open %s/ (HTTPS on %s, http://%s/ redirects; replies: smtp://%s)\n",
+					cfg.BaseURL, cfg.HTTPSAddr, cfg.HTTP, cfg.SMTP)
+			} else {
+				fmt.Fprintf(e.stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", cfg.HTTP, cfg.SMTP)
+			}
 			if ls.metrics != nil {
 				fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", cfg.Metrics)
 			}

@@ -77,8 +77,8 @@ WantedBy=multi-user.target
 // unitUser is a user name useradd takes.
 var unitUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
-// unitDomain is a DNS name of two or more labels.
-var unitDomain = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// dnsName is a DNS name of two or more labels.
+var dnsName = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // check refuses what would make a unit systemd reads otherwise than meant: relative paths,
 // and spaces, quotes, '%' (a specifier) or '$' (a variable) in an ExecStart word.
@@ -86,7 +86,7 @@ func (u *serviceUnit) check() error {
 	if !unitUser.MatchString(u.User) {
 		return fmt.Errorf("--user %q: must be a system user name (lower-case letters, digits, _ and -)", u.User)
 	}
-	if !unitDomain.MatchString(u.Domain) {
+	if !dnsName.MatchString(u.Domain) {
 		return fmt.Errorf("--domain %q: must be the DNS name the server answers for, as mail.example.org", u.Domain)
 	}
 	for _, p := range []struct{ flag, path string }{{"binary", u.Binary}, {"data-dir", u.DataDir}, {"env-file", u.EnvFile}} {

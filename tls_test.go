@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	pebbledb "github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
+
+	"net/http/httptest"
+)
+
+// testDomain is the name the tests obtain certificates for; the test's DNS server says it
+// is 127.0.0.1.
+const testDomain = "mail.pointpost.test"
+
+// startLoopbackDNS answers every A question with 127.0.0.1 and AAAA with nothing, over TCP
+// as Pebble's validation asks. Returns its address.
+func startLoopbackDNS(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: l, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for _, q := range r.Question {
+			if q.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA,
+					Class: dns.ClassINET}, A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return l.Addr().String()
+}
+
+// pebble is Let's Encrypt's test CA on loopback. Its directory listens from the start; the
+// CA behind it is made by start, once the ports to validate on are known.
+type pebble struct {
+	directory string // URL
+	caFile    string // PEM of the directory's own HTTPS certificate
+	handler   atomic.Pointer[http.Handler]
+	ca        *ca.CAImpl
+	dns       string
+}
+
+func newPebble(t *testing.T) *pebble {
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1") // no random waits before validating
+	p := &pebble{dns: startLoopbackDNS(t)}
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := p.handler.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "pebble not started", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(ts.Close)
+	p.directory = ts.URL + wfe.DirectoryPath
+	p.caFile = filepath.Join(t.TempDir(), "pebble-wfe.pem")
+	if err := os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// start makes the CA, issuing certificates valid for validity and validating HTTP-01 on
+// httpPort and TLS-ALPN-01 on tlsPort of 127.0.0.1.
+func (p *pebble) start(validity time.Duration, httpPort, tlsPort int) {
+	logger := log.New(io.Discard, "", 0)
+	db := pebbledb.NewMemoryStore()
+	p.ca = ca.New(logger, db, "", "ecdsa", 0, 1, map[string]ca.Profile{
+		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)}})
+	v := va.New(logger, httpPort, tlsPort, false, p.dns, db)
+	front := wfe.New(logger, db, v, p.ca, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	h := front.Handler()
+	p.handler.Store(&h)
+}
+
+// roots trust the certificates the CA issues.
+func (p *pebble) roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.ca.GetRootCert(0).PEM())
+	return pool
+}
+
+// httpsServer is a serve with --https running.
+type httpsServer struct {
+	baseURL, https, http string
+}
+
+func startHTTPSServe(t *testing.T, e env) *httpsServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lineWriter{lines: make(chan string, 16)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, e.get, out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	select {
+	case line := <-out.lines:
+		m := regexp.MustCompile(`open (https://\S+)/ \(HTTPS on ([0-9.:]+), http://([0-9.:]+)/ redirects`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("unexpected first line %q", line)
+		}
+		return &httpsServer{baseURL: m[1], https: m[2], http: m[3]}
+	case err := <-done:
+		t.Fatalf("serve ended early: %v", err)
+	}
+	return nil
+}
+
+// servedCert is the certificate the HTTPS server offers for name.
+func servedCert(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
+	t.Helper()
+	d := &net.Dialer{Timeout: time.Minute}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		t.Fatalf("TLS to %s as %s: %v", addr, name, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0]
+}
+
+func port(t *testing.T, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return port(t, l.Addr().String())
+}
+
+func httpsEnv(t *testing.T, p *pebble) env {
+	e := newEnv(t, "")
+	e["POINTPOST_HTTPS"] = testDomain
+	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
+	e["POINTPOST_ACME_DIRECTORY"] = p.directory
+	e["POINTPOST_ACME_CA"] = p.caFile
+	return e
+}
+
+// TestHTTPSByACMETLSALPN: serve --https obtains a certificate from Pebble by TLS-ALPN-01 (the
+// only challenge Pebble can reach), serves it with HSTS, keeps it beside the database,
+// redirects plain HTTP, and renews it before it expires without a restart.
+func TestHTTPSByACMETLSALPN(t *testing.T) {
+	p := newPebble(t)
+	e := httpsEnv(t, p)
+	srv := startHTTPSServe(t, e)
+	// Certificates live 12 seconds: renewed a third before the end, some 8 seconds on.
+	p.start(12*time.Second, closedPort(t), port(t, srv.https))
+	if want := "https://" + testDomain + ":" + strconv.Itoa(port(t, srv.https)); srv.baseURL != want {
+		t.Errorf("base URL %s, want %s", srv.baseURL, want)
+	}
+
+	first := servedCert(t, srv.https, testDomain, p.roots())
+	if len(first.DNSNames) != 1 || first.DNSNames[0] != testDomain {
+		t.Fatalf("certificate for %v", first.DNSNames)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e["POINTPOST_DB"]), "certificates", testDomain)); err != nil {
+		t.Errorf("the certificate is not kept beside the database: %v", err)
+	}
+
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.roots()},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, _, _ := net.SplitHostPort(addr); host == testDomain {
+				addr = srv.https // the test's name is ours
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(srv.baseURL + "/join")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") != hstsMaxAge {
+		t.Errorf("GET /join over HTTPS: %d, HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+
+	resp, err = client.Post("http://"+srv.http+"/join?x=1", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := "https://" + srv.https + "/join?x=1"
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("POST over plain HTTP: %d to %q, want 308 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	if resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Error("HSTS over plain HTTP")
+	}
+	resp, err = client.Get("http://" + srv.http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz over plain HTTP: %d (load balancers probe it there)", resp.StatusCode)
+	}
+
+	var renewed *x509.Certificate
+	waitFor(t, "the certificate's renewal", time.Minute, func() bool {
+		renewed = servedCert(t, srv.https, testDomain, p.roots())
+		return renewed.SerialNumber.Cmp(first.SerialNumber) != 0
+	})
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed certificate ends %v, the first %v", renewed.NotAfter, first.NotAfter)
+	}
+}
+
+// TestHTTPSByACMEHTTP01: with TLS-ALPN-01 out of Pebble's reach, the certificate comes by
+// HTTP-01 on the plain listener.
+func TestHTTPSByACMEHTTP01(t *testing.T) {
+	p := newPebble(t)
+	srv := startHTTPSServe(t, httpsEnv(t, p))
+	p.start(24*time.Hour, port(t, srv.http), closedPort(t))
+	if c := servedCert(t, srv.https, testDomain, p.roots()); len(c.DNSNames) != 1 || c.DNSNames[0] != testDomain {
+		t.Fatalf("certificate for %v", c.DNSNames)
+	}
+	// A name it was not told to serve gets no certificate.
+	if c, err := tls.Dial("tcp", srv.https, &tls.Config{ServerName: "other.pointpost.test", RootCAs: p.roots()}); err == nil {
+		c.Close()
+		t.Error("a certificate for a name not in --https")
+	}
+}
