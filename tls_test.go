@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -258,5 +264,97 @@ func TestHTTPSByACMEHTTP01(t *testing.T) {
 	if c, err := tls.Dial("tcp", srv.https, &tls.Config{ServerName: "other.pointpost.test", RootCAs: p.roots()}); err == nil {
 		c.Close()
 		t.Error("a certificate for a name not in --https")
+	}
+}
+
+// writeSelfSigned writes a certificate for name and its key as PEM files, each renamed over
+// the one before as a renewal does.
+func writeSelfSigned(t *testing.T, certFile, keyFile, name string) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		file, typ string
+		der       []byte
+	}{{keyFile, "PRIVATE KEY", keyDER}, {certFile, "CERTIFICATE", der}} {
+		if err := os.WriteFile(f.file+".new", pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(f.file+".new", f.file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TestHTTPSFromFiles: --tls-cert and --tls-key serve the team's certificate, links use its
+// name, and a renewal written over the files is served from the next connection.
+func TestHTTPSFromFiles(t *testing.T) {
+	const name = "files.pointpost.test"
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeSelfSigned(t, certFile, keyFile, name)
+	e := newEnv(t, "")
+	e["POINTPOST_TLS_CERT"], e["POINTPOST_TLS_KEY"] = certFile, keyFile
+	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
+	srv := startHTTPSServe(t, e)
+	if want := "https://" + name + ":" + strconv.Itoa(port(t, srv.https)); srv.baseURL != want {
+		t.Errorf("base URL %s, want %s", srv.baseURL, want)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(first)
+	if got := servedCert(t, srv.https, name, roots); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("served serial %v, want %v", got.SerialNumber, first.SerialNumber)
+	}
+	second := writeSelfSigned(t, certFile, keyFile, name)
+	roots.AddCert(second)
+	if got := servedCert(t, srv.https, name, roots); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Fatalf("after the renewal, served serial %v, want %v", got.SerialNumber, second.SerialNumber)
+	}
+}
+
+// TestHTTPSFlagErrors: HTTPS settings that cannot work are refused before anything listens,
+// naming the flag.
+func TestHTTPSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-key", "k.pem"}, "--tls-key must be given with --tls-cert"},
+		{[]string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--https", "a.example.org"}, "--tls-cert must be left out with --https"},
+		{[]string{"--https", "a.example.org,not a name"}, `--https "not a name"`},
+		{[]string{"--https", "a.example.org", "--acme-ca", filepath.Join(dir, "missing.pem")}, "--acme-ca"},
+		{[]string{"--https", "a.example.org", "--acme-ca", notPEM}, "no PEM certificate"},
+		{[]string{"--tls-cert", filepath.Join(dir, "missing.pem"), "--tls-key", notPEM}, "--tls-cert: TLS certificate"},
+	} {
+		e := newEnv(t, "")
+		e["POINTPOST_HTTP"] = "127.0.0.1:0"
+		err := run(context.Background(), append([]string{"serve"}, c.args...), e.get, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
 	}
 }
