@@ -990,7 +990,7 @@ func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Is
 		c, err = d.Campaigns.SampleConsumer(ctx, where, args, raw)
 		switch {
 		case err == nil:
-		case d.IsNotFound(err):
+		case rewards.ErrorCode(err) == rewards.ENOTFOUND:
 			pv.Note = "No consumer matches the selection yet: this is a made-up one."
 		default:
 			pv.Note = "The selection could not be run, so this is a made-up consumer."
