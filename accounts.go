@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"pointpost/rewards"
-	"pointpost/store"
 	"pointpost/toolbox"
 )
 
@@ -42,7 +41,7 @@ func userCommand(e *cli) *cobra.Command {
 				u.Role, u.IssuerID = rewards.RoleIssuer, iss.ID
 			}
 			link, err := toolbox.AddUser(ctx, a.store, u, a.cfg.BaseURL, time.Now())
-			if errors.Is(err, store.ErrExists) {
+			if errors.Is(err, rewards.ErrExists) {
 				return fmt.Errorf("%s already has an account: 'pointpost user link %s' makes a new sign-in link", u.Email, u.Email)
 			}
 			if err != nil {

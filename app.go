@@ -235,12 +235,11 @@ func (a *app) close() {
 
 // handler is the web server: consumer pages and the toolbox.
 func (a *app) handler(ctx context.Context) http.Handler {
-	isNotFound := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
 	notices := &mailer.Notices{Sender: a.signed, From: a.from, Domain: a.cfg.ReplyDomain}
 	pages := web.Handler(web.Deps{PostOffice: a.po, Accounts: accounts{a.store}, Consumers: a.store,
 		Enrollments: a.store, Confirmations: notices, TrustedProxies: a.cfg.TrustedProxies,
 		Codes: a.store, CodeSender: notices,
-		BaseURL: a.cfg.BaseURL, Logger: a.log, IsNotFound: isNotFound, Webhooks: a.webhooks})
+		BaseURL: a.cfg.BaseURL, Logger: a.log, Webhooks: a.webhooks})
 	mux := http.NewServeMux()
 	health := a.healthHandler()
 	mux.Handle("/healthz", health)
@@ -250,7 +249,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
 		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
-		IsNotFound: isNotFound, BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
+		BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
 		TrustedProxies: a.cfg.TrustedProxies}
 	if a.cfg.Relay != "" {
 		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"pointpost/rewards"
-	"pointpost/store"
 )
 
 func importCommand(e *cli) *cobra.Command {
@@ -61,7 +60,7 @@ func consumerCommand(e *cli) *cobra.Command {
 			}
 			defer a.close()
 			tl, err := a.store.Timeline(cmd.Context(), args[0])
-			if errors.Is(err, store.ErrNotFound) {
+			if errors.Is(err, rewards.ErrNotFound) {
 				return fmt.Errorf("no consumer with e-mail %s", args[0])
 			}
 			if err != nil {

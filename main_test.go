@@ -611,7 +611,7 @@ func TestImportReportsBadRows(t *testing.T) {
 	if err != nil || c.Attributes["shoe"] != "42" || c.Format != "html" {
 		t.Errorf("imported consumer %+v, %v", c, err)
 	}
-	if _, err := st.ConsumerByEmail(context.Background(), "not-an-address"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.ConsumerByEmail(context.Background(), "not-an-address"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Errorf("bad row was stored: %v", err)
 	}
 }

@@ -20,7 +20,7 @@ import (
 // ErrTooManySelections is returned, wrapped, when a selection cannot start now: its issuer
 // already has as many running as it may, or the selections' connections stayed busy for
 // the whole time limit. Trying again later is the answer (HTTP 429).
-var ErrTooManySelections = errors.New("too many selections running: try again when one has finished")
+var ErrTooManySelections = &rewards.Error{Code: rewards.ETOOMANY, Message: "too many selections running: try again when one has finished"}
 
 type selectionOwnerKey struct{}
 

@@ -318,7 +318,7 @@ func (s *Store) SetSoftBounceLimit(ctx context.Context, n int) error {
 	if n < 1 {
 		return fmt.Errorf("soft bounce limit %d: must be at least 1", n)
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
+	_, err := s.exec(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, softBounceLimitSetting, strconv.Itoa(n))
 	return err
 }

@@ -297,28 +297,28 @@ func (s *Store) tuneForImport(ctx context.Context) (restore func(), err error) {
 	if err := s.write.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&autoCheckpoint); err != nil {
 		return nil, err
 	}
-	if _, err := s.write.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
+	if _, err := s.exec(ctx, `PRAGMA cache_size = -65536`); err != nil {
 		return nil, err
 	}
-	if _, err := s.write.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 16384`); err != nil {
+	if _, err := s.exec(ctx, `PRAGMA wal_autocheckpoint = 16384`); err != nil {
 		return nil, err
 	}
 	return func() {
 		bg := context.WithoutCancel(ctx)
-		_, _ = s.write.ExecContext(bg, fmt.Sprintf(`PRAGMA cache_size = %d`, cacheSize))
-		_, _ = s.write.ExecContext(bg, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autoCheckpoint))
-		_, _ = s.write.ExecContext(bg, `PRAGMA wal_checkpoint(PASSIVE)`)
+		_, _ = s.exec(bg, fmt.Sprintf(`PRAGMA cache_size = %d`, cacheSize))
+		_, _ = s.exec(bg, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autoCheckpoint))
+		_, _ = s.exec(bg, `PRAGMA wal_checkpoint(PASSIVE)`)
 	}, nil
 }
 
 // ConsumerByEmail returns the consumer with the address (compared trimmed and lower-cased).
-// Returns ErrNotFound if there is none.
+// Returns rewards.ErrNotFound if there is none.
 func (s *Store) ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	return s.consumerWhere(ctx, "email = ?", email)
 }
 
-// ConsumerByID returns the consumer with id. Returns ErrNotFound if there is none.
+// ConsumerByID returns the consumer with id. Returns rewards.ErrNotFound if there is none.
 func (s *Store) ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error) {
 	return s.consumerWhere(ctx, "id = ?", id)
 }
@@ -327,7 +327,7 @@ func (s *Store) consumerWhere(ctx context.Context, where string, key any) (*rewa
 	c := &rewards.Consumer{}
 	err := scanConsumer(s.read.QueryRowContext(ctx, `SELECT `+consumerColumns+` FROM consumers c WHERE `+where, key), c)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("consumer %v: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("consumer %v: %w", key, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -367,7 +367,7 @@ func (s *Store) CountConsumers(ctx context.Context) (int, error) {
 }
 
 // SetConsumerStatus sets the status of the consumer with the address, as an unsubscribe, a
-// bounce or an operator does. Returns ErrNotFound if there is no such consumer, and an error
+// bounce or an operator does. Returns rewards.ErrNotFound if there is no such consumer, and an error
 // for a status that is not one of rewards' four.
 func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error {
 	switch status {
@@ -376,7 +376,7 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 		return fmt.Errorf("consumer status %q is not active, unsubscribed, bounced or suppressed", status)
 	}
 	email = strings.ToLower(strings.TrimSpace(email))
-	res, err := s.write.ExecContext(ctx, `UPDATE consumers SET status = ?, updated_at = ? WHERE email = ?`,
+	res, err := s.exec(ctx, `UPDATE consumers SET status = ?, updated_at = ? WHERE email = ?`,
 		string(status), ms(s.Now()), email)
 	if err != nil {
 		return err
@@ -384,7 +384,7 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return fmt.Errorf("consumer %s: %w", email, ErrNotFound)
+		return fmt.Errorf("consumer %s: %w", email, rewards.ErrNotFound)
 	}
 	s.statusGen.Add(1)
 	return nil
@@ -392,7 +392,7 @@ func (s *Store) SetConsumerStatus(ctx context.Context, email string, status rewa
 
 // Unsubscribe stops all mail to a consumer: she is never selected again, and mail servers
 // skip her pending deliveries. A bounced or suppressed consumer stays so. Returns
-// ErrNotFound if there is no such consumer.
+// rewards.ErrNotFound if there is no such consumer.
 // The change is on disk (synchronous=FULL) before it returns: she is told it is done.
 func (s *Store) Unsubscribe(ctx context.Context, consumerID int64) error {
 	var n int64

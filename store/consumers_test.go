@@ -96,7 +96,7 @@ func TestImportConsumersBadRows(t *testing.T) {
 	if fay.Format != rewards.FormatText || fay.BirthYear != 0 || fay.Interests != nil || fay.Attributes != nil {
 		t.Errorf("fay = %+v", fay)
 	}
-	if _, err := s.ConsumerByEmail(context.Background(), "bob@example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConsumerByEmail(context.Background(), "bob@example.com"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Errorf("absent consumer: %v", err)
 	}
 }
@@ -187,7 +187,7 @@ func TestImportConsumersBrokenQuote(t *testing.T) {
 	if c := consumer(t, s, "u51@example.com"); c.FirstName != "Name, 51" {
 		t.Errorf("u51 = %+v", c)
 	}
-	if _, err := s.ConsumerByEmail(context.Background(), "broken@example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConsumerByEmail(context.Background(), "broken@example.com"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Errorf("broken row imported: %v", err)
 	}
 }
@@ -309,7 +309,7 @@ func TestUpsertConsumers(t *testing.T) {
 func TestSetConsumerStatus(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	if err := s.SetConsumerStatus(ctx, "nobody@example.com", rewards.StatusBounced); !errors.Is(err, ErrNotFound) {
+	if err := s.SetConsumerStatus(ctx, "nobody@example.com", rewards.StatusBounced); !errors.Is(err, rewards.ErrNotFound) {
 		t.Errorf("absent: %v", err)
 	}
 	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{{Email: "a@example.com"}}); err != nil {

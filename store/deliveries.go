@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
 // ClaimRecipients returns up to limit deliveries of a job still to send whose next attempt
@@ -159,7 +160,7 @@ func (s *Store) NextAttemptAfter(ctx context.Context, jobKey int64, now time.Tim
 	return fromMS(at.Int64), nil
 }
 
-// Delivery returns the delivery of a job to a consumer. Returns ErrNotFound if there is none.
+// Delivery returns the delivery of a job to a consumer. Returns rewards.ErrNotFound if there is none.
 func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postoffice.Delivery, error) {
 	var d postoffice.Delivery
 	var next int64
@@ -170,7 +171,7 @@ func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postof
 		Scan(&d.ID, &d.JobKey, &d.ConsumerID, &d.Sent, &d.Received, &d.RetryCount, &d.Rejected, &d.Failed,
 			&next, &sentAt, &receivedAt, &d.LastError, &d.LastRefusal.Reply, &d.LastRefusal.Status, &d.LastRefusal.Class)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("delivery of job %d to consumer %d: %w", jobKey, consumerID, ErrNotFound)
+		return nil, fmt.Errorf("delivery of job %d to consumer %d: %w", jobKey, consumerID, rewards.ErrNotFound)
 	}
 	d.NextAttempt, d.SentAt, d.ReceivedAt = fromMS(next), fromMS(sentAt.Int64), fromMS(receivedAt.Int64)
 	return &d, err

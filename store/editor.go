@@ -19,7 +19,7 @@ import (
 // rules, which replace the ones linked before, in one transaction. job.State may be draft or
 // scheduled ("save and schedule"). It sets the message IDs and the new rules' IDs.
 //
-// Returns ErrNotFound if there is no job job.Key, ErrConflict (wrapped) if it is no longer a
+// Returns rewards.ErrNotFound if there is no job job.Key, rewards.ErrConflict (wrapped) if it is no longer a
 // draft, and a *postoffice.FieldError for a pinned mail server or an existing rule that is
 // not there (or not the issuer's), as CreateJob does.
 func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
@@ -42,13 +42,13 @@ func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, h
 	err = tx.QueryRowContext(ctx, `SELECT state, text_message_id, html_message_id FROM jobs WHERE key = ?`, job.Key).
 		Scan(&state, &oldText, &oldHTML)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("job %d: %w", job.Key, ErrNotFound)
+		return fmt.Errorf("job %d: %w", job.Key, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return err
 	}
 	if state != string(postoffice.JobDraft) {
-		return fmt.Errorf("job %d is %s: only a draft can be changed: %w", job.Key, state, ErrConflict)
+		return fmt.Errorf("job %d is %s: only a draft can be changed: %w", job.Key, state, rewards.ErrConflict)
 	}
 	if job.MailServerID != 0 {
 		var n int
@@ -114,7 +114,7 @@ func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, h
 
 // SampleConsumer returns the first active consumer, by id, that a compiled selection matches:
 // the one the campaign editor previews messages for. It runs as CheckSelection does, and
-// returns the same errors, or ErrNotFound if the selection matches no one.
+// returns the same errors, or rewards.ErrNotFound if the selection matches no one.
 func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, raw bool) (*rewards.Consumer, error) {
 	expr, err := selectionExpr(where)
 	if err != nil {
@@ -136,7 +136,7 @@ func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, ra
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("sample consumer: %w", ErrNotFound)
+		return nil, fmt.Errorf("sample consumer: %w", rewards.ErrNotFound)
 	case err == nil:
 		return s.ConsumerByID(ctx, id)
 	case errors.Is(err, ErrSelectionRefused), errors.Is(err, postoffice.ErrTooManySelections):
@@ -146,11 +146,11 @@ func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, ra
 }
 
 // BudgetOfIssuer returns an issuer's points budget (0: no cap) and the points its rules have
-// awarded so far. Returns ErrNotFound if there is no such issuer.
+// awarded so far. Returns rewards.ErrNotFound if there is no such issuer.
 func (s *Store) BudgetOfIssuer(ctx context.Context, issuerID int64) (budget, spent int64, err error) {
 	err = s.read.QueryRowContext(ctx, `SELECT budget, spent FROM issuers WHERE id = ?`, issuerID).Scan(&budget, &spent)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, ErrNotFound)
+		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, rewards.ErrNotFound)
 	}
 	return budget, spent, err
 }

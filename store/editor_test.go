@@ -61,15 +61,15 @@ func TestUpdateDraftJobRewritesMessagesAndRules(t *testing.T) {
 
 	// Now scheduled, it is no longer a draft: nothing changes.
 	up.Name, up.State = "again", postoffice.JobDraft
-	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); !errors.Is(err, ErrConflict) ||
+	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); !errors.Is(err, rewards.ErrConflict) ||
 		!strings.Contains(err.Error(), "only a draft") {
-		t.Fatalf("update of a scheduled job: %v, want ErrConflict saying only a draft can be changed", err)
+		t.Fatalf("update of a scheduled job: %v, want rewards.ErrConflict saying only a draft can be changed", err)
 	}
 	if got, _ := s.Job(ctx, j.Key); got.Name != "renamed" {
 		t.Fatalf("a refused update changed the job: %q", got.Name)
 	}
 	up.Key = 999
-	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); !errors.Is(err, ErrNotFound) {
+	if err := s.UpdateDraftJob(ctx, up, nil, &postoffice.Message{Type: "html", Subject: "H", Body: "b"}, postoffice.JobRules{}); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("missing job: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestSampleConsumerAndBudget(t *testing.T) {
 	if err != nil || c.Email != "b@example.com" || c.FirstName != "Bea" {
 		t.Fatalf("sample: %+v, %v", c, err)
 	}
-	if _, err := s.SampleConsumer(ctx, "country = ?", []any{"DE"}, false); !errors.Is(err, ErrNotFound) {
+	if _, err := s.SampleConsumer(ctx, "country = ?", []any{"DE"}, false); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("no match: %v", err)
 	}
 	if _, err := s.SampleConsumer(ctx, "email IN (SELECT mail_from FROM outbox)", nil, true); !errors.Is(err, ErrSelectionRefused) {
@@ -118,7 +118,7 @@ func TestSampleConsumerAndBudget(t *testing.T) {
 	if budget, spent, err := s.BudgetOfIssuer(ctx, acme); err != nil || budget != 500 || spent != 0 {
 		t.Fatalf("budget %d spent %d: %v", budget, spent, err)
 	}
-	if _, _, err := s.BudgetOfIssuer(ctx, 999); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.BudgetOfIssuer(ctx, 999); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("missing issuer: %v", err)
 	}
 	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: acme, Type: rewards.RuleReply, Points: 1, Frequency: rewards.FrequencyOnce})

@@ -50,7 +50,7 @@ func (s *Store) CreateEnrollment(ctx context.Context, c *rewards.Consumer) (int6
 // UpsertConsumers, so an address that is a consumer already is updated with the values given
 // and keeps its status and balance (an unsubscribed address stays unsubscribed), and the
 // enrollment's confirmed_at is set. A sign-up confirmed before is not written again, so a
-// second click on the link changes nothing. Returns the consumer as stored, ErrNotFound if
+// second click on the link changes nothing. Returns the consumer as stored, rewards.ErrNotFound if
 // there is no such enrollment.
 //
 // The upsert and the mark are two transactions: if the process stops between them, the next
@@ -61,7 +61,7 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id int64) (*rewards.Consu
 	err := s.write.QueryRowContext(ctx, `SELECT email, data, confirmed_at FROM enrollments WHERE id = ?`, id).
 		Scan(&email, &data, &confirmed)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("enrollment %d: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("enrollment %d: %w", id, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id int64) (*rewards.Consu
 	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{c}); err != nil {
 		return nil, fmt.Errorf("enrollment %d: %w", id, err)
 	}
-	if _, err := s.write.ExecContext(ctx, `UPDATE enrollments SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL`,
+	if _, err := s.exec(ctx, `UPDATE enrollments SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL`,
 		ms(s.Now()), id); err != nil {
 		return nil, err
 	}

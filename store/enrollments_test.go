@@ -23,7 +23,7 @@ func TestEnrollmentConfirmCreatesConsumerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ConsumerByEmail(ctx, "ann@example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConsumerByEmail(ctx, "ann@example.com"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("a pending enrollment is not a consumer yet: %v", err)
 	}
 
@@ -100,8 +100,8 @@ func TestEnrollmentOfExistingConsumerKeepsStatus(t *testing.T) {
 func TestEnrollmentErrors(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	if _, err := s.ConfirmEnrollment(ctx, 42); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown enrollment: %v, want ErrNotFound", err)
+	if _, err := s.ConfirmEnrollment(ctx, 42); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("unknown enrollment: %v, want rewards.ErrNotFound", err)
 	}
 	for _, email := range []string{"", "not an address", "Ann <ann@example.com>"} {
 		if _, err := s.CreateEnrollment(ctx, &rewards.Consumer{Email: email}); err == nil {

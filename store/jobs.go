@@ -167,11 +167,11 @@ func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	return &j, nil
 }
 
-// Job returns the job with key. Returns ErrNotFound if there is none.
+// Job returns the job with key. Returns rewards.ErrNotFound if there is none.
 func (s *Store) Job(ctx context.Context, key int64) (*postoffice.Job, error) {
 	j, err := scanJob(s.read.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs j JOIN issuers i ON i.id = j.issuer_id WHERE j.key = ?`, key))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("job %d: %w", key, rewards.ErrNotFound)
 	}
 	return j, err
 }
@@ -244,12 +244,12 @@ func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...an
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
 	args = append(args, ms(s.Now()), key)
-	res, err := s.write.ExecContext(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE key = ?`, args...)
+	res, err := s.exec(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE key = ?`, args...)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("job %d: %w", key, ErrNotFound)
+		return fmt.Errorf("job %d: %w", key, rewards.ErrNotFound)
 	}
 	return nil
 }

@@ -249,7 +249,7 @@ func postAccrual(ctx context.Context, tx *sql.Tx, id, issuerID, consumerID, poin
 
 // Correct posts a correction between an issuer and a consumer: positive points give her
 // points from the issuer, negative ones take them back. memo says why, for the history.
-// The commit is durable before it returns. Returns ErrNotFound if the consumer or the issuer
+// The commit is durable before it returns. Returns rewards.ErrNotFound if the consumer or the issuer
 // does not exist, rewards.ErrInsufficientPoints (wrapped) if the correction would take her
 // balance below zero, and an error for zero points or an empty memo.
 func (s *Store) Correct(ctx context.Context, consumerID int64, issuerID int64, points int64, memo string) error {
@@ -268,7 +268,7 @@ func (s *Store) Correct(ctx context.Context, consumerID int64, issuerID int64, p
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("issuer %d: %w", issuerID, ErrNotFound)
+			return fmt.Errorf("issuer %d: %w", issuerID, rewards.ErrNotFound)
 		}
 		balance, err := consumerBalanceTx(ctx, tx, consumerID)
 		if err != nil {
@@ -296,12 +296,12 @@ func (s *Store) Correct(ctx context.Context, consumerID int64, issuerID int64, p
 }
 
 // consumerBalanceTx reads a consumer's posted balance inside a writer transaction. Returns
-// ErrNotFound if there is no such consumer.
+// rewards.ErrNotFound if there is no such consumer.
 func consumerBalanceTx(ctx context.Context, tx *sql.Tx, consumerID int64) (int64, error) {
 	var balance int64
 	err := tx.QueryRowContext(ctx, `SELECT points_balance FROM consumers WHERE id = ?`, consumerID).Scan(&balance)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("consumer %d: %w", consumerID, ErrNotFound)
+		return 0, fmt.Errorf("consumer %d: %w", consumerID, rewards.ErrNotFound)
 	}
 	return balance, err
 }
@@ -325,7 +325,7 @@ func (s *Store) AccountBalance(ctx context.Context, account string) (int64, erro
 
 // Account returns a consumer's posted balance, her pending points and up to historyLimit
 // events of her history, newest first (0 or less: all), read from one snapshot so the three
-// agree. Returns ErrNotFound if there is no such consumer.
+// agree. Returns rewards.ErrNotFound if there is no such consumer.
 func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int) (*rewards.Account, error) {
 	tx, err := s.read.BeginTx(ctx, nil)
 	if err != nil {
@@ -337,7 +337,7 @@ func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int)
 			(SELECT coalesce(sum(points), 0) FROM accruals WHERE consumer_id = c.id AND posted_at IS NULL)
 		FROM consumers c WHERE id = ?`, consumerID).Scan(&a.Balance, &a.Pending)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("consumer %d: %w", consumerID, ErrNotFound)
+		return nil, fmt.Errorf("consumer %d: %w", consumerID, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -456,7 +456,7 @@ func (s *Store) Catalog(ctx context.Context) ([]rewards.CatalogItem, error) {
 // transaction that checks the stock and the balance, takes one from the stock, records the
 // redemption, posts -cost on her account and +cost on "redeemed", and lowers her
 // points_balance; redemptions at once queue on the writer, so together they can never
-// overspend nor oversell. The commit is durable before it returns. Returns ErrNotFound if the
+// overspend nor oversell. The commit is durable before it returns. Returns rewards.ErrNotFound if the
 // consumer or the item does not exist, rewards.ErrOutOfStock or rewards.ErrInsufficientPoints
 // (wrapped) when it cannot be had.
 func (s *Store) Redeem(ctx context.Context, consumerID, itemID int64) (*rewards.Redemption, error) {
@@ -467,7 +467,7 @@ func (s *Store) Redeem(ctx context.Context, consumerID, itemID int64) (*rewards.
 		err := tx.QueryRowContext(ctx, `SELECT name, cost, stock FROM catalog WHERE id = ?`, itemID).
 			Scan(&r.ItemName, &r.Cost, &stock)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("catalog item %d: %w", itemID, ErrNotFound)
+			return fmt.Errorf("catalog item %d: %w", itemID, rewards.ErrNotFound)
 		}
 		if err != nil {
 			return err

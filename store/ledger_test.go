@@ -295,8 +295,8 @@ func TestCorrect(t *testing.T) {
 	}{
 		{id, w.issuer.ID, 0, "nothing", nil},
 		{id, w.issuer.ID, 5, " ", nil},
-		{id + 100, w.issuer.ID, 5, "no such consumer", ErrNotFound},
-		{id, w.issuer.ID + 100, 5, "no such issuer", ErrNotFound},
+		{id + 100, w.issuer.ID, 5, "no such consumer", rewards.ErrNotFound},
+		{id, w.issuer.ID + 100, 5, "no such issuer", rewards.ErrNotFound},
 	} {
 		err := w.s.Correct(ctx, c.consumer, c.issuer, c.points, c.memo)
 		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
@@ -426,8 +426,8 @@ func TestRedeemRaceNeverOversells(t *testing.T) {
 	for _, c := range []struct {
 		consumer, item int64
 	}{{w.consumers[0].ID + 100, item.ID}, {w.consumers[0].ID, item.ID + 100}} {
-		if _, err := w.s.Redeem(ctx, c.consumer, c.item); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Redeem(%d, %d) = %v, want ErrNotFound", c.consumer, c.item, err)
+		if _, err := w.s.Redeem(ctx, c.consumer, c.item); !errors.Is(err, rewards.ErrNotFound) {
+			t.Errorf("Redeem(%d, %d) = %v, want rewards.ErrNotFound", c.consumer, c.item, err)
 		}
 	}
 	for _, bad := range []rewards.CatalogItem{{Name: "", Cost: 1}, {Name: "x", Cost: 0}, {Name: "x", Cost: 1, Stock: -1}} {

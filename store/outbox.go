@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
 // AppendOutbox stores captured messages in one transaction and sets their IDs.
@@ -58,7 +59,7 @@ func (s *Store) Outbox(ctx context.Context, limit int) ([]postoffice.OutboxMessa
 	return out, total, rows.Err()
 }
 
-// OutboxMessageByID returns one captured message with its data. Returns ErrNotFound if
+// OutboxMessageByID returns one captured message with its data. Returns rewards.ErrNotFound if
 // there is none.
 func (s *Store) OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error) {
 	m := postoffice.OutboxMessage{ID: id}
@@ -66,7 +67,7 @@ func (s *Store) OutboxMessageByID(ctx context.Context, id int64) (*postoffice.Ou
 	err := s.read.QueryRowContext(ctx, `SELECT coalesce(delivery_id, 0), mail_from, rcpt_to, subject, data, created_at
 		FROM outbox WHERE id = ?`, id).Scan(&m.DeliveryID, &m.From, &m.To, &m.Subject, &m.Data, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("outbox message %d: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("outbox message %d: %w", id, rewards.ErrNotFound)
 	}
 	m.CreatedAt = fromMS(created)
 	return &m, err

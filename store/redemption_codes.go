@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"pointpost/rewards"
 )
 
 // CreateRedemptionCode stores the hash of a code that lets consumerID redeem itemID until
-// expires, replacing any code she had before, and returns its id. Returns ErrNotFound if
+// expires, replacing any code she had before, and returns its id. Returns rewards.ErrNotFound if
 // the consumer or the item does not exist.
 func (s *Store) CreateRedemptionCode(ctx context.Context, consumerID, itemID int64, codeHash []byte, now, expires time.Time) (int64, error) {
 	var id int64
@@ -22,7 +24,7 @@ func (s *Store) CreateRedemptionCode(ctx context.Context, consumerID, itemID int
 			SELECT c.id, i.id, ?, ?, ? FROM consumers c, catalog i WHERE c.id = ? AND i.id = ? RETURNING id`,
 			codeHash, ms(now), ms(expires), consumerID, itemID).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("consumer %d, item %d: %w", consumerID, itemID, ErrNotFound)
+			return fmt.Errorf("consumer %d, item %d: %w", consumerID, itemID, rewards.ErrNotFound)
 		}
 		return err
 	})
@@ -31,7 +33,7 @@ func (s *Store) CreateRedemptionCode(ctx context.Context, consumerID, itemID int
 
 // UseRedemptionCode checks codeHash against consumerID's redemption code id and, if it
 // matches, spends the code and returns the item it redeems with ok true. A wrong code
-// counts an attempt and returns the item with ok false. Returns ErrNotFound if the code is
+// counts an attempt and returns the item with ok false. Returns rewards.ErrNotFound if the code is
 // not hers, or is used, expired at now, or has had maxAttempts wrong tries.
 func (s *Store) UseRedemptionCode(ctx context.Context, id, consumerID int64, codeHash []byte, now time.Time, maxAttempts int) (itemID int64, ok bool, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
@@ -40,7 +42,7 @@ func (s *Store) UseRedemptionCode(ctx context.Context, id, consumerID int64, cod
 			WHERE id = ? AND consumer_id = ? AND used_at IS NULL AND expires_at > ? AND attempts < ?`,
 			id, consumerID, ms(now), maxAttempts).Scan(&itemID, &stored)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("redemption code %d: %w", id, ErrNotFound)
+			return fmt.Errorf("redemption code %d: %w", id, rewards.ErrNotFound)
 		}
 		if err != nil {
 			return err

@@ -25,10 +25,10 @@ func TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := use(id, bob, "12345678", now); !errors.Is(err, ErrNotFound) {
+	if _, _, err := use(id, bob, "12345678", now); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("bob used ann's code: %v", err)
 	}
-	if _, _, err := use(id, ann, "12345678", now.Add(15*time.Minute)); !errors.Is(err, ErrNotFound) {
+	if _, _, err := use(id, ann, "12345678", now.Add(15*time.Minute)); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("expired code: %v", err)
 	}
 	if got, ok, err := use(id, ann, "00000000", now); err != nil || ok || got != item.ID {
@@ -37,7 +37,7 @@ func TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires(t *testing.T) {
 	if got, ok, err := use(id, ann, "12345678", now); err != nil || !ok || got != item.ID {
 		t.Fatalf("right code: item %d, ok %v, %v", got, ok, err)
 	}
-	if _, _, err := use(id, ann, "12345678", now); !errors.Is(err, ErrNotFound) {
+	if _, _, err := use(id, ann, "12345678", now); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("code used twice: %v", err)
 	}
 
@@ -51,8 +51,8 @@ func TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires(t *testing.T) {
 			t.Fatalf("wrong code: %v, %v", ok, err)
 		}
 	}
-	if _, _, err := use(id, ann, "87654321", now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("right code after 3 wrong tries: %v, want ErrNotFound", err)
+	if _, _, err := use(id, ann, "87654321", now); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("right code after 3 wrong tries: %v, want rewards.ErrNotFound", err)
 	}
 
 	// A new code replaces the old one.
@@ -60,10 +60,10 @@ func TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires(t *testing.T) {
 	if _, err := w.s.CreateRedemptionCode(ctx, ann, item.ID, userHash("33333333"), now, now.Add(15*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := use(old, ann, "22222222", now); !errors.Is(err, ErrNotFound) {
+	if _, _, err := use(old, ann, "22222222", now); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("a replaced code still works: %v", err)
 	}
-	if _, err := w.s.CreateRedemptionCode(ctx, ann, 4242, userHash("1"), now, now.Add(time.Minute)); !errors.Is(err, ErrNotFound) {
+	if _, err := w.s.CreateRedemptionCode(ctx, ann, 4242, userHash("1"), now, now.Add(time.Minute)); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("code for an unknown item: %v", err)
 	}
 }

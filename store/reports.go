@@ -18,12 +18,12 @@ import (
 // holds, not what the database holds.
 
 // IssuerBudget returns the points an issuer's rules may award in all (0: no cap) and the
-// points they have accrued: the running totals of migration 0003. Returns ErrNotFound if
+// points they have accrued: the running totals of migration 0003. Returns rewards.ErrNotFound if
 // there is no such issuer.
 func (s *Store) IssuerBudget(ctx context.Context, issuerID int64) (budget, spent int64, err error) {
 	err = s.read.QueryRowContext(ctx, `SELECT budget, spent FROM issuers WHERE id = ?`, issuerID).Scan(&budget, &spent)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, ErrNotFound)
+		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, rewards.ErrNotFound)
 	}
 	return budget, spent, err
 }

@@ -230,7 +230,7 @@ func TestJobPointsChannelsAndRulePoints(t *testing.T) {
 	if budget, spent, err := s.IssuerBudget(ctx, rj.issuer); err != nil || budget != 500 || spent != 20 {
 		t.Errorf("budget %d spent %d, %v; want 500 and 20", budget, spent, err)
 	}
-	if _, _, err := s.IssuerBudget(ctx, 999); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.IssuerBudget(ctx, 999); !errors.Is(err, rewards.ErrNotFound) {
 		t.Errorf("missing issuer: %v", err)
 	}
 }

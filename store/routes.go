@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
 // Routes returns every route, by priority then name, each with its quotas. The URLs carry
@@ -52,7 +53,7 @@ func (s *Store) Routes(ctx context.Context) ([]postoffice.Route, error) {
 	return out, qrows.Err()
 }
 
-// Route returns one route. Returns ErrNotFound if there is none by that name.
+// Route returns one route. Returns rewards.ErrNotFound if there is none by that name.
 func (s *Store) Route(ctx context.Context, name string) (*postoffice.Route, error) {
 	routes, err := s.Routes(ctx)
 	if err != nil {
@@ -63,7 +64,7 @@ func (s *Store) Route(ctx context.Context, name string) (*postoffice.Route, erro
 			return &routes[i], nil
 		}
 	}
-	return nil, fmt.Errorf("route %q: %w", name, ErrNotFound)
+	return nil, fmt.Errorf("route %q: %w", name, rewards.ErrNotFound)
 }
 
 // SaveRoute adds a route, or replaces the settings and quotas of the one by its name. The
@@ -90,15 +91,15 @@ func (s *Store) SaveRoute(ctx context.Context, r postoffice.Route) error {
 	})
 }
 
-// RemoveRoute removes a route and what it sent. Returns ErrNotFound if there is none by
-// that name, and ErrConflict, naming the job, while a job not done is pinned to it.
+// RemoveRoute removes a route and what it sent. Returns rewards.ErrNotFound if there is none by
+// that name, and rewards.ErrConflict, naming the job, while a job not done is pinned to it.
 func (s *Store) RemoveRoute(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var key int64
 		err := tx.QueryRowContext(ctx, `SELECT key FROM jobs WHERE route = ? AND state != ? ORDER BY key LIMIT 1`,
 			name, postoffice.JobDone).Scan(&key)
 		if err == nil {
-			return fmt.Errorf("route %q: job %d is pinned to it: %w", name, key, ErrConflict)
+			return fmt.Errorf("route %q: job %d is pinned to it: %w", name, key, rewards.ErrConflict)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -109,7 +110,7 @@ func (s *Store) RemoveRoute(ctx context.Context, name string) error {
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			if err == nil {
-				err = fmt.Errorf("route %q: %w", name, ErrNotFound)
+				err = fmt.Errorf("route %q: %w", name, rewards.ErrNotFound)
 			}
 			return err
 		}
@@ -118,7 +119,7 @@ func (s *Store) RemoveRoute(ctx context.Context, name string) error {
 	})
 }
 
-// PinJobRoute pins a job to a route ("" unpins it). Returns ErrNotFound if either is missing.
+// PinJobRoute pins a job to a route ("" unpins it). Returns rewards.ErrNotFound if either is missing.
 func (s *Store) PinJobRoute(ctx context.Context, jobKey int64, route string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if route != "" {
@@ -127,7 +128,7 @@ func (s *Store) PinJobRoute(ctx context.Context, jobKey int64, route string) err
 				return err
 			}
 			if n == 0 {
-				return fmt.Errorf("route %q: %w", route, ErrNotFound)
+				return fmt.Errorf("route %q: %w", route, rewards.ErrNotFound)
 			}
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE jobs SET route = ? WHERE key = ?`, route, jobKey)
@@ -136,7 +137,7 @@ func (s *Store) PinJobRoute(ctx context.Context, jobKey int64, route string) err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			if err == nil {
-				err = fmt.Errorf("job %d: %w", jobKey, ErrNotFound)
+				err = fmt.Errorf("job %d: %w", jobKey, rewards.ErrNotFound)
 			}
 			return err
 		}

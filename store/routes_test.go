@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 )
 
 func TestRoutes(t *testing.T) {
@@ -33,20 +34,20 @@ func TestRoutes(t *testing.T) {
 	if r, err := s.Route(ctx, "ses"); err != nil || !reflect.DeepEqual(*r, ses) {
 		t.Errorf("Route after a change = %+v, %v; want %+v", r, err, ses)
 	}
-	if _, err := s.Route(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Route of a missing name = %v, want ErrNotFound", err)
+	if _, err := s.Route(ctx, "nope"); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("Route of a missing name = %v, want rewards.ErrNotFound", err)
 	}
 
 	// A job pinned to a route keeps it.
 	job := seedAckJob(t, s, seedAckIssuer(t, s, "acme"), ackT0.Add(time.Hour))
-	if err := s.PinJobRoute(ctx, job.Key, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("pinning to a missing route = %v, want ErrNotFound", err)
+	if err := s.PinJobRoute(ctx, job.Key, "nope"); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("pinning to a missing route = %v, want rewards.ErrNotFound", err)
 	}
 	if err := s.PinJobRoute(ctx, job.Key, "ses"); err != nil {
 		t.Fatal(err)
 	}
 	err = s.RemoveRoute(ctx, "ses")
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "job") {
+	if !errors.Is(err, rewards.ErrConflict) || !strings.Contains(err.Error(), "job") {
 		t.Errorf("removing a route a job is pinned to = %v, want a conflict naming the job", err)
 	}
 	if err := s.SetJobState(ctx, job.Key, postoffice.JobDone, "all sent"); err != nil {
@@ -61,8 +62,8 @@ func TestRoutes(t *testing.T) {
 	if sends, err := s.RouteSends(ctx, "ses", time.Time{}); err != nil || len(sends) != 0 {
 		t.Errorf("a removed route's sends: %v, %v; want none", sends, err)
 	}
-	if err := s.RemoveRoute(ctx, "ses"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("removing it again = %v, want ErrNotFound", err)
+	if err := s.RemoveRoute(ctx, "ses"); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("removing it again = %v, want rewards.ErrNotFound", err)
 	}
 	if got, _ := s.Routes(ctx); len(got) != 1 || got[0].Name != "spare" {
 		t.Errorf("Routes after the removal = %+v, want spare alone", got)

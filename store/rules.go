@@ -26,7 +26,7 @@ func scanRule(row interface{ Scan(...any) error }) (rewards.AwardRule, error) {
 }
 
 // CreateRule stores a new award rule of r.IssuerID and sets r.ID. A new rule is never
-// retired. Returns the error of r.Validate for a bad field, and ErrNotFound if the issuer
+// retired. Returns the error of r.Validate for a bad field, and rewards.ErrNotFound if the issuer
 // does not exist.
 func (s *Store) CreateRule(ctx context.Context, r *rewards.AwardRule) error {
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
@@ -68,7 +68,7 @@ func issuerExists(ctx context.Context, tx *sql.Tx, id int64) error {
 		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("issuer %d: %w", id, ErrNotFound)
+		return fmt.Errorf("issuer %d: %w", id, rewards.ErrNotFound)
 	}
 	return nil
 }
@@ -76,7 +76,7 @@ func issuerExists(ctx context.Context, tx *sql.Tx, id int64) error {
 // UpdateRule rewrites the fields of rule r.ID of issuer r.IssuerID. It does not change
 // whether the rule is retired (RetireRule does; r.Retired is set from the table), nor what it
 // has awarded: a change applies to acknowledgements from now on. Returns the error of
-// r.Validate for a bad field, and ErrNotFound if the issuer has no such rule.
+// r.Validate for a bad field, and rewards.ErrNotFound if the issuer has no such rule.
 func (s *Store) UpdateRule(ctx context.Context, r *rewards.AwardRule) error {
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
@@ -90,18 +90,18 @@ func (s *Store) UpdateRule(ctx context.Context, r *rewards.AwardRule) error {
 		r.Description, string(r.Type), r.Points, string(r.Frequency), r.Period.Milliseconds(), r.MaxTimes,
 		ms(r.Start), ms(r.Stop), r.IssuerURL, r.SuccessURL, r.Budget, ms(s.Now()), r.ID, r.IssuerID).Scan(&r.Retired)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("rule %d of issuer %d: %w", r.ID, r.IssuerID, ErrNotFound)
+		return fmt.Errorf("rule %d of issuer %d: %w", r.ID, r.IssuerID, rewards.ErrNotFound)
 	}
 	return err
 }
 
 // RetireRule retires a rule of an issuer: it stays linked to its jobs and in their history,
-// and awards nothing more. Retiring a retired rule does nothing. Returns ErrNotFound if the
+// and awards nothing more. Retiring a retired rule does nothing. Returns rewards.ErrNotFound if the
 // issuer has no such rule.
 func (s *Store) RetireRule(ctx context.Context, issuerID, ruleID int64) error {
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
-	res, err := s.write.ExecContext(ctx, `UPDATE award_rules SET retired = 1, updated_at = ? WHERE id = ? AND issuer_id = ?`,
+	res, err := s.exec(ctx, `UPDATE award_rules SET retired = 1, updated_at = ? WHERE id = ? AND issuer_id = ?`,
 		ms(s.Now()), ruleID, issuerID)
 	if err != nil {
 		return err
@@ -109,16 +109,16 @@ func (s *Store) RetireRule(ctx context.Context, issuerID, ruleID int64) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return fmt.Errorf("rule %d of issuer %d: %w", ruleID, issuerID, ErrNotFound)
+		return fmt.Errorf("rule %d of issuer %d: %w", ruleID, issuerID, rewards.ErrNotFound)
 	}
 	return nil
 }
 
-// Rule returns the award rule with id. Returns ErrNotFound if there is none.
+// Rule returns the award rule with id. Returns rewards.ErrNotFound if there is none.
 func (s *Store) Rule(ctx context.Context, id int64) (*rewards.AwardRule, error) {
 	r, err := scanRule(s.read.QueryRowContext(ctx, `SELECT `+ruleColumns+` FROM award_rules r WHERE r.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("rule %d: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("rule %d: %w", id, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (s *Store) queryRules(ctx context.Context, query string, args ...any) ([]re
 }
 
 // LinkJobRules adds rules to those a job's acknowledgements earn under; a rule already linked
-// stays linked once. All or none are linked. Returns ErrNotFound if the job or a rule does not
+// stays linked once. All or none are linked. Returns rewards.ErrNotFound if the job or a rule does not
 // exist, and an error naming the rule if it belongs to another issuer than the job's or is
 // retired.
 func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64) error {
@@ -170,7 +170,7 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 	var issuerID int64
 	err = tx.QueryRowContext(ctx, `SELECT issuer_id FROM jobs WHERE key = ?`, jobKey).Scan(&issuerID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("job %d: %w", jobKey, ErrNotFound)
+		return fmt.Errorf("job %d: %w", jobKey, rewards.ErrNotFound)
 	}
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 		err := tx.QueryRowContext(ctx, `SELECT issuer_id, retired FROM award_rules WHERE id = ?`, id).Scan(&owner, &retired)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("rule %d: %w", id, ErrNotFound)
+			return fmt.Errorf("rule %d: %w", id, rewards.ErrNotFound)
 		case err != nil:
 			return err
 		case owner != issuerID:
@@ -197,7 +197,7 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 }
 
 // SetIssuerBudget caps the points an issuer's rules may award in all; 0 removes the cap.
-// Points already awarded stay. Returns ErrNotFound if there is no such issuer, and an error
+// Points already awarded stay. Returns rewards.ErrNotFound if there is no such issuer, and an error
 // naming the field for a budget outside 0 to rewards.MaxBudget.
 func (s *Store) SetIssuerBudget(ctx context.Context, issuerID, budget int64) error {
 	if err := rewards.CheckBudget("budget", budget); err != nil {
@@ -205,25 +205,25 @@ func (s *Store) SetIssuerBudget(ctx context.Context, issuerID, budget int64) err
 	}
 	s.rulesGen.Add(1) // before: a batch starting now reloads; after: one that started during the write
 	defer s.rulesGen.Add(1)
-	res, err := s.write.ExecContext(ctx, `UPDATE issuers SET budget = ? WHERE id = ?`, budget, issuerID)
+	res, err := s.exec(ctx, `UPDATE issuers SET budget = ? WHERE id = ?`, budget, issuerID)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return fmt.Errorf("issuer %d: %w", issuerID, ErrNotFound)
+		return fmt.Errorf("issuer %d: %w", issuerID, rewards.ErrNotFound)
 	}
 	return nil
 }
 
 // RuleSpent returns the points accrued under a rule, posted or not: the running total the
-// accruals' triggers keep (migration 0003). Returns ErrNotFound if there is no such rule.
+// accruals' triggers keep (migration 0003). Returns rewards.ErrNotFound if there is no such rule.
 func (s *Store) RuleSpent(ctx context.Context, ruleID int64) (int64, error) {
 	var spent int64
 	err := s.read.QueryRowContext(ctx, `SELECT spent FROM award_rules WHERE id = ?`, ruleID).Scan(&spent)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("rule %d: %w", ruleID, ErrNotFound)
+		return 0, fmt.Errorf("rule %d: %w", ruleID, rewards.ErrNotFound)
 	}
 	return spent, err
 }

@@ -72,29 +72,29 @@ func TestRulesErrors(t *testing.T) {
 		t.Fatalf("bad type: %v", err)
 	}
 	orphan := rewards.AwardRule{IssuerID: acme + 10, Type: rewards.RuleClick, Points: 1, Frequency: rewards.FrequencyOnce}
-	if err := s.CreateRule(ctx, &orphan); !errors.Is(err, ErrNotFound) {
+	if err := s.CreateRule(ctx, &orphan); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("no issuer: %v", err)
 	}
-	if _, err := s.Rule(ctx, 99); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Rule(ctx, 99); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("Rule(99): %v", err)
 	}
 	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: acme, Type: rewards.RuleClick, Points: 1, Frequency: rewards.FrequencyOnce})
 	bolt := seedAckIssuer(t, s, "bolt")
-	if err := s.RetireRule(ctx, bolt, r.ID); !errors.Is(err, ErrNotFound) {
+	if err := s.RetireRule(ctx, bolt, r.ID); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("retire another issuer's rule: %v", err)
 	}
 	stolen := r
 	stolen.IssuerID = bolt
-	if err := s.UpdateRule(ctx, &stolen); !errors.Is(err, ErrNotFound) {
+	if err := s.UpdateRule(ctx, &stolen); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("update another issuer's rule: %v", err)
 	}
-	if err := s.SetIssuerBudget(ctx, 99, 10); !errors.Is(err, ErrNotFound) {
+	if err := s.SetIssuerBudget(ctx, 99, 10); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("budget of no issuer: %v", err)
 	}
 	if err := s.SetIssuerBudget(ctx, acme, -1); err == nil {
 		t.Fatal("a negative budget was accepted")
 	}
-	if _, err := s.RuleSpent(ctx, 99); !errors.Is(err, ErrNotFound) {
+	if _, err := s.RuleSpent(ctx, 99); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("RuleSpent(99): %v", err)
 	}
 }
@@ -121,10 +121,10 @@ func TestLinkJobRules(t *testing.T) {
 	if err := s.LinkJobRules(ctx, job.Key, []int64{retired.ID}); err == nil || !strings.Contains(err.Error(), "retired") {
 		t.Fatalf("retired rule: %v", err)
 	}
-	if err := s.LinkJobRules(ctx, job.Key, []int64{999}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "rule 999") {
+	if err := s.LinkJobRules(ctx, job.Key, []int64{999}); !errors.Is(err, rewards.ErrNotFound) || !strings.Contains(err.Error(), "rule 999") {
 		t.Fatalf("no such rule: %v", err)
 	}
-	if err := s.LinkJobRules(ctx, job.Key+1, []int64{reply.ID}); !errors.Is(err, ErrNotFound) {
+	if err := s.LinkJobRules(ctx, job.Key+1, []int64{reply.ID}); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("no such job: %v", err)
 	}
 	got, err := s.JobRules(ctx, job.Key)

@@ -27,7 +27,7 @@ func (s *Store) Setting(ctx context.Context, name string) (string, error) {
 
 // SetSetting stores a setting.
 func (s *Store) SetSetting(ctx context.Context, name, value string) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
+	_, err := s.exec(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
 	return err
 }
@@ -36,7 +36,7 @@ func (s *Store) SetSetting(ctx context.Context, name, value string) error {
 // On a database without any it creates version 1 from newSecret, so the key is made once,
 // on first start, and kept.
 func (s *Store) TokenSecrets(ctx context.Context, newSecret func() []byte) (current int, secrets map[int][]byte, err error) {
-	if _, err := s.write.ExecContext(ctx, `INSERT INTO token_keys (version, secret, created_at)
+	if _, err := s.exec(ctx, `INSERT INTO token_keys (version, secret, created_at)
 		SELECT 1, ?, ? WHERE NOT EXISTS (SELECT 1 FROM token_keys)`, newSecret(), ms(s.Now())); err != nil {
 		return 0, nil, err
 	}
@@ -71,23 +71,23 @@ func (s *Store) SetSettings(ctx context.Context, values map[string]string) error
 	})
 }
 
-// CreateIssuer adds iss and sets its ID. Returns ErrExists if its slug is taken.
+// CreateIssuer adds iss and sets its ID. Returns rewards.ErrExists if its slug is taken.
 func (s *Store) CreateIssuer(ctx context.Context, iss *rewards.Issuer, now time.Time) error {
 	err := s.write.QueryRowContext(ctx, `INSERT INTO issuers (slug, name, created_at) VALUES (?, ?, ?) RETURNING id`,
 		iss.Slug, iss.Name, ms(now)).Scan(&iss.ID)
 	var se sqlite3.Error
 	if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-		return fmt.Errorf("issuer %s: %w", iss.Slug, ErrExists)
+		return fmt.Errorf("issuer %s: %w", iss.Slug, rewards.ErrExists)
 	}
 	return err
 }
 
 // IssuerPoints returns an issuer's points budget (0: no cap) and the points its rules have
-// awarded so far. Returns ErrNotFound if there is no such issuer.
+// awarded so far. Returns rewards.ErrNotFound if there is no such issuer.
 func (s *Store) IssuerPoints(ctx context.Context, issuerID int64) (budget, spent int64, err error) {
 	err = s.read.QueryRowContext(ctx, `SELECT budget, spent FROM issuers WHERE id = ?`, issuerID).Scan(&budget, &spent)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, ErrNotFound)
+		return 0, 0, fmt.Errorf("issuer %d: %w", issuerID, rewards.ErrNotFound)
 	}
 	return budget, spent, err
 }
@@ -108,7 +108,7 @@ func (s *Store) SetSetupToken(ctx context.Context, tokenHash []byte, expires tim
 	})
 }
 
-// checkSetupToken returns ErrNotFound unless tokenHash is the setup token's, unexpired at
+// checkSetupToken returns rewards.ErrNotFound unless tokenHash is the setup token's, unexpired at
 // now, and no operator exists yet.
 func checkSetupToken(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
@@ -126,21 +126,21 @@ func checkSetupToken(ctx context.Context, q interface {
 	exp, _ := strconv.ParseInt(expires, 10, 64)
 	want, _ := hex.DecodeString(hash)
 	if operators > 0 || len(want) == 0 || subtle.ConstantTimeCompare(want, tokenHash) != 1 || ms(now) >= exp {
-		return fmt.Errorf("setup link: %w", ErrNotFound)
+		return fmt.Errorf("setup link: %w", rewards.ErrNotFound)
 	}
 	return nil
 }
 
 // CheckSetupToken reports whether the setup link with tokenHash may still make the first
-// operator. Returns ErrNotFound if the link is unknown, replaced or expired, or an operator
+// operator. Returns rewards.ErrNotFound if the link is unknown, replaced or expired, or an operator
 // exists.
 func (s *Store) CheckSetupToken(ctx context.Context, tokenHash []byte, now time.Time) error {
 	return checkSetupToken(ctx, s.read, tokenHash, now)
 }
 
 // CreateFirstOperator spends the setup link with tokenHash to add u as the first operator
-// with the bcrypt passwordHash, in one transaction, and sets u's ID. Returns ErrNotFound as
-// CheckSetupToken does, and ErrExists if u's e-mail address is taken.
+// with the bcrypt passwordHash, in one transaction, and sets u's ID. Returns rewards.ErrNotFound as
+// CheckSetupToken does, and rewards.ErrExists if u's e-mail address is taken.
 func (s *Store) CreateFirstOperator(ctx context.Context, tokenHash []byte, u *rewards.User, passwordHash string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := checkSetupToken(ctx, tx, tokenHash, now); err != nil {
@@ -150,7 +150,7 @@ func (s *Store) CreateFirstOperator(ctx context.Context, tokenHash []byte, u *re
 			VALUES (?, ?, 'operator', ?, ?) RETURNING id`, u.Email, u.Name, passwordHash, ms(now)).Scan(&u.ID)
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-			return fmt.Errorf("user %s: %w", u.Email, ErrExists)
+			return fmt.Errorf("user %s: %w", u.Email, rewards.ErrExists)
 		}
 		if err != nil {
 			return err

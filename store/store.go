@@ -19,6 +19,8 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"pointpost/rewards"
 )
 
 //go:embed migrations/*.sql
@@ -126,7 +128,7 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
 		return err
 	}
@@ -189,7 +191,7 @@ func (s *Store) refuseNewerSchema(ctx context.Context, known []int) error {
 
 // RecordOpen notes that binary opened the database at its current schema version.
 func (s *Store) RecordOpen(ctx context.Context, binary string) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO opened_by (id, schema_version, binary_version, opened_at)
+	_, err := s.exec(ctx, `INSERT INTO opened_by (id, schema_version, binary_version, opened_at)
 		VALUES (1, (SELECT coalesce(max(version), 0) FROM schema_migrations), ?, ?)
 		ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version,
 			binary_version = excluded.binary_version, opened_at = excluded.opened_at`, binary, ms(s.Now()))
@@ -264,17 +266,33 @@ func IsBusy(err error) bool {
 	return false
 }
 
-// tx runs fn in a write transaction, committing if it returns nil.
+// unavailable returns err as a rewards.EUNAVAILABLE error if it is SQLite saying the
+// database is busy, locked or full (IsBusy still sees it), and err otherwise.
+func unavailable(err error) error {
+	if !IsBusy(err) || rewards.ErrorCode(err) == rewards.EUNAVAILABLE {
+		return err
+	}
+	return &rewards.Error{Code: rewards.EUNAVAILABLE, Message: "the database is busy: try again in a moment", Err: err}
+}
+
+// exec runs a statement on the writer; a busy database is a rewards.EUNAVAILABLE error.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := s.write.ExecContext(ctx, query, args...)
+	return res, unavailable(err)
+}
+
+// tx runs fn in a write transaction, committing if it returns nil; a busy database is a
+// rewards.EUNAVAILABLE error.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		return unavailable(err)
 	}
-	return tx.Commit()
+	return unavailable(tx.Commit())
 }
 
 // SetBusyTimeout sets how long the writer waits for a lock another process holds before a
@@ -282,7 +300,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // the pragma reaches every write; should database/sql replace that connection, the new one
 // has Open's value.
 func (s *Store) SetBusyTimeout(ctx context.Context, d time.Duration) error {
-	_, err := s.write.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds()))
+	_, err := s.exec(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds()))
 	return err
 }
 

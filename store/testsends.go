@@ -20,23 +20,23 @@ func (s *Store) ApproveTestAddress(ctx context.Context, email, note, by string) 
 	if err := rewards.CheckName(note); err != nil {
 		return fmt.Errorf("note %w", err)
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO test_addresses (email, note, approved_by, created_at)
+	_, err = s.exec(ctx, `INSERT INTO test_addresses (email, note, approved_by, created_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET note = excluded.note`,
 		email, strings.TrimSpace(note), by, ms(s.Now()))
 	return err
 }
 
-// RemoveTestAddress takes email off the approved test addresses. Returns ErrNotFound if it
+// RemoveTestAddress takes email off the approved test addresses. Returns rewards.ErrNotFound if it
 // was not on them.
 func (s *Store) RemoveTestAddress(ctx context.Context, email string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM test_addresses WHERE email = ?`, strings.TrimSpace(email))
+	res, err := s.exec(ctx, `DELETE FROM test_addresses WHERE email = ?`, strings.TrimSpace(email))
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return fmt.Errorf("test address %s: %w", email, ErrNotFound)
+		return fmt.Errorf("test address %s: %w", email, rewards.ErrNotFound)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 // Timeline gathers everything pointpost did with the consumer with the address, for
 // `pointpost consumer EMAIL`: her profile, every invitation, every acknowledgement with each
 // rule's decision, the accruals, her ledger entries, her redemptions and the balances. All but
-// the profile are read from one snapshot, so they agree with each other. Returns ErrNotFound
+// the profile are read from one snapshot, so they agree with each other. Returns rewards.ErrNotFound
 // if there is no such consumer.
 func (s *Store) Timeline(ctx context.Context, email string) (*rewards.Timeline, error) {
 	c, err := s.ConsumerByEmail(ctx, email)

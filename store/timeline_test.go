@@ -148,10 +148,10 @@ func TestTimelineExplainsPoints(t *testing.T) {
 		t.Errorf("refused acknowledgement in history: %+v", e)
 	}
 
-	if _, err := w.s.Timeline(ctx, "nobody@example.com"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Timeline of a stranger: %v, want ErrNotFound", err)
+	if _, err := w.s.Timeline(ctx, "nobody@example.com"); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("Timeline of a stranger: %v, want rewards.ErrNotFound", err)
 	}
-	if _, err := w.s.Account(ctx, ann+100, 10); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Account of a stranger: %v, want ErrNotFound", err)
+	if _, err := w.s.Account(ctx, ann+100, 10); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("Account of a stranger: %v, want rewards.ErrNotFound", err)
 	}
 }

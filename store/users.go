@@ -28,25 +28,25 @@ func scanUser(row interface{ Scan(...any) error }, extra ...any) (*rewards.User,
 	return &u, nil
 }
 
-// CreateUser adds u (without a password) and sets its ID. Returns ErrExists if the e-mail
-// address is taken, ErrNotFound if an issuer user names no issuer.
+// CreateUser adds u (without a password) and sets its ID. Returns rewards.ErrExists if the e-mail
+// address is taken, rewards.ErrNotFound if an issuer user names no issuer.
 func (s *Store) CreateUser(ctx context.Context, u *rewards.User, now time.Time) error {
 	var issuer any
 	if u.Role == rewards.RoleIssuer {
 		if u.IssuerID == 0 {
-			return fmt.Errorf("issuer user %s: %w", u.Email, ErrNotFound)
+			return fmt.Errorf("issuer user %s: %w", u.Email, rewards.ErrNotFound)
 		}
 		issuer = u.IssuerID
 	}
-	res, err := s.write.ExecContext(ctx, `INSERT INTO users (email, name, role, issuer_id, created_at)
+	res, err := s.exec(ctx, `INSERT INTO users (email, name, role, issuer_id, created_at)
 		VALUES (?, ?, ?, ?, ?)`, u.Email, u.Name, string(u.Role), issuer, ms(now))
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-			return fmt.Errorf("user %s: %w", u.Email, ErrExists)
+			return fmt.Errorf("user %s: %w", u.Email, rewards.ErrExists)
 		}
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
-			return fmt.Errorf("issuer %d: %w", u.IssuerID, ErrNotFound)
+			return fmt.Errorf("issuer %d: %w", u.IssuerID, rewards.ErrNotFound)
 		}
 		return err
 	}
@@ -56,23 +56,23 @@ func (s *Store) CreateUser(ctx context.Context, u *rewards.User, now time.Time) 
 }
 
 // UserByEmail returns the user with that address and its bcrypt password hash (empty until
-// a password is set). Returns ErrNotFound if there is none.
+// a password is set). Returns rewards.ErrNotFound if there is none.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*rewards.User, string, error) {
 	var hash string
 	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`, u.password_hash
 		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE u.email = ?`, email), &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("user %s: %w", email, ErrNotFound)
+		return nil, "", fmt.Errorf("user %s: %w", email, rewards.ErrNotFound)
 	}
 	return u, hash, err
 }
 
-// UserByID returns the user id. Returns ErrNotFound if there is none.
+// UserByID returns the user id. Returns rewards.ErrNotFound if there is none.
 func (s *Store) UserByID(ctx context.Context, id int64) (*rewards.User, error) {
 	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`
 		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE u.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("user %d: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("user %d: %w", id, rewards.ErrNotFound)
 	}
 	return u, err
 }
@@ -113,7 +113,7 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) erro
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+			return fmt.Errorf("user %d: %w", userID, rewards.ErrNotFound)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
 		return err
@@ -128,7 +128,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID int64, disabled bool
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+			return fmt.Errorf("user %d: %w", userID, rewards.ErrNotFound)
 		}
 		if disabled {
 			_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
@@ -139,45 +139,45 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID int64, disabled bool
 
 // RecordLogin notes a successful sign-in.
 func (s *Store) RecordLogin(ctx context.Context, userID int64, now time.Time) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, ms(now), userID)
+	_, err := s.exec(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, ms(now), userID)
 	return err
 }
 
 // CreateSession stores a new session under the hash of its cookie value.
 func (s *Store) CreateSession(ctx context.Context, idHash []byte, userID int64, now time.Time) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_id, created_at, seen_at)
+	_, err := s.exec(ctx, `INSERT INTO sessions (id_hash, user_id, created_at, seen_at)
 		VALUES (?, ?, ?, ?)`, idHash, userID, ms(now), ms(now))
 	return err
 }
 
 // SessionUser returns the user of the session with that hash, with when the session began
-// and was last seen. Returns ErrNotFound if there is no such session.
+// and was last seen. Returns rewards.ErrNotFound if there is no such session.
 func (s *Store) SessionUser(ctx context.Context, idHash []byte) (u *rewards.User, created, seen time.Time, err error) {
 	var c, sn int64
 	u, err = scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`, s.created_at, s.seen_at
 		FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN issuers i ON i.id = u.issuer_id
 		WHERE s.id_hash = ?`, idHash), &c, &sn)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, time.Time{}, time.Time{}, fmt.Errorf("session: %w", ErrNotFound)
+		return nil, time.Time{}, time.Time{}, fmt.Errorf("session: %w", rewards.ErrNotFound)
 	}
 	return u, fromMS(c), fromMS(sn), err
 }
 
 // TouchSession records that the session was used at now.
 func (s *Store) TouchSession(ctx context.Context, idHash []byte, now time.Time) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE sessions SET seen_at = ? WHERE id_hash = ?`, ms(now), idHash)
+	_, err := s.exec(ctx, `UPDATE sessions SET seen_at = ? WHERE id_hash = ?`, ms(now), idHash)
 	return err
 }
 
 // DeleteSession ends one session; ending one that does not exist is not an error.
 func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
+	_, err := s.exec(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
 	return err
 }
 
 // DeleteExpiredSessions removes sessions begun before createdBefore or idle since seenBefore.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, createdBefore, seenBefore time.Time) (int64, error) {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE created_at < ? OR seen_at < ?`,
+	res, err := s.exec(ctx, `DELETE FROM sessions WHERE created_at < ? OR seen_at < ?`,
 		ms(createdBefore), ms(seenBefore))
 	if err != nil {
 		return 0, err
@@ -188,25 +188,25 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, createdBefore, seenBe
 // CreateUserLink stores a one-time link (by the hash of its token) that lets userID set a
 // password until expires.
 func (s *Store) CreateUserLink(ctx context.Context, tokenHash []byte, userID int64, now, expires time.Time) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO user_links (token_hash, user_id, created_at, expires_at)
+	_, err := s.exec(ctx, `INSERT INTO user_links (token_hash, user_id, created_at, expires_at)
 		VALUES (?, ?, ?, ?)`, tokenHash, userID, ms(now), ms(expires))
 	return err
 }
 
 // UserLink returns the user a one-time link is for, if the link is unused and unexpired at
-// now. Returns ErrNotFound otherwise.
+// now. Returns rewards.ErrNotFound otherwise.
 func (s *Store) UserLink(ctx context.Context, tokenHash []byte, now time.Time) (*rewards.User, error) {
 	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`
 		FROM user_links l JOIN users u ON u.id = l.user_id LEFT JOIN issuers i ON i.id = u.issuer_id
 		WHERE l.token_hash = ? AND l.used_at IS NULL AND l.expires_at > ? AND u.disabled = 0`, tokenHash, ms(now)))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("link: %w", ErrNotFound)
+		return nil, fmt.Errorf("link: %w", rewards.ErrNotFound)
 	}
 	return u, err
 }
 
 // UseUserLink sets the password of the link's user and spends the link, in one transaction,
-// so a link sets a password once. Returns ErrNotFound if the link is used, expired or
+// so a link sets a password once. Returns rewards.ErrNotFound if the link is used, expired or
 // unknown, or its user is disabled.
 func (s *Store) UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error) {
 	var userID int64
@@ -216,7 +216,7 @@ func (s *Store) UseUserLink(ctx context.Context, tokenHash []byte, passwordHash 
 				AND user_id IN (SELECT id FROM users WHERE disabled = 0) RETURNING user_id`,
 			ms(now), tokenHash).Scan(&userID)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("link: %w", ErrNotFound)
+			return fmt.Errorf("link: %w", rewards.ErrNotFound)
 		}
 		if err != nil {
 			return err
@@ -240,12 +240,12 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []b
 	if k.IssuerID != 0 {
 		issuer = k.IssuerID
 	}
-	res, err := s.write.ExecContext(ctx, `INSERT INTO api_keys (name, prefix, key_hash, issuer_id, created_at)
+	res, err := s.exec(ctx, `INSERT INTO api_keys (name, prefix, key_hash, issuer_id, created_at)
 		VALUES (?, ?, ?, ?, ?)`, k.Name, k.Prefix, keyHash, issuer, ms(now))
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
-			return fmt.Errorf("issuer %d: %w", k.IssuerID, ErrNotFound)
+			return fmt.Errorf("issuer %d: %w", k.IssuerID, rewards.ErrNotFound)
 		}
 		return err
 	}
@@ -267,13 +267,13 @@ func scanAPIKey(row interface{ Scan(...any) error }) (*rewards.APIKey, error) {
 	return &k, nil
 }
 
-// APIKeyByHash returns the unrevoked key with that hash. Returns ErrNotFound otherwise.
+// APIKeyByHash returns the unrevoked key with that hash. Returns rewards.ErrNotFound otherwise.
 func (s *Store) APIKeyByHash(ctx context.Context, keyHash []byte) (*rewards.APIKey, error) {
 	k, err := scanAPIKey(s.read.QueryRowContext(ctx, `SELECT `+apiKeyColumns+`
 		FROM api_keys k LEFT JOIN issuers i ON i.id = k.issuer_id
 		WHERE k.key_hash = ? AND k.revoked_at = 0`, keyHash))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("api key: %w", ErrNotFound)
+		return nil, fmt.Errorf("api key: %w", rewards.ErrNotFound)
 	}
 	return k, err
 }
@@ -299,22 +299,22 @@ func (s *Store) APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey,
 }
 
 // RevokeAPIKey revokes key id if it belongs to issuerID (any key when issuerID is 0).
-// Returns ErrNotFound if there is no such key.
+// Returns rewards.ErrNotFound if there is no such key.
 func (s *Store) RevokeAPIKey(ctx context.Context, id, issuerID int64, now time.Time) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
+	res, err := s.exec(ctx, `UPDATE api_keys SET revoked_at = ?
 		WHERE id = ? AND (?3 = 0 OR issuer_id = ?3) AND revoked_at = 0`, ms(now), id, issuerID)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("api key %d: %w", id, ErrNotFound)
+		return fmt.Errorf("api key %d: %w", id, rewards.ErrNotFound)
 	}
 	return nil
 }
 
 // TouchAPIKey records that key id was used at now.
 func (s *Store) TouchAPIKey(ctx context.Context, id int64, now time.Time) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, ms(now), id)
+	_, err := s.exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, ms(now), id)
 	return err
 }
 
@@ -341,7 +341,7 @@ func (s *Store) CreateDevice(ctx context.Context, tokenHash []byte, userID int64
 // cannot pass the budget. It reports false, and counts nothing, when the cookie is unknown,
 // made before expiredBefore, another account's, or has spent its budget of limit failures.
 func (s *Store) ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email string, limit int, expiredBefore time.Time) (bool, error) {
-	res, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = failures + 1
+	res, err := s.exec(ctx, `UPDATE device_cookies SET failures = failures + 1
 		WHERE token_hash = ? AND failures < ? AND created_at >= ?
 			AND user_id = (SELECT id FROM users WHERE email = ?)`, tokenHash, limit, ms(expiredBefore), email)
 	if err != nil {
@@ -353,13 +353,13 @@ func (s *Store) ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email 
 
 // DeviceSignedIn clears the failures of a device cookie whose password proved right.
 func (s *Store) DeviceSignedIn(ctx context.Context, tokenHash []byte) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = 0 WHERE token_hash = ?`, tokenHash)
+	_, err := s.exec(ctx, `UPDATE device_cookies SET failures = 0 WHERE token_hash = ?`, tokenHash)
 	return err
 }
 
 // ReleaseDeviceAttempt uncounts a claimed attempt whose password was never checked.
 func (s *Store) ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE device_cookies SET failures = max(failures - 1, 0)
+	_, err := s.exec(ctx, `UPDATE device_cookies SET failures = max(failures - 1, 0)
 		WHERE token_hash = ?`, tokenHash)
 	return err
 }
@@ -367,7 +367,7 @@ func (s *Store) ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) erro
 // DropSpentDevice deletes the device cookie if it has spent its budget of limit failures:
 // from then on its browser is a stranger to the account's lock.
 func (s *Store) DropSpentDevice(ctx context.Context, tokenHash []byte, limit int) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM device_cookies WHERE token_hash = ? AND failures >= ?`,
+	_, err := s.exec(ctx, `DELETE FROM device_cookies WHERE token_hash = ? AND failures >= ?`,
 		tokenHash, limit)
 	return err
 }

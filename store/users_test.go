@@ -37,15 +37,15 @@ func TestCreateUserRefusesATakenAddressInAnyCase(t *testing.T) {
 		{Email: "ann@acme.example", Role: rewards.RoleOperator},
 		{Email: "ANN@ACME.EXAMPLE", Role: rewards.RoleIssuer, IssuerID: iss.ID},
 	} {
-		if err := s.CreateUser(ctx, u, time.Now()); !errors.Is(err, ErrExists) {
-			t.Fatalf("CreateUser(%s): %v, want ErrExists", u.Email, err)
+		if err := s.CreateUser(ctx, u, time.Now()); !errors.Is(err, rewards.ErrExists) {
+			t.Fatalf("CreateUser(%s): %v, want rewards.ErrExists", u.Email, err)
 		}
 	}
-	if err := s.CreateUser(ctx, &rewards.User{Email: "x@acme.example", Role: rewards.RoleIssuer}, time.Now()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("issuer user without issuer: %v, want ErrNotFound", err)
+	if err := s.CreateUser(ctx, &rewards.User{Email: "x@acme.example", Role: rewards.RoleIssuer}, time.Now()); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("issuer user without issuer: %v, want rewards.ErrNotFound", err)
 	}
-	if err := s.CreateUser(ctx, &rewards.User{Email: "y@acme.example", Role: rewards.RoleIssuer, IssuerID: 99}, time.Now()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("issuer user of a missing issuer: %v, want ErrNotFound", err)
+	if err := s.CreateUser(ctx, &rewards.User{Email: "y@acme.example", Role: rewards.RoleIssuer, IssuerID: 99}, time.Now()); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("issuer user of a missing issuer: %v, want rewards.ErrNotFound", err)
 	}
 	if u, _, err := s.UserByEmail(ctx, "aNN@acme.EXAMPLE"); err != nil || u.IssuerSlug != "acme" {
 		t.Fatalf("UserByEmail in other case: %+v, %v", u, err)
@@ -66,11 +66,11 @@ func TestUserLinkSetsAPasswordOnce(t *testing.T) {
 	if err != nil || got.ID != u.ID || !got.HasPassword {
 		t.Fatalf("UseUserLink: %+v, %v", got, err)
 	}
-	if _, err := s.UseUserLink(ctx, userHash("tok"), "hash2", now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second use: %v, want ErrNotFound", err)
+	if _, err := s.UseUserLink(ctx, userHash("tok"), "hash2", now); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("second use: %v, want rewards.ErrNotFound", err)
 	}
-	if _, err := s.UserLink(ctx, userHash("tok"), now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("UserLink after use: %v, want ErrNotFound", err)
+	if _, err := s.UserLink(ctx, userHash("tok"), now); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("UserLink after use: %v, want rewards.ErrNotFound", err)
 	}
 	if _, hash, _ := s.UserByEmail(ctx, u.Email); hash != "hash1" {
 		t.Fatalf("password hash %q, want the first use's", hash)
@@ -87,11 +87,11 @@ func TestUserLinkSetsAPasswordOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{"old", "nope", "off"} {
-		if _, err := s.UserLink(ctx, userHash(tok), now); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("UserLink(%s): %v, want ErrNotFound", tok, err)
+		if _, err := s.UserLink(ctx, userHash(tok), now); !errors.Is(err, rewards.ErrNotFound) {
+			t.Fatalf("UserLink(%s): %v, want rewards.ErrNotFound", tok, err)
 		}
-		if _, err := s.UseUserLink(ctx, userHash(tok), "hash3", now); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("UseUserLink(%s): %v, want ErrNotFound", tok, err)
+		if _, err := s.UseUserLink(ctx, userHash(tok), "hash3", now); !errors.Is(err, rewards.ErrNotFound) {
+			t.Fatalf("UseUserLink(%s): %v, want rewards.ErrNotFound", tok, err)
 		}
 	}
 	if _, hash, _ := s.UserByEmail(ctx, u.Email); hash != "hash1" {
@@ -106,7 +106,7 @@ func TestPasswordChangeAndDisableEndSessions(t *testing.T) {
 	alive := func(id string) bool {
 		t.Helper()
 		_, _, _, err := s.SessionUser(ctx, userHash(id))
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, rewards.ErrNotFound) {
 			t.Fatal(err)
 		}
 		return err == nil
@@ -138,10 +138,10 @@ func TestPasswordChangeAndDisableEndSessions(t *testing.T) {
 	if alive("a3") || !alive("op") {
 		t.Fatal("disabling must end the user's sessions and only theirs")
 	}
-	if err := s.SetPassword(ctx, 999, "x"); !errors.Is(err, ErrNotFound) {
+	if err := s.SetPassword(ctx, 999, "x"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("SetPassword of no one: %v", err)
 	}
-	if err := s.SetUserDisabled(ctx, 999, true); !errors.Is(err, ErrNotFound) {
+	if err := s.SetUserDisabled(ctx, 999, true); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("SetUserDisabled of no one: %v", err)
 	}
 	if n, err := s.CountOperators(ctx); err != nil || n != 1 {
@@ -154,7 +154,7 @@ func TestFirstOperatorSetup(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	tok := userHash("setup")
-	if err := s.CheckSetupToken(ctx, tok, now); !errors.Is(err, ErrNotFound) {
+	if err := s.CheckSetupToken(ctx, tok, now); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("before any setup link: %v", err)
 	}
 	if err := s.SetSetupToken(ctx, tok, now.Add(time.Hour)); err != nil {
@@ -167,16 +167,16 @@ func TestFirstOperatorSetup(t *testing.T) {
 		tok []byte
 		at  time.Time
 	}{"wrong token": {userHash("other"), now}, "expired": {tok, now.Add(time.Hour)}} {
-		if err := s.CheckSetupToken(ctx, tc.tok, tc.at); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("%s: %v, want ErrNotFound", name, err)
+		if err := s.CheckSetupToken(ctx, tc.tok, tc.at); !errors.Is(err, rewards.ErrNotFound) {
+			t.Fatalf("%s: %v, want rewards.ErrNotFound", name, err)
 		}
-		if err := s.CreateFirstOperator(ctx, tc.tok, &rewards.User{Email: "x@example.com"}, "h", tc.at); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("%s: CreateFirstOperator %v, want ErrNotFound", name, err)
+		if err := s.CreateFirstOperator(ctx, tc.tok, &rewards.User{Email: "x@example.com"}, "h", tc.at); !errors.Is(err, rewards.ErrNotFound) {
+			t.Fatalf("%s: CreateFirstOperator %v, want rewards.ErrNotFound", name, err)
 		}
 	}
 	// Ann is acme's: her address cannot become the operator's, and the link survives that.
-	if err := s.CreateFirstOperator(ctx, tok, &rewards.User{Email: "ann@acme.example"}, "h", now); !errors.Is(err, ErrExists) {
-		t.Fatalf("taken address: %v, want ErrExists", err)
+	if err := s.CreateFirstOperator(ctx, tok, &rewards.User{Email: "ann@acme.example"}, "h", now); !errors.Is(err, rewards.ErrExists) {
+		t.Fatalf("taken address: %v, want rewards.ErrExists", err)
 	}
 	op := &rewards.User{Email: "op@example.com"}
 	if err := s.CreateFirstOperator(ctx, tok, op, "bcrypt", now); err != nil {
@@ -186,15 +186,15 @@ func TestFirstOperatorSetup(t *testing.T) {
 	if err != nil || got.ID != op.ID || !got.Operator() || hash != "bcrypt" {
 		t.Fatalf("first operator %+v %q, %v", got, hash, err)
 	}
-	if err := s.CreateFirstOperator(ctx, tok, &rewards.User{Email: "two@example.com"}, "h", now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second use: %v, want ErrNotFound", err)
+	if err := s.CreateFirstOperator(ctx, tok, &rewards.User{Email: "two@example.com"}, "h", now); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("second use: %v, want rewards.ErrNotFound", err)
 	}
 	// A new link while an operator exists does not work either.
 	if err := s.SetSetupToken(ctx, userHash("again"), now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CheckSetupToken(ctx, userHash("again"), now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("setup with an operator: %v, want ErrNotFound", err)
+	if err := s.CheckSetupToken(ctx, userHash("again"), now); !errors.Is(err, rewards.ErrNotFound) {
+		t.Fatalf("setup with an operator: %v, want rewards.ErrNotFound", err)
 	}
 }
 
@@ -205,8 +205,8 @@ func TestIssuersAndSettings(t *testing.T) {
 	if err := s.CreateIssuer(ctx, iss, time.Now()); err != nil || iss.ID == 0 {
 		t.Fatalf("CreateIssuer: %v, id %d", err, iss.ID)
 	}
-	if err := s.CreateIssuer(ctx, &rewards.Issuer{Slug: "acme", Name: "Acme 2"}, time.Now()); !errors.Is(err, ErrExists) {
-		t.Fatalf("taken slug: %v, want ErrExists", err)
+	if err := s.CreateIssuer(ctx, &rewards.Issuer{Slug: "acme", Name: "Acme 2"}, time.Now()); !errors.Is(err, rewards.ErrExists) {
+		t.Fatalf("taken slug: %v, want rewards.ErrExists", err)
 	}
 	if err := s.SetIssuerBudget(ctx, acme.ID, 700); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestIssuersAndSettings(t *testing.T) {
 	if b, sp, err := s.IssuerPoints(ctx, acme.ID); b != 700 || sp != 0 || err != nil {
 		t.Fatalf("IssuerPoints = %d, %d, %v", b, sp, err)
 	}
-	if _, _, err := s.IssuerPoints(ctx, 999); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.IssuerPoints(ctx, 999); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("IssuerPoints of no issuer: %v", err)
 	}
 	if err := s.SetSettings(ctx, map[string]string{"from_address": "a@b.example", "postal_address": "1 Main St"}); err != nil {

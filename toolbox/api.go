@@ -21,6 +21,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/web"
 )
 
 // The JSON API under /api/v1, for issuers' and operators' systems: consumers (create or
@@ -122,7 +123,7 @@ func (d Deps) apiAuth(next http.Handler) http.Handler {
 		ctx := r.Context()
 		k, err := d.Accounts.APIKeyByHash(ctx, hashSecret(secret))
 		if err != nil {
-			if d.IsNotFound(err) {
+			if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pointpost", error="invalid_token"`)
 				apiError(w, http.StatusUnauthorized, "", "the API key is not valid: it is mistyped or was revoked")
 				return
@@ -162,7 +163,8 @@ func (d Deps) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 }
 
 // apiFail answers a failed request: the problem's own status, 422 for a campaign that is
-// wrong in a field, 404 for a missing object, and "internal error" (logged) otherwise.
+// wrong in a field, the status of the error's code (web.Status) with its message, and
+// "internal error" (logged) for an error without one.
 func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
@@ -174,10 +176,16 @@ func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 		apiError(w, p.status, p.field, p.message)
 	case errors.As(err, &fe):
 		apiError(w, http.StatusUnprocessableEntity, fe.Field, fe.Error())
-	case errors.Is(err, postoffice.ErrTooManySelections):
-		apiError(w, http.StatusTooManyRequests, "selection", err.Error())
-	case d.IsNotFound(err):
-		apiError(w, http.StatusNotFound, "", "not found")
+	case web.Status(err) != http.StatusInternalServerError:
+		status, field := web.Status(err), ""
+		if status == http.StatusTooManyRequests {
+			field = "selection"
+		}
+		if status == http.StatusServiceUnavailable {
+			d.Logger.Warn("api", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "5")
+		}
+		apiError(w, status, field, rewards.ErrorMessage(err))
 	default:
 		var key int64
 		if k := apiKeyFrom(r.Context()); k != nil {
@@ -605,7 +613,7 @@ func (d Deps) apiConsumer(w http.ResponseWriter, r *http.Request) error {
 		return missing
 	}
 	if err != nil {
-		if d.IsNotFound(err) {
+		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			return missing
 		}
 		return err
@@ -690,7 +698,7 @@ func (d Deps) apiJobFor(r *http.Request) (*postoffice.Job, error) {
 	}
 	job, err := d.Store.Job(r.Context(), key)
 	if err != nil {
-		if d.IsNotFound(err) {
+		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			return nil, missing
 		}
 		return nil, err

@@ -190,7 +190,7 @@ func (a *authPages) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, hash, err := a.Accounts.UserByEmail(ctx, v.Email)
-	if err != nil && !a.IsNotFound(err) {
+	if err != nil && rewards.ErrorCode(err) != rewards.ENOTFOUND {
 		a.throttle.giveBack(try) // our failure, not a guess
 		a.releaseDevice(ctx, device)
 		a.fail(w, r, err)
@@ -282,7 +282,7 @@ func (d Deps) deadLink(w http.ResponseWriter, r *http.Request, setup bool) {
 // linkFailed answers a one-time link that failed: the dead-link page if it is unknown, used
 // or expired.
 func (d Deps) linkFailed(w http.ResponseWriter, r *http.Request, err error, setup bool) {
-	if d.IsNotFound(err) {
+	if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 		d.deadLink(w, r, setup)
 		return
 	}
@@ -371,7 +371,7 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 	}
 	u := &rewards.User{Email: email, Role: rewards.RoleOperator}
 	if err := d.Settings.CreateFirstOperator(ctx, hashSecret(token), u, hash, d.Now()); err != nil {
-		if d.IsNotFound(err) {
+		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			d.deadLink(w, r, true)
 			return
 		}

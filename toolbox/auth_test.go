@@ -19,7 +19,6 @@ import (
 	"golang.org/x/net/html"
 
 	"pointpost/rewards"
-	"pointpost/store"
 	"pointpost/toolbox"
 	"pointpost/web"
 )
@@ -616,7 +615,7 @@ func TestLogoutEndsTheSessionOnTheServer(t *testing.T) {
 		t.Fatal("logout left the cookie")
 	}
 	// The cookie, kept by someone, is worthless: the session is gone from the store.
-	if _, _, _, err := e.st.SessionUser(context.Background(), authHash(value)); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := e.st.SessionUser(context.Background(), authHash(value)); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("session still stored: %v", err)
 	}
 	if e.authClient(value).authSignedIn() {
@@ -655,7 +654,7 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 	if u.Email != "ann@acme.example" || !strings.HasPrefix(link, e.srv.URL+"/welcome/") {
 		t.Fatalf("AddUser: e-mail %q, link %q", u.Email, link)
 	}
-	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "ANN@acme.example", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); !errors.Is(err, store.ErrExists) {
+	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "ANN@acme.example", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); !errors.Is(err, rewards.ErrExists) {
 		t.Fatalf("AddUser of a taken address: %v", err)
 	}
 	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "Ann <ann@x.example>", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); err == nil {
@@ -751,7 +750,7 @@ func TestSetupRefusedOnceAnOperatorExists(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("setup with an operator: %d, want 404", resp.StatusCode)
 	}
-	if _, _, err := e.st.UserByEmail(ctx, "intruder@example.com"); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.st.UserByEmail(ctx, "intruder@example.com"); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("setup made a user: %v", err)
 	}
 }
@@ -861,7 +860,7 @@ func TestAPIKeysOfAnotherIssuerCannotBeRevoked(t *testing.T) {
 	if resp, _ := globex.post(revoke, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("globex revoking its key: %d", resp.StatusCode)
 	}
-	if _, err := e.st.APIKeyByHash(ctx, authHash(secret)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.st.APIKeyByHash(ctx, authHash(secret)); !errors.Is(err, rewards.ErrNotFound) {
 		t.Fatalf("a revoked key still works: %v", err)
 	}
 	if doc := globex.page("/profile", http.StatusOK); len(byTestID(doc, "revoked")) != 1 {

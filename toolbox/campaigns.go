@@ -678,17 +678,6 @@ func (d Deps) notEditable(w http.ResponseWriter, r *http.Request, job *postoffic
 	d.render(w, r, notEditablePage(p, job, d.jobActions(job)))
 }
 
-// noLongerDraft returns job key as it is now if it stopped being a draft (was scheduled or
-// stopped) while the editor saved it, which the store refuses with its ErrConflict; else
-// nil. The toolbox does not import the store, so it looks at the job, not at the error.
-func (d Deps) noLongerDraft(ctx context.Context, key int64) *postoffice.Job {
-	job, err := d.Store.Job(ctx, key)
-	if err != nil || job.State == postoffice.JobDraft {
-		return nil
-	}
-	return job
-}
-
 // submitCampaign handles the editor's buttons: add or remove a selection row (the page
 // again), or save the campaign as a draft or scheduled, creating it or rewriting draft.
 func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *postoffice.Job) {
@@ -726,8 +715,10 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 			case errors.As(err, &fe):
 				f.setErr(f.formField(fe.Field), fe.Reason)
 			case err != nil:
-				if draft != nil {
-					if now := d.noLongerDraft(ctx, draft.Key); now != nil {
+				// A draft scheduled or stopped while the editor saved it is a conflict: the
+				// page shows the job as it is now.
+				if draft != nil && rewards.ErrorCode(err) == rewards.ECONFLICT {
+					if now, jerr := d.Store.Job(ctx, draft.Key); jerr == nil && now.State != postoffice.JobDraft {
 						d.notEditable(w, r, now)
 						return
 					}
@@ -990,7 +981,7 @@ func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Is
 		c, err = d.Campaigns.SampleConsumer(ctx, where, args, raw)
 		switch {
 		case err == nil:
-		case d.IsNotFound(err):
+		case rewards.ErrorCode(err) == rewards.ENOTFOUND:
 			pv.Note = "No consumer matches the selection yet: this is a made-up one."
 		default:
 			pv.Note = "The selection could not be run, so this is a made-up consumer."

@@ -3,7 +3,6 @@ package toolbox_test
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,8 +43,7 @@ func newEnv(t *testing.T, tune ...func(*toolbox.Deps)) *env {
 	// Passwords hash at bcrypt's least cost: under the race detector the real one takes
 	// seconds. The cost travels in each hash, so what is checked does not change.
 	d := toolbox.Deps{Store: st, Accounts: st, Campaigns: st, Reports: st, Consumers: st, Settings: st,
-		API: st, Inbound: st, PasswordCost: bcrypt.MinCost,
-		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }}
+		API: st, Inbound: st, PasswordCost: bcrypt.MinCost}
 	for _, f := range tune {
 		f(&d)
 	}

@@ -304,7 +304,7 @@ func (d Deps) approveTestAddress(w http.ResponseWriter, r *http.Request) {
 func (d Deps) removeTestAddress(w http.ResponseWriter, r *http.Request) {
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	if err := d.Consumers.RemoveTestAddress(r.Context(), email); err != nil {
-		if d.IsNotFound(err) {
+		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			d.redirect(w, r, "/outbox", email+" was not an approved test address.")
 			return
 		}

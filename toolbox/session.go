@@ -149,7 +149,7 @@ func (d Deps) loadSession(next http.Handler) http.Handler {
 		u, created, seen, err := d.Accounts.SessionUser(ctx, id)
 		now := d.Now()
 		switch {
-		case err != nil && d.IsNotFound(err):
+		case err != nil && rewards.ErrorCode(err) == rewards.ENOTFOUND:
 			d.clearSessionCookie(w, r)
 		case err != nil:
 			d.fail(w, r, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
+	"pointpost/rewards"
 	"pointpost/web"
 )
 
@@ -61,9 +62,7 @@ type Deps struct {
 	// consumer import) stops with it. Nil means it never ends.
 	Context context.Context
 	Logger  *slog.Logger
-	// IsNotFound tells a missing object from a failure.
-	IsNotFound func(error) bool
-	Now        func() time.Time
+	Now     func() time.Time
 	// BaseURL is where people reach this server, for the links the toolbox hands out
 	// (setup, invitations); an https BaseURL also makes the session cookie Secure.
 	BaseURL string
@@ -90,9 +89,6 @@ func Handler(d Deps) http.Handler {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
-	}
-	if d.IsNotFound == nil {
-		d.IsNotFound = func(error) bool { return false }
 	}
 	if d.SessionIdle == 0 {
 		d.SessionIdle = 2 * time.Hour
@@ -171,22 +167,25 @@ func (d Deps) notFound(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, notFoundPage(d.page(w, r, "Not found", "")))
 }
 
-// fail answers a request whose handling failed: 404 for a missing object, 503 when the
-// database is busy, "internal error" (logged) for anything else.
+// fail answers a request whose handling failed with the status of its code (web.Status): the
+// not-found page, the code's message, or "internal error" (logged) for an error without one.
 func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	if d.IsNotFound(err) {
+	switch status := web.Status(err); status {
+	case http.StatusNotFound:
 		d.notFound(w, r)
-		return
+	case http.StatusInternalServerError:
+		d.Logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
+		http.Error(w, "internal error", status)
+	default:
+		if status == http.StatusServiceUnavailable {
+			d.Logger.Warn("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "5")
+		}
+		http.Error(w, rewards.ErrorMessage(err), status)
 	}
-	if errors.Is(err, postoffice.ErrTooManySelections) {
-		http.Error(w, err.Error(), http.StatusTooManyRequests)
-		return
-	}
-	d.Logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
-	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
 func (d Deps) render(w http.ResponseWriter, r *http.Request, c templ.Component) {

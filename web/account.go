@@ -174,7 +174,7 @@ func (s *server) confirmRedeem(w http.ResponseWriter, r *http.Request) {
 	if wellFormed {
 		item, ok, err = s.Codes.UseRedemptionCode(r.Context(), codeID, consumer, hashCode(code), s.Now(), codeAttempts)
 		switch {
-		case err != nil && s.IsNotFound(err):
+		case err != nil && rewards.ErrorCode(err) == rewards.ENOTFOUND:
 			s.accountMessage(w, r, token, http.StatusGone,
 				"That code has expired, was used, or was typed wrong too many times. Press Redeem again for a new one.")
 			return
@@ -194,7 +194,7 @@ func (s *server) confirmRedeem(w http.ResponseWriter, r *http.Request) {
 		s.accountMessage(w, r, token, http.StatusConflict, "Sorry, that reward is out of stock.")
 	case errors.Is(err, rewards.ErrInsufficientPoints):
 		s.accountMessage(w, r, token, http.StatusConflict, "You do not have enough points for that reward yet.")
-	case s.IsNotFound(err):
+	case rewards.ErrorCode(err) == rewards.ENOTFOUND:
 		// The item is gone (or so is she, and the account page says so).
 		s.accountMessage(w, r, token, http.StatusNotFound, "That reward is no longer in the catalog.")
 	default:

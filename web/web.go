@@ -86,7 +86,7 @@ type RedemptionCodes interface {
 	CreateRedemptionCode(ctx context.Context, consumerID, itemID int64, codeHash []byte, now, expires time.Time) (int64, error)
 	// UseRedemptionCode spends consumerID's code id if codeHash matches (ok) and returns
 	// its item; a wrong code counts one of maxAttempts tries. A missing, used, expired or
-	// exhausted code is a not-found error (IsNotFound).
+	// exhausted code is a rewards.ENOTFOUND error.
 	UseRedemptionCode(ctx context.Context, id, consumerID int64, codeHash []byte, now time.Time, maxAttempts int) (itemID int64, ok bool, err error)
 }
 
@@ -109,9 +109,6 @@ type Deps struct {
 	// BaseURL is the public URL of these pages, for the links in confirmation e-mails.
 	BaseURL string
 	Logger  *slog.Logger
-	// IsNotFound tells a missing row (a job, consumer, enrollment or catalog item) from a
-	// failure; nil treats every store error as a failure.
-	IsNotFound func(error) bool
 	// Now is the clock, for the birth year range; nil means time.Now.
 	Now func() time.Time
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
@@ -150,9 +147,6 @@ func Handler(d Deps) http.Handler {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
-	}
-	if d.IsNotFound == nil {
-		d.IsNotFound = func(error) bool { return false }
 	}
 	s := &server{Deps: d, joinsByClient: newRateLimit(10, time.Hour, rateLimitKeys), joinsByEmail: newRateLimit(3, time.Hour, rateLimitKeys),
 		codesByConsumer: newRateLimit(codesPerHour, time.Hour, rateLimitKeys)}
@@ -251,12 +245,36 @@ func (s *server) invalidLink(w http.ResponseWriter, r *http.Request) {
 		"This link is not valid. It may have been copied incompletely from the e-mail.")
 }
 
+// Status is the HTTP status that answers err, by its rewards code; 500 for an error without
+// one. The consumer pages, the toolbox and its API all answer by it.
+func Status(err error) int {
+	switch rewards.ErrorCode(err) {
+	case "":
+		return http.StatusOK
+	case rewards.EINVALID:
+		return http.StatusBadRequest
+	case rewards.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case rewards.EFORBIDDEN:
+		return http.StatusForbidden
+	case rewards.ENOTFOUND:
+		return http.StatusNotFound
+	case rewards.ECONFLICT:
+		return http.StatusConflict
+	case rewards.ETOOMANY:
+		return http.StatusTooManyRequests
+	case rewards.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
 // fail maps an error to its page: a bad token or a missing row is 404, anything else is
 // 503 "please try again" (the database could not answer or commit; the request changed
 // nothing the consumer was told about) and is logged.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, postoffice.ErrBadToken), errors.Is(err, postoffice.ErrNoDelivery), s.IsNotFound(err):
+	case errors.Is(err, postoffice.ErrBadToken), errors.Is(err, postoffice.ErrNoDelivery), Status(err) == http.StatusNotFound:
 		s.invalidLink(w, r)
 	case r.Context().Err() != nil:
 		// The consumer went away; nobody reads the answer.

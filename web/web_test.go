@@ -111,8 +111,7 @@ func newWorld(t testing.TB, opts ...worldOption) *world {
 func (w *world) deps(po web.PostOffice, base string) web.Deps {
 	return web.Deps{PostOffice: po, Accounts: accounts{w.st}, Consumers: w.st, Enrollments: w.st,
 		Confirmations: w.mail, Codes: w.st, CodeSender: w.mail, BaseURL: base, Logger: quiet,
-		Now:        func() time.Time { return time.Now().Add(time.Duration(w.ahead.Load())) },
-		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }}
+		Now: func() time.Time { return time.Now().Add(time.Duration(w.ahead.Load())) }}
 }
 
 // accounts adapts the store's Redeem, which also returns the redemption, to web.Accounts.
