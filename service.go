@@ -18,14 +18,16 @@ type serviceUnit struct {
 	StateDirectory string
 }
 
-// ServeArgs are the arguments of serve in ExecStart: a public HTTPS server for Domain, the
-// receiver as its MX, the database and keys in DataDir.
+// ServeArgs are the arguments of serve in ExecStart: a public HTTPS server for Domain with
+// its certificate by ACME, the receiver as its MX, the database, keys and certificates in
+// DataDir.
 func (u serviceUnit) ServeArgs() []string {
 	return []string{"serve",
 		"--db", filepath.Join(u.DataDir, "pointpost.db"),
 		"--dkim-key", filepath.Join(u.DataDir, "dkim.pem"),
+		"--https", u.Domain,
+		"--https-addr", ":443",
 		"--http", ":80",
-		"--base-url", "https://" + u.Domain,
 		"--smtp", ":25",
 		"--reply-domain", u.Domain,
 		"--log-format", "json",

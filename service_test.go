@@ -75,8 +75,13 @@ func TestInstallServiceUnit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serve does not take ExecStart's flags: %v", err)
 	}
-	if cfg.DB != "/var/lib/pointpost/pointpost.db" || cfg.SMTP != ":25" || cfg.ReplyDomain != "mail.example.org" {
-		t.Errorf("serve's config from ExecStart: db %q smtp %q reply domain %q", cfg.DB, cfg.SMTP, cfg.ReplyDomain)
+	if cfg.DB != "/var/lib/pointpost/pointpost.db" || cfg.SMTP != ":25" || cfg.ReplyDomain != "mail.example.org" ||
+		len(cfg.HTTPS) != 1 || cfg.HTTPS[0] != "mail.example.org" || cfg.HTTPSAddr != ":443" || cfg.HTTP != ":80" {
+		t.Errorf("serve's config from ExecStart: db %q smtp %q reply domain %q https %v on %q, http %q",
+			cfg.DB, cfg.SMTP, cfg.ReplyDomain, cfg.HTTPS, cfg.HTTPSAddr, cfg.HTTP)
+	}
+	if cfg.certCacheDir() != "/var/lib/pointpost/certificates" {
+		t.Errorf("certificates kept in %s, outside the writable directory", cfg.certCacheDir())
 	}
 
 	// A data directory outside /var/lib is made writable by name.

@@ -116,6 +116,23 @@ func (c *Config) newTLS(log *slog.Logger) (*tlsServing, error) {
 	return &tlsServing{config: config, acme: m, name: c.HTTPS[0]}, nil
 }
 
+// forSMTP gives the receiver's STARTTLS the web server's certificate: mail servers name the
+// MX host they looked up, or nothing, and get the certificate of that name when it is one
+// of ours, of the first name otherwise. Nil without HTTPS.
+func (s *tlsServing) forSMTP() func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s == nil || s.name == "" {
+		return nil
+	}
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if s.acme != nil && s.acme.HostPolicy(context.Background(), hello.ServerName) != nil {
+			h := *hello
+			h.ServerName = s.name
+			hello = &h
+		}
+		return s.config.GetCertificate(hello)
+	}
+}
+
 // hsts tells browsers that reached the site over HTTPS to keep to it.
 func hsts(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

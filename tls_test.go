@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/smtp"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -110,7 +111,7 @@ func (p *pebble) roots() *x509.CertPool {
 
 // httpsServer is a serve with --https running.
 type httpsServer struct {
-	baseURL, https, http string
+	baseURL, https, http, smtp string
 }
 
 func startHTTPSServe(t *testing.T, e env) *httpsServer {
@@ -127,11 +128,11 @@ func startHTTPSServe(t *testing.T, e env) *httpsServer {
 	})
 	select {
 	case line := <-out.lines:
-		m := regexp.MustCompile(`open (https://\S+)/ \(HTTPS on ([0-9.:]+), http://([0-9.:]+)/ redirects`).FindStringSubmatch(line)
+		m := regexp.MustCompile(`open (https://\S+)/ \(HTTPS on ([0-9.:]+), http://([0-9.:]+)/ redirects; replies: smtp://([0-9.:]+)\)`).FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("unexpected first line %q", line)
 		}
-		return &httpsServer{baseURL: m[1], https: m[2], http: m[3]}
+		return &httpsServer{baseURL: m[1], https: m[2], http: m[3], smtp: m[4]}
 	case err := <-done:
 		t.Fatalf("serve ended early: %v", err)
 	}
@@ -200,6 +201,23 @@ func TestHTTPSByACMETLSALPN(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(e["POINTPOST_DB"]), "certificates", testDomain)); err != nil {
 		t.Errorf("the certificate is not kept beside the database: %v", err)
+	}
+
+	// The receiver's STARTTLS offers the same certificate, to a mail server that names the
+	// MX and to one that names another host.
+	for _, name := range []string{testDomain, "other.pointpost.test"} {
+		c, err := smtp.Dial(srv.smtp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StartTLS(&tls.Config{ServerName: name, InsecureSkipVerify: true}); err != nil {
+			t.Fatalf("STARTTLS naming %s: %v", name, err)
+		}
+		state, _ := c.TLSConnectionState()
+		if got := state.PeerCertificates[0]; got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			t.Errorf("STARTTLS naming %s: certificate for %v, serial %v, want the web server's", name, got.DNSNames, got.SerialNumber)
+		}
+		c.Close()
 	}
 
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{

@@ -131,6 +131,9 @@ type ReceiverConfig struct {
 	// without them STARTTLS is not offered. They are read again when either changes, so a
 	// renewed certificate is served from the next connection without a restart.
 	TLSCertFile, TLSKeyFile string
+	// GetCertificate, when no files are given, gives STARTTLS's certificate: the web
+	// server's, obtained by ACME, when the receiver answers for the same name.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// WriteTimeout bounds writing one reply; default 1 minute.
 	WriteTimeout time.Duration
 	// CommitTimeout bounds an acknowledgement or a record; past it the client gets 451.
@@ -257,6 +260,9 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 	}()
 
 	var tlsConfig *tls.Config
+	if r.cfg.GetCertificate != nil {
+		tlsConfig = &tls.Config{GetCertificate: r.cfg.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
 	if r.cfg.TLSCertFile != "" {
 		certs, err := NewCertFiles(r.cfg.TLSCertFile, r.cfg.TLSKeyFile, r.cfg.Logger)
 		if err != nil {
