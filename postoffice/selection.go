@@ -306,19 +306,21 @@ const (
 	attrField                           // a value of the attributes JSON object, maybe NULL
 )
 
+// consumerFieldKinds is how a selection compares each kind of the consumer's own fields.
+var consumerFieldKinds = map[rewards.FieldKind]fieldKind{
+	rewards.FieldText:  textField,
+	rewards.FieldLower: lowerField,
+	rewards.FieldYear:  yearField,
+	rewards.FieldList:  interestsField,
+}
+
 // lookupField resolves a condition's field to the SQL that reads it.
 func lookupField(name, issuer string) (column string, kind fieldKind, reason string) {
-	switch name {
-	case "first_name", "last_name", "city", "region", "country", "postal_code":
-		return name, textField, ""
-	case "email", "gender", "format":
-		return name, lowerField, ""
-	case "birth_year":
-		return name, yearField, ""
-	case "interests":
-		return name, interestsField, ""
-	case "":
+	if name == "" {
 		return "", 0, "missing"
+	}
+	if f, ok := rewards.ConsumerFieldNamed(name); ok {
+		return name, consumerFieldKinds[f.Kind], ""
 	}
 	if attr, ok := strings.CutPrefix(name, "attr."); ok {
 		if !validAttrName(attr) {
@@ -333,8 +335,7 @@ func lookupField(name, issuer string) (column string, kind fieldKind, reason str
 		// The slug is checked by CompileFor, and neither it nor the name holds ':' or '"'.
 		return `coalesce(json_extract(attributes, '$."` + rewards.IssuerAttribute(issuer, attr) + `"'), ` + program + `)`, attrField, ""
 	}
-	return "", 0, fmt.Sprintf("unknown field %q (want email, first_name, last_name, city, region, country, "+
-		"postal_code, birth_year, gender, interests, format or attr.NAME)", name)
+	return "", 0, fmt.Sprintf("unknown field %q (want %s or attr.NAME)", name, strings.Join(rewards.ConsumerFieldNames(), ", "))
 }
 
 func validAttrName(name string) bool {

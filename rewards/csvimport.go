@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,36 +22,6 @@ type RowError struct {
 // Error says the line and the reason, as "line 7: email is empty".
 // Error says the line and the reason, as "line 7: email is empty".
 func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
-
-// The columns ConsumerCSV knows; any other column becomes an attribute.
-const (
-	colEmail = iota
-	colFirstName
-	colLastName
-	colCity
-	colRegion
-	colCountry
-	colPostalCode
-	colBirthYear
-	colGender
-	colInterests
-	colFormat
-	numCols
-)
-
-var knownColumns = map[string]int{
-	"email":       colEmail,
-	"first_name":  colFirstName,
-	"last_name":   colLastName,
-	"city":        colCity,
-	"region":      colRegion,
-	"country":     colCountry,
-	"postal_code": colPostalCode,
-	"birth_year":  colBirthYear,
-	"gender":      colGender,
-	"interests":   colInterests,
-	"format":      colFormat,
-}
 
 // maxRecordBytes bounds one CSV record. A consumer row is a few hundred bytes; the bound is
 // there so that a quote opened and never closed costs a bounded re-read, not the rest of the
@@ -70,7 +39,7 @@ type ConsumerCSV struct {
 	start  int64 // offset in the file where r began reading
 	base   int   // file line of r's line 1, minus one
 	header []string
-	col    [numCols]int // field index of each known column, -1 when the file lacks it
+	col    []int // record index of each of ConsumerFields, -1 when the file lacks it
 	extra  []extraColumn
 	// maxYear is the latest birth year accepted: this year, fixed when the reader is made.
 	maxYear int
@@ -87,7 +56,7 @@ type extraColumn struct {
 // their normalised name, and unnamed columns are ignored. Returns an error if the header
 // cannot be read, lacks an email column or names a column twice.
 func NewConsumerCSV(r io.Reader) (*ConsumerCSV, error) {
-	c := &ConsumerCSV{in: &rawInput{src: r, line: 1}, maxYear: time.Now().Year()}
+	c := &ConsumerCSV{in: &rawInput{src: r, line: 1}, col: make([]int, len(ConsumerFields)), maxYear: time.Now().Year()}
 	c.r = newCSVReader(c.in)
 	rec, err := c.r.Read()
 	switch {
@@ -116,7 +85,7 @@ func NewConsumerCSV(r io.Reader) (*ConsumerCSV, error) {
 			return nil, fmt.Errorf("consumer CSV header: columns %d and %d are both %q", j+1, i+1, name)
 		}
 		seen[name] = i
-		if k, ok := knownColumns[name]; ok {
+		if k := consumerFieldIndex(name); k >= 0 {
 			c.col[k] = i
 		} else if err := CheckAttributeName(name); err != nil {
 			return nil, fmt.Errorf("consumer CSV header: column %d: %w", i+1, err)
@@ -124,7 +93,7 @@ func NewConsumerCSV(r io.Reader) (*ConsumerCSV, error) {
 			c.extra = append(c.extra, extraColumn{index: i, name: name})
 		}
 	}
-	if c.col[colEmail] < 0 {
+	if c.col[consumerFieldIndex("email")] < 0 {
 		return nil, fmt.Errorf("consumer CSV header has no email column (columns: %s)", strings.Join(c.header, ", "))
 	}
 	return c, nil
@@ -160,7 +129,7 @@ func AttributeName(h string) string {
 // selection and a template can name: 1 to MaxAttributeName letters, digits, '_' or '-',
 // and not a consumer field or one the API shows (id, status).
 func CheckAttributeName(name string) error {
-	if _, field := knownColumns[name]; field || name == "id" || name == "status" {
+	if consumerFieldIndex(name) >= 0 || name == "id" || name == "status" {
 		return fmt.Errorf("%q is a consumer field, not an attribute", name)
 	}
 	ok := name != "" && len(name) <= MaxAttributeName
@@ -245,42 +214,15 @@ func (c *ConsumerCSV) consumer(rec []string) (Consumer, string) {
 			return Consumer{}, fmt.Sprintf("column %q holds a NUL byte", c.header[i])
 		}
 	}
-	field := func(k int) string {
+	var con Consumer
+	for k, f := range ConsumerFields {
+		v := ""
 		if i := c.col[k]; i >= 0 {
-			return strings.TrimSpace(rec[i])
+			v = strings.TrimSpace(rec[i])
 		}
-		return ""
-	}
-	email, err := ValidEmail(field(colEmail))
-	if err != nil {
-		return Consumer{}, err.Error()
-	}
-	con := Consumer{
-		Email:      email,
-		FirstName:  field(colFirstName),
-		LastName:   field(colLastName),
-		City:       field(colCity),
-		Region:     field(colRegion),
-		Country:    field(colCountry),
-		PostalCode: field(colPostalCode),
-		Gender:     strings.ToLower(field(colGender)),
-	}
-	if y := field(colBirthYear); y != "" {
-		n, err := strconv.Atoi(y)
-		if err != nil || n < 1900 || n > c.maxYear {
-			return Consumer{}, fmt.Sprintf("birth_year %q is not a year between 1900 and %d", y, c.maxYear)
-		}
-		con.BirthYear = n
-	}
-	if f := field(colFormat); f != "" {
-		format, err := ParseFormat(f)
-		if err != nil {
+		if err := f.Set(&con, v, c.maxYear); err != nil {
 			return Consumer{}, err.Error()
 		}
-		con.Format = format
-	}
-	if s := field(colInterests); s != "" {
-		con.Interests = NormalizeInterests(strings.Split(s, ";"))
 	}
 	for _, x := range c.extra {
 		if v := strings.TrimSpace(rec[x.index]); v != "" {

@@ -62,7 +62,7 @@ func NewUserLink(ctx context.Context, a AccountStore, userID int64, baseURL stri
 
 // AddUser adds u (an operator, or a user of issuer u.IssuerID) without a password and
 // returns the invitation link, valid for 7 days, with which u sets one. Returns an error
-// for an invalid e-mail address, and the store's ErrExists if the address has an account.
+// for an invalid e-mail address, and rewards.ErrExists if the address has an account.
 func AddUser(ctx context.Context, a AccountStore, u *rewards.User, baseURL string, now time.Time) (link string, err error) {
 	if u.Email, err = rewards.ValidEmail(u.Email); err != nil {
 		return "", err
@@ -90,7 +90,7 @@ func SetupLink(ctx context.Context, a AccountStore, s SettingsStore, baseURL str
 
 // NewAPIKey stores the API key k (an operator's when k.IssuerID is 0), setting its ID and
 // Prefix, and returns its secret: the only time anyone sees it, since the store keeps its
-// hash. Returns the store's ErrNotFound if k names no issuer.
+// hash. Returns rewards.ErrNotFound if k names no issuer.
 func NewAPIKey(ctx context.Context, a AccountStore, k *rewards.APIKey, now time.Time) (secret string, err error) {
 	secret = "pp_" + newSecret()
 	k.Prefix = secret[:11]

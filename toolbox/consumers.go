@@ -248,9 +248,9 @@ func (d Deps) setConsumerStatus(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, fmt.Sprintf("/consumers/%d", c.ID), c.Email+" is "+done+".")
 }
 
-// exportColumns are the export's columns: the import's, then what only the export has.
-var exportColumns = []string{"email", "first_name", "last_name", "city", "region", "country", "postal_code",
-	"birth_year", "gender", "interests", "format", "status", "points_balance", "id"}
+// exportColumns are the export's columns: the import's (rewards.ConsumerFields), then what
+// only the export has.
+var exportColumns = append(rewards.ConsumerFieldNames(), "status", "points_balance", "id")
 
 func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -282,16 +282,12 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	rec := make([]string, len(exportColumns))
 	for len(batch) > 0 {
 		for _, c := range batch {
-			birth := ""
-			if c.BirthYear != 0 {
-				birth = strconv.Itoa(c.BirthYear)
+			for i, f := range rewards.ConsumerFields {
+				rec[i] = csvCell(f.Get(&c))
 			}
-			vals := []string{c.Email, c.FirstName, c.LastName, c.City, c.Region, c.Country, c.PostalCode, birth,
-				c.Gender, strings.Join(c.Interests, ";"), string(c.Format), string(c.Status),
-				strconv.FormatInt(c.PointsBalance, 10), strconv.FormatInt(c.ID, 10)}
-			for i, v := range vals {
-				rec[i] = csvCell(v)
-			}
+			n := len(rewards.ConsumerFields)
+			rec[n], rec[n+1], rec[n+2] = csvCell(string(c.Status)), csvCell(strconv.FormatInt(c.PointsBalance, 10)),
+				csvCell(strconv.FormatInt(c.ID, 10))
 			if err := cw.Write(rec); err != nil {
 				return // the client went away
 			}
