@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,19 @@ func TestSelectionsNeverHoldConsumerReads(t *testing.T) {
 	}
 	for range selectionConns {
 		<-started
+	}
+	// The two waiting for a connection have taken their issuer's slots before they wait; make
+	// sure they have, so that the third of each issuer meets the limit, not a full pool.
+	slotsTaken := func() bool {
+		s.selections.mu.Lock()
+		defer s.selections.mu.Unlock()
+		return s.selections.running["acme"] == 2 && s.selections.running["bolt"] == 2
+	}
+	for i := 0; i < 1_000_000 && !slotsTaken(); i++ {
+		runtime.Gosched()
+	}
+	if !slotsTaken() {
+		t.Fatalf("the four selections did not all take their slots: %v", s.selections.running)
 	}
 	if _, err := s.CheckSelection(postoffice.WithSelectionOwner(ctx, "acme"), `country = ?`, []any{"US"}, false); !errors.Is(err, postoffice.ErrTooManySelections) {
 		t.Fatalf("acme's third selection: %v, want ErrTooManySelections", err)
