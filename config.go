@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 	"pointpost/web"
@@ -233,7 +232,7 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 	}
 	c.RelayQuotas = nil
 	for _, q := range c.relayQuotas {
-		quota, err := mailer.ParseQuota(strings.TrimSpace(q))
+		quota, err := postoffice.ParseQuota(strings.TrimSpace(q))
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", c.source("relay-quota"), q, err)
 		}

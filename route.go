@@ -101,7 +101,7 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 		}
 		edit.Quotas = nil
 		for _, q := range quotas {
-			quota, err := mailer.ParseQuota(q)
+			quota, err := postoffice.ParseQuota(q)
 			if err != nil {
 				return fmt.Errorf("--quota %q: %w", q, err)
 			}
@@ -117,7 +117,7 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := mailer.ValidateRoute(r); err != nil {
+		if err := postoffice.ValidateRoute(r); err != nil {
 			return err
 		}
 		if err := a.store.SaveRoute(ctx, r); err != nil {

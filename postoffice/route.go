@@ -2,6 +2,11 @@ package postoffice
 
 import (
 	"fmt"
+	"math"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,3 +36,92 @@ type Quota struct {
 }
 
 func (q Quota) String() string { return fmt.Sprintf("%d/%s", q.Limit, q.Window) }
+
+// RouteError is a route setting refused, naming the field.
+type RouteError struct {
+	Route, Field, Problem string
+}
+
+func (e *RouteError) Error() string {
+	return fmt.Sprintf("route %q: %s: %s", e.Route, e.Field, e.Problem)
+}
+
+var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+
+// ValidateRoute checks a route's settings. Returns a *RouteError naming the first bad field:
+// a name that is not 1-40 lower-case letters, digits, - and _; a relay URL that is not
+// smtp:// or smtps:// with a host; negative connections; a rate below 0 or not a number;
+// a quota whose limit is below 1 or whose window is not positive; a negative priority.
+// Its problems never quote the URL, so never its password.
+func ValidateRoute(r Route) error {
+	bad := func(field, problem string) error { return &RouteError{r.Name, field, problem} }
+	if !routeName.MatchString(r.Name) {
+		return bad("name", "must be 1-40 lower-case letters, digits, - or _, beginning with a letter or digit")
+	}
+	u, err := url.Parse(r.URL)
+	switch {
+	case r.URL == "":
+		return bad("url", "a relay URL is required, as smtp://user:pass@host:587")
+	case err != nil:
+		return bad("url", "not a URL (a password with / ? # @ or % must be %-escaped)")
+	case u.Scheme != "smtp" && u.Scheme != "smtps":
+		return bad("url", "scheme must be smtp or smtps")
+	case u.Hostname() == "":
+		return bad("url", "no host")
+	}
+	if r.Connections < 0 {
+		return bad("connections", "must be 0 (no limit) or more")
+	}
+	if r.Rate < 0 || math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) {
+		return bad("rate", "must be a number of messages a second, more than 0")
+	}
+	for i, q := range r.Quotas {
+		if q.Limit < 1 {
+			return bad(fmt.Sprintf("quota %d", i+1), "limit must be at least 1")
+		}
+		if q.Window <= 0 {
+			return bad(fmt.Sprintf("quota %d", i+1), "window must be longer than 0")
+		}
+	}
+	if r.Priority < 0 {
+		return bad("priority", "must be 0 or more")
+	}
+	return nil
+}
+
+// ParseQuota reads a quota written N/DURATION, as 50000/24h or 30/1m.
+func ParseQuota(s string) (Quota, error) {
+	n, d, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Quota{}, fmt.Errorf("quota %q: want N/DURATION, as 50000/24h", s)
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || limit < 1 {
+		return Quota{}, fmt.Errorf("quota %q: limit must be a whole number, at least 1", s)
+	}
+	window, err := time.ParseDuration(strings.TrimSpace(d))
+	if err != nil || window <= 0 {
+		return Quota{}, fmt.Errorf("quota %q: window must be a duration longer than 0, as 24h", s)
+	}
+	return Quota{Limit: limit, Window: window}, nil
+}
+
+// RouteState is a route at work, for pages and metrics. Its URL has no password.
+type RouteState struct {
+	Name, URL   string
+	Priority    int
+	Rate        float64 // messages a second now (0: no limit of ours)
+	Connections int     // the cap now (0: none)
+	InUse       int     // connections sending now
+	Sent        int64
+	Throttled   int64
+	Down        bool // the relay unreachable
+	Cooling     bool // after a throttling answer
+	Quotas      []QuotaState
+}
+
+// QuotaState is how much of a quota's window is spent.
+type QuotaState struct {
+	Quota
+	Used int
+}

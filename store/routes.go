@@ -67,7 +67,7 @@ func (s *Store) Route(ctx context.Context, name string) (*postoffice.Route, erro
 }
 
 // SaveRoute adds a route, or replaces the settings and quotas of the one by its name. The
-// caller checks the settings (mailer.ValidateRoute).
+// caller checks the settings (postoffice.ValidateRoute).
 func (s *Store) SaveRoute(ctx context.Context, r postoffice.Route) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO routes (name, url, connections, rate, priority, updated_at)
