@@ -357,7 +357,6 @@ func TestMailServerWaitsForRouteUncharged(t *testing.T) {
 	}
 }
 
-
 func TestThrottling(t *testing.T) {
 	se := func(code int, e smtp.EnhancedCode, msg string) error {
 		return &smtp.SMTPError{Code: code, EnhancedCode: e, Message: msg}
