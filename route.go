@@ -163,3 +163,49 @@ func editedRoute(ctx context.Context, a *app, verb, name string, edit postoffice
 	}
 	return r, nil
 }
+
+// routeDesk manages the routes for the toolbox: saved in the store, and put to work in
+// this process's Router, when it has one, as soon as they change.
+type routeDesk struct {
+	a *app
+}
+
+func (d routeDesk) Routes(ctx context.Context) ([]postoffice.Route, error) {
+	return d.a.store.Routes(ctx)
+}
+
+func (d routeDesk) SaveRoute(ctx context.Context, r postoffice.Route) error {
+	if err := postoffice.ValidateRoute(r); err != nil {
+		return err
+	}
+	if err := d.a.store.SaveRoute(ctx, r); err != nil {
+		return err
+	}
+	return d.reload(ctx)
+}
+
+func (d routeDesk) RemoveRoute(ctx context.Context, name string) error {
+	if err := d.a.store.RemoveRoute(ctx, name); err != nil {
+		return err
+	}
+	return d.reload(ctx)
+}
+
+func (d routeDesk) RouteStatus(context.Context) []postoffice.RouteState {
+	if d.a.router == nil {
+		return nil
+	}
+	return d.a.router.Status()
+}
+
+// reload puts the saved routes (and the flags' route) to work in the Router.
+func (d routeDesk) reload(ctx context.Context) error {
+	if d.a.router == nil {
+		return nil
+	}
+	routes, err := d.a.cfg.routes(ctx, d.a.store)
+	if err != nil {
+		return err
+	}
+	return d.a.router.Reload(ctx, routes)
+}

@@ -91,14 +91,16 @@ func (s *Store) SaveRoute(ctx context.Context, r postoffice.Route) error {
 }
 
 // RemoveRoute removes a route and what it sent. Returns ErrNotFound if there is none by
-// that name, and ErrConflict, naming the job, while a job not done is pinned to it.
+// that name, and ErrConflict, naming the job, while a job not done is pinned to it (also a
+// *postoffice.RouteError on the field name).
 func (s *Store) RemoveRoute(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var key int64
 		err := tx.QueryRowContext(ctx, `SELECT key FROM jobs WHERE route = ? AND state != ? ORDER BY key LIMIT 1`,
 			name, postoffice.JobDone).Scan(&key)
 		if err == nil {
-			return fmt.Errorf("route %q: job %d is pinned to it: %w", name, key, ErrConflict)
+			return fmt.Errorf("%w: %w", &postoffice.RouteError{Route: name, Field: "name",
+				Problem: fmt.Sprintf("job %d is pinned to it", key)}, ErrConflict)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err

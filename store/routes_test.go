@@ -46,8 +46,9 @@ func TestRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.RemoveRoute(ctx, "ses")
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "job") {
-		t.Errorf("removing a route a job is pinned to = %v, want a conflict naming the job", err)
+	var re *postoffice.RouteError
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "job") || !errors.As(err, &re) || re.Field != "name" {
+		t.Errorf("removing a route a job is pinned to = %v, want a conflict naming the job and the field", err)
 	}
 	if err := s.SetJobState(ctx, job.Key, postoffice.JobDone, "all sent"); err != nil {
 		t.Fatal(err)
