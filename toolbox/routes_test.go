@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -199,4 +200,94 @@ func TestJobReportSaysWhyItWaits(t *testing.T) {
 	if strings.Contains(js, "quota of 500") {
 		t.Errorf("progress.json still waits: %s", js)
 	}
+}
+
+func TestRoutesAPI(t *testing.T) {
+	desk := &storeDesk{}
+	var logs bytes.Buffer
+	e := newEnv(t, func(d *toolbox.Deps) {
+		d.Routes, d.PostOffice = desk, postoffice.New(postoffice.Config{})
+		d.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	desk.Store = e.st
+	op := e.apiKey(nil)
+	acme := e.issuer("acme")
+	issuer := e.apiKey(&acme)
+	const good = `{"name": "ses", "url": "smtps://key:hunter2@email-smtp.example:465", "rate": 14, "connections": 4,
+		"quotas": ["50000/24h", "3000/1h"]}`
+
+	e.call(issuer, http.MethodGet, "/api/v1/routes", "").wantError(t, http.StatusForbidden, "")
+	e.call(issuer, http.MethodPost, "/api/v1/routes", good).wantError(t, http.StatusForbidden, "")
+	for body, field := range map[string]string{
+		`{"name": "bad", "url": "http://relay.example"}`:                             "url",
+		`{"name": "bad", "url": "smtp://relay.example", "rate": 0}`:                  "rate",
+		`{"name": "bad", "url": "smtp://relay.example", "rate": -1}`:                 "rate",
+		`{"name": "bad", "url": "smtp://relay.example", "quotas": ["10/0s"]}`:        "quotas[0]",
+		`{"name": "bad", "url": "smtp://relay.example", "connections": -3}`:          "connections",
+		`{"name": "Bad Name", "url": "smtps://key:hunter2@relay.example"}`:           "name",
+		`{"name": "bad", "url": "smtp://relay.example", "quotas": ["1/1h", "0/1h"]}`: "quotas[1]",
+	} {
+		msg := e.call(op, http.MethodPost, "/api/v1/routes", body).wantError(t, http.StatusUnprocessableEntity, field)
+		if strings.Contains(msg, "hunter2") {
+			t.Errorf("%s: the refusal shows the password: %s", body, msg)
+		}
+	}
+	if routes, _ := e.st.Routes(context.Background()); len(routes) != 0 {
+		t.Fatalf("refused routes were saved: %+v", routes)
+	}
+
+	created := e.call(op, http.MethodPost, "/api/v1/routes", good)
+	var rt struct {
+		Name   string `json:"name"`
+		URL    string `json:"url"`
+		Rate   float64
+		Quotas []struct {
+			Limit  int    `json:"limit"`
+			Window string `json:"window"`
+		} `json:"quotas"`
+	}
+	created.want(t, http.StatusCreated, &rt)
+	if rt.Name != "ses" || rt.URL != "smtps://key:xxxxx@email-smtp.example:465" || rt.Rate != 14 || len(rt.Quotas) != 2 {
+		t.Errorf("created %s", created.body)
+	}
+	e.call(op, http.MethodPost, "/api/v1/routes", good).wantError(t, http.StatusConflict, "name")
+	// An update without a URL keeps the saved one.
+	e.call(op, http.MethodPut, "/api/v1/routes/ses", `{"rate": 20, "quotas": ["50000/24h"]}`).want(t, http.StatusOK, nil)
+	if r, err := e.st.Route(context.Background(), "ses"); err != nil || r.Rate != 20 || len(r.Quotas) != 1 ||
+		r.URL != "smtps://key:hunter2@email-smtp.example:465" {
+		t.Errorf("updated %+v, %v", r, err)
+	}
+	e.call(op, http.MethodPut, "/api/v1/routes/ses", `{"rate": 0}`).wantError(t, http.StatusUnprocessableEntity, "rate")
+	e.call(op, http.MethodPut, "/api/v1/routes/nope", `{"rate": 3}`).wantError(t, http.StatusNotFound, "")
+	list := e.call(op, http.MethodGet, "/api/v1/routes", "")
+	list.want(t, http.StatusOK, nil)
+	one := e.call(op, http.MethodGet, "/api/v1/routes/ses", "")
+	one.want(t, http.StatusOK, nil)
+	for _, body := range []string{created.body, list.body, one.body, logs.String()} {
+		if strings.Contains(body, "hunter2") {
+			t.Errorf("the password shows in %.300s", body)
+		}
+	}
+	if !strings.Contains(list.body, `"name":"ses"`) {
+		t.Errorf("the list lacks ses: %s", list.body)
+	}
+
+	// Removing: refused while a job is pinned to the route, naming the field; then done.
+	ctx := context.Background()
+	job := e.job(acme, "Spring")
+	if err := e.st.PinJobRoute(ctx, job.Key, "ses"); err != nil {
+		t.Fatal(err)
+	}
+	msg := e.call(op, http.MethodDelete, "/api/v1/routes/ses", "").wantError(t, http.StatusConflict, "name")
+	if !strings.Contains(msg, "pinned") {
+		t.Errorf("removing a pinned route: %s", msg)
+	}
+	if err := e.st.SetJobState(ctx, job.Key, postoffice.JobDone, "done"); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := e.anonymous().do(http.MethodDelete, "/api/v1/routes/ses", nil, http.Header{"Authorization": {"Bearer " + op}})
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("removing ses: %d", resp.StatusCode)
+	}
+	e.call(op, http.MethodGet, "/api/v1/routes/ses", "").wantError(t, http.StatusNotFound, "")
 }
