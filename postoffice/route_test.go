@@ -61,3 +61,45 @@ func TestParseQuota(t *testing.T) {
 		}
 	}
 }
+
+func TestWarmup(t *testing.T) {
+	w, err := ParseWarmup("500/day doubling every 2 days up to 50000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	w.Start = start
+	for day, want := range map[int]int{0: 500, 1: 500, 2: 1000, 3: 1000, 4: 2000, 12: 32000, 14: 50000, 400: 50000} {
+		if got := w.Cap(start.Add(time.Duration(day)*24*time.Hour + time.Hour)); got != want {
+			t.Errorf("day %d: cap %d, want %d", day, got, want)
+		}
+	}
+	if got := w.Cap(start.Add(-time.Hour)); got != 500 {
+		t.Errorf("before the start: cap %d, want the first day's 500", got)
+	}
+	if w.String() != "500/day doubling every 2 days up to 50000" {
+		t.Errorf("String() = %q", w)
+	}
+	slow, err := ParseWarmup("100/day x1.5 every 1 day up to 1000")
+	if err != nil || slow.Factor != 1.5 || slow.EveryDays != 1 || slow.Cap(slow.Start.Add(49*time.Hour)) != 225 {
+		t.Errorf("x1.5 warm-up %+v, %v", slow, err)
+	}
+	if none, err := ParseWarmup("  "); none != nil || err != nil {
+		t.Errorf("empty warm-up = %+v, %v", none, err)
+	}
+	for _, in := range []string{"500", "500/day doubling", "500/week up to 9", "x/day up to 5"} {
+		if _, err := ParseWarmup(in); err == nil {
+			t.Errorf("ParseWarmup(%q) succeeded", in)
+		}
+	}
+	good := Route{Name: "ses", URL: "smtp://relay.example"}
+	for _, bad := range []Warmup{{First: 0, Factor: 2, EveryDays: 1, Max: 10}, {First: 10, Factor: 2, EveryDays: 1, Max: 5},
+		{First: 1, Factor: 0.5, EveryDays: 1, Max: 5}, {First: 1, Factor: 2, EveryDays: 0, Max: 5}} {
+		r := good
+		r.Warmup = &bad
+		var re *RouteError
+		if err := ValidateRoute(r); !errors.As(err, &re) || re.Field != "warmup" {
+			t.Errorf("warm-up %+v: %v, want an error naming warmup", bad, err)
+		}
+	}
+}

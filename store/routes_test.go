@@ -96,3 +96,39 @@ func TestRouteSendsCountedWithOutcomes(t *testing.T) {
 		t.Errorf("RouteSends(a) since a second later = %v", got)
 	}
 }
+
+func TestRouteWarmupSaved(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	s.Now = func() time.Time { return now }
+	w, err := postoffice.ParseWarmup("500/day doubling every 2 days up to 50000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := postoffice.Route{Name: "new", URL: "smtp://relay.example", Warmup: w}
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Route(ctx, "new")
+	if err != nil || got.Warmup == nil || *got.Warmup != (postoffice.Warmup{First: 500, Factor: 2, EveryDays: 2, Max: 50000, Start: now}) {
+		t.Fatalf("saved warm-up %+v, %v; want it starting now", got, err)
+	}
+	// Changing the route later keeps the warm-up's start.
+	now = now.Add(72 * time.Hour)
+	again, _ := postoffice.ParseWarmup("500/day doubling every 1 day up to 50000")
+	r.Warmup, r.Rate = again, 5
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Route(ctx, "new"); err != nil || got.Warmup == nil || !got.Warmup.Start.Equal(now.Add(-72*time.Hour)) || got.Warmup.EveryDays != 1 {
+		t.Errorf("changed warm-up %+v, %v; want the first start kept", got.Warmup, err)
+	}
+	r.Warmup = nil
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Route(ctx, "new"); err != nil || got.Warmup != nil {
+		t.Errorf("warm-up removed: %+v, %v", got.Warmup, err)
+	}
+}
