@@ -219,16 +219,25 @@ func (r *Router) newRoute(ctx context.Context, rt postoffice.Route, now time.Tim
 	return ro, nil
 }
 
-// windows returns a window for each of rt's quotas, holding what the route sent in it.
+// limits are the route's quotas at now, its warm-up's cap today last: a quota over 24 hours.
+func limits(rt postoffice.Route, now time.Time) []postoffice.Quota {
+	if rt.Warmup == nil {
+		return rt.Quotas
+	}
+	return append(slices.Clip(rt.Quotas), postoffice.Quota{Limit: rt.Warmup.Cap(now), Window: 24 * time.Hour})
+}
+
+// windows returns a window for each of rt's limits, holding what the route sent in it.
 func (r *Router) windows(ctx context.Context, rt postoffice.Route, now time.Time) ([]*window, error) {
 	var out []*window
-	for _, q := range rt.Quotas {
+	lims := limits(rt, now)
+	for _, q := range lims {
 		out = append(out, newWindow(q.Window, 60))
 	}
-	if r.cfg.Store == nil || len(rt.Quotas) == 0 {
+	if r.cfg.Store == nil || len(lims) == 0 {
 		return out, nil
 	}
-	longest := slices.MaxFunc(rt.Quotas, func(a, b postoffice.Quota) int { return int(a.Window - b.Window) }).Window
+	longest := slices.MaxFunc(lims, func(a, b postoffice.Quota) int { return int(a.Window - b.Window) }).Window
 	sends, err := r.cfg.Store.RouteSends(ctx, rt.Name, now.Add(-longest))
 	if err != nil {
 		return nil, fmt.Errorf("route %q: reading its sends: %w", rt.Name, err)
@@ -247,10 +256,12 @@ func (r *Router) windows(ctx context.Context, rt postoffice.Route, now time.Time
 func (ro *route) update(rt postoffice.Route, windows []*window, now time.Time) {
 	ro.mu.Lock()
 	defer ro.mu.Unlock()
-	for i, q := range rt.Quotas {
-		// A window of the same span keeps its count, limit changed or not.
-		if j := slices.IndexFunc(ro.Quotas, func(o postoffice.Quota) bool { return o.Window == q.Window }); j >= 0 {
+	old := slices.Clone(limits(ro.Route, now))
+	for i, q := range limits(rt, now) {
+		// A window of the same span keeps its count, limit changed or not; each goes once.
+		if j := slices.IndexFunc(old, func(o postoffice.Quota) bool { return o.Window == q.Window }); j >= 0 {
 			windows[i] = ro.quotas[j]
+			old[j].Window = -1
 		}
 	}
 	ro.quotas = windows
@@ -361,9 +372,13 @@ func (ro *route) reserve(now time.Time, cooling bool) (string, time.Time) {
 	if now.Before(ro.downUntil) {
 		return "relay down", ro.downUntil
 	}
+	lims := limits(ro.Route, now)
 	for i, w := range ro.quotas {
-		q := ro.Quotas[i]
+		q := lims[i]
 		if w.sum(now) >= q.Limit {
+			if i == len(ro.Quotas) {
+				return fmt.Sprintf("warming up, at today's cap of %d", q.Limit), w.roomAt(now, q.Limit)
+			}
 			return fmt.Sprintf("over its %s quota of %d", q.Window, q.Limit), w.roomAt(now, q.Limit)
 		}
 	}
@@ -517,8 +532,13 @@ func (r *Router) Status() []postoffice.RouteState {
 		st := postoffice.RouteState{Name: ro.Name, URL: RedactURL(ro.URL), Priority: ro.Priority, Connections: ro.conns,
 			InUse: ro.inUse, Sent: ro.sent.Load(), Throttled: ro.throttled.Load(), Down: now.Before(ro.downUntil),
 			Cooling: now.Before(ro.coolUntil)}
-		for i, w := range ro.quotas {
-			st.Quotas = append(st.Quotas, postoffice.QuotaState{Quota: ro.Quotas[i], Used: w.sum(now)})
+		for i, q := range limits(ro.Route, now) {
+			qs := postoffice.QuotaState{Quota: q, Used: ro.quotas[i].sum(now)}
+			if i == len(ro.Quotas) {
+				st.Warmup = &qs
+			} else {
+				st.Quotas = append(st.Quotas, qs)
+			}
 		}
 		ro.mu.Unlock()
 		st.Rate = ro.rateNow()

@@ -528,3 +528,44 @@ func TestRouterReloadsRoutes(t *testing.T) {
 		t.Errorf("main took %d and added %d, want 3 each", first.Count(), second.Count())
 	}
 }
+
+func TestRouterWarmup(t *testing.T) {
+	sink := &Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	now := start.Add(time.Hour)
+	w := &postoffice.Warmup{First: 2, Factor: 2, EveryDays: 1, Max: 3, Start: start}
+	r := newRouter(t, RouterConfig{Now: func() time.Time { return now }, Routes: []postoffice.Route{
+		{Name: "fresh", URL: sink.URL(), Warmup: w, Quotas: []postoffice.Quota{{Limit: 100, Window: 24 * time.Hour}}}}})
+	send := func(i int) error { return r.Send(context.Background(), envelope(fmt.Sprintf("c%d@example.com", i), i)) }
+	for i := range 2 {
+		if err := send(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := send(2)
+	var wait *WaitError
+	if !errors.As(err, &wait) || !strings.Contains(wait.Reason, "warming up, at today's cap of 2") {
+		t.Fatalf("third send on day 0 = %v, want to wait for the warm-up", err)
+	}
+	st := r.Status()[0]
+	if st.Warmup == nil || st.Warmup.Limit != 2 || st.Warmup.Used != 2 || len(st.Quotas) != 1 || st.Quotas[0].Used != 2 {
+		t.Errorf("status %+v, want the warm-up's 2 of 2 apart from the 24h quota's 2 of 100", st)
+	}
+	// A day later the cap has doubled, up to its max of 3, and the window has moved on.
+	now = now.Add(24 * time.Hour)
+	for i := 3; i < 6; i++ {
+		if err := send(i); err != nil {
+			t.Fatalf("send %d on day 1: %v", i, err)
+		}
+	}
+	if err := send(6); !errors.As(err, &wait) {
+		t.Errorf("fourth send on day 1 = %v, want to wait at the max of 3", err)
+	}
+	if sink.Count() != 5 {
+		t.Errorf("the relay took %d, want 2 then 3", sink.Count())
+	}
+}
