@@ -58,6 +58,8 @@ func TestRouteCommand(t *testing.T) {
 		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "-3"}, "rate"},
 		{[]string{"add", "bad", "--url", "smtp://relay.example", "--quota", "10/0s"}, "window"},
 		{[]string{"add", "ses", "--url", "smtp://relay.example"}, "exists"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--warmup", "500/week"}, "warm-up"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--warmup", "500/day doubling every 2 days up to 100"}, "warmup"},
 		{[]string{"set", "nope", "--rate", "3"}, "not found"},
 		{[]string{"remove", "nope"}, "not found"},
 	} {
@@ -73,6 +75,12 @@ func TestRouteCommand(t *testing.T) {
 		if err := run(context.Background(), append([]string{"job"}, args...), env, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not found") {
 			t.Errorf("job %q = %v, want not found", args, err)
 		}
+	}
+	if _, err := route("set", "spare", "--warmup", "500/day doubling every 2 days up to 50000"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := route("list"); !strings.Contains(out, "warm-up 500/day doubling every 2 days up to 50000 since") || !strings.Contains(out, ": 500 today") {
+		t.Errorf("route list lacks the warm-up:\n%s", out)
 	}
 	if _, err := route("remove", "spare"); err != nil {
 		t.Fatal(err)
