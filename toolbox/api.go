@@ -937,6 +937,9 @@ type apiRouteBody struct {
 	Connections int      `json:"connections"`
 	Priority    int      `json:"priority"`
 	Quotas      []string `json:"quotas"`
+	// Warmup is a schedule, as "500/day doubling every 2 days up to 50000"; updating, left
+	// out keeps the saved one and "" removes it.
+	Warmup *string `json:"warmup"`
 }
 
 // apiOperatorOnly refuses an issuer's key: routes are the operators' alone.
@@ -1046,6 +1049,14 @@ func (d Deps) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Requ
 			}
 		}
 		rt := postoffice.Route{Name: in.Name, URL: in.URL, Connections: in.Connections, Priority: in.Priority}
+		switch {
+		case in.Warmup != nil:
+			if rt.Warmup, err = postoffice.ParseWarmup(*in.Warmup); err != nil {
+				return apiProblemf(http.StatusUnprocessableEntity, "warmup", "%s", err.Error())
+			}
+		case update:
+			rt.Warmup = saved.Warmup
+		}
 		if in.Rate != nil {
 			if *in.Rate <= 0 {
 				return apiProblemf(http.StatusUnprocessableEntity, "rate", "route %q: rate: must be more than 0 (leave it out for no rate of ours)", in.Name)

@@ -508,6 +508,9 @@ func (r routeRow) liveText() map[string]string {
 	for i, q := range s.Quotas {
 		out[fmt.Sprintf("%squota-%d", k, i)] = fmt.Sprintf("%s of %s in %s", thousands(q.Used), thousands(q.Limit), q.Window)
 	}
+	if w := s.Warmup; w != nil {
+		out[k+"warmup"] = fmt.Sprintf("%s of today's %s", thousands(w.Used), thousands(w.Limit))
+	}
 	return out
 }
 
@@ -521,7 +524,7 @@ func routesLayout(rows []routeRow) string {
 
 // routeForm is a route's settings as the form holds them, kept as typed when refused.
 type routeForm struct {
-	Name, URL, Rate, Connections, Priority, Quotas string
+	Name, URL, Rate, Connections, Priority, Quotas, Warmup string
 	// Editing names the route changed; its URL left empty keeps the saved one.
 	Editing bool
 	Error   string
@@ -537,6 +540,9 @@ func formOf(rt postoffice.Route) routeForm {
 		Quotas: strings.Join(quotas, ", "), Editing: true}
 	if rt.Rate > 0 {
 		f.Rate = strconv.FormatFloat(rt.Rate, 'f', -1, 64)
+	}
+	if rt.Warmup != nil {
+		f.Warmup = rt.Warmup.String()
 	}
 	return f
 }
@@ -584,6 +590,9 @@ func (f routeForm) route(saved []postoffice.Route) (postoffice.Route, error) {
 		}
 		rt.Quotas = append(rt.Quotas, quota)
 	}
+	if rt.Warmup, err = postoffice.ParseWarmup(f.Warmup); err != nil {
+		return rt, bad("warmup", strings.TrimPrefix(err.Error(), fmt.Sprintf("warm-up %q: ", strings.Join(strings.Fields(f.Warmup), " "))))
+	}
 	return rt, postoffice.ValidateRoute(rt)
 }
 
@@ -593,7 +602,7 @@ func (d Deps) saveRoute(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f := routeForm{Name: r.PostFormValue("name"), URL: r.PostFormValue("url"), Rate: r.PostFormValue("rate"),
 		Connections: r.PostFormValue("connections"), Priority: r.PostFormValue("priority"),
-		Quotas: r.PostFormValue("quotas"), Editing: r.PostFormValue("editing") != ""}
+		Quotas: r.PostFormValue("quotas"), Warmup: r.PostFormValue("warmup"), Editing: r.PostFormValue("editing") != ""}
 	saved, err := d.Routes.Routes(ctx)
 	if err != nil {
 		d.fail(w, r, err)
@@ -641,8 +650,17 @@ type routeJSON struct {
 	Connections int         `json:"connections"`
 	Priority    int         `json:"priority"`
 	Quotas      []quotaJSON `json:"quotas"`
+	// Warmup is the warm-up's schedule, with today's cap (as Limit) and, at work, its use.
+	Warmup *warmupJSON `json:"warmup,omitempty"`
 	// State is the route at work: absent when no mail server of this process sends by it.
 	State *routeStateJSON `json:"state,omitempty"`
+}
+
+type warmupJSON struct {
+	Schedule string    `json:"schedule"`
+	Start    time.Time `json:"start"`
+	Today    int       `json:"today"`
+	Used     *int      `json:"used,omitempty"`
 }
 
 type quotaJSON struct {
@@ -675,6 +693,13 @@ func routeJSONOf(rt postoffice.Route, st *postoffice.RouteState) routeJSON {
 			}
 		}
 		out.Quotas = append(out.Quotas, qj)
+	}
+	if w := rt.Warmup; w != nil {
+		out.Warmup = &warmupJSON{Schedule: w.String(), Start: w.Start, Today: w.Cap(time.Now())}
+		if st != nil && st.Warmup != nil {
+			used := st.Warmup.Used
+			out.Warmup.Today, out.Warmup.Used = st.Warmup.Limit, &used
+		}
 	}
 	if st != nil {
 		out.State = &routeStateJSON{Rate: st.Rate, Connections: st.Connections, InUse: st.InUse, Sent: st.Sent,

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"pointpost/postoffice"
 	"pointpost/store"
@@ -55,6 +56,8 @@ func TestRoutesFormRefusesBadSettingsNamingTheField(t *testing.T) {
 		{"quotas", "50000/24h, 10", "quota 2"},
 		{"connections", "-1", "connections"},
 		{"name", "Big Name", "name"},
+		{"warmup", "500/week", "warmup"},
+		{"warmup", "500/day doubling every 2 days up to 100", "warmup"},
 	} {
 		form := url.Values{}
 		for k, v := range good {
@@ -81,20 +84,23 @@ func TestRoutesPageShowsLiveStateWithoutPassword(t *testing.T) {
 	e, desk := routesEnv(t)
 	op, _ := e.signIn("op@example.com", "")
 	resp, _ := op.post("/mail-servers/routes", url.Values{"name": {"ses"}, "url": {"smtps://key:hunter2@email-smtp.example:465"},
-		"rate": {"14"}, "quotas": {"50000/24h, 3000/1h"}})
+		"rate": {"14"}, "quotas": {"50000/24h, 3000/1h"}, "warmup": {"500/day doubling every 2 days up to 50000"}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("saving a good route: %d", resp.StatusCode)
 	}
 	saved, err := e.st.Route(context.Background(), "ses")
-	if err != nil || saved.Rate != 14 || len(saved.Quotas) != 2 || saved.URL != "smtps://key:hunter2@email-smtp.example:465" {
+	if err != nil || saved.Rate != 14 || len(saved.Quotas) != 2 || saved.URL != "smtps://key:hunter2@email-smtp.example:465" ||
+		saved.Warmup == nil || saved.Warmup.Max != 50000 {
 		t.Fatalf("saved %+v, %v", saved, err)
 	}
 	desk.states = []postoffice.RouteState{{Name: "ses", Rate: 8.5, Connections: 4, InUse: 3, Sent: 1234, Cooling: true,
-		Quotas: []postoffice.QuotaState{{Quota: saved.Quotas[0], Used: 1234}, {Quota: saved.Quotas[1], Used: 234}}}}
+		Quotas: []postoffice.QuotaState{{Quota: saved.Quotas[0], Used: 1234}, {Quota: saved.Quotas[1], Used: 234}},
+		Warmup: &postoffice.QuotaState{Quota: postoffice.Quota{Limit: 500, Window: 24 * time.Hour}, Used: 432}}}
 
 	_, body := op.do(http.MethodGet, "/mail-servers", nil, nil)
 	for _, want := range []string{"smtps://key:xxxxx@email-smtp.example:465", "8.5/s", "3 in use of 4",
-		"1,234 of 50,000 in 24h0m0s", "234 of 3,000 in 1h0m0s", "throttled, cooling"} {
+		"1,234 of 50,000 in 24h0m0s", "234 of 3,000 in 1h0m0s", "throttled, cooling",
+		"500/day doubling every 2 days up to 50000", "432 of today&#39;s 500"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -226,6 +232,7 @@ func TestRoutesAPI(t *testing.T) {
 		`{"name": "bad", "url": "smtp://relay.example", "connections": -3}`:          "connections",
 		`{"name": "Bad Name", "url": "smtps://key:hunter2@relay.example"}`:           "name",
 		`{"name": "bad", "url": "smtp://relay.example", "quotas": ["1/1h", "0/1h"]}`: "quotas[1]",
+		`{"name": "bad", "url": "smtp://relay.example", "warmup": "lots"}`:          "warmup",
 	} {
 		msg := e.call(op, http.MethodPost, "/api/v1/routes", body).wantError(t, http.StatusUnprocessableEntity, field)
 		if strings.Contains(msg, "hunter2") {
