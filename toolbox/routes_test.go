@@ -232,7 +232,7 @@ func TestRoutesAPI(t *testing.T) {
 		`{"name": "bad", "url": "smtp://relay.example", "connections": -3}`:          "connections",
 		`{"name": "Bad Name", "url": "smtps://key:hunter2@relay.example"}`:           "name",
 		`{"name": "bad", "url": "smtp://relay.example", "quotas": ["1/1h", "0/1h"]}`: "quotas[1]",
-		`{"name": "bad", "url": "smtp://relay.example", "warmup": "lots"}`:          "warmup",
+		`{"name": "bad", "url": "smtp://relay.example", "warmup": "lots"}`:           "warmup",
 	} {
 		msg := e.call(op, http.MethodPost, "/api/v1/routes", body).wantError(t, http.StatusUnprocessableEntity, field)
 		if strings.Contains(msg, "hunter2") {
