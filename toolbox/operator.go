@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -623,7 +624,12 @@ func (d Deps) saveRoute(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	d.redirect(w, r, "/mail-servers", "Route "+rt.Name+" saved; the mail servers use it now.")
+	flash := "Route " + rt.Name + " saved; the mail servers use it now."
+	if !slices.ContainsFunc(d.Routes.RouteStatus(ctx), func(s postoffice.RouteState) bool { return s.Name == rt.Name }) {
+		// This process sends by the embedded outbox or runs no mail servers.
+		flash = "Route " + rt.Name + " saved; the mail servers use it from their next start."
+	}
+	d.redirect(w, r, "/mail-servers", flash)
 }
 
 func (d Deps) removeRoute(w http.ResponseWriter, r *http.Request) {
