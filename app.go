@@ -250,7 +250,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
 		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
-		TrustedProxies: a.cfg.TrustedProxies}
+		TrustedProxies: a.cfg.TrustedProxies, Routes: routeDesk{a}}
 	if a.cfg.Relay != "" {
 		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the
 		// link to pass on instead of claiming it was e-mailed.

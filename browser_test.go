@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"pointpost/mailer"
 )
 
 // browser starts headless Chromium (Debian's chromium; .ci/run installs it) and returns a
@@ -229,4 +231,64 @@ func TestBrowserWholeLoop(t *testing.T) {
 		screenshot(t, ctx, page.name)
 	}
 	fmt.Fprintln(os.Stderr, "screenshots in", artifacts)
+}
+
+// TestBrowserRouteQuotaMoves: an operator watches the mail servers page while a job sends
+// through a route with a rate and an hourly quota; the route's quota used climbs to its
+// limit and its sent count with it, without reloading, and the job report says it waits.
+func TestBrowserRouteQuotaMoves(t *testing.T) {
+	sink := &mailer.Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	e := newEnv(t, "")
+	runOK(t, e, "route", "add", "metered", "--url", sink.URL(), "--rate", "4", "--quota", "6/1h", "--db", e["POINTPOST_DB"])
+	runOK(t, e, "import", "consumers", writeConsumers(t, 10))
+	srv := startServe(t, e)
+	base := "http://" + srv.addr
+	ctx := browser(t, 2*time.Minute)
+
+	link := regexp.MustCompile(`/welcome/\S+`).FindString(runOK(t, e, "user", "add", "--operator", "op@example.com"))
+	const password = "correct horse battery"
+	do(t, ctx, "set the password", chromedp.Navigate(base+link),
+		chromedp.WaitVisible(`input[name=password]`),
+		chromedp.SendKeys(`input[name=password]`, password),
+		chromedp.SendKeys(`input[name=confirm]`, password),
+		chromedp.Click(`[data-testid=password-submit]`),
+		chromedp.WaitVisible(`[data-testid=nav]`))
+	do(t, ctx, "open the mail servers", chromedp.Navigate(base+"/mail-servers"),
+		chromedp.WaitVisible(`[data-testid=route][data-name=metered]`))
+	if got := textOf(t, ctx, `[data-testid=route-quota]`); got != "0 of 6 in 1h0m0s" {
+		t.Errorf("the quota before sending shows %q", got)
+	}
+	if got := textOf(t, ctx, `[data-testid=route-rate]`); got != "4.0/s" {
+		t.Errorf("the route's rate shows %q, want 4.0/s", got)
+	}
+
+	now := time.Now()
+	job := strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 10, `{}`))))
+	// The quota climbs live; the page reloads itself once when the job appears on a server.
+	var err error
+	for range 5 { // a reload (the job's new row) ends a poll: poll again
+		if _, err = chromedp.Run(ctx, chromedp.Poll[bool](`(document.querySelector('[data-testid=route-quota]')||{}).textContent?.trim() === '6 of 6 in 1h0m0s'`,
+			chromedp.WithPollingTimeout(60*time.Second))); err == nil || !strings.Contains(err.Error(), "-32000") { // the page went or its context did
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the quota did not reach 6 of 6 (it shows %q): %v", textOf(t, ctx, `[data-testid=route-quota]`), err)
+	}
+	if got := textOf(t, ctx, `[data-testid=route-sent]`); got != "6" {
+		t.Errorf("the route's sent shows %q, want 6", got)
+	}
+	screenshot(t, ctx, "routes")
+	if sink.Count() != 6 {
+		t.Errorf("the relay took %d messages, want the quota's 6", sink.Count())
+	}
+	do(t, ctx, "open the job report", chromedp.Navigate(base+"/jobs/"+job), chromedp.WaitVisible(`[data-testid=progress]`))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(document.querySelector('[data-testid=waiting]')||{}).textContent?.includes('quota of 6')`,
+		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Errorf("the report does not say the job waits for the quota (it says %q): %v", textOf(t, ctx, `[data-testid=waiting]`), err)
+	}
 }

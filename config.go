@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/acme/autocert"
 
-	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 	"pointpost/web"
@@ -254,7 +253,7 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 	}
 	c.RelayQuotas = nil
 	for _, q := range c.relayQuotas {
-		quota, err := mailer.ParseQuota(strings.TrimSpace(q))
+		quota, err := postoffice.ParseQuota(strings.TrimSpace(q))
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", c.source("relay-quota"), q, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -49,6 +50,9 @@ func routeCommand(e *cli) *cobra.Command {
 					quotas = strings.Join(qs, ",")
 				}
 				fmt.Fprintf(e.stdout, "%-16s %-8d %-8s %-11s %-24s %s\n", r.Name, r.Priority, rate, conns, quotas, mailer.RedactURL(r.URL))
+				if w := r.Warmup; w != nil {
+					fmt.Fprintf(e.stdout, "%-16s warm-up %s since %s: %d today\n", "", w, w.Start.Format("2006-01-02"), w.Cap(time.Now()))
+				}
 			}
 			return nil
 		},
@@ -79,12 +83,13 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 	cfg := e.config()
 	var edit postoffice.Route
 	var quotas []string
+	var warmup string
 	short := "save a new route"
 	if verb == "set" {
 		short = "change a saved route: only the flags given change"
 	}
 	cmd := &cobra.Command{
-		Use:   verb + " NAME --url URL [--rate N] [--quota N/DURATION]... [--max-connections N] [--priority N]",
+		Use:   verb + " NAME --url URL [--rate N] [--quota N/DURATION]... [--max-connections N] [--priority N] [--warmup SCHEDULE]",
 		Short: short,
 		Args:  nArgs(1, 1),
 	}
@@ -94,6 +99,7 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 	fs.StringArrayVar(&quotas, "quota", nil, "at most N messages in any DURATION, as 50000/24h; repeatable")
 	fs.IntVar(&edit.Connections, "max-connections", 0, "most connections open at once; 0: no limit")
 	fs.IntVar(&edit.Priority, "priority", 0, "lower goes first")
+	fs.StringVar(&warmup, "warmup", "", `a daily cap that grows, as "500/day doubling every 2 days up to 50000"; "" for none`)
 	cfg.dbFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if fs.Changed("rate") && !(edit.Rate > 0 && !math.IsInf(edit.Rate, 0)) {
@@ -101,11 +107,15 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 		}
 		edit.Quotas = nil
 		for _, q := range quotas {
-			quota, err := mailer.ParseQuota(q)
+			quota, err := postoffice.ParseQuota(q)
 			if err != nil {
 				return fmt.Errorf("--quota %q: %w", q, err)
 			}
 			edit.Quotas = append(edit.Quotas, quota)
+		}
+		var err error
+		if edit.Warmup, err = postoffice.ParseWarmup(warmup); err != nil {
+			return fmt.Errorf("--warmup: %w", err)
 		}
 		a, err := e.openStore(cmd, cfg)
 		if err != nil {
@@ -117,7 +127,7 @@ func routeEdit(e *cli, verb string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := mailer.ValidateRoute(r); err != nil {
+		if err := postoffice.ValidateRoute(r); err != nil {
 			return err
 		}
 		if err := a.store.SaveRoute(ctx, r); err != nil {
@@ -161,5 +171,54 @@ func editedRoute(ctx context.Context, a *app, verb, name string, edit postoffice
 	if fs.Changed("priority") {
 		r.Priority = edit.Priority
 	}
+	if fs.Changed("warmup") {
+		r.Warmup = edit.Warmup
+	}
 	return r, nil
+}
+
+// routeDesk manages the routes for the toolbox: saved in the store, and put to work in
+// this process's Router, when it has one, as soon as they change.
+type routeDesk struct {
+	a *app
+}
+
+func (d routeDesk) Routes(ctx context.Context) ([]postoffice.Route, error) {
+	return d.a.store.Routes(ctx)
+}
+
+func (d routeDesk) SaveRoute(ctx context.Context, r postoffice.Route) error {
+	if err := postoffice.ValidateRoute(r); err != nil {
+		return err
+	}
+	if err := d.a.store.SaveRoute(ctx, r); err != nil {
+		return err
+	}
+	return d.reload(ctx)
+}
+
+func (d routeDesk) RemoveRoute(ctx context.Context, name string) error {
+	if err := d.a.store.RemoveRoute(ctx, name); err != nil {
+		return err
+	}
+	return d.reload(ctx)
+}
+
+func (d routeDesk) RouteStatus(context.Context) []postoffice.RouteState {
+	if d.a.router == nil {
+		return nil
+	}
+	return d.a.router.Status()
+}
+
+// reload puts the saved routes (and the flags' route) to work in the Router.
+func (d routeDesk) reload(ctx context.Context) error {
+	if d.a.router == nil {
+		return nil
+	}
+	routes, err := d.a.cfg.routes(ctx, d.a.store)
+	if err != nil {
+		return err
+	}
+	return d.a.router.Reload(ctx, routes)
 }

@@ -3,9 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"pointpost/mailer"
+	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/toolbox"
 )
 
 func TestRouteCommand(t *testing.T) {
@@ -49,6 +58,8 @@ func TestRouteCommand(t *testing.T) {
 		{[]string{"add", "bad", "--url", "smtp://relay.example", "--rate", "-3"}, "rate"},
 		{[]string{"add", "bad", "--url", "smtp://relay.example", "--quota", "10/0s"}, "window"},
 		{[]string{"add", "ses", "--url", "smtp://relay.example"}, "exists"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--warmup", "500/week"}, "warm-up"},
+		{[]string{"add", "bad", "--url", "smtp://relay.example", "--warmup", "500/day doubling every 2 days up to 100"}, "warmup"},
 		{[]string{"set", "nope", "--rate", "3"}, "not found"},
 		{[]string{"remove", "nope"}, "not found"},
 	} {
@@ -64,6 +75,12 @@ func TestRouteCommand(t *testing.T) {
 		if err := run(context.Background(), append([]string{"job"}, args...), env, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not found") {
 			t.Errorf("job %q = %v, want not found", args, err)
 		}
+	}
+	if _, err := route("set", "spare", "--warmup", "500/day doubling every 2 days up to 50000"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := route("list"); !strings.Contains(out, "warm-up 500/day doubling every 2 days up to 50000 since") || !strings.Contains(out, ": 500 today") {
+		t.Errorf("route list lacks the warm-up:\n%s", out)
 	}
 	if _, err := route("remove", "spare"); err != nil {
 		t.Fatal(err)
@@ -103,5 +120,55 @@ func TestRelayLimitFlags(t *testing.T) {
 		if _, err := parseServeConfig(tc.args, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parseServeConfig(%q, %v) = %v, want an error naming %s", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+// TestRouteAddedThroughTheAPIIsUsedWithoutRestart: serve sends by its saved route; a route
+// of higher priority added through the JSON API takes the next job's mail, with no restart.
+func TestRouteAddedThroughTheAPIIsUsedWithoutRestart(t *testing.T) {
+	first, second := &mailer.Sink{Keep: true}, &mailer.Sink{Keep: true}
+	for _, s := range []*mailer.Sink{first, second} {
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	e := newEnv(t, "")
+	runOK(t, e, "route", "add", "first", "--url", first.URL(), "--priority", "5", "--db", e["POINTPOST_DB"])
+	runOK(t, e, "import", "consumers", writeConsumers(t, 20))
+	st := openStore(t, e)
+	key, err := toolbox.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, e)
+	api := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+srv.addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := api(http.MethodPost, "/api/v1/routes", `{"name": "second", "url": "`+second.URL()+`", "priority": 1}`); status != http.StatusCreated {
+		t.Fatalf("adding a route: %d %s", status, body)
+	}
+	now := time.Now()
+	job, err := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create",
+		writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 10, `{}`)))), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job to finish", 30*time.Second, func() bool { return jobState(t, st, job).State == postoffice.JobDone })
+	if first.Count() != 0 || second.Count() != 10 {
+		t.Errorf("first took %d and second %d, want the route added while serving to take all 10", first.Count(), second.Count())
+	}
+	status, body := api(http.MethodGet, "/api/v1/routes/second", "")
+	if status != http.StatusOK || !strings.Contains(body, `"sent":10`) {
+		t.Errorf("the route's state: %d %s, want 10 sent", status, body)
 	}
 }

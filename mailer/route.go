@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,66 +18,6 @@ import (
 
 	"pointpost/postoffice"
 )
-
-// RouteError is a route setting refused, naming the field.
-type RouteError struct {
-	Route, Field, Problem string
-}
-
-func (e *RouteError) Error() string {
-	return fmt.Sprintf("route %q: %s: %s", e.Route, e.Field, e.Problem)
-}
-
-var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
-
-// ValidateRoute checks a route's settings. Returns a *RouteError naming the first bad field:
-// a name that is not 1-40 lower-case letters, digits, - and _; a relay URL that is not
-// smtp:// or smtps:// with a host; negative connections; a rate below 0 or not a number;
-// a quota whose limit is below 1 or whose window is not positive; a negative priority.
-func ValidateRoute(r postoffice.Route) error {
-	bad := func(field, problem string) error { return &RouteError{r.Name, field, problem} }
-	if !routeName.MatchString(r.Name) {
-		return bad("name", "must be 1-40 lower-case letters, digits, - or _, beginning with a letter or digit")
-	}
-	if _, err := NewSMTPSender(RelayConfig{URL: r.URL}); err != nil {
-		return bad("url", strings.TrimPrefix(err.Error(), fmt.Sprintf("relay %q: ", RedactURL(r.URL))))
-	}
-	if r.Connections < 0 {
-		return bad("connections", "must be 0 (no limit) or more")
-	}
-	if r.Rate < 0 || math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) {
-		return bad("rate", "must be a number of messages a second, more than 0")
-	}
-	for i, q := range r.Quotas {
-		if q.Limit < 1 {
-			return bad(fmt.Sprintf("quota %d", i+1), "limit must be at least 1")
-		}
-		if q.Window <= 0 {
-			return bad(fmt.Sprintf("quota %d", i+1), "window must be longer than 0")
-		}
-	}
-	if r.Priority < 0 {
-		return bad("priority", "must be 0 or more")
-	}
-	return nil
-}
-
-// ParseQuota reads a quota written N/DURATION, as 50000/24h or 30/1m.
-func ParseQuota(s string) (postoffice.Quota, error) {
-	n, d, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return postoffice.Quota{}, fmt.Errorf("quota %q: want N/DURATION, as 50000/24h", s)
-	}
-	limit, err := strconv.Atoi(n)
-	if err != nil || limit < 1 {
-		return postoffice.Quota{}, fmt.Errorf("quota %q: limit must be a whole number, at least 1", s)
-	}
-	window, err := time.ParseDuration(d)
-	if err != nil || window <= 0 {
-		return postoffice.Quota{}, fmt.Errorf("quota %q: window must be a duration longer than 0, as 24h", s)
-	}
-	return postoffice.Quota{Limit: limit, Window: window}, nil
-}
 
 // RouteStore is what the routes read from the database: what each route sent when, so a
 // quota's window survives a restart. The sends are recorded with the deliveries' outcomes
@@ -143,9 +80,12 @@ type RouterConfig struct {
 // cut by a factor, then raised a step a second) and the message goes by the next route or
 // waits, uncharged.
 type Router struct {
-	routes []*route
-	log    *slog.Logger
-	now    func() time.Time
+	cfg       RouterConfig
+	reloading sync.Mutex // one Reload at a time
+	mu        sync.RWMutex
+	routes    []*route
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // Throttling feedback: a cut multiplies the rate and the connections by cutFactor (at most
@@ -190,43 +130,152 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{log: cfg.Logger, now: cfg.Now}
-	now := cfg.Now()
-	for _, rt := range cfg.Routes {
-		if err := ValidateRoute(rt); err != nil {
-			return nil, err
+	r := &Router{log: cfg.Logger, now: cfg.Now, cfg: cfg}
+	if err := r.Reload(ctx, cfg.Routes); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload puts routes to work in place of the Router's, without a restart: a route kept by
+// name and relay URL keeps its connections, its throttling and its quotas' counts, and
+// takes the new settings; the others start afresh (their quotas' windows read from the
+// store). Messages on the wire finish by the route they took. Returns a *RouteError for a
+// bad setting, or the store's error, and then changes nothing.
+func (r *Router) Reload(ctx context.Context, routes []postoffice.Route) error {
+	for _, rt := range routes {
+		if err := postoffice.ValidateRoute(rt); err != nil {
+			return err
 		}
-		s, err := NewSMTPSender(RelayConfig{URL: rt.URL, HelloName: cfg.HelloName, Timeout: cfg.Timeout,
-			TLS: cfg.TLS, NoPipelining: cfg.NoPipelining})
+	}
+	r.reloading.Lock()
+	defer r.reloading.Unlock()
+	now := r.now()
+	old := map[string]*route{}
+	for _, ro := range r.working() {
+		old[ro.Name] = ro
+	}
+	var next []*route
+	var updates []func()
+	for _, rt := range routes {
+		if ro := old[rt.Name]; ro != nil && ro.URL == rt.URL {
+			windows, err := r.windows(ctx, rt, now)
+			if err != nil {
+				return err
+			}
+			next = append(next, ro)
+			updates = append(updates, func() { ro.update(rt, windows, now) })
+			continue
+		}
+		ro, err := r.newRoute(ctx, rt, now)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		next = append(next, ro)
+	}
+	for _, u := range updates {
+		u()
+	}
+	slices.SortStableFunc(next, func(a, b *route) int { return a.Priority - b.Priority })
+	kept := map[*route]bool{}
+	for _, ro := range next {
+		kept[ro] = true
+	}
+	for _, ro := range old {
+		if !kept[ro] {
+			ro.sender.Close()
+		}
+	}
+	r.mu.Lock()
+	r.routes = next
+	r.mu.Unlock()
+	return nil
+}
+
+// working returns the routes at work now.
+func (r *Router) working() []*route {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.routes
+}
+
+func (r *Router) newRoute(ctx context.Context, rt postoffice.Route, now time.Time) (*route, error) {
+	s, err := NewSMTPSender(RelayConfig{URL: rt.URL, HelloName: r.cfg.HelloName, Timeout: r.cfg.Timeout,
+		TLS: r.cfg.TLS, NoPipelining: r.cfg.NoPipelining})
+	if err != nil {
+		return nil, err
+	}
+	windows, err := r.windows(ctx, rt, now)
+	if err != nil {
+		return nil, err
+	}
+	limit := rate.Inf
+	if rt.Rate > 0 {
+		limit = rate.Limit(rt.Rate)
+	}
+	ro := &route{Route: rt, sender: s, limiter: rate.NewLimiter(limit, 1), conns: rt.Connections,
+		recent: newWindow(time.Second, 10), lastRaise: now, quotas: windows}
+	ro.limiter.SetBurstAt(now, 1)
+	return ro, nil
+}
+
+// limits are the route's quotas at now, its warm-up's cap today last: a quota over 24 hours.
+func limits(rt postoffice.Route, now time.Time) []postoffice.Quota {
+	if rt.Warmup == nil {
+		return rt.Quotas
+	}
+	return append(slices.Clip(rt.Quotas), postoffice.Quota{Limit: rt.Warmup.Cap(now), Window: 24 * time.Hour})
+}
+
+// windows returns a window for each of rt's limits, holding what the route sent in it.
+func (r *Router) windows(ctx context.Context, rt postoffice.Route, now time.Time) ([]*window, error) {
+	var out []*window
+	lims := limits(rt, now)
+	for _, q := range lims {
+		out = append(out, newWindow(q.Window, 60))
+	}
+	if r.cfg.Store == nil || len(lims) == 0 {
+		return out, nil
+	}
+	longest := slices.MaxFunc(lims, func(a, b postoffice.Quota) int { return int(a.Window - b.Window) }).Window
+	sends, err := r.cfg.Store.RouteSends(ctx, rt.Name, now.Add(-longest))
+	if err != nil {
+		return nil, fmt.Errorf("route %q: reading its sends: %w", rt.Name, err)
+	}
+	for sec, n := range sends {
+		for _, w := range out {
+			w.add(time.Unix(sec, 0), n, now)
+		}
+	}
+	return out, nil
+}
+
+// update gives a route at work new settings. A quota over a span it had keeps its count,
+// which includes messages not yet recorded in the store; a new span's count is windows',
+// read from the store.
+func (ro *route) update(rt postoffice.Route, windows []*window, now time.Time) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	old := slices.Clone(limits(ro.Route, now))
+	for i, q := range limits(rt, now) {
+		// A window of the same span keeps its count, limit changed or not; each goes once.
+		if j := slices.IndexFunc(old, func(o postoffice.Quota) bool { return o.Window == q.Window }); j >= 0 {
+			windows[i] = ro.quotas[j]
+			old[j].Window = -1
+		}
+	}
+	ro.quotas = windows
+	if rt.Rate != ro.Rate {
 		limit := rate.Inf
 		if rt.Rate > 0 {
 			limit = rate.Limit(rt.Rate)
 		}
-		ro := &route{Route: rt, sender: s, limiter: rate.NewLimiter(limit, 1), conns: rt.Connections,
-			recent: newWindow(time.Second, 10), lastRaise: now}
-		ro.limiter.SetBurstAt(now, 1)
-		for _, q := range rt.Quotas {
-			ro.quotas = append(ro.quotas, newWindow(q.Window, 60))
-		}
-		if cfg.Store != nil && len(rt.Quotas) > 0 {
-			longest := slices.MaxFunc(rt.Quotas, func(a, b postoffice.Quota) int { return int(a.Window - b.Window) }).Window
-			sends, err := cfg.Store.RouteSends(ctx, rt.Name, now.Add(-longest))
-			if err != nil {
-				return nil, fmt.Errorf("route %q: reading its sends: %w", rt.Name, err)
-			}
-			for sec, n := range sends {
-				for _, w := range ro.quotas {
-					w.add(time.Unix(sec, 0), n, now)
-				}
-			}
-		}
-		r.routes = append(r.routes, ro)
+		ro.limiter.SetLimitAt(now, limit)
 	}
-	slices.SortStableFunc(r.routes, func(a, b *route) int { return a.Priority - b.Priority })
-	return r, nil
+	if rt.Connections != ro.Connections {
+		ro.conns = rt.Connections
+	}
+	ro.Route = rt
 }
 
 // Send sends env by the first route with room, and sets env.Route to it when the relay took
@@ -235,7 +284,7 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 func (r *Router) Send(ctx context.Context, env *Envelope) error {
 	env.Route = ""
 	throttled := ""
-	for attempt := 0; attempt < 3*len(r.routes)+1; attempt++ {
+	for attempt := 0; attempt < 3*len(r.working())+1; attempt++ {
 		ro, wait := r.pick(env.Pin)
 		if ro == nil {
 			return wait
@@ -291,7 +340,7 @@ func (r *Router) pick(pin string) (*route, *WaitError) {
 	now := r.now()
 	var wait *WaitError
 	for _, cooling := range []bool{false, true} {
-		for _, ro := range r.routes {
+		for _, ro := range r.working() {
 			if pin != "" && ro.Name != pin {
 				continue
 			}
@@ -323,9 +372,13 @@ func (ro *route) reserve(now time.Time, cooling bool) (string, time.Time) {
 	if now.Before(ro.downUntil) {
 		return "relay down", ro.downUntil
 	}
+	lims := limits(ro.Route, now)
 	for i, w := range ro.quotas {
-		q := ro.Quotas[i]
+		q := lims[i]
 		if w.sum(now) >= q.Limit {
+			if i == len(ro.Quotas) {
+				return fmt.Sprintf("warming up, at today's cap of %d", q.Limit), w.roomAt(now, q.Limit)
+			}
 			return fmt.Sprintf("over its %s quota of %d", q.Window, q.Limit), w.roomAt(now, q.Limit)
 		}
 	}
@@ -470,34 +523,22 @@ func (ro *route) connsNow() int {
 	return ro.conns
 }
 
-// RouteStatus is a route's state for pages and metrics. Its URL has no password.
-type RouteStatus struct {
-	Name, URL   string
-	Priority    int
-	Rate        float64 // messages a second now (0: no limit of ours)
-	Connections int     // the cap now (0: none)
-	Sent        int64
-	Throttled   int64
-	Down        bool
-	Quotas      []QuotaStatus
-}
-
-// QuotaStatus is how much of a quota's window is spent.
-type QuotaStatus struct {
-	postoffice.Quota
-	Used int
-}
-
 // Status returns every route's state, by priority.
-func (r *Router) Status() []RouteStatus {
+func (r *Router) Status() []postoffice.RouteState {
 	now := r.now()
-	var out []RouteStatus
-	for _, ro := range r.routes {
+	var out []postoffice.RouteState
+	for _, ro := range r.working() {
 		ro.mu.Lock()
-		st := RouteStatus{Name: ro.Name, URL: RedactURL(ro.URL), Priority: ro.Priority, Connections: ro.conns,
-			Sent: ro.sent.Load(), Throttled: ro.throttled.Load(), Down: now.Before(ro.downUntil)}
-		for i, w := range ro.quotas {
-			st.Quotas = append(st.Quotas, QuotaStatus{Quota: ro.Quotas[i], Used: w.sum(now)})
+		st := postoffice.RouteState{Name: ro.Name, URL: RedactURL(ro.URL), Priority: ro.Priority, Connections: ro.conns,
+			InUse: ro.inUse, Sent: ro.sent.Load(), Throttled: ro.throttled.Load(), Down: now.Before(ro.downUntil),
+			Cooling: now.Before(ro.coolUntil)}
+		for i, q := range limits(ro.Route, now) {
+			qs := postoffice.QuotaState{Quota: q, Used: ro.quotas[i].sum(now)}
+			if i == len(ro.Quotas) {
+				st.Warmup = &qs
+			} else {
+				st.Quotas = append(st.Quotas, qs)
+			}
 		}
 		ro.mu.Unlock()
 		st.Rate = ro.rateNow()
@@ -508,7 +549,7 @@ func (r *Router) Status() []RouteStatus {
 
 // Close closes every route's connections.
 func (r *Router) Close() error {
-	for _, ro := range r.routes {
+	for _, ro := range r.working() {
 		ro.sender.Close()
 	}
 	return nil
@@ -575,19 +616,19 @@ func (r *Router) WriteMetrics(w io.Writer) {
 	statuses := r.Status()
 	type metric struct {
 		name, help, kind string
-		value            func(RouteStatus) float64
+		value            func(postoffice.RouteState) float64
 	}
 	for _, mt := range []metric{
 		{"pointpost_route_sent_total", "Messages the route's relay answered.", "counter",
-			func(s RouteStatus) float64 { return float64(s.Sent) }},
+			func(s postoffice.RouteState) float64 { return float64(s.Sent) }},
 		{"pointpost_route_throttled_total", "Throttling answers from the route's relay (421, 451/454 4.7.x).", "counter",
-			func(s RouteStatus) float64 { return float64(s.Throttled) }},
+			func(s postoffice.RouteState) float64 { return float64(s.Throttled) }},
 		{"pointpost_route_rate", "The route's rate now, messages a second (0: no limit of ours).", "gauge",
-			func(s RouteStatus) float64 { return s.Rate }},
+			func(s postoffice.RouteState) float64 { return s.Rate }},
 		{"pointpost_route_connections", "The most connections the route may open now (0: no limit of ours).", "gauge",
-			func(s RouteStatus) float64 { return float64(s.Connections) }},
+			func(s postoffice.RouteState) float64 { return float64(s.Connections) }},
 		{"pointpost_route_down", "1 while the route's relay is unreachable.", "gauge",
-			func(s RouteStatus) float64 {
+			func(s postoffice.RouteState) float64 {
 				if s.Down {
 					return 1
 				}

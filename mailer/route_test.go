@@ -357,58 +357,6 @@ func TestMailServerWaitsForRouteUncharged(t *testing.T) {
 	}
 }
 
-func TestValidateRoute(t *testing.T) {
-	good := postoffice.Route{Name: "ses", URL: "smtps://user:pw@email-smtp.example:465", Rate: 14,
-		Quotas: []postoffice.Quota{{Limit: 50000, Window: 24 * time.Hour}}}
-	if err := ValidateRoute(good); err != nil {
-		t.Fatalf("a good route: %v", err)
-	}
-	cases := []struct {
-		change func(*postoffice.Route)
-		field  string
-	}{
-		{func(r *postoffice.Route) { r.Name = "" }, "name"},
-		{func(r *postoffice.Route) { r.Name = "Big Name" }, "name"},
-		{func(r *postoffice.Route) { r.URL = "http://relay.example" }, "url"},
-		{func(r *postoffice.Route) { r.URL = "smtp://" }, "url"},
-		{func(r *postoffice.Route) { r.Rate = -1 }, "rate"},
-		{func(r *postoffice.Route) { r.Rate = math.NaN() }, "rate"},
-		{func(r *postoffice.Route) { r.Connections = -2 }, "connections"},
-		{func(r *postoffice.Route) { r.Quotas = []postoffice.Quota{{Limit: 5, Window: 0}} }, "quota 1"},
-		{func(r *postoffice.Route) { r.Quotas = append(r.Quotas, postoffice.Quota{Limit: 0, Window: time.Hour}) }, "quota 2"},
-		{func(r *postoffice.Route) { r.Priority = -1 }, "priority"},
-	}
-	for _, tc := range cases {
-		r := good
-		r.Quotas = append([]postoffice.Quota(nil), good.Quotas...)
-		tc.change(&r)
-		err := ValidateRoute(r)
-		var re *RouteError
-		if !errors.As(err, &re) || re.Field != tc.field {
-			t.Errorf("ValidateRoute(%+v) = %v, want an error naming %s", r, err, tc.field)
-		}
-		if err != nil && strings.Contains(err.Error(), ":pw@") {
-			t.Errorf("the error %q shows the password", err)
-		}
-	}
-}
-
-func TestParseQuota(t *testing.T) {
-	for in, want := range map[string]postoffice.Quota{
-		"50000/24h": {Limit: 50000, Window: 24 * time.Hour},
-		" 30/1m ":   {Limit: 30, Window: time.Minute},
-	} {
-		if got, err := ParseQuota(in); err != nil || got != want {
-			t.Errorf("ParseQuota(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "50000", "0/24h", "-1/1h", "10/0s", "10/-1h", "x/1h", "10/day"} {
-		if _, err := ParseQuota(in); err == nil {
-			t.Errorf("ParseQuota(%q) succeeded", in)
-		}
-	}
-}
-
 func TestThrottling(t *testing.T) {
 	se := func(code int, e smtp.EnhancedCode, msg string) error {
 		return &smtp.SMTPError{Code: code, EnhancedCode: e, Message: msg}
@@ -512,5 +460,112 @@ func TestRouterLogsNoPassword(t *testing.T) {
 		if strings.Contains(st.URL, "hunter2") {
 			t.Errorf("status URL %q shows the password", st.URL)
 		}
+	}
+}
+
+func TestRouterReloadsRoutes(t *testing.T) {
+	first, second := &Sink{Keep: true}, &Sink{Keep: true}
+	for _, s := range []*Sink{first, second} {
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	now := time.Date(2026, 3, 1, 14, 0, 0, 0, time.UTC)
+	r := newRouter(t, RouterConfig{Now: func() time.Time { return now }, Routes: []postoffice.Route{
+		{Name: "main", URL: first.URL(), Quotas: []postoffice.Quota{{Limit: 5, Window: time.Hour}}}}})
+	send := func(i int) (string, error) {
+		env := envelope(fmt.Sprintf("c%d@example.com", i), i)
+		err := r.Send(context.Background(), env)
+		return env.Route, err
+	}
+	for i := range 2 {
+		if route, err := send(i); err != nil || route != "main" {
+			t.Fatalf("send %d went by %q (%v), want main", i, route, err)
+		}
+	}
+	// A lower quota on the kept route counts what it already sent; a new route takes the rest.
+	err := r.Reload(context.Background(), []postoffice.Route{
+		{Name: "main", URL: first.URL(), Rate: 50, Quotas: []postoffice.Quota{{Limit: 3, Window: time.Hour}}},
+		{Name: "added", URL: second.URL(), Priority: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for i := 2; i < 5; i++ {
+		route, err := send(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, route)
+	}
+	if got := strings.Join(routes, " "); got != "main added added" {
+		t.Errorf("routes after the reload %q, want main once more (3 an hour, 2 sent), then added", got)
+	}
+	st := r.Status()
+	if len(st) != 2 || st[0].Name != "main" || st[0].Rate != 50 || st[0].Quotas[0].Used != 3 || st[0].Quotas[0].Limit != 3 {
+		t.Errorf("status after the reload %+v, want main at 50/s with 3 of 3 used, then added", st)
+	}
+
+	// A bad route changes nothing.
+	err = r.Reload(context.Background(), []postoffice.Route{{Name: "main", URL: "http://relay.example"}})
+	var re *postoffice.RouteError
+	if !errors.As(err, &re) || re.Field != "url" {
+		t.Fatalf("reload with a bad URL = %v, want a RouteError naming url", err)
+	}
+	if len(r.Status()) != 2 {
+		t.Errorf("a refused reload changed the routes: %+v", r.Status())
+	}
+
+	// A removed route takes nothing more.
+	if err := r.Reload(context.Background(), []postoffice.Route{{Name: "added", URL: second.URL()}}); err != nil {
+		t.Fatal(err)
+	}
+	if route, err := send(5); err != nil || route != "added" {
+		t.Errorf("send after main was removed went by %q (%v), want added", route, err)
+	}
+	if first.Count() != 3 || second.Count() != 3 {
+		t.Errorf("main took %d and added %d, want 3 each", first.Count(), second.Count())
+	}
+}
+
+func TestRouterWarmup(t *testing.T) {
+	sink := &Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	now := start.Add(time.Hour)
+	w := &postoffice.Warmup{First: 2, Factor: 2, EveryDays: 1, Max: 3, Start: start}
+	r := newRouter(t, RouterConfig{Now: func() time.Time { return now }, Routes: []postoffice.Route{
+		{Name: "fresh", URL: sink.URL(), Warmup: w, Quotas: []postoffice.Quota{{Limit: 100, Window: 24 * time.Hour}}}}})
+	send := func(i int) error { return r.Send(context.Background(), envelope(fmt.Sprintf("c%d@example.com", i), i)) }
+	for i := range 2 {
+		if err := send(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := send(2)
+	var wait *WaitError
+	if !errors.As(err, &wait) || !strings.Contains(wait.Reason, "warming up, at today's cap of 2") {
+		t.Fatalf("third send on day 0 = %v, want to wait for the warm-up", err)
+	}
+	st := r.Status()[0]
+	if st.Warmup == nil || st.Warmup.Limit != 2 || st.Warmup.Used != 2 || len(st.Quotas) != 1 || st.Quotas[0].Used != 2 {
+		t.Errorf("status %+v, want the warm-up's 2 of 2 apart from the 24h quota's 2 of 100", st)
+	}
+	// A day later the cap has doubled, up to its max of 3, and the window has moved on.
+	now = now.Add(24 * time.Hour)
+	for i := 3; i < 6; i++ {
+		if err := send(i); err != nil {
+			t.Fatalf("send %d on day 1: %v", i, err)
+		}
+	}
+	if err := send(6); !errors.As(err, &wait) {
+		t.Errorf("fourth send on day 1 = %v, want to wait at the max of 3", err)
+	}
+	if sink.Count() != 5 {
+		t.Errorf("the relay took %d, want 2 then 3", sink.Count())
 	}
 }

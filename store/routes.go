@@ -14,8 +14,8 @@ import (
 // Routes returns every route, by priority then name, each with its quotas. The URLs carry
 // their passwords: for the mail servers, never for a page.
 func (s *Store) Routes(ctx context.Context) ([]postoffice.Route, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT name, url, connections, rate, priority FROM routes
-		ORDER BY priority, name`)
+	rows, err := s.read.QueryContext(ctx, `SELECT name, url, connections, rate, priority, warmup, warmup_start
+		FROM routes ORDER BY priority, name`)
 	if err != nil {
 		return nil, err
 	}
@@ -24,8 +24,16 @@ func (s *Store) Routes(ctx context.Context) ([]postoffice.Route, error) {
 	byName := map[string]int{}
 	for rows.Next() {
 		var r postoffice.Route
-		if err := rows.Scan(&r.Name, &r.URL, &r.Connections, &r.Rate, &r.Priority); err != nil {
+		var warmup string
+		var warmupStart int64
+		if err := rows.Scan(&r.Name, &r.URL, &r.Connections, &r.Rate, &r.Priority, &warmup, &warmupStart); err != nil {
 			return nil, err
+		}
+		if r.Warmup, err = postoffice.ParseWarmup(warmup); err != nil {
+			return nil, fmt.Errorf("route %q: %w", r.Name, err)
+		}
+		if r.Warmup != nil {
+			r.Warmup.Start = fromMS(warmupStart)
 		}
 		byName[r.Name] = len(out)
 		out = append(out, r)
@@ -68,14 +76,30 @@ func (s *Store) Route(ctx context.Context, name string) (*postoffice.Route, erro
 }
 
 // SaveRoute adds a route, or replaces the settings and quotas of the one by its name. The
-// caller checks the settings (mailer.ValidateRoute).
+// caller checks the settings (postoffice.ValidateRoute). A warm-up without a start starts
+// now, or keeps the start of the one saved.
 func (s *Store) SaveRoute(ctx context.Context, r postoffice.Route) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO routes (name, url, connections, rate, priority, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
+		warmup, warmupStart := "", int64(0)
+		if w := r.Warmup; w != nil {
+			warmup, warmupStart = w.String(), ms(w.Start)
+			if w.Start.IsZero() {
+				warmupStart = ms(s.Now())
+				var saved int64
+				err := tx.QueryRowContext(ctx, `SELECT warmup_start FROM routes WHERE name = ? AND warmup != ''`, r.Name).Scan(&saved)
+				if err == nil && saved > 0 {
+					warmupStart = saved
+				} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO routes (name, url, connections, rate, priority, warmup, warmup_start, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url, connections = excluded.connections,
-				rate = excluded.rate, priority = excluded.priority, updated_at = excluded.updated_at`,
-			r.Name, r.URL, r.Connections, r.Rate, r.Priority, ms(s.Now())); err != nil {
+				rate = excluded.rate, priority = excluded.priority, warmup = excluded.warmup,
+				warmup_start = excluded.warmup_start, updated_at = excluded.updated_at`,
+			r.Name, r.URL, r.Connections, r.Rate, r.Priority, warmup, warmupStart, ms(s.Now())); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM route_quotas WHERE route = ?`, r.Name); err != nil {
@@ -92,14 +116,16 @@ func (s *Store) SaveRoute(ctx context.Context, r postoffice.Route) error {
 }
 
 // RemoveRoute removes a route and what it sent. Returns rewards.ErrNotFound if there is none by
-// that name, and rewards.ErrConflict, naming the job, while a job not done is pinned to it.
+// that name, and rewards.ErrConflict, naming the job, while a job not done is pinned to it (also a
+// *postoffice.RouteError on the field name).
 func (s *Store) RemoveRoute(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var key int64
 		err := tx.QueryRowContext(ctx, `SELECT key FROM jobs WHERE route = ? AND state != ? ORDER BY key LIMIT 1`,
 			name, postoffice.JobDone).Scan(&key)
 		if err == nil {
-			return fmt.Errorf("route %q: job %d is pinned to it: %w", name, key, rewards.ErrConflict)
+			return fmt.Errorf("%w: %w", &postoffice.RouteError{Route: name, Field: "name",
+				Problem: fmt.Sprintf("job %d is pinned to it", key)}, rewards.ErrConflict)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err

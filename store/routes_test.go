@@ -47,8 +47,9 @@ func TestRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.RemoveRoute(ctx, "ses")
-	if !errors.Is(err, rewards.ErrConflict) || !strings.Contains(err.Error(), "job") {
-		t.Errorf("removing a route a job is pinned to = %v, want a conflict naming the job", err)
+	var re *postoffice.RouteError
+	if !errors.Is(err, rewards.ErrConflict) || !strings.Contains(err.Error(), "job") || !errors.As(err, &re) || re.Field != "name" {
+		t.Errorf("removing a route a job is pinned to = %v, want a conflict naming the job and the field", err)
 	}
 	if err := s.SetJobState(ctx, job.Key, postoffice.JobDone, "all sent"); err != nil {
 		t.Fatal(err)
@@ -94,5 +95,41 @@ func TestRouteSendsCountedWithOutcomes(t *testing.T) {
 	}
 	if got, _ := s.RouteSends(ctx, "a", at.Add(time.Second)); !reflect.DeepEqual(got, map[int64]int{at.Unix() + 2: 2}) {
 		t.Errorf("RouteSends(a) since a second later = %v", got)
+	}
+}
+
+func TestRouteWarmupSaved(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	s.Now = func() time.Time { return now }
+	w, err := postoffice.ParseWarmup("500/day doubling every 2 days up to 50000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := postoffice.Route{Name: "new", URL: "smtp://relay.example", Warmup: w}
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Route(ctx, "new")
+	if err != nil || got.Warmup == nil || *got.Warmup != (postoffice.Warmup{First: 500, Factor: 2, EveryDays: 2, Max: 50000, Start: now}) {
+		t.Fatalf("saved warm-up %+v, %v; want it starting now", got, err)
+	}
+	// Changing the route later keeps the warm-up's start.
+	now = now.Add(72 * time.Hour)
+	again, _ := postoffice.ParseWarmup("500/day doubling every 1 day up to 50000")
+	r.Warmup, r.Rate = again, 5
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Route(ctx, "new"); err != nil || got.Warmup == nil || !got.Warmup.Start.Equal(now.Add(-72*time.Hour)) || got.Warmup.EveryDays != 1 {
+		t.Errorf("changed warm-up %+v, %v; want the first start kept", got.Warmup, err)
+	}
+	r.Warmup = nil
+	if err := s.SaveRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Route(ctx, "new"); err != nil || got.Warmup != nil {
+		t.Errorf("warm-up removed: %+v, %v", got.Warmup, err)
 	}
 }

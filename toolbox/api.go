@@ -79,7 +79,7 @@ func (d Deps) apiRoutes(r chi.Router) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		path := chi.RouteContext(req.Context()).RoutePath
 		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 			if routes.Match(chi.NewRouteContext(), m, path) {
 				allow = append(allow, m)
 			}
@@ -98,6 +98,13 @@ func (d Deps) apiRoutes(r chi.Router) {
 	r.Post("/jobs/{key}/resume", d.api(d.apiJobAction(apiResume)))
 	r.Post("/jobs/{key}/schedule", d.api(d.apiJobAction(apiSchedule)))
 	r.Post("/jobs/{key}/stop", d.api(d.apiJobAction(apiStop)))
+	if d.Routes != nil {
+		r.Get("/routes", d.api(d.apiRoutesList))
+		r.Post("/routes", d.api(d.apiSaveRoute(false)))
+		r.Get("/routes/{name}", d.api(d.apiRoute))
+		r.Put("/routes/{name}", d.api(d.apiSaveRoute(true)))
+		r.Delete("/routes/{name}", d.api(d.apiRemoveRoute))
+	}
 }
 
 type apiKeyCtx struct{}
@@ -925,5 +932,176 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 			rewards.FormatHTML: apiRateOf(byFormat[string(rewards.FormatHTML)])},
 		Points: points{Awarded: jobAwarded(rulePoints), Settled: settled, Consumers: earners}}
 	apiWriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// apiRouteBody is a route as the API takes it. A rate left out sets none of ours (a rate
+// given is more than 0); connections and priority left out are 0; quotas are written
+// N/DURATION. Updating, a URL left out keeps the saved one.
+type apiRouteBody struct {
+	Name        string   `json:"name"`
+	URL         string   `json:"url"`
+	Rate        *float64 `json:"rate"`
+	Connections int      `json:"connections"`
+	Priority    int      `json:"priority"`
+	Quotas      []string `json:"quotas"`
+	// Warmup is a schedule, as "500/day doubling every 2 days up to 50000"; updating, left
+	// out keeps the saved one and "" removes it.
+	Warmup *string `json:"warmup"`
+}
+
+// apiOperatorOnly refuses an issuer's key: routes are the operators' alone.
+func apiOperatorOnly(r *http.Request) error {
+	if !apiKeyFrom(r.Context()).Operator() {
+		return apiProblemf(http.StatusForbidden, "", "routes are managed with an operator's key")
+	}
+	return nil
+}
+
+// apiRouteProblem answers a refused route setting with status, naming the field.
+func apiRouteProblem(err error, status int) error {
+	var re *postoffice.RouteError
+	if errors.As(err, &re) {
+		return apiProblemf(status, re.Field, "%s", re.Error())
+	}
+	return err
+}
+
+func (d Deps) apiRouteStates(ctx context.Context) map[string]*postoffice.RouteState {
+	out := map[string]*postoffice.RouteState{}
+	states := d.Routes.RouteStatus(ctx)
+	for i := range states {
+		out[states[i].Name] = &states[i]
+	}
+	return out
+}
+
+// apiRoutesList lists the routes, each with its state at work; URLs without passwords.
+func (d Deps) apiRoutesList(w http.ResponseWriter, r *http.Request) error {
+	if err := apiOperatorOnly(r); err != nil {
+		return err
+	}
+	routes, err := d.Routes.Routes(r.Context())
+	if err != nil {
+		return err
+	}
+	states := d.apiRouteStates(r.Context())
+	out := struct {
+		Routes []routeJSON `json:"routes"`
+	}{Routes: []routeJSON{}}
+	for _, rt := range routes {
+		out.Routes = append(out.Routes, routeJSONOf(rt, states[rt.Name]))
+	}
+	apiWriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (d Deps) apiRoute(w http.ResponseWriter, r *http.Request) error {
+	if err := apiOperatorOnly(r); err != nil {
+		return err
+	}
+	rt, err := d.apiSavedRoute(r, chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	apiWriteJSON(w, http.StatusOK, routeJSONOf(*rt, d.apiRouteStates(r.Context())[rt.Name]))
+	return nil
+}
+
+func (d Deps) apiSavedRoute(r *http.Request, name string) (*postoffice.Route, error) {
+	routes, err := d.Routes.Routes(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	for i := range routes {
+		if routes[i].Name == name {
+			return &routes[i], nil
+		}
+	}
+	return nil, apiProblemf(http.StatusNotFound, "", "there is no route %q", name)
+}
+
+// apiSaveRoute creates a route (POST /routes: 409 if the name is taken) or replaces one's
+// settings (PUT /routes/{name}: 404 if there is none), checked as the command and the page
+// check them, and puts it to work at once.
+func (d Deps) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := apiOperatorOnly(r); err != nil {
+			return err
+		}
+		body, err := apiReadBody(w, r)
+		if err != nil {
+			return err
+		}
+		var in apiRouteBody
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return apiProblemf(http.StatusBadRequest, "", "the body is not a route's JSON: %s", err.Error())
+		}
+		saved, err := d.apiSavedRoute(r, chi.URLParam(r, "name"))
+		switch {
+		case update && err != nil:
+			return err
+		case update:
+			if in.Name != "" && in.Name != saved.Name {
+				return apiProblemf(http.StatusUnprocessableEntity, "name", "a route cannot be renamed: add the new one and remove the old")
+			}
+			in.Name = saved.Name
+			if in.URL == "" {
+				in.URL = saved.URL
+			}
+		default:
+			if _, err := d.apiSavedRoute(r, in.Name); err == nil {
+				return apiProblemf(http.StatusConflict, "name", "route %q exists: PUT /api/v1/routes/%s changes it", in.Name, in.Name)
+			}
+		}
+		rt := postoffice.Route{Name: in.Name, URL: in.URL, Connections: in.Connections, Priority: in.Priority}
+		switch {
+		case in.Warmup != nil:
+			if rt.Warmup, err = postoffice.ParseWarmup(*in.Warmup); err != nil {
+				return apiProblemf(http.StatusUnprocessableEntity, "warmup", "%s", err.Error())
+			}
+		case update:
+			rt.Warmup = saved.Warmup
+		}
+		if in.Rate != nil {
+			if *in.Rate <= 0 {
+				return apiProblemf(http.StatusUnprocessableEntity, "rate", "route %q: rate: must be more than 0 (leave it out for no rate of ours)", in.Name)
+			}
+			rt.Rate = *in.Rate
+		}
+		for i, q := range in.Quotas {
+			quota, err := postoffice.ParseQuota(q)
+			if err != nil {
+				return apiProblemf(http.StatusUnprocessableEntity, fmt.Sprintf("quotas[%d]", i), "%s", err.Error())
+			}
+			rt.Quotas = append(rt.Quotas, quota)
+		}
+		if err := d.Routes.SaveRoute(r.Context(), rt); err != nil {
+			return apiRouteProblem(err, http.StatusUnprocessableEntity)
+		}
+		status := http.StatusCreated
+		if update {
+			status = http.StatusOK
+		}
+		apiWriteJSON(w, status, routeJSONOf(rt, d.apiRouteStates(r.Context())[rt.Name]))
+		return nil
+	}
+}
+
+// apiRemoveRoute removes a route: 409 naming the job while one is pinned to it.
+func (d Deps) apiRemoveRoute(w http.ResponseWriter, r *http.Request) error {
+	if err := apiOperatorOnly(r); err != nil {
+		return err
+	}
+	name := chi.URLParam(r, "name")
+	if _, err := d.apiSavedRoute(r, name); err != nil {
+		return err
+	}
+	if err := d.Routes.RemoveRoute(r.Context(), name); err != nil {
+		return apiRouteProblem(err, http.StatusConflict)
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,10 @@ const outboxPageSize = 50
 func (d Deps) operatorRoutes(r chi.Router) {
 	r.Get("/mail-servers", d.mailServers)
 	r.Get("/mail-servers.json", d.mailServersJSON)
+	if d.Routes != nil {
+		r.Post("/mail-servers/routes", d.saveRoute)
+		r.Post("/mail-servers/routes/remove", d.removeRoute)
+	}
 	r.Get("/outbox", d.outbox)
 	r.Get("/outbox/{id}", d.outboxMessage)
 	r.Post("/outbox/test-addresses", d.approveTestAddress)
@@ -106,14 +112,25 @@ func (d Deps) mailServerRows(ctx context.Context) ([]serverRow, error) {
 }
 
 func (d Deps) mailServers(w http.ResponseWriter, r *http.Request) {
+	d.renderMailServers(w, r, routeForm{})
+}
+
+// renderMailServers shows the mail servers and their routes, with form in the new-route
+// form (or, when it names one, that route's).
+func (d Deps) renderMailServers(w http.ResponseWriter, r *http.Request, form routeForm) {
 	rows, err := d.mailServerRows(r.Context())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	routes, err := d.routeRows(r.Context())
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	p := d.page(w, r, "Mail servers", "mail-servers")
 	p.Scripts = append(p.Scripts, "live.js")
-	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)))
+	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)+"|"+routesLayout(routes), routes, form, d.Routes != nil))
 }
 
 // mailServerJSON is one mail server in /mail-servers.json.
@@ -149,10 +166,23 @@ func (d Deps) mailServersJSON(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
+	routes, err := d.routeRows(r.Context())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
 	out := struct {
 		Servers []mailServerJSON `json:"servers"`
+		Routes  []routeJSON      `json:"routes"`
 		liveJSON
-	}{Servers: []mailServerJSON{}, liveJSON: liveJSON{Text: map[string]string{}, Layout: serversLayout(rows)}}
+	}{Servers: []mailServerJSON{}, Routes: []routeJSON{},
+		liveJSON: liveJSON{Text: map[string]string{}, Layout: serversLayout(rows) + "|" + routesLayout(routes)}}
+	for _, rt := range routes {
+		out.Routes = append(out.Routes, routeJSONOf(rt.Route, rt.State))
+		for k, v := range rt.liveText() {
+			out.Text[k] = v
+		}
+	}
 	for _, s := range rows {
 		m := mailServerJSON{ID: s.ID, Name: s.Name, State: s.State, Relay: s.Relay, Jobs: []int64{}, Queue: s.Queue,
 			Rate: s.Rate, IdleInSeconds: s.IdleIn().Seconds(), Next: s.Next, Sent: s.Sent, Retried: s.Retried,
@@ -398,4 +428,288 @@ func readCaptured(data []byte) captured {
 		}
 	}
 	return c
+}
+
+// RouteDesk is how the toolbox manages the mail servers' routes: their saved settings, and
+// the state of each at work in the mail process.
+type RouteDesk interface {
+	// Routes returns the saved routes; their URLs carry passwords, which no page shows.
+	Routes(ctx context.Context) ([]postoffice.Route, error)
+	// SaveRoute checks a route (a *postoffice.RouteError naming the field), saves it, and
+	// puts it to work without a restart.
+	SaveRoute(ctx context.Context, r postoffice.Route) error
+	// RemoveRoute removes a route and stops sending by it: a *postoffice.RouteError while a
+	// job is pinned to it.
+	RemoveRoute(ctx context.Context, name string) error
+	// RouteStatus is each route at work now, by priority; nil when this process sends none.
+	RouteStatus(ctx context.Context) []postoffice.RouteState
+}
+
+// routeRow is a route as the mail-servers page shows it: its settings, and its state at
+// work when it is.
+type routeRow struct {
+	postoffice.Route
+	State   *postoffice.RouteState
+	working bool
+}
+
+func (d Deps) routeRows(ctx context.Context) ([]routeRow, error) {
+	if d.Routes == nil {
+		return nil, nil
+	}
+	saved, err := d.Routes.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	states := d.Routes.RouteStatus(ctx)
+	rows := make([]routeRow, len(saved))
+	for i, rt := range saved {
+		rt.URL = hideRelayPassword(rt.URL)
+		rows[i] = routeRow{Route: rt}
+		for j := range states {
+			if states[j].Name == rt.Name {
+				rows[i].State, rows[i].working = &states[j], true
+			}
+		}
+	}
+	return rows, nil
+}
+
+// stateText is the route's state in a word: down, throttled, cooling, up, or idle when no
+// mail server sends by it in this process.
+func (r routeRow) stateText() string {
+	switch s := r.State; {
+	case s == nil:
+		return "not at work"
+	case s.Down:
+		return "down"
+	case s.Cooling:
+		return "throttled, cooling"
+	default:
+		return "up"
+	}
+}
+
+// liveText is the route's figures as the page shows them, keyed by their data-live names.
+func (r routeRow) liveText() map[string]string {
+	k := "route-" + r.Name + "-"
+	out := map[string]string{k + "state": r.stateText(), k + "rate": "—", k + "connections": "—"}
+	s := r.State
+	if s == nil {
+		return out
+	}
+	out[k+"rate"] = rateText(s.Rate)
+	conns := "no cap"
+	if s.Connections > 0 {
+		conns = strconv.Itoa(s.Connections)
+	}
+	out[k+"connections"] = fmt.Sprintf("%d in use of %s", s.InUse, conns)
+	out[k+"sent"] = thousands(s.Sent)
+	out[k+"throttled"] = thousands(s.Throttled)
+	for i, q := range s.Quotas {
+		out[fmt.Sprintf("%squota-%d", k, i)] = fmt.Sprintf("%s of %s in %s", thousands(q.Used), thousands(q.Limit), q.Window)
+	}
+	if w := s.Warmup; w != nil {
+		out[k+"warmup"] = fmt.Sprintf("%s of today's %s", thousands(w.Used), thousands(w.Limit))
+	}
+	return out
+}
+
+func routesLayout(rows []routeRow) string {
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%s:%d:%t;", r.Name, len(r.Quotas), r.working)
+	}
+	return b.String()
+}
+
+// routeForm is a route's settings as the form holds them, kept as typed when refused.
+type routeForm struct {
+	Name, URL, Rate, Connections, Priority, Quotas, Warmup string
+	// Editing names the route changed; its URL left empty keeps the saved one.
+	Editing bool
+	Error   string
+	Field   string
+}
+
+func formOf(rt postoffice.Route) routeForm {
+	var quotas []string
+	for _, q := range rt.Quotas {
+		quotas = append(quotas, fmt.Sprintf("%d/%s", q.Limit, q.Window))
+	}
+	f := routeForm{Name: rt.Name, Connections: strconv.Itoa(rt.Connections), Priority: strconv.Itoa(rt.Priority),
+		Quotas: strings.Join(quotas, ", "), Editing: true}
+	if rt.Rate > 0 {
+		f.Rate = strconv.FormatFloat(rt.Rate, 'f', -1, 64)
+	}
+	if rt.Warmup != nil {
+		f.Warmup = rt.Warmup.String()
+	}
+	return f
+}
+
+// route reads the form into a route. It keeps the saved URL when editing with the URL left
+// empty. A field that does not parse comes back as a *postoffice.RouteError naming it.
+func (f routeForm) route(saved []postoffice.Route) (postoffice.Route, error) {
+	rt := postoffice.Route{Name: strings.TrimSpace(f.Name), URL: strings.TrimSpace(f.URL)}
+	bad := func(field, problem string) error {
+		return &postoffice.RouteError{Route: rt.Name, Field: field, Problem: problem}
+	}
+	if rt.URL == "" && f.Editing {
+		for _, s := range saved {
+			if s.Name == rt.Name {
+				rt.URL = s.URL
+			}
+		}
+	}
+	var err error
+	if v := strings.TrimSpace(f.Rate); v != "" {
+		if rt.Rate, err = strconv.ParseFloat(v, 64); err != nil {
+			return rt, bad("rate", "must be a number of messages a second, more than 0")
+		}
+		if rt.Rate <= 0 {
+			return rt, bad("rate", "must be more than 0 (leave it empty for no rate of ours)")
+		}
+	}
+	if v := strings.TrimSpace(f.Connections); v != "" {
+		if rt.Connections, err = strconv.Atoi(v); err != nil {
+			return rt, bad("connections", "must be a whole number, 0 for no limit")
+		}
+	}
+	if v := strings.TrimSpace(f.Priority); v != "" {
+		if rt.Priority, err = strconv.Atoi(v); err != nil {
+			return rt, bad("priority", "must be a whole number, 0 or more")
+		}
+	}
+	for i, q := range strings.FieldsFunc(f.Quotas, func(r rune) bool { return r == ',' || r == '\n' }) {
+		if strings.TrimSpace(q) == "" {
+			continue
+		}
+		quota, err := postoffice.ParseQuota(q)
+		if err != nil {
+			return rt, bad(fmt.Sprintf("quota %d", i+1), strings.TrimPrefix(err.Error(), fmt.Sprintf("quota %q: ", q)))
+		}
+		rt.Quotas = append(rt.Quotas, quota)
+	}
+	if rt.Warmup, err = postoffice.ParseWarmup(f.Warmup); err != nil {
+		return rt, bad("warmup", strings.TrimPrefix(err.Error(), fmt.Sprintf("warm-up %q: ", strings.Join(strings.Fields(f.Warmup), " "))))
+	}
+	return rt, postoffice.ValidateRoute(rt)
+}
+
+// saveRoute adds or changes a route from the form. A refused setting shows the page again
+// with the form as typed (its URL, which may hold a password, left out) and the field named.
+func (d Deps) saveRoute(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f := routeForm{Name: r.PostFormValue("name"), URL: r.PostFormValue("url"), Rate: r.PostFormValue("rate"),
+		Connections: r.PostFormValue("connections"), Priority: r.PostFormValue("priority"),
+		Quotas: r.PostFormValue("quotas"), Warmup: r.PostFormValue("warmup"), Editing: r.PostFormValue("editing") != ""}
+	saved, err := d.Routes.Routes(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	rt, err := f.route(saved)
+	if err == nil {
+		err = d.Routes.SaveRoute(ctx, rt)
+	}
+	var re *postoffice.RouteError
+	if errors.As(err, &re) {
+		f.Error, f.Field, f.URL = re.Error(), re.Field, ""
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		d.renderMailServers(w, r, f)
+		return
+	}
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	flash := "Route " + rt.Name + " saved; the mail servers use it now."
+	if !slices.ContainsFunc(d.Routes.RouteStatus(ctx), func(s postoffice.RouteState) bool { return s.Name == rt.Name }) {
+		// This process sends by the embedded outbox or runs no mail servers.
+		flash = "Route " + rt.Name + " saved; the mail servers use it from their next start."
+	}
+	d.redirect(w, r, "/mail-servers", flash)
+}
+
+func (d Deps) removeRoute(w http.ResponseWriter, r *http.Request) {
+	name := r.PostFormValue("name")
+	err := d.Routes.RemoveRoute(r.Context(), name)
+	var re *postoffice.RouteError
+	switch {
+	case errors.As(err, &re):
+		d.redirect(w, r, "/mail-servers", "Route "+name+" was not removed: "+re.Error())
+	case err != nil && rewards.ErrorCode(err) == rewards.ENOTFOUND:
+		d.redirect(w, r, "/mail-servers", "There is no route "+name+".")
+	case err != nil:
+		d.fail(w, r, err)
+	default:
+		d.redirect(w, r, "/mail-servers", "Route "+name+" removed; the mail servers no longer use it.")
+	}
+}
+
+// routeJSON is a route in /mail-servers.json and the JSON API. Its URL has no password.
+type routeJSON struct {
+	Name        string      `json:"name"`
+	URL         string      `json:"url"`
+	Rate        float64     `json:"rate"`
+	Connections int         `json:"connections"`
+	Priority    int         `json:"priority"`
+	Quotas      []quotaJSON `json:"quotas"`
+	// Warmup is the warm-up's schedule, with today's cap (as Limit) and, at work, its use.
+	Warmup *warmupJSON `json:"warmup,omitempty"`
+	// State is the route at work: absent when no mail server of this process sends by it.
+	State *routeStateJSON `json:"state,omitempty"`
+}
+
+type warmupJSON struct {
+	Schedule string    `json:"schedule"`
+	Start    time.Time `json:"start"`
+	Today    int       `json:"today"`
+	Used     *int      `json:"used,omitempty"`
+}
+
+type quotaJSON struct {
+	Limit  int    `json:"limit"`
+	Window string `json:"window"`
+	Used   *int   `json:"used,omitempty"`
+}
+
+type routeStateJSON struct {
+	Rate        float64 `json:"rate"`
+	Connections int     `json:"connections"`
+	InUse       int     `json:"in_use"`
+	Sent        int64   `json:"sent"`
+	Throttled   int64   `json:"throttled"`
+	Down        bool    `json:"down"`
+	Cooling     bool    `json:"cooling"`
+}
+
+func routeJSONOf(rt postoffice.Route, st *postoffice.RouteState) routeJSON {
+	out := routeJSON{Name: rt.Name, URL: hideRelayPassword(rt.URL), Rate: rt.Rate, Connections: rt.Connections,
+		Priority: rt.Priority, Quotas: []quotaJSON{}}
+	for _, q := range rt.Quotas {
+		qj := quotaJSON{Limit: q.Limit, Window: q.Window.String()}
+		if st != nil {
+			for _, sq := range st.Quotas {
+				if sq.Window == q.Window {
+					used := sq.Used
+					qj.Used = &used
+				}
+			}
+		}
+		out.Quotas = append(out.Quotas, qj)
+	}
+	if w := rt.Warmup; w != nil {
+		out.Warmup = &warmupJSON{Schedule: w.String(), Start: w.Start, Today: w.Cap(time.Now())}
+		if st != nil && st.Warmup != nil {
+			used := st.Warmup.Used
+			out.Warmup.Today, out.Warmup.Used = st.Warmup.Limit, &used
+		}
+	}
+	if st != nil {
+		out.State = &routeStateJSON{Rate: st.Rate, Connections: st.Connections, InUse: st.InUse, Sent: st.Sent,
+			Throttled: st.Throttled, Down: st.Down, Cooling: st.Cooling}
+	}
+	return out
 }

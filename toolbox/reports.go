@@ -78,6 +78,9 @@ type Progress struct {
 	Remaining int  `json:"remaining"` // to send, not yet tried
 	// Percent is the share of the deliveries dealt with: sent, rejected or given up.
 	Percent int `json:"percent"`
+	// Waiting says why a running job waits and until when (no route has room), as its mail
+	// server reported; empty while it sends.
+	Waiting string `json:"waiting"`
 	// Bar is the width in percent of each segment of the progress bar: received, sent (and
 	// not received), retrying, rejected (with failed).
 	Bar map[string]float64 `json:"bar"`
@@ -239,11 +242,40 @@ func (d Deps) jobProgress(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
+	p := progressOf(job, counts)
+	if p.Waiting, err = d.waitingNote(r.Context(), job); err != nil {
+		d.fail(w, r, err)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := json.NewEncoder(w).Encode(progressOf(job, counts)); err != nil && !errors.Is(err, context.Canceled) {
+	if err := json.NewEncoder(w).Encode(p); err != nil && !errors.Is(err, context.Canceled) {
 		d.Logger.Warn("toolbox: progress", "job", job.Key, "err", err)
 	}
+}
+
+// waitingNote is why a running job waits and until when, as its mail server last reported
+// (live when this process runs the mail servers); "" when it does not wait.
+func (d Deps) waitingNote(ctx context.Context, job *postoffice.Job) (string, error) {
+	if job.State != postoffice.JobRunning || job.MailServerID == 0 {
+		return "", nil
+	}
+	var statuses []postoffice.MailServerStatus
+	if d.PostOffice != nil {
+		statuses = d.PostOffice.Statuses()
+	}
+	if len(statuses) == 0 {
+		var err error
+		if statuses, err = d.Store.MailServers(ctx); err != nil {
+			return "", err
+		}
+	}
+	for _, ms := range statuses {
+		if ms.ID == job.MailServerID {
+			return ms.Note, nil
+		}
+	}
+	return "", nil
 }
 
 // reportView is everything the job report shows.
@@ -337,6 +369,12 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Row.Progress = progressOf(job, v.Row.Counts)
+	waiting, err := d.waitingNote(ctx, job)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	v.Row.Progress.Waiting = waiting
 	v.Formats = rateRows(formats)
 	rules, err := d.Reports.JobRules(ctx, job.Key)
 	if err != nil {

@@ -56,6 +56,8 @@ type Deps struct {
 	TestSender TestSender
 	// Invitations e-mails new users their one-time link; nil leaves that to whoever invites.
 	Invitations Invitations
+	// Routes manages the mail servers' routes; nil hides them.
+	Routes RouteDesk
 
 	PostOffice *postoffice.PostOffice
 	// Context ends when the server shuts down; background work the toolbox starts (a

@@ -17,7 +17,9 @@
     };
     el.querySelectorAll("[data-field]").forEach(function (f) {
       var name = f.getAttribute("data-field");
-      if (name === "state") {
+      if (name === "waiting") {
+        f.textContent = p.waiting || "";
+      } else if (name === "state") {
         f.textContent = p.state;
         f.className = "tag state-" + p.state;
       } else if (name in values) {
