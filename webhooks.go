@@ -18,7 +18,7 @@ import (
 // webhooks builds the providers' webhooks from their secrets. Returns an error for a
 // SendGrid key that is not a base64 P-256 public key, or Postmark auth without a colon.
 func (c *Config) webhooks(events web.WebhookEvents, log *slog.Logger) (*web.Webhooks, error) {
-	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, SESTopicARN: c.SESTopic, Logger: log}
+	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, SendGridInbound: c.SendGridInbound, SESTopicARN: c.SESTopic, Logger: log}
 	if c.SendGridKey != "" {
 		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.SendGridKey))
 		if err != nil {
