@@ -182,7 +182,10 @@ func (c *Config) applySettings(ctx context.Context, st *store.Store) error {
 		flag, setting string
 		dst           *string
 	}{{"from", toolbox.SettingFrom, &c.From}, {"reply-domain", toolbox.SettingReplyDomain, &c.ReplyDomain},
-		{"postal-address", toolbox.SettingPostalAddress, &c.PostalAddress}, {"base-url", settingServedURL, &c.BaseURL}} {
+		{"postal-address", toolbox.SettingPostalAddress, &c.PostalAddress}, {"base-url", settingServedURL, &c.BaseURL},
+		{"mailgun-key", toolbox.SettingMailgunKey, &c.MailgunKey}, {"sendgrid-key", toolbox.SettingSendGridKey, &c.SendGridKey},
+		{"sendgrid-inbound", toolbox.SettingSendGridInbound, &c.SendGridInbound},
+		{"postmark-auth", toolbox.SettingPostmarkAuth, &c.PostmarkAuth}, {"ses-topic", toolbox.SettingSESTopic, &c.SESTopic}} {
 		// A command without the flag has no use for the setting; a given --http says where
 		// the server is.
 		if _, has := c.given[s.flag]; !has || c.given[s.flag] || (s.flag == "base-url" && c.given["http"]) {
@@ -250,7 +253,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
 		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
-		TrustedProxies: a.cfg.TrustedProxies, Routes: routeDesk{a}}
+		TrustedProxies: a.cfg.TrustedProxies, Routes: routeDesk{a}, Setup: a.setup()}
 	if a.cfg.Relay != "" {
 		// Without a relay, mail stays in the outbox on this machine: the toolbox shows the
 		// link to pass on instead of claiming it was e-mailed.
@@ -313,7 +316,7 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient,
 		GetCertificate: ls.tls.forSMTP()})
 	a.receiver = receiver
-	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" {
+	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" || a.cfg.SendGridInbound != "" {
 		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
 		if err != nil {
 			return err

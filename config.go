@@ -74,6 +74,8 @@ type Config struct {
 	// The providers' webhook secrets: Mailgun's signing key, SendGrid's verification key
 	// (base64 DER, as its console shows it), Postmark's basic auth as user:password.
 	MailgunKey, SendGridKey, PostmarkAuth string
+	// SendGridInbound is the secret SendGrid's Inbound Parse URL carries (it signs nothing).
+	SendGridInbound string
 	// SESTopic is the ARN of the SNS topic SES notifies.
 	SESTopic string
 	// HTTPS names the domains whose certificates ACME obtains and renews; TLSCert and TLSKey
@@ -153,6 +155,7 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		}},
 		{"mailgun-key", "POINTPOST_MAILGUN_KEY", str(&c.MailgunKey, "", "Mailgun webhook signing key; serves /webhooks/mailgun and /webhooks/mailgun/inbound")},
 		{"sendgrid-key", "POINTPOST_SENDGRID_KEY", str(&c.SendGridKey, "", "SendGrid signed event webhook verification key (base64); serves /webhooks/sendgrid")},
+		{"sendgrid-inbound", "POINTPOST_SENDGRID_INBOUND", str(&c.SendGridInbound, "", "secret for SendGrid Inbound Parse, in its URL /webhooks/sendgrid/inbound/SECRET or as basic-auth password; serves it")},
 		{"postmark-auth", "POINTPOST_POSTMARK_AUTH", str(&c.PostmarkAuth, "", "user:password Postmark's webhook URL carries; serves /webhooks/postmark and /webhooks/postmark/inbound")},
 		{"ses-topic", "POINTPOST_SES_TOPIC", str(&c.SESTopic, "", "ARN of the SNS topic Amazon SES notifies; serves /webhooks/ses")},
 		{"https", "POINTPOST_HTTPS", func(name string) {

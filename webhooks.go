@@ -9,16 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 
 	"pointpost/mailer"
+	"pointpost/toolbox"
 	"pointpost/web"
 )
 
 // webhooks builds the providers' webhooks from their secrets. Returns an error for a
 // SendGrid key that is not a base64 P-256 public key, or Postmark auth without a colon.
 func (c *Config) webhooks(events web.WebhookEvents, log *slog.Logger) (*web.Webhooks, error) {
-	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, SESTopicARN: c.SESTopic, Logger: log}
+	wh := &web.Webhooks{Events: events, MailgunKey: c.MailgunKey, SendGridInbound: c.SendGridInbound, SESTopicARN: c.SESTopic, Logger: log}
 	if c.SendGridKey != "" {
 		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.SendGridKey))
 		if err != nil {
@@ -51,4 +53,29 @@ func (e webhookEvents) ProviderEvent(ctx context.Context, ev web.WebhookEvent) e
 
 func (e webhookEvents) InboundParse(ctx context.Context, raw []byte) error {
 	return e.r.TakeInboundParse(ctx, raw)
+}
+
+// setup is what the toolbox's Settings page shows of the DNS records and inbound ways, from
+// the configuration in effect.
+func (a *app) setup() toolbox.Setup {
+	s := toolbox.Setup{FromDomain: domainOf(a.from.Address), ReplyDomain: a.cfg.ReplyDomain, SMTP: a.cfg.SMTP,
+		SMTPTLS: a.cfg.SMTPTLSCert != "", Webhooks: map[string]bool{
+			toolbox.SettingMailgunKey: a.cfg.MailgunKey != "", toolbox.SettingSendGridKey: a.cfg.SendGridKey != "",
+			toolbox.SettingSendGridInbound: a.cfg.SendGridInbound != "", toolbox.SettingPostmarkAuth: a.cfg.PostmarkAuth != "",
+			toolbox.SettingSESTopic: a.cfg.SESTopic != ""}}
+	if u, err := url.Parse(a.cfg.BaseURL); err == nil {
+		s.MailHost = u.Hostname()
+	}
+	if a.cfg.Relay != "" {
+		s.Relay = mailer.RedactURL(a.cfg.Relay)
+	}
+	if a.cfg.IMAP != "" {
+		s.IMAP = mailer.RedactURL(a.cfg.IMAP)
+	}
+	if a.dkim != nil {
+		for _, r := range a.dkim.Records() {
+			s.DKIM = append(s.DKIM, toolbox.DNSRecord{Name: r.Name, Type: "TXT", Value: r.Text})
+		}
+	}
+	return s
 }

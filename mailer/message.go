@@ -34,8 +34,22 @@ const (
 	slotMessageID
 	slotReplyTo
 	slotListUnsubscribe
+	slotProviderArgs
 	slotCount
 )
+
+// providerArgs are the header fields that hand each sending provider the delivery's token as
+// its custom argument (SendGrid unique_args, Mailgun user-variables, Postmark metadata, an SES
+// message tag), so its events name the delivery even where the Message-ID is rewritten. They
+// carry nothing the Message-ID does not, so every message has them, whatever the relay; a
+// relay that knows none of them passes them on as any X- field. Tokens are ASCII letters and
+// digits, which SES allows in a tag value.
+var providerArgs = [...]struct{ name, before, after string }{
+	{"X-SMTPAPI", `{"unique_args":{"pointpost_token":"`, `"}}`},
+	{"X-Mailgun-Variables", `{"pointpost_token":"`, `"}`},
+	{"X-PM-Metadata-pointpost_token", ``, ``},
+	{"X-SES-MESSAGE-TAGS", `pointpost_token=`, ``},
+}
 
 // marker is what a slot holds while go-message writes the skeleton; it has no spaces so
 // header folding never splits it.
@@ -121,6 +135,7 @@ func compileFormat(job *postoffice.Job, m *postoffice.Message, addr Addresses) (
 	var h gomail.Header
 	// WriteHeader writes fields last-added first, so they are added in reverse.
 	h.Set("X-Pointpost-Job", fmt.Sprint(job.Key))
+	h.Set(providerArgs[0].name, slotProviderArgs.marker())
 	h.Set("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	h.Set("List-Unsubscribe", slotListUnsubscribe.marker())
 	h.Set("Content-Transfer-Encoding", "quoted-printable")
@@ -216,12 +231,30 @@ func (jm *jobMessages) build(dst []byte, r *postoffice.Recipient, token, account
 			dst = append(dst, '@')
 			dst = append(dst, jm.addr.ReplyDomain...)
 			dst = append(dst, '>')
+		case slotProviderArgs:
+			dst = appendProviderArgs(dst, token)
 		}
 	}
 	dst = append(dst, fm.skeleton.literals[len(fm.skeleton.slots)]...)
 	scratch = fm.body.Append(scratch[:0], &v, fm.html)
 	dst = fm.appendBody(dst, scratch, token)
 	return dst, scratch
+}
+
+// appendProviderArgs writes the providerArgs fields' values, the first one's name being the
+// skeleton's.
+func appendProviderArgs(dst []byte, token string) []byte {
+	for i, a := range providerArgs {
+		if i > 0 {
+			dst = append(dst, "\r\n"...)
+			dst = append(dst, a.name...)
+			dst = append(dst, ": "...)
+		}
+		dst = append(dst, a.before...)
+		dst = append(dst, token...)
+		dst = append(dst, a.after...)
+	}
+	return dst
 }
 
 // compileFooter writes and encodes a job's footer.

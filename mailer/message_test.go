@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -379,7 +380,8 @@ func TestBuildSubjectEncoding(t *testing.T) {
 			}
 			slices.Sort(fields)
 			want := []string{"Content-Transfer-Encoding", "Content-Type", "Date", "From", "List-Unsubscribe",
-				"List-Unsubscribe-Post", "Message-Id", "Mime-Version", "Reply-To", "Subject", "To", "X-Pointpost-Job"}
+				"List-Unsubscribe-Post", "Message-Id", "Mime-Version", "Reply-To", "Subject", "To",
+				"X-Mailgun-Variables", "X-Pm-Metadata-Pointpost_token", "X-Pointpost-Job", "X-Ses-Message-Tags", "X-Smtpapi"}
 			if !slices.Equal(fields, want) {
 				t.Errorf("header fields %q, want %q", fields, want)
 			}
@@ -729,4 +731,38 @@ func BenchmarkBuild(b *testing.B) {
 		buf, scratch = jm.build(buf[:0], &r, token, "", dateHeader(now), scratch)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// TestBuildProviderArgs: every message hands each sending provider the delivery's token as
+// its custom argument, in the form that provider documents.
+func TestBuildProviderArgs(t *testing.T) {
+	k := testKeyring(t)
+	c := rewards.Consumer{ID: 1001, Email: "ann@example.com", FirstName: "Ann", Format: rewards.FormatText, Status: rewards.StatusActive}
+	for _, html := range []bool{false, true} {
+		job := testJob()
+		jm := compileTest(t, job, textMessage(), htmlMessage())
+		if html {
+			c.Format = rewards.FormatHTML
+		}
+		b := buildParsed(t, k, jm, c)
+		var sg struct {
+			UniqueArgs map[string]string `json:"unique_args"`
+		}
+		if err := json.Unmarshal([]byte(b.header.Get("X-SMTPAPI")), &sg); err != nil || sg.UniqueArgs["pointpost_token"] != b.token {
+			t.Errorf("X-SMTPAPI %q (%v): want unique_args.pointpost_token %s", b.header.Get("X-SMTPAPI"), err, b.token)
+		}
+		var mg map[string]string
+		if err := json.Unmarshal([]byte(b.header.Get("X-Mailgun-Variables")), &mg); err != nil || mg["pointpost_token"] != b.token {
+			t.Errorf("X-Mailgun-Variables %q (%v)", b.header.Get("X-Mailgun-Variables"), err)
+		}
+		if got := b.header.Get("X-PM-Metadata-pointpost_token"); got != b.token {
+			t.Errorf("X-PM-Metadata-pointpost_token %q", got)
+		}
+		if !bytes.Contains(b.raw, []byte("\r\nX-PM-Metadata-pointpost_token: "+b.token+"\r\n")) {
+			t.Errorf("the Postmark field's name is not written as Postmark reads it:\n%s", b.raw)
+		}
+		if got := b.header.Get("X-SES-MESSAGE-TAGS"); got != "pointpost_token="+b.token {
+			t.Errorf("X-SES-MESSAGE-TAGS %q", got)
+		}
+	}
 }

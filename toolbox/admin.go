@@ -38,6 +38,7 @@ func (d Deps) adminRoutes(r chi.Router) {
 	r.Post("/users/{id}/link", d.newSignInLink)
 	r.Get("/settings", d.settings)
 	r.Post("/settings", d.saveSettings)
+	r.Post("/settings/webhooks", d.saveWebhookSecrets)
 	d.inboundRoutes(r)
 }
 
@@ -485,11 +486,27 @@ func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
 type settingsView struct {
 	From, ReplyDomain, PostalAddress string
 	Errors                           fieldErrors
+	Setup                            setupView
 }
 
 func (d Deps) settings(w http.ResponseWriter, r *http.Request) {
+	d.renderSettings(w, r, http.StatusOK, settingsView{}, nil)
+}
+
+// renderSettings shows the settings page: v's form as typed when it has errors, else the
+// saved settings; secretErrs beside the webhook secrets' fields.
+func (d Deps) renderSettings(w http.ResponseWriter, r *http.Request, status int, v settingsView, secretErrs fieldErrors) {
 	ctx := r.Context()
-	var v settingsView
+	var err error
+	if v.Setup, err = d.setupView(r); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	v.Setup.Errors = secretErrs
+	if len(v.Errors) > 0 {
+		d.renderStatus(w, r, status, settingsPage(d.page(w, r, "Settings", "settings"), v))
+		return
+	}
 	for _, s := range []struct {
 		name string
 		dst  *string
@@ -501,7 +518,7 @@ func (d Deps) settings(w http.ResponseWriter, r *http.Request) {
 		}
 		*s.dst = val
 	}
-	d.render(w, r, settingsPage(d.page(w, r, "Settings", "settings"), v))
+	d.renderStatus(w, r, status, settingsPage(d.page(w, r, "Settings", "settings"), v))
 }
 
 var domainPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -534,7 +551,7 @@ func (d Deps) saveSettings(w http.ResponseWriter, r *http.Request) {
 		PostalAddress: strings.TrimSpace(r.PostFormValue("postal_address")),
 	}
 	if v.Errors = checkSettings(v); len(v.Errors) > 0 {
-		d.renderStatus(w, r, http.StatusUnprocessableEntity, settingsPage(d.page(w, r, "Settings", "settings"), v))
+		d.renderSettings(w, r, http.StatusUnprocessableEntity, v, nil)
 		return
 	}
 	if err := d.Settings.SetSettings(r.Context(), map[string]string{SettingFrom: v.From,

@@ -5,25 +5,23 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
 )
 
-// InboundStore lists the mail the receiver recorded that earned nothing: replies without a
-// valid token, auto-replies, bounces, complaints, unsubscribe messages, and what could not
-// be told apart.
+// InboundStore lists the mail that came in: the replies that acknowledged through their
+// token, and what the receiver recorded that earned nothing (replies without a valid token,
+// auto-replies, bounces, complaints, unsubscribe messages, and what could not be told apart).
 type InboundStore interface {
-	// InboundPage lists messages newest first: at most limit, of kind only (any when ""),
-	// only the unverified ones when unverifiedOnly, recorded before message beforeID (from
-	// the newest when 0).
-	InboundPage(ctx context.Context, kind string, unverifiedOnly bool, beforeID int64, limit int) ([]postoffice.InboundEntry, error)
+	// InboundPage lists entries newest first: at most limit, of kind only (any when ""),
+	// only the unverified ones when unverifiedOnly, after before (from the newest when zero).
+	InboundPage(ctx context.Context, kind string, unverifiedOnly bool, before postoffice.InboundCursor, limit int) ([]postoffice.InboundEntry, error)
 }
 
-// inboundKinds are the kinds the receiver records, in the order the filter offers them.
-var inboundKinds = []string{"reply", "auto-reply", "bounce", "delayed", "complaint", "unsubscribe", "unknown"}
+// inboundKinds are the kinds the inbound list holds, in the order the filter offers them.
+var inboundKinds = []string{postoffice.KindAcknowledged, "reply", "auto-reply", "bounce", "delayed", "complaint", "unsubscribe", "unknown"}
 
 // inboundPageSize is how many messages one page of /inbound lists.
 const inboundPageSize = 50
@@ -36,7 +34,7 @@ func (d Deps) inboundRoutes(r chi.Router) {
 type inboundQuery struct {
 	Kind       string
 	Unverified bool
-	Before     int64
+	Before     postoffice.InboundCursor
 }
 
 // parseInboundQuery reads the filter from the URL. Returns the errors by form field for
@@ -46,7 +44,7 @@ func parseInboundQuery(r *http.Request) (inboundQuery, fieldErrors) {
 	q := inboundQuery{Kind: v.Get("kind")}
 	errs := fieldErrors{}
 	if q.Kind != "" && !slices.Contains(inboundKinds, q.Kind) {
-		errs["kind"] = "Kind is reply, auto-reply, bounce, delayed, complaint, unsubscribe or unknown."
+		errs["kind"] = "Kind is acknowledged, reply, auto-reply, bounce, delayed, complaint, unsubscribe or unknown."
 		q.Kind = ""
 	}
 	switch v.Get("unverified") {
@@ -57,18 +55,18 @@ func parseInboundQuery(r *http.Request) (inboundQuery, fieldErrors) {
 		errs["unverified"] = "Tick the box for unverified messages only, or leave it empty for all."
 	}
 	if b := v.Get("before"); b != "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n <= 0 {
+		c, err := postoffice.ParseInboundCursor(b)
+		if err != nil {
 			errs["before"] = "That page link is broken: start from the newest messages."
 		} else {
-			q.Before = n
+			q.Before = c
 		}
 	}
 	return q, errs
 }
 
-// link is /inbound with the filter and, when before is not 0, the page cursor.
-func (q inboundQuery) link(before int64) string {
+// link is /inbound with the filter and, when before is not zero, the page cursor.
+func (q inboundQuery) link(before postoffice.InboundCursor) string {
 	v := url.Values{}
 	if q.Kind != "" {
 		v.Set("kind", q.Kind)
@@ -76,8 +74,8 @@ func (q inboundQuery) link(before int64) string {
 	if q.Unverified {
 		v.Set("unverified", "1")
 	}
-	if before != 0 {
-		v.Set("before", strconv.FormatInt(before, 10))
+	if !before.IsZero() {
+		v.Set("before", before.String())
 	}
 	if len(v) == 0 {
 		return "/inbound"
@@ -114,7 +112,7 @@ func (d Deps) inbound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(rows) > inboundPageSize {
 		rows = rows[:inboundPageSize]
-		v.Next = q.link(rows[len(rows)-1].ID)
+		v.Next = q.link(rows[len(rows)-1].Cursor())
 	}
 	v.Rows = rows
 	status := http.StatusOK

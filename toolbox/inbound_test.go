@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"pointpost/postoffice"
 	"pointpost/rewards"
 	"pointpost/store"
 	"pointpost/toolbox"
@@ -151,7 +152,8 @@ func TestInboundListsNewestFirstInPages(t *testing.T) {
 	if len(byTestID(doc, "next-page")) != 0 || len(byTestID(doc, "first-page")) != 1 {
 		t.Fatal("the last page links further, or not back to the newest")
 	}
-	doc = w.op.page("/inbound?before="+strconv.FormatInt(w.ids[0], 10), http.StatusOK)
+	oldest := postoffice.InboundCursor{AtMS: time.Date(2025, 5, 1, 9, 0, 0, 0, time.UTC).UnixMilli(), ID: w.ids[0]}
+	doc = w.op.page("/inbound?before="+oldest.String(), http.StatusOK)
 	if e := byTestID(doc, "empty"); len(e) != 1 || !strings.Contains(text(e[0]), "No older") {
 		t.Fatal("past the oldest message: no empty state")
 	}
@@ -272,5 +274,81 @@ func TestInboundIsOperatorsOnly(t *testing.T) {
 	}
 	if len(byTestID(doc, "inbound")) != 0 || len(byTestID(doc, "next-page")) != 0 {
 		t.Fatal("an empty list shows a table or a next page")
+	}
+}
+
+// TestInboundListsAcknowledgedReplies: a reply that earned points through its token is
+// listed beside the mail that earned nothing, with the points, the job and the consumer;
+// the kind filter offers "acknowledged" and shows those alone, and the other kinds leave
+// them out.
+func TestInboundListsAcknowledgedReplies(t *testing.T) {
+	w := newInboundWorld(t)
+	ctx := context.Background()
+	e := w.e
+	iss := e.issuer("acme")
+	now := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC) // after every recorded message
+	job := &postoffice.Job{IssuerID: iss.ID, Name: "Reply golf", State: postoffice.JobRunning, Start: now.Add(-time.Hour),
+		Stop: now.Add(time.Hour), ClientCount: 10}
+	rule := &rewards.AwardRule{IssuerID: iss.ID, Description: "reply bonus", Type: rewards.RuleReply, Points: 10, Frequency: rewards.FrequencyOnce}
+	if err := e.st.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil,
+		postoffice.JobRules{New: []*rewards.AwardRule{rule}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.SelectBatch(ctx, job, false, 10); err != nil {
+		t.Fatal(err)
+	}
+	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, now, 10)
+	if err != nil || len(recips) != 1 {
+		t.Fatalf("ClaimRecipients: %v, %v", recips, err)
+	}
+	if err := e.st.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: recips[0].DeliveryID, Kind: postoffice.OutcomeSent, At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Acknowledge(ctx, postoffice.Ack{JobKey: job.Key, ConsumerID: w.consumerID, Channel: postoffice.ChannelReply,
+		At: now, Source: "smtp <r1@example.com>"}); err != nil {
+		t.Fatal(err)
+	}
+
+	doc := w.op.page("/inbound", http.StatusOK)
+	rows, _ := inboundRows(t, doc)
+	if len(rows) != 50 {
+		t.Fatalf("%d rows, want 50", len(rows))
+	}
+	ack := rows[0]
+	if inboundCell(ack, "kind") != "acknowledged" || inboundCell(ack, "detail") != "earned 10 points · smtp <r1@example.com>" {
+		t.Errorf("the newest row reads %q, want the rewarded reply", text(ack))
+	}
+	if c := byTestID(ack, "consumer"); len(c) != 1 || text(c[0]) != "zoe@example.com" {
+		t.Errorf("the rewarded reply names no consumer: %q", text(ack))
+	}
+	if j := byTestID(ack, "job"); len(j) != 1 || !strings.Contains(text(j[0]), "Reply golf") {
+		t.Errorf("the rewarded reply names no job: %q", text(ack))
+	}
+	if inboundCell(rows[1], "kind") != "reply" {
+		t.Errorf("the second row is a %s, want the tokenless reply", inboundCell(rows[1], "kind"))
+	}
+	sel := byTestID(doc, "kind-select")
+	if len(sel) != 1 || !strings.Contains(text(sel[0]), "acknowledged") {
+		t.Fatal("the kind filter does not offer acknowledged")
+	}
+
+	doc = w.op.page("/inbound?kind=acknowledged", http.StatusOK)
+	if rows, _ := inboundRows(t, doc); len(rows) != 1 || inboundCell(rows[0], "kind") != "acknowledged" {
+		t.Errorf("?kind=acknowledged shows %d rows", len(rows))
+	}
+	for _, kind := range []string{"reply", "bounce"} {
+		for _, r := range byTestID(w.op.page("/inbound?kind="+kind, http.StatusOK), "inbound-row") {
+			if inboundCell(r, "kind") != kind {
+				t.Errorf("?kind=%s shows a %s", kind, inboundCell(r, "kind"))
+			}
+		}
+	}
+	// The next page of the mixed list goes on from the last row without a gap or repeat.
+	next := byTestID(w.op.page("/inbound", http.StatusOK), "next-page")
+	if len(next) != 1 {
+		t.Fatal("no next page")
+	}
+	if rows, _ := inboundRows(t, w.op.page(attr(next[0], "href"), http.StatusOK)); len(rows) != len(w.ids)+1-50 {
+		t.Errorf("second page: %d rows, want %d", len(rows), len(w.ids)+1-50)
 	}
 }

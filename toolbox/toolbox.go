@@ -51,6 +51,8 @@ type Deps struct {
 	Settings  SettingsStore
 	API       APIStore
 	Inbound   InboundStore
+	// Setup is what the Settings page shows of DNS records and inbound ways.
+	Setup Setup
 	// TestSender sends one job's message to a single address ("send a test"); nil hides
 	// the action.
 	TestSender TestSender

@@ -54,6 +54,11 @@ type Webhooks struct {
 	MailgunKey string
 	// SendGridKey is the signed event webhook's ECDSA P-256 public key.
 	SendGridKey *ecdsa.PublicKey
+	// SendGridInbound is the secret of SendGrid's Inbound Parse, which signs nothing: the
+	// URL set in SendGrid's console carries it as its last path segment
+	// (/webhooks/sendgrid/inbound/SECRET) or as the basic-auth password
+	// (https://sendgrid:SECRET@host/webhooks/sendgrid/inbound). A request without it is refused.
+	SendGridInbound string
 	// PostmarkUser and PostmarkPassword are the basic-auth credentials set in the webhook URL.
 	PostmarkUser, PostmarkPassword string
 	// SESTopicARN is the SNS topic SES notifies; messages of other topics are refused.
@@ -83,6 +88,7 @@ const maxWebhookBody = 12 << 20
 //	POST /mailgun            Mailgun event webhook (failed, complained, unsubscribed)
 //	POST /mailgun/inbound    Mailgun route forwarding a message (body-mime)
 //	POST /sendgrid           SendGrid signed event webhook
+//	POST /sendgrid/inbound[/SECRET]  SendGrid Inbound Parse (raw MIME in "email")
 //	POST /postmark           Postmark bounce, spam complaint, subscription change
 //	POST /postmark/inbound   Postmark inbound (RawEmail)
 //	POST /ses                Amazon SES bounces and complaints through SNS
@@ -100,6 +106,8 @@ func (wh *Webhooks) Handler() http.Handler {
 	r.Post("/mailgun", wh.mailgun)
 	r.Post("/mailgun/inbound", wh.mailgunInbound)
 	r.Post("/sendgrid", wh.sendgrid)
+	r.Post("/sendgrid/inbound", wh.sendgridInbound)
+	r.Post("/sendgrid/inbound/{secret}", wh.sendgridInbound)
 	r.Post("/postmark", wh.postmark)
 	r.Post("/postmark/inbound", wh.postmarkInbound)
 	r.Post("/ses", wh.ses)
@@ -330,6 +338,40 @@ func (wh *Webhooks) sendgrid(w http.ResponseWriter, r *http.Request) {
 	wh.answer(w, "sendgrid", nil)
 }
 
+// sendgridInboundAuthorized checks the Inbound Parse secret in the URL path or as the
+// basic-auth password.
+func (wh *Webhooks) sendgridInboundAuthorized(r *http.Request) bool {
+	got := chi.URLParam(r, "secret")
+	if _, p, ok := r.BasicAuth(); ok && got == "" {
+		got = p
+	}
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(wh.SendGridInbound)) == 1
+}
+
+// sendgridInbound takes a reply SendGrid's Inbound Parse forwarded with "POST the raw, full
+// MIME message" on: the message is the form field email.
+func (wh *Webhooks) sendgridInbound(w http.ResponseWriter, r *http.Request) {
+	if wh.SendGridInbound == "" {
+		http.NotFound(w, r)
+		return
+	}
+	if !wh.sendgridInboundAuthorized(r) {
+		wh.answer(w, "sendgrid", errUnsigned)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBody)
+	if err := r.ParseMultipartForm(maxWebhookBody); err != nil {
+		wh.answer(w, "sendgrid", &badPayload{err})
+		return
+	}
+	raw := r.FormValue("email")
+	if raw == "" {
+		wh.answer(w, "sendgrid", &badPayload{errors.New("no email field: tick \"POST the raw, full MIME message\"")})
+		return
+	}
+	wh.answer(w, "sendgrid", wh.Events.InboundParse(r.Context(), []byte(raw)))
+}
+
 func (wh *Webhooks) postmarkAuthorized(r *http.Request) bool {
 	u, p, ok := r.BasicAuth()
 	return ok && wh.PostmarkUser != "" &&
@@ -363,7 +405,7 @@ func (wh *Webhooks) postmark(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := WebhookEvent{Provider: "postmark", ID: e.RecordType + "-" + e.ID.String(), Recipient: e.Email,
 		Diagnostic: strings.TrimSpace(e.Description + " " + e.Details), Subject: e.Subject,
-		Tokens: []string{e.Metadata[CustomTokenField]}}
+		Tokens: []string{metadataToken(e.Metadata)}}
 	if ev.Recipient == "" {
 		ev.Recipient = e.Recipient
 	}
@@ -400,6 +442,17 @@ func (wh *Webhooks) postmark(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wh.answer(w, "postmark", wh.Events.ProviderEvent(r.Context(), ev))
+}
+
+// metadataToken is our custom argument among Postmark's metadata, whose key may arrive in
+// the case a relay wrote the X-PM-Metadata- field in.
+func metadataToken(m map[string]string) string {
+	for k, v := range m {
+		if strings.EqualFold(k, CustomTokenField) {
+			return v
+		}
+	}
+	return ""
 }
 
 func (wh *Webhooks) postmarkInbound(w http.ResponseWriter, r *http.Request) {

@@ -69,7 +69,7 @@ func newWebhookWorld(t testing.TB) *webhookWorld {
 	}
 	w := &webhookWorld{events: &recordedEvents{}, mgKey: "key-test-mailgun", sgKey: key, now: time.Unix(1_780_000_000, 0)}
 	wh := &Webhooks{Events: w.events, MailgunKey: w.mgKey, SendGridKey: &key.PublicKey,
-		PostmarkUser: "pm", PostmarkPassword: "pm-secret", Now: func() time.Time { return w.now }}
+		PostmarkUser: "pm", PostmarkPassword: "pm-secret", SendGridInbound: "sg-inbound-secret", Now: func() time.Time { return w.now }}
 	w.srv = httptest.NewServer(Handler(Deps{Webhooks: wh}))
 	t.Cleanup(w.srv.Close)
 	return w
@@ -293,5 +293,85 @@ func BenchmarkSignedEvents(b *testing.B) {
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// TestSendGridInboundParse: SendGrid's Inbound Parse signs nothing, so a forwarded message is
+// taken only with the secret in the URL path or as the basic-auth password.
+func TestSendGridInboundParse(t *testing.T) {
+	w := newWebhookWorld(t)
+	const raw = "From: ann@example.com\r\nSubject: Re: points\r\n\r\nyes\r\n"
+	form := func(field string) (string, []byte) {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("to", "reply+tok@reply.example")
+		mw.WriteField(field, raw)
+		mw.Close()
+		return mw.FormDataContentType(), buf.Bytes()
+	}
+	send := func(path, user, pass, field string) int {
+		ct, body := form(field)
+		req, err := http.NewRequest("POST", w.srv.URL+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", ct)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, path, user, pass string
+		want                   int
+	}{
+		{"no secret", "/webhooks/sendgrid/inbound", "", "", 401},
+		{"wrong secret in the path", "/webhooks/sendgrid/inbound/guess", "", "", 401},
+		{"wrong password", "/webhooks/sendgrid/inbound", "sendgrid", "guess", 401},
+		{"secret in the path", "/webhooks/sendgrid/inbound/sg-inbound-secret", "", "", 200},
+		{"secret as the password", "/webhooks/sendgrid/inbound", "sendgrid", "sg-inbound-secret", 200},
+	} {
+		if c := send(tc.path, tc.user, tc.pass, "email"); c != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, c, tc.want)
+		}
+	}
+	if len(w.events.raw) != 2 || string(w.events.raw[0]) != raw {
+		t.Fatalf("%d messages taken, want 2 as sent: %q", len(w.events.raw), w.events.raw)
+	}
+	// Parsed fields instead of the raw message: refused, nothing taken.
+	if c := send("/webhooks/sendgrid/inbound/sg-inbound-secret", "", "", "text"); c != 400 || len(w.events.raw) != 2 {
+		t.Errorf("without the raw message: %d, %d taken", c, len(w.events.raw))
+	}
+	if c := w.post(t, "/webhooks/sendgrid/inbound/sg-inbound-secret", "application/json", []byte("{}"), nil); c != 400 || len(w.events.raw) != 2 {
+		t.Errorf("not a form: %d, %d taken", c, len(w.events.raw))
+	}
+	// Not configured: not served.
+	off := httptest.NewServer(Handler(Deps{Webhooks: &Webhooks{Events: w.events}}))
+	defer off.Close()
+	resp, err := http.Post(off.URL+"/webhooks/sendgrid/inbound/x", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("unconfigured: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestPostmarkMetadataAnyCase: the token set as X-PM-Metadata-pointpost_token is found in
+// whatever case the field's name reached Postmark.
+func TestPostmarkMetadataAnyCase(t *testing.T) {
+	w := newWebhookWorld(t)
+	body := []byte(`{"RecordType":"Bounce","Type":"HardBounce","ID":42,"Email":"c0@example.com","Metadata":{"Pointpost_token":"tokpm"}}`)
+	if c := w.post(t, "/webhooks/postmark", "application/json", body, map[string]string{"password": "pm-secret"}); c != 200 {
+		t.Fatalf("%d", c)
+	}
+	if len(w.events.events) != 1 || w.events.events[0].Tokens[0] != "tokpm" {
+		t.Errorf("events %+v, want the token tokpm", w.events.events)
 	}
 }
