@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -170,5 +172,80 @@ func TestRouteAddedThroughTheAPIIsUsedWithoutRestart(t *testing.T) {
 	status, body := api(http.MethodGet, "/api/v1/routes/second", "")
 	if status != http.StatusOK || !strings.Contains(body, `"sent":10`) {
 		t.Errorf("the route's state: %d %s, want 10 sent", status, body)
+	}
+}
+
+// TestQuotaThenSecondRouteTakesOver is issue 9's quota target end to end: a route with 1,000
+// an hour sends 1,000, the rest waits for the window and the job says so; a second route
+// added while serving takes over at once, and every recipient is sent exactly once.
+func TestQuotaThenSecondRouteTakesOver(t *testing.T) {
+	const n, quota = 3000, 1000
+	metered, spare := &mailer.Sink{Keep: true}, &mailer.Sink{Keep: true}
+	for _, s := range []*mailer.Sink{metered, spare} {
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	e := newEnv(t, "")
+	runOK(t, e, "route", "add", "metered", "--url", metered.URL(), "--quota", strconv.Itoa(quota)+"/1h", "--db", e["POINTPOST_DB"])
+	runOK(t, e, "import", "consumers", writeConsumers(t, n))
+	st := openStore(t, e)
+	key, err := toolbox.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, e)
+	now := time.Now()
+	job := strings.TrimSpace(runOK(t, e, "campaign", "create",
+		writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), n, `{}`))))
+
+	var waiting string
+	waitFor(t, "the job to wait for the quota", 60*time.Second, func() bool {
+		var shown struct {
+			Waiting string `json:"waiting"`
+		}
+		if err := json.Unmarshal([]byte(runOK(t, e, "job", "show", job)), &shown); err != nil {
+			t.Fatal(err)
+		}
+		waiting = shown.Waiting
+		return waiting != ""
+	})
+	if !strings.Contains(waiting, "route metered over its 1h0m0s quota of 1000") || !strings.Contains(waiting, "until") {
+		t.Errorf("job show says %q, want the route, its quota and until when", waiting)
+	}
+	if metered.Count() != quota {
+		t.Fatalf("the metered relay took %d, want its quota of %d", metered.Count(), quota)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/api/v1/routes",
+		strings.NewReader(`{"name": "spare", "url": "`+spare.URL()+`", "priority": 1}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("adding the spare route: %d", resp.StatusCode)
+	}
+	jobKey, _ := strconv.ParseInt(job, 10, 64)
+	waitFor(t, "the job to finish by the spare route", 120*time.Second, func() bool {
+		return jobState(t, st, jobKey).State == postoffice.JobDone
+	})
+	if metered.Count() != quota || spare.Count() != n-quota {
+		t.Errorf("metered took %d and spare %d, want %d and %d", metered.Count(), spare.Count(), quota, n-quota)
+	}
+	seen := map[string]int{}
+	for _, s := range []*mailer.Sink{metered, spare} {
+		for _, m := range s.Messages() {
+			seen[m.To]++
+		}
+	}
+	for i := range n {
+		if to := fmt.Sprintf("c%d@example.com", i); seen[to] != 1 {
+			t.Errorf("%s was sent %d times, want once", to, seen[to])
+		}
 	}
 }

@@ -28,10 +28,12 @@ type RouteStore interface {
 }
 
 // WaitError says no route has room for a message now: the delivery waits, uncharged, and
-// the job with it, until Until.
+// the job with it, until Until, or until the routes change (Changed is closed then): a
+// route added or given a larger quota may have room at once.
 type WaitError struct {
-	Reason string
-	Until  time.Time
+	Reason  string
+	Until   time.Time
+	Changed <-chan struct{}
 }
 
 func (e *WaitError) Error() string {
@@ -84,6 +86,7 @@ type Router struct {
 	reloading sync.Mutex // one Reload at a time
 	mu        sync.RWMutex
 	routes    []*route
+	changed   chan struct{} // closed and replaced by each Reload
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -130,7 +133,7 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{log: cfg.Logger, now: cfg.Now, cfg: cfg}
+	r := &Router{log: cfg.Logger, now: cfg.Now, cfg: cfg, changed: make(chan struct{})}
 	if err := r.Reload(ctx, cfg.Routes); err != nil {
 		return nil, err
 	}
@@ -188,15 +191,23 @@ func (r *Router) Reload(ctx context.Context, routes []postoffice.Route) error {
 	}
 	r.mu.Lock()
 	r.routes = next
+	changed := r.changed
+	r.changed = make(chan struct{})
 	r.mu.Unlock()
+	close(changed)
 	return nil
 }
 
-// working returns the routes at work now.
+// working returns the routes at work now, and a channel closed when they change.
 func (r *Router) working() []*route {
+	routes, _ := r.workingSince()
+	return routes
+}
+
+func (r *Router) workingSince() ([]*route, <-chan struct{}) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.routes
+	return r.routes, r.changed
 }
 
 func (r *Router) newRoute(ctx context.Context, rt postoffice.Route, now time.Time) (*route, error) {
@@ -338,9 +349,10 @@ func (r *Router) Send(ctx context.Context, env *Envelope) error {
 // throttling answer. With none, it says why and until when the first will have room.
 func (r *Router) pick(pin string) (*route, *WaitError) {
 	now := r.now()
+	routes, changed := r.workingSince()
 	var wait *WaitError
 	for _, cooling := range []bool{false, true} {
-		for _, ro := range r.working() {
+		for _, ro := range routes {
 			if pin != "" && ro.Name != pin {
 				continue
 			}
@@ -350,12 +362,12 @@ func (r *Router) pick(pin string) (*route, *WaitError) {
 				return ro, nil
 			case until.IsZero(): // cooling: tried in the second round
 			case wait == nil || until.Before(wait.Until):
-				wait = &WaitError{Reason: "route " + ro.Name + " " + reason, Until: until}
+				wait = &WaitError{Reason: "route " + ro.Name + " " + reason, Until: until, Changed: changed}
 			}
 		}
 	}
 	if wait == nil {
-		wait = &WaitError{Reason: "no route", Until: now.Add(time.Minute)}
+		wait = &WaitError{Reason: "no route", Until: now.Add(time.Minute), Changed: changed}
 		if pin != "" {
 			wait.Reason = "no route " + pin + " (the job is pinned to it)"
 		}

@@ -174,8 +174,9 @@ func (m *MailServer) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 	due := map[int64]time.Time{}
+	wakes := map[int64]<-chan struct{}{}
 	for ctx.Err() == nil {
-		ran, err := m.dispatch(ctx, due)
+		ran, err := m.dispatch(ctx, due, wakes)
 		if err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Error("dispatch", "err", err)
 		}
@@ -190,8 +191,9 @@ func (m *MailServer) Run(ctx context.Context) error {
 	return nil
 }
 
-// dispatch runs one pass over each of this server's jobs that is due.
-func (m *MailServer) dispatch(ctx context.Context, due map[int64]time.Time) (ran bool, err error) {
+// dispatch runs one pass over each of this server's jobs that is due. A job waiting for a
+// route is due again when its wait ends or the routes change, whichever comes first.
+func (m *MailServer) dispatch(ctx context.Context, due map[int64]time.Time, wakes map[int64]<-chan struct{}) (ran bool, err error) {
 	jobs, err := m.cfg.Store.Jobs(ctx, postoffice.JobRunning)
 	if err != nil {
 		return false, err
@@ -203,16 +205,20 @@ func (m *MailServer) dispatch(ctx context.Context, due map[int64]time.Time) (ran
 			continue
 		}
 		mine = append(mine, job.Key)
-		if !job.Sendable(now) || due[job.Key].After(now) {
+		if !job.Sendable(now) || due[job.Key].After(now) && !closed(wakes[job.Key]) {
 			continue
 		}
 		m.setState("sending", mine)
 		next, err := m.pass(ctx, job)
+		delete(wakes, job.Key)
 		if err != nil {
 			due[job.Key] = now.Add(m.cfg.Poll)
 			return true, fmt.Errorf("job %d: %w", job.Key, err)
 		}
 		due[job.Key] = next
+		if w := m.waiting.Load(); w != nil {
+			wakes[job.Key] = w.Changed
+		}
 		ran = true
 	}
 	if !ran {
@@ -226,6 +232,16 @@ func (m *MailServer) dispatch(ctx context.Context, due map[int64]time.Time) (ran
 		}
 	}
 	return ran, nil
+}
+
+// closed reports whether ch is closed; a nil ch never is.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // pass sends every delivery of job that is due, in id order, until there is none left or the
