@@ -47,6 +47,7 @@ type recipientLog struct {
 	mu      sync.Mutex
 	written int64
 	counts  map[string]int
+	waiters []logWaiter
 	syncMu  sync.Mutex
 	synced  int64
 	syncs   int64
@@ -70,6 +71,7 @@ func (l *recipientLog) record(to string) error {
 	if err == nil {
 		l.written++
 		l.counts[to]++
+		l.wake()
 	}
 	n := l.written
 	l.mu.Unlock()
@@ -96,6 +98,35 @@ func (l *recipientLog) distinct() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.counts)
+}
+
+// logWaiter is a channel to close once the log names n recipients.
+type logWaiter struct {
+	n    int
+	done chan struct{}
+}
+
+// reached returns a channel closed once the log names n distinct recipients.
+func (l *recipientLog) reached(n int) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := logWaiter{n, make(chan struct{})}
+	l.waiters = append(l.waiters, w)
+	l.wake()
+	return w.done
+}
+
+// wake closes the channels of the waiters whose count is reached; l.mu is held.
+func (l *recipientLog) wake() {
+	waiting := l.waiters[:0]
+	for _, w := range l.waiters {
+		if len(l.counts) >= w.n {
+			close(w.done)
+		} else {
+			waiting = append(waiting, w)
+		}
+	}
+	l.waiters = waiting
 }
 
 // reread counts the recipients in the file itself, which is what survives.
@@ -231,18 +262,16 @@ func crashTest(t *testing.T, n, wantKills int) {
 	for kills < wantKills {
 		p := start()
 		if rng.IntN(4) == 0 {
-			time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond) // a random kill moment
 			early++
 		} else {
 			before := log.distinct()
 			spread := max(2*(n-before)/(wantKills-kills+1), 20)
 			target := min(before+1+rng.IntN(spread), n-reserve)
-			deadline := time.Now().Add(2 * time.Minute)
-			for log.distinct() < target && log.distinct() < n {
-				if time.Now().After(deadline) {
-					t.Fatalf("kill %d: the sink stayed at %d recipients for 2 minutes (target %d)", kills+1, log.distinct(), target)
-				}
-				time.Sleep(2 * time.Millisecond)
+			select {
+			case <-log.reached(target):
+			case <-time.After(2 * time.Minute):
+				t.Fatalf("kill %d: the sink stayed at %d recipients for 2 minutes (target %d)", kills+1, log.distinct(), target)
 			}
 		}
 		kill(p)

@@ -174,6 +174,22 @@ func jobState(t *testing.T, st *store.Store, key int64) *postoffice.Job {
 	return j
 }
 
+// mailServerStatus is what mail server id last reported, as the store saved it.
+func mailServerStatus(t *testing.T, st *store.Store, id int) postoffice.MailServerStatus {
+	t.Helper()
+	statuses, err := st.MailServers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range statuses {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no mail server %d among %+v", id, statuses)
+	return postoffice.MailServerStatus{}
+}
+
 // writeConsumers writes a CSV of n consumers: even ones in the US, odd ones in CA; every
 // third reads HTML; every fifth likes golf; a plan attribute.
 func writeConsumers(t *testing.T, n int) string {
