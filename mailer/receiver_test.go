@@ -1444,3 +1444,31 @@ func TestClipKeepsRunesWhole(t *testing.T) {
 		t.Errorf("short text changed: %q", got)
 	}
 }
+
+// TestReceiverStopsWhenStoppedAtOnce: a receiver whose context has ended before its SMTP
+// server takes the listener still returns (its Shutdown could run first and leave the
+// listener open, accepting for ever).
+func TestReceiverStopsWhenStoppedAtOnce(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewReceiver(ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
+			Unsubscribe: &fakeUnsubscriber{}, ShutdownGrace: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		served := make(chan error, 1)
+		go func() { served <- r.Serve(ctx, l) }()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("start %d: Serve = %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("start %d: Serve did not return though its context had ended", i)
+		}
+	}
+}
