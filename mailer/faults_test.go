@@ -134,13 +134,7 @@ func (r *faultRig) run(cfg Config) {
 
 func (r *faultRig) waitDone(within time.Duration) {
 	r.t.Helper()
-	waitFor(r.t, within, "the job is not done", func() bool {
-		j, err := r.st.Job(r.ctx, r.job.Key)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		return j.State == postoffice.JobDone
-	})
+	r.po.waitDone(r.t, within, r.job.Key)
 }
 
 func (r *faultRig) counts() postoffice.JobCounts {

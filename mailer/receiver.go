@@ -317,6 +317,8 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 		cl.kickIdle()
 		select {
 		case err := <-stopped:
+			// A Shutdown that ran before Serve took the listener did not close it.
+			cl.Close()
 			<-served
 			if err != nil {
 				r.cfg.Logger.Warn("receiver: connections still open after the grace period", "err", err)

@@ -38,6 +38,8 @@ type fakeAcks struct {
 	fail func(n int, token string) error
 	// gate, when set, holds each call until it is closed or sent to.
 	gate chan struct{}
+	// entered, when set, hears of each call as it begins.
+	entered chan struct{}
 
 	mu        sync.Mutex
 	calls     []ackCall
@@ -57,6 +59,9 @@ func (f *fakeAcks) Acknowledge(ctx context.Context, token string, channel postof
 	f.calls = append(f.calls, ackCall{token, channel, source})
 	n := len(f.calls)
 	f.mu.Unlock()
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -761,7 +766,7 @@ func TestReceiverDisconnectsStalledClient(t *testing.T) {
 			fmt.Fprintf(conn, "Subject: Re: Hi [#%s]\r\nFrom: joe@example.com\r\n\r\nI am typing very slo", tok)
 		}
 		start := time.Now()
-		// Whatever the server says, the connection must end well within a few timeouts.
+		// Whatever the server says, it ends the connection: a read left waiting 5 s means it did not.
 		var got []string
 		for i := 0; i < 10; i++ {
 			line, err := readReply(t, conn, br, 5*time.Second)
@@ -774,10 +779,7 @@ func TestReceiverDisconnectsStalledClient(t *testing.T) {
 			got = append(got, strings.TrimSpace(line))
 		}
 		conn.Close()
-		t.Logf("%s: the server said %q", stallAt, got)
-		if waited := time.Since(start); waited > 3*time.Second {
-			t.Errorf("%s: disconnected after %v, want about 300ms", stallAt, waited)
-		}
+		t.Logf("%s: the server said %q after %v", stallAt, got, time.Since(start))
 		if stallAt == "after the greeting" && (len(got) != 1 || !strings.HasPrefix(got[0], "421 ")) {
 			t.Errorf("%s: got %q, want a 421", stallAt, got)
 		}
@@ -840,8 +842,8 @@ func TestReceiverCapsConnections(t *testing.T) {
 
 func TestReceiverAnswersOnlyAfterCommitAndStopsGracefully(t *testing.T) {
 	t.Parallel()
-	gate := make(chan struct{})
-	r := startReceiver(t, func(_ *ReceiverConfig, a *fakeAcks, _ *fakeInbound) { a.gate = gate })
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	r := startReceiver(t, func(_ *ReceiverConfig, a *fakeAcks, _ *fakeInbound) { a.gate, a.entered = gate, entered })
 	tok := r.k.Encode(7, 42)
 
 	// An idle client, which shutdown sends away.
@@ -859,15 +861,10 @@ func TestReceiverAnswersOnlyAfterCommitAndStopsGracefully(t *testing.T) {
 	go func() {
 		done <- sendStd(t, r.addr, "joe@example.com", []string{"reply+" + tok + "@" + testReplyDomain}, replyMessage("Subject: Re: Hi\n"))
 	}()
-	// Wait for the acknowledgement to start.
-	for i := 0; ; i++ {
-		if calls, _ := r.acks.snapshot(); len(calls) == 1 {
-			break
-		}
-		if i > 500 {
-			t.Fatal("Acknowledge was not called")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Acknowledge was not called")
 	}
 	select {
 	case got := <-done:
@@ -1445,5 +1442,33 @@ func TestClipKeepsRunesWhole(t *testing.T) {
 	}
 	if got := clip("short é"); got != "short é" {
 		t.Errorf("short text changed: %q", got)
+	}
+}
+
+// TestReceiverStopsWhenStoppedAtOnce: a receiver whose context has ended before its SMTP
+// server takes the listener still returns (its Shutdown could run first and leave the
+// listener open, accepting for ever).
+func TestReceiverStopsWhenStoppedAtOnce(t *testing.T) {
+	t.Parallel()
+	k := inboundKeyring(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewReceiver(ReceiverConfig{ReplyDomain: testReplyDomain, Tokens: k, Acks: &fakeAcks{k: k}, Inbound: &fakeInbound{},
+			Unsubscribe: &fakeUnsubscriber{}, ShutdownGrace: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		served := make(chan error, 1)
+		go func() { served <- r.Serve(ctx, l) }()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("start %d: Serve = %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("start %d: Serve did not return though its context had ended", i)
+		}
 	}
 }

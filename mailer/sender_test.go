@@ -521,18 +521,13 @@ func silentRelay(t *testing.T) string {
 func TestSMTPSenderTimesOutOnSilentRelay(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	s := newSender(t, silentRelay(t), timeout)
-	start := time.Now()
 	err := s.Send(context.Background(), envelope("a@example.com", 1))
-	elapsed := time.Since(start)
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Send to a silent relay = %v, want a timeout", err)
 	}
 	if Classify(err) != VerdictRelayDown {
 		t.Errorf("Classify(%v) = %s, want relay down (it never greeted)", err, verdictName(Classify(err)))
-	}
-	if elapsed > timeout+time.Second {
-		t.Errorf("Send took %v with a %v timeout", elapsed, timeout)
 	}
 }
 
@@ -569,13 +564,15 @@ func TestSMTPSenderTimesOutWaitingForDataReply(t *testing.T) {
 func TestSMTPSenderHonoursContext(t *testing.T) {
 	// A mail server halting (suspend, stop date, shutdown) cancels the context of the sends in
 	// flight; a stuck relay must not hold the halt for the whole command timeout.
-	s := newSender(t, silentRelay(t), 3*time.Second)
+	// Ended by the cancel, the send fails on its closed connection; left to run, it would
+	// end 30 s later with the command timeout's error.
+	s := newSender(t, silentRelay(t), 30*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
+	time.AfterFunc(100*time.Millisecond, cancel) // the halt comes while the relay is silent
 	err := s.Send(ctx, envelope("a@example.com", 1))
-	if elapsed := time.Since(start); err == nil || elapsed > time.Second {
-		t.Errorf("Send with its context cancelled after 100ms returned %v after %v, want an error within a second", err, elapsed)
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("Send with its context cancelled returned %v, want it ended by the cancel, not the timeout", err)
 	}
 }
 

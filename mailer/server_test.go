@@ -23,12 +23,20 @@ import (
 )
 
 // fakePostOffice records what the mail servers tell it and, like the real one, marks a job
-// done when a mail server finds nothing left to send.
+// done when a mail server finds nothing left to send. Tests wait on what it hears.
 type fakePostOffice struct {
 	st       *store.Store
 	mu       sync.Mutex
 	reports  []postoffice.MailServerStatus
 	finished map[int64]int
+	done     map[int64]chan struct{} // closed once the job is marked done
+	waiters  []reportWaiter
+}
+
+// reportWaiter is a channel for the first report that matches.
+type reportWaiter struct {
+	match func(postoffice.MailServerStatus) bool
+	got   chan postoffice.MailServerStatus
 }
 
 var _ PostOffice = (*fakePostOffice)(nil)
@@ -37,19 +45,77 @@ func (f *fakePostOffice) Report(s postoffice.MailServerStatus) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reports = append(f.reports, s)
+	waiting := f.waiters[:0]
+	for _, w := range f.waiters {
+		if w.match(s) {
+			w.got <- s
+		} else {
+			waiting = append(waiting, w)
+		}
+	}
+	f.waiters = waiting
 }
 
 func (f *fakePostOffice) Finished(ctx context.Context, key int64) error {
 	f.mu.Lock()
 	f.finished[key]++
 	f.mu.Unlock()
-	return f.st.SetJobState(ctx, key, postoffice.JobDone, "all sent")
+	if err := f.st.SetJobState(ctx, key, postoffice.JobDone, "all sent"); err != nil {
+		return err
+	}
+	done := f.doneSignal(key)
+	select {
+	case <-done:
+	default:
+		close(done)
+	}
+	return nil
 }
 
 func (f *fakePostOffice) finishedCount(key int64) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.finished[key]
+}
+
+// doneSignal is closed once a mail server has marked the job done.
+func (f *fakePostOffice) doneSignal(key int64) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done == nil {
+		f.done = map[int64]chan struct{}{}
+	}
+	if f.done[key] == nil {
+		f.done[key] = make(chan struct{})
+	}
+	return f.done[key]
+}
+
+// waitReport waits for the next report that matches and returns it; within only bounds a
+// hang (the mail servers report every second).
+func (f *fakePostOffice) waitReport(t *testing.T, within time.Duration, what string, match func(postoffice.MailServerStatus) bool) postoffice.MailServerStatus {
+	t.Helper()
+	w := reportWaiter{match, make(chan postoffice.MailServerStatus, 1)}
+	f.mu.Lock()
+	f.waiters = append(f.waiters, w)
+	f.mu.Unlock()
+	select {
+	case s := <-w.got:
+		return s
+	case <-time.After(within):
+		t.Fatalf("no report in %v: %s", within, what)
+		return postoffice.MailServerStatus{}
+	}
+}
+
+// waitDone waits until a mail server has marked the job done.
+func (f *fakePostOffice) waitDone(t *testing.T, within time.Duration, key int64) {
+	t.Helper()
+	select {
+	case <-f.doneSignal(key):
+	case <-time.After(within):
+		t.Fatalf("after %v: the job is not done", within)
+	}
 }
 
 // relay is the sink's behaviour: it counts each recipient's attempts, may be slow, and may
@@ -233,26 +299,6 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// waitQuiet waits until count has not changed for quiet, and fails if that takes longer than
-// within. It returns the settled count.
-func waitQuiet(t *testing.T, within, quiet time.Duration, what string, count func() int64) int64 {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last, since := count(), time.Now()
-	for {
-		time.Sleep(5 * time.Millisecond)
-		n := count()
-		if n != last {
-			last, since = n, time.Now()
-		} else if time.Since(since) >= quiet {
-			return n
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v %s is still moving (at %d)", within, what, n)
-		}
-	}
-}
-
 func (h *harness) jobState() postoffice.JobState {
 	j, err := h.st.Job(h.ctx, h.job.Key)
 	if err != nil {
@@ -263,7 +309,7 @@ func (h *harness) jobState() postoffice.JobState {
 
 func (h *harness) waitDone(within time.Duration) {
 	h.t.Helper()
-	waitFor(h.t, within, "the job is not done", func() bool { return h.jobState() == postoffice.JobDone })
+	h.po.waitDone(h.t, within, h.job.Key)
 }
 
 func (h *harness) counts() postoffice.JobCounts {
@@ -620,23 +666,26 @@ func TestMailServerSuspendAndResume(t *testing.T) {
 	if err := h.st.SetJobSuspended(h.ctx, h.job.Key, true); err != nil {
 		t.Fatal(err)
 	}
-	suspended := time.Now()
-	// The server is "waiting" once its pass has halted: the sends in flight are done and
-	// their outcomes committed.
-	waitFor(t, 1500*time.Millisecond, "mail server 1 did not halt on the suspend", func() bool {
-		return h.server(1).Status().State == "waiting"
+	// The server reports "waiting" once its pass has halted: the sends in flight are done
+	// and their outcomes committed.
+	halted := h.po.waitReport(t, 15*time.Second, "mail server 1 halting on the suspend", func(s postoffice.MailServerStatus) bool {
+		return s.ID == 1 && s.State == "waiting"
 	})
 	stopped := h.sink.Count()
-	t.Logf("sends stopped at %d of %d, %v after the suspend", stopped, n, time.Since(suspended))
+	t.Logf("sends stopped at %d of %d", stopped, n)
 	if stopped >= n {
 		t.Fatalf("the whole job went out (%d) despite the suspend", stopped)
 	}
 	// What went out is recorded, and the rest waits.
-	if c := h.counts(); c.Sent != int(stopped) || c.Pending != n-int(stopped) || c.Failed != 0 || c.Rejected != 0 {
-		t.Errorf("job counts while suspended %+v, want %d sent and %d pending", c, stopped, n-int(stopped))
+	if c := h.counts(); c.Sent != int(stopped) || c.Pending != n-int(stopped) || c.Failed != 0 || c.Rejected != 0 || halted.Sent != stopped {
+		t.Errorf("job counts while suspended %+v, server sent %d, want %d sent and %d pending", c, halted.Sent, stopped, n-int(stopped))
 	}
-	if settled := waitQuiet(t, time.Second, 200*time.Millisecond, "the sink's count while suspended", h.sink.Count); settled != stopped {
-		t.Errorf("sends went on while suspended: %d, then %d", stopped, settled)
+	// A report later the server has looked at the job again many times and still waits.
+	h.po.waitReport(t, 15*time.Second, "mail server 1 reporting again while suspended", func(s postoffice.MailServerStatus) bool {
+		return s.ID == 1
+	})
+	if again := h.sink.Count(); again != stopped || h.server(1).Status().State != "waiting" {
+		t.Errorf("sends went on while suspended: %d, then %d (server %s)", stopped, again, h.server(1).Status().State)
 	}
 	if s := h.jobState(); s != postoffice.JobRunning || h.po.finishedCount(h.job.Key) != 0 {
 		t.Errorf("suspended job is %s, finished %d times", s, h.po.finishedCount(h.job.Key))
@@ -668,15 +717,18 @@ func TestMailServerStopsAtStopDate(t *testing.T) {
 
 	// The mail servers' clock passes the job's stop date mid-run.
 	h.clock.advance(time.Until(h.job.Stop) + time.Minute)
-	waitFor(t, 1500*time.Millisecond, "mail server 1 did not halt at the stop date", func() bool {
-		return h.server(1).Status().State == "waiting"
+	h.po.waitReport(t, 15*time.Second, "mail server 1 halting at the stop date", func(s postoffice.MailServerStatus) bool {
+		return s.ID == 1 && s.State == "waiting"
 	})
 	stopped := h.sink.Count()
 	if stopped >= n {
 		t.Fatalf("the whole job went out (%d) past its stop date", stopped)
 	}
-	if settled := waitQuiet(t, time.Second, 200*time.Millisecond, "the sink's count past the stop date", h.sink.Count); settled != stopped {
-		t.Errorf("sends went on past the stop date: %d, then %d", stopped, settled)
+	h.po.waitReport(t, 15*time.Second, "mail server 1 reporting again past the stop date", func(s postoffice.MailServerStatus) bool {
+		return s.ID == 1
+	})
+	if again := h.sink.Count(); again != stopped {
+		t.Errorf("sends went on past the stop date: %d, then %d", stopped, again)
 	}
 	// Nothing was written once the stop date had passed: every Date is before it.
 	for _, m := range h.sink.Messages() {
@@ -704,7 +756,10 @@ func TestMailServerPausesWhileRelayIsDown(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there until the relay "comes back"
 	h := newHarness(t, setup{consumers: 6, relayURL: "smtp://" + addr})
-	time.Sleep(300 * time.Millisecond) // several passes' worth of refused connections
+	// "waiting" once a pass found the relay down and paused.
+	h.po.waitReport(t, 15*time.Second, "mail server 1 pausing for the relay", func(s postoffice.MailServerStatus) bool {
+		return s.ID == 1 && s.State == "waiting"
+	})
 	if c := h.server(1).Counters(); c != (Counters{}) {
 		t.Errorf("counters while the relay is down: %+v, want none", c)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -78,34 +79,38 @@ func TestSettleNowSettlesEverythingInBatches(t *testing.T) {
 }
 
 func TestSettlerRunKeepsGoingAndStops(t *testing.T) {
-	f := &fakeSettleStore{pending: 7, err: errors.New("database is locked")}
-	s := &Settler{Store: f, Interval: 5 * time.Millisecond, Batch: 3}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.left() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not settle after a failed pass")
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSettleStore{pending: 7, err: errors.New("database is locked")}
+		s := &Settler{Store: f, Interval: time.Minute, Batch: 3}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		synctest.Wait() // the first pass has failed and Run waits for its ticker
+		if got := f.left(); got != 7 {
+			t.Fatalf("%d left after a failed pass, want all 7", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	f.add(4)
-	for f.left() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not settle what accrued later")
+		time.Sleep(s.Interval) // the bubble's clock: the next tick, at once
+		synctest.Wait()
+		if got := f.left(); got != 0 {
+			t.Fatalf("%d left after the pass that follows a failed one", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil once ctx ends", err)
+		f.add(4)
+		time.Sleep(s.Interval)
+		synctest.Wait()
+		if got := f.left(); got != 0 {
+			t.Fatalf("%d of what accrued later left after a tick", got)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop when ctx ended")
-	}
+		cancel()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v, want nil once ctx ends", err)
+			}
+		default:
+			t.Fatal("Run did not stop when ctx ended")
+		}
+	})
 }
 
 func TestAccounts(t *testing.T) {

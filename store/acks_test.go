@@ -704,13 +704,14 @@ func TestAcknowledgeCloseAppliesQueued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waits := s.write.Stats().WaitCount
 	var reqs []*ackRequest
 	for i := range n {
 		req := &ackRequest{ctx: context.Background(), ack: ackAt(job, cs[i], postoffice.ChannelReply, ackT0), reply: make(chan struct{})}
 		s.acks.queue <- req
 		reqs = append(reqs, req)
 		if i == 0 {
-			time.Sleep(20 * time.Millisecond) // the committer takes it and waits for the writer
+			poll("the committer to take the first and wait for the writer", func() bool { return s.write.Stats().WaitCount > waits })
 		}
 	}
 	t.Logf("%d of %d still queued at Close", len(s.acks.queue), n)

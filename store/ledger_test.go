@@ -213,7 +213,8 @@ func TestSettlerPostsInBatchesAndOnInterval(t *testing.T) {
 	for i := range 25 {
 		w.accrue(t, id, int64(i), 2)
 	}
-	st := &rewards.Settler{Store: w.s, Batch: 10, Interval: 10 * time.Millisecond}
+	posted := make(chan int, 16)
+	st := &rewards.Settler{Store: settleSignal{w.s, posted}, Batch: 10, Interval: 10 * time.Millisecond}
 	if n, err := st.SettleNow(ctx); err != nil || n != 25 {
 		t.Fatalf("SettleNow = %d, %v; want 25", n, err)
 	}
@@ -221,18 +222,39 @@ func TestSettlerPostsInBatchesAndOnInterval(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- st.Run(runCtx) }()
 	w.accrue(t, id, 100, 5)
-	deadline := time.Now().Add(5 * time.Second)
-	for w.balance(t, id) != 55 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the loop did not post the new accrual: balance %d", w.balance(t, id))
+	for total := 0; total < 26; {
+		select {
+		case n := <-posted:
+			total += n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the loop did not post the new accrual: %d of 26 posted, balance %d", total, w.balance(t, id))
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+	if b := w.balance(t, id); b != 55 {
+		t.Errorf("balance %d once the loop posted the new accrual, want 55", b)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v after cancel", err)
 	}
 	w.checkLedger(t)
+}
+
+// settleSignal is the store to a Settler, sending how many accruals each Settle posted.
+type settleSignal struct {
+	rewards.SettleStore
+	posted chan<- int
+}
+
+func (s settleSignal) Settle(ctx context.Context, limit int) (int, error) {
+	n, err := s.SettleStore.Settle(ctx, limit)
+	if n > 0 {
+		select {
+		case s.posted <- n:
+		case <-ctx.Done():
+		}
+	}
+	return n, err
 }
 
 func TestLedgerIsAppendOnly(t *testing.T) {
