@@ -278,7 +278,7 @@ func TestLoginThrottlePerClient(t *testing.T) {
 // sign-ins are all in flight at once; entered counts the lookups, each the prelude of a
 // password check.
 type gatedAccounts struct {
-	toolbox.AccountStore
+	toolbox.Store
 	gate    chan struct{}
 	entered atomic.Int32
 }
@@ -289,12 +289,12 @@ func (g *gatedAccounts) UserByEmail(ctx context.Context, email string) (*rewards
 	case <-g.gate:
 	case <-ctx.Done():
 	}
-	return g.AccountStore.UserByEmail(ctx, email)
+	return g.Store.UserByEmail(ctx, email)
 }
 
 func TestLoginThrottleHoldsAgainstParallelGuesses(t *testing.T) {
 	gated := &gatedAccounts{gate: make(chan struct{})}
-	e := newEnv(t, func(d *toolbox.Deps) { gated.AccountStore = d.Accounts; d.Accounts = gated })
+	e := newEnv(t, func(d *toolbox.Deps) { gated.Store = d.Store; d.Store = gated })
 	authUser(e, "ann@acme.example", "acme", "correct horse battery")
 	const n = 30 // under the per-client limit, so only the account's can bite
 	statuses := make(chan int, n)
@@ -647,17 +647,17 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 	ctx := context.Background()
 	iss := e.issuer("acme")
 	u := &rewards.User{Email: " Ann@Acme.example ", Role: rewards.RoleIssuer, IssuerID: iss.ID}
-	link, err := toolbox.AddUser(ctx, e.st, u, e.srv.URL+"/", time.Now())
+	link, err := rewards.AddUser(ctx, e.st, u, e.srv.URL+"/", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if u.Email != "ann@acme.example" || !strings.HasPrefix(link, e.srv.URL+"/welcome/") {
 		t.Fatalf("AddUser: e-mail %q, link %q", u.Email, link)
 	}
-	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "ANN@acme.example", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); !errors.Is(err, rewards.ErrExists) {
+	if _, err := rewards.AddUser(ctx, e.st, &rewards.User{Email: "ANN@acme.example", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); !errors.Is(err, rewards.ErrExists) {
 		t.Fatalf("AddUser of a taken address: %v", err)
 	}
-	if _, err := toolbox.AddUser(ctx, e.st, &rewards.User{Email: "Ann <ann@x.example>", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); err == nil {
+	if _, err := rewards.AddUser(ctx, e.st, &rewards.User{Email: "Ann <ann@x.example>", Role: rewards.RoleOperator}, e.srv.URL, time.Now()); err == nil {
 		t.Fatal("AddUser took an address with a display name")
 	}
 	path := strings.TrimPrefix(link, e.srv.URL)
@@ -694,7 +694,7 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 	}
 
 	// An expired link and an unknown one.
-	old, err := toolbox.NewUserLink(ctx, e.st, u.ID, e.srv.URL, time.Now().Add(-2*time.Hour), time.Hour)
+	old, err := rewards.NewUserLink(ctx, e.st, u.ID, e.srv.URL, time.Now().Add(-2*time.Hour), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -705,7 +705,7 @@ func TestWelcomeLinkSetsThePasswordOnce(t *testing.T) {
 func TestSetupMakesTheFirstOperator(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now())
+	link, err := rewards.SetupLink(ctx, e.st, e.srv.URL, time.Now())
 	if err != nil || !strings.HasPrefix(link, e.srv.URL+"/setup/") {
 		t.Fatalf("SetupLink: %q, %v", link, err)
 	}
@@ -731,7 +731,7 @@ func TestSetupMakesTheFirstOperator(t *testing.T) {
 		t.Fatal("the operator's address is not the one typed")
 	}
 	e.anonymous().page(path, http.StatusNotFound)
-	if link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now()); link != "" || err != nil {
+	if link, err := rewards.SetupLink(ctx, e.st, e.srv.URL, time.Now()); link != "" || err != nil {
 		t.Fatalf("SetupLink with an operator: %q, %v; want none", link, err)
 	}
 }
@@ -739,7 +739,7 @@ func TestSetupMakesTheFirstOperator(t *testing.T) {
 func TestSetupRefusedOnceAnOperatorExists(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	link, err := toolbox.SetupLink(ctx, e.st, e.st, e.srv.URL, time.Now())
+	link, err := rewards.SetupLink(ctx, e.st, e.srv.URL, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -757,7 +757,7 @@ func TestSetupRefusedOnceAnOperatorExists(t *testing.T) {
 
 func TestSetupLinkExpires(t *testing.T) {
 	e := newEnv(t)
-	link, err := toolbox.SetupLink(context.Background(), e.st, e.st, e.srv.URL, time.Now().Add(-25*time.Hour))
+	link, err := rewards.SetupLink(context.Background(), e.st, e.srv.URL, time.Now().Add(-25*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -837,7 +837,7 @@ func TestAPIKeysOfAnotherIssuerCannotBeRevoked(t *testing.T) {
 	globex, gu := e.signIn("gil@globex.example", "globex")
 	op, _ := e.signIn("op@example.com", "")
 	k := &rewards.APIKey{Name: "globex shop", IssuerID: gu.IssuerID}
-	secret, err := toolbox.NewAPIKey(ctx, e.st, k, time.Now())
+	secret, err := rewards.NewAPIKey(ctx, e.st, k, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,7 @@ func newEnv(t *testing.T, tune ...func(*toolbox.Deps)) *env {
 	t.Cleanup(func() { st.Close() })
 	// Passwords hash at bcrypt's least cost: under the race detector the real one takes
 	// seconds. The cost travels in each hash, so what is checked does not change.
-	d := toolbox.Deps{Store: st, Accounts: st, Campaigns: st, Reports: st, Consumers: st, Settings: st,
-		API: st, Inbound: st, PasswordCost: bcrypt.MinCost}
+	d := toolbox.Deps{Store: st, PasswordCost: bcrypt.MinCost}
 	for _, f := range tune {
 		f(&d)
 	}
