@@ -820,11 +820,8 @@ type costView struct {
 }
 
 type ruleCost struct {
-	Label  string
-	Points int64
-	Times  int64 // awards per consumer within the job's dates
-	Most   int64 // recipients × points × times, capped by the rule's budget
-	Capped bool
+	Label string
+	rewards.RuleCost
 }
 
 type evaluation struct {
@@ -910,7 +907,6 @@ func (d campaignPages) evaluate(ctx context.Context, f *campaignForm) evaluation
 		}
 		if budget, used, err := d.campaigns.BudgetOfIssuer(ctx, iss.ID); err == nil && budget > 0 {
 			ev.cost.HasBudget, ev.cost.Budget, ev.cost.Spent = true, budget, used
-			ev.cost.Left = max(budget-used, 0)
 		}
 	}
 	if spec, ok := f.Rule.spec(func(string, string) {}); ok && spec != nil && spec.Points > 0 {
@@ -923,17 +919,16 @@ func (d campaignPages) evaluate(ctx context.Context, f *campaignForm) evaluation
 		r.Stop, _ = time.Parse(time.RFC3339, spec.Stop)
 		ev.cost.Rules = append(ev.cost.Rules, priceRule(r, 0, ev.cost.Recipients, jobStart, jobStop))
 	}
-	for _, rc := range ev.cost.Rules {
-		ev.cost.Most = rewards.SumMostPoints(ev.cost.Most, rc.Most)
-		ev.cost.PerConsumer = rewards.SumMostPoints(ev.cost.PerConsumer, rewards.MostPoints(rc.Points, rc.Times))
+	costs := make([]rewards.RuleCost, len(ev.cost.Rules))
+	for i, rc := range ev.cost.Rules {
+		costs[i] = rc.RuleCost
 	}
-	ev.cost.Over = ev.cost.HasBudget && ev.cost.Most > ev.cost.Left
+	ev.cost.Most, ev.cost.PerConsumer = rewards.JobCost(costs)
+	ev.cost.Over, ev.cost.Left = rewards.OverBudget(ev.cost.Budget, ev.cost.Spent, ev.cost.Most)
 	return ev
 }
 
-// priceRule is the most one rule can award in a job: each recipient earns its points once
-// per job, or once per period for a period rule, while both the job and the rule run; a
-// rule's own budget caps it.
+// priceRule is rule r's cost in the job (rewards.AwardRule.Price), labelled for the page.
 func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobStop time.Time) ruleCost {
 	label := string(r.Type)
 	if r.Description != "" {
@@ -942,34 +937,7 @@ func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobSt
 	if r.ID != 0 {
 		label = fmt.Sprintf("#%d %s", r.ID, label)
 	}
-	rc := ruleCost{Label: label, Points: r.Points, Times: awardsPerConsumer(r, jobStart, jobStop)}
-	rc.Most = rewards.MostPoints(int64(recipients), r.Points, rc.Times)
-	if r.Budget > 0 {
-		if left := max(r.Budget-spent, 0); rc.Most > left {
-			rc.Most, rc.Capped = left, true
-		}
-	}
-	return rc
-}
-
-// awardsPerConsumer is how many times a rule may award one consumer within the job's dates.
-func awardsPerConsumer(r rewards.AwardRule, jobStart, jobStop time.Time) int64 {
-	from, until := jobStart, jobStop
-	if !r.Start.IsZero() && r.Start.After(from) {
-		from = r.Start
-	}
-	if !r.Stop.IsZero() && (until.IsZero() || r.Stop.Before(until)) {
-		until = r.Stop
-	}
-	if !from.IsZero() && !until.IsZero() && !until.After(from) {
-		return 0
-	}
-	if r.Frequency != rewards.FrequencyPeriod || r.Period <= 0 || from.IsZero() || until.IsZero() {
-		return 1
-	}
-	// Periods are numbered as AwardRule.Occurrence numbers them.
-	p := r.Period.Milliseconds()
-	return (until.UnixMilli()-1)/p - from.UnixMilli()/p + 1
+	return ruleCost{Label: label, RuleCost: r.Price(spent, recipients, jobStart, jobStop)}
 }
 
 // renderPreview renders the form's messages for a consumer: for an operator, the first one
