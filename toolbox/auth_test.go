@@ -276,15 +276,17 @@ func TestLoginThrottlePerClient(t *testing.T) {
 
 // gatedAccounts holds every password lookup at a gate until the test opens it, so that
 // sign-ins are all in flight at once; entered counts the lookups, each the prelude of a
-// password check.
+// password check. Each lookup also sends on arrived as it reaches the gate.
 type gatedAccounts struct {
 	toolbox.Store
 	gate    chan struct{}
 	entered atomic.Int32
+	arrived chan struct{}
 }
 
 func (g *gatedAccounts) UserByEmail(ctx context.Context, email string) (*rewards.User, string, error) {
 	g.entered.Add(1)
+	g.arrived <- struct{}{}
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -293,16 +295,17 @@ func (g *gatedAccounts) UserByEmail(ctx context.Context, email string) (*rewards
 }
 
 func TestLoginThrottleHoldsAgainstParallelGuesses(t *testing.T) {
-	gated := &gatedAccounts{gate: make(chan struct{})}
+	const n = 30 // under the per-client limit, so only the account's can bite
+	// arrived hears each guess once before the gate opens (at the gate, or answered without
+	// reaching it) and the gated ones once more as they finish.
+	gated := &gatedAccounts{gate: make(chan struct{}), arrived: make(chan struct{}, 2*n)}
 	e := newEnv(t, func(d *toolbox.Deps) { gated.Store = d.Store; d.Store = gated })
 	authUser(e, "ann@acme.example", "acme", "correct horse battery")
-	const n = 30 // under the per-client limit, so only the account's can bite
 	statuses := make(chan int, n)
-	var done atomic.Int32
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			defer done.Add(1)
+			defer func() { gated.arrived <- struct{}{} }()
 			form := url.Values{"email": {"ann@acme.example"}, "password": {"guess " + strconv.Itoa(i)}}
 			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(form.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -317,12 +320,8 @@ func TestLoginThrottleHoldsAgainstParallelGuesses(t *testing.T) {
 		})
 	}
 	// Every guess is either answered or waiting at its password check: open the gate.
-	deadline := time.Now().Add(10 * time.Second)
-	for gated.entered.Load()+done.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %d guesses at the gate, %d answered, of %d", gated.entered.Load(), done.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	for range n {
+		<-gated.arrived
 	}
 	close(gated.gate)
 	wg.Wait()
