@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"pointpost/rewards"
-	"pointpost/toolbox"
 )
 
 // userCommand adds toolbox accounts and makes one-time links for them: the way in for the
@@ -40,7 +39,7 @@ func userCommand(e *cli) *cobra.Command {
 				}
 				u.Role, u.IssuerID = rewards.RoleIssuer, iss.ID
 			}
-			link, err := toolbox.AddUser(ctx, a.store, u, a.cfg.BaseURL, time.Now())
+			link, err := rewards.AddUser(ctx, a.store, u, a.cfg.BaseURL, time.Now())
 			if errors.Is(err, rewards.ErrExists) {
 				return fmt.Errorf("%s already has an account: 'pointpost user link %s' makes a new sign-in link", u.Email, u.Email)
 			}
@@ -71,7 +70,7 @@ func userCommand(e *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			link, err := toolbox.NewUserLink(cmd.Context(), a.store, u.ID, a.cfg.BaseURL, time.Now(), 24*time.Hour)
+			link, err := rewards.NewUserLink(cmd.Context(), a.store, u.ID, a.cfg.BaseURL, time.Now(), 24*time.Hour)
 			if err != nil {
 				return err
 			}
@@ -110,7 +109,7 @@ func apikeyCommand(e *cli) *cobra.Command {
 				}
 				k.IssuerID = iss.ID
 			}
-			secret, err := toolbox.NewAPIKey(cmd.Context(), a.store, k, time.Now())
+			secret, err := rewards.NewAPIKey(cmd.Context(), a.store, k, time.Now())
 			if err != nil {
 				return err
 			}

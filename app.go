@@ -250,8 +250,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
 		mux.Handle(prefix, pages)
 	}
-	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,
-		Consumers: a.store, Settings: a.store, API: a.store, Inbound: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
+	tools := toolbox.Deps{Store: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,
 		BaseURL: a.cfg.BaseURL, PasswordCost: a.cfg.PasswordCost, Version: a.cfg.Version,
 		TrustedProxies: a.cfg.TrustedProxies, Routes: routeDesk{a}, Setup: a.setup()}
 	if a.cfg.Relay != "" {

@@ -16,7 +16,6 @@ import (
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/rewards"
-	"pointpost/toolbox"
 )
 
 func TestRouteCommand(t *testing.T) {
@@ -139,7 +138,7 @@ func TestRouteAddedThroughTheAPIIsUsedWithoutRestart(t *testing.T) {
 	runOK(t, e, "route", "add", "first", "--url", first.URL(), "--priority", "5", "--db", e["POINTPOST_DB"])
 	runOK(t, e, "import", "consumers", writeConsumers(t, 20))
 	st := openStore(t, e)
-	key, err := toolbox.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
+	key, err := rewards.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

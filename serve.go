@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"pointpost/toolbox"
+	"pointpost/rewards"
 )
 
 func serveCommand(e *cli) *cobra.Command {
@@ -81,7 +81,7 @@ func serveCommand(e *cli) *cobra.Command {
 			if ls.metrics != nil {
 				fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", cfg.Metrics)
 			}
-			link, err := toolbox.SetupLink(ctx, a.store, a.store, a.cfg.BaseURL, time.Now())
+			link, err := rewards.SetupLink(ctx, a.store, a.cfg.BaseURL, time.Now())
 			if err != nil {
 				log.Error("setup link", "err", err)
 			} else if link != "" {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -22,8 +23,48 @@ const (
 	SettingPostalAddress = "postal_address"
 )
 
-// adminRoutes are the operators' pages for issuers, users and settings.
-func (d Deps) adminRoutes(r chi.Router) {
+// userStore is what the issuers' and users' pages read and change of users and API keys.
+type userStore interface {
+	rewards.UserStore
+	rewards.APIKeyStore
+	UserByEmail(ctx context.Context, email string) (*rewards.User, string, error)
+	UserByID(ctx context.Context, id int64) (*rewards.User, error)
+	Users(ctx context.Context, issuerID int64) ([]*rewards.User, error)
+	SetUserDisabled(ctx context.Context, userID int64, disabled bool) error
+	APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey, error)
+	RevokeAPIKey(ctx context.Context, id, issuerID int64, now time.Time) error
+}
+
+// issuerStore keeps the issuers and their budgets.
+type issuerStore interface {
+	Issuers(ctx context.Context) ([]rewards.Issuer, error)
+	CreateIssuer(ctx context.Context, iss *rewards.Issuer, now time.Time) error
+	IssuerPoints(ctx context.Context, issuerID int64) (budget, spent int64, err error)
+	SetIssuerBudget(ctx context.Context, issuerID, budget int64) error
+}
+
+// settingsStore keeps the operators' settings.
+type settingsStore interface {
+	Setting(ctx context.Context, name string) (string, error)
+	SetSettings(ctx context.Context, values map[string]string) error
+}
+
+// issuerAdmin are the operators' pages for issuers, their users and keys, and the operators.
+type issuerAdmin struct {
+	base
+	accounts    userStore
+	issuerStore issuerStore
+	invitations Invitations
+}
+
+// settingsPages are the operators' settings, with the DNS records and webhook secrets.
+type settingsPages struct {
+	base
+	store settingsStore
+	setup Setup
+}
+
+func (d issuerAdmin) issuerRoutes(r chi.Router) {
 	r.Get("/issuers", d.issuers)
 	r.Post("/issuers", d.createIssuer)
 	r.Post("/operators", d.inviteOperator)
@@ -36,10 +77,12 @@ func (d Deps) adminRoutes(r chi.Router) {
 	r.Post("/users/{id}/disable", d.setUserDisabled(true))
 	r.Post("/users/{id}/enable", d.setUserDisabled(false))
 	r.Post("/users/{id}/link", d.newSignInLink)
+}
+
+func (d settingsPages) settingsRoutes(r chi.Router) {
 	r.Get("/settings", d.settings)
 	r.Post("/settings", d.saveSettings)
 	r.Post("/settings/webhooks", d.saveWebhookSecrets)
-	d.inboundRoutes(r)
 }
 
 // invitation is an invite form as typed, and the link it made.
@@ -80,15 +123,15 @@ type issuersView struct {
 	InviteErrors fieldErrors
 }
 
-func (d Deps) renderIssuers(w http.ResponseWriter, r *http.Request, status int, v issuersView) {
+func (d issuerAdmin) renderIssuers(w http.ResponseWriter, r *http.Request, status int, v issuersView) {
 	ctx := r.Context()
-	v.MailsInvites = d.Invitations != nil
-	issuers, err := d.Settings.Issuers(ctx)
+	v.MailsInvites = d.invitations != nil
+	issuers, err := d.issuerStore.Issuers(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	users, err := d.Accounts.Users(ctx, 0)
+	users, err := d.accounts.Users(ctx, 0)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -103,7 +146,7 @@ func (d Deps) renderIssuers(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	for _, iss := range issuers {
 		row := issuerRow{Issuer: iss, Users: byIssuer[iss.ID]}
-		if row.Budget, row.Spent, err = d.Settings.IssuerPoints(ctx, iss.ID); err != nil {
+		if row.Budget, row.Spent, err = d.issuerStore.IssuerPoints(ctx, iss.ID); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -113,13 +156,13 @@ func (d Deps) renderIssuers(w http.ResponseWriter, r *http.Request, status int, 
 	d.renderStatus(w, r, status, issuersPage(d.page(w, r, "Issuers & users", "issuers"), v))
 }
 
-func (d Deps) issuers(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) issuers(w http.ResponseWriter, r *http.Request) {
 	d.renderIssuers(w, r, http.StatusOK, issuersView{})
 }
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
 
-func (d Deps) createIssuer(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) createIssuer(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	iss := rewards.Issuer{Slug: strings.TrimSpace(r.PostFormValue("slug")), Name: strings.TrimSpace(r.PostFormValue("name"))}
 	v := issuersView{NewIssuer: iss, Errors: fieldErrors{}}
@@ -130,7 +173,7 @@ func (d Deps) createIssuer(w http.ResponseWriter, r *http.Request) {
 		v.Errors["name"] = "Give the issuer's name as people know it, up to 100 characters."
 	}
 	if len(v.Errors) == 0 {
-		err := d.Settings.CreateIssuer(ctx, &iss, d.Now())
+		err := d.issuerStore.CreateIssuer(ctx, &iss, d.now())
 		if err == nil {
 			d.redirect(w, r, "/issuers/"+strconv.FormatInt(iss.ID, 10), "Issuer "+iss.Slug+" created. Invite its users here.")
 			return
@@ -145,8 +188,8 @@ func (d Deps) createIssuer(w http.ResponseWriter, r *http.Request) {
 }
 
 // issuerSlugTaken tells a create refused for a taken slug from a failure, by looking.
-func (d Deps) issuerSlugTaken(ctx context.Context, slug string) bool {
-	issuers, err := d.Settings.Issuers(ctx)
+func (d issuerAdmin) issuerSlugTaken(ctx context.Context, slug string) bool {
+	issuers, err := d.issuerStore.Issuers(ctx)
 	if err != nil {
 		return false
 	}
@@ -160,7 +203,7 @@ func (d Deps) issuerSlugTaken(ctx context.Context, slug string) bool {
 
 // invite adds a user without a password and makes the link with which they set one. It
 // fills v.Link, or errs with what to fix; a failure of the store is returned.
-func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, what string, errs fieldErrors) error {
+func (d issuerAdmin) invite(r *http.Request, v *invitation, u *rewards.User, what string, errs fieldErrors) error {
 	ctx := r.Context()
 	v.Email, v.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
 	email, err := rewards.ValidEmail(v.Email)
@@ -174,9 +217,9 @@ func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, what strin
 		return nil
 	}
 	u.Email, u.Name = email, v.Name
-	link, err := AddUser(ctx, d.Accounts, u, d.baseURL(r), d.Now())
+	link, err := rewards.AddUser(ctx, d.accounts, u, d.baseURL(r), d.now())
 	if err != nil {
-		if _, _, e := d.Accounts.UserByEmail(ctx, email); e == nil {
+		if _, _, e := d.accounts.UserByEmail(ctx, email); e == nil {
 			errs["email"] = email + " already has an account."
 			return nil
 		}
@@ -190,16 +233,16 @@ func (d Deps) invite(r *http.Request, v *invitation, u *rewards.User, what strin
 // mailInvitation e-mails v's link, for an account for what (a new one, or one whose
 // password is being set again when renewal), when the toolbox can send mail. A failure is
 // shown, not fatal: the link on the page still works.
-func (d Deps) mailInvitation(ctx context.Context, v *invitation, what string, renewal bool) {
-	if d.Invitations == nil {
+func (d issuerAdmin) mailInvitation(ctx context.Context, v *invitation, what string, renewal bool) {
+	if d.invitations == nil {
 		return
 	}
-	send := d.Invitations.SendInvitation
+	send := d.invitations.SendInvitation
 	if renewal {
-		send = d.Invitations.SendPasswordLink
+		send = d.invitations.SendPasswordLink
 	}
 	if err := send(ctx, v.Email, v.Name, what, v.Link); err != nil {
-		d.Logger.Warn("toolbox: sign-in link not e-mailed", "to", v.Email, "err", err)
+		d.logger.Warn("toolbox: sign-in link not e-mailed", "to", v.Email, "err", err)
 		v.MailError = "The e-mail could not be sent (" + err.Error() + "): send the link yourself."
 		return
 	}
@@ -211,7 +254,7 @@ const operatorsAccount = "the operators' toolbox"
 
 func issuerAccount(iss rewards.Issuer) string { return "the campaigns of " + iss.Name }
 
-func (d Deps) inviteOperator(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) inviteOperator(w http.ResponseWriter, r *http.Request) {
 	v := issuersView{InviteErrors: fieldErrors{}}
 	if err := d.invite(r, &v.Invite, &rewards.User{Role: rewards.RoleOperator}, operatorsAccount, v.InviteErrors); err != nil {
 		d.fail(w, r, err)
@@ -240,7 +283,7 @@ type issuerView struct {
 }
 
 // issuerFor returns the issuer named by the URL's {id}, or answers 404 and returns nil.
-func (d Deps) issuerFor(w http.ResponseWriter, r *http.Request) *rewards.Issuer {
+func (d issuerAdmin) issuerFor(w http.ResponseWriter, r *http.Request) *rewards.Issuer {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
@@ -258,8 +301,8 @@ func (d Deps) issuerFor(w http.ResponseWriter, r *http.Request) *rewards.Issuer 
 }
 
 // issuerByID returns issuer id, or nil if there is none.
-func (d Deps) issuerByID(ctx context.Context, id int64) (*rewards.Issuer, error) {
-	issuers, err := d.Settings.Issuers(ctx)
+func (d issuerAdmin) issuerByID(ctx context.Context, id int64) (*rewards.Issuer, error) {
+	issuers, err := d.issuerStore.Issuers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -271,19 +314,19 @@ func (d Deps) issuerByID(ctx context.Context, id int64) (*rewards.Issuer, error)
 	return nil, nil
 }
 
-func (d Deps) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v issuerView) {
+func (d issuerAdmin) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v issuerView) {
 	ctx := r.Context()
-	v.MailsInvites = d.Invitations != nil
+	v.MailsInvites = d.invitations != nil
 	var err error
-	if v.Budget, v.Spent, err = d.Settings.IssuerPoints(ctx, v.Issuer.ID); err != nil {
+	if v.Budget, v.Spent, err = d.issuerStore.IssuerPoints(ctx, v.Issuer.ID); err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	if v.Users, err = d.Accounts.Users(ctx, v.Issuer.ID); err != nil {
+	if v.Users, err = d.accounts.Users(ctx, v.Issuer.ID); err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	if v.Keys.Keys, err = d.Accounts.APIKeys(ctx, v.Issuer.ID); err != nil {
+	if v.Keys.Keys, err = d.accounts.APIKeys(ctx, v.Issuer.ID); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -300,13 +343,13 @@ func (d Deps) renderIssuer(w http.ResponseWriter, r *http.Request, status int, v
 	d.renderStatus(w, r, status, issuerPage(d.page(w, r, v.Issuer.Name, "issuers"), v))
 }
 
-func (d Deps) issuer(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) issuer(w http.ResponseWriter, r *http.Request) {
 	if iss := d.issuerFor(w, r); iss != nil {
 		d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss})
 	}
 }
 
-func (d Deps) setBudget(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) setBudget(w http.ResponseWriter, r *http.Request) {
 	iss := d.issuerFor(w, r)
 	if iss == nil {
 		return
@@ -318,7 +361,7 @@ func (d Deps) setBudget(w http.ResponseWriter, r *http.Request) {
 		d.renderIssuer(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}
-	if err := d.Settings.SetIssuerBudget(r.Context(), iss.ID, budget); err != nil {
+	if err := d.issuerStore.SetIssuerBudget(r.Context(), iss.ID, budget); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -329,7 +372,7 @@ func (d Deps) setBudget(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, "/issuers/"+strconv.FormatInt(iss.ID, 10), flash)
 }
 
-func (d Deps) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
 	iss := d.issuerFor(w, r)
 	if iss == nil {
 		return
@@ -348,7 +391,7 @@ func (d Deps) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
 }
 
 // createIssuerKey makes an API key for the issuer and shows its secret, this once.
-func (d Deps) createIssuerKey(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) createIssuerKey(w http.ResponseWriter, r *http.Request) {
 	iss := d.issuerFor(w, r)
 	if iss == nil {
 		return
@@ -360,7 +403,7 @@ func (d Deps) createIssuerKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k := &rewards.APIKey{Name: v.Keys.Name, IssuerID: iss.ID, IssuerSlug: iss.Slug}
-	secret, err := NewAPIKey(r.Context(), d.Accounts, k, d.Now())
+	secret, err := rewards.NewAPIKey(r.Context(), d.accounts, k, d.now())
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -371,7 +414,7 @@ func (d Deps) createIssuerKey(w http.ResponseWriter, r *http.Request) {
 
 // revokeIssuerKey revokes the issuer's key named by the form's key_id. A key that is not
 // the issuer's answers 404; one revoked already says so.
-func (d Deps) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	iss := d.issuerFor(w, r)
 	if iss == nil {
@@ -383,7 +426,7 @@ func (d Deps) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
 			Keys: apiKeysView{Errors: fieldErrors{"key_id": "No key was named: press Revoke beside the key to revoke."}}})
 		return
 	}
-	keys, err := d.Accounts.APIKeys(ctx, iss.ID)
+	keys, err := d.accounts.APIKeys(ctx, iss.ID)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -403,7 +446,7 @@ func (d Deps) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, page, "Key “"+key.Name+"” was revoked already.")
 		return
 	}
-	if err := d.Accounts.RevokeAPIKey(ctx, key.ID, iss.ID, d.Now()); err != nil {
+	if err := d.accounts.RevokeAPIKey(ctx, key.ID, iss.ID, d.now()); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -411,13 +454,13 @@ func (d Deps) revokeIssuerKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // userFor returns the user named by the URL's {id}, or answers 404 and returns nil.
-func (d Deps) userFor(w http.ResponseWriter, r *http.Request) *rewards.User {
+func (d issuerAdmin) userFor(w http.ResponseWriter, r *http.Request) *rewards.User {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return nil
 	}
-	u, err := d.Accounts.UserByID(r.Context(), id)
+	u, err := d.accounts.UserByID(r.Context(), id)
 	if err != nil {
 		d.fail(w, r, err)
 		return nil
@@ -435,7 +478,7 @@ func usersPage(u *rewards.User) string {
 
 // setUserDisabled disables or enables a user. An operator cannot disable himself, so there
 // is always one left to undo it.
-func (d Deps) setUserDisabled(disabled bool) http.HandlerFunc {
+func (d issuerAdmin) setUserDisabled(disabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u := d.userFor(w, r)
 		if u == nil {
@@ -445,7 +488,7 @@ func (d Deps) setUserDisabled(disabled bool) http.HandlerFunc {
 			d.redirect(w, r, usersPage(u), "You cannot disable your own account: ask another operator.")
 			return
 		}
-		if err := d.Accounts.SetUserDisabled(r.Context(), u.ID, disabled); err != nil {
+		if err := d.accounts.SetUserDisabled(r.Context(), u.ID, disabled); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -459,12 +502,12 @@ func (d Deps) setUserDisabled(disabled bool) http.HandlerFunc {
 
 // newSignInLink makes a new one-time link for a user: to finish an invitation whose link
 // was lost, or to set a forgotten password.
-func (d Deps) newSignInLink(w http.ResponseWriter, r *http.Request) {
+func (d issuerAdmin) newSignInLink(w http.ResponseWriter, r *http.Request) {
 	u := d.userFor(w, r)
 	if u == nil {
 		return
 	}
-	link, err := NewUserLink(r.Context(), d.Accounts, u.ID, d.baseURL(r), d.Now(), inviteTTL)
+	link, err := rewards.NewUserLink(r.Context(), d.accounts, u.ID, d.baseURL(r), d.now(), rewards.InviteTTL)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -489,13 +532,13 @@ type settingsView struct {
 	Setup                            setupView
 }
 
-func (d Deps) settings(w http.ResponseWriter, r *http.Request) {
+func (d settingsPages) settings(w http.ResponseWriter, r *http.Request) {
 	d.renderSettings(w, r, http.StatusOK, settingsView{}, nil)
 }
 
 // renderSettings shows the settings page: v's form as typed when it has errors, else the
 // saved settings; secretErrs beside the webhook secrets' fields.
-func (d Deps) renderSettings(w http.ResponseWriter, r *http.Request, status int, v settingsView, secretErrs fieldErrors) {
+func (d settingsPages) renderSettings(w http.ResponseWriter, r *http.Request, status int, v settingsView, secretErrs fieldErrors) {
 	ctx := r.Context()
 	var err error
 	if v.Setup, err = d.setupView(r); err != nil {
@@ -511,7 +554,7 @@ func (d Deps) renderSettings(w http.ResponseWriter, r *http.Request, status int,
 		name string
 		dst  *string
 	}{{SettingFrom, &v.From}, {SettingReplyDomain, &v.ReplyDomain}, {SettingPostalAddress, &v.PostalAddress}} {
-		val, err := d.Settings.Setting(ctx, s.name)
+		val, err := d.store.Setting(ctx, s.name)
 		if err != nil {
 			d.fail(w, r, err)
 			return
@@ -544,7 +587,7 @@ func checkSettings(v settingsView) fieldErrors {
 	return errs
 }
 
-func (d Deps) saveSettings(w http.ResponseWriter, r *http.Request) {
+func (d settingsPages) saveSettings(w http.ResponseWriter, r *http.Request) {
 	v := settingsView{
 		From:          strings.TrimSpace(r.PostFormValue("from")),
 		ReplyDomain:   strings.ToLower(strings.TrimSpace(r.PostFormValue("reply_domain"))),
@@ -554,7 +597,7 @@ func (d Deps) saveSettings(w http.ResponseWriter, r *http.Request) {
 		d.renderSettings(w, r, http.StatusUnprocessableEntity, v, nil)
 		return
 	}
-	if err := d.Settings.SetSettings(r.Context(), map[string]string{SettingFrom: v.From,
+	if err := d.store.SetSettings(r.Context(), map[string]string{SettingFrom: v.From,
 		SettingReplyDomain: v.ReplyDomain, SettingPostalAddress: v.PostalAddress}); err != nil {
 		d.fail(w, r, err)
 		return

@@ -407,7 +407,7 @@ func TestOperatorRevokesIssuerAPIKeys(t *testing.T) {
 	acme, bolt := e.issuer("acme"), e.issuer("bolt")
 	e.job(acme, "Acme spring")
 	k := &rewards.APIKey{Name: "shop", IssuerID: acme.ID}
-	secret, err := toolbox.NewAPIKey(ctx, e.st, k, time.Now())
+	secret, err := rewards.NewAPIKey(ctx, e.st, k, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

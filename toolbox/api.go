@@ -40,10 +40,10 @@ import (
 // Every error is JSON, {"error": {"message": "...", "field": "client_count"}}, field naming
 // the part of the request that is wrong when there is one.
 
-// APIStore is what the JSON API reads and changes beyond the other areas' stores. A job's
-// statistics are read through the report's store (ReportStore), so the API and the report
+// apiStore is what the JSON API reads and changes beyond the other areas' stores. A job's
+// statistics are read through the report's store (reportStore), so the API and the report
 // page count alike.
-type APIStore interface {
+type apiStore interface {
 	UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error)
 	EnrollConsumers(ctx context.Context, slug string, batch []rewards.Consumer) (inserted, updated int, err error)
 	ConsumerByEmail(ctx context.Context, email string) (*rewards.Consumer, error)
@@ -51,6 +51,22 @@ type APIStore interface {
 	APIConsumerIDs(ctx context.Context, emails []string) (map[string]int64, error)
 	APIConsumerVisible(ctx context.Context, consumerID, issuerID int64) (bool, error)
 	APIJobs(ctx context.Context, issuerID, before int64, limit int) ([]*postoffice.Job, error)
+}
+
+// apiKeyStore finds the key a request carries and notes its use.
+type apiKeyStore interface {
+	APIKeyByHash(ctx context.Context, keyHash []byte) (*rewards.APIKey, error)
+	TouchAPIKey(ctx context.Context, id int64, now time.Time) error
+}
+
+// apiHandler serves the JSON API.
+type apiHandler struct {
+	jobPages
+	store    apiStore
+	accounts apiKeyStore
+	reports  reportStore
+	routes   RouteDesk
+	po       *postoffice.PostOffice
 }
 
 const (
@@ -63,8 +79,8 @@ const (
 )
 
 // apiRoutes serve the JSON API, authenticated by API key.
-func (d Deps) apiRoutes(r chi.Router) {
-	if d.API == nil || d.Reports == nil || d.PostOffice == nil {
+func (d apiHandler) apiRoutes(r chi.Router) {
+	if d.store == nil || d.reports == nil || d.po == nil {
 		// A server wired without them answers plainly rather than failing on a nil store.
 		r.HandleFunc("/*", func(w http.ResponseWriter, _ *http.Request) {
 			apiError(w, http.StatusServiceUnavailable, "", "the JSON API is not set up on this server")
@@ -98,7 +114,7 @@ func (d Deps) apiRoutes(r chi.Router) {
 	r.Post("/jobs/{key}/resume", d.api(d.apiJobAction(apiResume)))
 	r.Post("/jobs/{key}/schedule", d.api(d.apiJobAction(apiSchedule)))
 	r.Post("/jobs/{key}/stop", d.api(d.apiJobAction(apiStop)))
-	if d.Routes != nil {
+	if d.routes != nil {
 		r.Get("/routes", d.api(d.apiRoutesList))
 		r.Post("/routes", d.api(d.apiSaveRoute(false)))
 		r.Get("/routes/{name}", d.api(d.apiRoute))
@@ -118,7 +134,7 @@ func apiKeyFrom(ctx context.Context) *rewards.APIKey {
 // apiAuth lets through requests with a valid, unrevoked API key, and answers 401 to the
 // rest. A key's last use is written at most once a minute, so a busy client does not make
 // every read a write.
-func (d Deps) apiAuth(next http.Handler) http.Handler {
+func (d apiHandler) apiAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		secret = strings.TrimSpace(secret)
@@ -128,7 +144,7 @@ func (d Deps) apiAuth(next http.Handler) http.Handler {
 			return
 		}
 		ctx := r.Context()
-		k, err := d.Accounts.APIKeyByHash(ctx, hashSecret(secret))
+		k, err := d.accounts.APIKeyByHash(ctx, rewards.HashSecret(secret))
 		if err != nil {
 			if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pointpost", error="invalid_token"`)
@@ -138,9 +154,9 @@ func (d Deps) apiAuth(next http.Handler) http.Handler {
 			d.apiFail(w, r, err)
 			return
 		}
-		if now := d.Now(); now.Sub(k.LastUsedAt) >= time.Minute {
-			if err := d.Accounts.TouchAPIKey(ctx, k.ID, now); err != nil {
-				d.Logger.Warn("api: touch key", "key", k.ID, "err", err)
+		if now := d.now(); now.Sub(k.LastUsedAt) >= time.Minute {
+			if err := d.accounts.TouchAPIKey(ctx, k.ID, now); err != nil {
+				d.logger.Warn("api: touch key", "key", k.ID, "err", err)
 			}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, apiKeyCtx{}, k)))
@@ -161,7 +177,7 @@ func apiProblemf(status int, field, format string, a ...any) *apiProblem {
 }
 
 // api adapts a handler that returns its failure, answered by apiFail.
-func (d Deps) api(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+func (d apiHandler) api(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			d.apiFail(w, r, err)
@@ -172,7 +188,7 @@ func (d Deps) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 // apiFail answers a failed request: the problem's own status, 422 for a campaign that is
 // wrong in a field, the status of the error's code (web.Status) with its message, and
 // "internal error" (logged) for an error without one.
-func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
+func (d apiHandler) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
@@ -189,7 +205,7 @@ func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 			field = "selection"
 		}
 		if status == http.StatusServiceUnavailable {
-			d.Logger.Warn("api", "method", r.Method, "path", r.URL.Path, "err", err)
+			d.logger.Warn("api", "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", "5")
 		}
 		apiError(w, status, field, rewards.ErrorMessage(err))
@@ -198,7 +214,7 @@ func (d Deps) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 		if k := apiKeyFrom(r.Context()); k != nil {
 			key = k.ID
 		}
-		d.Logger.Error("api", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
+		d.logger.Error("api", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
 		apiError(w, http.StatusInternalServerError, "", "internal error")
 	}
 }
@@ -482,13 +498,13 @@ type apiEnrolled struct {
 // counts and the ids. An issuer's key enrolls (EnrollConsumers): an address that is a
 // consumer already keeps her profile and gains only the issuer's attributes, and the answer
 // is 202 with the addresses accepted, whether they were consumers before or not.
-func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 	body, err := apiReadBody(w, r)
 	if err != nil {
 		return err
 	}
 	ctx := r.Context()
-	now := d.Now()
+	now := d.now()
 	k := apiKeyFrom(ctx)
 	cs, batch, err := apiParseConsumers(body, now)
 	if err != nil {
@@ -499,13 +515,13 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 		emails[i] = cs[i].Email
 	}
 	if !k.Operator() {
-		if _, _, err := d.API.EnrollConsumers(ctx, k.IssuerSlug, cs); err != nil {
+		if _, _, err := d.store.EnrollConsumers(ctx, k.IssuerSlug, cs); err != nil {
 			return err
 		}
 		apiWriteJSON(w, http.StatusAccepted, apiEnrolled{Accepted: len(cs), Emails: emails})
 		return nil
 	}
-	inserted, updated, err := d.API.UpsertConsumers(ctx, cs)
+	inserted, updated, err := d.store.UpsertConsumers(ctx, cs)
 	if err != nil {
 		return err
 	}
@@ -514,7 +530,7 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	if !batch {
-		stored, err := d.API.ConsumerByEmail(ctx, cs[0].Email)
+		stored, err := d.store.ConsumerByEmail(ctx, cs[0].Email)
 		if err != nil {
 			return err
 		}
@@ -522,7 +538,7 @@ func (d Deps) apiUpsertConsumers(w http.ResponseWriter, r *http.Request) error {
 		apiWriteJSON(w, status, apiConsumerView(stored, k))
 		return nil
 	}
-	ids, err := d.API.APIConsumerIDs(ctx, emails)
+	ids, err := d.store.APIConsumerIDs(ctx, emails)
 	if err != nil {
 		return err
 	}
@@ -594,17 +610,17 @@ func apiParseConsumers(body []byte, now time.Time) (cs []rewards.Consumer, batch
 
 // apiMayReadConsumer reports whether the request's key may read consumer id: an operator's
 // key always, an issuer's if one of the issuer's jobs was sent to her.
-func (d Deps) apiMayReadConsumer(ctx context.Context, id int64) (bool, error) {
+func (d apiHandler) apiMayReadConsumer(ctx context.Context, id int64) (bool, error) {
 	k := apiKeyFrom(ctx)
 	if k.Operator() {
 		return true, nil
 	}
-	return d.API.APIConsumerVisible(ctx, id, k.IssuerID)
+	return d.store.APIConsumerVisible(ctx, id, k.IssuerID)
 }
 
 // apiConsumer shows the consumer named by id or e-mail address; 404 if there is none or the
 // key may not read her.
-func (d Deps) apiConsumer(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiConsumer(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	ref, err := url.PathUnescape(chi.URLParam(r, "id"))
 	if err != nil {
@@ -613,9 +629,9 @@ func (d Deps) apiConsumer(w http.ResponseWriter, r *http.Request) error {
 	missing := apiProblemf(http.StatusNotFound, "", "there is no consumer %q", ref)
 	var c *rewards.Consumer
 	if strings.Contains(ref, "@") {
-		c, err = d.API.ConsumerByEmail(ctx, ref)
+		c, err = d.store.ConsumerByEmail(ctx, ref)
 	} else if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil && id > 0 {
-		c, err = d.API.ConsumerByID(ctx, id)
+		c, err = d.store.ConsumerByID(ctx, id)
 	} else {
 		return missing
 	}
@@ -683,7 +699,7 @@ func apiJobView(j *postoffice.Job) apiJob {
 }
 
 // apiJobStatus is a job's view with its delivery counts.
-func (d Deps) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, error) {
+func (d apiHandler) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, error) {
 	v := apiJobView(j)
 	c, err := d.jobCounts(ctx, j)
 	if err != nil {
@@ -696,14 +712,14 @@ func (d Deps) apiJobStatus(ctx context.Context, j *postoffice.Job) (apiJob, erro
 
 // apiJobFor returns the job named by the URL's {key} if the request's key reaches it, and
 // a 404 problem otherwise, whether the job is another issuer's or does not exist.
-func (d Deps) apiJobFor(r *http.Request) (*postoffice.Job, error) {
+func (d apiHandler) apiJobFor(r *http.Request) (*postoffice.Job, error) {
 	param := chi.URLParam(r, "key")
 	missing := apiProblemf(http.StatusNotFound, "", "there is no job %q", param)
 	key, err := strconv.ParseInt(param, 10, 64)
 	if err != nil {
 		return nil, missing
 	}
-	job, err := d.Store.Job(r.Context(), key)
+	job, err := d.jobs.Job(r.Context(), key)
 	if err != nil {
 		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			return nil, missing
@@ -720,7 +736,7 @@ func (d Deps) apiJobFor(r *http.Request) (*postoffice.Job, error) {
 // campaign create` checks it. An issuer's key creates for its own issuer only: "issuer" may
 // be left out and is filled in; another issuer's name, or a raw SQL selection (which only
 // operators write), answers 403 naming the field.
-func (d Deps) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
 	body, err := apiReadBody(w, r)
 	if err != nil {
 		return err
@@ -749,12 +765,12 @@ func (d Deps) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
 			return apiProblemf(http.StatusForbidden, "selection", "%s", byAddressRefused)
 		}
 	}
-	job, matching, err := d.PostOffice.CreateJob(r.Context(), c)
+	job, matching, err := d.po.CreateJob(r.Context(), c)
 	if err != nil {
 		return err
 	}
 	// Read back, for the issuer's slug and the stored times.
-	if stored, err := d.Store.Job(r.Context(), job.Key); err == nil {
+	if stored, err := d.jobs.Job(r.Context(), job.Key); err == nil {
 		job = stored
 	} else {
 		return err
@@ -771,7 +787,7 @@ func (d Deps) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
 
 // apiJobs lists the jobs the key reaches, newest first, a page of ?limit= (100 unless
 // given, at most apiMaxJobs) below ?before= (a job key); "next" links the following page.
-func (d Deps) apiJobs(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiJobs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	limit := 100
 	if s := q.Get("limit"); s != "" {
@@ -789,7 +805,7 @@ func (d Deps) apiJobs(w http.ResponseWriter, r *http.Request) error {
 		}
 		before = n
 	}
-	jobs, err := d.API.APIJobs(r.Context(), apiKeyFrom(r.Context()).IssuerID, before, limit)
+	jobs, err := d.store.APIJobs(r.Context(), apiKeyFrom(r.Context()).IssuerID, before, limit)
 	if err != nil {
 		return err
 	}
@@ -808,7 +824,7 @@ func (d Deps) apiJobs(w http.ResponseWriter, r *http.Request) error {
 }
 
 // apiJob shows a job's status with its delivery counts.
-func (d Deps) apiJob(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiJob(w http.ResponseWriter, r *http.Request) error {
 	job, err := d.apiJobFor(r)
 	if err != nil {
 		return err
@@ -832,7 +848,7 @@ const (
 
 // apiJobAction suspends, resumes, schedules or stops a job and answers with its status.
 // A done job cannot be suspended or resumed, and only a draft can be scheduled: 409.
-func (d Deps) apiJobAction(act apiAction) func(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiJobAction(act apiAction) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		job, err := d.apiJobFor(r)
 		if err != nil {
@@ -845,22 +861,22 @@ func (d Deps) apiJobAction(act apiAction) func(w http.ResponseWriter, r *http.Re
 				return apiProblemf(http.StatusConflict, "state", "job %d is done: there is nothing left to suspend or resume", job.Key)
 			}
 			if act == apiSuspend {
-				err = d.PostOffice.Suspend(ctx, job.Key)
+				err = d.po.Suspend(ctx, job.Key)
 			} else {
-				err = d.PostOffice.Resume(ctx, job.Key)
+				err = d.po.Resume(ctx, job.Key)
 			}
 		case apiSchedule:
 			if job.State != postoffice.JobDraft {
 				return apiProblemf(http.StatusConflict, "state", "job %d is %s: only a draft can be scheduled", job.Key, job.State)
 			}
-			err = d.PostOffice.Schedule(ctx, job.Key)
+			err = d.po.Schedule(ctx, job.Key)
 		case apiStop:
-			err = d.PostOffice.Stop(ctx, job.Key)
+			err = d.po.Stop(ctx, job.Key)
 		}
 		if err != nil {
 			return err
 		}
-		if job, err = d.Store.Job(ctx, job.Key); err != nil {
+		if job, err = d.jobs.Job(ctx, job.Key); err != nil {
 			return err
 		}
 		v, err := d.apiJobStatus(ctx, job)
@@ -892,7 +908,7 @@ func apiRateOf(c postoffice.JobCounts) apiRate {
 // apiJobStats shows a job's acknowledgement statistics: sent, received and their rate, in
 // all and by the consumers' format; the consumers who acknowledged by reply and by click;
 // and the points awarded, of which settled.
-func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 	job, err := d.apiJobFor(r)
 	if err != nil {
 		return err
@@ -907,10 +923,10 @@ func (d Deps) apiJobStats(w http.ResponseWriter, r *http.Request) error {
 	var earners int
 	if err := runAll(
 		func() (err error) { counts, err = d.jobCounts(ctx, job); return err },
-		func() (err error) { byFormat, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
-		func() (err error) { byChannel, err = d.Reports.JobChannels(ctx, job.Key); return err },
-		func() (err error) { rulePoints, err = d.Reports.JobRulePoints(ctx, job.Key); return err },
-		func() (err error) { settled, earners, err = d.Reports.JobSettlement(ctx, job.Key); return err },
+		func() (err error) { byFormat, err = d.reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
+		func() (err error) { byChannel, err = d.reports.JobChannels(ctx, job.Key); return err },
+		func() (err error) { rulePoints, err = d.reports.JobRulePoints(ctx, job.Key); return err },
+		func() (err error) { settled, earners, err = d.reports.JobSettlement(ctx, job.Key); return err },
 	); err != nil {
 		return err
 	}
@@ -967,9 +983,9 @@ func apiRouteProblem(err error, status int) error {
 	return err
 }
 
-func (d Deps) apiRouteStates(ctx context.Context) map[string]*postoffice.RouteState {
+func (d apiHandler) apiRouteStates(ctx context.Context) map[string]*postoffice.RouteState {
 	out := map[string]*postoffice.RouteState{}
-	states := d.Routes.RouteStatus(ctx)
+	states := d.routes.RouteStatus(ctx)
 	for i := range states {
 		out[states[i].Name] = &states[i]
 	}
@@ -977,11 +993,11 @@ func (d Deps) apiRouteStates(ctx context.Context) map[string]*postoffice.RouteSt
 }
 
 // apiRoutesList lists the routes, each with its state at work; URLs without passwords.
-func (d Deps) apiRoutesList(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiRoutesList(w http.ResponseWriter, r *http.Request) error {
 	if err := apiOperatorOnly(r); err != nil {
 		return err
 	}
-	routes, err := d.Routes.Routes(r.Context())
+	routes, err := d.routes.Routes(r.Context())
 	if err != nil {
 		return err
 	}
@@ -996,7 +1012,7 @@ func (d Deps) apiRoutesList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (d Deps) apiRoute(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiRoute(w http.ResponseWriter, r *http.Request) error {
 	if err := apiOperatorOnly(r); err != nil {
 		return err
 	}
@@ -1008,8 +1024,8 @@ func (d Deps) apiRoute(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (d Deps) apiSavedRoute(r *http.Request, name string) (*postoffice.Route, error) {
-	routes, err := d.Routes.Routes(r.Context())
+func (d apiHandler) apiSavedRoute(r *http.Request, name string) (*postoffice.Route, error) {
+	routes, err := d.routes.Routes(r.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -1024,7 +1040,7 @@ func (d Deps) apiSavedRoute(r *http.Request, name string) (*postoffice.Route, er
 // apiSaveRoute creates a route (POST /routes: 409 if the name is taken) or replaces one's
 // settings (PUT /routes/{name}: 404 if there is none), checked as the command and the page
 // check them, and puts it to work at once.
-func (d Deps) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := apiOperatorOnly(r); err != nil {
 			return err
@@ -1078,7 +1094,7 @@ func (d Deps) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Requ
 			}
 			rt.Quotas = append(rt.Quotas, quota)
 		}
-		if err := d.Routes.SaveRoute(r.Context(), rt); err != nil {
+		if err := d.routes.SaveRoute(r.Context(), rt); err != nil {
 			return apiRouteProblem(err, http.StatusUnprocessableEntity)
 		}
 		status := http.StatusCreated
@@ -1091,7 +1107,7 @@ func (d Deps) apiSaveRoute(update bool) func(w http.ResponseWriter, r *http.Requ
 }
 
 // apiRemoveRoute removes a route: 409 naming the job while one is pinned to it.
-func (d Deps) apiRemoveRoute(w http.ResponseWriter, r *http.Request) error {
+func (d apiHandler) apiRemoveRoute(w http.ResponseWriter, r *http.Request) error {
 	if err := apiOperatorOnly(r); err != nil {
 		return err
 	}
@@ -1099,7 +1115,7 @@ func (d Deps) apiRemoveRoute(w http.ResponseWriter, r *http.Request) error {
 	if _, err := d.apiSavedRoute(r, name); err != nil {
 		return err
 	}
-	if err := d.Routes.RemoveRoute(r.Context(), name); err != nil {
+	if err := d.routes.RemoveRoute(r.Context(), name); err != nil {
 		return apiRouteProblem(err, http.StatusConflict)
 	}
 	w.WriteHeader(http.StatusNoContent)

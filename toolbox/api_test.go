@@ -26,7 +26,6 @@ import (
 // withAPI gives the toolbox its API store and a post office over the same database.
 func withAPI(d *toolbox.Deps) {
 	st := d.Store.(*store.Store)
-	d.API = st
 	d.Logger = slog.New(slog.DiscardHandler)
 	d.PostOffice = postoffice.New(postoffice.Config{Store: st, Logger: d.Logger})
 }

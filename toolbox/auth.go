@@ -15,20 +15,24 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"pointpost/rewards"
+	"pointpost/web"
 )
 
-// SettingsStore keeps the operators' settings, the issuers and the first operator's setup
-// link.
-type SettingsStore interface {
-	Setting(ctx context.Context, name string) (string, error)
-	SetSettings(ctx context.Context, values map[string]string) error
+// accountStore is what signing in, setting a password and the profile page read and change
+// of users, one-time links and API keys.
+type accountStore interface {
+	UserByEmail(ctx context.Context, email string) (*rewards.User, string, error)
+	SetPassword(ctx context.Context, userID int64, hash string) error
+	UserLink(ctx context.Context, tokenHash []byte, now time.Time) (*rewards.User, error)
+	UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error)
+	DropSpentDevice(ctx context.Context, tokenHash []byte, limit int) error
+	CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []byte, now time.Time) error
+	APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey, error)
+	RevokeAPIKey(ctx context.Context, id, issuerID int64, now time.Time) error
+}
 
-	Issuers(ctx context.Context) ([]rewards.Issuer, error)
-	CreateIssuer(ctx context.Context, iss *rewards.Issuer, now time.Time) error
-	IssuerPoints(ctx context.Context, issuerID int64) (budget, spent int64, err error)
-	SetIssuerBudget(ctx context.Context, issuerID, budget int64) error
-
-	SetSetupToken(ctx context.Context, tokenHash []byte, expires time.Time) error
+// setupStore checks the first operator's setup link and creates that operator.
+type setupStore interface {
 	CheckSetupToken(ctx context.Context, tokenHash []byte, now time.Time) error
 	CreateFirstOperator(ctx context.Context, tokenHash []byte, u *rewards.User, passwordHash string, now time.Time) error
 }
@@ -42,67 +46,12 @@ const (
 	minPassword = 10
 	maxPassword = 72
 
-	// inviteTTL is how long an invitation or a new sign-in link works; setupTTL the first
-	// operator's setup link.
-	inviteTTL = 7 * 24 * time.Hour
-	setupTTL  = 24 * time.Hour
-
 	wrongLogin = "Wrong e-mail or password."
 )
 
-// NewUserLink makes a one-time link with which user userID sets a password, valid for ttl
-// from now, and returns it as an absolute URL under baseURL.
-func NewUserLink(ctx context.Context, a AccountStore, userID int64, baseURL string, now time.Time, ttl time.Duration) (string, error) {
-	token := newSecret()
-	if err := a.CreateUserLink(ctx, hashSecret(token), userID, now, now.Add(ttl)); err != nil {
-		return "", err
-	}
-	return strings.TrimRight(baseURL, "/") + "/welcome/" + token, nil
-}
-
-// AddUser adds u (an operator, or a user of issuer u.IssuerID) without a password and
-// returns the invitation link, valid for 7 days, with which u sets one. Returns an error
-// for an invalid e-mail address, and rewards.ErrExists if the address has an account.
-func AddUser(ctx context.Context, a AccountStore, u *rewards.User, baseURL string, now time.Time) (link string, err error) {
-	if u.Email, err = rewards.ValidEmail(u.Email); err != nil {
-		return "", err
-	}
-	if err := a.CreateUser(ctx, u, now); err != nil {
-		return "", err
-	}
-	return NewUserLink(ctx, a, u.ID, baseURL, now, inviteTTL)
-}
-
-// SetupLink returns a link, valid for 24 hours, with which the first person to open it
-// becomes the first operator, choosing e-mail address and password; it replaces any earlier
-// setup link. It returns "" when an operator exists: they invite the others.
-func SetupLink(ctx context.Context, a AccountStore, s SettingsStore, baseURL string, now time.Time) (link string, err error) {
-	n, err := a.CountOperators(ctx)
-	if err != nil || n > 0 {
-		return "", err
-	}
-	token := newSecret()
-	if err := s.SetSetupToken(ctx, hashSecret(token), now.Add(setupTTL)); err != nil {
-		return "", err
-	}
-	return strings.TrimRight(baseURL, "/") + "/setup/" + token, nil
-}
-
-// NewAPIKey stores the API key k (an operator's when k.IssuerID is 0), setting its ID and
-// Prefix, and returns its secret: the only time anyone sees it, since the store keeps its
-// hash. Returns rewards.ErrNotFound if k names no issuer.
-func NewAPIKey(ctx context.Context, a AccountStore, k *rewards.APIKey, now time.Time) (secret string, err error) {
-	secret = "pp_" + newSecret()
-	k.Prefix = secret[:11]
-	if err := a.CreateAPIKey(ctx, k, hashSecret(secret), now); err != nil {
-		return "", err
-	}
-	return secret, nil
-}
-
 // hashPassword is how passwords are kept.
-func (d Deps) hashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), d.PasswordCost)
+func (d *authPages) hashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), d.passwordCost)
 	return string(h), err
 }
 
@@ -121,30 +70,41 @@ func checkNewPassword(errs fieldErrors, password, confirm string) {
 	}
 }
 
-// authPages are the pages reached without a session.
+// authPages are the pages reached without a session (sign-in, one-time links, setup) and
+// the signed-in user's own profile.
 type authPages struct {
-	Deps
-	throttle *loginThrottle
+	sessions
+	accounts       accountStore
+	settings       setupStore
+	passwordCost   int
+	trustedProxies web.TrustedProxies
+	throttle       *loginThrottle
 	// dummyHash is a bcrypt hash, at PasswordCost, of a random password no one knows. A
 	// sign-in to an unknown address is checked against it, so it takes as long as a real
 	// one. Made at the first such sign-in, not at start.
 	dummyHash func() []byte
 }
 
-func (d Deps) newDummyHash() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte(newSecret()), d.PasswordCost)
+func (d *authPages) newDummyHash() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte(rewards.NewSecret()), d.passwordCost)
 	if err != nil {
 		panic(err) // only for a cost out of range or a password over 72 bytes: neither here
 	}
 	return h
 }
 
+func newAuthPages(s sessions, accounts accountStore, setup setupStore, passwordCost int, proxies web.TrustedProxies) *authPages {
+	a := &authPages{sessions: s, accounts: accounts, settings: setup, passwordCost: passwordCost, trustedProxies: proxies,
+		throttle: newLoginThrottle(s.now)}
+	a.dummyHash = sync.OnceValue(a.newDummyHash)
+	return a
+}
+
 // authRoutes are the pages reached without a session: login, logout, setting a password
 // from a one-time link.
-func (d Deps) authRoutes(r chi.Router) {
-	a := &authPages{Deps: d, throttle: newLoginThrottle(d.Now), dummyHash: sync.OnceValue(d.newDummyHash)}
-	r.Get("/login", a.loginForm)
-	r.Post("/login", a.login)
+func (d *authPages) authRoutes(r chi.Router) {
+	r.Get("/login", d.loginForm)
+	r.Post("/login", d.login)
 	r.Post("/logout", d.logout)
 	r.Get("/welcome/{token}", d.welcomeForm)
 	r.Post("/welcome/{token}", d.welcome)
@@ -157,13 +117,13 @@ type loginView struct {
 	Error       string
 }
 
-func (a *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
 	next := r.URL.Query().Get("next")
 	if userFrom(r.Context()) != nil {
 		http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 		return
 	}
-	a.render(w, r, loginPage(a.page(w, r, "Sign in", ""), loginView{Next: next}))
+	d.render(w, r, loginPage(d.page(w, r, "Sign in", ""), loginView{Next: next}))
 }
 
 // login signs a user in. Every failure, whether the address has an account or not, gets
@@ -171,61 +131,61 @@ func (a *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
 // any comparison, and counts this one as failed until the password proves right. A browser
 // with a device cookie of the account signs in past the account's lock, within the
 // cookie's own budget of failures.
-func (a *authPages) login(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	v := loginView{Email: strings.TrimSpace(r.PostFormValue("email")), Next: r.PostFormValue("next")}
-	password, client := r.PostFormValue("password"), a.TrustedProxies.ClientIP(r)
-	device, err := a.claimDevice(r, v.Email)
+	password, client := r.PostFormValue("password"), d.trustedProxies.ClientIP(r)
+	device, err := d.claimDevice(r, v.Email)
 	if err != nil {
-		a.fail(w, r, err)
+		d.fail(w, r, err)
 		return
 	}
-	try, wait := a.throttle.begin(v.Email, client, device != nil)
+	try, wait := d.throttle.begin(v.Email, client, device != nil)
 	if wait > 0 {
-		a.releaseDevice(ctx, device)
+		d.releaseDevice(ctx, device)
 		mins := int((wait + time.Minute - 1) / time.Minute)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %d minute%s.", mins, plural(mins))
-		a.renderStatus(w, r, http.StatusTooManyRequests, loginPage(a.page(w, r, "Sign in", ""), v))
+		d.renderStatus(w, r, http.StatusTooManyRequests, loginPage(d.page(w, r, "Sign in", ""), v))
 		return
 	}
-	u, hash, err := a.Accounts.UserByEmail(ctx, v.Email)
+	u, hash, err := d.accounts.UserByEmail(ctx, v.Email)
 	if err != nil && rewards.ErrorCode(err) != rewards.ENOTFOUND {
-		a.throttle.giveBack(try) // our failure, not a guess
-		a.releaseDevice(ctx, device)
-		a.fail(w, r, err)
+		d.throttle.giveBack(try) // our failure, not a guess
+		d.releaseDevice(ctx, device)
+		d.fail(w, r, err)
 		return
 	}
 	known := err == nil && hash != ""
 	stored := []byte(hash)
 	if !known {
-		stored = a.dummyHash()
+		stored = d.dummyHash()
 	}
 	if bcrypt.CompareHashAndPassword(stored, []byte(password)) != nil || !known {
 		if device != nil {
-			if err := a.Accounts.DropSpentDevice(ctx, device, deviceFailures); err != nil {
-				a.fail(w, r, err)
+			if err := d.accounts.DropSpentDevice(ctx, device, deviceFailures); err != nil {
+				d.fail(w, r, err)
 				return
 			}
 		}
 		v.Error = wrongLogin
-		a.renderStatus(w, r, http.StatusUnauthorized, loginPage(a.page(w, r, "Sign in", ""), v))
+		d.renderStatus(w, r, http.StatusUnauthorized, loginPage(d.page(w, r, "Sign in", ""), v))
 		return
 	}
 	if u.Disabled {
-		a.throttle.giveBack(try)
-		a.releaseDevice(ctx, device)
+		d.throttle.giveBack(try)
+		d.releaseDevice(ctx, device)
 		v.Error = "This account is disabled. Ask an operator to enable it."
-		a.renderStatus(w, r, http.StatusForbidden, loginPage(a.page(w, r, "Sign in", ""), v))
+		d.renderStatus(w, r, http.StatusForbidden, loginPage(d.page(w, r, "Sign in", ""), v))
 		return
 	}
-	a.throttle.succeed(try)
-	if err := a.trustDevice(w, r, u, device); err != nil {
-		a.fail(w, r, err)
+	d.throttle.succeed(try)
+	if err := d.trustDevice(w, r, u, device); err != nil {
+		d.fail(w, r, err)
 		return
 	}
-	if err := a.startSession(w, r, u); err != nil {
-		a.fail(w, r, err)
+	if err := d.startSession(w, r, u); err != nil {
+		d.fail(w, r, err)
 		return
 	}
 	http.Redirect(w, r, safeNext(v.Next), http.StatusSeeOther)
@@ -239,14 +199,14 @@ func plural(n int) string {
 }
 
 // renderStatus renders a page with a status other than 200, such as a form's 422.
-func (d Deps) renderStatus(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+func (d base) renderStatus(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	d.render(w, r, c)
 }
 
-func (d Deps) logout(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) logout(w http.ResponseWriter, r *http.Request) {
 	if err := d.endSession(w, r); err != nil {
 		d.fail(w, r, err)
 		return
@@ -255,9 +215,9 @@ func (d Deps) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // baseURL is where people reach the toolbox: BaseURL, or else the address of this request.
-func (d Deps) baseURL(r *http.Request) string {
-	if d.BaseURL != "" {
-		return d.BaseURL
+func (d base) baseURL(r *http.Request) string {
+	if d.publicURL != "" {
+		return d.publicURL
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -275,13 +235,13 @@ type passwordView struct {
 	Errors fieldErrors
 }
 
-func (d Deps) deadLink(w http.ResponseWriter, r *http.Request, setup bool) {
+func (d *authPages) deadLink(w http.ResponseWriter, r *http.Request, setup bool) {
 	d.renderStatus(w, r, http.StatusNotFound, deadLinkPage(d.page(w, r, "Link expired", ""), setup))
 }
 
 // linkFailed answers a one-time link that failed: the dead-link page if it is unknown, used
 // or expired.
-func (d Deps) linkFailed(w http.ResponseWriter, r *http.Request, err error, setup bool) {
+func (d *authPages) linkFailed(w http.ResponseWriter, r *http.Request, err error, setup bool) {
 	if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 		d.deadLink(w, r, setup)
 		return
@@ -289,9 +249,9 @@ func (d Deps) linkFailed(w http.ResponseWriter, r *http.Request, err error, setu
 	d.fail(w, r, err)
 }
 
-func (d Deps) welcomeForm(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) welcomeForm(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
-	u, err := d.Accounts.UserLink(r.Context(), hashSecret(token), d.Now())
+	u, err := d.accounts.UserLink(r.Context(), rewards.HashSecret(token), d.now())
 	if err != nil {
 		d.linkFailed(w, r, err, false)
 		return
@@ -301,10 +261,10 @@ func (d Deps) welcomeForm(w http.ResponseWriter, r *http.Request) {
 }
 
 // welcome sets the password of a one-time link's user and signs the user in.
-func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) welcome(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	token := chi.URLParam(r, "token")
-	u, err := d.Accounts.UserLink(ctx, hashSecret(token), d.Now())
+	u, err := d.accounts.UserLink(ctx, rewards.HashSecret(token), d.now())
 	if err != nil {
 		d.linkFailed(w, r, err, false)
 		return
@@ -320,7 +280,7 @@ func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	if u, err = d.Accounts.UseUserLink(ctx, hashSecret(token), hash, d.Now()); err != nil {
+	if u, err = d.accounts.UseUserLink(ctx, rewards.HashSecret(token), hash, d.now()); err != nil {
 		d.linkFailed(w, r, err, false)
 		return
 	}
@@ -336,9 +296,9 @@ func (d Deps) welcome(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, "/", "Your password is set. Welcome to pointpost.")
 }
 
-func (d Deps) setupForm(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) setupForm(w http.ResponseWriter, r *http.Request) {
 	token := chi.URLParam(r, "token")
-	if err := d.Settings.CheckSetupToken(r.Context(), hashSecret(token), d.Now()); err != nil {
+	if err := d.settings.CheckSetupToken(r.Context(), rewards.HashSecret(token), d.now()); err != nil {
 		d.linkFailed(w, r, err, true)
 		return
 	}
@@ -347,10 +307,10 @@ func (d Deps) setupForm(w http.ResponseWriter, r *http.Request) {
 }
 
 // setup makes the first operator, with the address and password typed, and signs them in.
-func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) setup(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	token := chi.URLParam(r, "token")
-	if err := d.Settings.CheckSetupToken(ctx, hashSecret(token), d.Now()); err != nil {
+	if err := d.settings.CheckSetupToken(ctx, rewards.HashSecret(token), d.now()); err != nil {
 		d.linkFailed(w, r, err, true)
 		return
 	}
@@ -370,12 +330,12 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := &rewards.User{Email: email, Role: rewards.RoleOperator}
-	if err := d.Settings.CreateFirstOperator(ctx, hashSecret(token), u, hash, d.Now()); err != nil {
+	if err := d.settings.CreateFirstOperator(ctx, rewards.HashSecret(token), u, hash, d.now()); err != nil {
 		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			d.deadLink(w, r, true)
 			return
 		}
-		if _, _, e := d.Accounts.UserByEmail(ctx, email); e == nil {
+		if _, _, e := d.accounts.UserByEmail(ctx, email); e == nil {
 			v.Errors["email"] = "This address already has an account: choose another."
 			d.renderStatus(w, r, http.StatusUnprocessableEntity, passwordPage(d.page(w, r, "Set up pointpost", ""), v))
 			return
@@ -395,7 +355,7 @@ func (d Deps) setup(w http.ResponseWriter, r *http.Request) {
 }
 
 // profileRoutes are the signed-in user's own pages: profile, password, API keys.
-func (d Deps) profileRoutes(r chi.Router) {
+func (d *authPages) profileRoutes(r chi.Router) {
 	r.Get("/profile", d.profile)
 	r.Post("/profile/password", d.changePassword)
 	r.Post("/profile/api-keys", d.createAPIKey)
@@ -413,8 +373,8 @@ type profileView struct {
 }
 
 // ownKeys lists the keys the user manages: the issuer's, or the operators' own.
-func (d Deps) ownKeys(ctx context.Context, u *rewards.User) ([]*rewards.APIKey, error) {
-	keys, err := d.Accounts.APIKeys(ctx, u.IssuerID)
+func (d *authPages) ownKeys(ctx context.Context, u *rewards.User) ([]*rewards.APIKey, error) {
+	keys, err := d.accounts.APIKeys(ctx, u.IssuerID)
 	if err != nil || !u.Operator() {
 		return keys, err
 	}
@@ -427,7 +387,7 @@ func (d Deps) ownKeys(ctx context.Context, u *rewards.User) ([]*rewards.APIKey, 
 	return own, nil
 }
 
-func (d Deps) renderProfile(w http.ResponseWriter, r *http.Request, status int, v profileView) {
+func (d *authPages) renderProfile(w http.ResponseWriter, r *http.Request, status int, v profileView) {
 	keys, err := d.ownKeys(r.Context(), v.User)
 	if err != nil {
 		d.fail(w, r, err)
@@ -437,17 +397,17 @@ func (d Deps) renderProfile(w http.ResponseWriter, r *http.Request, status int, 
 	d.renderStatus(w, r, status, profilePage(d.page(w, r, "Your profile", ""), v))
 }
 
-func (d Deps) profile(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) profile(w http.ResponseWriter, r *http.Request) {
 	d.renderProfile(w, r, http.StatusOK, profileView{User: userFrom(r.Context())})
 }
 
 // changePassword sets a new password after checking the current one. The store ends all
 // the user's sessions; this one is renewed.
-func (d Deps) changePassword(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) changePassword(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u := userFrom(ctx)
 	v := profileView{User: u, Errors: fieldErrors{}}
-	_, hash, err := d.Accounts.UserByEmail(ctx, u.Email)
+	_, hash, err := d.accounts.UserByEmail(ctx, u.Email)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -464,7 +424,7 @@ func (d Deps) changePassword(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	if err := d.Accounts.SetPassword(ctx, u.ID, hash); err != nil {
+	if err := d.accounts.SetPassword(ctx, u.ID, hash); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -486,7 +446,7 @@ func keyNameError(name string) string {
 	return ""
 }
 
-func (d Deps) createAPIKey(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	u := userFrom(r.Context())
 	v := profileView{User: u, KeyName: strings.TrimSpace(r.PostFormValue("name")), Errors: fieldErrors{}}
 	if msg := keyNameError(v.KeyName); msg != "" {
@@ -495,7 +455,7 @@ func (d Deps) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k := &rewards.APIKey{Name: v.KeyName, IssuerID: u.IssuerID, IssuerSlug: u.IssuerSlug}
-	secret, err := NewAPIKey(r.Context(), d.Accounts, k, d.Now())
+	secret, err := rewards.NewAPIKey(r.Context(), d.accounts, k, d.now())
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -505,13 +465,13 @@ func (d Deps) createAPIKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeAPIKey revokes one of the keys the user may reach; another issuer's key answers 404.
-func (d Deps) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
+func (d *authPages) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return
 	}
-	if err := d.Accounts.RevokeAPIKey(r.Context(), id, issuerScope(r.Context()), d.Now()); err != nil {
+	if err := d.accounts.RevokeAPIKey(r.Context(), id, issuerScope(r.Context()), d.now()); err != nil {
 		d.fail(w, r, err)
 		return
 	}

@@ -10,10 +10,10 @@ import (
 )
 
 func TestUnknownAddressIsCheckedLikeAPassword(t *testing.T) {
-	d := Deps{PasswordCost: bcrypt.MinCost + 1}
+	d := authPages{passwordCost: bcrypt.MinCost + 1}
 	h := d.newDummyHash()
-	if cost, err := bcrypt.Cost(h); err != nil || cost != d.PasswordCost {
-		t.Fatalf("dummy hash cost %d, %v; want PasswordCost %d, as stored passwords have", cost, err, d.PasswordCost)
+	if cost, err := bcrypt.Cost(h); err != nil || cost != d.passwordCost {
+		t.Fatalf("dummy hash cost %d, %v; want PasswordCost %d, as stored passwords have", cost, err, d.passwordCost)
 	}
 }
 

@@ -20,10 +20,10 @@ import (
 	"pointpost/rewards"
 )
 
-// CampaignStore is what the campaign editor and the award-rule pages read and change. It is
+// campaignStore is what the campaign editor and the award-rule pages read and change. It is
 // a post office store too: a draft is saved through the post office's own checks (see
 // saveDraft).
-type CampaignStore interface {
+type campaignStore interface {
 	postoffice.Store
 	Issuers(ctx context.Context) ([]rewards.Issuer, error)
 	JobRules(ctx context.Context, jobKey int64) ([]rewards.AwardRule, error)
@@ -43,7 +43,15 @@ type TestSender interface {
 	SendTest(ctx context.Context, job *postoffice.Job, to string, by *rewards.User) error
 }
 
-func (d Deps) campaignRoutes(r chi.Router) {
+// campaignPages are the campaign editor, the job actions and the award-rule pages.
+type campaignPages struct {
+	jobPages
+	campaigns  campaignStore
+	po         *postoffice.PostOffice
+	testSender TestSender
+}
+
+func (d campaignPages) campaignRoutes(r chi.Router) {
 	r.Get("/campaigns", d.campaignList)
 	r.Get("/campaigns/new", d.newCampaign)
 	r.Post("/campaigns/new", d.createCampaign)
@@ -60,9 +68,9 @@ func (d Deps) campaignRoutes(r chi.Router) {
 }
 
 // campaignList shows the jobs the user may see, newest first.
-func (d Deps) campaignList(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) campaignList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	jobs, err := d.Store.Jobs(ctx)
+	jobs, err := d.jobs.Jobs(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -222,8 +230,8 @@ func readRuleFields(v url.Values) ruleFields {
 
 // newCampaignForm is the form for a new campaign: starting now (scheduled, it goes out at
 // once), for a week.
-func (d Deps) newCampaignForm(u *rewards.User) *campaignForm {
-	start := d.Now().UTC().Truncate(time.Minute)
+func (d campaignPages) newCampaignForm(u *rewards.User) *campaignForm {
+	start := d.now().UTC().Truncate(time.Minute)
 	f := &campaignForm{Join: "all", ClientCount: "1000", Start: start.Format(editorTimeLayout),
 		Stop: start.Add(7 * 24 * time.Hour).Format(editorTimeLayout), Rule: ruleFields{Frequency: "once"}}
 	if !u.Operator() {
@@ -233,14 +241,14 @@ func (d Deps) newCampaignForm(u *rewards.User) *campaignForm {
 }
 
 // jobForm fills the editor's form from a stored job.
-func (d Deps) jobForm(ctx context.Context, job *postoffice.Job) (*campaignForm, error) {
+func (d campaignPages) jobForm(ctx context.Context, job *postoffice.Job) (*campaignForm, error) {
 	f := &campaignForm{Key: job.Key, Issuer: job.IssuerSlug, Name: job.Name, Join: "all",
 		ClientCount: strconv.Itoa(job.ClientCount), Start: job.Start.UTC().Format(editorTimeLayout),
 		Stop: job.Stop.UTC().Format(editorTimeLayout), Rule: ruleFields{Frequency: "once"}}
 	if job.MailServerID != 0 {
 		f.MailServer = strconv.Itoa(job.MailServerID)
 	}
-	text, html, err := d.Campaigns.Messages(ctx, job)
+	text, html, err := d.campaigns.Messages(ctx, job)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +259,7 @@ func (d Deps) jobForm(ctx context.Context, job *postoffice.Job) (*campaignForm, 
 		f.HTMLSubject, f.HTMLBody = html.Subject, html.Body
 	}
 	f.Join, f.Rows, f.SelJSON = selectionRows(job.Selection)
-	rules, err := d.Campaigns.JobRules(ctx, job.Key)
+	rules, err := d.campaigns.JobRules(ctx, job.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -567,13 +575,13 @@ func (f *campaignForm) campaign(operator bool) *postoffice.Campaign {
 
 // fill loads what the form shows beside the fields: issuers, mail servers, rules, the
 // preview and the cost.
-func (d Deps) fill(ctx context.Context, f *campaignForm) error {
+func (d campaignPages) fill(ctx context.Context, f *campaignForm) error {
 	u := userFrom(ctx)
 	f.Operator = u.Operator()
 	if !f.Operator {
 		f.Issuer = u.IssuerSlug
 	}
-	issuers, err := d.Campaigns.Issuers(ctx)
+	issuers, err := d.campaigns.Issuers(ctx)
 	if err != nil {
 		return err
 	}
@@ -584,11 +592,11 @@ func (d Deps) fill(ctx context.Context, f *campaignForm) error {
 			f.Issuers = append(f.Issuers, iss)
 		}
 	}
-	if f.MailServers, err = d.Store.MailServers(ctx); err != nil {
+	if f.MailServers, err = d.jobs.MailServers(ctx); err != nil {
 		return err
 	}
 	for _, iss := range f.Issuers {
-		rules, err := d.Campaigns.Rules(ctx, iss.ID)
+		rules, err := d.campaigns.Rules(ctx, iss.ID)
 		if err != nil {
 			return err
 		}
@@ -604,9 +612,9 @@ func (d Deps) fill(ctx context.Context, f *campaignForm) error {
 }
 
 // issuerOf returns the issuer the form is for, if it is one the user may use.
-func (d Deps) issuerOf(ctx context.Context, f *campaignForm) (rewards.Issuer, bool) {
+func (d campaignPages) issuerOf(ctx context.Context, f *campaignForm) (rewards.Issuer, bool) {
 	u := userFrom(ctx)
-	issuers, err := d.Campaigns.Issuers(ctx)
+	issuers, err := d.campaigns.Issuers(ctx)
 	if err != nil {
 		return rewards.Issuer{}, false
 	}
@@ -618,7 +626,7 @@ func (d Deps) issuerOf(ctx context.Context, f *campaignForm) (rewards.Issuer, bo
 	return rewards.Issuer{}, false
 }
 
-func (d Deps) newCampaign(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) newCampaign(w http.ResponseWriter, r *http.Request) {
 	f := d.newCampaignForm(userFrom(r.Context()))
 	if err := d.fill(r.Context(), f); err != nil {
 		d.fail(w, r, err)
@@ -627,18 +635,18 @@ func (d Deps) newCampaign(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, campaignEditPage(d.editorPage(w, r, "New campaign"), f))
 }
 
-func (d Deps) editorPage(w http.ResponseWriter, r *http.Request, title string) Page {
+func (d campaignPages) editorPage(w http.ResponseWriter, r *http.Request, title string) Page {
 	p := d.page(w, r, title, "campaigns")
 	p.Scripts = append(p.Scripts, "editor.js")
 	p.Styles = append(p.Styles, "editor.css")
 	return p
 }
 
-func (d Deps) createCampaign(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) createCampaign(w http.ResponseWriter, r *http.Request) {
 	d.submitCampaign(w, r, nil)
 }
 
-func (d Deps) editCampaign(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) editCampaign(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
@@ -659,7 +667,7 @@ func (d Deps) editCampaign(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, campaignEditPage(d.editorPage(w, r, "Edit "+job.Name), f))
 }
 
-func (d Deps) saveCampaign(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) saveCampaign(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
@@ -672,7 +680,7 @@ func (d Deps) saveCampaign(w http.ResponseWriter, r *http.Request) {
 }
 
 // notEditable answers a save of a job that is no longer a draft: 409 and the page saying so.
-func (d Deps) notEditable(w http.ResponseWriter, r *http.Request, job *postoffice.Job) {
+func (d campaignPages) notEditable(w http.ResponseWriter, r *http.Request, job *postoffice.Job) {
 	p := d.page(w, r, "Campaign "+strconv.FormatInt(job.Key, 10), "campaigns")
 	w.WriteHeader(http.StatusConflict)
 	d.render(w, r, notEditablePage(p, job, d.jobActions(job)))
@@ -680,7 +688,7 @@ func (d Deps) notEditable(w http.ResponseWriter, r *http.Request, job *postoffic
 
 // submitCampaign handles the editor's buttons: add or remove a selection row (the page
 // again), or save the campaign as a draft or scheduled, creating it or rewriting draft.
-func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *postoffice.Job) {
+func (d campaignPages) submitCampaign(w http.ResponseWriter, r *http.Request, draft *postoffice.Job) {
 	ctx := r.Context()
 	f, err := readCampaignForm(r)
 	if err != nil {
@@ -718,7 +726,7 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 				// A draft scheduled or stopped while the editor saved it is a conflict: the
 				// page shows the job as it is now.
 				if draft != nil && rewards.ErrorCode(err) == rewards.ECONFLICT {
-					if now, jerr := d.Store.Job(ctx, draft.Key); jerr == nil && now.State != postoffice.JobDraft {
+					if now, jerr := d.jobs.Job(ctx, draft.Key); jerr == nil && now.State != postoffice.JobDraft {
 						d.notEditable(w, r, now)
 						return
 					}
@@ -750,18 +758,18 @@ func (d Deps) submitCampaign(w http.ResponseWriter, r *http.Request, draft *post
 // exactly as `pointpost campaign create` checks them: a new job when draft is nil, else a
 // rewrite of the draft. The post office stores a job with CreateJob; for a rewrite it is
 // given a store whose CreateJob rewrites the draft instead.
-func (d Deps) saveDraft(ctx context.Context, c *postoffice.Campaign, draft *postoffice.Job) (*postoffice.Job, int, error) {
+func (d campaignPages) saveDraft(ctx context.Context, c *postoffice.Campaign, draft *postoffice.Job) (*postoffice.Job, int, error) {
 	if draft == nil {
-		return d.PostOffice.CreateJob(ctx, c)
+		return d.po.CreateJob(ctx, c)
 	}
-	po := postoffice.New(postoffice.Config{Store: draftRewrite{CampaignStore: d.Campaigns, key: draft.Key},
-		Tokens: d.PostOffice.Tokens(), BaseURL: d.PostOffice.BaseURL(), Logger: d.Logger, Now: d.PostOffice.Now})
+	po := postoffice.New(postoffice.Config{Store: draftRewrite{campaignStore: d.campaigns, key: draft.Key},
+		Tokens: d.po.Tokens(), BaseURL: d.po.BaseURL(), Logger: d.logger, Now: d.po.Now})
 	return po.CreateJob(ctx, c)
 }
 
 // draftRewrite is the campaign store with CreateJob rewriting the draft key.
 type draftRewrite struct {
-	CampaignStore
+	campaignStore
 	key int64
 }
 
@@ -812,11 +820,8 @@ type costView struct {
 }
 
 type ruleCost struct {
-	Label  string
-	Points int64
-	Times  int64 // awards per consumer within the job's dates
-	Most   int64 // recipients × points × times, capped by the rule's budget
-	Capped bool
+	Label string
+	rewards.RuleCost
 }
 
 type evaluation struct {
@@ -829,7 +834,7 @@ type evaluation struct {
 }
 
 // evaluate counts the form's selection, prices the job and renders the preview.
-func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
+func (d campaignPages) evaluate(ctx context.Context, f *campaignForm) evaluation {
 	var ev evaluation
 	operator := userFrom(ctx).Operator()
 	probe := *f
@@ -874,7 +879,7 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 	}
 	if !selOK {
 		ev.cost.Problem = "The selection has a problem: " + ev.reason
-	} else if n, err := d.Campaigns.CheckSelection(ctx, where, args, raw); err != nil {
+	} else if n, err := d.campaigns.CheckSelection(ctx, where, args, raw); err != nil {
 		ev.field, ev.reason, ev.busy = "selection", err.Error(), errors.Is(err, postoffice.ErrTooManySelections)
 		ev.cost.Problem = "The selection could not be counted: " + err.Error()
 	} else {
@@ -890,19 +895,18 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		jobStop, _ = editorParseTime(f.Stop)
 	}
 	if issOK {
-		have, err := d.Campaigns.Rules(ctx, iss.ID)
+		have, err := d.campaigns.Rules(ctx, iss.ID)
 		if err != nil {
 			have = nil
 		}
-		spent, _ := d.Campaigns.RulesSpent(ctx, iss.ID)
+		spent, _ := d.campaigns.RulesSpent(ctx, iss.ID)
 		for _, r := range have {
 			if f.ruleChecked(r.ID) && !r.Retired {
 				ev.cost.Rules = append(ev.cost.Rules, priceRule(r, spent[r.ID], ev.cost.Recipients, jobStart, jobStop))
 			}
 		}
-		if budget, used, err := d.Campaigns.BudgetOfIssuer(ctx, iss.ID); err == nil && budget > 0 {
+		if budget, used, err := d.campaigns.BudgetOfIssuer(ctx, iss.ID); err == nil && budget > 0 {
 			ev.cost.HasBudget, ev.cost.Budget, ev.cost.Spent = true, budget, used
-			ev.cost.Left = max(budget-used, 0)
 		}
 	}
 	if spec, ok := f.Rule.spec(func(string, string) {}); ok && spec != nil && spec.Points > 0 {
@@ -915,17 +919,16 @@ func (d Deps) evaluate(ctx context.Context, f *campaignForm) evaluation {
 		r.Stop, _ = time.Parse(time.RFC3339, spec.Stop)
 		ev.cost.Rules = append(ev.cost.Rules, priceRule(r, 0, ev.cost.Recipients, jobStart, jobStop))
 	}
-	for _, rc := range ev.cost.Rules {
-		ev.cost.Most = rewards.SumMostPoints(ev.cost.Most, rc.Most)
-		ev.cost.PerConsumer = rewards.SumMostPoints(ev.cost.PerConsumer, rewards.MostPoints(rc.Points, rc.Times))
+	costs := make([]rewards.RuleCost, len(ev.cost.Rules))
+	for i, rc := range ev.cost.Rules {
+		costs[i] = rc.RuleCost
 	}
-	ev.cost.Over = ev.cost.HasBudget && ev.cost.Most > ev.cost.Left
+	ev.cost.Most, ev.cost.PerConsumer = rewards.JobCost(costs)
+	ev.cost.Over, ev.cost.Left = rewards.OverBudget(ev.cost.Budget, ev.cost.Spent, ev.cost.Most)
 	return ev
 }
 
-// priceRule is the most one rule can award in a job: each recipient earns its points once
-// per job, or once per period for a period rule, while both the job and the rule run; a
-// rule's own budget caps it.
+// priceRule is rule r's cost in the job (rewards.AwardRule.Price), labelled for the page.
 func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobStop time.Time) ruleCost {
 	label := string(r.Type)
 	if r.Description != "" {
@@ -934,41 +937,14 @@ func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobSt
 	if r.ID != 0 {
 		label = fmt.Sprintf("#%d %s", r.ID, label)
 	}
-	rc := ruleCost{Label: label, Points: r.Points, Times: awardsPerConsumer(r, jobStart, jobStop)}
-	rc.Most = rewards.MostPoints(int64(recipients), r.Points, rc.Times)
-	if r.Budget > 0 {
-		if left := max(r.Budget-spent, 0); rc.Most > left {
-			rc.Most, rc.Capped = left, true
-		}
-	}
-	return rc
-}
-
-// awardsPerConsumer is how many times a rule may award one consumer within the job's dates.
-func awardsPerConsumer(r rewards.AwardRule, jobStart, jobStop time.Time) int64 {
-	from, until := jobStart, jobStop
-	if !r.Start.IsZero() && r.Start.After(from) {
-		from = r.Start
-	}
-	if !r.Stop.IsZero() && (until.IsZero() || r.Stop.Before(until)) {
-		until = r.Stop
-	}
-	if !from.IsZero() && !until.IsZero() && !until.After(from) {
-		return 0
-	}
-	if r.Frequency != rewards.FrequencyPeriod || r.Period <= 0 || from.IsZero() || until.IsZero() {
-		return 1
-	}
-	// Periods are numbered as AwardRule.Occurrence numbers them.
-	p := r.Period.Milliseconds()
-	return (until.UnixMilli()-1)/p - from.UnixMilli()/p + 1
+	return ruleCost{Label: label, RuleCost: r.Price(spent, recipients, jobStart, jobStop)}
 }
 
 // renderPreview renders the form's messages for a consumer: for an operator, the first one
 // the selection matches; for an issuer user always a made-up one, since a real consumer's
 // name and address are not the issuer's to see (nor is whether a selection matches anyone
 // in particular).
-func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Issuer, operator, selOK bool, where string, args []any, raw bool) msgPreview {
+func (d campaignPages) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Issuer, operator, selOK bool, where string, args []any, raw bool) msgPreview {
 	var pv msgPreview
 	var c *rewards.Consumer
 	switch {
@@ -978,7 +954,7 @@ func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Is
 		pv.Note = "The selection has a problem, so this is a made-up consumer."
 	default:
 		var err error
-		c, err = d.Campaigns.SampleConsumer(ctx, where, args, raw)
+		c, err = d.campaigns.SampleConsumer(ctx, where, args, raw)
 		switch {
 		case err == nil:
 		case rewards.ErrorCode(err) == rewards.ENOTFOUND:
@@ -995,14 +971,14 @@ func (d Deps) renderPreview(ctx context.Context, f *campaignForm, iss rewards.Is
 		pv.Consumer = name + " <" + c.Email + ">"
 	}
 	// Job 0, consumer 0: links in the preview name no invitation and earn nothing.
-	token := d.PostOffice.Tokens().Encode(0, 0)
-	ack, page, unsub := d.PostOffice.Links(token)
+	token := d.po.Tokens().Encode(0, 0)
+	ack, page, unsub := d.po.Links(token)
 	name := iss.Name
 	if name == "" {
 		name = f.Issuer
 	}
 	v := &postoffice.TagValues{Consumer: c, Token: token, AckURL: ack, PageURL: page, UnsubscribeURL: unsub,
-		AccountURL: postoffice.AccountURL(d.PostOffice.BaseURL(), token), IssuerName: name, JobName: f.Name}
+		AccountURL: postoffice.AccountURL(d.po.BaseURL(), token), IssuerName: name, JobName: f.Name}
 	pv.Text = renderFormat(f.TextSubject, f.TextBody, v, false)
 	pv.HTML = renderFormat(f.HTMLSubject, f.HTMLBody, v, true)
 	return pv
@@ -1028,7 +1004,7 @@ func renderFormat(subject, body string, v *postoffice.TagValues, html bool) rend
 }
 
 // campaignPreview answers the editor's script with the preview pane for the form as typed.
-func (d Deps) campaignPreview(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) campaignPreview(w http.ResponseWriter, r *http.Request) {
 	f, err := readCampaignForm(r)
 	if err != nil {
 		formReadFailed(w, err)
@@ -1059,7 +1035,7 @@ type countAnswer struct {
 // campaignCount counts the consumers the form's selection matches (in the store, with the
 // compiled, parameterized selection) and prices the job. A selection that is wrong answers
 // 422 with the field and reason.
-func (d Deps) campaignCount(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) campaignCount(w http.ResponseWriter, r *http.Request) {
 	f, err := readCampaignForm(r)
 	if err != nil {
 		formReadFailed(w, err)
@@ -1129,14 +1105,14 @@ func (a jobActionKind) refusal(job *postoffice.Job, now time.Time) string {
 	return ""
 }
 
-func (d Deps) jobAction(a jobActionKind) http.HandlerFunc {
+func (d campaignPages) jobAction(a jobActionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		job := d.jobFor(w, r)
 		if job == nil {
 			return
 		}
 		back := d.backTo(r, job)
-		if why := a.refusal(job, d.Now()); why != "" {
+		if why := a.refusal(job, d.now()); why != "" {
 			d.redirect(w, r, back, why)
 			return
 		}
@@ -1145,13 +1121,13 @@ func (d Deps) jobAction(a jobActionKind) http.HandlerFunc {
 		var done string
 		switch a {
 		case actSchedule:
-			err, done = d.PostOffice.Schedule(ctx, job.Key), "scheduled: it starts "+editorTime(job.Start)+" UTC"
+			err, done = d.po.Schedule(ctx, job.Key), "scheduled: it starts "+editorTime(job.Start)+" UTC"
 		case actSuspend:
-			err, done = d.PostOffice.Suspend(ctx, job.Key), "suspended: nothing more is sent until you resume it"
+			err, done = d.po.Suspend(ctx, job.Key), "suspended: nothing more is sent until you resume it"
 		case actResume:
-			err, done = d.PostOffice.Resume(ctx, job.Key), "resumed"
+			err, done = d.po.Resume(ctx, job.Key), "resumed"
 		case actStop:
-			err, done = d.PostOffice.Stop(ctx, job.Key), "stopped: nothing more is sent for it"
+			err, done = d.po.Stop(ctx, job.Key), "stopped: nothing more is sent for it"
 		}
 		if err != nil {
 			d.fail(w, r, err)
@@ -1165,7 +1141,7 @@ func (d Deps) jobAction(a jobActionKind) http.HandlerFunc {
 }
 
 // backTo is where an action returns: the toolbox page it was posted from, or the job's report.
-func (d Deps) backTo(r *http.Request, job *postoffice.Job) string {
+func (d campaignPages) backTo(r *http.Request, job *postoffice.Job) string {
 	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && strings.HasPrefix(ref.Path, "/") {
 		if p := safeNext(ref.Path); p != "/" {
 			return p
@@ -1176,23 +1152,23 @@ func (d Deps) backTo(r *http.Request, job *postoffice.Job) string {
 
 // duplicateJob makes a new draft with the job's messages, selection, client count and active
 // rules, running from now for a week, and opens it in the editor.
-func (d Deps) duplicateJob(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) duplicateJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
 	}
 	ctx := r.Context()
-	text, html, err := d.Campaigns.Messages(ctx, job)
+	text, html, err := d.campaigns.Messages(ctx, job)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	rules, err := d.Campaigns.JobRules(ctx, job.Key)
+	rules, err := d.campaigns.JobRules(ctx, job.Key)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	now := d.Now().UTC().Truncate(time.Minute)
+	now := d.now().UTC().Truncate(time.Minute)
 	c := &postoffice.Campaign{Issuer: job.IssuerSlug, Name: "Copy of " + job.Name, Start: now.Format(time.RFC3339),
 		Stop: now.Add(7 * 24 * time.Hour).Format(time.RFC3339), ClientCount: job.ClientCount, Draft: true}
 	if job.Selection != "" {
@@ -1212,7 +1188,7 @@ func (d Deps) duplicateJob(w http.ResponseWriter, r *http.Request) {
 		}
 		c.RuleIDs = append(c.RuleIDs, rule.ID)
 	}
-	dup, _, err := d.PostOffice.CreateJob(ctx, c)
+	dup, _, err := d.po.CreateJob(ctx, c)
 	var fe *postoffice.FieldError
 	if errors.As(err, &fe) {
 		d.redirect(w, r, d.backTo(r, job), fmt.Sprintf("Campaign %d could not be duplicated: %s", job.Key, fe.Error()))
@@ -1230,13 +1206,13 @@ func (d Deps) duplicateJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // testJob sends the job's message to one address.
-func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) testJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
 	}
 	back := d.backTo(r, job)
-	if d.TestSender == nil {
+	if d.testSender == nil {
 		d.redirect(w, r, back, "Test sends are not set up on this server.")
 		return
 	}
@@ -1245,8 +1221,8 @@ func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, back, "Enter the address to send the test to.")
 		return
 	}
-	if err := d.TestSender.SendTest(r.Context(), job, to, userFrom(r.Context())); err != nil {
-		d.Logger.Warn("toolbox: test send", "job", job.Key, "err", err)
+	if err := d.testSender.SendTest(r.Context(), job, to, userFrom(r.Context())); err != nil {
+		d.logger.Warn("toolbox: test send", "job", job.Key, "err", err)
 		d.redirect(w, r, back, "The test was not sent: "+err.Error())
 		return
 	}
@@ -1256,6 +1232,6 @@ func (d Deps) testJob(w http.ResponseWriter, r *http.Request) {
 // jobActions is the row of action buttons for a job that fit its state: edit (a draft),
 // schedule, suspend, resume, stop, duplicate, and send a test when the server can. Each
 // posts to /jobs/{key}/ACTION and comes back to the page it was on with a flash.
-func (d Deps) jobActions(job *postoffice.Job) templ.Component {
-	return jobActionsView(job, d.TestSender != nil)
+func (d jobPages) jobActions(job *postoffice.Job) templ.Component {
+	return jobActionsView(job, d.canTest)
 }

@@ -48,12 +48,13 @@ func newEditorEnv(t *testing.T, tune ...func(*toolbox.Deps)) *editorEnv {
 	t.Cleanup(func() { sender.Close() })
 	ee := &editorEnv{sink: sink}
 	ee.env = newEnv(t, func(d *toolbox.Deps) {
+		st := d.Store.(*store.Store)
 		for _, f := range tune {
 			f(d)
 		}
-		ee.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example"})
+		ee.po = postoffice.New(postoffice.Config{Store: d.Store, Tokens: keys, BaseURL: "https://pp.example"})
 		d.PostOffice = ee.po
-		d.TestSender = &mailer.TestSends{Store: testSendStore{d.Campaigns, d.Store.(*store.Store)}, Sender: sender, Tokens: keys,
+		d.TestSender = &mailer.TestSends{Store: testSendStore{d.Store, st}, Sender: sender, Tokens: keys,
 			Addresses: mailer.Addresses{BaseURL: "https://pp.example", ReplyDomain: "reply.pp.example"}}
 	})
 	return ee
@@ -62,12 +63,12 @@ func newEditorEnv(t *testing.T, tune ...func(*toolbox.Deps)) *editorEnv {
 // testSendStore reads a test's messages through the environment's campaign store (which a
 // test may wrap) and the rest of a test send from the real store.
 type testSendStore struct {
-	toolbox.CampaignStore
+	campaigns toolbox.Store
 	*store.Store
 }
 
 func (s testSendStore) Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error) {
-	return s.CampaignStore.Messages(ctx, job)
+	return s.campaigns.Messages(ctx, job)
 }
 
 // consumers enrolls three active consumers in the US (Bo first) and one in France, and one
@@ -507,17 +508,17 @@ func TestIssuerCannotSelectByAddress(t *testing.T) {
 
 // schedulingDrafts schedules a draft just before the editor rewrites it, as a click on
 // Schedule in another tab would.
-type schedulingDrafts struct{ toolbox.CampaignStore }
+type schedulingDrafts struct{ toolbox.Store }
 
 func (s schedulingDrafts) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error {
 	if err := s.SetJobState(ctx, job.Key, postoffice.JobScheduled, ""); err != nil {
 		return err
 	}
-	return s.CampaignStore.UpdateDraftJob(ctx, job, text, html, rules)
+	return s.Store.UpdateDraftJob(ctx, job, text, html, rules)
 }
 
 func TestSavingADraftScheduledMeanwhileIsAConflict(t *testing.T) {
-	e := newEditorEnv(t, func(d *toolbox.Deps) { d.Campaigns = schedulingDrafts{d.Campaigns} })
+	e := newEditorEnv(t, func(d *toolbox.Deps) { d.Store = schedulingDrafts{d.Store} })
 	c, _ := e.signIn("ann@acme.example", "acme")
 	job := e.draft("acme", "Spring")
 	form := campaignForm()

@@ -40,7 +40,29 @@ const (
 	importUploadWindow = 30 * time.Minute
 )
 
-func (d Deps) consumerRoutes(r chi.Router, imports *importTracker) {
+// consumerStore is what the operators' consumer pages read and change.
+//
+// A search looks for text in field ("" for any of e-mail, name and city, "email", "name",
+// "city") by match ("prefix" or "contains"), among consumers of status ("" for all); pages
+// run newest first, below beforeID (0: from the newest).
+type consumerStore interface {
+	SearchConsumers(ctx context.Context, field, match, text string, status rewards.ConsumerStatus,
+		beforeID int64, limit int) ([]rewards.Consumer, error)
+	CountConsumersMatching(ctx context.Context, field, match, text string, status rewards.ConsumerStatus) (int, error)
+	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
+	Timeline(ctx context.Context, email string) (*rewards.Timeline, error)
+	SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error
+	// ImportConsumerFile upserts the consumers of a CSV file, reporting each bad record.
+	ImportConsumerFile(ctx context.Context, r io.Reader, report func(rewards.RowError)) (inserted, updated int, err error)
+}
+
+// consumerPages are the operators' consumer search, timeline, export and CSV import.
+type consumerPages struct {
+	base
+	store consumerStore
+}
+
+func (d consumerPages) consumerRoutes(r chi.Router, imports *importTracker) {
 	r.Get("/consumers", d.consumers)
 	r.Get("/consumers/export.csv", d.exportConsumers)
 	r.Get("/consumers/{id:[0-9]+}", d.consumer)
@@ -153,16 +175,16 @@ type consumersView struct {
 	Next string
 }
 
-func (d Deps) consumers(w http.ResponseWriter, r *http.Request) {
+func (d consumerPages) consumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q, errs := parseConsumerQuery(r)
 	v := consumersView{Q: q, Errors: errs}
-	rows, err := d.Consumers.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, q.Before, consumersPageSize)
+	rows, err := d.store.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, q.Before, consumersPageSize)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	if v.Total, err = d.Consumers.CountConsumersMatching(ctx, q.Field, q.Match, q.Text, q.Status); err != nil {
+	if v.Total, err = d.store.CountConsumersMatching(ctx, q.Field, q.Match, q.Text, q.Status); err != nil {
 		d.fail(w, r, err)
 		return
 	}
@@ -179,13 +201,13 @@ func (d Deps) consumers(w http.ResponseWriter, r *http.Request) {
 }
 
 // consumerFor loads the consumer of the URL's {id}, or answers 404 and returns nil.
-func (d Deps) consumerFor(w http.ResponseWriter, r *http.Request) *rewards.Consumer {
+func (d consumerPages) consumerFor(w http.ResponseWriter, r *http.Request) *rewards.Consumer {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return nil
 	}
-	c, err := d.Consumers.ConsumerByID(r.Context(), id)
+	c, err := d.store.ConsumerByID(r.Context(), id)
 	if err != nil {
 		d.fail(w, r, err)
 		return nil
@@ -193,12 +215,12 @@ func (d Deps) consumerFor(w http.ResponseWriter, r *http.Request) *rewards.Consu
 	return c
 }
 
-func (d Deps) consumer(w http.ResponseWriter, r *http.Request) {
+func (d consumerPages) consumer(w http.ResponseWriter, r *http.Request) {
 	c := d.consumerFor(w, r)
 	if c == nil {
 		return
 	}
-	tl, err := d.Consumers.Timeline(r.Context(), c.Email)
+	tl, err := d.store.Timeline(r.Context(), c.Email)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -224,7 +246,7 @@ var consumerActions = []struct {
 	{rewards.StatusActive, "Reactivate", "active again"},
 }
 
-func (d Deps) setConsumerStatus(w http.ResponseWriter, r *http.Request) {
+func (d consumerPages) setConsumerStatus(w http.ResponseWriter, r *http.Request) {
 	c := d.consumerFor(w, r)
 	if c == nil {
 		return
@@ -240,11 +262,11 @@ func (d Deps) setConsumerStatus(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Choose unsubscribed, suppressed or active.", http.StatusBadRequest)
 		return
 	}
-	if err := d.Consumers.SetConsumerStatus(r.Context(), c.Email, status); err != nil {
+	if err := d.store.SetConsumerStatus(r.Context(), c.Email, status); err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	d.Logger.Info("consumer status set by operator", "consumer", c.ID, "status", status, "by", userFrom(r.Context()).Email)
+	d.logger.Info("consumer status set by operator", "consumer", c.ID, "status", status, "by", userFrom(r.Context()).Email)
 	d.redirect(w, r, fmt.Sprintf("/consumers/%d", c.ID), c.Email+" is "+done+".")
 }
 
@@ -252,7 +274,7 @@ func (d Deps) setConsumerStatus(w http.ResponseWriter, r *http.Request) {
 // only the export has.
 var exportColumns = append(rewards.ConsumerFieldNames(), "status", "points_balance", "id")
 
-func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
+func (d consumerPages) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q, errs := parseConsumerQuery(r)
 	delete(errs, "before") // the export is every page
@@ -267,7 +289,7 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	}
 	// The first page is read before the headers go out, so a failing query still gets an
 	// error page.
-	batch, err := d.Consumers.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, 0, exportBatch)
+	batch, err := d.store.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, 0, exportBatch)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -275,7 +297,7 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	extendWrite(rc)
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consumers-%s.csv"`, d.Now().Format("20060102-1504")))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consumers-%s.csv"`, d.now().Format("20060102-1504")))
 	w.Header().Set("Cache-Control", "no-store")
 	cw := csv.NewWriter(w)
 	_ = cw.Write(exportColumns)
@@ -297,9 +319,9 @@ func (d Deps) exportConsumers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		extendWrite(rc)
-		if batch, err = d.Consumers.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, batch[len(batch)-1].ID, exportBatch); err != nil {
+		if batch, err = d.store.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, batch[len(batch)-1].ID, exportBatch); err != nil {
 			if ctx.Err() == nil {
-				d.Logger.Error("consumer export cut short", "err", err)
+				d.logger.Error("consumer export cut short", "err", err)
 			}
 			// Aborting the response tells the browser the file is incomplete, rather than
 			// handing it a silently truncated one.
@@ -435,7 +457,7 @@ func signedDigits(n int64) string {
 // and remembers the last importsKept of them for their pages. Each import's goroutine ends
 // with its import, or when base ends (the server shuts down); nothing else runs.
 type importTracker struct {
-	store  ConsumerStore
+	store  consumerStore
 	logger *slog.Logger
 	now    func() time.Time
 	base   context.Context
@@ -446,8 +468,8 @@ type importTracker struct {
 	imports []*consumerImport // oldest first
 }
 
-func newImportTracker(d Deps) *importTracker {
-	return &importTracker{store: d.Consumers, logger: d.Logger, now: d.Now, base: d.baseContext()}
+func newImportTracker(d consumerPages) *importTracker {
+	return &importTracker{store: d.store, logger: d.logger, now: d.now, base: d.baseContext()}
 }
 
 // consumerImport is one upload being imported, or imported.
@@ -613,13 +635,13 @@ type importForm struct {
 	Running *importStatus
 }
 
-func (d Deps) importForm(t *importTracker) http.HandlerFunc {
+func (d consumerPages) importForm(t *importTracker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d.renderImportForm(w, r, t, http.StatusOK, "")
 	}
 }
 
-func (d Deps) renderImportForm(w http.ResponseWriter, r *http.Request, t *importTracker, status int, msg string) {
+func (d consumerPages) renderImportForm(w http.ResponseWriter, r *http.Request, t *importTracker, status int, msg string) {
 	f := importForm{Error: msg}
 	if ci := t.current(); ci != nil {
 		s := ci.status()
@@ -636,7 +658,7 @@ func (d Deps) renderImportForm(w http.ResponseWriter, r *http.Request, t *import
 
 // uploadImport takes a CSV upload into a temporary file (not memory), checks its header at
 // once, and starts importing it in the background.
-func (d Deps) uploadImport(t *importTracker) http.HandlerFunc {
+func (d consumerPages) uploadImport(t *importTracker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if t.current() != nil {
 			d.renderImportForm(w, r, t, http.StatusConflict, "An import is already running: wait for it to finish, or stop it, before uploading another file.")
@@ -737,7 +759,7 @@ func receiveUpload(w http.ResponseWriter, r *http.Request) (f *os.File, name str
 }
 
 // importFor returns the import of the URL's {id}, or answers 404 and returns nil.
-func (d Deps) importFor(w http.ResponseWriter, r *http.Request, t *importTracker) *consumerImport {
+func (d consumerPages) importFor(w http.ResponseWriter, r *http.Request, t *importTracker) *consumerImport {
 	id, err := strconv.Atoi(chi.URLParam(r, "id"))
 	ci := t.get(id)
 	if err != nil || ci == nil {
@@ -747,7 +769,7 @@ func (d Deps) importFor(w http.ResponseWriter, r *http.Request, t *importTracker
 	return ci
 }
 
-func (d Deps) importPage(t *importTracker) http.HandlerFunc {
+func (d consumerPages) importPage(t *importTracker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ci := d.importFor(w, r, t)
 		if ci == nil {
@@ -781,7 +803,7 @@ type importProgressJSON struct {
 	liveJSON
 }
 
-func (d Deps) importJSON(t *importTracker) http.HandlerFunc {
+func (d consumerPages) importJSON(t *importTracker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ci := d.importFor(w, r, t)
 		if ci == nil {
@@ -828,7 +850,7 @@ func byteSize(n int64) string {
 	}
 }
 
-func (d Deps) cancelImport(t *importTracker) http.HandlerFunc {
+func (d consumerPages) cancelImport(t *importTracker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ci := d.importFor(w, r, t)
 		if ci == nil {

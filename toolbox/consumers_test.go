@@ -504,7 +504,7 @@ func (s slowConsumerStore) SearchConsumers(ctx context.Context, field, match, te
 // TestConsumerExportOutlastsWriteTimeout downloads an export that takes longer than the
 // server's WriteTimeout: it arrives whole, because every batch moves the deadline on.
 func TestConsumerExportOutlastsWriteTimeout(t *testing.T) {
-	e := newEnv(t, func(d *toolbox.Deps) { d.Consumers = slowConsumerStore{d.Store.(*store.Store), 100 * time.Millisecond} })
+	e := newEnv(t, func(d *toolbox.Deps) { d.Store = slowConsumerStore{d.Store.(*store.Store), 100 * time.Millisecond} })
 	e.serveWithTimeouts(150*time.Millisecond, 150*time.Millisecond)
 	const n = 3000 // three pages, each after a pause: 300 ms in all
 	batch := make([]rewards.Consumer, n)

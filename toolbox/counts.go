@@ -82,9 +82,9 @@ func isClosed(ch chan struct{}) bool {
 
 // jobCounts returns a job's delivery counts: at most a second old while it runs, exact once
 // it is done (a finished job's page is not polled, so what it shows first must be final).
-func (d Deps) jobCounts(ctx context.Context, job *postoffice.Job) (postoffice.JobCounts, error) {
+func (d jobPages) jobCounts(ctx context.Context, job *postoffice.Job) (postoffice.JobCounts, error) {
 	if job.State == postoffice.JobDone {
-		return d.Store.JobCounts(ctx, job.Key)
+		return d.jobs.JobCounts(ctx, job.Key)
 	}
-	return d.counts.get(ctx, job.Key, d.Store.JobCounts)
+	return d.counts.get(ctx, job.Key, d.jobs.JobCounts)
 }

@@ -6,12 +6,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"pointpost/postoffice"
 )
 
 func TestCountsCacheSharesOneCount(t *testing.T) {
+	synctest.Test(t, testCountsCacheSharesOneCount)
+}
+
+func testCountsCacheSharesOneCount(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	var clock sync.Mutex
 	c := newCountsCache(time.Second)
@@ -36,11 +41,8 @@ func TestCountsCacheSharesOneCount(t *testing.T) {
 			results <- got
 		}()
 	}
-	// Let every caller arrive before the one count finishes.
-	for deadline := time.Now().Add(5 * time.Second); calls.Load() == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	// Every caller arrives (one counting, the rest waiting for it) before the count finishes.
+	synctest.Wait()
 	close(release)
 	wg.Wait()
 	close(results)

@@ -21,6 +21,7 @@ import (
 	"pointpost/rewards"
 	"pointpost/store"
 	"pointpost/toolbox"
+	"pointpost/web/pagetest"
 )
 
 // env is a toolbox served over real HTTP on a fresh SQLite file.
@@ -42,8 +43,7 @@ func newEnv(t *testing.T, tune ...func(*toolbox.Deps)) *env {
 	t.Cleanup(func() { st.Close() })
 	// Passwords hash at bcrypt's least cost: under the race detector the real one takes
 	// seconds. The cost travels in each hash, so what is checked does not change.
-	d := toolbox.Deps{Store: st, Accounts: st, Campaigns: st, Reports: st, Consumers: st, Settings: st,
-		API: st, Inbound: st, PasswordCost: bcrypt.MinCost}
+	d := toolbox.Deps{Store: st, PasswordCost: bcrypt.MinCost}
 	for _, f := range tune {
 		f(&d)
 	}
@@ -153,32 +153,9 @@ func (c *client) post(path string, form url.Values) (*http.Response, string) {
 		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {c.e.srv.URL}, "Sec-Fetch-Site": {"same-origin"}})
 }
 
-// byTestID returns the elements with data-testid id, in document order.
-func byTestID(n *html.Node, id string) []*html.Node {
-	var out []*html.Node
-	for d := range n.Descendants() {
-		if d.Type == html.ElementNode && attr(d, "data-testid") == id {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-func attr(n *html.Node, name string) string {
-	for _, a := range n.Attr {
-		if a.Key == name {
-			return a.Val
-		}
-	}
-	return ""
-}
-
-func text(n *html.Node) string {
-	var b strings.Builder
-	for d := range n.Descendants() {
-		if d.Type == html.TextNode {
-			b.WriteString(d.Data)
-		}
-	}
-	return strings.Join(strings.Fields(b.String()), " ")
-}
+// The HTML helpers every toolbox test uses.
+var (
+	byTestID = pagetest.ByTestID
+	attr     = pagetest.Attr
+	text     = pagetest.Text
+)

@@ -11,10 +11,10 @@ import (
 	"pointpost/postoffice"
 )
 
-// InboundStore lists the mail that came in: the replies that acknowledged through their
+// inboundStore lists the mail that came in: the replies that acknowledged through their
 // token, and what the receiver recorded that earned nothing (replies without a valid token,
 // auto-replies, bounces, complaints, unsubscribe messages, and what could not be told apart).
-type InboundStore interface {
+type inboundStore interface {
 	// InboundPage lists entries newest first: at most limit, of kind only (any when ""),
 	// only the unverified ones when unverifiedOnly, after before (from the newest when zero).
 	InboundPage(ctx context.Context, kind string, unverifiedOnly bool, before postoffice.InboundCursor, limit int) ([]postoffice.InboundEntry, error)
@@ -26,7 +26,13 @@ var inboundKinds = []string{postoffice.KindAcknowledged, "reply", "auto-reply", 
 // inboundPageSize is how many messages one page of /inbound lists.
 const inboundPageSize = 50
 
-func (d Deps) inboundRoutes(r chi.Router) {
+// inboundPages list the mail that came in.
+type inboundPages struct {
+	base
+	store inboundStore
+}
+
+func (d inboundPages) inboundRoutes(r chi.Router) {
 	r.Get("/inbound", d.inbound)
 }
 
@@ -96,8 +102,8 @@ type inboundView struct {
 }
 
 // inbound lists what the receiver recorded, newest first, a page at a time.
-func (d Deps) inbound(w http.ResponseWriter, r *http.Request) {
-	st := d.Inbound
+func (d inboundPages) inbound(w http.ResponseWriter, r *http.Request) {
+	st := d.store
 	if st == nil {
 		http.Error(w, "the inbound list is not set up on this server", http.StatusServiceUnavailable)
 		return

@@ -17,8 +17,8 @@ import (
 	"pointpost/toolbox"
 )
 
-// The SQLite store is what main passes for the inbound page.
-var _ toolbox.InboundStore = (*store.Store)(nil)
+// The SQLite store is what main passes for every area of the toolbox.
+var _ toolbox.Store = (*store.Store)(nil)
 
 // inboundRows returns the rows of an inbound page and the IDs they show, in order.
 func inboundRows(t *testing.T, doc *html.Node) ([]*html.Node, []int64) {

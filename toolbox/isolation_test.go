@@ -335,7 +335,7 @@ func newIsoWorld(t *testing.T, tune ...func(*toolbox.Deps)) *isoWorld {
 	}
 	w.e = newEnv(t, func(d *toolbox.Deps) {
 		withAPI(d)
-		w.po = postoffice.New(postoffice.Config{Store: d.Campaigns, Tokens: keys, BaseURL: "https://pp.example", Logger: d.Logger})
+		w.po = postoffice.New(postoffice.Config{Store: d.Store, Tokens: keys, BaseURL: "https://pp.example", Logger: d.Logger})
 		d.PostOffice = w.po
 		d.TestSender = w.sends
 		for _, f := range tune {

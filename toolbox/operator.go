@@ -23,20 +23,12 @@ import (
 	"pointpost/rewards"
 )
 
-// ConsumerStore is what the operators' consumer and outbox pages read and change.
-//
-// A search looks for text in field ("" for any of e-mail, name and city, "email", "name",
-// "city") by match ("prefix" or "contains"), among consumers of status ("" for all); pages
-// run newest first, below beforeID (0: from the newest).
-type ConsumerStore interface {
-	SearchConsumers(ctx context.Context, field, match, text string, status rewards.ConsumerStatus,
-		beforeID int64, limit int) ([]rewards.Consumer, error)
-	CountConsumersMatching(ctx context.Context, field, match, text string, status rewards.ConsumerStatus) (int, error)
-	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
-	Timeline(ctx context.Context, email string) (*rewards.Timeline, error)
-	SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error
-	// ImportConsumerFile upserts the consumers of a CSV file, reporting each bad record.
-	ImportConsumerFile(ctx context.Context, r io.Reader, report func(rewards.RowError)) (inserted, updated int, err error)
+// mailServerStore is what the mail-servers and outbox pages read and change.
+type mailServerStore interface {
+	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
+	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
+	Outbox(ctx context.Context, limit int) ([]postoffice.OutboxMessage, int, error)
+	OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error)
 	OutboxBefore(ctx context.Context, beforeID int64, limit int) ([]postoffice.OutboxMessage, error)
 	// The addresses an operator approved for test sends, beside the toolbox users' own.
 	TestAddresses(ctx context.Context) ([]rewards.TestAddress, error)
@@ -44,13 +36,21 @@ type ConsumerStore interface {
 	RemoveTestAddress(ctx context.Context, email string) error
 }
 
+// mailServerPages are the operators' mail servers with their routes, and the outbox.
+type mailServerPages struct {
+	base
+	store  mailServerStore
+	routes RouteDesk
+	po     *postoffice.PostOffice
+}
+
 // outboxPageSize is how many captured messages one outbox page lists.
 const outboxPageSize = 50
 
-func (d Deps) operatorRoutes(r chi.Router) {
+func (d mailServerPages) mailServerRoutes(r chi.Router) {
 	r.Get("/mail-servers", d.mailServers)
 	r.Get("/mail-servers.json", d.mailServersJSON)
-	if d.Routes != nil {
+	if d.routes != nil {
 		r.Post("/mail-servers/routes", d.saveRoute)
 		r.Post("/mail-servers/routes/remove", d.removeRoute)
 	}
@@ -58,7 +58,6 @@ func (d Deps) operatorRoutes(r chi.Router) {
 	r.Get("/outbox/{id}", d.outboxMessage)
 	r.Post("/outbox/test-addresses", d.approveTestAddress)
 	r.Post("/outbox/test-addresses/remove", d.removeTestAddress)
-	d.consumerRoutes(r, newImportTracker(d))
 }
 
 // serverRow is one mail server as the mail-servers page shows it.
@@ -74,23 +73,23 @@ type serverRow struct {
 
 // mailServerRows gathers each mail server's latest status, live from the post office when
 // this process runs the mail servers, else as last saved in the store, with its running jobs.
-func (d Deps) mailServerRows(ctx context.Context) ([]serverRow, error) {
+func (d mailServerPages) mailServerRows(ctx context.Context) ([]serverRow, error) {
 	var statuses []postoffice.MailServerStatus
-	if d.PostOffice != nil {
-		statuses = d.PostOffice.Statuses()
+	if d.po != nil {
+		statuses = d.po.Statuses()
 	}
 	if len(statuses) == 0 {
 		var err error
-		if statuses, err = d.Store.MailServers(ctx); err != nil {
+		if statuses, err = d.store.MailServers(ctx); err != nil {
 			return nil, err
 		}
 	}
-	jobs, err := d.Store.Jobs(ctx, postoffice.JobRunning)
+	jobs, err := d.store.Jobs(ctx, postoffice.JobRunning)
 	if err != nil {
 		return nil, err
 	}
 	next := postoffice.SoonestIdle(statuses)
-	now := d.Now()
+	now := d.now()
 	rows := make([]serverRow, len(statuses))
 	for i, st := range statuses {
 		st.Relay = hideRelayPassword(st.Relay)
@@ -111,13 +110,13 @@ func (d Deps) mailServerRows(ctx context.Context) ([]serverRow, error) {
 	return rows, nil
 }
 
-func (d Deps) mailServers(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) mailServers(w http.ResponseWriter, r *http.Request) {
 	d.renderMailServers(w, r, routeForm{})
 }
 
 // renderMailServers shows the mail servers and their routes, with form in the new-route
 // form (or, when it names one, that route's).
-func (d Deps) renderMailServers(w http.ResponseWriter, r *http.Request, form routeForm) {
+func (d mailServerPages) renderMailServers(w http.ResponseWriter, r *http.Request, form routeForm) {
 	rows, err := d.mailServerRows(r.Context())
 	if err != nil {
 		d.fail(w, r, err)
@@ -130,7 +129,7 @@ func (d Deps) renderMailServers(w http.ResponseWriter, r *http.Request, form rou
 	}
 	p := d.page(w, r, "Mail servers", "mail-servers")
 	p.Scripts = append(p.Scripts, "live.js")
-	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)+"|"+routesLayout(routes), routes, form, d.Routes != nil))
+	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)+"|"+routesLayout(routes), routes, form, d.routes != nil))
 }
 
 // mailServerJSON is one mail server in /mail-servers.json.
@@ -160,7 +159,7 @@ type liveJSON struct {
 	Done   bool               `json:"done,omitempty"`
 }
 
-func (d Deps) mailServersJSON(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) mailServersJSON(w http.ResponseWriter, r *http.Request) {
 	rows, err := d.mailServerRows(r.Context())
 	if err != nil {
 		d.fail(w, r, err)
@@ -290,19 +289,19 @@ func ageText(age time.Duration, never bool) string {
 // be old: the post office saves them every second.
 func (s serverRow) stale() bool { return !s.ReportedAt.IsZero() && s.Age > 15*time.Second }
 
-func (d Deps) outbox(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) outbox(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	before, ok := pageCursor(r, "before")
 	if !ok {
 		d.notFound(w, r)
 		return
 	}
-	msgs, err := d.Consumers.OutboxBefore(ctx, before, outboxPageSize)
+	msgs, err := d.store.OutboxBefore(ctx, before, outboxPageSize)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	_, total, err := d.Store.Outbox(ctx, 0)
+	_, total, err := d.store.Outbox(ctx, 0)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -311,7 +310,7 @@ func (d Deps) outbox(w http.ResponseWriter, r *http.Request) {
 	if len(msgs) == outboxPageSize {
 		next = "/outbox?before=" + strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
 	}
-	approved, err := d.Consumers.TestAddresses(ctx)
+	approved, err := d.store.TestAddresses(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -321,9 +320,9 @@ func (d Deps) outbox(w http.ResponseWriter, r *http.Request) {
 
 // approveTestAddress adds an address to those "send a test" may mail, on the outbox page
 // where the tests show.
-func (d Deps) approveTestAddress(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) approveTestAddress(w http.ResponseWriter, r *http.Request) {
 	email, note := strings.TrimSpace(r.PostFormValue("email")), r.PostFormValue("note")
-	if err := d.Consumers.ApproveTestAddress(r.Context(), email, note, userFrom(r.Context()).Email); err != nil {
+	if err := d.store.ApproveTestAddress(r.Context(), email, note, userFrom(r.Context()).Email); err != nil {
 		d.redirect(w, r, "/outbox", "The address was not approved: "+err.Error())
 		return
 	}
@@ -331,9 +330,9 @@ func (d Deps) approveTestAddress(w http.ResponseWriter, r *http.Request) {
 }
 
 // removeTestAddress takes an address off the approved test addresses.
-func (d Deps) removeTestAddress(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) removeTestAddress(w http.ResponseWriter, r *http.Request) {
 	email := strings.TrimSpace(r.PostFormValue("email"))
-	if err := d.Consumers.RemoveTestAddress(r.Context(), email); err != nil {
+	if err := d.store.RemoveTestAddress(r.Context(), email); err != nil {
 		if rewards.ErrorCode(err) == rewards.ENOTFOUND {
 			d.redirect(w, r, "/outbox", email+" was not an approved test address.")
 			return
@@ -355,13 +354,13 @@ func pageCursor(r *http.Request, name string) (int64, bool) {
 	return n, err == nil && n > 0
 }
 
-func (d Deps) outboxMessage(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) outboxMessage(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return
 	}
-	m, err := d.Store.OutboxMessageByID(r.Context(), id)
+	m, err := d.store.OutboxMessageByID(r.Context(), id)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -453,15 +452,15 @@ type routeRow struct {
 	working bool
 }
 
-func (d Deps) routeRows(ctx context.Context) ([]routeRow, error) {
-	if d.Routes == nil {
+func (d mailServerPages) routeRows(ctx context.Context) ([]routeRow, error) {
+	if d.routes == nil {
 		return nil, nil
 	}
-	saved, err := d.Routes.Routes(ctx)
+	saved, err := d.routes.Routes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	states := d.Routes.RouteStatus(ctx)
+	states := d.routes.RouteStatus(ctx)
 	rows := make([]routeRow, len(saved))
 	for i, rt := range saved {
 		rt.URL = hideRelayPassword(rt.URL)
@@ -599,19 +598,19 @@ func (f routeForm) route(saved []postoffice.Route) (postoffice.Route, error) {
 
 // saveRoute adds or changes a route from the form. A refused setting shows the page again
 // with the form as typed (its URL, which may hold a password, left out) and the field named.
-func (d Deps) saveRoute(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) saveRoute(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f := routeForm{Name: r.PostFormValue("name"), URL: r.PostFormValue("url"), Rate: r.PostFormValue("rate"),
 		Connections: r.PostFormValue("connections"), Priority: r.PostFormValue("priority"),
 		Quotas: r.PostFormValue("quotas"), Warmup: r.PostFormValue("warmup"), Editing: r.PostFormValue("editing") != ""}
-	saved, err := d.Routes.Routes(ctx)
+	saved, err := d.routes.Routes(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	rt, err := f.route(saved)
 	if err == nil {
-		err = d.Routes.SaveRoute(ctx, rt)
+		err = d.routes.SaveRoute(ctx, rt)
 	}
 	var re *postoffice.RouteError
 	if errors.As(err, &re) {
@@ -625,16 +624,16 @@ func (d Deps) saveRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flash := "Route " + rt.Name + " saved; the mail servers use it now."
-	if !slices.ContainsFunc(d.Routes.RouteStatus(ctx), func(s postoffice.RouteState) bool { return s.Name == rt.Name }) {
+	if !slices.ContainsFunc(d.routes.RouteStatus(ctx), func(s postoffice.RouteState) bool { return s.Name == rt.Name }) {
 		// This process sends by the embedded outbox or runs no mail servers.
 		flash = "Route " + rt.Name + " saved; the mail servers use it from their next start."
 	}
 	d.redirect(w, r, "/mail-servers", flash)
 }
 
-func (d Deps) removeRoute(w http.ResponseWriter, r *http.Request) {
+func (d mailServerPages) removeRoute(w http.ResponseWriter, r *http.Request) {
 	name := r.PostFormValue("name")
-	err := d.Routes.RemoveRoute(r.Context(), name)
+	err := d.routes.RemoveRoute(r.Context(), name)
 	var re *postoffice.RouteError
 	switch {
 	case errors.As(err, &re):

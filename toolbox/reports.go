@@ -20,8 +20,8 @@ import (
 	"pointpost/rewards"
 )
 
-// ReportStore is what the dashboard and job reports read.
-type ReportStore interface {
+// reportStore is what the dashboard and job reports read.
+type reportStore interface {
 	Issuers(ctx context.Context) ([]rewards.Issuer, error)
 	// IssuerBudget returns an issuer's budget (0: no cap) and the points it has awarded.
 	IssuerBudget(ctx context.Context, issuerID int64) (budget, spent int64, err error)
@@ -41,11 +41,18 @@ type ReportStore interface {
 	ExportDeliveries(ctx context.Context, jobKey int64, fn func(d *postoffice.Delivery, c *rewards.Consumer, points int64) error) error
 }
 
-func (d Deps) dashboardRoutes(r chi.Router) {
+// reportPages are the dashboard, the job reports and their exports.
+type reportPages struct {
+	jobPages
+	reports reportStore
+	po      *postoffice.PostOffice
+}
+
+func (d reportPages) dashboardRoutes(r chi.Router) {
 	r.Get("/", d.dashboard)
 }
 
-func (d Deps) reportRoutes(r chi.Router) {
+func (d reportPages) reportRoutes(r chi.Router) {
 	r.Get("/jobs/{key}", d.jobReport)
 	r.Get("/jobs/{key}/progress.json", d.jobProgress)
 	r.Get("/jobs/{key}/export.csv", d.exportJob)
@@ -112,10 +119,10 @@ func progressOf(job *postoffice.Job, c postoffice.JobCounts) Progress {
 
 // dashboard is the home page: the running and scheduled jobs the user may see with live
 // progress, the points awarded, the budget left, and the jobs finished last.
-func (d Deps) dashboard(w http.ResponseWriter, r *http.Request) {
+func (d reportPages) dashboard(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u := userFrom(ctx)
-	jobs, err := d.Store.Jobs(ctx)
+	jobs, err := d.jobs.Jobs(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -141,7 +148,7 @@ func (d Deps) dashboard(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v.Empty = len(keys) == 0 && v.Drafts == 0
-	points, err := d.Reports.JobPoints(ctx, keys)
+	points, err := d.reports.JobPoints(ctx, keys)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -161,7 +168,7 @@ func (d Deps) dashboard(w http.ResponseWriter, r *http.Request) {
 	for i, row := range v.Done {
 		done[i] = row.Job.Key
 	}
-	receipts, err := d.Reports.JobReceipts(ctx, done)
+	receipts, err := d.reports.JobReceipts(ctx, done)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -212,17 +219,17 @@ type issuerBudget struct {
 }
 
 // budgets returns the budget of the user's issuer, or of every issuer for an operator.
-func (d Deps) budgets(ctx context.Context, u *rewards.User) ([]issuerBudget, error) {
+func (d reportPages) budgets(ctx context.Context, u *rewards.User) ([]issuerBudget, error) {
 	issuers := []rewards.Issuer{{ID: u.IssuerID, Slug: u.IssuerSlug, Name: u.IssuerSlug}}
 	if u.Operator() {
 		var err error
-		if issuers, err = d.Reports.Issuers(ctx); err != nil {
+		if issuers, err = d.reports.Issuers(ctx); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]issuerBudget, 0, len(issuers))
 	for _, iss := range issuers {
-		budget, spent, err := d.Reports.IssuerBudget(ctx, iss.ID)
+		budget, spent, err := d.reports.IssuerBudget(ctx, iss.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +239,7 @@ func (d Deps) budgets(ctx context.Context, u *rewards.User) ([]issuerBudget, err
 }
 
 // jobProgress answers progress.json, which progress.js polls to move the bars.
-func (d Deps) jobProgress(w http.ResponseWriter, r *http.Request) {
+func (d reportPages) jobProgress(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
@@ -250,23 +257,23 @@ func (d Deps) jobProgress(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if err := json.NewEncoder(w).Encode(p); err != nil && !errors.Is(err, context.Canceled) {
-		d.Logger.Warn("toolbox: progress", "job", job.Key, "err", err)
+		d.logger.Warn("toolbox: progress", "job", job.Key, "err", err)
 	}
 }
 
 // waitingNote is why a running job waits and until when, as its mail server last reported
 // (live when this process runs the mail servers); "" when it does not wait.
-func (d Deps) waitingNote(ctx context.Context, job *postoffice.Job) (string, error) {
+func (d reportPages) waitingNote(ctx context.Context, job *postoffice.Job) (string, error) {
 	if job.State != postoffice.JobRunning || job.MailServerID == 0 {
 		return "", nil
 	}
 	var statuses []postoffice.MailServerStatus
-	if d.PostOffice != nil {
-		statuses = d.PostOffice.Statuses()
+	if d.po != nil {
+		statuses = d.po.Statuses()
 	}
 	if len(statuses) == 0 {
 		var err error
-		if statuses, err = d.Store.MailServers(ctx); err != nil {
+		if statuses, err = d.jobs.MailServers(ctx); err != nil {
 			return "", err
 		}
 	}
@@ -334,7 +341,7 @@ const (
 // jobReport is a job's page: its progress (live), sends and acknowledgements over time,
 // acknowledgement rates by format and by the fields its selection uses, and the points its
 // rules awarded.
-func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
+func (d reportPages) jobReport(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
@@ -351,15 +358,15 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 	// side on the store's pool of readers.
 	tasks := []func() error{
 		func() (err error) { v.Row.Counts, err = d.jobCounts(ctx, job); return err },
-		func() (err error) { v.Channels, err = d.Reports.JobChannels(ctx, job.Key); return err },
+		func() (err error) { v.Channels, err = d.reports.JobChannels(ctx, job.Key); return err },
 		func() (err error) { v.Chart, v.Bucket, err = d.timeline(ctx, job.Key); return err },
-		func() (err error) { formats, err = d.Reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
-		func() (err error) { rulePoints, err = d.Reports.JobRulePoints(ctx, job.Key); return err },
-		func() (err error) { v.Settled, v.Earners, err = d.Reports.JobSettlement(ctx, job.Key); return err },
+		func() (err error) { formats, err = d.reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
+		func() (err error) { rulePoints, err = d.reports.JobRulePoints(ctx, job.Key); return err },
+		func() (err error) { v.Settled, v.Earners, err = d.reports.JobSettlement(ctx, job.Key); return err },
 	}
 	for i, f := range fields {
 		tasks = append(tasks, func() error {
-			counts, err := d.Reports.JobCountsBy(ctx, job.Key, f, reportFieldLimit)
+			counts, err := d.reports.JobCountsBy(ctx, job.Key, f, reportFieldLimit)
 			v.Fields[i] = fieldRates{Field: f, Rows: rateRows(counts)}
 			return err
 		})
@@ -376,13 +383,13 @@ func (d Deps) jobReport(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Row.Progress.Waiting = waiting
 	v.Formats = rateRows(formats)
-	rules, err := d.Reports.JobRules(ctx, job.Key)
+	rules, err := d.reports.JobRules(ctx, job.Key)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	for _, rule := range rules {
-		spent, err := d.Reports.RuleSpent(ctx, rule.ID)
+		spent, err := d.reports.RuleSpent(ctx, rule.ID)
 		if err != nil {
 			d.fail(w, r, err)
 			return
@@ -419,13 +426,13 @@ func runAll(tasks ...func() error) error {
 // timeline draws a job's sends and acknowledgements over time, in buckets sized to the
 // span from its first send to its last send or acknowledgement; "" while it has sent
 // nothing.
-func (d Deps) timeline(ctx context.Context, key int64) (string, time.Duration, error) {
-	first, last, err := d.Reports.JobSpan(ctx, key)
+func (d reportPages) timeline(ctx context.Context, key int64) (string, time.Duration, error) {
+	first, last, err := d.reports.JobSpan(ctx, key)
 	if err != nil || first.IsZero() {
 		return "", 0, err
 	}
 	from, size, n := chooseBuckets(first, last)
-	sends, acks, err := d.Reports.JobTimeline(ctx, key, from, size, n)
+	sends, acks, err := d.reports.JobTimeline(ctx, key, from, size, n)
 	if err != nil {
 		return "", 0, err
 	}
@@ -490,7 +497,7 @@ func extendWrite(rc *http.ResponseController) {
 }
 
 // exportJob streams one CSV row per delivery of a job, straight from the store's cursor.
-func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
+func (d reportPages) exportJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
@@ -505,7 +512,7 @@ func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
 	_ = cw.Write([]string{"email", "first_name", "last_name", "format", "sent", "sent_at", "received", "received_at",
 		"retry_count", "rejected", "failed", "last_error", "points"})
 	n := 0
-	err := d.Reports.ExportDeliveries(r.Context(), job.Key, func(dl *postoffice.Delivery, c *rewards.Consumer, points int64) error {
+	err := d.reports.ExportDeliveries(r.Context(), job.Key, func(dl *postoffice.Delivery, c *rewards.Consumer, points int64) error {
 		if err := cw.Write([]string{csvCell(c.Email), csvCell(c.FirstName), csvCell(c.LastName), string(c.Format),
 			csvBool(dl.Sent), csvTime(dl.SentAt), csvBool(dl.Received), csvTime(dl.ReceivedAt),
 			strconv.Itoa(dl.RetryCount), csvBool(dl.Rejected), csvBool(dl.Failed), csvCell(dl.LastError),
@@ -525,7 +532,7 @@ func (d Deps) exportJob(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
-			d.Logger.Error("toolbox: export", "job", job.Key, "rows", n, "err", err)
+			d.logger.Error("toolbox: export", "job", job.Key, "rows", n, "err", err)
 		}
 		// The status has gone out; aborting the response tells the browser the file is
 		// incomplete rather than handing it a silently truncated one.

@@ -610,7 +610,7 @@ func (s slowExportStore) ExportDeliveries(ctx context.Context, jobKey int64, fn 
 // TestExportCSVOutlastsWriteTimeout downloads a job's export that takes longer than the
 // server's WriteTimeout: it arrives whole, because every batch moves the deadline on.
 func TestExportCSVOutlastsWriteTimeout(t *testing.T) {
-	e := newEnv(t, func(d *toolbox.Deps) { d.Reports = slowExportStore{d.Store.(*store.Store), 100 * time.Millisecond} })
+	e := newEnv(t, func(d *toolbox.Deps) { d.Store = slowExportStore{d.Store.(*store.Store), 100 * time.Millisecond} })
 	e.serveWithTimeouts(150*time.Millisecond, 150*time.Millisecond)
 	ctx := context.Background()
 	const n = 3000 // three pauses: 300 ms in all

@@ -12,7 +12,7 @@ import (
 	"pointpost/rewards"
 )
 
-func (d Deps) ruleRoutes(r chi.Router) {
+func (d campaignPages) ruleRoutes(r chi.Router) {
 	r.Get("/rules", d.ruleList)
 	r.Get("/rules/new", d.newRule)
 	r.Post("/rules/new", d.createRule)
@@ -29,15 +29,15 @@ type ruleRow struct {
 }
 
 // ruleList shows the award rules of the user's issuer (every issuer's for operators).
-func (d Deps) ruleList(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) ruleList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u := userFrom(ctx)
-	issuers, err := d.Campaigns.Issuers(ctx)
+	issuers, err := d.campaigns.Issuers(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	spent, err := d.Campaigns.RulesSpent(ctx, issuerScope(ctx))
+	spent, err := d.campaigns.RulesSpent(ctx, issuerScope(ctx))
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -47,7 +47,7 @@ func (d Deps) ruleList(w http.ResponseWriter, r *http.Request) {
 		if !u.MaySee(iss.ID) {
 			continue
 		}
-		rules, err := d.Campaigns.Rules(ctx, iss.ID)
+		rules, err := d.campaigns.Rules(ctx, iss.ID)
 		if err != nil {
 			d.fail(w, r, err)
 			return
@@ -133,13 +133,13 @@ func (rf ruleFields) awardRule(setErr func(field, reason string)) (rewards.Award
 
 // ruleFor returns the rule named by the URL's {id} if the user may see it; otherwise it
 // answers 404 (whether the rule is another issuer's or does not exist) and returns nil.
-func (d Deps) ruleFor(w http.ResponseWriter, r *http.Request) *rewards.AwardRule {
+func (d campaignPages) ruleFor(w http.ResponseWriter, r *http.Request) *rewards.AwardRule {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return nil
 	}
-	rule, err := d.Campaigns.Rule(r.Context(), id)
+	rule, err := d.campaigns.Rule(r.Context(), id)
 	if err != nil {
 		d.fail(w, r, err)
 		return nil
@@ -151,7 +151,7 @@ func (d Deps) ruleFor(w http.ResponseWriter, r *http.Request) *rewards.AwardRule
 	return rule
 }
 
-func (d Deps) newRule(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) newRule(w http.ResponseWriter, r *http.Request) {
 	f := &ruleForm{Fields: ruleFields{Frequency: "once"}}
 	if err := d.fillRuleForm(r, f); err != nil {
 		d.fail(w, r, err)
@@ -160,19 +160,19 @@ func (d Deps) newRule(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, ruleEditPage(d.page(w, r, "New award rule", "rules"), f))
 }
 
-func (d Deps) fillRuleForm(r *http.Request, f *ruleForm) error {
+func (d campaignPages) fillRuleForm(r *http.Request, f *ruleForm) error {
 	u := userFrom(r.Context())
 	f.Operator = u.Operator()
 	if !f.Operator {
 		f.Issuer = u.IssuerSlug
 		return nil
 	}
-	issuers, err := d.Campaigns.Issuers(r.Context())
+	issuers, err := d.campaigns.Issuers(r.Context())
 	f.Issuers = issuers
 	return err
 }
 
-func (d Deps) createRule(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) createRule(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "The form could not be read: "+err.Error(), http.StatusBadRequest)
@@ -198,7 +198,7 @@ func (d Deps) createRule(w http.ResponseWriter, r *http.Request) {
 	rule, ok := f.Fields.awardRule(f.setErr)
 	if ok && issuerID != 0 {
 		rule.IssuerID = issuerID
-		if err := d.Campaigns.CreateRule(ctx, &rule); err != nil {
+		if err := d.campaigns.CreateRule(ctx, &rule); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -210,7 +210,7 @@ func (d Deps) createRule(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, ruleEditPage(p, f))
 }
 
-func (d Deps) editRule(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) editRule(w http.ResponseWriter, r *http.Request) {
 	rule := d.ruleFor(w, r)
 	if rule == nil {
 		return
@@ -219,7 +219,7 @@ func (d Deps) editRule(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, ruleEditPage(d.page(w, r, fmt.Sprintf("Award rule %d", rule.ID), "rules"), f))
 }
 
-func (d Deps) updateRule(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) updateRule(w http.ResponseWriter, r *http.Request) {
 	old := d.ruleFor(w, r)
 	if old == nil {
 		return
@@ -232,7 +232,7 @@ func (d Deps) updateRule(w http.ResponseWriter, r *http.Request) {
 	rule, ok := f.Fields.awardRule(f.setErr)
 	if ok {
 		rule.ID, rule.IssuerID = old.ID, old.IssuerID
-		if err := d.Campaigns.UpdateRule(r.Context(), &rule); err != nil {
+		if err := d.campaigns.UpdateRule(r.Context(), &rule); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -244,12 +244,12 @@ func (d Deps) updateRule(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, ruleEditPage(p, f))
 }
 
-func (d Deps) retireRule(w http.ResponseWriter, r *http.Request) {
+func (d campaignPages) retireRule(w http.ResponseWriter, r *http.Request) {
 	rule := d.ruleFor(w, r)
 	if rule == nil {
 		return
 	}
-	if err := d.Campaigns.RetireRule(r.Context(), rule.IssuerID, rule.ID); err != nil {
+	if err := d.campaigns.RetireRule(r.Context(), rule.IssuerID, rule.ID); err != nil {
 		d.fail(w, r, err)
 		return
 	}

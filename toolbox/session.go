@@ -2,9 +2,6 @@ package toolbox
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,17 +10,9 @@ import (
 	"pointpost/rewards"
 )
 
-// AccountStore keeps the toolbox's users, sessions, device cookies, one-time links and API
-// keys. Secrets (session and device cookies, link tokens, API keys) are stored only as
-// their SHA-256 hashes.
-type AccountStore interface {
-	CreateUser(ctx context.Context, u *rewards.User, now time.Time) error
-	UserByEmail(ctx context.Context, email string) (*rewards.User, string, error)
-	UserByID(ctx context.Context, id int64) (*rewards.User, error)
-	Users(ctx context.Context, issuerID int64) ([]*rewards.User, error)
-	CountOperators(ctx context.Context) (int, error)
-	SetPassword(ctx context.Context, userID int64, hash string) error
-	SetUserDisabled(ctx context.Context, userID int64, disabled bool) error
+// sessionStore keeps the toolbox's sessions and device cookies, by the hashes of their
+// secrets (rewards.HashSecret).
+type sessionStore interface {
 	RecordLogin(ctx context.Context, userID int64, now time.Time) error
 
 	CreateSession(ctx context.Context, idHash []byte, userID int64, now time.Time) error
@@ -31,21 +20,18 @@ type AccountStore interface {
 	TouchSession(ctx context.Context, idHash []byte, now time.Time) error
 	DeleteSession(ctx context.Context, idHash []byte) error
 
-	CreateUserLink(ctx context.Context, tokenHash []byte, userID int64, now, expires time.Time) error
-	UserLink(ctx context.Context, tokenHash []byte, now time.Time) (*rewards.User, error)
-	UseUserLink(ctx context.Context, tokenHash []byte, passwordHash string, now time.Time) (*rewards.User, error)
-
 	CreateDevice(ctx context.Context, tokenHash []byte, userID int64, now, expiredBefore time.Time) error
 	ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email string, limit int, expiredBefore time.Time) (bool, error)
 	DeviceSignedIn(ctx context.Context, tokenHash []byte) error
 	ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) error
-	DropSpentDevice(ctx context.Context, tokenHash []byte, limit int) error
+}
 
-	CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []byte, now time.Time) error
-	APIKeyByHash(ctx context.Context, keyHash []byte) (*rewards.APIKey, error)
-	APIKeys(ctx context.Context, issuerID int64) ([]*rewards.APIKey, error)
-	RevokeAPIKey(ctx context.Context, id, issuerID int64, now time.Time) error
-	TouchAPIKey(ctx context.Context, id int64, now time.Time) error
+// sessions signs users in and out and lets each request know who is asking.
+type sessions struct {
+	base
+	accounts    sessionStore
+	sessionIdle time.Duration
+	sessionMax  time.Duration
 }
 
 // SessionCookie names the cookie that carries a toolbox session. Its value is 32 random
@@ -65,13 +51,13 @@ const (
 
 // claimDevice returns the hash of the request's device cookie if it belongs to the account
 // of email and has failures to spare, counting this attempt as one of them; otherwise nil.
-func (d Deps) claimDevice(r *http.Request, email string) ([]byte, error) {
+func (d sessions) claimDevice(r *http.Request, email string) ([]byte, error) {
 	c, err := r.Cookie(DeviceCookie)
 	if err != nil || c.Value == "" || email == "" {
 		return nil, nil
 	}
-	h := hashSecret(c.Value)
-	ok, err := d.Accounts.ClaimDeviceAttempt(r.Context(), h, email, deviceFailures, d.Now().Add(-deviceTTL))
+	h := rewards.HashSecret(c.Value)
+	ok, err := d.accounts.ClaimDeviceAttempt(r.Context(), h, email, deviceFailures, d.now().Add(-deviceTTL))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -79,23 +65,23 @@ func (d Deps) claimDevice(r *http.Request, email string) ([]byte, error) {
 }
 
 // releaseDevice uncounts a claimed device attempt whose password was not checked.
-func (d Deps) releaseDevice(ctx context.Context, device []byte) {
+func (d sessions) releaseDevice(ctx context.Context, device []byte) {
 	if device == nil {
 		return
 	}
-	if err := d.Accounts.ReleaseDeviceAttempt(ctx, device); err != nil {
-		d.Logger.Warn("toolbox: release device attempt", "err", err)
+	if err := d.accounts.ReleaseDeviceAttempt(ctx, device); err != nil {
+		d.logger.Warn("toolbox: release device attempt", "err", err)
 	}
 }
 
 // trustDevice, at a successful sign-in, clears the failures of the device cookie it came
 // with (device) or, from a browser without one of u's, sets a new one.
-func (d Deps) trustDevice(w http.ResponseWriter, r *http.Request, u *rewards.User, device []byte) error {
+func (d sessions) trustDevice(w http.ResponseWriter, r *http.Request, u *rewards.User, device []byte) error {
 	if device != nil {
-		return d.Accounts.DeviceSignedIn(r.Context(), device)
+		return d.accounts.DeviceSignedIn(r.Context(), device)
 	}
-	secret, now := newSecret(), d.Now()
-	if err := d.Accounts.CreateDevice(r.Context(), hashSecret(secret), u.ID, now, now.Add(-deviceTTL)); err != nil {
+	secret, now := rewards.NewSecret(), d.now()
+	if err := d.accounts.CreateDevice(r.Context(), rewards.HashSecret(secret), u.ID, now, now.Add(-deviceTTL)); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: DeviceCookie, Value: secret, Path: "/login", HttpOnly: true,
@@ -115,29 +101,16 @@ func withUser(ctx context.Context, u *rewards.User) context.Context {
 	return context.WithValue(ctx, userKey{}, u)
 }
 
-// hashSecret is how every toolbox secret is kept in the store.
-func hashSecret(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
-
-// newSecret returns 32 random bytes, base64url without padding.
-func newSecret() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // secure reports whether cookies must be Secure: the request came over TLS, or the
 // toolbox is published at an https address (behind a proxy that ends TLS).
-func (d Deps) secure(r *http.Request) bool {
-	return r.TLS != nil || strings.HasPrefix(d.BaseURL, "https://")
+func (d base) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(d.publicURL, "https://")
 }
 
 // loadSession puts the user of a valid session cookie into the request's context. A session
 // idle longer than SessionIdle or older than SessionMax is ended; one seen more than a
 // minute ago is marked seen now.
-func (d Deps) loadSession(next http.Handler) http.Handler {
+func (d sessions) loadSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(SessionCookie)
 		if err != nil || c.Value == "" {
@@ -145,25 +118,25 @@ func (d Deps) loadSession(next http.Handler) http.Handler {
 			return
 		}
 		ctx := r.Context()
-		id := hashSecret(c.Value)
-		u, created, seen, err := d.Accounts.SessionUser(ctx, id)
-		now := d.Now()
+		id := rewards.HashSecret(c.Value)
+		u, created, seen, err := d.accounts.SessionUser(ctx, id)
+		now := d.now()
 		switch {
 		case err != nil && rewards.ErrorCode(err) == rewards.ENOTFOUND:
 			d.clearSessionCookie(w, r)
 		case err != nil:
 			d.fail(w, r, err)
 			return
-		case u.Disabled || now.Sub(seen) > d.SessionIdle || now.Sub(created) > d.SessionMax:
-			if err := d.Accounts.DeleteSession(ctx, id); err != nil {
+		case u.Disabled || now.Sub(seen) > d.sessionIdle || now.Sub(created) > d.sessionMax:
+			if err := d.accounts.DeleteSession(ctx, id); err != nil {
 				d.fail(w, r, err)
 				return
 			}
 			d.clearSessionCookie(w, r)
 		default:
 			if now.Sub(seen) > time.Minute {
-				if err := d.Accounts.TouchSession(ctx, id, now); err != nil {
-					d.Logger.Warn("toolbox: touch session", "err", err)
+				if err := d.accounts.TouchSession(ctx, id, now); err != nil {
+					d.logger.Warn("toolbox: touch session", "err", err)
 				}
 			}
 			r = r.WithContext(withUser(ctx, u))
@@ -174,30 +147,30 @@ func (d Deps) loadSession(next http.Handler) http.Handler {
 
 // startSession signs u in: it ends the session the request came with (so a session ID
 // planted before login is worthless) and sets a new one.
-func (d Deps) startSession(w http.ResponseWriter, r *http.Request, u *rewards.User) error {
+func (d sessions) startSession(w http.ResponseWriter, r *http.Request, u *rewards.User) error {
 	ctx := r.Context()
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
-		if err := d.Accounts.DeleteSession(ctx, hashSecret(c.Value)); err != nil {
+		if err := d.accounts.DeleteSession(ctx, rewards.HashSecret(c.Value)); err != nil {
 			return err
 		}
 	}
-	secret := newSecret()
-	now := d.Now()
-	if err := d.Accounts.CreateSession(ctx, hashSecret(secret), u.ID, now); err != nil {
+	secret := rewards.NewSecret()
+	now := d.now()
+	if err := d.accounts.CreateSession(ctx, rewards.HashSecret(secret), u.ID, now); err != nil {
 		return err
 	}
-	if err := d.Accounts.RecordLogin(ctx, u.ID, now); err != nil {
+	if err := d.accounts.RecordLogin(ctx, u.ID, now); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", HttpOnly: true,
-		Secure: d.secure(r), SameSite: http.SameSiteLaxMode, MaxAge: int(d.SessionMax / time.Second)})
+		Secure: d.secure(r), SameSite: http.SameSiteLaxMode, MaxAge: int(d.sessionMax / time.Second)})
 	return nil
 }
 
 // endSession signs the request's user out.
-func (d Deps) endSession(w http.ResponseWriter, r *http.Request) error {
+func (d sessions) endSession(w http.ResponseWriter, r *http.Request) error {
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
-		if err := d.Accounts.DeleteSession(r.Context(), hashSecret(c.Value)); err != nil {
+		if err := d.accounts.DeleteSession(r.Context(), rewards.HashSecret(c.Value)); err != nil {
 			return err
 		}
 	}
@@ -205,14 +178,14 @@ func (d Deps) endSession(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (d Deps) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
+func (d sessions) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: d.secure(r), SameSite: http.SameSiteLaxMode})
 }
 
 // requireUser sends a visitor without a session to the login page, returning afterwards
 // to the page asked for.
-func (d Deps) requireUser(next http.Handler) http.Handler {
+func (d sessions) requireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if userFrom(r.Context()) != nil {
 			next.ServeHTTP(w, r)
@@ -228,7 +201,7 @@ func (d Deps) requireUser(next http.Handler) http.Handler {
 
 // requireOperator hides the operator pages from issuer users: they answer 404, as for a
 // page that does not exist.
-func (d Deps) requireOperator(next http.Handler) http.Handler {
+func (d sessions) requireOperator(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !userFrom(r.Context()).Operator() {
 			d.notFound(w, r)

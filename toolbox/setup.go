@@ -130,10 +130,10 @@ func (v setupView) records() []DNSRecord {
 func (v setupView) webhookURL(path string) string { return strings.TrimRight(v.BaseURL, "/") + path }
 
 // setupView reads which secrets the settings hold.
-func (d Deps) setupView(r *http.Request) (setupView, error) {
-	v := setupView{Setup: d.Setup, BaseURL: d.BaseURL, Saved: map[string]bool{}}
+func (d settingsPages) setupView(r *http.Request) (setupView, error) {
+	v := setupView{Setup: d.setup, BaseURL: d.publicURL, Saved: map[string]bool{}}
 	for _, s := range webhookSecrets {
-		val, err := d.Settings.Setting(r.Context(), s.Setting)
+		val, err := d.store.Setting(r.Context(), s.Setting)
 		if err != nil {
 			return v, err
 		}
@@ -144,7 +144,7 @@ func (d Deps) setupView(r *http.Request) (setupView, error) {
 
 // saveWebhookSecrets stores the secrets typed; an empty field keeps the saved one, a ticked
 // "clear" removes it. Nothing is saved when one is wrong.
-func (d Deps) saveWebhookSecrets(w http.ResponseWriter, r *http.Request) {
+func (d settingsPages) saveWebhookSecrets(w http.ResponseWriter, r *http.Request) {
 	values := map[string]string{}
 	errs := fieldErrors{}
 	for _, s := range webhookSecrets {
@@ -164,7 +164,7 @@ func (d Deps) saveWebhookSecrets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(values) > 0 {
-		if err := d.Settings.SetSettings(r.Context(), values); err != nil {
+		if err := d.store.SetSettings(r.Context(), values); err != nil {
 			d.fail(w, r, err)
 			return
 		}

@@ -30,27 +30,29 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Store is what the toolbox reads of the post office: jobs, mail servers and the outbox.
+// Store is all the toolbox keeps and reads: what each area's handlers declare beside them.
+// main passes the one SQLite store.
 type Store interface {
-	Job(ctx context.Context, key int64) (*postoffice.Job, error)
-	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
-	JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error)
-	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
-	Outbox(ctx context.Context, limit int) ([]postoffice.OutboxMessage, int, error)
-	OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error)
+	jobStore
+	campaignStore
+	reportStore
+	consumerStore
+	mailServerStore
+	sessionStore
+	accountStore
+	setupStore
+	userStore
+	issuerStore
+	settingsStore
+	inboundStore
+	apiStore
+	apiKeyStore
 }
 
-// Deps are the toolbox's collaborators. Each area of the toolbox declares the store it
-// needs beside its handlers; main passes the one SQLite store for all of them.
+// Deps are the toolbox's collaborators, as main wires them. Handler hands each area only the
+// part it uses.
 type Deps struct {
-	Store     Store
-	Accounts  AccountStore
-	Campaigns CampaignStore
-	Reports   ReportStore
-	Consumers ConsumerStore
-	Settings  SettingsStore
-	API       APIStore
-	Inbound   InboundStore
+	Store Store
 	// Setup is what the Settings page shows of DNS records and inbound ways.
 	Setup Setup
 	// TestSender sends one job's message to a single address ("send a test"); nil hides
@@ -77,13 +79,22 @@ type Deps struct {
 	// ago; zero means 2 hours and 12 hours.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
-	counts      *countsCache
 
 	// PasswordCost is the bcrypt cost of new password hashes; zero means 12. Tests lower
 	// it: under the race detector one cost-12 hash takes many seconds.
 	PasswordCost int
 	// Version names the running binary in every page's footer.
 	Version string
+}
+
+// base is what every page shares: framing, rendering, failing and redirecting.
+type base struct {
+	logger  *slog.Logger
+	now     func() time.Time
+	version string
+	// publicURL is Deps.BaseURL; serverCtx is Deps.Context.
+	publicURL string
+	serverCtx context.Context
 }
 
 // Handler serves the toolbox.
@@ -103,7 +114,19 @@ func Handler(d Deps) http.Handler {
 	if d.PasswordCost == 0 {
 		d.PasswordCost = defaultPasswordCost
 	}
-	d.counts = newCountsCache(time.Second)
+	b := base{logger: d.Logger, now: d.Now, version: d.Version, publicURL: d.BaseURL, serverCtx: d.Context}
+	jobs := jobPages{base: b, jobs: d.Store, counts: newCountsCache(time.Second), canTest: d.TestSender != nil}
+	sess := sessions{base: b, accounts: d.Store, sessionIdle: d.SessionIdle, sessionMax: d.SessionMax}
+	auth := newAuthPages(sess, d.Store, d.Store, d.PasswordCost, d.TrustedProxies)
+	campaigns := campaignPages{jobPages: jobs, campaigns: d.Store, po: d.PostOffice, testSender: d.TestSender}
+	reports := reportPages{jobPages: jobs, reports: d.Store, po: d.PostOffice}
+	consumers := consumerPages{base: b, store: d.Store}
+	mail := mailServerPages{base: b, store: d.Store, routes: d.Routes, po: d.PostOffice}
+	issuers := issuerAdmin{base: b, accounts: d.Store, issuerStore: d.Store, invitations: d.Invitations}
+	settings := settingsPages{base: b, store: d.Store, setup: d.Setup}
+	inbound := inboundPages{base: b, store: d.Store}
+	api := apiHandler{jobPages: jobs, store: d.Store, accounts: d.Store, reports: d.Store, routes: d.Routes, po: d.PostOffice}
+
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err)
@@ -115,26 +138,29 @@ func Handler(d Deps) http.Handler {
 	r.Head("/assets/*", files.ServeHTTP)
 	// The API authenticates each request by key and sets no cookies, so cross-origin
 	// forgery has nothing to ride on.
-	r.Route("/api/v1", d.apiRoutes)
+	r.Route("/api/v1", api.apiRoutes)
 	r.Group(func(r chi.Router) {
 		// Forms are accepted only from the toolbox's own pages (Sec-Fetch-Site / Origin).
-		r.Use(limitBody, http.NewCrossOriginProtection().Handler, d.loadSession)
-		d.authRoutes(r)
+		r.Use(limitBody, http.NewCrossOriginProtection().Handler, sess.loadSession)
+		auth.authRoutes(r)
 		r.Group(func(r chi.Router) {
-			r.Use(d.requireUser)
-			d.dashboardRoutes(r)
-			d.campaignRoutes(r)
-			d.ruleRoutes(r)
-			d.reportRoutes(r)
-			d.profileRoutes(r)
+			r.Use(sess.requireUser)
+			reports.dashboardRoutes(r)
+			campaigns.campaignRoutes(r)
+			campaigns.ruleRoutes(r)
+			reports.reportRoutes(r)
+			auth.profileRoutes(r)
 			r.Group(func(r chi.Router) {
-				r.Use(d.requireOperator)
-				d.operatorRoutes(r)
-				d.adminRoutes(r)
+				r.Use(sess.requireOperator)
+				mail.mailServerRoutes(r)
+				consumers.consumerRoutes(r, newImportTracker(consumers))
+				issuers.issuerRoutes(r)
+				settings.settingsRoutes(r)
+				inbound.inboundRoutes(r)
 			})
 		})
 	})
-	r.NotFound(d.notFound)
+	r.NotFound(b.notFound)
 	return r
 }
 
@@ -166,14 +192,14 @@ func secureHeaders(next http.Handler) http.Handler {
 	})
 }
 
-func (d Deps) notFound(w http.ResponseWriter, r *http.Request) {
+func (d base) notFound(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotFound)
 	d.render(w, r, notFoundPage(d.page(w, r, "Not found", "")))
 }
 
 // fail answers a request whose handling failed with the status of its code (web.Status): the
 // not-found page, the code's message, or "internal error" (logged) for an error without one.
-func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (d base) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
@@ -181,24 +207,24 @@ func (d Deps) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusNotFound:
 		d.notFound(w, r)
 	case http.StatusInternalServerError:
-		d.Logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
+		d.logger.Error("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error", status)
 	default:
 		if status == http.StatusServiceUnavailable {
-			d.Logger.Warn("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
+			d.logger.Warn("toolbox", "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", "5")
 		}
 		http.Error(w, rewards.ErrorMessage(err), status)
 	}
 }
 
-func (d Deps) render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+func (d base) render(w http.ResponseWriter, r *http.Request, c templ.Component) {
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if err := c.Render(r.Context(), w); err != nil && !errors.Is(err, context.Canceled) {
-		d.Logger.Error("render", "path", r.URL.Path, "err", err)
+		d.logger.Error("render", "path", r.URL.Path, "err", err)
 	}
 }
 
@@ -225,8 +251,8 @@ type userView struct {
 
 // page frames a page for the user making the request, showing (once) the flash message a
 // redirect left.
-func (d Deps) page(w http.ResponseWriter, r *http.Request, title, section string) Page {
-	p := Page{Title: title, Section: section, Version: d.Version}
+func (d base) page(w http.ResponseWriter, r *http.Request, title, section string) Page {
+	p := Page{Title: title, Section: section, Version: d.version}
 	if c, err := r.Cookie(flashCookie); err == nil {
 		if v, err := url.QueryUnescape(c.Value); err == nil {
 			p.Flash = v
@@ -242,7 +268,7 @@ func (d Deps) page(w http.ResponseWriter, r *http.Request, title, section string
 const flashCookie = "pointpost_flash"
 
 // redirect sends the browser to target after a form, with a flash message for the next page.
-func (d Deps) redirect(w http.ResponseWriter, r *http.Request, target, flash string) {
+func (d base) redirect(w http.ResponseWriter, r *http.Request, target, flash string) {
 	if flash != "" {
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(flash), Path: "/",
 			MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: d.secure(r)})
@@ -251,22 +277,40 @@ func (d Deps) redirect(w http.ResponseWriter, r *http.Request, target, flash str
 }
 
 // baseContext is the context background work runs under: Context, or one that never ends.
-func (d Deps) baseContext() context.Context {
-	if d.Context == nil {
+func (d base) baseContext() context.Context {
+	if d.serverCtx == nil {
 		return context.Background()
 	}
-	return d.Context
+	return d.serverCtx
+}
+
+// jobStore is what pages about jobs read of them.
+type jobStore interface {
+	Job(ctx context.Context, key int64) (*postoffice.Job, error)
+	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
+	JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error)
+	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
+}
+
+// jobPages is what the pages and API about one job share: finding the job the URL names,
+// its counts and its action buttons.
+type jobPages struct {
+	base
+	jobs   jobStore
+	counts *countsCache
+	// canTest shows "send a test" where a job's actions are.
+	canTest bool
 }
 
 // jobFor returns the job named by the URL's {key} if the user may see it. Otherwise it
 // answers 404 (whether the job is another issuer's or does not exist) and returns nil.
-func (d Deps) jobFor(w http.ResponseWriter, r *http.Request) *postoffice.Job {
+func (d jobPages) jobFor(w http.ResponseWriter, r *http.Request) *postoffice.Job {
 	key, err := strconv.ParseInt(chi.URLParam(r, "key"), 10, 64)
 	if err != nil {
 		d.notFound(w, r)
 		return nil
 	}
-	job, err := d.Store.Job(r.Context(), key)
+	job, err := d.jobs.Job(r.Context(), key)
 	if err != nil {
 		d.fail(w, r, err)
 		return nil
