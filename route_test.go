@@ -190,7 +190,7 @@ func TestQuotaThenSecondRouteTakesOver(t *testing.T) {
 	runOK(t, e, "route", "add", "metered", "--url", metered.URL(), "--quota", strconv.Itoa(quota)+"/1h", "--db", e["POINTPOST_DB"])
 	runOK(t, e, "import", "consumers", writeConsumers(t, n))
 	st := openStore(t, e)
-	key, err := toolbox.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
+	key, err := rewards.NewAPIKey(context.Background(), st, &rewards.APIKey{Name: "ops"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
