@@ -247,7 +247,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	health := a.healthHandler()
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
-	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/", "/favicon.ico"} {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, Accounts: a.store, Campaigns: a.store, Reports: a.store,

@@ -140,7 +140,8 @@ type server struct {
 //	GET, POST /join                    the enrollment form
 //	GET       /join/confirm/{token}    the double opt-in link: a Confirm button
 //	POST      /join/confirm/{token}    confirms
-//	GET, HEAD /static/*                embedded CSS
+//	GET, HEAD /static/*                embedded CSS and the icon
+//	GET, HEAD /favicon.ico             the icon
 func Handler(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -178,6 +179,9 @@ func Handler(d Deps) http.Handler {
 	r.Post("/join/confirm/{token}", s.confirm)
 	static := staticHandler()
 	r.Get("/static/*", static)
+	// Browsers ask for /favicon.ico on every page, toolbox pages included.
+	r.Get("/favicon.ico", favicon)
+	r.Head("/favicon.ico", favicon)
 	if d.Webhooks != nil {
 		r.Mount("/webhooks", d.Webhooks.Handler())
 	}
