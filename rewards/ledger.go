@@ -57,17 +57,21 @@ type Account struct {
 	History []AccountEvent
 }
 
-// AccountEvent is one line of an account's history.
+// AccountEvent is one line of an account's history: an award (an accrual, pending or
+// posted), an acknowledgement that earned nothing, a redemption or a correction.
 type AccountEvent struct {
 	At time.Time
 	// Kind is one of the Event constants.
 	Kind    string
 	JobKey  int64 // 0 when the event belongs to no job
 	JobName string
-	// Points is what the event added to (or, negative, took from) the account; for an
-	// acknowledgement or an accrual, what it earned.
+	// Points is what the event added to (or, negative, took from) the account, or, for an
+	// award, will add once posted.
 	Points int64
 	Detail string
+	// Pending marks an award not yet posted to the balance; settlement posts it and the same
+	// line then counts in the balance.
+	Pending bool
 }
 
 // CatalogItem is a reward consumers may redeem points for (redeemer 40).

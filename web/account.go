@@ -276,14 +276,24 @@ func eventLabel(kind string) string {
 		return "Invitation acknowledged"
 	case rewards.EventAccrual:
 		return "Points earned"
-	case rewards.EventPosting:
-		return "Points added to your balance"
 	case rewards.EventRedemption:
 		return "Reward redeemed"
 	case rewards.EventCorrection:
 		return "Correction"
 	}
 	return kind
+}
+
+// eventState is where an award is: pending until settlement posts it to her balance, then
+// posted; other events have no state.
+func eventState(e rewards.AccountEvent) string {
+	switch {
+	case e.Kind != rewards.EventAccrual:
+		return ""
+	case e.Pending:
+		return "pending"
+	}
+	return "posted"
 }
 
 // signedPoints writes points with their sign, and a dash for zero.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,5 +41,47 @@ func TestFavicon(t *testing.T) {
 	}
 	if !linked {
 		t.Error("the page does not link /favicon.ico")
+	}
+}
+
+// TestAccountHistoryOneLinePerAward: an award is one line of her history whose state moves
+// from pending to posted, and the posted lines add up to her balance; it was three lines of
+// +10 (acknowledged, earned, added) beside a balance of 10.
+func TestAccountHistoryOneLinePerAward(t *testing.T) {
+	w := newWorld(t)
+	token := w.po.AccountToken(w.ann.ID)
+	w.earn(w.ann, false)
+	p := w.get("/account/"+token).want(t, http.StatusOK)
+	events := p.all("event")
+	if len(events) != 1 {
+		t.Fatalf("%d history lines after one award, want 1: %q", len(events), text(p.one(t, "history")))
+	}
+	if got := attr(events[0], "data-state"); got != "pending" || text(byTestID(events[0], "event-points")[0]) != "+10" {
+		t.Errorf("before settlement the award is %q with %q points, want pending +10", got, text(byTestID(events[0], "event-points")[0]))
+	}
+	if got := text(byTestID(events[0], "event-state")[0]); got != "pending" {
+		t.Errorf("the award says %q, want pending", got)
+	}
+
+	if _, err := w.st.Settle(t.Context(), 10); err != nil {
+		t.Fatal(err)
+	}
+	p = w.get("/account/"+token).want(t, http.StatusOK)
+	events = p.all("event")
+	if len(events) != 1 || attr(events[0], "data-state") != "posted" {
+		t.Fatalf("after settlement: %d lines, the first %q; want the one award, posted", len(events), text(events[0]))
+	}
+	var posted int
+	for _, e := range events {
+		if attr(e, "data-state") == "posted" {
+			n, err := strconv.Atoi(strings.TrimPrefix(text(byTestID(e, "event-points")[0]), "+"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			posted += n
+		}
+	}
+	if b := text(p.one(t, "balance")); b != strconv.Itoa(posted) {
+		t.Errorf("balance %s beside posted awards of %d", b, posted)
 	}
 }
