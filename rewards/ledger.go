@@ -104,6 +104,8 @@ type Redemption struct {
 	ItemName   string    `json:"item_name"`
 	Cost       int64     `json:"cost"`
 	At         time.Time `json:"at"`
+	// Voucher is the code she claims the reward with (NewVoucher).
+	Voucher string `json:"voucher,omitempty"`
 	// BalanceAfter is the consumer's balance once this redemption was paid; Redeem sets it,
 	// lists leave it zero.
 	BalanceAfter int64 `json:"balance_after,omitempty"`

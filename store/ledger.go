@@ -486,8 +486,9 @@ func (s *Store) Redeem(ctx context.Context, consumerID, itemID int64) (*rewards.
 		if _, err := tx.ExecContext(ctx, `UPDATE catalog SET stock = stock - 1 WHERE id = ?`, itemID); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO redemptions (consumer_id, item_id, cost, created_at)
-			VALUES (?, ?, ?, ?) RETURNING id`, consumerID, itemID, r.Cost, now).Scan(&r.ID); err != nil {
+		r.Voucher = rewards.NewVoucher()
+		if err := tx.QueryRowContext(ctx, `INSERT INTO redemptions (consumer_id, item_id, cost, created_at, voucher)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, consumerID, itemID, r.Cost, now, r.Voucher).Scan(&r.ID); err != nil {
 			return err
 		}
 		if _, err := appendPosting(ctx, tx, "redemption", 0, r.ID, r.ItemName, now,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,5 +84,42 @@ func TestAccountHistoryOneLinePerAward(t *testing.T) {
 	}
 	if b := text(p.one(t, "balance")); b != strconv.Itoa(posted) {
 		t.Errorf("balance %s beside posted awards of %d", b, posted)
+	}
+}
+
+// TestRedeemConfirmsThenShowsAndKeepsTheVoucher: the code page says what she is about to
+// spend and what will be left; the redemption shows her voucher code, and her account page
+// keeps it. One click used to redeem with nothing to show for it.
+func TestRedeemConfirmsThenShowsAndKeepsTheVoucher(t *testing.T) {
+	w := newWorld(t)
+	mug := w.addItem("Mug", 4, 3)
+	w.earn(w.ann, true)
+	token := w.po.AccountToken(w.ann.ID)
+	p, mail := w.askToRedeem(token, mug.ID)
+	if got := text(p.one(t, "balance-after")); got != "6" {
+		t.Errorf("the confirmation says %q points will be left, want 6 of 10", got)
+	}
+	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
+	voucher := text(p.one(t, "redeemed-voucher"))
+	if !regexp.MustCompile(`^PP-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$`).MatchString(voucher) {
+		t.Fatalf("voucher %q, want PP-XXXX-XXXX", voucher)
+	}
+	if !strings.Contains(text(p.one(t, "redeemed")), "Mug") {
+		t.Errorf("the page does not say what she got: %q", text(p.one(t, "redeemed")))
+	}
+	// Later visits keep it, without the just-redeemed box.
+	p = w.get("/account/"+token).want(t, http.StatusOK)
+	if p.has("redeemed") {
+		t.Error("a later visit shows the redemption as just made")
+	}
+	if got := p.all("reward-voucher"); len(got) != 1 || text(got[0]) != voucher {
+		t.Errorf("her rewards keep %d vouchers, want %q", len(got), voucher)
+	}
+	// A second redemption gets a voucher of its own.
+	p, mail = w.askToRedeem(token, mug.ID)
+	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
+	second := text(p.one(t, "redeemed-voucher"))
+	if got := p.all("reward-voucher"); second == voucher || len(got) != 2 || text(got[0]) != second {
+		t.Errorf("second voucher %q beside %q: %d kept", second, voucher, len(got))
 	}
 }

@@ -56,6 +56,8 @@ type Accounts interface {
 	// Redeem spends the item's cost from the consumer's balance. It returns an error
 	// wrapping rewards.ErrOutOfStock or rewards.ErrInsufficientPoints when it cannot.
 	Redeem(ctx context.Context, consumerID, itemID int64) error
+	// Redemptions lists her newest limit redemptions, newest first, with their vouchers.
+	Redemptions(ctx context.Context, consumerID int64, limit int) ([]rewards.Redemption, error)
 }
 
 // Consumers reads a consumer and records her unsubscribing.
