@@ -225,3 +225,48 @@ func TestBrowserIdleServersTakeTurns(t *testing.T) {
 	}
 	checkFavicon(t, ctx, base)
 }
+
+// TestBrowserDemoCanBeWatched: `serve --demo` sends its job by a route of its own at a
+// modest rate into the outbox, so a newcomer who signs in finds it still sending, its
+// progress moving; it used to be done before she had signed in.
+func TestBrowserDemoCanBeWatched(t *testing.T) {
+	e := newEnv(t, "")
+	e["POINTPOST_DEMO"] = "true"
+	srv := startServe(t, e)
+	base := "http://" + srv.addr
+	ctx := browser(t, 2*time.Minute)
+	st := openStore(t, e)
+	jobs, err := st.Jobs(context.Background())
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("demo jobs: %d, %v", len(jobs), err)
+	}
+	job := jobs[0]
+	route, err := st.Route(context.Background(), job.Route)
+	if err != nil || route.URL != postoffice.OutboxURL || route.Rate <= 0 || route.Rate > 100 {
+		t.Fatalf("the demo job goes by route %q (%+v, %v), want its own into the outbox at a modest rate", job.Route, route, err)
+	}
+	signInOperator(t, ctx, e, base)
+	do(t, ctx, "open the demo job's report", chromedp.Navigate(fmt.Sprintf("%s/jobs/%d", base, job.Key)),
+		chromedp.WaitVisible(`[data-testid=progress]`))
+	// Sending has begun and, minutes from its end, goes on while she watches.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => { const s = document.querySelector('[data-testid=progress] [data-testid=sent]'); return s && Number(s.textContent.replace(/\D/g, '')) > 0 })()`,
+		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("the report shows nothing sent: %v", err)
+	}
+	screenshot(t, ctx, "demo-job-report")
+	if pct := textOf(t, ctx, `[data-testid=percent]`); pct == "100%" {
+		t.Errorf("the demo job is done (%s) by the time she has signed in", pct)
+	}
+	counts, err := st.JobCounts(context.Background(), job.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Sent >= counts.Total {
+		t.Errorf("the demo job sent %d of %d already", counts.Sent, counts.Total)
+	}
+	do(t, ctx, "open the mail servers", chromedp.Navigate(base+"/mail-servers"), chromedp.WaitVisible(`[data-testid=route][data-name=demo]`))
+	screenshot(t, ctx, "demo-mail-servers")
+	if got := textOf(t, ctx, `[data-testid=route][data-name=demo] [data-testid=route-rate]`); got != "50/s" {
+		t.Errorf("the demo route's rate shows %q, want 50/s", got)
+	}
+}
