@@ -32,6 +32,9 @@ type app struct {
 	sender mailer.Sender
 	// router is sender when there are routes, nil with the embedded outbox.
 	router *mailer.Router
+	// outbox keeps the mail of the embedded outbox: sender without routes, else the relay
+	// of the routes whose URL is postoffice.OutboxURL.
+	outbox *mailer.Outbox
 	// signed is sender with DKIM signing, for mail written outside the mail servers.
 	signed mailer.Sender
 	dkim   *mailer.DKIMSigner
@@ -96,16 +99,22 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 	if !withMail {
 		return nil
 	}
+	if cfg.Demo {
+		if err := a.seedDemoRoute(ctx); err != nil {
+			return fmt.Errorf("demo route: %w", err)
+		}
+	}
 	routes, err := cfg.routes(ctx, st)
 	if err != nil {
 		return err
 	}
 	relay := "embedded outbox"
+	a.outbox = mailer.NewOutbox(st)
 	if len(routes) == 0 {
-		a.sender = mailer.NewOutbox(st)
+		a.sender = a.outbox
 	} else {
 		a.router, err = mailer.NewRouter(ctx, mailer.RouterConfig{Routes: routes, Store: st, HelloName: cfg.ReplyDomain,
-			NoPipelining: cfg.RelayNoPipelining, Logger: a.log})
+			NoPipelining: cfg.RelayNoPipelining, Outbox: a.outbox, Logger: a.log})
 		if err != nil {
 			return err
 		}
@@ -233,6 +242,9 @@ func (a *app) close() {
 	if a.sender != nil {
 		a.sender.Close()
 	}
+	if a.outbox != nil && a.router != nil {
+		a.outbox.Close() // the router leaves it to us
+	}
 	a.store.Close()
 }
 
@@ -247,7 +259,7 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	health := a.healthHandler()
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
-	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/"} {
+	for _, prefix := range []string{"/i/", "/a/", "/u/", "/account/", "/join", "/join/", "/static/", "/webhooks/", "/favicon.ico"} {
 		mux.Handle(prefix, pages)
 	}
 	tools := toolbox.Deps{Store: a.store, PostOffice: a.po, Context: ctx, Logger: a.log,

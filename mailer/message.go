@@ -258,9 +258,9 @@ func appendProviderArgs(dst []byte, token string) []byte {
 }
 
 // compileFooter writes and encodes a job's footer.
-func compileFooter(program string, addr Addresses, isHTML bool) footer {
+func compileFooter(issuer string, addr Addresses, isHTML bool) footer {
 	f := footer{html: isHTML}
-	f.head, f.tail = footerText(program, addr, isHTML)
+	f.head, f.tail = footerText(issuer, addr, isHTML)
 	standIn := func(c byte) []byte {
 		return appendQuotedPrintable(nil, slices.Concat(f.head, bytes.Repeat([]byte{c}, postoffice.TokenLen), f.tail))
 	}
@@ -274,11 +274,12 @@ func compileFooter(program string, addr Addresses, isHTML bool) footer {
 	return f
 }
 
-// footerText writes the footer, cut where the token goes.
-func footerText(program string, addr Addresses, isHTML bool) (head, tail []byte) {
-	reason := "You receive this because you joined our rewards program."
-	if program = strings.Join(strings.Fields(program), " "); program != "" {
-		reason = "You receive this because you joined " + program + " rewards."
+// footerText writes the footer, cut where the token goes. Consumers join the program, not
+// an issuer: the footer says she is a member and whose offer this is.
+func footerText(issuer string, addr Addresses, isHTML bool) (head, tail []byte) {
+	reason := "You receive this because you are a member of the Pointpost rewards program."
+	if issuer = strings.Join(strings.Fields(issuer), " "); issuer != "" {
+		reason += " This offer is from " + issuer + "."
 	}
 	_, _, unsubPrefix := postoffice.LinksFor(addr.BaseURL, "")
 	var postal []string

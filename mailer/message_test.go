@@ -41,7 +41,7 @@ var testAddresses = Addresses{
 
 // textFooter is what a text message must end with, before the final line break.
 func textFooter(token string) string {
-	return "\n-- \nYou receive this because you joined Acme & Sons rewards.\n" +
+	return "\n-- \nYou receive this because you are a member of the Pointpost rewards program. This offer is from Acme & Sons.\n" +
 		"Unsubscribe: https://pp.example/u/" + token + "\nAcme Rewards <Ltd> & Co\n1 Main Street, Oslo"
 }
 
@@ -513,7 +513,7 @@ func checkHTMLFooter(t *testing.T, body, token string, address []string) {
 			t.Errorf("the footer is followed by %q: it must come after the issuer's content", next.Data)
 		}
 	}
-	if got := texts(f); len(got) == 0 || !strings.HasPrefix(got[0], "You receive this because you joined ") {
+	if got := texts(f); len(got) == 0 || !strings.HasPrefix(got[0], "You receive this because you are a member of the Pointpost rewards program.") {
 		t.Errorf("footer text %q lacks the reason", got)
 	}
 	links := testID(f, "footer-unsubscribe")
@@ -542,9 +542,9 @@ func TestBuildFooter(t *testing.T) {
 		wantBefore   string // the footer must come before this in the raw body
 	}{
 		{name: "text with an address", issuer: "Acme", body: "Hi <_&getUserName_>\n", postal: "Acme Ltd\n1 Main St",
-			wantReason: "You receive this because you joined Acme rewards.", wantAddress: []string{"Acme Ltd", "1 Main St"}},
+			wantReason: "You receive this because you are a member of the Pointpost rewards program. This offer is from Acme.", wantAddress: []string{"Acme Ltd", "1 Main St"}},
 		{name: "text without a line end or an address", issuer: "", body: "Hi",
-			wantReason: "You receive this because you joined our rewards program."},
+			wantReason: "You receive this because you are a member of the Pointpost rewards program."},
 		{name: "html fragment", issuer: "Bits & <Bobs>", body: "<p>Hi <_&getUserName_></p>", html: true,
 			postal: "  <script>alert(1)</script> & Co  \r\n\r\n  Oslo ", wantAddress: []string{"<script>alert(1)</script> & Co", "Oslo"}},
 		{name: "html document", issuer: "Acme", body: "<html><head><title>x</title></head><BODY><p>Hi</p></Body >\n</HTML>",
@@ -581,7 +581,7 @@ func TestBuildFooter(t *testing.T) {
 				}
 				if tc.issuer != "" {
 					doc, _ := html.Parse(strings.NewReader(b.body))
-					if got := texts(testID(doc, "footer")[0])[0]; got != "You receive this because you joined "+tc.issuer+" rewards." {
+					if got := texts(testID(doc, "footer")[0])[0]; got != "You receive this because you are a member of the Pointpost rewards program. This offer is from "+tc.issuer+"." {
 						t.Errorf("reason %q names the wrong program", got)
 					}
 				}

@@ -71,8 +71,11 @@ type RouterConfig struct {
 	Timeout      time.Duration
 	TLS          *tls.Config
 	NoPipelining bool
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Outbox takes the messages of routes whose URL is postoffice.OutboxURL; its owner
+	// closes it.
+	Outbox Sender
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Router is a Sender that sends each message by the first route, by priority, with room: its
@@ -105,7 +108,9 @@ const (
 // route is a route at work.
 type route struct {
 	postoffice.Route
+	// sender is the route's relay; outbox, instead, the embedded outbox.
 	sender  *SMTPSender
+	outbox  Sender
 	limiter *rate.Limiter
 
 	mu        sync.Mutex
@@ -186,7 +191,7 @@ func (r *Router) Reload(ctx context.Context, routes []postoffice.Route) error {
 	}
 	for _, ro := range old {
 		if !kept[ro] {
-			ro.sender.Close()
+			ro.close()
 		}
 	}
 	r.mu.Lock()
@@ -211,10 +216,17 @@ func (r *Router) workingSince() ([]*route, <-chan struct{}) {
 }
 
 func (r *Router) newRoute(ctx context.Context, rt postoffice.Route, now time.Time) (*route, error) {
-	s, err := NewSMTPSender(RelayConfig{URL: rt.URL, HelloName: r.cfg.HelloName, Timeout: r.cfg.Timeout,
-		TLS: r.cfg.TLS, NoPipelining: r.cfg.NoPipelining})
-	if err != nil {
-		return nil, err
+	var s *SMTPSender
+	if rt.URL == postoffice.OutboxURL {
+		if r.cfg.Outbox == nil {
+			return nil, &postoffice.RouteError{Route: rt.Name, Field: "url", Problem: "this process has no outbox"}
+		}
+	} else {
+		var err error
+		if s, err = NewSMTPSender(RelayConfig{URL: rt.URL, HelloName: r.cfg.HelloName, Timeout: r.cfg.Timeout,
+			TLS: r.cfg.TLS, NoPipelining: r.cfg.NoPipelining}); err != nil {
+			return nil, err
+		}
 	}
 	windows, err := r.windows(ctx, rt, now)
 	if err != nil {
@@ -227,6 +239,9 @@ func (r *Router) newRoute(ctx context.Context, rt postoffice.Route, now time.Tim
 	ro := &route{Route: rt, sender: s, limiter: rate.NewLimiter(limit, 1), conns: rt.Connections,
 		recent: newWindow(time.Second, 10), lastRaise: now, quotas: windows}
 	ro.limiter.SetBurstAt(now, 1)
+	if s == nil {
+		ro.outbox = r.cfg.Outbox
+	}
 	return ro, nil
 }
 
@@ -309,7 +324,7 @@ func (r *Router) Send(ctx context.Context, env *Envelope) error {
 			ro.unreserve(r.now())
 			return err
 		}
-		err := ro.sender.Send(ctx, env)
+		err := ro.send(ctx, env)
 		ro.release()
 		now := r.now()
 		switch {
@@ -469,7 +484,7 @@ func (ro *route) succeeded(now time.Time) {
 	if ro.conns > 0 && (ro.Connections == 0 || ro.conns < ro.Connections) {
 		ro.conns++
 	}
-	ro.sender.maxIdle.Store(int64(ro.conns))
+	ro.setMaxIdle()
 }
 
 // connectionLimit reports whether a throttling answer is about connections (421: too many
@@ -496,7 +511,7 @@ func (ro *route) throttle(now time.Time, connectionsOnly bool) bool {
 		conns = max(ro.inUse, 1)
 	}
 	ro.conns = max(int(float64(conns)*cutFactor), 1)
-	ro.sender.maxIdle.Store(int64(ro.conns))
+	ro.setMaxIdle()
 	if connectionsOnly {
 		return true
 	}
@@ -562,9 +577,31 @@ func (r *Router) Status() []postoffice.RouteState {
 // Close closes every route's connections.
 func (r *Router) Close() error {
 	for _, ro := range r.working() {
-		ro.sender.Close()
+		ro.close()
 	}
 	return nil
+}
+
+// send hands env to the route's relay, or to the outbox.
+func (ro *route) send(ctx context.Context, env *Envelope) error {
+	if ro.sender == nil {
+		return ro.outbox.Send(ctx, env)
+	}
+	return ro.sender.Send(ctx, env)
+}
+
+// setMaxIdle keeps no more idle connections than the route's cap; the outbox has none.
+func (ro *route) setMaxIdle() {
+	if ro.sender != nil {
+		ro.sender.maxIdle.Store(int64(ro.conns))
+	}
+}
+
+// close closes the route's connections; the outbox is its owner's to close.
+func (ro *route) close() {
+	if ro.sender != nil {
+		ro.sender.Close()
+	}
 }
 
 // window counts sends over a rolling span in n buckets: what it says is spent includes up

@@ -32,8 +32,10 @@ type Job struct {
 	Stop        time.Time // 216c: nothing is sent after it
 	ClientCount int       // 216d: never more deliveries than this
 	Suspended   bool      // 216e
-	// MailServerID is 216f; 0 while the job is not assigned.
+	// MailServerID is 216f; 0 while the job is not assigned. AssignReason says why the post
+	// office gave the job to that server.
 	MailServerID  int
+	AssignReason  string
 	TextMessageID int64 // 216g; 0 when the job has no text message
 	HTMLMessageID int64 // 216h; 0 when the job has no HTML message
 	// Selection is the criteria as the issuer gave them, as JSON.

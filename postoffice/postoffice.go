@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -20,7 +21,8 @@ type Store interface {
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
 	SetJobState(ctx context.Context, key int64, state JobState, reason string) error
 	SetJobSuspended(ctx context.Context, key int64, suspended bool) error
-	AssignJob(ctx context.Context, key int64, mailServerID int) error
+	// RecordAssignment writes the mail server that will send a job (216f) and why.
+	RecordAssignment(ctx context.Context, key int64, a Assignment) error
 	SelectBatch(ctx context.Context, job *Job, raw bool, limit int) (added int, complete bool, err error)
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	PendingCount(ctx context.Context, key int64) (int, error)
@@ -90,6 +92,23 @@ type PostOffice struct {
 
 	mu       sync.Mutex
 	statuses map[int]MailServerStatus
+	// given is what the post office gave each mail server, by ID; given counts the jobs.
+	given    map[int]*givenTo
+	assigned uint64
+}
+
+// givenTo is what a mail server was given: when it was last given a job, and the jobs its
+// reports do not show yet.
+type givenTo struct {
+	last       uint64
+	unreported map[int64]*unreportedJob
+}
+
+// unreportedJob is a job given to a mail server that its reports have not listed yet: its
+// deliveries count in the server's queue until one does, or until two reports have not
+// (the job ended between them, or the server has not taken it up: stop guessing).
+type unreportedJob struct {
+	deliveries, reportsSince int
 }
 
 // New returns a post office with cfg's zero fields set to defaults.
@@ -106,7 +125,7 @@ func New(cfg Config) *PostOffice {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}}
+	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}, given: map[int]*givenTo{}}
 }
 
 // Tokens is the keyring acknowledgement tokens are made and checked with.
@@ -125,6 +144,13 @@ func (po *PostOffice) Report(st MailServerStatus) {
 	}
 	po.mu.Lock()
 	po.statuses[st.ID] = st
+	if g := po.given[st.ID]; g != nil {
+		for key, u := range g.unreported {
+			if u.reportsSince++; u.reportsSince > 2 || slices.Contains(st.Jobs, key) {
+				delete(g.unreported, key)
+			}
+		}
+	}
 	po.mu.Unlock()
 }
 
@@ -140,10 +166,36 @@ func (po *PostOffice) Statuses() []MailServerStatus {
 	return out
 }
 
-// chooseMailServer picks the server that is idle, or will be idle soonest (claim 8).
-// Returns 0 when no mail server has reported.
-func (po *PostOffice) chooseMailServer() int {
-	return SoonestIdle(po.Statuses())
+// assign gives a job of deliveries to the mail server that is idle, or will be idle
+// soonest (claim 8), and remembers it for the next choice. Returns MailServerID 0 when no
+// mail server has reported.
+func (po *PostOffice) assign(key int64, deliveries int) Assignment {
+	statuses := po.Statuses()
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	cands := make([]Candidate, len(statuses))
+	for i, st := range statuses {
+		cands[i] = Candidate{MailServerStatus: st}
+		if g := po.given[st.ID]; g != nil {
+			cands[i].LastGiven = g.last
+			for _, u := range g.unreported {
+				cands[i].Unreported += u.deliveries
+			}
+		}
+	}
+	a := ChooseMailServer(cands)
+	if a.MailServerID == 0 {
+		return a
+	}
+	g := po.given[a.MailServerID]
+	if g == nil {
+		g = &givenTo{unreported: map[int64]*unreportedJob{}}
+		po.given[a.MailServerID] = g
+	}
+	po.assigned++
+	g.last = po.assigned
+	g.unreported[key] = &unreportedJob{deliveries: deliveries}
+	return a
 }
 
 // Suspend sets a job's suspend flag; its mail server halts within a second.
@@ -234,12 +286,16 @@ func (po *PostOffice) advance(ctx context.Context, job *Job) error {
 		}
 	}
 	if job.MailServerID == 0 || po.unknownServer(job.MailServerID) {
-		if id := po.chooseMailServer(); id != 0 {
-			if err := po.cfg.Store.AssignJob(ctx, job.Key, id); err != nil {
+		gone := job.MailServerID
+		if a := po.assign(job.Key, job.Selected); a.MailServerID != 0 {
+			if gone != 0 {
+				a.Reason = fmt.Sprintf("mail-%d no longer reports; %s", gone, a.Reason)
+			}
+			if err := po.cfg.Store.RecordAssignment(ctx, job.Key, a); err != nil {
 				return err
 			}
-			job.MailServerID = id
-			po.cfg.Logger.Info("job assigned", "job", job.Key, "mail_server", id)
+			job.MailServerID, job.AssignReason = a.MailServerID, a.Reason
+			po.cfg.Logger.Info("job assigned", "job", job.Key, "mail_server", a.MailServerID, "why", a.Reason)
 		}
 	}
 	if !job.SelectedAll {

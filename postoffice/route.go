@@ -48,11 +48,15 @@ func (e *RouteError) Error() string {
 	return fmt.Sprintf("route %q: %s: %s", e.Route, e.Field, e.Problem)
 }
 
+// OutboxURL is the relay URL of a route into the embedded outbox: its messages are kept for
+// the toolbox's Outbox, at the route's pace (the demo sends by one, to be watched).
+const OutboxURL = "outbox:"
+
 var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
 
 // ValidateRoute checks a route's settings. Returns a *RouteError naming the first bad field:
 // a name that is not 1-40 lower-case letters, digits, - and _; a relay URL that is not
-// smtp:// or smtps:// with a host; negative connections; a rate below 0 or not a number;
+// smtp:// or smtps:// with a host, nor OutboxURL; negative connections; a rate below 0 or not a number;
 // a quota whose limit is below 1 or whose window is not positive; a negative priority.
 // Its problems never quote the URL, so never its password.
 func ValidateRoute(r Route) error {
@@ -62,6 +66,7 @@ func ValidateRoute(r Route) error {
 	}
 	u, err := url.Parse(r.URL)
 	switch {
+	case r.URL == OutboxURL:
 	case r.URL == "":
 		return bad("url", "a relay URL is required, as smtp://user:pass@host:587")
 	case err != nil:

@@ -57,17 +57,21 @@ type Account struct {
 	History []AccountEvent
 }
 
-// AccountEvent is one line of an account's history.
+// AccountEvent is one line of an account's history: an award (an accrual, pending or
+// posted), an acknowledgement that earned nothing, a redemption or a correction.
 type AccountEvent struct {
 	At time.Time
 	// Kind is one of the Event constants.
 	Kind    string
 	JobKey  int64 // 0 when the event belongs to no job
 	JobName string
-	// Points is what the event added to (or, negative, took from) the account; for an
-	// acknowledgement or an accrual, what it earned.
+	// Points is what the event added to (or, negative, took from) the account, or, for an
+	// award, will add once posted.
 	Points int64
 	Detail string
+	// Pending marks an award not yet posted to the balance; settlement posts it and the same
+	// line then counts in the balance.
+	Pending bool
 }
 
 // CatalogItem is a reward consumers may redeem points for (redeemer 40).
@@ -100,6 +104,8 @@ type Redemption struct {
 	ItemName   string    `json:"item_name"`
 	Cost       int64     `json:"cost"`
 	At         time.Time `json:"at"`
+	// Voucher is the code she claims the reward with (NewVoucher).
+	Voucher string `json:"voucher,omitempty"`
 	// BalanceAfter is the consumer's balance once this redemption was paid; Redeem sets it,
 	// lists leave it zero.
 	BalanceAfter int64 `json:"balance_after,omitempty"`

@@ -146,7 +146,7 @@ func nullID(id int64) any {
 const jobColumns = `j.key, j.issuer_id, i.slug, i.name, j.name, j.state, j.start_at, j.stop_at, j.client_count, j.suspended,
 	coalesce(j.mail_server_id, 0), coalesce(j.text_message_id, 0), coalesce(j.html_message_id, 0),
 	j.selection, j.selection_sql, j.selection_args, j.selected, j.select_cursor, j.selected_all, j.done_reason,
-	j.created_at, j.updated_at, j.route`
+	j.created_at, j.updated_at, j.route, j.assign_reason`
 
 func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	var j postoffice.Job
@@ -155,7 +155,7 @@ func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	err := row.Scan(&j.Key, &j.IssuerID, &j.IssuerSlug, &j.IssuerName, &j.Name, &state, &start, &stop, &j.ClientCount, &j.Suspended,
 		&j.MailServerID, &j.TextMessageID, &j.HTMLMessageID,
 		&j.Selection, &j.SelectionSQL, &args, &j.Selected, &j.SelectCursor, &j.SelectedAll, &j.DoneReason,
-		&created, &updated, &j.Route)
+		&created, &updated, &j.Route, &j.AssignReason)
 	if err != nil {
 		return nil, err
 	}
@@ -235,9 +235,14 @@ func (s *Store) SetJobSuspended(ctx context.Context, key int64, suspended bool) 
 	return s.updateJob(ctx, key, `suspended = ?`, suspended)
 }
 
-// AssignJob writes the mail server that will send a job (216f).
+// AssignJob writes the mail server that will send a job (216f), with no reason.
 func (s *Store) AssignJob(ctx context.Context, key int64, mailServerID int) error {
-	return s.updateJob(ctx, key, `mail_server_id = ?`, mailServerID)
+	return s.RecordAssignment(ctx, key, postoffice.Assignment{MailServerID: mailServerID})
+}
+
+// RecordAssignment writes the mail server that will send a job (216f) and why.
+func (s *Store) RecordAssignment(ctx context.Context, key int64, a postoffice.Assignment) error {
+	return s.updateJob(ctx, key, `mail_server_id = ?, assign_reason = ?`, a.MailServerID, a.Reason)
 }
 
 func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...any) error {

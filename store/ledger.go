@@ -325,7 +325,10 @@ func (s *Store) AccountBalance(ctx context.Context, account string) (int64, erro
 
 // Account returns a consumer's posted balance, her pending points and up to historyLimit
 // events of her history, newest first (0 or less: all), read from one snapshot so the three
-// agree. Returns rewards.ErrNotFound if there is no such consumer.
+// agree. Her history has one line per award, pending until settlement posts it, beside the
+// acknowledgements that earned nothing, her redemptions and corrections: the award's
+// acknowledgement and posting are the same points (Timeline keeps them apart). Returns
+// rewards.ErrNotFound if there is no such consumer.
 func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int) (*rewards.Account, error) {
 	tx, err := s.read.BeginTx(ctx, nil)
 	if err != nil {
@@ -366,10 +369,11 @@ func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int)
 	}
 	var events []event
 	for _, k := range acks {
+		if k.Awarded {
+			continue // its accrual is the line
+		}
 		detail := k.Channel + ": "
 		switch {
-		case k.Awarded:
-			detail += "awarded under " + ledgerRuleText(k.RuleID, k.RuleDescription)
 		case k.RuleID == 0:
 			detail += "no points: " + cmp.Or(k.Reason, "no rule of the campaign applies")
 		default:
@@ -379,20 +383,15 @@ func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int)
 			JobKey: k.JobKey, JobName: k.JobName, Points: k.Points, Detail: detail}, 0})
 	}
 	for _, c := range accruals {
-		detail := fmt.Sprintf("from %s under %s, ", c.IssuerName, ledgerRuleText(c.RuleID, c.RuleDescription))
-		if c.Posted {
-			detail += "posted"
-		} else {
-			detail += "pending settlement"
-		}
+		detail := fmt.Sprintf("from %s under %s", c.IssuerName, ledgerRuleText(c.RuleID, c.RuleDescription))
 		events = append(events, event{rewards.AccountEvent{At: c.At, Kind: rewards.EventAccrual,
-			JobKey: c.JobKey, JobName: c.JobName, Points: c.Points, Detail: detail}, 1})
+			JobKey: c.JobKey, JobName: c.JobName, Points: c.Points, Detail: detail, Pending: !c.Posted}, 1})
 	}
 	for _, e := range entries {
 		ev := rewards.AccountEvent{At: e.At, JobKey: e.JobKey, JobName: e.JobName, Points: e.Amount}
 		switch e.Kind {
 		case "accrual":
-			ev.Kind, ev.Detail = rewards.EventPosting, "from "+cmp.Or(e.IssuerName, e.Counter)
+			continue // the posted award's line
 		case "redemption":
 			ev.Kind, ev.Detail = rewards.EventRedemption, e.Memo // the item's name
 		default:
@@ -487,8 +486,9 @@ func (s *Store) Redeem(ctx context.Context, consumerID, itemID int64) (*rewards.
 		if _, err := tx.ExecContext(ctx, `UPDATE catalog SET stock = stock - 1 WHERE id = ?`, itemID); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO redemptions (consumer_id, item_id, cost, created_at)
-			VALUES (?, ?, ?, ?) RETURNING id`, consumerID, itemID, r.Cost, now).Scan(&r.ID); err != nil {
+		r.Voucher = rewards.NewVoucher()
+		if err := tx.QueryRowContext(ctx, `INSERT INTO redemptions (consumer_id, item_id, cost, created_at, voucher)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, consumerID, itemID, r.Cost, now, r.Voucher).Scan(&r.ID); err != nil {
 			return err
 		}
 		if _, err := appendPosting(ctx, tx, "redemption", 0, r.ID, r.ItemName, now,

@@ -140,11 +140,16 @@ func TestTimelineExplainsPoints(t *testing.T) {
 	for _, e := range acct.History {
 		kinds = append(kinds, e.Kind)
 	}
-	want := []string{"accrual", "acknowledgement", "redemption", "posting", "acknowledgement", "accrual", "acknowledgement"}
+	// One line per award (its acknowledgement and posting are the same points), pending
+	// until posted; the refused acknowledgement keeps its own line.
+	want := []string{"accrual", "redemption", "acknowledgement", "accrual"}
 	if acct.Balance != 6 || acct.Pending != 5 || !reflect.DeepEqual(kinds, want) {
-		t.Errorf("account balance %d pending %d history %v; want 6, 5, %v", acct.Balance, acct.Pending, kinds, want)
+		t.Fatalf("account balance %d pending %d history %v; want 6, 5, %v", acct.Balance, acct.Pending, kinds, want)
 	}
-	if e := acct.History[4]; e.Points != 0 || !strings.Contains(e.Detail, "already awarded") || e.JobName != "Spring golf" {
+	if !acct.History[0].Pending || acct.History[3].Pending {
+		t.Errorf("awards pending %v and %v, want the newest pending and the oldest posted", acct.History[0].Pending, acct.History[3].Pending)
+	}
+	if e := acct.History[2]; e.Points != 0 || !strings.Contains(e.Detail, "already awarded") || e.JobName != "Spring golf" {
 		t.Errorf("refused acknowledgement in history: %+v", e)
 	}
 

@@ -24,9 +24,13 @@ type accountView struct {
 	Consumer *rewards.Consumer
 	Account  *rewards.Account
 	Catalog  []rewards.CatalogItem
-	// Message reports the last redemption; MessageOK says whether it went through.
+	// Redemptions are her rewards, newest first, each with its voucher.
+	Redemptions []rewards.Redemption
+	// Message reports the last redemption; MessageOK says whether it went through. Redeemed
+	// is the redemption that just went through, whose voucher the page shows first.
 	Message   string
 	MessageOK bool
+	Redeemed  *rewards.Redemption
 }
 
 // account serves GET and HEAD /account/{token}: balance, pending points, history and the
@@ -38,11 +42,13 @@ func (s *server) account(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// After a redemption the page is reached by redirect with the item redeemed.
+	// After a redemption the page is reached by redirect with the redemption: it shows what
+	// she got.
 	if id, err := strconv.ParseInt(r.URL.Query().Get("redeemed"), 10, 64); err == nil {
-		for _, it := range v.Catalog {
-			if it.ID == id {
-				v.Message, v.MessageOK = "You redeemed "+it.Name+". Enjoy!", true
+		for i, red := range v.Redemptions {
+			if red.ID == id {
+				v.Redeemed = &v.Redemptions[i]
+				v.Message, v.MessageOK = "You redeemed "+red.ItemName+". Enjoy!", true
 			}
 		}
 	}
@@ -69,7 +75,11 @@ func (s *server) accountView(r *http.Request, token string) (*accountView, error
 	if err != nil {
 		return nil, err
 	}
-	return &accountView{Token: token, Consumer: c, Account: acct, Catalog: catalog}, nil
+	redemptions, err := s.Accounts.Redemptions(ctx, id, historyLimit)
+	if err != nil {
+		return nil, err
+	}
+	return &accountView{Token: token, Consumer: c, Account: acct, Catalog: catalog, Redemptions: redemptions}, nil
 }
 
 // Redemption codes: a consumer's token shows her account, but it travels in every
@@ -89,8 +99,9 @@ type codeView struct {
 	Email  string
 	Item   rewards.CatalogItem
 	CodeID int64
-	// Minutes is how long the code works.
+	// Minutes is how long the code works; Balance is hers before the redemption.
 	Minutes int
+	Balance int64
 	Error   string
 }
 
@@ -145,7 +156,7 @@ func (s *server) redeem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, redeemCodePage(&codeView{Token: token, Email: v.Consumer.Email, Item: item,
-		CodeID: codeID, Minutes: int(codeTTL / time.Minute)}))
+		CodeID: codeID, Minutes: int(codeTTL / time.Minute), Balance: v.Account.Balance}))
 }
 
 // confirmRedeem serves POST /account/{token}/redeem/{id} with the form field code: the
@@ -189,7 +200,12 @@ func (s *server) confirmRedeem(w http.ResponseWriter, r *http.Request) {
 	}
 	switch err := s.Accounts.Redeem(r.Context(), consumer, item); {
 	case err == nil:
-		http.Redirect(w, r, "/account/"+token+"?redeemed="+strconv.FormatInt(item, 10), http.StatusSeeOther)
+		// Her newest redemption is this one: the account page shows its voucher.
+		to := "/account/" + token
+		if newest, err := s.Accounts.Redemptions(r.Context(), consumer, 1); err == nil && len(newest) == 1 && newest[0].ItemID == item {
+			to += "?redeemed=" + strconv.FormatInt(newest[0].ID, 10)
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 	case errors.Is(err, rewards.ErrOutOfStock):
 		s.accountMessage(w, r, token, http.StatusConflict, "Sorry, that reward is out of stock.")
 	case errors.Is(err, rewards.ErrInsufficientPoints):
@@ -210,7 +226,7 @@ func (s *server) codeAgain(w http.ResponseWriter, r *http.Request, token string,
 		s.fail(w, r, err)
 		return
 	}
-	cv := &codeView{Token: token, Email: v.Consumer.Email, CodeID: codeID, Minutes: int(codeTTL / time.Minute),
+	cv := &codeView{Token: token, Email: v.Consumer.Email, CodeID: codeID, Minutes: int(codeTTL / time.Minute), Balance: v.Account.Balance,
 		Error: "That is not the code we sent. Check the e-mail and type it again."}
 	if !wellFormed {
 		cv.Error = fmt.Sprintf("Type the %d-digit code from the e-mail.", codeDigits)
@@ -276,14 +292,24 @@ func eventLabel(kind string) string {
 		return "Invitation acknowledged"
 	case rewards.EventAccrual:
 		return "Points earned"
-	case rewards.EventPosting:
-		return "Points added to your balance"
 	case rewards.EventRedemption:
 		return "Reward redeemed"
 	case rewards.EventCorrection:
 		return "Correction"
 	}
 	return kind
+}
+
+// eventState is where an award is: pending until settlement posts it to her balance, then
+// posted; other events have no state.
+func eventState(e rewards.AccountEvent) string {
+	switch {
+	case e.Kind != rewards.EventAccrual:
+		return ""
+	case e.Pending:
+		return "pending"
+	}
+	return "posted"
 }
 
 // signedPoints writes points with their sign, and a dash for zero.

@@ -23,6 +23,12 @@ func staticHandler() http.HandlerFunc {
 	}
 }
 
+// favicon serves the icon browsers ask every site for at /favicon.ico.
+func favicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	http.ServeFileFS(w, r, staticFiles, "static/favicon.ico")
+}
+
 // FilesOnly is fsys with its directories hidden: opening one fails with fs.ErrNotExist, so
 // an http.FileServer over it answers 404 for a directory instead of listing it.
 func FilesOnly(fsys fs.FS) fs.FS { return filesOnly{fsys} }

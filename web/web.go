@@ -56,6 +56,8 @@ type Accounts interface {
 	// Redeem spends the item's cost from the consumer's balance. It returns an error
 	// wrapping rewards.ErrOutOfStock or rewards.ErrInsufficientPoints when it cannot.
 	Redeem(ctx context.Context, consumerID, itemID int64) error
+	// Redemptions lists her newest limit redemptions, newest first, with their vouchers.
+	Redemptions(ctx context.Context, consumerID int64, limit int) ([]rewards.Redemption, error)
 }
 
 // Consumers reads a consumer and records her unsubscribing.
@@ -140,7 +142,8 @@ type server struct {
 //	GET, POST /join                    the enrollment form
 //	GET       /join/confirm/{token}    the double opt-in link: a Confirm button
 //	POST      /join/confirm/{token}    confirms
-//	GET, HEAD /static/*                embedded CSS
+//	GET, HEAD /static/*                embedded CSS and the icon
+//	GET, HEAD /favicon.ico             the icon
 func Handler(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -178,6 +181,9 @@ func Handler(d Deps) http.Handler {
 	r.Post("/join/confirm/{token}", s.confirm)
 	static := staticHandler()
 	r.Get("/static/*", static)
+	// Browsers ask for /favicon.ico on every page, toolbox pages included.
+	r.Get("/favicon.ico", favicon)
+	r.Head("/favicon.ico", favicon)
 	if d.Webhooks != nil {
 		r.Mount("/webhooks", d.Webhooks.Handler())
 	}
