@@ -243,3 +243,23 @@ func TestBackupPruneKeepsNewest(t *testing.T) {
 		t.Errorf("a backup of the same time: %v, want ErrBackupExists", err)
 	}
 }
+
+// TestPostgresNotYetSupported: until the whole store passes on PostgreSQL, a postgres:// --db
+// is refused with an error that says so, by serve and by the other commands, and nothing
+// is opened.
+func TestPostgresNotYetSupported(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--db", "postgres://pointpost@127.0.0.1:1/pointpost"},
+		{"backup", "--db", "postgresql://pointpost@127.0.0.1:1/pointpost", filepath.Join(t.TempDir(), "b.db")},
+		{"import", "consumers", "people.csv", "--db", "postgres://127.0.0.1:1/x"},
+	} {
+		err := run(context.Background(), args, env{}.get, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--db must be a SQLite file: PostgreSQL is not yet supported") {
+			t.Errorf("pointpost %v: %v", args, err)
+		}
+	}
+	err := run(context.Background(), []string{"settle"}, env{"POINTPOST_DB": "postgres://127.0.0.1:1/x"}.get, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "POINTPOST_DB must be a SQLite file") {
+		t.Errorf("POINTPOST_DB=postgres://…: %v", err)
+	}
+}

@@ -20,8 +20,11 @@ var ErrBackupExists = errors.New("the backup file already exists")
 // transaction of the source, so it is the database as of one moment; in WAL mode writers go
 // on meanwhile. It is written beside file under a temporary name and linked into place only
 // when complete, so file is either the whole copy or absent. Returns ErrBackupExists if file
-// exists.
+// exists, and an error for a PostgreSQL store.
 func (s *Store) Backup(ctx context.Context, file string) (pages int, err error) {
+	if s.engine == enginePostgres {
+		return 0, errors.New("backup: a PostgreSQL database is backed up by the server's means (pg_dump, continuous archiving), not by pointpost")
+	}
 	if _, err := os.Lstat(file); err == nil {
 		return 0, fmt.Errorf("%s: %w", file, ErrBackupExists)
 	} else if !errors.Is(err, os.ErrNotExist) {
