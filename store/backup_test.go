@@ -11,12 +11,24 @@ import (
 	"testing"
 )
 
+// openSQLite opens a fresh SQLite database whatever engine the run is on: backups are
+// SQLite's.
+func openSQLite(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "pointpost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // TestBackupWhileWriting backs up while another goroutine imports consumers: the copy opens
 // as a pointpost database holding a whole number of the writer's transactions, the source
 // goes on, and a second backup to the same file is refused and leaves the first intact.
 func TestBackupWhileWriting(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t)
+	s := openSQLite(t)
 	importCSV(t, s, "email\nfirst@example.com\n")
 
 	const batches, perBatch = 40, 50
@@ -98,7 +110,7 @@ func TestBackupWhileWriting(t *testing.T) {
 // BenchmarkBackup100k backs up a database of 100,000 demo consumers.
 func BenchmarkBackup100k(b *testing.B) {
 	ctx := context.Background()
-	s := openTest(b)
+	s := openSQLite(b)
 	var data strings.Builder
 	if err := writeDemoCSV(&data, 100_000, 1); err != nil {
 		b.Fatal(err)

@@ -21,35 +21,96 @@ import (
 // envEngine names the engine the tests' stores open on: "postgres", or SQLite when empty.
 const envEngine = "POINTPOST_TEST_ENGINE"
 
-// conformanceTests are the tests that run on PostgreSQL too: the exactly-once core —
-// deliveries (selection, claim, outcomes: every acknowledgement test seeds its job through
-// them), acknowledgements and the ledger. Left out for good: TestAcknowledgePoisonFailsAlone
-// and TestSettleHoldsWhatItCannotPost drop SQLite's bound triggers to make rows stored before
-// migration 0010, which a PostgreSQL database, born with the bounds, cannot hold.
+// conformanceTests are the tests that run on PostgreSQL too, unchanged: the exactly-once
+// core first — deliveries (selection, claim, outcomes: every acknowledgement test seeds its
+// job through them), acknowledgements and the ledger — and every other test that already
+// passes there. Of the store's tests that open their store with openTest, these do not yet:
+//   - SQLite's by nature: the selection guard's authorizer (TestCheckSelection*,
+//     TestWithGuard*, TestStructuredSelectionStoppedAtTheLimit,
+//     TestSelectionsNeverHoldConsumerReads, TestSampleConsumerAndBudget), EXPLAIN QUERY PLAN
+//     (TestReportQueriesUseIndexes, TestSearchConsumersEmailPrefixUsesTheIndex), the write
+//     lock (TestDatabaseLockedIsUnavailable), tests that drop or add SQLite triggers to make
+//     rows a PostgreSQL database cannot hold (TestAcknowledgePoisonFailsAlone,
+//     TestSettleHoldsWhatItCannotPost, TestAcknowledgeCommitFailureFailsTheBatch), and
+//     pragma_table_info (TestConsumerFieldsAreColumns). Each needs a PostgreSQL counterpart.
+//   - Store work left: the reports (json_extract, sums of comparisons: TestJob*), the
+//     consumers' search (TestSearchConsumers) and the selection compiler's SQLite functions.
+//   - Tests whose own SQL is SQLite's (json_extract in their checks, one parameter used as
+//     two types): TestImportConsumersBadRows, TestImportConsumersManyBatches,
+//     TestRecipientsAndCountsSeeTheJobIssuersAttributes, TestTimelineExplainsPoints.
 var conformanceTests = []string{
-	"TestAcknowledgeFirstAckAccrues",
-	"TestAcknowledgeReplaysAwardOnce",
-	"TestAcknowledgeParallelDuplicatesAwardOnce",
-	"TestAcknowledgeEarnsOnlyUnderTheChannelsRules",
-	"TestAcknowledgeWithoutARuleOfTheChannel",
-	"TestAcknowledgeRuleDates",
-	"TestAcknowledgePeriodRule",
-	"TestAcknowledgeTimesRule",
-	"TestAcknowledgeBudgets",
+	"TestAPIConsumerIDs",
+	"TestAPIConsumerVisibleOnceTheIssuerMailedHer",
+	"TestAPIJobsPages",
 	"TestAcknowledgeAfterTheJobStops",
-	"TestAcknowledgeUnknownDelivery",
 	"TestAcknowledgeBatchWithAFailure",
+	"TestAcknowledgeBudgets",
+	"TestAcknowledgeEarnsOnlyUnderTheChannelsRules",
+	"TestAcknowledgeFirstAckAccrues",
 	"TestAcknowledgeGroupCommit",
+	"TestAcknowledgeParallelDuplicatesAwardOnce",
+	"TestAcknowledgePeriodRule",
+	"TestAcknowledgeReplaysAwardOnce",
+	"TestAcknowledgeRuleDates",
 	"TestAcknowledgeSameReplyAgainInALaterPeriod",
-	"TestSettleConcurrentPostsEachAccrualOnce",
-	"TestSettlerPostsInBatchesAndOnInterval",
-	"TestLedgerIsAppendOnly",
+	"TestAcknowledgeTimesRule",
+	"TestAcknowledgeUnknownDelivery",
+	"TestAcknowledgeWithoutARuleOfTheChannel",
+	"TestConsumerStatuses",
 	"TestCorrect",
-	"TestRedeemRaceNeverOverspends",
-	"TestRedeemRaceNeverOversells",
-	"TestSettlerGoesOnPastHeldAccruals",
+	"TestCreateDeviceKeepsAFewPerUser",
+	"TestCreateUserRefusesATakenAddressInAnyCase",
+	"TestDeviceCookieBudgetAndBinding",
+	"TestEnrollConsumersKeepsTheProfileAndNamespacesAttributes",
+	"TestEnrollmentConfirmCreatesConsumerOnce",
+	"TestEnrollmentErrors",
+	"TestEnrollmentOfExistingConsumerKeepsStatus",
+	"TestExportDeliveriesWalksEveryDelivery",
+	"TestFirstOperatorSetup",
+	"TestImportConsumerFile",
+	"TestImportConsumersBrokenQuote",
+	"TestImportConsumersCancelled",
+	"TestImportConsumersHeaderError",
+	"TestImportConsumersReadError",
+	"TestImportConsumersReimport",
+	"TestImportDemoConsumers",
+	"TestInboundPageFiltersAndPages",
+	"TestInboundPageListsAcknowledgedReplies",
+	"TestIssuersAndSettings",
+	"TestLedgerIsAppendOnly",
+	"TestLinkJobRules",
+	"TestOutboxBefore",
+	"TestPasswordChangeAndDisableEndSessions",
 	"TestPointsBoundsInTheDatabase",
 	"TestPointsBoundsRefusedWithTheField",
+	"TestPolicyRefusalsDoNotSuppress",
+	"TestRecordBounceAffectsOnlyTheTokensConsumer",
+	"TestRecordBounceComplaintSuppresses",
+	"TestRecordBounceHardRejectsAndSuppressesOnce",
+	"TestRecordBounceSoftLimitAndAcknowledgementReset",
+	"TestRecordBounceSparesAcknowledgedDelivery",
+	"TestRecordBounceWithoutToken",
+	"TestRecordInbound",
+	"TestRecordInboundOnceByKey",
+	"TestRecordOutcomesCountsRefusalsAsBounces",
+	"TestRedeemRaceNeverOversells",
+	"TestRedeemRaceNeverOverspends",
+	"TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires",
+	"TestRouteSendsCountedWithOutcomes",
+	"TestRouteWarmupSaved",
+	"TestRoutes",
+	"TestRuleSpentFollowsAccruals",
+	"TestRulesCreateReadUpdateRetire",
+	"TestRulesErrors",
+	"TestSetConsumerStatus",
+	"TestSettleConcurrentPostsEachAccrualOnce",
+	"TestSettlerGoesOnPastHeldAccruals",
+	"TestSettlerPostsInBatchesAndOnInterval",
+	"TestStatusGenerationMovesWithEveryStatusChange",
+	"TestUpdateDraftJobRefusesAnotherIssuersRule",
+	"TestUpdateDraftJobRewritesMessagesAndRules",
+	"TestUpsertConsumers",
+	"TestUserLinkSetsAPasswordOnce",
 }
 
 var pgServer *pgtest.Server

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 // PostgreSQL (issue 12), in progress. The same Store runs on either engine: Open picks it by
@@ -66,8 +67,11 @@ func isPostgresURL(name string) bool {
 }
 
 // either is the statement for the store's engine.
-func (s *Store) either(sqlite, postgres string) string {
-	if s.engine == enginePostgres {
+func (s *Store) either(sqlite, postgres string) string { return s.engine.either(sqlite, postgres) }
+
+// either is the statement for engine e.
+func (e engine) either(sqlite, postgres string) string {
+	if e == enginePostgres {
 		return postgres
 	}
 	return sqlite
@@ -224,6 +228,28 @@ func rebind(query string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// isUniqueViolation reports whether err is either engine refusing a row whose unique key is
+// taken.
+func isUniqueViolation(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintUnique
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// isForeignKeyViolation reports whether err is either engine refusing a row that names a
+// row that does not exist.
+func isForeignKeyViolation(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintForeignKey
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23503"
 }
 
 // pgUnavailable reports whether err is PostgreSQL saying it cannot take the work now: the

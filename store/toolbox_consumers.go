@@ -72,7 +72,7 @@ func consumerSearchWhere(field, match, text string, status rewards.ConsumerStatu
 		}
 	}
 	if len(conds) == 0 {
-		return "1", nil, nil
+		return "TRUE", nil, nil
 	}
 	return strings.Join(conds, " AND "), args, nil
 }
