@@ -50,6 +50,9 @@ import (
 //     writer per process, as on SQLite: max(id)+1 counts in writeConsumers, the select
 //     cursor), claims with FOR UPDATE SKIP LOCKED and a lease, heartbeats, settlement under
 //     its advisory lock alone; migrate --to.
+//   - Speed: acknowledgements run at about 760 a second (SQLite: 25,000; README), one round
+//     trip per statement; send a batch's statements pipelined (pgx's Batch on the raw
+//     connection) or as set-wise statements.
 //   - Acknowledgements are answered once COMMIT returns, durable only with the server's
 //     synchronous_commit on (its default); the store could insist on it per session.
 
