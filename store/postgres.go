@@ -36,9 +36,11 @@ import (
 //     test that opens a store with openTest: what stands in the way is SQLite spelled in
 //     the statements — settings' and users' unique errors (sqlite3.ErrConstraintUnique),
 //     users' and test addresses' COLLATE NOCASE (a lower(email) index here: the lookups must
-//     compare lower-cased), bounces' GLOB, routes' ORDER BY rowid (route_quotas.id here),
-//     Timeline's LIMIT -1, reports, the inbound list, INSERT OR IGNORE/REPLACE elsewhere.
-//     SetBusyTimeout, SetMaxPageCount and Backup are SQLite's alone.
+//     compare lower-cased: done for users), Timeline's LIMIT -1, INSERT OR IGNORE/REPLACE
+//     elsewhere; conformanceTests says what keeps each of the others off its list. The
+//     consumer search's e-mail prefix range (email < prefix + U+10FFFF) assumes the C
+//     collation the tests' cluster has. SetBusyTimeout, SetMaxPageCount and Backup are
+//     SQLite's alone.
 //   - Then main may accept --db postgres:// (config.go refuses it until then), with
 //     bench's figures beside SQLite's in the README.
 //   - The selection compiler moved here from postoffice, which writes SQLite's functions
