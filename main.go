@@ -85,6 +85,7 @@ func rootCommand(e *cli) *cobra.Command {
 		jobCommand(e),
 		consumerCommand(e),
 		settleCommand(e),
+		backupCommand(e),
 		issuerCommand(e),
 		catalogCommand(e),
 		userCommand(e),

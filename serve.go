@@ -63,6 +63,11 @@ func serveCommand(e *cli) *cobra.Command {
 			return err
 		}
 		defer a.close()
+		stopBackups, err := a.startBackups(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopBackups()
 		if err := a.store.SetSetting(ctx, settingServedURL, cfg.BaseURL); err != nil {
 			return err
 		}

@@ -79,6 +79,66 @@ var ackQueries = [nAckQueries]string{
 	qSameMessage: `SELECT count(*) FROM acknowledgements WHERE consumer_id = ?1 AND job_key = ?2 AND source = ?3`,
 }
 
+// ackRunner runs the acknowledgement statements: ackStmts on SQLite, pgAckRunner on
+// PostgreSQL.
+type ackRunner interface {
+	// exec runs statement q and returns how many rows it changed.
+	exec(q int, args ...driver.Value) (int64, error)
+	// queryRow runs statement q and keeps its first row for int64At; false if it has none.
+	queryRow(q int, args ...driver.Value) (bool, error)
+	// int64At is column i of the last row queryRow read.
+	int64At(i int) int64
+}
+
+// pgAckRunner runs the acknowledgement statements on a PostgreSQL connection, in the
+// batch's transaction, through database/sql (pgx caches the prepared statements).
+type pgAckRunner struct {
+	ctx  context.Context
+	conn *sql.Conn
+	dest [6]sql.NullInt64
+}
+
+func (c *pgAckRunner) exec(q int, args ...driver.Value) (int64, error) {
+	res, err := c.conn.ExecContext(c.ctx, ackQueries[q], anys(args)...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (c *pgAckRunner) queryRow(q int, args ...driver.Value) (bool, error) {
+	rows, err := c.conn.QueryContext(c.ctx, ackQueries[q], anys(args)...)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false, rows.Err()
+	}
+	cols, err := rows.Columns()
+	if err != nil {
+		return false, err
+	}
+	dest := make([]any, len(cols))
+	for i := range dest {
+		dest[i] = &c.dest[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return false, err
+	}
+	return true, rows.Close()
+}
+
+func (c *pgAckRunner) int64At(i int) int64 { return c.dest[i].Int64 }
+
+func anys(vs []driver.Value) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
+}
+
 // ackStmts are the committer's statements, prepared on the writer's driver connection and
 // kept for as long as it lives. Through database/sql, preparing them for every batch and
 // its bookkeeping around every statement were a third of an acknowledgement's cost. Only the
@@ -230,7 +290,7 @@ func loadAckJobs(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (map[
 // applyAck records one acknowledgement. Returns an error wrapping postoffice.ErrNoDelivery,
 // before writing anything, if the job has no delivery to the consumer; any other error
 // leaves the transaction to be rolled back.
-func (s *Store) applyAck(c *ackStmts, jobs map[int64]*ackJob, ack postoffice.Ack) (*postoffice.AckResult, error) {
+func (s *Store) applyAck(c ackRunner, jobs map[int64]*ackJob, ack postoffice.Ack) (*postoffice.AckResult, error) {
 	res := &postoffice.AckResult{JobKey: ack.JobKey, ConsumerID: ack.ConsumerID}
 	job := jobs[ack.JobKey]
 	if job == nil {
@@ -292,7 +352,7 @@ func (s *Store) applyAck(c *ackStmts, jobs map[int64]*ackJob, ack postoffice.Ack
 
 // decideAck asks the rule about the acknowledgement, given what the accruals say was awarded
 // before, and writes the accrual when it awards.
-func decideAck(c *ackStmts, r *rewards.AwardRule, job *ackJob, ack postoffice.Ack) (rewards.Decision, error) {
+func decideAck(c ackRunner, r *rewards.AwardRule, job *ackJob, ack postoffice.Ack) (rewards.Decision, error) {
 	from, until := int64(math.MinInt64), int64(math.MaxInt64)
 	if r.Frequency == rewards.FrequencyPeriod {
 		// Bounded above too, so that an acknowledgement carrying an earlier time than one

@@ -134,7 +134,7 @@ func (s *Store) RecordBounce(ctx context.Context, b *Bounce) error {
 		if err != nil || unverified {
 			return err
 		}
-		e := bounceEffects{tx: tx, ctx: ctx, now: now, inboundID: m.ID}
+		e := bounceEffects{tx: tx, ctx: ctx, now: now, inboundID: m.ID, engine: s.engine}
 
 		if b.Complaint {
 			changed, err := e.apply(m.ConsumerID, deliveryID, BounceComplaint, "", "abuse report", "suppressed",
@@ -224,6 +224,7 @@ type bounceEffects struct {
 	now       int64
 	inboundID int64 // 0 for a refusal at send time
 	limit     int   // the soft bounce limit, read at the first soft bounce
+	engine    engine
 }
 
 // bounce records a hard or soft bounce of the consumer and bounces her address when it is
@@ -250,7 +251,7 @@ func (e *bounceEffects) bounce(consumerID, deliveryID int64, f BounceFailure) (c
 		var n int
 		if err := e.tx.QueryRowContext(e.ctx, `SELECT count(*) FROM bounces
 			WHERE consumer_id = ?1 AND kind = 'soft'
-			AND NOT (status GLOB '[45].7.*' OR status IN ('5.1.7', '5.1.8'))
+			AND NOT (`+e.engine.either(`status GLOB '[45].7.*'`, `status ~ '^[45]\.7\.'`)+` OR status IN ('5.1.7', '5.1.8'))
 			AND created_at >= coalesce(
 				(SELECT max(created_at) FROM acknowledgements WHERE consumer_id = ?1), 0)`, consumerID).Scan(&n); err != nil {
 			return false, err

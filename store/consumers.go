@@ -43,6 +43,27 @@ const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 		attributes  = iif(excluded.attributes = '{}', attributes, json_patch(attributes, excluded.attributes)),
 		updated_at  = excluded.updated_at`
 
+// upsertConsumerPG is upsertConsumerSQL for PostgreSQL: the stored columns named by their
+// table, and jsonb's || for json_patch, the same merge for attributes, a flat object of
+// strings.
+const upsertConsumerPG = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
+		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
+	ON CONFLICT (email) DO UPDATE SET
+		first_name  = CASE WHEN excluded.first_name <> '' THEN excluded.first_name ELSE consumers.first_name END,
+		last_name   = CASE WHEN excluded.last_name <> '' THEN excluded.last_name ELSE consumers.last_name END,
+		city        = CASE WHEN excluded.city <> '' THEN excluded.city ELSE consumers.city END,
+		region      = CASE WHEN excluded.region <> '' THEN excluded.region ELSE consumers.region END,
+		country     = CASE WHEN excluded.country <> '' THEN excluded.country ELSE consumers.country END,
+		postal_code = CASE WHEN excluded.postal_code <> '' THEN excluded.postal_code ELSE consumers.postal_code END,
+		birth_year  = coalesce(excluded.birth_year, consumers.birth_year),
+		gender      = CASE WHEN excluded.gender <> '' THEN excluded.gender ELSE consumers.gender END,
+		interests   = CASE WHEN excluded.interests <> '' THEN excluded.interests ELSE consumers.interests END,
+		format      = CASE WHEN ?11 <> '' THEN excluded.format ELSE consumers.format END,
+		attributes  = CASE WHEN excluded.attributes = '{}' THEN consumers.attributes
+			ELSE (consumers.attributes::jsonb || excluded.attributes::jsonb)::text END,
+		updated_at  = excluded.updated_at`
+
 // UpsertConsumers writes a batch of consumers in one transaction, matching existing ones by
 // e-mail address (trimmed and lower-cased here too), and reports how many rows it inserted and
 // how many it updated; an address twice in the batch counts once as each. New consumers take
@@ -51,7 +72,7 @@ const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 // stay. Returns an error, having written nothing, if a consumer has no e-mail address or a
 // value the table refuses (a format other than text or html), or the context ends.
 func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error) {
-	return s.writeConsumers(ctx, batch, upsertConsumerSQL, "")
+	return s.writeConsumers(ctx, batch, s.either(upsertConsumerSQL, upsertConsumerPG), "")
 }
 
 // enrollConsumerSQL inserts a consumer an issuer enrolls; for an address that is a consumer
@@ -65,6 +86,15 @@ const enrollConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 		updated_at  = excluded.updated_at
 	WHERE excluded.attributes <> '{}'`
 
+// enrollConsumerPG is enrollConsumerSQL for PostgreSQL (see upsertConsumerPG).
+const enrollConsumerPG = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
+		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
+	ON CONFLICT (email) DO UPDATE SET
+		attributes  = (consumers.attributes::jsonb || excluded.attributes::jsonb)::text,
+		updated_at  = excluded.updated_at
+	WHERE excluded.attributes <> '{}'`
+
 // EnrollConsumers writes a batch of consumers as the issuer with slug enrolls them: a new
 // address becomes a consumer with the profile given; an address that is a consumer already
 // keeps her whole profile, status and balance. Attributes are written under the issuer's
@@ -75,7 +105,7 @@ func (s *Store) EnrollConsumers(ctx context.Context, slug string, batch []reward
 	if slug == "" {
 		return 0, 0, errors.New("enroll consumers: no issuer named")
 	}
-	return s.writeConsumers(ctx, batch, enrollConsumerSQL, slug)
+	return s.writeConsumers(ctx, batch, s.either(enrollConsumerSQL, enrollConsumerPG), slug)
 }
 
 // writeConsumers runs query (upsertConsumerSQL's parameters) for each consumer of batch in
@@ -290,6 +320,9 @@ func readChunk(cr *rewards.ConsumerCSV, ch *importChunk) {
 // checkpoints the WAL. Two imports at once may leave the import values in place, which costs
 // memory, not correctness.
 func (s *Store) tuneForImport(ctx context.Context) (restore func(), err error) {
+	if s.engine == enginePostgres {
+		return func() {}, nil // SQLite's page cache and checkpoints only
+	}
 	var cacheSize, autoCheckpoint int
 	if err := s.write.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&cacheSize); err != nil {
 		return nil, err
@@ -444,8 +477,9 @@ func (s *Store) ConsumerStatuses(ctx context.Context, ids []int64) (map[int64]re
 		list = strconv.AppendInt(list, id, 10)
 	}
 	list = append(list, ']')
-	rows, err := s.read.QueryContext(ctx, `SELECT id, status FROM consumers
-		WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	rows, err := s.read.QueryContext(ctx, s.either(`SELECT id, status FROM consumers
+		WHERE id IN (SELECT value FROM json_each(?))`, `SELECT id, status FROM consumers
+		WHERE id IN (SELECT value::bigint FROM json_array_elements_text(?::json))`), string(list))
 	if err != nil {
 		return nil, err
 	}

@@ -75,14 +75,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			last_reply = 0, last_status = '', last_refusal = '' WHERE id = ?2`,
 		postoffice.OutcomeRetry: `UPDATE deliveries SET retry_count = retry_count + 1, next_attempt_at = ?3,
 			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
-		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?4,
-			last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
-		postoffice.OutcomeFailed: `UPDATE deliveries SET failed = 1, last_error = ?4,
-			last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?3,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1 WHERE id = ?2`,
+		postoffice.OutcomeFailed: `UPDATE deliveries SET failed = 1, last_error = ?3,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1 WHERE id = ?2`,
 	}
 	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
 	// bad bounces it in this same transaction.
-	bounces := bounceEffects{tx: tx, ctx: ctx}
+	bounces := bounceEffects{tx: tx, ctx: ctx, engine: s.engine}
 	statusChanged := false
 	for _, o := range outcomes {
 		if o.Kind == postoffice.OutcomeRejected {
@@ -116,7 +116,8 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 		case postoffice.OutcomeRetry:
 			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class))
 		case postoffice.OutcomeRejected, postoffice.OutcomeFailed:
-			args = append(args, nil, o.Error, rf.Reply, rf.Status, string(rf.Class))
+			// No next attempt: PostgreSQL cannot type a parameter a statement does not use.
+			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class))
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err

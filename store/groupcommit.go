@@ -245,6 +245,9 @@ func (g *ackCommitter) syncWAL(s *Store) error {
 	if g.syncHook != nil {
 		return g.syncHook()
 	}
+	if s.engine == enginePostgres {
+		return nil // PostgreSQL's COMMIT returned once its WAL was flushed (synchronous_commit on)
+	}
 	if g.wal == nil {
 		f, err := os.Open(s.path + "-wal")
 		if err != nil {
@@ -355,7 +358,7 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (culprit *ackRequest, err error) {
 	// The transaction is run by hand on the connection rather than with a *sql.Tx, which
 	// would start a goroutine for every query's rows to watch the transaction's context.
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	if _, err := conn.ExecContext(ctx, s.either(`BEGIN IMMEDIATE`, `BEGIN`)); err != nil {
 		return nil, err
 	}
 	committed := false
@@ -364,15 +367,18 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			conn.ExecContext(ctx, `ROLLBACK`)
 		}
 	}()
+	if s.engine == enginePostgres {
+		// One batch at a time across processes, as SQLite's write lock gives: the budgets
+		// are read and then spent in the same batch.
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lockAcks); err != nil {
+			return nil, err
+		}
+	}
 	jobs, err := s.acks.jobsFor(ctx, s, conn, batch)
 	if err != nil {
 		return nil, err
 	}
-	err = conn.Raw(func(dc any) error {
-		c := &s.acks.stmts
-		if err := c.use(dc); err != nil {
-			return err
-		}
+	apply := func(c ackRunner) error {
 		for _, req := range batch {
 			// An acknowledgement naming no invitation is found out before it writes
 			// anything, so it needs no savepoint; any other error is the database's, and
@@ -384,7 +390,18 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			}
 		}
 		return nil
-	})
+	}
+	if s.engine == enginePostgres {
+		err = apply(&pgAckRunner{ctx: ctx, conn: conn})
+	} else {
+		err = conn.Raw(func(dc any) error {
+			c := &s.acks.stmts
+			if err := c.use(dc); err != nil {
+				return err
+			}
+			return apply(c)
+		})
+	}
 	if err != nil {
 		return culprit, err
 	}

@@ -221,6 +221,9 @@ func guarded(conn *sql.Conn, fn func(conn *sql.Conn) error) error {
 // postoffice.ErrTooManySelections when the issuer has maxSelectionsPerIssuer running; SQLite's
 // error, prefixed "selection sql:", for one that is not valid.
 func (s *Store) CheckSelection(ctx context.Context, where string, args []any, raw bool) (matching int, err error) {
+	if err := s.refuseRawPG(raw); err != nil {
+		return 0, err
+	}
 	expr, err := selectionExpr(where)
 	if err != nil {
 		return 0, err
@@ -297,12 +300,17 @@ func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, c
 		return err
 	}
 	defer conn.Close()
-	err = guarded(conn, func(conn *sql.Conn) error {
+	body := func(conn *sql.Conn) error {
 		if s.selectionHook != nil {
 			s.selectionHook()
 		}
 		return fn(run, conn)
-	})
+	}
+	if s.engine == enginePostgres {
+		err = readOnlyPG(run, conn, s.selectionLimit, body)
+	} else {
+		err = guarded(conn, body)
+	}
 	if err != nil && !errors.Is(err, ErrSelectionRefused) && stopped() {
 		return refused("stopped after %v: too slow to run, make the selection cheaper", s.selectionLimit)
 	}
@@ -311,13 +319,13 @@ func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, c
 
 // selectionExpr is a job's WHERE expression ready to follow "AND": in parentheses, on lines
 // of its own so that a trailing "--" comment ends before the ")". The empty expression is
-// "1", everyone. Returns an error wrapping ErrSelectionRefused for text that is not one
+// TRUE, everyone. Returns an error wrapping ErrSelectionRefused for text that is not one
 // expression: a ';', a ')' that would close the parentheses early (and so escape the
 // status and cursor conditions beside it), an unterminated string or comment, or a NUL,
 // at which SQLite would stop reading.
 func selectionExpr(where string) (string, error) {
 	if strings.TrimSpace(where) == "" {
-		where = "1"
+		where = "TRUE" // PostgreSQL wants a boolean where SQLite takes 1
 	}
 	if reason := exprProblem(where); reason != "" {
 		return "", refused("not one expression: %s", reason)
@@ -386,4 +394,37 @@ func exprProblem(where string) string {
 		return "a '(' without its ')'"
 	}
 	return ""
+}
+
+// refuseRawPG refuses a raw-SQL selection on PostgreSQL: the guard that checks one is
+// SQLite's authorizer, and its PostgreSQL counterpart (a role that reads only the consumers'
+// columns, issue 12) is not built yet.
+func (s *Store) refuseRawPG(raw bool) error {
+	if raw && s.engine == enginePostgres {
+		return refused("raw SQL selections are not yet supported on PostgreSQL; use a structured selection")
+	}
+	return nil
+}
+
+// readOnlyPG runs fn on a PostgreSQL connection inside a READ ONLY transaction that the
+// server stops after limit, so that a selection can neither write nor run on.
+func readOnlyPG(ctx context.Context, conn *sql.Conn, limit time.Duration, fn func(conn *sql.Conn) error) error {
+	if _, err := conn.ExecContext(ctx, `BEGIN READ ONLY`); err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`SET LOCAL statement_timeout = %d`, max(limit.Milliseconds(), 1))); err != nil {
+		return err
+	}
+	if err := fn(conn); err != nil {
+		return err
+	}
+	done = true
+	_, err := conn.ExecContext(ctx, `COMMIT`)
+	return err
 }

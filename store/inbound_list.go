@@ -35,7 +35,7 @@ func (s *Store) InboundPage(ctx context.Context, kind string, unverifiedOnly boo
 		return " AND (" + at + ", " + src + ", " + id + ") < (?, ?, ?)"
 	}
 	if kind != postoffice.KindAcknowledged {
-		cond := "1"
+		cond := "TRUE"
 		if kind != "" {
 			cond, args = cond+" AND m.kind = ?", append(args, kind)
 		}

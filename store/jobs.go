@@ -129,7 +129,7 @@ func (s *Store) linkNewJobRules(ctx context.Context, tx *sql.Tx, job *postoffice
 		ids = append(ids, r.ID)
 	}
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO job_rules (job_key, rule_id) VALUES (?, ?)`, job.Key, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_rules (job_key, rule_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, job.Key, id); err != nil {
 			return err
 		}
 	}
@@ -269,6 +269,9 @@ func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...an
 // postoffice.ErrSelectionFailed for a selection refused or stopped by the time limit, one
 // wrapping postoffice.ErrTooManySelections when no connection came free in time.
 func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, limit int) (added int, complete bool, err error) {
+	if err := s.refuseRawPG(raw); err != nil {
+		return 0, false, fmt.Errorf("%w: %w", postoffice.ErrSelectionFailed, err)
+	}
 	expr, err := selectionExpr(job.SelectionSQL)
 	if err != nil {
 		return 0, false, err
@@ -330,9 +333,12 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 		if err != nil {
 			return 0, false, err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
+		res, err := tx.ExecContext(ctx, s.either(`INSERT OR IGNORE INTO deliveries (job_key, consumer_id, updated_at)
 			SELECT ?, c.id, ? FROM json_each(?) j JOIN consumers c ON c.id = j.value
-			WHERE c.status = 'active' ORDER BY c.id`, job.Key, now, string(list))
+			WHERE c.status = 'active' ORDER BY c.id`, `INSERT INTO deliveries (job_key, consumer_id, updated_at)
+			SELECT ?::bigint, c.id, ?::bigint FROM json_array_elements_text(?::json) j JOIN consumers c ON c.id = j.value::bigint
+			WHERE c.status = 'active' ORDER BY c.id
+			ON CONFLICT (job_key, consumer_id) DO NOTHING`), job.Key, now, string(list))
 		if err != nil {
 			return 0, false, fmt.Errorf("selection: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -27,6 +28,9 @@ func (s *Store) ledgerTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) 
 		return err
 	}
 	defer conn.Close()
+	if s.engine == enginePostgres {
+		return s.ledgerTxPG(ctx, conn, fn)
+	}
 	if durable {
 		var was int
 		if err := conn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&was); err != nil {
@@ -44,6 +48,25 @@ func (s *Store) ledgerTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) 
 		return err
 	}
 	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// ledgerTxPG is ledgerTx on PostgreSQL, whose commits are durable (synchronous_commit on):
+// the transaction takes the ledger's advisory lock first, so ledger transactions run one at
+// a time across processes, as SQLite's write lock runs them, and the posting ids past the
+// largest are the holder's.
+func (s *Store) ledgerTxPG(ctx context.Context, conn *sql.Conn, fn func(tx *sql.Tx) error) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lockLedger); err != nil {
+		return err
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -114,7 +137,7 @@ func (s *Store) settleBatch(ctx context.Context, limit int) (posted int, err err
 	err = s.ledgerTx(ctx, false, func(tx *sql.Tx) error {
 		var upto, base sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM (SELECT id FROM accruals
-			WHERE posted_at IS NULL AND settle_error IS NULL ORDER BY id LIMIT ?)`, limit).Scan(&upto); err != nil || !upto.Valid {
+			WHERE posted_at IS NULL AND settle_error IS NULL ORDER BY id LIMIT ?) AS batch`, limit).Scan(&upto); err != nil || !upto.Valid {
 			return err
 		}
 		// The transaction holds the writer lock, so the posting ids past max are ours.
@@ -129,9 +152,9 @@ func (s *Store) settleBatch(ctx context.Context, limit int) (posted int, err err
 					?1 + row_number() OVER (ORDER BY id) AS posting
 				FROM accruals WHERE posted_at IS NULL AND settle_error IS NULL AND id <= ?2)
 			INSERT INTO ledger_entries (posting_id, account, amount, kind, accrual_id, memo, created_at)
-			SELECT posting, iif(side = 0, 'issuer:' || issuer_id, 'consumer:' || consumer_id),
-				iif(side = 0, -points, points), 'accrual', id, 'job ' || job_key || ', rule ' || rule_id, ?3
-			FROM batch, (SELECT 0 AS side UNION ALL SELECT 1)
+			SELECT posting, CASE WHEN side = 0 THEN 'issuer:' || issuer_id ELSE 'consumer:' || consumer_id END,
+				CASE WHEN side = 0 THEN -points ELSE points END, 'accrual', id, 'job ' || job_key || ', rule ' || rule_id, ?3
+			FROM batch, (SELECT 0 AS side UNION ALL SELECT 1) AS sides
 			ORDER BY posting, side`, base.Int64, upto.Int64, now)
 		if err != nil {
 			return err
@@ -143,7 +166,7 @@ func (s *Store) settleBatch(ctx context.Context, limit int) (posted int, err err
 		// Left to itself the planner groups along accruals_consumer, reading every accrual
 		// ever made; the partial index reads only the batch.
 		if _, err := tx.ExecContext(ctx, `UPDATE consumers SET points_balance = points_balance + b.points, updated_at = ?1
-			FROM (SELECT consumer_id, sum(points) AS points FROM accruals INDEXED BY accruals_unposted
+			FROM (SELECT consumer_id, sum(points) AS points FROM accruals `+s.either("INDEXED BY accruals_unposted", "")+`
 				WHERE posted_at IS NULL AND settle_error IS NULL AND id <= ?2 GROUP BY consumer_id) AS b
 			WHERE consumers.id = b.consumer_id`, now, upto.Int64); err != nil {
 			return err
@@ -347,7 +370,7 @@ func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int)
 	}
 	limit := historyLimit
 	if limit <= 0 {
-		limit = -1 // SQLite: no limit
+		limit = math.MaxInt // all, in a LIMIT both engines read (PostgreSQL refuses -1)
 	}
 	// Each source gives its newest limit events; the newest limit of their union are among
 	// those.
@@ -359,7 +382,7 @@ func (s *Store) Account(ctx context.Context, consumerID int64, historyLimit int)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := timelineEntries(ctx, tx, consumerID, limit)
+	entries, err := s.timelineEntries(ctx, tx, consumerID, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func (w *ledgerWorld) checkLedger(t *testing.T) {
 	}
 	var unbalanced int
 	if err := w.s.read.QueryRow(`SELECT count(*) FROM (SELECT posting_id FROM ledger_entries
-		GROUP BY posting_id HAVING sum(amount) <> 0 OR count(*) < 2)`).Scan(&unbalanced); err != nil || unbalanced != 0 {
+		GROUP BY posting_id HAVING sum(amount) <> 0 OR count(*) < 2) AS unbalanced`).Scan(&unbalanced); err != nil || unbalanced != 0 {
 		t.Errorf("%d postings do not balance (%v)", unbalanced, err)
 	}
 	for _, c := range w.consumers {
@@ -170,7 +170,7 @@ func TestSettleConcurrentPostsEachAccrualOnce(t *testing.T) {
 	}
 	var entries, perAccrual, unposted int
 	w.s.read.QueryRow(`SELECT count(*) FROM ledger_entries`).Scan(&entries)
-	w.s.read.QueryRow(`SELECT count(*) FROM (SELECT accrual_id FROM ledger_entries GROUP BY accrual_id HAVING count(*) <> 2)`).Scan(&perAccrual)
+	w.s.read.QueryRow(`SELECT count(*) FROM (SELECT accrual_id FROM ledger_entries GROUP BY accrual_id HAVING count(*) <> 2) AS unbalanced`).Scan(&perAccrual)
 	w.s.read.QueryRow(`SELECT count(*) FROM accruals WHERE posted_at IS NULL`).Scan(&unposted)
 	if entries != 2*perConsumer*3 || perAccrual != 0 || unposted != 0 {
 		t.Errorf("%d entries, %d accruals without exactly two, %d unposted", entries, perAccrual, unposted)

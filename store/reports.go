@@ -95,7 +95,7 @@ func (s *Store) JobRulePoints(ctx context.Context, jobKey int64) (map[int64]int6
 // JobSettlement returns how many of the points accrued under a job settlement has posted to
 // the consumers' accounts, and how many consumers earned points under it.
 func (s *Store) JobSettlement(ctx context.Context, jobKey int64) (settled int64, earners int, err error) {
-	err = s.read.QueryRowContext(ctx, `SELECT coalesce(sum(iif(posted_at IS NULL, 0, points)), 0),
+	err = s.read.QueryRowContext(ctx, `SELECT coalesce(sum(CASE WHEN posted_at IS NULL THEN 0 ELSE points END), 0),
 			count(DISTINCT consumer_id)
 		FROM accruals WHERE job_key = ?`, jobKey).Scan(&settled, &earners)
 	return settled, earners, err
@@ -153,11 +153,16 @@ func (s *Store) JobTimeline(ctx context.Context, jobKey int64, from time.Time, b
 	sends, acks = make([]int, n), make([]int, n)
 	// One range count per bucket on the column's index (0008): together one pass over the
 	// job's index entries, without the sort a GROUP BY of a computed bucket needs.
-	rows, err := s.read.QueryContext(ctx, `WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < ?4 - 1)
+	// PostgreSQL would type the parameters by the bucket number, an int4: they are bigints.
+	rows, err := s.read.QueryContext(ctx, s.either(`WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < ?4 - 1)
 		SELECT i,
 			(SELECT count(*) FROM deliveries WHERE job_key = ?1 AND sent_at >= ?2 + i * ?3 AND sent_at < ?2 + (i + 1) * ?3),
 			(SELECT count(*) FROM deliveries WHERE job_key = ?1 AND received_at >= ?2 + i * ?3 AND received_at < ?2 + (i + 1) * ?3)
-		FROM b`, jobKey, start, size, n)
+		FROM b`, `WITH RECURSIVE b(i) AS (SELECT 0::bigint UNION ALL SELECT i + 1 FROM b WHERE i < ?4::bigint - 1)
+		SELECT i,
+			(SELECT count(*) FROM deliveries WHERE job_key = ?1::bigint AND sent_at >= ?2::bigint + i * ?3::bigint AND sent_at < ?2::bigint + (i + 1) * ?3::bigint),
+			(SELECT count(*) FROM deliveries WHERE job_key = ?1::bigint AND received_at >= ?2::bigint + i * ?3::bigint AND received_at < ?2::bigint + (i + 1) * ?3::bigint)
+		FROM b`), jobKey, start, size, n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -214,6 +219,11 @@ func (s *Store) JobCountsBy(ctx context.Context, jobKey int64, field string, lim
 			WHERE j.key = ?`, jobKey).Scan(&slug); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, err
 		}
+		if s.engine == enginePostgres {
+			expr = `coalesce(c.attributes::jsonb ->> ?3::text, c.attributes::jsonb ->> ?2::text, '')`
+			args = append(args, name, rewards.IssuerAttribute(slug, name))
+			break
+		}
 		expr = `coalesce(CAST(coalesce(json_extract(c.attributes, ?3), json_extract(c.attributes, ?2)) AS TEXT), '')`
 		args = append(args, `$."`+name+`"`, `$."`+rewards.IssuerAttribute(slug, name)+`"`)
 	default:
@@ -243,8 +253,9 @@ func (s *Store) JobCountsBy(ctx context.Context, jobKey int64, field string, lim
 func (s *Store) jobCountsByFormat(ctx context.Context, jobKey int64, limit int) (map[string]postoffice.JobCounts, error) {
 	var all, html postoffice.JobCounts
 	err := s.read.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(d.sent), 0), coalesce(sum(d.received), 0),
-			coalesce(sum(c.format = 'html'), 0), coalesce(sum(c.format = 'html' AND d.sent), 0),
-			coalesce(sum(c.format = 'html' AND d.received), 0)
+			`+s.either(`coalesce(sum(c.format = 'html'), 0), coalesce(sum(c.format = 'html' AND d.sent), 0),
+			coalesce(sum(c.format = 'html' AND d.received), 0)`, `count(*) FILTER (WHERE c.format = 'html'),
+			count(*) FILTER (WHERE c.format = 'html' AND d.sent = 1), count(*) FILTER (WHERE c.format = 'html' AND d.received = 1)`)+`
 		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id WHERE d.job_key = ?`, jobKey).
 		Scan(&all.Total, &all.Sent, &all.Received, &html.Total, &html.Sent, &html.Received)
 	if err != nil {

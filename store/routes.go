@@ -41,7 +41,7 @@ func (s *Store) Routes(ctx context.Context) ([]postoffice.Route, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	qrows, err := s.read.QueryContext(ctx, `SELECT route, lim, window_ms FROM route_quotas ORDER BY rowid`)
+	qrows, err := s.read.QueryContext(ctx, s.either(`SELECT route, lim, window_ms FROM route_quotas ORDER BY rowid`, `SELECT route, lim, window_ms FROM route_quotas ORDER BY id`))
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func countRouteSends(ctx context.Context, tx *sql.Tx, outcomes []postoffice.Outc
 	var oldest int64
 	for k, n := range counts {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO route_sends (route, at, n) VALUES (?, ?, ?)
-			ON CONFLICT (route, at) DO UPDATE SET n = n + excluded.n`, k.route, k.at, n); err != nil {
+			ON CONFLICT (route, at) DO UPDATE SET n = route_sends.n + excluded.n`, k.route, k.at, n); err != nil {
 			return err
 		}
 		oldest = max(oldest, k.at)

@@ -189,7 +189,7 @@ func (s *Store) LinkJobRules(ctx context.Context, jobKey int64, ruleIDs []int64)
 		case retired:
 			return fmt.Errorf("rule %d is retired", id)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO job_rules (job_key, rule_id) VALUES (?, ?)`, jobKey, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_rules (job_key, rule_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, jobKey, id); err != nil {
 			return err
 		}
 	}

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
-
 	"pointpost/rewards"
 )
 
@@ -75,8 +73,7 @@ func (s *Store) SetSettings(ctx context.Context, values map[string]string) error
 func (s *Store) CreateIssuer(ctx context.Context, iss *rewards.Issuer, now time.Time) error {
 	err := s.write.QueryRowContext(ctx, `INSERT INTO issuers (slug, name, created_at) VALUES (?, ?, ?) RETURNING id`,
 		iss.Slug, iss.Name, ms(now)).Scan(&iss.ID)
-	var se sqlite3.Error
-	if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+	if isUniqueViolation(err) {
 		return fmt.Errorf("issuer %s: %w", iss.Slug, rewards.ErrExists)
 	}
 	return err
@@ -148,8 +145,7 @@ func (s *Store) CreateFirstOperator(ctx context.Context, tokenHash []byte, u *re
 		}
 		err := tx.QueryRowContext(ctx, `INSERT INTO users (email, name, role, password_hash, created_at)
 			VALUES (?, ?, 'operator', ?, ?) RETURNING id`, u.Email, u.Name, passwordHash, ms(now)).Scan(&u.ID)
-		var se sqlite3.Error
-		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.Email, rewards.ErrExists)
 		}
 		if err != nil {

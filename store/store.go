@@ -1,5 +1,6 @@
-// Package store keeps pointpost's state in one SQLite file. It holds the only SQL in the
-// program and implements the Store interfaces that postoffice, mailer and rewards declare.
+// Package store keeps pointpost's state in one SQLite file (or, in progress, a PostgreSQL
+// database: see postgres.go). It holds the only SQL in the program and implements the Store
+// interfaces that postoffice, mailer and rewards declare.
 package store
 
 import (
@@ -23,7 +24,7 @@ import (
 	"pointpost/rewards"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrations embed.FS
 
 // Store is an open pointpost database: one writer connection, because SQLite has one writer
@@ -35,6 +36,8 @@ type Store struct {
 	// the connections that consumer pages and acknowledgements read on.
 	sel  *sql.DB
 	path string
+	// engine is SQLite or PostgreSQL, by the name Open was given.
+	engine engine
 	// selectionLimit stops every selection that runs longer (selectionTimeLimit; tests
 	// shorten it), and selections counts the ones running by issuer.
 	selectionLimit time.Duration
@@ -79,8 +82,12 @@ func dsn(file string, readOnly bool) string {
 	return "file:" + file + "?" + q.Encode()
 }
 
-// Open opens (creating if needed) the database at file and applies pending migrations.
+// Open opens (creating if needed) the database at file and applies pending migrations. A
+// postgres:// URL opens that PostgreSQL database instead (postgres.go: in progress).
 func Open(ctx context.Context, file string) (*Store, error) {
+	if isPostgresURL(file) {
+		return openPostgresStore(ctx, file)
+	}
 	write, err := sql.Open("sqlite3", dsn(file, false))
 	if err != nil {
 		return nil, err
@@ -117,10 +124,39 @@ func Open(ctx context.Context, file string) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the pools after checkpointing the WAL into the main file.
+// openPostgresStore opens the PostgreSQL database at url: one writer connection, as on
+// SQLite, for now (see postgres.go), and pools for reads and selections.
+func openPostgresStore(ctx context.Context, url string) (*Store, error) {
+	var pools [3]*sql.DB
+	for i, conns := range []int{1, 4, selectionConns} {
+		db, err := openPostgres(url)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		pools[i] = db
+	}
+	s := &Store{write: pools[0], read: pools[1], sel: pools[2], path: url, engine: enginePostgres,
+		Now: time.Now, selectionLimit: selectionTimeLimit}
+	closeAll := func() { pools[0].Close(); pools[1].Close(); pools[2].Close() }
+	if err := s.write.PingContext(ctx); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("open PostgreSQL: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the pools after checkpointing SQLite's WAL into the main file.
 func (s *Store) Close() error {
 	s.acks.close()
-	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	if s.engine == engineSQLite {
+		_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	}
 	return errors.Join(s.sel.Close(), s.read.Close(), s.write.Close())
 }
 
@@ -128,11 +164,21 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+	if s.engine == enginePostgres {
+		// Processes starting at once migrate one after the other. The writer pool is one
+		// connection, which holds the session's lock until the unlock.
+		if _, err := s.exec(ctx, `SELECT pg_advisory_lock(?)`, lockMigrate); err != nil {
+			return err
+		}
+		defer s.exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, lockMigrate)
+	}
+	if _, err := s.exec(ctx, s.either(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`)); err != nil {
 		return err
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	names, err := fs.Glob(migrations, s.either("migrations/*.sql", "migrations/postgres/*.sql"))
 	if err != nil {
 		return err
 	}
@@ -253,9 +299,12 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
-// IsBusy reports whether err is SQLite saying the database is locked or full, the errors a
-// caller may answer with "try again later".
+// IsBusy reports whether err is SQLite saying the database is locked or full, or PostgreSQL
+// saying the like (pgUnavailable), the errors a caller may answer with "try again later".
 func IsBusy(err error) bool {
+	if pgUnavailable(err) {
+		return true
+	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		switch se.Code {

@@ -6,10 +6,11 @@ import (
 	"testing"
 )
 
-// openTest opens a fresh database file in the test's temp dir.
+// openTest opens a fresh database: a file in the test's temp dir, or a PostgreSQL database
+// in the conformance run (testDatabase).
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "pointpost.db"))
+	s, err := Open(context.Background(), testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

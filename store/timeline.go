@@ -40,7 +40,7 @@ func (s *Store) Timeline(ctx context.Context, email string) (*rewards.Timeline, 
 	if t.Accruals, err = timelineAccruals(ctx, tx, c.ID, -1); err != nil {
 		return nil, err
 	}
-	if t.Postings, err = timelineEntries(ctx, tx, c.ID, -1); err != nil {
+	if t.Postings, err = s.timelineEntries(ctx, tx, c.ID, -1); err != nil {
 		return nil, err
 	}
 	if t.Redemptions, err = timelineRedemptions(ctx, tx, c.ID); err != nil {
@@ -85,7 +85,7 @@ func timelineAcks(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) 
 			SELECT a.id, a.created_at, a.job_key, j.name, a.channel, a.source, coalesce(a.rule_id, 0),
 				coalesce(r.description, ''), coalesce(r.type, ''), a.awarded, a.points, a.reason
 			FROM acknowledgements a JOIN jobs j ON j.key = a.job_key LEFT JOIN award_rules r ON r.id = a.rule_id
-			WHERE a.consumer_id = ? ORDER BY a.created_at DESC, a.id DESC LIMIT ?)
+			WHERE a.consumer_id = ? ORDER BY a.created_at DESC, a.id DESC LIMIT ?) AS newest
 		ORDER BY 2, 1`, consumerID, limit)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func timelineAccruals(ctx context.Context, tx *sql.Tx, consumerID int64, limit i
 				ac.points, coalesce(ac.posted_at, 0)
 			FROM accruals ac JOIN jobs j ON j.key = ac.job_key JOIN award_rules r ON r.id = ac.rule_id
 				JOIN issuers i ON i.id = ac.issuer_id
-			WHERE ac.consumer_id = ? ORDER BY ac.created_at DESC, ac.id DESC LIMIT ?)
+			WHERE ac.consumer_id = ? ORDER BY ac.created_at DESC, ac.id DESC LIMIT ?) AS newest
 		ORDER BY 2, 1`, consumerID, limit)
 	if err != nil {
 		return nil, err
@@ -135,18 +135,18 @@ func timelineAccruals(ctx context.Context, tx *sql.Tx, consumerID int64, limit i
 
 // timelineEntries lists the newest limit entries of a consumer's ledger account (-1: all),
 // oldest first, each with the other side of its posting and, when that is an issuer, its name.
-func timelineEntries(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) ([]rewards.TimelineEntry, error) {
+func (s *Store) timelineEntries(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) ([]rewards.TimelineEntry, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT * FROM (
 			SELECT l.id, l.posting_id, l.created_at, l.kind, l.amount,
-				(SELECT coalesce(group_concat(o.account, ' '), '') FROM ledger_entries o
+				(SELECT coalesce(`+s.either("group_concat", "string_agg")+`(o.account, ' '), '') FROM ledger_entries o
 					WHERE o.posting_id = l.posting_id AND o.id <> l.id),
 				(SELECT coalesce(max(i.name), '') FROM ledger_entries o JOIN issuers i
-					ON o.account GLOB 'issuer:*' AND i.id = CAST(substr(o.account, 8) AS INTEGER)
+					ON o.account LIKE 'issuer:%' AND i.id = CAST(substr(o.account, 8) AS BIGINT)
 					WHERE o.posting_id = l.posting_id AND o.id <> l.id),
 				coalesce(l.accrual_id, 0), coalesce(l.redemption_id, 0), coalesce(ac.job_key, 0),
 				coalesce(j.name, ''), l.memo
 			FROM ledger_entries l LEFT JOIN accruals ac ON ac.id = l.accrual_id LEFT JOIN jobs j ON j.key = ac.job_key
-			WHERE l.account = ? ORDER BY l.id DESC LIMIT ?)
+			WHERE l.account = ? ORDER BY l.id DESC LIMIT ?) AS newest
 		ORDER BY 1`, rewards.ConsumerAccount(consumerID), limit)
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ const (
 // lower-cased, so an e-mail prefix is a range over the unique index on email; names and
 // cities are compared with LIKE (case-insensitive for ASCII) and read the table. Returns an
 // error for a field or match it does not know.
-func consumerSearchWhere(field, match, text string, status rewards.ConsumerStatus) (string, []any, error) {
+func (s *Store) consumerSearchWhere(field, match, text string, status rewards.ConsumerStatus) (string, []any, error) {
 	var conds []string
 	var args []any
 	if status != "" {
@@ -52,11 +52,13 @@ func consumerSearchWhere(field, match, text string, status rewards.ConsumerStatu
 			// Every string with the prefix sorts at or after it and before prefix+U+10FFFF.
 			emailCond, emailArgs = "(email >= ? AND email < ?)", []any{email, email + "\U0010FFFF"}
 		} else {
-			emailCond, emailArgs = "instr(email, ?) > 0", []any{email}
+			emailCond, emailArgs = s.either("instr(email, ?) > 0", "strpos(email, ?) > 0"), []any{email}
 		}
-		nameCond := `(first_name LIKE ? ESCAPE '\' OR last_name LIKE ? ESCAPE '\' OR (first_name || ' ' || last_name) LIKE ? ESCAPE '\')`
+		// SQLite's LIKE ignores the case of ASCII letters; PostgreSQL's ILIKE does so for all.
+		like := s.either("LIKE", "ILIKE")
+		nameCond := `(first_name ` + like + ` ? ESCAPE '\' OR last_name ` + like + ` ? ESCAPE '\' OR (first_name || ' ' || last_name) ` + like + ` ? ESCAPE '\')`
 		nameArgs := []any{pattern, pattern, pattern}
-		cityCond, cityArgs := `city LIKE ? ESCAPE '\'`, []any{pattern}
+		cityCond, cityArgs := `city `+like+` ? ESCAPE '\'`, []any{pattern}
 		switch field {
 		case SearchEmail:
 			conds, args = append(conds, emailCond), append(args, emailArgs...)
@@ -72,7 +74,7 @@ func consumerSearchWhere(field, match, text string, status rewards.ConsumerStatu
 		}
 	}
 	if len(conds) == 0 {
-		return "1", nil, nil
+		return "TRUE", nil, nil
 	}
 	return strings.Join(conds, " AND "), args, nil
 }
@@ -89,7 +91,7 @@ func likeEscape(s string) string {
 // everyone. Returns an error for an unknown field, match or status.
 func (s *Store) SearchConsumers(ctx context.Context, field, match, text string, status rewards.ConsumerStatus,
 	beforeID int64, limit int) ([]rewards.Consumer, error) {
-	where, args, err := consumerSearchWhere(field, match, text, status)
+	where, args, err := s.consumerSearchWhere(field, match, text, status)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +119,7 @@ func (s *Store) SearchConsumers(ctx context.Context, field, match, text string, 
 // CountConsumersMatching counts the consumers SearchConsumers finds for the same filter, on
 // all its pages. Returns an error for an unknown field, match or status.
 func (s *Store) CountConsumersMatching(ctx context.Context, field, match, text string, status rewards.ConsumerStatus) (int, error) {
-	where, args, err := consumerSearchWhere(field, match, text, status)
+	where, args, err := s.consumerSearchWhere(field, match, text, status)
 	if err != nil {
 		return 0, err
 	}

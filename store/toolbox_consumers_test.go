@@ -87,7 +87,7 @@ func TestSearchConsumers(t *testing.T) {
 // whole table of a million consumers.
 func TestSearchConsumersEmailPrefixUsesTheIndex(t *testing.T) {
 	s := openTest(t)
-	where, args, err := consumerSearchWhere(SearchEmail, MatchPrefix, "ann", "")
+	where, args, err := s.consumerSearchWhere(SearchEmail, MatchPrefix, "ann", "")
 	if err != nil {
 		t.Fatal(err)
 	}

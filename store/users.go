@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
-
 	"pointpost/rewards"
 )
 
@@ -38,29 +36,28 @@ func (s *Store) CreateUser(ctx context.Context, u *rewards.User, now time.Time) 
 		}
 		issuer = u.IssuerID
 	}
-	res, err := s.exec(ctx, `INSERT INTO users (email, name, role, issuer_id, created_at)
-		VALUES (?, ?, ?, ?, ?)`, u.Email, u.Name, string(u.Role), issuer, ms(now))
+	err := s.write.QueryRowContext(ctx, `INSERT INTO users (email, name, role, issuer_id, created_at)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`, u.Email, u.Name, string(u.Role), issuer, ms(now)).Scan(&u.ID)
 	if err != nil {
-		var se sqlite3.Error
-		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.Email, rewards.ErrExists)
 		}
-		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
+		if isForeignKeyViolation(err) {
 			return fmt.Errorf("issuer %d: %w", u.IssuerID, rewards.ErrNotFound)
 		}
-		return err
+		return unavailable(err)
 	}
-	u.ID, err = res.LastInsertId()
 	u.CreatedAt = now
-	return err
+	return nil
 }
 
 // UserByEmail returns the user with that address and its bcrypt password hash (empty until
 // a password is set). Returns rewards.ErrNotFound if there is none.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*rewards.User, string, error) {
 	var hash string
+	// SQLite's column compares without case (COLLATE NOCASE); PostgreSQL's index is on lower().
 	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`, u.password_hash
-		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE u.email = ?`, email), &hash)
+		FROM users u LEFT JOIN issuers i ON i.id = u.issuer_id WHERE `+s.either("u.email = ?", "lower(u.email) = lower(?)"), email), &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", fmt.Errorf("user %s: %w", email, rewards.ErrNotFound)
 	}
@@ -240,18 +237,16 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *rewards.APIKey, keyHash []b
 	if k.IssuerID != 0 {
 		issuer = k.IssuerID
 	}
-	res, err := s.exec(ctx, `INSERT INTO api_keys (name, prefix, key_hash, issuer_id, created_at)
-		VALUES (?, ?, ?, ?, ?)`, k.Name, k.Prefix, keyHash, issuer, ms(now))
+	err := s.write.QueryRowContext(ctx, `INSERT INTO api_keys (name, prefix, key_hash, issuer_id, created_at)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`, k.Name, k.Prefix, keyHash, issuer, ms(now)).Scan(&k.ID)
 	if err != nil {
-		var se sqlite3.Error
-		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey {
+		if isForeignKeyViolation(err) {
 			return fmt.Errorf("issuer %d: %w", k.IssuerID, rewards.ErrNotFound)
 		}
-		return err
+		return unavailable(err)
 	}
-	k.ID, err = res.LastInsertId()
 	k.CreatedAt = now
-	return err
+	return nil
 }
 
 const apiKeyColumns = `k.id, k.name, k.prefix, coalesce(k.issuer_id, 0), coalesce(i.slug, ''),
@@ -343,7 +338,7 @@ func (s *Store) CreateDevice(ctx context.Context, tokenHash []byte, userID int64
 func (s *Store) ClaimDeviceAttempt(ctx context.Context, tokenHash []byte, email string, limit int, expiredBefore time.Time) (bool, error) {
 	res, err := s.exec(ctx, `UPDATE device_cookies SET failures = failures + 1
 		WHERE token_hash = ? AND failures < ? AND created_at >= ?
-			AND user_id = (SELECT id FROM users WHERE email = ?)`, tokenHash, limit, ms(expiredBefore), email)
+			AND user_id = (SELECT id FROM users WHERE `+s.either("email = ?", "lower(email) = lower(?)")+`)`, tokenHash, limit, ms(expiredBefore), email)
 	if err != nil {
 		return false, err
 	}
@@ -359,7 +354,7 @@ func (s *Store) DeviceSignedIn(ctx context.Context, tokenHash []byte) error {
 
 // ReleaseDeviceAttempt uncounts a claimed attempt whose password was never checked.
 func (s *Store) ReleaseDeviceAttempt(ctx context.Context, tokenHash []byte) error {
-	_, err := s.exec(ctx, `UPDATE device_cookies SET failures = max(failures - 1, 0)
+	_, err := s.exec(ctx, `UPDATE device_cookies SET failures = `+s.either("max", "greatest")+`(failures - 1, 0)
 		WHERE token_hash = ?`, tokenHash)
 	return err
 }
