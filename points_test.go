@@ -23,6 +23,7 @@ import (
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/web/pagetest"
 )
 
 // rewardCampaign is a campaign whose replies earn 10 points and whose Submit earns 5.
@@ -193,13 +194,7 @@ func TestSubmitEarnsPointsOnce(t *testing.T) {
 				t.Errorf("POST: %d %v", resp.StatusCode, err)
 				return
 			}
-			var b strings.Builder
-			for n := range doc.Descendants() {
-				if n.Type == html.TextNode {
-					b.WriteString(n.Data)
-				}
-			}
-			pages[i] = b.String()
+			pages[i] = pagetest.Text(doc)
 		}()
 	}
 	wg.Wait()

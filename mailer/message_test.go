@@ -19,6 +19,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/web/pagetest"
 )
 
 // testKeyring returns a keyring with one fixed secret.
@@ -456,31 +457,6 @@ func TestBuildReusesBuffers(t *testing.T) {
 	}
 }
 
-// testID finds the elements of a parsed page with a data-testid.
-func testID(n *html.Node, id string) []*html.Node {
-	var found []*html.Node
-	for d := range n.Descendants() {
-		if d.Type != html.ElementNode {
-			continue
-		}
-		for _, a := range d.Attr {
-			if a.Key == "data-testid" && a.Val == id {
-				found = append(found, d)
-			}
-		}
-	}
-	return found
-}
-
-func attr(n *html.Node, key string) string {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val
-		}
-	}
-	return ""
-}
-
 // texts returns the text nodes under n, trimmed, empty ones left out.
 func texts(n *html.Node) []string {
 	var out []string
@@ -500,7 +476,7 @@ func checkHTMLFooter(t *testing.T, body, token string, address []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	footers := testID(doc, "footer")
+	footers := pagetest.ByTestID(doc, "footer")
 	if len(footers) != 1 {
 		t.Fatalf("%d footers in\n%s", len(footers), body)
 	}
@@ -516,11 +492,11 @@ func checkHTMLFooter(t *testing.T, body, token string, address []string) {
 	if got := texts(f); len(got) == 0 || !strings.HasPrefix(got[0], "You receive this because you are a member of the Pointpost rewards program.") {
 		t.Errorf("footer text %q lacks the reason", got)
 	}
-	links := testID(f, "footer-unsubscribe")
-	if len(links) != 1 || attr(links[0], "href") != "https://pp.example/u/"+token {
+	links := pagetest.ByTestID(f, "footer-unsubscribe")
+	if len(links) != 1 || pagetest.Attr(links[0], "href") != "https://pp.example/u/"+token {
 		t.Errorf("footer unsubscribe links %v, want one to https://pp.example/u/%s", links, token)
 	}
-	addr := testID(f, "footer-address")
+	addr := pagetest.ByTestID(f, "footer-address")
 	switch {
 	case len(address) == 0 && len(addr) != 0:
 		t.Errorf("footer has an address %q, want none", texts(addr[0]))
@@ -581,7 +557,7 @@ func TestBuildFooter(t *testing.T) {
 				}
 				if tc.issuer != "" {
 					doc, _ := html.Parse(strings.NewReader(b.body))
-					if got := texts(testID(doc, "footer")[0])[0]; got != "You receive this because you are a member of the Pointpost rewards program. This offer is from "+tc.issuer+"." {
+					if got := texts(pagetest.ByTestID(doc, "footer")[0])[0]; got != "You receive this because you are a member of the Pointpost rewards program. This offer is from "+tc.issuer+"." {
 						t.Errorf("reason %q names the wrong program", got)
 					}
 				}
@@ -628,8 +604,8 @@ func TestBuildFooterEncoding(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					links := testID(doc, "footer-unsubscribe")
-					if len(links) != 1 || attr(links[0], "href") != link {
+					links := pagetest.ByTestID(doc, "footer-unsubscribe")
+					if len(links) != 1 || pagetest.Attr(links[0], "href") != link {
 						t.Fatalf("base URL of %d characters, token %q: footer links %v, want %s\n%q", len(addr.BaseURL), token, links, link, msg)
 					}
 				} else if !strings.Contains(b.body, "\r\nUnsubscribe: "+link+"\r\n") {

@@ -11,6 +11,7 @@ import (
 
 	"pointpost/rewards"
 	"pointpost/web"
+	"pointpost/web/pagetest"
 )
 
 // earn has c press Submit on her invitation and, with settle, posts the points.
@@ -40,7 +41,7 @@ func TestAccountPageShowsBalancePendingHistoryAndCatalog(t *testing.T) {
 	w.addItem("Kayak", 5000, 1)
 
 	p := w.get("/account/"+w.po.AccountToken(w.ann.ID)).want(t, http.StatusOK)
-	if b, pe := text(p.one(t, "balance")), text(p.one(t, "pending")); b != "0" || pe != "0" {
+	if b, pe := pagetest.Text(p.one(t, "balance")), pagetest.Text(p.one(t, "pending")); b != "0" || pe != "0" {
 		t.Errorf("new account: balance %s, pending %s", b, pe)
 	}
 	p.one(t, "history-empty")
@@ -49,24 +50,24 @@ func TestAccountPageShowsBalancePendingHistoryAndCatalog(t *testing.T) {
 	// Any of her delivery tokens opens her account as well as the account token.
 	for _, tok := range []string{w.po.AccountToken(w.ann.ID), w.token(w.ann)} {
 		p = w.get("/account/"+tok).want(t, http.StatusOK)
-		if b, pe := text(p.one(t, "balance")), text(p.one(t, "pending")); b != "0" || pe != "10" {
+		if b, pe := pagetest.Text(p.one(t, "balance")), pagetest.Text(p.one(t, "pending")); b != "0" || pe != "10" {
 			t.Errorf("after Submit: balance %s, pending %s; want 0 and 10", b, pe)
 		}
-		if got := text(p.one(t, "email")); got != "ann@example.com" {
+		if got := pagetest.Text(p.one(t, "email")); got != "ann@example.com" {
 			t.Errorf("email %q", got)
 		}
 	}
 
 	w.earn(w.ann, true)
 	p = w.get("/account/"+w.po.AccountToken(w.ann.ID)).want(t, http.StatusOK)
-	if b, pe := text(p.one(t, "balance")), text(p.one(t, "pending")); b != "10" || pe != "0" {
+	if b, pe := pagetest.Text(p.one(t, "balance")), pagetest.Text(p.one(t, "pending")); b != "10" || pe != "0" {
 		t.Errorf("after settlement: balance %s, pending %s; want 10 and 0", b, pe)
 	}
 	kinds := map[string]bool{}
 	for _, e := range p.all("event") {
-		kinds[attr(e, "data-kind")] = true
-		if !strings.Contains(text(e), "Spring sale") {
-			t.Errorf("history event %q does not name the campaign", text(e))
+		kinds[pagetest.Attr(e, "data-kind")] = true
+		if !strings.Contains(pagetest.Text(e), "Spring sale") {
+			t.Errorf("history event %q does not name the campaign", pagetest.Text(e))
 		}
 	}
 	// The award's line and the second Submit, which earned nothing; the award's posting is
@@ -84,14 +85,14 @@ func TestAccountPageShowsBalancePendingHistoryAndCatalog(t *testing.T) {
 	if len(items) != 2 {
 		t.Fatalf("%d catalog items, want 2", len(items))
 	}
-	if attr(items[0], "data-id") != itoa(mug.ID) || text(byTestID(items[0], "item-name")[0]) != "Mug" ||
-		text(byTestID(items[0], "item-cost")[0]) != "5" {
-		t.Errorf("first item %q", text(items[0]))
+	if pagetest.Attr(items[0], "data-id") != itoa(mug.ID) || pagetest.Text(pagetest.ByTestID(items[0], "item-name")[0]) != "Mug" ||
+		pagetest.Text(pagetest.ByTestID(items[0], "item-cost")[0]) != "5" {
+		t.Errorf("first item %q", pagetest.Text(items[0]))
 	}
 	forms := p.all("redeem-form")
-	if len(forms) != 2 || attr(forms[0], "action") != "/account/"+w.po.AccountToken(w.ann.ID)+"/redeem" ||
-		inputValue(forms[0], "item") != itoa(mug.ID) {
-		t.Fatalf("redeem forms: %d, first to %q for item %q", len(forms), attr(forms[0], "action"), inputValue(forms[0], "item"))
+	if len(forms) != 2 || pagetest.Attr(forms[0], "action") != "/account/"+w.po.AccountToken(w.ann.ID)+"/redeem" ||
+		pagetest.InputValue(forms[0], "item") != itoa(mug.ID) {
+		t.Fatalf("redeem forms: %d, first to %q for item %q", len(forms), pagetest.Attr(forms[0], "action"), pagetest.InputValue(forms[0], "item"))
 	}
 	if len(p.all("redeem")) != 1 {
 		t.Errorf("%d enabled Redeem buttons, want 1 (the kayak costs too much)", len(p.all("redeem")))
@@ -115,7 +116,7 @@ func (w *world) askToRedeem(token string, item int64) (*page, codeMail) {
 // enterCode submits code on the code page p.
 func (w *world) enterCode(p *page, code string) *page {
 	w.t.Helper()
-	return w.post(attr(p.one(w.t, "code-form"), "action"), url.Values{"code": {code}})
+	return w.post(pagetest.Attr(p.one(w.t, "code-form"), "action"), url.Values{"code": {code}})
 }
 
 func TestRedeem(t *testing.T) {
@@ -129,10 +130,10 @@ func TestRedeem(t *testing.T) {
 
 	p := w.post(redeem, form(itoa(kayak.ID))).want(t, http.StatusConflict)
 	msg := p.one(t, "message")
-	if attr(msg, "data-ok") != "false" || !strings.Contains(text(msg), "not have enough points") {
-		t.Errorf("too few points: message %q", text(msg))
+	if pagetest.Attr(msg, "data-ok") != "false" || !strings.Contains(pagetest.Text(msg), "not have enough points") {
+		t.Errorf("too few points: message %q", pagetest.Text(msg))
 	}
-	if got := text(p.one(t, "balance")); got != "10" {
+	if got := pagetest.Text(p.one(t, "balance")); got != "10" {
 		t.Errorf("balance %s after a refused redemption", got)
 	}
 
@@ -142,30 +143,30 @@ func TestRedeem(t *testing.T) {
 	if mail.To != "ann@example.com" || mail.Name != "Ann" || mail.Item != "Mug" {
 		t.Errorf("code mailed %+v, want to Ann about the Mug", mail)
 	}
-	if got := text(p.one(t, "code-item")); got != "Mug" {
+	if got := pagetest.Text(p.one(t, "code-item")); got != "Mug" {
 		t.Errorf("code page names %q", got)
 	}
 	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
 	msg = p.one(t, "message")
-	if attr(msg, "data-ok") != "true" || !strings.Contains(text(msg), "Mug") {
-		t.Errorf("redeemed: message %q", text(msg))
+	if pagetest.Attr(msg, "data-ok") != "true" || !strings.Contains(pagetest.Text(msg), "Mug") {
+		t.Errorf("redeemed: message %q", pagetest.Text(msg))
 	}
-	if got := text(p.one(t, "balance")); got != "5" {
+	if got := pagetest.Text(p.one(t, "balance")); got != "5" {
 		t.Errorf("balance %s after redeeming 5 of 10", got)
 	}
-	if len(p.all("event")) == 0 || attr(p.all("event")[0], "data-kind") != rewards.EventRedemption {
+	if len(p.all("event")) == 0 || pagetest.Attr(p.all("event")[0], "data-kind") != rewards.EventRedemption {
 		t.Error("the redemption is not the newest history event")
 	}
 
 	p = w.post(redeem, form(itoa(mug.ID))).want(t, http.StatusConflict)
-	if got := text(p.one(t, "message")); !strings.Contains(got, "out of stock") {
+	if got := pagetest.Text(p.one(t, "message")); !strings.Contains(got, "out of stock") {
 		t.Errorf("out of stock: message %q", got)
 	}
 	p = w.post(redeem, form("424242")).want(t, http.StatusNotFound)
 	p.one(t, "message")
 	p = w.post(redeem, form("mug")).want(t, http.StatusBadRequest)
 	p.one(t, "message")
-	if got := text(p.one(t, "balance")); got != "5" {
+	if got := pagetest.Text(p.one(t, "balance")); got != "5" {
 		t.Errorf("balance %s after refusals, want 5", got)
 	}
 	if n := len(w.mail.codeMails()); n != 1 {
@@ -185,7 +186,7 @@ func TestRedeemWithTheTokenAloneSpendsNothing(t *testing.T) {
 	// Guessing at a code number, with no code or a made-up one, spends nothing either.
 	for _, form := range []url.Values{{}, {"code": {""}}, {"code": {"12"}}, {"code": {"abcdefgh"}}, {"item": {itoa(mug.ID)}}} {
 		p := w.post("/account/"+token+"/redeem/1", form).want(t, http.StatusUnprocessableEntity)
-		if got := text(p.one(t, "code-error")); !strings.Contains(got, "8-digit") {
+		if got := pagetest.Text(p.one(t, "code-error")); !strings.Contains(got, "8-digit") {
 			t.Errorf("form %v: error %q", form, got)
 		}
 	}
@@ -205,7 +206,7 @@ func TestRedemptionCodeWorksOnce(t *testing.T) {
 	// Typed as people type it: with its space, or without.
 	w.enterCode(p, strings.ReplaceAll(mail.Code, " ", "")).want(t, http.StatusOK)
 	again := w.enterCode(p, mail.Code).want(t, http.StatusGone)
-	if got := text(again.one(t, "message")); !strings.Contains(got, "Press Redeem again") {
+	if got := pagetest.Text(again.one(t, "message")); !strings.Contains(got, "Press Redeem again") {
 		t.Errorf("reused code: message %q", got)
 	}
 	if a := w.account(w.ann); a.Balance != 8 {
@@ -213,7 +214,7 @@ func TestRedemptionCodeWorksOnce(t *testing.T) {
 	}
 	// Another consumer's token does not take her code.
 	p, mail = w.askToRedeem(token, mug.ID)
-	bobs := strings.Replace(attr(p.one(t, "code-form"), "action"), token, w.po.AccountToken(w.bob.ID), 1)
+	bobs := strings.Replace(pagetest.Attr(p.one(t, "code-form"), "action"), token, w.po.AccountToken(w.bob.ID), 1)
 	w.post(bobs, url.Values{"code": {mail.Code}}).want(t, http.StatusGone)
 	w.enterCode(p, mail.Code).want(t, http.StatusOK)
 	if a := w.account(w.ann); a.Balance != 6 {
@@ -244,10 +245,10 @@ func TestWrongRedemptionCodesLockIt(t *testing.T) {
 	}
 	// A wrong code asks again; the right one still works after it.
 	q := w.enterCode(p, wrong).want(t, http.StatusUnprocessableEntity)
-	if got := text(q.one(t, "code-error")); !strings.Contains(got, "not the code we sent") {
+	if got := pagetest.Text(q.one(t, "code-error")); !strings.Contains(got, "not the code we sent") {
 		t.Errorf("wrong code: error %q", got)
 	}
-	if got := text(q.one(t, "code-item")); got != "Mug" {
+	if got := pagetest.Text(q.one(t, "code-item")); got != "Mug" {
 		t.Errorf("the page asking again names %q", got)
 	}
 	w.enterCode(q, mail.Code).want(t, http.StatusOK)
@@ -274,7 +275,7 @@ func TestRedemptionCodesAreRateLimited(t *testing.T) {
 		w.askToRedeem(token, mug.ID)
 	}
 	p := w.post("/account/"+token+"/redeem", url.Values{"item": {itoa(mug.ID)}}).want(t, http.StatusTooManyRequests)
-	if got := text(p.one(t, "message")); !strings.Contains(got, "several codes") {
+	if got := pagetest.Text(p.one(t, "message")); !strings.Contains(got, "several codes") {
 		t.Errorf("sixth code in an hour: message %q", got)
 	}
 	if n := len(w.mail.codeMails()); n != 5 {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
+
+	"pointpost/web/pagetest"
 )
 
 // TestFavicon: browsers ask every page's site for /favicon.ico; it is an icon, not a 404,
@@ -38,7 +40,7 @@ func TestFavicon(t *testing.T) {
 	p := w.get("/join").want(t, http.StatusOK)
 	var linked bool
 	for d := range p.doc.Descendants() {
-		linked = linked || d.Type == html.ElementNode && d.Data == "link" && attr(d, "rel") == "icon" && attr(d, "href") == "/favicon.ico"
+		linked = linked || d.Type == html.ElementNode && d.Data == "link" && pagetest.Attr(d, "rel") == "icon" && pagetest.Attr(d, "href") == "/favicon.ico"
 	}
 	if !linked {
 		t.Error("the page does not link /favicon.ico")
@@ -55,12 +57,12 @@ func TestAccountHistoryOneLinePerAward(t *testing.T) {
 	p := w.get("/account/"+token).want(t, http.StatusOK)
 	events := p.all("event")
 	if len(events) != 1 {
-		t.Fatalf("%d history lines after one award, want 1: %q", len(events), text(p.one(t, "history")))
+		t.Fatalf("%d history lines after one award, want 1: %q", len(events), pagetest.Text(p.one(t, "history")))
 	}
-	if got := attr(events[0], "data-state"); got != "pending" || text(byTestID(events[0], "event-points")[0]) != "+10" {
-		t.Errorf("before settlement the award is %q with %q points, want pending +10", got, text(byTestID(events[0], "event-points")[0]))
+	if got := pagetest.Attr(events[0], "data-state"); got != "pending" || pagetest.Text(pagetest.ByTestID(events[0], "event-points")[0]) != "+10" {
+		t.Errorf("before settlement the award is %q with %q points, want pending +10", got, pagetest.Text(pagetest.ByTestID(events[0], "event-points")[0]))
 	}
-	if got := text(byTestID(events[0], "event-state")[0]); got != "pending" {
+	if got := pagetest.Text(pagetest.ByTestID(events[0], "event-state")[0]); got != "pending" {
 		t.Errorf("the award says %q, want pending", got)
 	}
 
@@ -69,20 +71,20 @@ func TestAccountHistoryOneLinePerAward(t *testing.T) {
 	}
 	p = w.get("/account/"+token).want(t, http.StatusOK)
 	events = p.all("event")
-	if len(events) != 1 || attr(events[0], "data-state") != "posted" {
-		t.Fatalf("after settlement: %d lines, the first %q; want the one award, posted", len(events), text(events[0]))
+	if len(events) != 1 || pagetest.Attr(events[0], "data-state") != "posted" {
+		t.Fatalf("after settlement: %d lines, the first %q; want the one award, posted", len(events), pagetest.Text(events[0]))
 	}
 	var posted int
 	for _, e := range events {
-		if attr(e, "data-state") == "posted" {
-			n, err := strconv.Atoi(strings.TrimPrefix(text(byTestID(e, "event-points")[0]), "+"))
+		if pagetest.Attr(e, "data-state") == "posted" {
+			n, err := strconv.Atoi(strings.TrimPrefix(pagetest.Text(pagetest.ByTestID(e, "event-points")[0]), "+"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			posted += n
 		}
 	}
-	if b := text(p.one(t, "balance")); b != strconv.Itoa(posted) {
+	if b := pagetest.Text(p.one(t, "balance")); b != strconv.Itoa(posted) {
 		t.Errorf("balance %s beside posted awards of %d", b, posted)
 	}
 }
@@ -96,30 +98,30 @@ func TestRedeemConfirmsThenShowsAndKeepsTheVoucher(t *testing.T) {
 	w.earn(w.ann, true)
 	token := w.po.AccountToken(w.ann.ID)
 	p, mail := w.askToRedeem(token, mug.ID)
-	if got := text(p.one(t, "balance-after")); got != "6" {
+	if got := pagetest.Text(p.one(t, "balance-after")); got != "6" {
 		t.Errorf("the confirmation says %q points will be left, want 6 of 10", got)
 	}
 	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
-	voucher := text(p.one(t, "redeemed-voucher"))
+	voucher := pagetest.Text(p.one(t, "redeemed-voucher"))
 	if !regexp.MustCompile(`^PP-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$`).MatchString(voucher) {
 		t.Fatalf("voucher %q, want PP-XXXX-XXXX", voucher)
 	}
-	if !strings.Contains(text(p.one(t, "redeemed")), "Mug") {
-		t.Errorf("the page does not say what she got: %q", text(p.one(t, "redeemed")))
+	if !strings.Contains(pagetest.Text(p.one(t, "redeemed")), "Mug") {
+		t.Errorf("the page does not say what she got: %q", pagetest.Text(p.one(t, "redeemed")))
 	}
 	// Later visits keep it, without the just-redeemed box.
 	p = w.get("/account/"+token).want(t, http.StatusOK)
 	if p.has("redeemed") {
 		t.Error("a later visit shows the redemption as just made")
 	}
-	if got := p.all("reward-voucher"); len(got) != 1 || text(got[0]) != voucher {
+	if got := p.all("reward-voucher"); len(got) != 1 || pagetest.Text(got[0]) != voucher {
 		t.Errorf("her rewards keep %d vouchers, want %q", len(got), voucher)
 	}
 	// A second redemption gets a voucher of its own.
 	p, mail = w.askToRedeem(token, mug.ID)
 	p = w.enterCode(p, mail.Code).want(t, http.StatusOK)
-	second := text(p.one(t, "redeemed-voucher"))
-	if got := p.all("reward-voucher"); second == voucher || len(got) != 2 || text(got[0]) != second {
+	second := pagetest.Text(p.one(t, "redeemed-voucher"))
+	if got := p.all("reward-voucher"); second == voucher || len(got) != 2 || pagetest.Text(got[0]) != second {
 		t.Errorf("second voucher %q beside %q: %d kept", second, voucher, len(got))
 	}
 }

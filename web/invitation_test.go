@@ -12,6 +12,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/web"
+	"pointpost/web/pagetest"
 )
 
 func TestInvitationPageShowsTheMessageAndNeverAwards(t *testing.T) {
@@ -19,25 +20,25 @@ func TestInvitationPageShowsTheMessageAndNeverAwards(t *testing.T) {
 	tok := w.token(w.ann)
 	for _, prefix := range []string{"/i/", "/a/"} {
 		p := w.get(prefix+tok).want(t, http.StatusOK)
-		if got := text(p.one(t, "subject")); got != "Ann, points for you" {
+		if got := pagetest.Text(p.one(t, "subject")); got != "Ann, points for you" {
 			t.Errorf("%s subject %q", prefix, got)
 		}
-		if got := text(p.one(t, "issuer")); got != "Acme <Outdoor>" {
+		if got := pagetest.Text(p.one(t, "issuer")); got != "Acme <Outdoor>" {
 			t.Errorf("%s issuer %q", prefix, got)
 		}
 		frame := p.one(t, "message-html")
 		if frame.Data != "iframe" {
 			t.Fatalf("%s: the HTML message is in a <%s>, want an iframe", prefix, frame.Data)
 		}
-		if sb := attr(frame, "sandbox"); strings.Contains(sb, "allow-scripts") || strings.Contains(sb, "allow-same-origin") {
+		if sb := pagetest.Attr(frame, "sandbox"); strings.Contains(sb, "allow-scripts") || strings.Contains(sb, "allow-same-origin") {
 			t.Errorf("%s: sandbox %q lets the message run scripts or reach the page", prefix, sb)
 		}
 		// The frame's document is the HTML e-mail, filled in for her (claim 12).
-		doc, err := html.Parse(strings.NewReader(attr(frame, "srcdoc")))
+		doc, err := html.Parse(strings.NewReader(pagetest.Attr(frame, "srcdoc")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := text(doc); !strings.Contains(got, "Dear Ann") || !strings.Contains(got, "in Oslo") {
+		if got := pagetest.Text(doc); !strings.Contains(got, "Dear Ann") || !strings.Contains(got, "in Oslo") {
 			t.Errorf("%s: message document %q is not the rendered HTML message", prefix, got)
 		}
 		if p.has("message-text") {
@@ -48,14 +49,14 @@ func TestInvitationPageShowsTheMessageAndNeverAwards(t *testing.T) {
 			t.Fatalf("%s: no Submit form", prefix)
 		}
 		for _, f := range forms {
-			if attr(f, "method") != "post" || attr(f, "action") != "/i/"+tok {
-				t.Errorf("%s: Submit form %s %s, want post /i/%s", prefix, attr(f, "method"), attr(f, "action"), tok)
+			if pagetest.Attr(f, "method") != "post" || pagetest.Attr(f, "action") != "/i/"+tok {
+				t.Errorf("%s: Submit form %s %s, want post /i/%s", prefix, pagetest.Attr(f, "method"), pagetest.Attr(f, "action"), tok)
 			}
 		}
-		if got := attr(p.one(t, "account-link"), "href"); got != "/account/"+w.po.AccountToken(w.ann.ID) {
+		if got := pagetest.Attr(p.one(t, "account-link"), "href"); got != "/account/"+w.po.AccountToken(w.ann.ID) {
 			t.Errorf("%s: account link %q", prefix, got)
 		}
-		if got := attr(p.one(t, "unsubscribe-link"), "href"); got != "/u/"+tok {
+		if got := pagetest.Attr(p.one(t, "unsubscribe-link"), "href"); got != "/u/"+tok {
 			t.Errorf("%s: unsubscribe link %q", prefix, got)
 		}
 		if cc := p.header.Get("Cache-Control"); cc != "no-store" {
@@ -76,7 +77,7 @@ func TestTextInvitationIsShownAsText(t *testing.T) {
 	if pre.Data != "pre" {
 		t.Fatalf("text message in <%s>, want <pre>", pre.Data)
 	}
-	if got := text(pre); !strings.Contains(got, "Dear Bob in Rome") {
+	if got := pagetest.Text(pre); !strings.Contains(got, "Dear Bob in Rome") {
 		t.Errorf("text message %q", got)
 	}
 	if p.has("message-html") {
@@ -89,19 +90,19 @@ func TestSubmitAwardsOnceAndThanks(t *testing.T) {
 	tok := w.token(w.ann)
 	p := w.post("/i/"+tok, nil).want(t, http.StatusOK)
 	thanks := p.one(t, "thanks")
-	if got := attr(thanks, "data-points"); got != "10" {
+	if got := pagetest.Attr(thanks, "data-points"); got != "10" {
 		t.Fatalf("thank-you page shows %s points, want 10", got)
 	}
-	if got := text(p.one(t, "points")); got != "10" {
+	if got := pagetest.Text(p.one(t, "points")); got != "10" {
 		t.Errorf("points shown %q", got)
 	}
 	if p.has("reason") {
-		t.Errorf("an award shows reasons: %q", text(p.one(t, "reason")))
+		t.Errorf("an award shows reasons: %q", pagetest.Text(p.one(t, "reason")))
 	}
-	if got := attr(p.one(t, "next-link"), "href"); got != successURL {
+	if got := pagetest.Attr(p.one(t, "next-link"), "href"); got != successURL {
 		t.Errorf("next link %q, want the rule's success URL", got)
 	}
-	if got := attr(p.one(t, "account-link"), "href"); got != "/account/"+w.po.AccountToken(w.ann.ID) {
+	if got := pagetest.Attr(p.one(t, "account-link"), "href"); got != "/account/"+w.po.AccountToken(w.ann.ID) {
 		t.Errorf("account link %q", got)
 	}
 	if !w.delivery(w.ann).Received {
@@ -113,10 +114,10 @@ func TestSubmitAwardsOnceAndThanks(t *testing.T) {
 
 	// Again, by the /a/ link: recorded, no more points, and the page says why.
 	p = w.post("/a/"+tok, nil).want(t, http.StatusOK)
-	if got := attr(p.one(t, "thanks"), "data-points"); got != "0" {
+	if got := pagetest.Attr(p.one(t, "thanks"), "data-points"); got != "0" {
 		t.Errorf("second Submit shows %s points", got)
 	}
-	if got := text(p.one(t, "reason")); !strings.Contains(got, "already awarded") {
+	if got := pagetest.Text(p.one(t, "reason")); !strings.Contains(got, "already awarded") {
 		t.Errorf("reason %q", got)
 	}
 	if a := w.account(w.ann); a.Pending != 10 {
@@ -144,8 +145,8 @@ func TestParallelSubmitsAwardOnce(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		if th := byTestID(doc, "thanks"); len(th) == 1 {
-			points[i] = attr(th[0], "data-points")
+		if th := pagetest.ByTestID(doc, "thanks"); len(th) == 1 {
+			points[i] = pagetest.Attr(th[0], "data-points")
 		}
 	})
 	awarded := 0
@@ -189,7 +190,7 @@ func TestForgedAndForeignTokensAreNotValid(t *testing.T) {
 	} {
 		for _, prefix := range []string{"/i/", "/a/"} {
 			p := w.get(prefix+bad).want(t, http.StatusNotFound)
-			if got := text(p.one(t, "error-title")); got != "This link is not valid" {
+			if got := pagetest.Text(p.one(t, "error-title")); got != "This link is not valid" {
 				t.Errorf("%s GET %s: %q", name, prefix, got)
 			}
 			p = w.post(prefix+bad, nil).want(t, http.StatusNotFound)
@@ -213,10 +214,10 @@ func TestThankYouSaysWhyNoPoints(t *testing.T) {
 			c.Rules[0].Start = "2099-01-01T00:00:00Z"
 		})
 		p := w.post("/i/"+w.token(w.ann), nil).want(t, http.StatusOK)
-		if got := attr(p.one(t, "thanks"), "data-points"); got != "0" {
+		if got := pagetest.Attr(p.one(t, "thanks"), "data-points"); got != "0" {
 			t.Errorf("points %s", got)
 		}
-		if got := text(p.one(t, "reason")); !strings.Contains(got, "has not started yet") {
+		if got := pagetest.Text(p.one(t, "reason")); !strings.Contains(got, "has not started yet") {
 			t.Errorf("reason %q", got)
 		}
 		if !w.delivery(w.ann).Received {
@@ -256,7 +257,7 @@ func TestSubmitThatCannotCommitSaysTryAgain(t *testing.T) {
 	if p.has("thanks") {
 		t.Fatal("a thank-you page for an acknowledgement that was not recorded")
 	}
-	if got := text(p.one(t, "error-title")); got != "Please try again" {
+	if got := pagetest.Text(p.one(t, "error-title")); got != "Please try again" {
 		t.Errorf("error title %q", got)
 	}
 	w.assertNothingRecorded(w.ann)

@@ -11,6 +11,7 @@ import (
 
 	"pointpost/rewards"
 	"pointpost/web"
+	"pointpost/web/pagetest"
 )
 
 // joinForm is a valid enrollment.
@@ -27,13 +28,13 @@ func TestJoinFormHasItsFields(t *testing.T) {
 	w := newWorld(t)
 	p := w.get("/join").want(t, http.StatusOK)
 	form := p.one(t, "join-form")
-	if attr(form, "method") != "post" || attr(form, "action") != "/join" {
-		t.Errorf("form %s %s", attr(form, "method"), attr(form, "action"))
+	if pagetest.Attr(form, "method") != "post" || pagetest.Attr(form, "action") != "/join" {
+		t.Errorf("form %s %s", pagetest.Attr(form, "method"), pagetest.Attr(form, "action"))
 	}
 	for _, f := range []string{"email", "first_name", "last_name", "city", "region", "country", "postal_code",
 		"birth_year", "gender", "other_interests"} {
-		if n := p.one(t, "field-"+f); attr(n, "name") != f {
-			t.Errorf("field %s is named %q", f, attr(n, "name"))
+		if n := p.one(t, "field-"+f); pagetest.Attr(n, "name") != f {
+			t.Errorf("field %s is named %q", f, pagetest.Attr(n, "name"))
 		}
 	}
 	if len(p.all("interest")) < 10 {
@@ -41,8 +42,8 @@ func TestJoinFormHasItsFields(t *testing.T) {
 	}
 	var formats []string
 	for d := range form.Descendants() {
-		if d.Type == html.ElementNode && d.Data == "input" && attr(d, "name") == "format" {
-			formats = append(formats, attr(d, "value"))
+		if d.Type == html.ElementNode && d.Data == "input" && pagetest.Attr(d, "name") == "format" {
+			formats = append(formats, pagetest.Attr(d, "value"))
 		}
 	}
 	if strings.Join(formats, ",") != "html,text" {
@@ -66,35 +67,35 @@ func TestJoinShowsErrorsBesideTheirFields(t *testing.T) {
 	for _, field := range []string{"email", "birth_year", "gender", "format", "city"} {
 		msg := p.one(t, "error-"+field)
 		// The message sits in the field's own block, after its input.
-		input := byTestID(msg.Parent, "field-"+field)
+		input := pagetest.ByTestID(msg.Parent, "field-"+field)
 		if field == "format" {
 			input = []*html.Node{msg.Parent}
 		}
 		if len(input) == 0 {
 			t.Errorf("the %s error is not beside its field", field)
 		}
-		if text(msg) == "" {
+		if pagetest.Text(msg) == "" {
 			t.Errorf("empty %s error", field)
 		}
 	}
-	if got := text(p.one(t, "error-birth_year")); !strings.Contains(got, "1900") {
+	if got := pagetest.Text(p.one(t, "error-birth_year")); !strings.Contains(got, "1900") {
 		t.Errorf("birth year error %q does not give the range", got)
 	}
 	for _, ok := range []string{"first_name", "last_name", "country", "interests"} {
 		if p.has("error-" + ok) {
-			t.Errorf("%s has an error: %q", ok, text(p.one(t, "error-"+ok)))
+			t.Errorf("%s has an error: %q", ok, pagetest.Text(p.one(t, "error-"+ok)))
 		}
 	}
 	// What she typed is kept.
-	if got := attr(p.one(t, "field-first_name"), "value"); got != "Dana" {
+	if got := pagetest.Attr(p.one(t, "field-first_name"), "value"); got != "Dana" {
 		t.Errorf("first name %q not kept", got)
 	}
-	if got := attr(p.one(t, "field-email"), "aria-invalid"); got != "true" {
+	if got := pagetest.Attr(p.one(t, "field-email"), "aria-invalid"); got != "true" {
 		t.Errorf("email aria-invalid %q", got)
 	}
 
 	p = w.post("/join", url.Values{}).want(t, http.StatusUnprocessableEntity)
-	if got := text(p.one(t, "error-email")); !strings.Contains(got, "enter your e-mail") {
+	if got := pagetest.Text(p.one(t, "error-email")); !strings.Contains(got, "enter your e-mail") {
 		t.Errorf("missing e-mail: %q", got)
 	}
 	this := time.Now().Year()
@@ -110,7 +111,7 @@ func TestJoinShowsErrorsBesideTheirFields(t *testing.T) {
 func TestJoinConfirmByDoubleOptIn(t *testing.T) {
 	w := newWorld(t)
 	p := w.post("/join", joinForm()).want(t, http.StatusOK)
-	if got := text(p.one(t, "check-inbox")); !strings.Contains(got, "dana@example.org") {
+	if got := pagetest.Text(p.one(t, "check-inbox")); !strings.Contains(got, "dana@example.org") {
 		t.Errorf("check-inbox page %q", got)
 	}
 	if _, err := w.st.ConsumerByEmail(t.Context(), "dana@example.org"); err == nil {
@@ -147,7 +148,7 @@ func TestJoinConfirmByDoubleOptIn(t *testing.T) {
 		strings.Join(c.Interests, ",") != "golf,travel,birding,tango" {
 		t.Errorf("consumer %+v", c)
 	}
-	account := attr(p.one(t, "account-link"), "href")
+	account := pagetest.Attr(p.one(t, "account-link"), "href")
 	if account != "/account/"+w.po.AccountToken(c.ID) {
 		t.Errorf("account link %q", account)
 	}

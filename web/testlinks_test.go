@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"pointpost/rewards"
+	"pointpost/web/pagetest"
 )
 
 // A test message's links (job 0, consumer 0: see mailer.TestSends) answer a page saying it
@@ -22,7 +23,7 @@ func TestTestMessageLinksSayItIsATestAndDoNothing(t *testing.T) {
 				p = w.get(path)
 			}
 			p.want(t, http.StatusOK)
-			if got := text(p.one(t, "test-link-what")); !strings.Contains(got, "A test earns no points and changes nothing") {
+			if got := pagetest.Text(p.one(t, "test-link-what")); !strings.Contains(got, "A test earns no points and changes nothing") {
 				t.Errorf("%s (post %v): %q", path, post, got)
 			}
 			if p.has("thanks") || p.has("submit-form") || p.has("unsubscribe-form") {

@@ -9,18 +9,19 @@ import (
 
 	"pointpost/rewards"
 	"pointpost/web"
+	"pointpost/web/pagetest"
 )
 
 func TestUnsubscribeByPage(t *testing.T) {
 	w := newWorld(t)
 	tok := w.token(w.ann)
 	p := w.get("/u/"+tok).want(t, http.StatusOK)
-	if got := text(p.one(t, "email")); got != "ann@example.com" {
+	if got := pagetest.Text(p.one(t, "email")); got != "ann@example.com" {
 		t.Errorf("email %q", got)
 	}
 	form := p.one(t, "unsubscribe-form")
-	if attr(form, "method") != "post" || attr(form, "action") != "/u/"+tok {
-		t.Errorf("form %s %s", attr(form, "method"), attr(form, "action"))
+	if pagetest.Attr(form, "method") != "post" || pagetest.Attr(form, "action") != "/u/"+tok {
+		t.Errorf("form %s %s", pagetest.Attr(form, "method"), pagetest.Attr(form, "action"))
 	}
 	w.do(http.MethodHead, "/u/"+tok, "", nil).want(t, http.StatusOK)
 	if c := w.consumer("ann@example.com"); c.Status != rewards.StatusActive {

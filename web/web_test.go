@@ -22,6 +22,7 @@ import (
 	"pointpost/rewards"
 	"pointpost/store"
 	"pointpost/web"
+	"pointpost/web/pagetest"
 )
 
 // world is the consumer web server over a real store and post office, on a real listener,
@@ -269,7 +270,7 @@ func (w *world) post(path string, form url.Values) *page {
 func (p *page) want(t testing.TB, status int) *page {
 	t.Helper()
 	if p.status != status {
-		t.Fatalf("status %d, want %d; page: %.300s", p.status, status, text(p.doc))
+		t.Fatalf("status %d, want %d; page: %.300s", p.status, status, pagetest.Text(p.doc))
 	}
 	return p
 }
@@ -277,71 +278,18 @@ func (p *page) want(t testing.TB, status int) *page {
 // one returns the only element with data-testid id.
 func (p *page) one(t testing.TB, id string) *html.Node {
 	t.Helper()
-	got := byTestID(p.doc, id)
+	got := pagetest.ByTestID(p.doc, id)
 	if len(got) != 1 {
-		t.Fatalf("%d elements with data-testid=%q, want 1; page: %.300s", len(got), id, text(p.doc))
+		t.Fatalf("%d elements with data-testid=%q, want 1; page: %.300s", len(got), id, pagetest.Text(p.doc))
 	}
 	return got[0]
 }
 
 // all returns the elements with data-testid id, in document order.
-func (p *page) all(id string) []*html.Node { return byTestID(p.doc, id) }
+func (p *page) all(id string) []*html.Node { return pagetest.ByTestID(p.doc, id) }
 
 // has reports whether the page has an element with data-testid id.
-func (p *page) has(id string) bool { return len(byTestID(p.doc, id)) > 0 }
-
-func byTestID(n *html.Node, id string) []*html.Node {
-	var out []*html.Node
-	for d := range n.Descendants() {
-		if d.Type == html.ElementNode && attr(d, "data-testid") == id {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-func attr(n *html.Node, name string) string {
-	for _, a := range n.Attr {
-		if a.Key == name {
-			return a.Val
-		}
-	}
-	return ""
-}
-
-// text is the text of n with runs of white space made one space.
-func text(n *html.Node) string {
-	var b strings.Builder
-	for d := range n.Descendants() {
-		if d.Type == html.TextNode {
-			b.WriteString(d.Data)
-			b.WriteByte(' ')
-		}
-	}
-	return strings.Join(strings.Fields(b.String()), " ")
-}
-
-// formOf returns the form element around n.
-func formOf(t *testing.T, n *html.Node) *html.Node {
-	t.Helper()
-	for p := n; p != nil; p = p.Parent {
-		if p.Type == html.ElementNode && p.Data == "form" {
-			return p
-		}
-	}
-	t.Fatalf("<%s> is in no form", n.Data)
-	return nil
-}
-
-// inputValue is the value of the form's input named name.
-func inputValue(form *html.Node, name string) string {
-	for d := range form.Descendants() {
-		if d.Type == html.ElementNode && d.Data == "input" && attr(d, "name") == name {
-			return attr(d, "value")
-		}
-	}
-	return ""
-}
+func (p *page) has(id string) bool { return len(pagetest.ByTestID(p.doc, id)) > 0 }
 
 func TestStaticAndUnknownPages(t *testing.T) {
 	w := newWorld(t)
@@ -371,7 +319,7 @@ func TestStaticAndUnknownPages(t *testing.T) {
 	// Every page links the shared stylesheet.
 	var css bool
 	for d := range p.doc.Descendants() {
-		css = css || d.Type == html.ElementNode && d.Data == "link" && attr(d, "href") == "/static/style.css"
+		css = css || d.Type == html.ElementNode && d.Data == "link" && pagetest.Attr(d, "href") == "/static/style.css"
 	}
 	if !css {
 		t.Error("the page does not link /static/style.css")
