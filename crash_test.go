@@ -158,21 +158,9 @@ func (l *recipientLog) reread(t *testing.T) map[string]int {
 // most servers*(2*500 + connections) duplicates.
 func crashTest(t *testing.T, n, wantKills int) {
 	began := time.Now()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("POINTPOST_FAULTS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("POINTPOST_FAULTS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with POINTPOST_FAULTS_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	rng := faultRand(t)
 
-	bin := filepath.Join(t.TempDir(), "pointpost")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	const servers, connections, commitSize = 2, 8, 500
 	// While kills remain, the sink holds back the last recipients until the next kill, so
 	// the job cannot end before every kill lands however fast the mail servers are. The
@@ -218,42 +206,8 @@ func crashTest(t *testing.T, n, wantKills int) {
 		t.Fatal(err)
 	}
 
-	var environ []string
-	for k, v := range e {
-		environ = append(environ, k+"="+v)
-	}
-	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	type proc struct {
-		cmd  *exec.Cmd
-		done chan error
-	}
-	start := func() proc {
-		cmd := exec.Command(bin, "serve")
-		cmd.Env = append(os.Environ(), environ...)
-		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := proc{cmd, make(chan error, 1)}
-		go func() { p.done <- cmd.Wait() }()
-		return p
-	}
-	kill := func(p proc) {
-		select {
-		case err := <-p.done:
-			out, _ := os.ReadFile(stderr.Name())
-			t.Fatalf("pointpost exited by itself before the kill: %v\n%s", err, out)
-		default:
-		}
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-p.done
-	}
+	stderr := stderrFile(t)
+	start := func() *process { return startProcess(t, bin, e, stderr) }
 
 	// A kill moment is either a random time after the start (startup, selection, the first
 	// sends), or once the sink has a random share of what is left: spread so that wantKills
@@ -274,7 +228,7 @@ func crashTest(t *testing.T, n, wantKills int) {
 				t.Fatalf("kill %d: the sink stayed at %d recipients for 2 minutes (target %d)", kills+1, log.distinct(), target)
 			}
 		}
-		kill(p)
+		p.kill(t)
 		kills++
 		if kills < wantKills {
 			release(make(chan struct{}))
@@ -286,7 +240,7 @@ func crashTest(t *testing.T, n, wantKills int) {
 		t.Fatalf("the sink had every recipient before kill %d: the hold failed", kills)
 	}
 	p := start()
-	defer func() { p.cmd.Process.Signal(syscall.SIGTERM); <-p.done }()
+	defer p.stop()
 	st := openStore(t, e)
 	waitFor(t, "the job to finish after the kills", time.Duration(n/100+60)*time.Second, func() bool {
 		return jobState(t, st, key).State == postoffice.JobDone
@@ -333,4 +287,88 @@ func crashTest(t *testing.T, n, wantKills int) {
 	}
 	t.Logf("%d recipients: %d kills survived (%d of them in the first 800ms of a start), %d lost, %d duplicates (bound %d), %d messages, %d sink fsyncs, %v",
 		n, kills, early, lost, duplicates, bound, duplicates+len(got), log.syncs, time.Since(began).Round(time.Second))
+}
+
+// buildBinary builds pointpost for a test that runs it as a process of its own, to kill it.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pointpost")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// stderrFile is where the processes of a test write their errors, shown when one ends by
+// itself.
+func stderrFile(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// process is `pointpost serve` in a process of its own, so a test can kill it.
+type process struct {
+	cmd    *exec.Cmd
+	done   chan error
+	stderr *os.File
+}
+
+// startProcess starts `pointpost serve` with e's variables over the test's environment.
+func startProcess(t *testing.T, bin string, e env, stderr *os.File) *process {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = os.Environ()
+	for k, v := range e {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, done: make(chan error, 1), stderr: stderr}
+	go func() { p.done <- cmd.Wait() }()
+	return p
+}
+
+// kill sends SIGKILL and waits for the end; the test fails if the process had ended by
+// itself.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		out, _ := os.ReadFile(p.stderr.Name())
+		t.Fatalf("pointpost exited by itself before the kill: %v\n%s", err, out)
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// stop asks the process to end (SIGTERM) and waits for it.
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+}
+
+// faultRand picks the random moments of a fault test: seeded from the clock, or from
+// POINTPOST_FAULTS_SEED to replay a run, the seed logged either way.
+func faultRand(t *testing.T) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("POINTPOST_FAULTS_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("POINTPOST_FAULTS_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (replay with POINTPOST_FAULTS_SEED=%d)", seed, seed)
+	return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 }

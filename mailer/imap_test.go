@@ -1,273 +1,21 @@
 package mailer
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
-
+	"pointpost/mailer/imaptest"
 	"pointpost/postoffice"
 	"pointpost/rewards"
 	"pointpost/store"
 )
-
-// dovecotBinary is where Debian's dovecot-imapd puts the server.
-const dovecotBinary = "/usr/sbin/dovecot"
-
-// dovecot is a real IMAP server for a test: Dovecot on free loopback ports, with a
-// throwaway configuration and a plain-text passwd file holding one user.
-type dovecot struct {
-	imapsAddr, imapAddr string // implicit TLS; STARTTLS
-	user, password      string
-	maildir             string // the user's Maildir, for messages written straight in
-	uid, gid            int    // who owns the mail
-	tls                 *tls.Config
-}
-
-// startDovecot starts Dovecot; the test skips when the binary is not installed. Run as
-// root, the mail belongs to Debian's dovecot user and the login processes run as dovenull,
-// as Dovecot refuses to run them as root; run as anyone else, everything is theirs.
-func startDovecot(t testing.TB, extra string) *dovecot {
-	t.Helper()
-	if _, err := os.Stat(dovecotBinary); err != nil {
-		t.Skipf("dovecot is not installed (%v): apt-get install dovecot-imapd", err)
-	}
-	// Unix socket paths are short; t.TempDir()'s can be too long for base_dir.
-	dir, err := os.MkdirTemp("", "dv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cert := testCert(t, dir, 1)
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	internal, login, mailUser := me.Username, me.Username, me
-	if os.Geteuid() == 0 {
-		internal, login = "dovecot", "dovenull"
-		if mailUser, err = user.Lookup("dovecot"); err != nil {
-			t.Skipf("running as root needs Debian's dovecot user: %v", err)
-		}
-	}
-	uid, _ := strconv.Atoi(mailUser.Uid)
-	gid, _ := strconv.Atoi(mailUser.Gid)
-	group, err := user.LookupGroupId(mailUser.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, "Maildir", "new"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"cur", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(home, "Maildir", d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	chownTree(t, home, uid, gid)
-	d := &dovecot{user: "pp", password: "s3cret", maildir: filepath.Join(home, "Maildir"), uid: uid, gid: gid}
-	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(d.user+":{PLAIN}"+d.password+"::::::\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	imapsPort, imapPort := freePort(t), freePort(t)
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = required
-ssl_cert = <%[1]s/cert.pem
-ssl_key = <%[1]s/key.pem
-disable_plaintext_auth = yes
-auth_mechanisms = plain login
-default_internal_user = %[2]s
-default_internal_group = %[8]s
-default_login_user = %[3]s
-first_valid_uid = %[4]d
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[1]s/passwd
-}
-userdb {
-  driver = static
-  args = uid=%[4]d gid=%[5]d home=%[1]s/home
-}
-mail_location = maildir:~/Maildir
-service imap-login {
-  chroot =
-  inet_listener imap {
-    port = %[7]d
-  }
-  inet_listener imaps {
-    port = %[6]d
-    ssl = yes
-  }
-}
-service anvil {
-  chroot =
-}
-%[9]s
-`, dir, internal, login, uid, gid, imapsPort, imapPort, group.Name, extra)
-	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(dovecotBinary, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	out, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", log)
-		}
-	})
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	d.tls = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
-	d.imapsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapsPort))
-	d.imapAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapPort))
-	// Ready when the login process greets; bounded, since a broken configuration never does.
-	for i := 0; ; i++ {
-		c, err := tls.Dial("tcp", d.imapsAddr, d.tls)
-		if err == nil {
-			line, rerr := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if rerr == nil && strings.HasPrefix(line, "* OK") {
-				break
-			}
-		}
-		if i == 500 {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			serr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
-			t.Fatalf("dovecot did not start: %v\n%s\n%s", err, log, serr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return d
-}
-
-func chownTree(t testing.TB, root string, uid, gid int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return
-	}
-	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// url is the mailbox URL of the user's INBOX.
-func (d *dovecot) url(starttls bool) string {
-	if starttls {
-		return "imap://" + d.user + ":" + d.password + "@" + d.imapAddr + "/INBOX"
-	}
-	return "imaps://" + d.user + ":" + d.password + "@" + d.imapsAddr + "/INBOX"
-}
-
-// client is a logged-in IMAP client, for appending and looking.
-func (d *dovecot) client(t testing.TB) *imapclient.Client {
-	t.Helper()
-	c, err := imapclient.DialTLS(d.imapsAddr, &imapclient.Options{TLSConfig: d.tls})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(d.user, d.password).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (d *dovecot) appendMessages(t testing.TB, msgs ...[]byte) {
-	t.Helper()
-	c := d.client(t)
-	for _, m := range msgs {
-		a := c.Append("INBOX", int64(len(m)), nil)
-		if _, err := a.Write(m); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Logout()
-}
-
-// writeMaildir puts messages straight into the Maildir, as an MTA delivering there would:
-// much faster than APPEND for thousands.
-func (d *dovecot) writeMaildir(t testing.TB, msgs [][]byte) {
-	t.Helper()
-	for i, m := range msgs {
-		p := filepath.Join(d.maildir, "new", fmt.Sprintf("1700000000.M%dP1.test", i))
-		if err := os.WriteFile(p, m, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if os.Geteuid() == 0 {
-			if err := os.Chown(p, d.uid, d.gid); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
-
-// count is how many messages a folder holds (0 when it does not exist).
-func (d *dovecot) count(t testing.TB, folder string) int {
-	t.Helper()
-	c := d.client(t)
-	defer c.Logout()
-	st, err := c.Status(folder, &imap.StatusOptions{NumMessages: true}).Wait()
-	if err != nil {
-		return 0
-	}
-	return int(*st.NumMessages)
-}
 
 // storeAcks acknowledges in the real store, as the post office does.
 type storeAcks struct {
@@ -293,7 +41,7 @@ func (a storeAcks) Acknowledge(ctx context.Context, token string, channel postof
 // up to 5 times per invitation, so a reply counted twice would earn twice; a receiver in
 // front of it; and Dovecot.
 type mailboxWorld struct {
-	d         *dovecot
+	d         *imaptest.Dovecot
 	st        *store.Store
 	k         *postoffice.Keyring
 	job       int64
@@ -304,7 +52,7 @@ type mailboxWorld struct {
 
 func newMailboxWorld(t testing.TB, n int, dovecotExtra string) *mailboxWorld {
 	t.Helper()
-	d := startDovecot(t, dovecotExtra)
+	d := imaptest.Start(t, dovecotExtra)
 	rule := &rewards.AwardRule{Description: "each reply", Type: rewards.RuleReply, Points: 10,
 		Frequency: rewards.FrequencyTimes, MaxTimes: 5}
 	st, job, consumers := storeWithJob(t, n, postoffice.JobRules{New: []*rewards.AwardRule{rule}})
@@ -340,10 +88,10 @@ func (w *mailboxWorld) messages(n int) (all [][]byte, replies, others int) {
 func (w *mailboxWorld) run(t testing.TB, cfg MailboxConfig) (passes <-chan int, stop func()) {
 	t.Helper()
 	ch := make(chan int, 1000)
-	cfg.TLSConfig = w.d.tls
+	cfg.TLSConfig = w.d.TLS
 	cfg.Passed = func(n int) { ch <- n }
 	if cfg.URL == "" {
-		cfg.URL = w.d.url(false)
+		cfg.URL = w.d.URL(false)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -417,13 +165,13 @@ func (w *mailboxWorld) check(t testing.TB, replies, others int) {
 func TestMailboxReadsOverIMAPS(t *testing.T) {
 	w := newMailboxWorld(t, 8, "")
 	all, replies, others := w.messages(8)
-	w.d.appendMessages(t, all[:5]...)
+	w.d.Append(t, all[:5]...)
 	passes, stop := w.run(t, MailboxConfig{})
 	waitFinished(t, passes, 5)
-	w.d.appendMessages(t, all[5:]...) // while the reader IDLEs
+	w.d.Append(t, all[5:]...) // while the reader IDLEs
 	waitFinished(t, passes, len(all)-5)
 	stop()
-	if in, done := w.d.count(t, "INBOX"), w.d.count(t, "Processed"); in != 0 || done != len(all) {
+	if in, done := w.d.Count(t, "INBOX"), w.d.Count(t, "Processed"); in != 0 || done != len(all) {
 		t.Errorf("INBOX %d, Processed %d; want 0 and %d", in, done, len(all))
 	}
 	w.check(t, replies, others)
@@ -434,14 +182,14 @@ func TestMailboxReadsOverIMAPS(t *testing.T) {
 func TestMailboxSTARTTLSAndExpunge(t *testing.T) {
 	w := newMailboxWorld(t, 4, "")
 	all, replies, others := w.messages(4)
-	w.d.appendMessages(t, all...)
-	passes, stop := w.run(t, MailboxConfig{URL: w.d.url(true), Expunge: true})
+	w.d.Append(t, all...)
+	passes, stop := w.run(t, MailboxConfig{URL: w.d.URL(true), Expunge: true})
 	waitFinished(t, passes, len(all))
 	stop()
-	if in := w.d.count(t, "INBOX"); in != 0 {
+	if in := w.d.Count(t, "INBOX"); in != 0 {
 		t.Errorf("INBOX holds %d after expunging", in)
 	}
-	c := w.d.client(t)
+	c := w.d.Client(t)
 	if list, err := c.List("", "Processed", nil).Collect(); err != nil || len(list) != 0 {
 		t.Errorf("a Processed folder was made with Expunge: %v %v", list, err)
 	}
@@ -455,7 +203,7 @@ func TestMailboxCrashBetweenCommitAndMove(t *testing.T) {
 	const n = 40
 	w := newMailboxWorld(t, n, "")
 	all, replies, others := w.messages(n)
-	w.d.writeMaildir(t, all)
+	w.d.WriteMaildir(t, all)
 	var committed atomic.Int32
 	var stopFirst func()
 	crashed := make(chan struct{})
@@ -468,13 +216,13 @@ func TestMailboxCrashBetweenCommitAndMove(t *testing.T) {
 	<-crashed
 	stopFirst() // cancels mid-batch: committed results are not moved
 	w.acks.after = nil
-	if left := w.d.count(t, "INBOX"); left != len(all) {
+	if left := w.d.Count(t, "INBOX"); left != len(all) {
 		t.Fatalf("the first reader moved messages before the crash (INBOX %d of %d): the test crashes too late", left, len(all))
 	}
 	passes, stop := w.run(t, MailboxConfig{})
 	waitFinished(t, passes, len(all))
 	stop()
-	if in, done := w.d.count(t, "INBOX"), w.d.count(t, "Processed"); in != 0 || done != len(all) {
+	if in, done := w.d.Count(t, "INBOX"), w.d.Count(t, "Processed"); in != 0 || done != len(all) {
 		t.Errorf("INBOX %d, Processed %d; want 0 and %d", in, done, len(all))
 	}
 	w.check(t, replies, others)
@@ -485,10 +233,10 @@ func TestMailboxPollsWithoutIDLE(t *testing.T) {
 	w := newMailboxWorld(t, 2, "protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE\n}\n")
 	all, _, _ := w.messages(2)
 	passes, stop := w.run(t, MailboxConfig{PollInterval: 10 * time.Millisecond})
-	w.d.appendMessages(t, all...)
+	w.d.Append(t, all...)
 	waitFinished(t, passes, len(all))
 	stop()
-	if done := w.d.count(t, "Processed"); done != len(all) {
+	if done := w.d.Count(t, "Processed"); done != len(all) {
 		t.Errorf("Processed %d, want %d", done, len(all))
 	}
 }
@@ -521,7 +269,7 @@ func BenchmarkMailbox10000(b *testing.B) {
 		w := newMailboxWorld(b, 7500, "")
 		all, _, _ := w.messages(7500)
 		all = all[:10000]
-		w.d.writeMaildir(b, all)
+		w.d.WriteMaildir(b, all)
 		b.StartTimer()
 		passes, stop := w.run(b, MailboxConfig{})
 		waitFinished(b, passes, len(all))

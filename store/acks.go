@@ -75,7 +75,8 @@ var ackQueries = [nAckQueries]string{
 	qAckRow: `INSERT INTO acknowledgements (job_key, consumer_id, channel, source, rule_id, awarded, points, reason, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	// A reply already counted, by its Message-ID: a mail server that redelivers it (after a
-	// 451, or a 250 it did not hear) must not earn again in a later period.
+	// 451, or a 250 it did not hear), or a mailbox read again after a crash, must neither
+	// earn again in a later period nor add a second acknowledgement.
 	qSameMessage: `SELECT count(*) FROM acknowledgements WHERE consumer_id = ?1 AND job_key = ?2 AND source = ?3`,
 }
 
@@ -334,12 +335,16 @@ func (s *Store) applyAck(c ackRunner, jobs map[int64]*ackJob, ack postoffice.Ack
 		seen = c.int64At(0) > 0
 	}
 	for i := range rules {
-		d := rewards.Decision{RuleID: rules[i].ID, Occurrence: rules[i].Occurrence(ack.At),
-			Reason: "this reply was already counted (the same Message-ID came again)"}
-		if !seen {
-			if d, err = decideAck(c, &rules[i], job, ack); err != nil {
-				return nil, err
-			}
+		if seen {
+			// The same message again (a redelivery, or a mailbox read again after a crash):
+			// nothing new happened, so nothing more is recorded.
+			res.Decisions = append(res.Decisions, rewards.Decision{RuleID: rules[i].ID, Occurrence: rules[i].Occurrence(ack.At),
+				Reason: "this reply was already counted (the same Message-ID came again)"})
+			continue
+		}
+		d, err := decideAck(c, &rules[i], job, ack)
+		if err != nil {
+			return nil, err
 		}
 		if _, err := c.exec(qAckRow, ack.JobKey, ack.ConsumerID, channel, ack.Source, d.RuleID, d.Awarded, d.Points,
 			d.Reason, at); err != nil {

@@ -777,7 +777,8 @@ func BenchmarkAcknowledgeParallel(b *testing.B) {
 }
 
 // TestAcknowledgeSameReplyAgainInALaterPeriod: a reply a mail server delivers twice, the
-// second time in the rule's next period, earns once; another reply then earns again.
+// second time in the rule's next period, earns once and is recorded once; another reply then
+// earns again.
 func TestAcknowledgeSameReplyAgainInALaterPeriod(t *testing.T) {
 	s := openTest(t)
 	cs := seedAckConsumers(t, s, 1)
@@ -796,6 +797,10 @@ func TestAcknowledgeSameReplyAgainInALaterPeriod(t *testing.T) {
 	if res := reply("m1@example.com", ackT0.Add(2*time.Hour)); res.Points() != 0 ||
 		!strings.Contains(res.Decisions[0].Reason, "already counted") {
 		t.Fatalf("the same reply redelivered in the next period: %+v", res.Decisions)
+	}
+	var rows int
+	if err := s.read.QueryRow(`SELECT count(*) FROM acknowledgements WHERE consumer_id = ?`, cs[0]).Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("%d acknowledgements after the same reply twice, want 1 (%v)", rows, err)
 	}
 	if res := reply("m2@example.com", ackT0.Add(2*time.Hour)); res.Points() != 3 {
 		t.Fatalf("a new reply in the next period earned %d", res.Points())
