@@ -95,7 +95,63 @@ func Start(t testing.TB, extra string) *Dovecot {
 		t.Fatal(err)
 	}
 	imapsPort, imapPort := freePort(t), freePort(t)
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
+	conf := fmt.Sprintf(dovecotConf, dir, internal, login, uid, gid, imapsPort, imapPort, group.Name, extra)
+	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(Binary, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Logf("dovecot log:\n%s", log)
+		}
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	d.TLS = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	d.CertFile = filepath.Join(dir, "cert.pem")
+	d.imapsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapsPort))
+	d.imapAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapPort))
+	d.awaitGreeting(t, dir)
+	return d
+}
+
+// awaitGreeting waits until the login process greets, bounded, since a broken configuration
+// never does.
+func (d *Dovecot) awaitGreeting(t testing.TB, dir string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, err := tls.Dial("tcp", d.imapsAddr, d.TLS)
+		if err == nil {
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if rerr == nil && strings.HasPrefix(line, "* OK") {
+				return
+			}
+		}
+		if i == 500 {
+			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			serr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+			t.Fatalf("dovecot did not start: %v\n%s\n%s", err, log, serr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dovecotConf is the throwaway configuration: its directory, the internal, login and mail
+// users, the mail's uid and gid, the IMAPS and IMAP ports, the internal group, and what a
+// test adds.
+const dovecotConf = `base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
 protocols = imap
@@ -132,52 +188,7 @@ service anvil {
   chroot =
 }
 %[9]s
-`, dir, internal, login, uid, gid, imapsPort, imapPort, group.Name, extra)
-	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(Binary, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	out, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", log)
-		}
-	})
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	d.TLS = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
-	d.CertFile = filepath.Join(dir, "cert.pem")
-	d.imapsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapsPort))
-	d.imapAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapPort))
-	// Ready when the login process greets; bounded, since a broken configuration never does.
-	for i := 0; ; i++ {
-		c, err := tls.Dial("tcp", d.imapsAddr, d.TLS)
-		if err == nil {
-			line, rerr := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if rerr == nil && strings.HasPrefix(line, "* OK") {
-				break
-			}
-		}
-		if i == 500 {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			serr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
-			t.Fatalf("dovecot did not start: %v\n%s\n%s", err, log, serr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return d
-}
+`
 
 func chownTree(t testing.TB, root string, uid, gid int) {
 	t.Helper()
