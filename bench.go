@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,28 +102,11 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	var sink *mailer.Sink
-	if o.relay == "" {
-		sink = &mailer.Sink{Rate: o.sinkRate}
-		if err := sink.Start("127.0.0.1:0"); err != nil {
-			return err
-		}
-		defer sink.Close()
-		o.relay = sink.URL()
+	sink, closeRelay, err := o.startRelay()
+	if err != nil {
+		return err
 	}
-	if o.latency > 0 {
-		u, err := url.Parse(o.relay)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("--relay %q: not a relay URL", mailer.RedactURL(o.relay))
-		}
-		proxy := &mailer.DelayProxy{Target: u.Host, Delay: o.latency}
-		if err := proxy.Start("127.0.0.1:0"); err != nil {
-			return err
-		}
-		defer proxy.Close()
-		u.Host = proxy.Addr()
-		o.relay = u.String()
-	}
+	defer closeRelay()
 	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: o.relay, MailServers: o.servers,
 		RelayNoPipelining: o.noPipelining, RelayRate: o.relayRate,
 		Workers: o.conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
@@ -212,6 +196,15 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
+	res.print(stdout)
+	if counts.Sent != counts.Total || counts.Total == 0 {
+		return fmt.Errorf("only %d of %d selected messages were sent (%+v)", counts.Sent, counts.Total, counts)
+	}
+	return nil
+}
+
+// print writes the result for a person to read.
+func (res benchResult) print(stdout io.Writer) {
 	pipelining := "pipelined where offered"
 	if !res.Pipelining {
 		pipelining = "one command a round trip"
@@ -233,10 +226,44 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 			res.Replies.Requests, res.Replies.Seconds, res.Replies.PerSec, res.Replies.P50Millis, res.Replies.P99Millis,
 			res.Replies.MaxMillis, res.Replies.Failures, res.Replies.CPUSeconds)
 	}
-	if counts.Sent != counts.Total || counts.Total == 0 {
-		return fmt.Errorf("only %d of %d selected messages were sent (%+v)", counts.Sent, counts.Total, counts)
+}
+
+// startRelay starts the sink when no relay is given, and the delay proxy in front of the
+// relay when a latency is; o.relay becomes the address to send to. closeRelay stops both.
+func (o *benchOptions) startRelay() (sink *mailer.Sink, closeRelay func(), err error) {
+	var closers []func()
+	closeRelay = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
 	}
-	return nil
+	defer func() {
+		if err != nil {
+			closeRelay()
+		}
+	}()
+	if o.relay == "" {
+		sink = &mailer.Sink{Rate: o.sinkRate}
+		if err := sink.Start("127.0.0.1:0"); err != nil {
+			return nil, closeRelay, err
+		}
+		closers = append(closers, func() { sink.Close() })
+		o.relay = sink.URL()
+	}
+	if o.latency > 0 {
+		u, err := url.Parse(o.relay)
+		if err != nil || u.Host == "" {
+			return nil, closeRelay, fmt.Errorf("--relay %q: not a relay URL", mailer.RedactURL(o.relay))
+		}
+		proxy := &mailer.DelayProxy{Target: u.Host, Delay: o.latency}
+		if err := proxy.Start("127.0.0.1:0"); err != nil {
+			return nil, closeRelay, err
+		}
+		closers = append(closers, func() { proxy.Close() })
+		u.Host = proxy.Addr()
+		o.relay = u.String()
+	}
+	return sink, closeRelay, nil
 }
 
 // waitDone polls until the job is done.
