@@ -349,7 +349,7 @@ func TestJobReportMatchesTheStore(t *testing.T) {
 	if len(buckets) < 2 || sent != 5 {
 		t.Errorf("%d buckets with %d sends, want the 5 sends over several buckets", len(buckets), sent)
 	}
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got != fmt.Sprintf("/jobs/%d/progress.json", job.Key) {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got != fmt.Sprintf("/jobs/%d/live", job.Key) {
 		t.Errorf("report polls %q", got)
 	}
 	if href := attr(byTestID(doc, "export")[0], "href"); href != fmt.Sprintf("/jobs/%d/export.csv", job.Key) {
@@ -379,14 +379,14 @@ func TestJobReportWithoutSelectionOrSends(t *testing.T) {
 	if len(byTestID(doc, "no-rules")) != 1 {
 		t.Error("a job without rules does not say so")
 	}
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got == "" {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got == "" {
 		t.Error("a scheduled job's report does not poll its progress")
 	}
 	if err := e.st.SetJobState(context.Background(), job.Key, postoffice.JobDraft, ""); err != nil {
 		t.Fatal(err)
 	}
 	doc = acme.page(fmt.Sprintf("/jobs/%d", job.Key), http.StatusOK)
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got != "" {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got != "" {
 		t.Errorf("a draft's report polls %q, though nothing will move until it is scheduled", got)
 	}
 	// Everyone selected: the report falls back to country and gender.
@@ -450,7 +450,7 @@ func TestReportsAnswer404ForAnotherIssuersJob(t *testing.T) {
 	e := newEnv(t)
 	theirs := reportJob(t, e, e.issuer("beta"), "Beta secret", "", reportPeople("beta.example"))
 	acme, _ := e.signIn("ann@acme.example", "acme")
-	for _, path := range []string{"/jobs/%d", "/jobs/%d/progress.json", "/jobs/%d/export.csv"} {
+	for _, path := range []string{"/jobs/%d", "/jobs/%d/progress.json", "/jobs/%d/live", "/jobs/%d/export.csv"} {
 		for _, key := range []string{strconv.FormatInt(theirs.Key, 10), "999", "abc"} {
 			p := strings.Replace(path, "%d", key, 1)
 			resp, body := acme.do(http.MethodGet, p, nil, nil)
@@ -523,12 +523,12 @@ func TestExportCSVHasOneSafeRowPerDelivery(t *testing.T) {
 }
 
 // TestProgressMovesWithoutReload opens a job's report in headless Chromium, records more
-// sends in the store, and waits for progress.js to show them; then finishes the job and
+// sends in the store, and waits for report.js to show them; then finishes the job and
 // waits for the page to say so (and stop polling).
 func TestProgressMovesWithoutReload(t *testing.T) {
 	browser, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("no chromium to run progress.js in")
+		t.Skip("no chromium to run report.js in")
 	}
 	e := newEnv(t)
 	ctx := context.Background()
@@ -563,8 +563,11 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	sentJS := `document.querySelector('[data-testid=progress] [data-field=sent]').textContent`
-	waitFor("5 sent", sentJS+` === "5"`)
+	// Every figure of the report comes from one reading: the progress, the cards and the
+	// recipients move together.
+	sentJS := `document.querySelector('[data-testid=progress] [data-testid=sent]').textContent`
+	cardJS := `document.querySelector('[data-testid=stat-sent] [data-testid=value]').textContent`
+	waitFor("5 sent", sentJS+` === "5" && `+cardJS+` === "5"`)
 
 	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
 	if err != nil || len(recips) != 3 {
@@ -577,17 +580,18 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 	if err := e.st.RecordOutcomes(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("8 sent after the new sends", sentJS+` === "8"`)
-	waitFor("nothing remaining", `document.querySelector('[data-testid=progress] [data-field=remaining]').textContent === "0"`)
+	waitFor("8 sent after the new sends, in the progress and on the card", sentJS+` === "8" && `+cardJS+` === "8"`)
+	waitFor("nothing remaining", `document.querySelector('[data-testid=progress] [data-testid=remaining]').textContent === "0"`)
 	waitFor("a wider sent segment", `parseFloat(document.querySelector('[data-testid=progress] [data-seg=sent]').style.width) > 60`)
 
 	if err := e.st.SetJobState(ctx, job.Key, postoffice.JobDone, ""); err != nil {
 		t.Fatal(err)
 	}
-	// The page reloads itself once the job is done: the new page is the final report, which
-	// no longer polls.
-	waitFor("the final report of the done job", `!document.querySelector('[data-testid=report]').getAttribute('data-progress') && `+
-		`document.querySelector('[data-testid=report] [data-field=state]').textContent === "done"`)
+	// Once the job is done the report shows it, without the actions of a running job, and
+	// stops polling.
+	waitFor("the final report of the done job", `!document.querySelector('[data-testid=report]').getAttribute('data-live-report') && `+
+		`document.querySelector('[data-testid=report] [data-testid=state]').textContent === "done" && `+
+		`!document.querySelector('[data-testid=action-suspend]')`)
 }
 
 // slowExportStore is a store whose job export pauses before every thousandth delivery: a
