@@ -18,7 +18,7 @@ type timeBucket struct {
 
 // chartMaxBuckets keeps a timeline readable: at most this many points per line;
 // chartMinBuckets keeps a short job from being a single dot: a timeline that spans fewer
-// buckets of the smallest size goes on, empty, to this many.
+// buckets of the smallest size starts that many earlier, empty.
 const (
 	chartMaxBuckets = 60
 	chartMinBuckets = 10
@@ -33,7 +33,8 @@ var bucketSizes = [...]time.Duration{time.Second, 2 * time.Second, 5 * time.Seco
 
 // chooseBuckets picks the smallest round bucket size (1 second … 1 week) that covers first
 // to last in at most chartMaxBuckets buckets, aligned on the size in UTC, and returns where
-// the first bucket starts and how many there are (at least chartMinBuckets).
+// the first bucket starts and how many there are (at least chartMinBuckets, the extra ones
+// before first).
 func chooseBuckets(first, last time.Time) (from time.Time, size time.Duration, n int) {
 	if last.Before(first) {
 		last = first
@@ -42,7 +43,13 @@ func chooseBuckets(first, last time.Time) (from time.Time, size time.Duration, n
 		from = first.UTC().Truncate(size)
 		n = int(last.Sub(from)/size) + 1
 		if n <= chartMaxBuckets {
-			return from, size, max(n, chartMinBuckets)
+			if n < chartMinBuckets {
+				// Pad before the first send, where nothing was sent indeed, not into a future
+				// that a running job has not reached.
+				from = from.Add(-time.Duration(chartMinBuckets-n) * size)
+				n = chartMinBuckets
+			}
+			return from, size, n
 		}
 	}
 	return from, size, min(n, 10000) // a job of more than a year: weekly, however many

@@ -117,8 +117,8 @@ func TestChooseBucketsFitsTheSpan(t *testing.T) {
 	}{
 		// A job done in an instant or within a minute is drawn per second, over at least
 		// chartMinBuckets seconds: never a single dot.
-		{0, time.Second, chartMinBuckets, t0},
-		{3 * time.Second, time.Second, chartMinBuckets, t0},
+		{0, time.Second, chartMinBuckets, t0.Add(-(chartMinBuckets - 1) * time.Second)},
+		{3 * time.Second, time.Second, chartMinBuckets, t0.Add(-(chartMinBuckets - 4) * time.Second)},
 		{40 * time.Second, time.Second, 41, t0},
 		{90 * time.Second, 2 * time.Second, 46, t0},
 		{10 * time.Minute, 15 * time.Second, 41, t0},

@@ -649,3 +649,72 @@ func TestExportCSVOutlastsWriteTimeout(t *testing.T) {
 		t.Fatalf("%d records (%v), want a header and %d deliveries", len(recs), err, n)
 	}
 }
+
+// TestJobReportLiveIsTheWholeReport: what report.js fetches is every part of the report,
+// from one reading (the cards, the recipients, the mail server and why, the progress), and
+// once the job is done it names no URL, so polling stops.
+func TestJobReportLiveIsTheWholeReport(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	job := reportJob(t, e, e.issuer("acme"), "Spring", "", reportPeople("acme.example"))
+	const why = "idle; of 3 idle servers, the one given a job least recently"
+	if err := e.st.RegisterMailServers(ctx, 3, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.RecordAssignment(ctx, job.Key, postoffice.Assignment{MailServerID: 2, Reason: why}); err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := e.signIn("ann@acme.example", "acme")
+	live := acme.page(fmt.Sprintf("/jobs/%d/live", job.Key), http.StatusOK)
+	roots := byTestID(live, "report-live")
+	if len(roots) != 1 || attr(roots[0], "data-live-report") != fmt.Sprintf("/jobs/%d/live", job.Key) {
+		t.Fatalf("the live report's root: %d, polling %q", len(roots), attr(roots[0], "data-live-report"))
+	}
+	if every, err := strconv.Atoi(attr(roots[0], "data-every")); err != nil || every < 2000 || every > 30000 {
+		t.Errorf("polls every %q ms", attr(roots[0], "data-every"))
+	}
+	var parts []string
+	for n := range roots[0].Descendants() {
+		if p := attr(n, "data-part"); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if got := strings.Join(parts, ","); got != "head,facts,actions,progress,cards,chart,rates,rules" {
+		t.Errorf("live parts %s", got)
+	}
+	for id, want := range map[string]string{
+		"recipients":    "9 selected of at most 9",
+		"assign-reason": "why: " + why,
+	} {
+		if got := text(byTestID(live, id)[0]); got != want {
+			t.Errorf("%s: %q, want %q", id, got, want)
+		}
+	}
+	if got := text(byTestID(byTestID(live, "stat-sent")[0], "value")[0]); got != "5" {
+		t.Errorf("sent card %q, want 5", got)
+	}
+	if got := text(byTestID(byTestID(live, "progress")[0], "sent")[0]); got != "5" {
+		t.Errorf("progress sent %q, want 5", got)
+	}
+	if got := text(byTestID(byTestID(live, "stat-acknowledged")[0], "hint")[0]); got != "40.0% of 5 sent" {
+		t.Errorf("acknowledged hint %q", got)
+	}
+	if got := text(byTestID(live, "mail-server")[0]); !strings.HasPrefix(got, "mail-2") {
+		t.Errorf("mail server %q", got)
+	}
+	// The page itself holds the same parts.
+	page := acme.page(fmt.Sprintf("/jobs/%d", job.Key), http.StatusOK)
+	if got := text(byTestID(page, "assign-reason")[0]); got != "why: "+why {
+		t.Errorf("the page's mail server reason %q", got)
+	}
+	if err := e.st.SetJobState(ctx, job.Key, postoffice.JobDone, "complete"); err != nil {
+		t.Fatal(err)
+	}
+	live = acme.page(fmt.Sprintf("/jobs/%d/live", job.Key), http.StatusOK)
+	if got := attr(byTestID(live, "report-live")[0], "data-live-report"); got != "" {
+		t.Errorf("a done job's live report still polls %q", got)
+	}
+	if got := text(byTestID(live, "state")[0]); got != "done" {
+		t.Errorf("a done job's state reads %q", got)
+	}
+}
