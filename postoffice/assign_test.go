@@ -120,3 +120,29 @@ func TestChooseMailServerSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestNextAssignmentForetellsTheNextJob: what NextAssignment says before each job of a row
+// is where that job goes, and asking does not take a turn.
+func TestNextAssignmentForetellsTheNextJob(t *testing.T) {
+	po, st, clk := office(t, 5, nil, 0)
+	now := clk.Now()
+	if a := po.NextAssignment(); a.MailServerID != 0 {
+		t.Fatalf("with no mail server reported, the next job goes to %d", a.MailServerID)
+	}
+	for id := 1; id <= 3; id++ {
+		po.Report(postoffice.MailServerStatus{ID: id, State: "idle"})
+	}
+	for i := range 4 {
+		next := po.NextAssignment()
+		if again := po.NextAssignment(); again != next {
+			t.Fatalf("asking twice gave %+v, then %+v", next, again)
+		}
+		job := create(t, po, campaign(now, now.Add(time.Hour), 5, ``))
+		tick(t, po)
+		j := reload(t, st, job.Key)
+		if j.MailServerID != next.MailServerID || j.AssignReason != next.Reason {
+			t.Errorf("job %d of the row went to mail-%d (%q); NextAssignment said mail-%d (%q)",
+				i+1, j.MailServerID, j.AssignReason, next.MailServerID, next.Reason)
+		}
+	}
+}

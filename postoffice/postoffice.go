@@ -173,17 +173,7 @@ func (po *PostOffice) assign(key int64, deliveries int) Assignment {
 	statuses := po.Statuses()
 	po.mu.Lock()
 	defer po.mu.Unlock()
-	cands := make([]Candidate, len(statuses))
-	for i, st := range statuses {
-		cands[i] = Candidate{MailServerStatus: st}
-		if g := po.given[st.ID]; g != nil {
-			cands[i].LastGiven = g.last
-			for _, u := range g.unreported {
-				cands[i].Unreported += u.deliveries
-			}
-		}
-	}
-	a := ChooseMailServer(cands)
+	a := ChooseMailServer(po.candidates(statuses))
 	if a.MailServerID == 0 {
 		return a
 	}
@@ -196,6 +186,31 @@ func (po *PostOffice) assign(key int64, deliveries int) Assignment {
 	g.last = po.assigned
 	g.unreported[key] = &unreportedJob{deliveries: deliveries}
 	return a
+}
+
+// NextAssignment is the mail server the post office would give a job to now, and why:
+// the choice assign makes, without making it. Returns MailServerID 0 when no mail server
+// has reported.
+func (po *PostOffice) NextAssignment() Assignment {
+	statuses := po.Statuses()
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	return ChooseMailServer(po.candidates(statuses))
+}
+
+// candidates weighs each reported server with what it was given since; po.mu is held.
+func (po *PostOffice) candidates(statuses []MailServerStatus) []Candidate {
+	cands := make([]Candidate, len(statuses))
+	for i, st := range statuses {
+		cands[i] = Candidate{MailServerStatus: st}
+		if g := po.given[st.ID]; g != nil {
+			cands[i].LastGiven = g.last
+			for _, u := range g.unreported {
+				cands[i].Unreported += u.deliveries
+			}
+		}
+	}
+	return cands
 }
 
 // Suspend sets a job's suspend flag; its mail server halts within a second.

@@ -115,8 +115,14 @@ func TestChooseBucketsFitsTheSpan(t *testing.T) {
 		n    int
 		from time.Time
 	}{
-		{0, time.Minute, 1, t0.Truncate(time.Minute)},
-		{10 * time.Minute, time.Minute, 11, time.Date(2030, 1, 2, 10, 7, 0, 0, time.UTC)},
+		// A job done in an instant or within a minute is drawn per second, over at least
+		// chartMinBuckets seconds: never a single dot.
+		{0, time.Second, chartMinBuckets, t0.Add(-(chartMinBuckets - 1) * time.Second)},
+		{3 * time.Second, time.Second, chartMinBuckets, t0.Add(-(chartMinBuckets - 4) * time.Second)},
+		{40 * time.Second, time.Second, 41, t0},
+		{90 * time.Second, 2 * time.Second, 46, t0},
+		{10 * time.Minute, 15 * time.Second, 41, t0},
+		{30 * time.Minute, time.Minute, 31, time.Date(2030, 1, 2, 10, 7, 0, 0, time.UTC)},
 		{2 * time.Hour, 5 * time.Minute, 25, time.Date(2030, 1, 2, 10, 5, 0, 0, time.UTC)},
 		{72 * time.Hour, 2 * time.Hour, 37, time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)},
 		{100 * 24 * time.Hour, 48 * time.Hour, 51, time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)},
@@ -130,7 +136,78 @@ func TestChooseBucketsFitsTheSpan(t *testing.T) {
 			t.Errorf("span %v: buckets end %v (%d of them): the span's end left out, or too many", tc.span, end, n)
 		}
 	}
-	if _, _, n := chooseBuckets(t0, t0.Add(-time.Hour)); n != 1 {
+	if _, _, n := chooseBuckets(t0, t0.Add(-time.Hour)); n != chartMinBuckets {
 		t.Errorf("last before first: %d buckets", n)
+	}
+}
+
+// TestTimelineAcknowledgementsHaveTheirOwnScale: 3 acknowledgements beside thousands of
+// sends reach the top of their own panel instead of lying on the sends' floor, and each
+// panel's legend gives its total.
+func TestTimelineAcknowledgementsHaveTheirOwnScale(t *testing.T) {
+	t0 := time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+	buckets := []timeBucket{{Start: t0, Sends: 9000}, {Start: t0.Add(time.Second), Sends: 824, Acks: 3}, {Start: t0.Add(2 * time.Second)}}
+	svg := timelineSVG(buckets, time.Second)
+	series, _, texts := chartParts(t, svg)
+	y := func(p string) float64 {
+		_, ys, _ := strings.Cut(p, ",")
+		v, err := strconv.ParseFloat(ys, 64)
+		if err != nil {
+			t.Fatalf("point %q: %v", p, err)
+		}
+		return v
+	}
+	acksTop, acksBase := chartTop+sendsH+panelGap, chartTop+sendsH+panelGap+acksH
+	if len(series["acks"]) != 3 {
+		t.Fatalf("ack points %v", series["acks"])
+	}
+	if got := y(series["acks"][1]); got < acksTop || got > acksTop+acksH/4 {
+		t.Errorf("3 acknowledgements drawn at y=%v: want near the top of their panel (%v..%v)", got, acksTop, acksBase)
+	}
+	if got := y(series["acks"][0]); got != acksBase {
+		t.Errorf("no acknowledgements drawn at y=%v, want the panel's floor %v", got, acksBase)
+	}
+	if got := y(series["sends"][0]); got < chartTop || got > chartTop+sendsH/4 {
+		t.Errorf("the peak of sends drawn at y=%v, want near the top of its panel", got)
+	}
+	for _, p := range series["sends"] {
+		if y(p) > chartTop+sendsH {
+			t.Errorf("a send point %q below the sends' panel", p)
+		}
+	}
+	all := strings.Join(texts, "|")
+	for _, want := range []string{"Sent: 9,824", "Acknowledged: 3", "10:00:01"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("chart texts lack %q: %s", want, all)
+		}
+	}
+	if !strings.Contains(svg, "Jan 2 10:00:01 – Jan 2 10:00:02 UTC: 824 sent, 3 acknowledged") {
+		t.Errorf("a second's tooltip does not give its seconds: %s", svg)
+	}
+	if got := durationWords(time.Second); got != "second" {
+		t.Errorf("durationWords(1s) = %q", got)
+	}
+	if got := durationWords(15 * time.Second); got != "15 seconds" {
+		t.Errorf("durationWords(15s) = %q", got)
+	}
+}
+
+func TestAckRateIsNeverRoundedAway(t *testing.T) {
+	for _, tc := range []struct {
+		received, sent int
+		want           string
+	}{
+		{0, 0, "–"},
+		{0, 9824, "0.0%"},
+		{3, 9824, "0.03%"},
+		{1, 1_000_000, "0.0001%"},
+		{1, 3, "33.3%"},
+		{2, 8, "25.0%"},
+		{9823, 9824, "99.99%"},
+		{9824, 9824, "100.0%"},
+	} {
+		if got := ackRate(tc.received, tc.sent); got != tc.want {
+			t.Errorf("ackRate(%d, %d) = %q, want %q", tc.received, tc.sent, got, tc.want)
+		}
 	}
 }

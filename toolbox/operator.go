@@ -65,8 +65,10 @@ type serverRow struct {
 	postoffice.MailServerStatus
 	// Jobs are the running jobs assigned to the server.
 	Jobs []*postoffice.Job
-	// Next marks the server the post office gives the next job to (claim 8).
-	Next bool
+	// Next marks the server the post office gives the next job to (claim 8); NextWhy says
+	// why, when the post office runs in this process.
+	Next    bool
+	NextWhy string
 	// Age is how long ago the server reported.
 	Age time.Duration
 }
@@ -88,7 +90,15 @@ func (d mailServerPages) mailServerRows(ctx context.Context) ([]serverRow, error
 	if err != nil {
 		return nil, err
 	}
-	next := postoffice.SoonestIdle(statuses)
+	// The post office's own choice, counting the jobs it gave since the servers reported
+	// and whose turn it is; by the saved statuses alone when it runs elsewhere.
+	var next postoffice.Assignment
+	if d.po != nil {
+		next = d.po.NextAssignment()
+	}
+	if next.MailServerID == 0 {
+		next.MailServerID = postoffice.SoonestIdle(statuses)
+	}
 	now := d.now()
 	rows := make([]serverRow, len(statuses))
 	for i, st := range statuses {
@@ -96,7 +106,10 @@ func (d mailServerPages) mailServerRows(ctx context.Context) ([]serverRow, error
 		if st.Name == "" {
 			st.Name = fmt.Sprintf("mail-%d", st.ID)
 		}
-		row := serverRow{MailServerStatus: st, Next: st.ID == next}
+		row := serverRow{MailServerStatus: st, Next: st.ID == next.MailServerID}
+		if row.Next {
+			row.NextWhy = next.Reason
+		}
 		if !st.ReportedAt.IsZero() {
 			row.Age = now.Sub(st.ReportedAt)
 		}
@@ -204,7 +217,7 @@ func (s serverRow) liveText() map[string]string {
 	if s.Next {
 		next = "next job goes here"
 	}
-	return map[string]string{
+	return map[string]string{k + "next-why": s.NextWhy,
 		k + "state": s.State, k + "queue": thousands(s.Queue), k + "rate": rateText(s.Rate),
 		k + "idle": idleText(s.IdleIn()), k + "sent": thousands(s.Sent), k + "retried": thousands(s.Retried),
 		k + "rejected": thousands(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,

@@ -309,3 +309,70 @@ func TestOperatorApprovesAndRemovesTestAddresses(t *testing.T) {
 		t.Fatalf("stored test addresses %v %v", list, err)
 	}
 }
+
+// TestMailServersPageMarksThePostOfficesNextChoice: with three idle servers, after the post
+// office gave a job to mail-1 the page marks mail-2 as the next job's server (idle servers
+// take turns; by the statuses alone it was mail-1 again), says why, and says why the running
+// job went to mail-1.
+func TestMailServersPageMarksThePostOfficesNextChoice(t *testing.T) {
+	var po *postoffice.PostOffice
+	e := newEnv(t, func(d *toolbox.Deps) {
+		po = postoffice.New(postoffice.Config{Store: d.Store.(postoffice.Store)})
+		d.PostOffice = po
+	})
+	ctx := context.Background()
+	if err := e.st.RegisterMailServers(ctx, 3, ""); err != nil {
+		t.Fatal(err)
+	}
+	for id := 1; id <= 3; id++ {
+		po.Report(postoffice.MailServerStatus{ID: id, Name: "mail-" + strconv.Itoa(id), State: "idle"})
+	}
+	job := e.job(e.issuer("acme"), "Spring golf")
+	if err := po.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	given, err := e.st.Job(ctx, job.Key)
+	if err != nil || given.MailServerID != 1 || given.AssignReason == "" {
+		t.Fatalf("the job went to mail-%d (%q), %v; want mail-1 with a reason", given.MailServerID, given.AssignReason, err)
+	}
+
+	op, _ := e.signIn("op@example.com", "")
+	doc := op.page("/mail-servers", http.StatusOK)
+	rows := serverRows(t, doc)
+	next := po.NextAssignment()
+	if next.MailServerID != 2 {
+		t.Fatalf("the post office's next choice is mail-%d, want mail-2", next.MailServerID)
+	}
+	for id, row := range rows {
+		marked := cell(t, row, "next") == "next job goes here"
+		if want := id == "2"; marked != want {
+			t.Errorf("mail-%s marked as the next job's server: %v, want %v", id, marked, want)
+		}
+	}
+	if got := cell(t, rows["2"], "next-why"); got != next.Reason {
+		t.Errorf("mail-2 says the next job goes there because %q, want %q", got, next.Reason)
+	}
+	reasons := byTestID(rows["1"], "assign-reason")
+	if len(reasons) != 1 || text(reasons[0]) != "why here: "+given.AssignReason {
+		t.Errorf("mail-1's job does not say why it went there (%q)", given.AssignReason)
+	}
+	var live struct {
+		Servers []struct {
+			ID   int  `json:"id"`
+			Next bool `json:"next"`
+		} `json:"servers"`
+		Text map[string]string `json:"text"`
+	}
+	_, body := op.do(http.MethodGet, "/mail-servers.json", nil, nil)
+	if err := json.Unmarshal([]byte(body), &live); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range live.Servers {
+		if s.Next != (s.ID == 2) {
+			t.Errorf("mail-servers.json: mail-%d next %v", s.ID, s.Next)
+		}
+	}
+	if live.Text["ms-2-next-why"] != next.Reason || live.Text["ms-1-next-why"] != "" {
+		t.Errorf("mail-servers.json next-why texts: %q, %q", live.Text["ms-1-next-why"], live.Text["ms-2-next-why"])
+	}
+}

@@ -55,6 +55,7 @@ func (d reportPages) dashboardRoutes(r chi.Router) {
 func (d reportPages) reportRoutes(r chi.Router) {
 	r.Get("/jobs/{key}", d.jobReport)
 	r.Get("/jobs/{key}/progress.json", d.jobProgress)
+	r.Get("/jobs/{key}/live", d.jobReportLive)
 	r.Get("/jobs/{key}/export.csv", d.exportJob)
 }
 
@@ -300,6 +301,9 @@ type reportView struct {
 	Formats []rateRow
 	Fields  []fieldRates
 	Rules   []ruleSpend
+	// Every is how long, in milliseconds, report.js waits before it asks for the report
+	// again: longer when the report was slow to gather.
+	Every int
 }
 
 // rateRow is the sends and acknowledgements of the deliveries with one value of a field.
@@ -309,14 +313,24 @@ type rateRow struct {
 	Received int
 }
 
-// Rate is the acknowledgement rate in percent, one decimal.
+// Rate is the acknowledgement rate in percent (see ackRate).
 func (r rateRow) Rate() string { return ackRate(r.Received, r.Sent) }
 
+// ackRate is received of sent in percent, with one decimal or as many more as it takes for
+// a few acknowledgements not to read 0.0% (3 of 9,824: 0.03%) nor all but a few 100.0%;
+// "–" when nothing was sent.
 func ackRate(received, sent int) string {
 	if sent == 0 {
 		return "–"
 	}
-	return strconv.FormatFloat(float64(received)*100/float64(sent), 'f', 1, 64) + "%"
+	pct := float64(received) * 100 / float64(sent)
+	for decimals := 1; ; decimals++ {
+		s := strconv.FormatFloat(pct, 'f', decimals, 64)
+		v, _ := strconv.ParseFloat(s, 64)
+		if decimals == 6 || (v != 0 || received == 0) && (v != 100 || received >= sent) {
+			return s + "%"
+		}
+	}
 }
 
 type fieldRates struct {
@@ -338,15 +352,50 @@ const (
 	reportMaxFields  = 4
 )
 
-// jobReport is a job's page: its progress (live), sends and acknowledgements over time,
+// jobReport is a job's page: its progress, sends and acknowledgements over time,
 // acknowledgement rates by format and by the fields its selection uses, and the points its
-// rules awarded.
+// rules awarded. While the job may still send, report.js fetches the same report from
+// /jobs/{key}/live and puts its parts in place together, so no figure contradicts another.
 func (d reportPages) jobReport(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
 	if job == nil {
 		return
 	}
-	ctx := r.Context()
+	v, err := d.report(r.Context(), job)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	p := d.page(w, r, job.Name, "campaigns")
+	p.Scripts = append(p.Scripts, "report.js")
+	d.render(w, r, reportPage(p, v))
+}
+
+// jobReportLive answers report.js with the report's parts alone, gathered in one pass.
+func (d reportPages) jobReportLive(w http.ResponseWriter, r *http.Request) {
+	job := d.jobFor(w, r)
+	if job == nil {
+		return
+	}
+	v, err := d.report(r.Context(), job)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.render(w, r, reportLive(v))
+}
+
+// Polling bounds for a live report: every two seconds, or four times as long as the
+// report took to gather, up to half a minute, so a large job's report does not keep the
+// database busy.
+const (
+	reportEvery    = 2 * time.Second
+	reportEveryMax = 30 * time.Second
+)
+
+// report gathers everything a job's report shows.
+func (d reportPages) report(ctx context.Context, job *postoffice.Job) (reportView, error) {
+	began := time.Now()
 	// The job's actions (schedule, suspend, resume, stop, duplicate, test) are the campaign
 	// pages' (campaigns.go); each comes back here with a flash.
 	v := reportView{Row: JobRow{Job: job}, Actions: d.jobActions(job)}
@@ -359,7 +408,7 @@ func (d reportPages) jobReport(w http.ResponseWriter, r *http.Request) {
 	tasks := []func() error{
 		func() (err error) { v.Row.Counts, err = d.jobCounts(ctx, job); return err },
 		func() (err error) { v.Channels, err = d.reports.JobChannels(ctx, job.Key); return err },
-		func() (err error) { v.Chart, v.Bucket, err = d.timeline(ctx, job.Key); return err },
+		func() (err error) { v.Chart, v.Bucket, err = d.timeline(ctx, job); return err },
 		func() (err error) { formats, err = d.reports.JobCountsBy(ctx, job.Key, "format", 2); return err },
 		func() (err error) { rulePoints, err = d.reports.JobRulePoints(ctx, job.Key); return err },
 		func() (err error) { v.Settled, v.Earners, err = d.reports.JobSettlement(ctx, job.Key); return err },
@@ -372,34 +421,29 @@ func (d reportPages) jobReport(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err := runAll(tasks...); err != nil {
-		d.fail(w, r, err)
-		return
+		return v, err
 	}
 	v.Row.Progress = progressOf(job, v.Row.Counts)
 	waiting, err := d.waitingNote(ctx, job)
 	if err != nil {
-		d.fail(w, r, err)
-		return
+		return v, err
 	}
 	v.Row.Progress.Waiting = waiting
 	v.Formats = rateRows(formats)
 	rules, err := d.reports.JobRules(ctx, job.Key)
 	if err != nil {
-		d.fail(w, r, err)
-		return
+		return v, err
 	}
 	for _, rule := range rules {
 		spent, err := d.reports.RuleSpent(ctx, rule.ID)
 		if err != nil {
-			d.fail(w, r, err)
-			return
+			return v, err
 		}
 		v.Rules = append(v.Rules, ruleSpend{Rule: rule, Job: rulePoints[rule.ID], Spent: spent})
 	}
 	v.Row.Points = jobAwarded(rulePoints)
-	p := d.page(w, r, job.Name, "campaigns")
-	p.Scripts = append(p.Scripts, "progress.js")
-	d.render(w, r, reportPage(p, v))
+	v.Every = int(min(max(reportEvery, 4*time.Since(began)), reportEveryMax) / time.Millisecond)
+	return v, nil
 }
 
 // jobAwarded is the points a job's acknowledgements accrued: what each rule awarded
@@ -424,15 +468,18 @@ func runAll(tasks ...func() error) error {
 }
 
 // timeline draws a job's sends and acknowledgements over time, in buckets sized to the
-// span from its first send to its last send or acknowledgement; "" while it has sent
-// nothing.
-func (d reportPages) timeline(ctx context.Context, key int64) (string, time.Duration, error) {
-	first, last, err := d.reports.JobSpan(ctx, key)
+// span from its first send to its last send or acknowledgement (to now, while it runs); ""
+// while it has sent nothing.
+func (d reportPages) timeline(ctx context.Context, job *postoffice.Job) (string, time.Duration, error) {
+	first, last, err := d.reports.JobSpan(ctx, job.Key)
 	if err != nil || first.IsZero() {
 		return "", 0, err
 	}
+	if now := d.now(); job.State == postoffice.JobRunning && now.After(last) {
+		last = now
+	}
 	from, size, n := chooseBuckets(first, last)
-	sends, acks, err := d.reports.JobTimeline(ctx, key, from, size, n)
+	sends, acks, err := d.reports.JobTimeline(ctx, job.Key, from, size, n)
 	if err != nil {
 		return "", 0, err
 	}

@@ -349,7 +349,7 @@ func TestJobReportMatchesTheStore(t *testing.T) {
 	if len(buckets) < 2 || sent != 5 {
 		t.Errorf("%d buckets with %d sends, want the 5 sends over several buckets", len(buckets), sent)
 	}
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got != fmt.Sprintf("/jobs/%d/progress.json", job.Key) {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got != fmt.Sprintf("/jobs/%d/live", job.Key) {
 		t.Errorf("report polls %q", got)
 	}
 	if href := attr(byTestID(doc, "export")[0], "href"); href != fmt.Sprintf("/jobs/%d/export.csv", job.Key) {
@@ -379,14 +379,14 @@ func TestJobReportWithoutSelectionOrSends(t *testing.T) {
 	if len(byTestID(doc, "no-rules")) != 1 {
 		t.Error("a job without rules does not say so")
 	}
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got == "" {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got == "" {
 		t.Error("a scheduled job's report does not poll its progress")
 	}
 	if err := e.st.SetJobState(context.Background(), job.Key, postoffice.JobDraft, ""); err != nil {
 		t.Fatal(err)
 	}
 	doc = acme.page(fmt.Sprintf("/jobs/%d", job.Key), http.StatusOK)
-	if got := attr(byTestID(doc, "report")[0], "data-progress"); got != "" {
+	if got := attr(byTestID(doc, "report")[0], "data-live-report"); got != "" {
 		t.Errorf("a draft's report polls %q, though nothing will move until it is scheduled", got)
 	}
 	// Everyone selected: the report falls back to country and gender.
@@ -450,7 +450,7 @@ func TestReportsAnswer404ForAnotherIssuersJob(t *testing.T) {
 	e := newEnv(t)
 	theirs := reportJob(t, e, e.issuer("beta"), "Beta secret", "", reportPeople("beta.example"))
 	acme, _ := e.signIn("ann@acme.example", "acme")
-	for _, path := range []string{"/jobs/%d", "/jobs/%d/progress.json", "/jobs/%d/export.csv"} {
+	for _, path := range []string{"/jobs/%d", "/jobs/%d/progress.json", "/jobs/%d/live", "/jobs/%d/export.csv"} {
 		for _, key := range []string{strconv.FormatInt(theirs.Key, 10), "999", "abc"} {
 			p := strings.Replace(path, "%d", key, 1)
 			resp, body := acme.do(http.MethodGet, p, nil, nil)
@@ -523,12 +523,12 @@ func TestExportCSVHasOneSafeRowPerDelivery(t *testing.T) {
 }
 
 // TestProgressMovesWithoutReload opens a job's report in headless Chromium, records more
-// sends in the store, and waits for progress.js to show them; then finishes the job and
+// sends in the store, and waits for report.js to show them; then finishes the job and
 // waits for the page to say so (and stop polling).
 func TestProgressMovesWithoutReload(t *testing.T) {
 	browser, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("no chromium to run progress.js in")
+		t.Skip("no chromium to run report.js in")
 	}
 	e := newEnv(t)
 	ctx := context.Background()
@@ -563,8 +563,11 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	sentJS := `document.querySelector('[data-testid=progress] [data-field=sent]').textContent`
-	waitFor("5 sent", sentJS+` === "5"`)
+	// Every figure of the report comes from one reading: the progress, the cards and the
+	// recipients move together.
+	sentJS := `document.querySelector('[data-testid=progress] [data-testid=sent]').textContent`
+	cardJS := `document.querySelector('[data-testid=stat-sent] [data-testid=value]').textContent`
+	waitFor("5 sent", sentJS+` === "5" && `+cardJS+` === "5"`)
 
 	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
 	if err != nil || len(recips) != 3 {
@@ -577,17 +580,18 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 	if err := e.st.RecordOutcomes(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("8 sent after the new sends", sentJS+` === "8"`)
-	waitFor("nothing remaining", `document.querySelector('[data-testid=progress] [data-field=remaining]').textContent === "0"`)
+	waitFor("8 sent after the new sends, in the progress and on the card", sentJS+` === "8" && `+cardJS+` === "8"`)
+	waitFor("nothing remaining", `document.querySelector('[data-testid=progress] [data-testid=remaining]').textContent === "0"`)
 	waitFor("a wider sent segment", `parseFloat(document.querySelector('[data-testid=progress] [data-seg=sent]').style.width) > 60`)
 
 	if err := e.st.SetJobState(ctx, job.Key, postoffice.JobDone, ""); err != nil {
 		t.Fatal(err)
 	}
-	// The page reloads itself once the job is done: the new page is the final report, which
-	// no longer polls.
-	waitFor("the final report of the done job", `!document.querySelector('[data-testid=report]').getAttribute('data-progress') && `+
-		`document.querySelector('[data-testid=report] [data-field=state]').textContent === "done"`)
+	// Once the job is done the report shows it, without the actions of a running job, and
+	// stops polling.
+	waitFor("the final report of the done job", `!document.querySelector('[data-testid=report]').getAttribute('data-live-report') && `+
+		`document.querySelector('[data-testid=report] [data-testid=state]').textContent === "done" && `+
+		`!document.querySelector('[data-testid=action-suspend]')`)
 }
 
 // slowExportStore is a store whose job export pauses before every thousandth delivery: a
@@ -643,5 +647,74 @@ func TestExportCSVOutlastsWriteTimeout(t *testing.T) {
 	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
 	if err != nil || len(recs) != 1+n {
 		t.Fatalf("%d records (%v), want a header and %d deliveries", len(recs), err, n)
+	}
+}
+
+// TestJobReportLiveIsTheWholeReport: what report.js fetches is every part of the report,
+// from one reading (the cards, the recipients, the mail server and why, the progress), and
+// once the job is done it names no URL, so polling stops.
+func TestJobReportLiveIsTheWholeReport(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	job := reportJob(t, e, e.issuer("acme"), "Spring", "", reportPeople("acme.example"))
+	const why = "idle; of 3 idle servers, the one given a job least recently"
+	if err := e.st.RegisterMailServers(ctx, 3, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.RecordAssignment(ctx, job.Key, postoffice.Assignment{MailServerID: 2, Reason: why}); err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := e.signIn("ann@acme.example", "acme")
+	live := acme.page(fmt.Sprintf("/jobs/%d/live", job.Key), http.StatusOK)
+	roots := byTestID(live, "report-live")
+	if len(roots) != 1 || attr(roots[0], "data-live-report") != fmt.Sprintf("/jobs/%d/live", job.Key) {
+		t.Fatalf("the live report's root: %d, polling %q", len(roots), attr(roots[0], "data-live-report"))
+	}
+	if every, err := strconv.Atoi(attr(roots[0], "data-every")); err != nil || every < 2000 || every > 30000 {
+		t.Errorf("polls every %q ms", attr(roots[0], "data-every"))
+	}
+	var parts []string
+	for n := range roots[0].Descendants() {
+		if p := attr(n, "data-part"); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if got := strings.Join(parts, ","); got != "head,facts,actions,progress,cards,chart,rates,rules" {
+		t.Errorf("live parts %s", got)
+	}
+	for id, want := range map[string]string{
+		"recipients":    "9 selected of at most 9",
+		"assign-reason": "why: " + why,
+	} {
+		if got := text(byTestID(live, id)[0]); got != want {
+			t.Errorf("%s: %q, want %q", id, got, want)
+		}
+	}
+	if got := text(byTestID(byTestID(live, "stat-sent")[0], "value")[0]); got != "5" {
+		t.Errorf("sent card %q, want 5", got)
+	}
+	if got := text(byTestID(byTestID(live, "progress")[0], "sent")[0]); got != "5" {
+		t.Errorf("progress sent %q, want 5", got)
+	}
+	if got := text(byTestID(byTestID(live, "stat-acknowledged")[0], "hint")[0]); got != "40.0% of 5 sent" {
+		t.Errorf("acknowledged hint %q", got)
+	}
+	if got := text(byTestID(live, "mail-server")[0]); !strings.HasPrefix(got, "mail-2") {
+		t.Errorf("mail server %q", got)
+	}
+	// The page itself holds the same parts.
+	page := acme.page(fmt.Sprintf("/jobs/%d", job.Key), http.StatusOK)
+	if got := text(byTestID(page, "assign-reason")[0]); got != "why: "+why {
+		t.Errorf("the page's mail server reason %q", got)
+	}
+	if err := e.st.SetJobState(ctx, job.Key, postoffice.JobDone, "complete"); err != nil {
+		t.Fatal(err)
+	}
+	live = acme.page(fmt.Sprintf("/jobs/%d/live", job.Key), http.StatusOK)
+	if got := attr(byTestID(live, "report-live")[0], "data-live-report"); got != "" {
+		t.Errorf("a done job's live report still polls %q", got)
+	}
+	if got := text(byTestID(live, "state")[0]); got != "done" {
+		t.Errorf("a done job's state reads %q", got)
 	}
 }

@@ -1,8 +1,8 @@
-// Live progress: every element with a data-progress URL (a dashboard row, the job report)
-// polls that progress.json every 2 seconds and updates, inside itself, the figures marked
+// Live progress: every element with a data-progress URL (a dashboard row) polls that
+// progress.json every 2 seconds and updates, inside itself, the figures marked
 // data-field="NAME" and the bar segments marked data-seg="NAME". It stops once the job is
-// done (or gone), and waits while the tab is hidden. An element marked data-reload-when-done
-// reloads the page when the job ends.
+// done (or gone), and waits while the tab is hidden. (A job's report refreshes as a whole:
+// report.js.)
 (function () {
   "use strict";
   var every = 2000;
@@ -63,10 +63,6 @@
           }
           apply(el, p);
           if (p.done) {
-            // A report watched to its end reloads once, so its figures and chart are final.
-            if (el.hasAttribute("data-reload-when-done")) {
-              location.reload();
-            }
             return;
           }
           setTimeout(tick, every);
