@@ -81,7 +81,7 @@ var conformanceTests = []string{
 	"TestJobTimelineCountsSendsAndAcknowledgementsByBucket",
 	"TestLedgerIsAppendOnly",
 	"TestLinkJobRules",
-	"TestOutboxBefore",
+	"TestOutboxSearch",
 	"TestPasswordChangeAndDisableEndSessions",
 	"TestPointsBoundsInTheDatabase",
 	"TestPointsBoundsRefusedWithTheField",
