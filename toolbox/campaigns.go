@@ -1320,6 +1320,18 @@ func (d campaignPages) duplicateJob(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, fmt.Sprintf("/campaigns/%d/edit", dup.Key), flash)
 }
 
+// testFormats says how many messages a test of job sends: one per format it has.
+func testFormats(job *postoffice.Job) string {
+	switch {
+	case job.TextMessageID != 0 && job.HTMLMessageID != 0:
+		return "two messages, one per format (text and HTML)"
+	case job.HTMLMessageID != 0:
+		return "one message, in HTML"
+	default:
+		return "one message, in text"
+	}
+}
+
 // testJob sends the job's message to one address.
 func (d campaignPages) testJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
@@ -1341,7 +1353,7 @@ func (d campaignPages) testJob(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, back, "The test was not sent: "+err.Error())
 		return
 	}
-	d.redirect(w, r, back, fmt.Sprintf("A test of campaign %d was sent to %s, marked [TEST]; its links earn nothing.", job.Key, to))
+	d.redirect(w, r, back, fmt.Sprintf("A test of campaign %d was sent to %s: %s, marked [TEST]; its links earn nothing.", job.Key, to, testFormats(job)))
 }
 
 // jobActions is the row of action buttons for a job that fit its state: edit (a draft),
