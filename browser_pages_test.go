@@ -203,6 +203,7 @@ func TestBrowserConsumerEditAndBulk(t *testing.T) {
 	do(t, ctx, "save the edit", chromedp.SetValue(`[data-testid=edit-birth_year]`, "1990"),
 		chromedp.SetValue(`[data-testid=edit-city]`, "Halifax"),
 		chromedp.Click(`[data-testid=edit-save]`), chromedp.WaitVisible(`[data-testid=flash]`))
+	screenshot(t, ctx, "consumer-edited")
 	if got, err := st.ConsumerByID(context.Background(), c1.ID); err != nil || got.City != "Halifax" || got.BirthYear != 1990 {
 		t.Errorf("after the edit: %+v, %v", got, err)
 	}

@@ -96,10 +96,9 @@ type consumerQuery struct {
 var consumerStatuses = []rewards.ConsumerStatus{rewards.StatusActive, rewards.StatusUnsubscribed,
 	rewards.StatusBounced, rewards.StatusSuppressed}
 
-// parseConsumerQuery reads the search from the URL. Returns the errors by form field for
-// values the form does not offer; the query then holds the defaults for them.
-func parseConsumerQuery(r *http.Request) (consumerQuery, map[string]string) {
-	v := r.URL.Query()
+// parseConsumerQuery reads the search from v, a URL's query or a form. Returns the errors
+// by form field for values the form does not offer; the query then holds the defaults for them.
+func parseConsumerQuery(v url.Values) (consumerQuery, map[string]string) {
 	q := consumerQuery{Text: strings.TrimSpace(v.Get("q")), Field: v.Get("field"), Match: v.Get("match"),
 		Status: rewards.ConsumerStatus(v.Get("status"))}
 	errs := map[string]string{}
@@ -187,7 +186,7 @@ type consumersView struct {
 
 func (d consumerPages) consumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q, errs := parseConsumerQuery(r)
+	q, errs := parseConsumerQuery(r.URL.Query())
 	v := consumersView{Q: q, Errors: errs}
 	rows, err := d.store.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, q.Before, consumersPageSize)
 	if err != nil {
@@ -364,8 +363,7 @@ type bulkView struct {
 // bulkRequest reads the search and the action of a bulk request; it answers 400 and returns
 // false for a search or action the pages do not offer.
 func (d consumerPages) bulkRequest(w http.ResponseWriter, r *http.Request, values url.Values) (bulkView, bool) {
-	r.URL.RawQuery = values.Encode()
-	q, errs := parseConsumerQuery(r)
+	q, errs := parseConsumerQuery(values)
 	delete(errs, "before") // an action takes every page
 	if len(errs) > 0 {
 		http.Error(w, "That search is not one the consumers page makes: search again, then choose the action.", http.StatusBadRequest)
@@ -457,7 +455,7 @@ var exportColumns = append(rewards.ConsumerFieldNames(), "status", "points_balan
 
 func (d consumerPages) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q, errs := parseConsumerQuery(r)
+	q, errs := parseConsumerQuery(r.URL.Query())
 	delete(errs, "before") // the export is every page
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
