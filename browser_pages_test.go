@@ -249,6 +249,9 @@ func TestBrowserInvitationLinkAfterRedirect(t *testing.T) {
 	if err != nil || !strings.HasPrefix(link, base+"/welcome/") {
 		t.Fatalf("the invitation shows %q (%v)", link, err)
 	}
+	if typed, err := chromedp.Run(ctx, chromedp.Value(`[data-testid=invite-form] input[name=email]`)); err != nil || typed != "" {
+		t.Errorf("the invitation form still holds %q (%v) once the invitation is made", typed, err)
+	}
 	// The page came from a GET: its entry in the history is the issuer's page, not the form's POST.
 	nav, err := chromedp.Run(ctx, chromedp.Evaluate[string](`performance.getEntriesByType('navigation')[0].type + ' ' + location.pathname`))
 	if err != nil || !regexp.MustCompile(`^navigate /issuers/\d+$`).MatchString(nav) {

@@ -97,6 +97,15 @@ type invitation struct {
 	MailError string
 }
 
+// typed is what the invitation form shows of v: what was typed while it has errors, and
+// nothing once the invitation is made.
+func (v invitation) typed() invitation {
+	if v.Link != "" {
+		return invitation{}
+	}
+	return v
+}
+
 // Invitations e-mails a new toolbox user the link with which they choose a password.
 type Invitations interface {
 	// SendInvitation tells a new user of their account for what and its link.

@@ -661,7 +661,7 @@ func issuersPage(p Page, v issuersView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = inviteForm("/operators", "They get a link to choose a password"+inviteHow(v.MailsInvites), v.Invite, v.InviteErrors).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = inviteForm("/operators", "They get a link to choose a password"+inviteHow(v.MailsInvites), v.Invite.typed(), v.InviteErrors).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -816,7 +816,7 @@ func issuerPage(p Page, v issuerView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = inviteForm("/issuers/"+strconv.FormatInt(v.Issuer.ID, 10)+"/users", "They will see and change "+v.Issuer.Name+"'s campaigns, rules and reports only. They get a link to choose a password"+inviteHow(v.MailsInvites), v.Invite, v.Errors).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = inviteForm("/issuers/"+strconv.FormatInt(v.Issuer.ID, 10)+"/users", "They will see and change "+v.Issuer.Name+"'s campaigns, rules and reports only. They get a link to choose a password"+inviteHow(v.MailsInvites), v.Invite.typed(), v.Errors).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
