@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
@@ -314,5 +315,39 @@ func TestLoginSaysWhereTheSetupLinkIsUntilAnOperatorExists(t *testing.T) {
 	e.signIn("op@example.com", "")
 	if n := byTestID(e.anonymous().page("/login", http.StatusOK), "no-operator"); len(n) != 0 {
 		t.Error("the sign-in page says there is no operator while there is one")
+	}
+}
+
+func TestSendATestSaysOneMessagePerFormat(t *testing.T) {
+	e := newEditorEnv(t)
+	e.consumers()
+	c, _ := e.signIn("ann@acme.example", "acme")
+	now := time.Now().UTC()
+	both, _, err := e.po.CreateJob(context.Background(), &postoffice.Campaign{Issuer: "acme", Name: "Both", Draft: true,
+		Start: now.Format(time.RFC3339), Stop: now.Add(48 * time.Hour).Format(time.RFC3339), ClientCount: 10,
+		Text: &postoffice.MessageSpec{Subject: "Hi <_&getUserName_>", Body: "Earn: <_&getAckURL_>"},
+		HTML: &postoffice.MessageSpec{Subject: "Hi <_&getUserName_>", Body: `<a href="<_&getAckURL_>">Earn</a>`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	textOnly := e.draft("acme", "Text")
+	for _, job := range []struct {
+		job  *postoffice.Job
+		says string
+		sent int
+	}{{textOnly, "one message, in text", 1}, {both, "two messages, one per format (text and HTML)", 2}} {
+		before := len(e.sink.Messages())
+		doc := c.page(fmt.Sprintf("/jobs/%d", job.job.Key), http.StatusOK)
+		if n := byTestID(doc, "test-formats"); len(n) != 1 || !strings.Contains(text(n[0]), job.says) {
+			t.Errorf("job %s: the test form does not say it sends %q", job.job.Name, job.says)
+		}
+		resp, _ := c.post(fmt.Sprintf("/jobs/%d/test", job.job.Key), url.Values{"to": {"ann@acme.example"}})
+		flash := text(byTestID(c.page(resp.Header.Get("Location"), http.StatusOK), "flash")[0])
+		if !strings.Contains(flash, job.says) {
+			t.Errorf("job %s: after the test the page says %q, want %q", job.job.Name, flash, job.says)
+		}
+		if got := len(e.sink.Messages()) - before; got != job.sent {
+			t.Errorf("job %s: the test sent %d messages, want %d", job.job.Name, got, job.sent)
+		}
 	}
 }
