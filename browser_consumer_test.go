@@ -89,7 +89,8 @@ func TestBrowserConsumerAccount(t *testing.T) {
 	// The footer, as the toolbox's outbox shows the HTML message.
 	msg := outboxTo(t, st, "c0@example.com", "text/html") // c0 reads HTML
 	signInOperator(t, ctx, e, base)
-	do(t, ctx, "open the message", chromedp.Navigate(fmt.Sprintf("%s/outbox/%d", base, msg.ID)), chromedp.WaitVisible(`[data-testid=raw]`))
+	do(t, ctx, "open the message", chromedp.Navigate(fmt.Sprintf("%s/outbox/%d", base, msg.ID)),
+		chromedp.WaitVisible(`[data-testid=html-body]`))
 	screenshot(t, ctx, "consumer-message-footer")
 	frame, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=html-body]').getAttribute('srcdoc')`))
 	if err != nil {

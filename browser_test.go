@@ -190,7 +190,8 @@ func TestBrowserWholeLoop(t *testing.T) {
 	// The outbox holds the messages; open one and follow its link.
 	do(t, ctx, "open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(`[data-testid=outbox]`))
 	screenshot(t, ctx, "outbox")
-	do(t, ctx, "open a message", chromedp.Click(`[data-testid=outbox-message] a`), chromedp.WaitVisible(`[data-testid=raw]`))
+	do(t, ctx, "open a message", chromedp.Click(`[data-testid=outbox-message] a`),
+		chromedp.Click(`[data-testid=tab-raw]`), chromedp.WaitVisible(`[data-testid=raw]`))
 	screenshot(t, ctx, "outbox-message")
 	raw, err := chromedp.Run(ctx, chromedp.TextContent(`[data-testid=raw]`))
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"pointpost/postoffice"
 	"pointpost/rewards"
 )
 
@@ -136,27 +135,66 @@ func (s *Store) ImportConsumerFile(ctx context.Context, r io.Reader, report func
 	return res.Inserted, res.Updated, err
 }
 
-// OutboxBefore lists up to limit captured messages with an ID below beforeID (all when it is
-// 0), newest first, without their data.
-func (s *Store) OutboxBefore(ctx context.Context, beforeID int64, limit int) ([]postoffice.OutboxMessage, error) {
-	if beforeID <= 0 {
-		beforeID = 1<<63 - 1
+// UpdateConsumer writes every one of c's own fields (rewards.ConsumerFields) over those of the
+// consumer with c.ID, as an operator edited them: an empty field is cleared, not kept.
+// Status, balance and attributes stay. Returns rewards.ErrNotFound if there is no such
+// consumer and rewards.ErrExists if c.Email is another consumer's.
+func (s *Store) UpdateConsumer(ctx context.Context, c *rewards.Consumer) error {
+	var birthYear any
+	if c.BirthYear != 0 {
+		birthYear = c.BirthYear
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT id, coalesce(delivery_id, 0), mail_from, rcpt_to, subject, created_at
-		FROM outbox WHERE id < ? ORDER BY id DESC LIMIT ?`, beforeID, limit)
+	format := c.Format
+	if format == "" {
+		format = rewards.FormatText
+	}
+	res, err := s.exec(ctx, `UPDATE consumers SET email = ?, first_name = ?, last_name = ?, city = ?, region = ?,
+			country = ?, postal_code = ?, birth_year = ?, gender = ?, interests = ?, format = ?, updated_at = ?
+		WHERE id = ?`, strings.ToLower(strings.TrimSpace(c.Email)), c.FirstName, c.LastName, c.City, c.Region,
+		c.Country, c.PostalCode, birthYear, c.Gender, interestsColumn(c.Interests), string(format), ms(s.Now()), c.ID)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("consumer %s: %w", c.Email, rewards.ErrExists)
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer rows.Close()
-	var out []postoffice.OutboxMessage
-	for rows.Next() {
-		var m postoffice.OutboxMessage
-		var created int64
-		if err := rows.Scan(&m.ID, &m.DeliveryID, &m.From, &m.To, &m.Subject, &created); err != nil {
-			return nil, err
-		}
-		m.CreatedAt = fromMS(created)
-		out = append(out, m)
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("consumer %d: %w", c.ID, rewards.ErrNotFound)
 	}
-	return out, rows.Err()
+	return nil
+}
+
+// SetStatusOfConsumersMatching gives status to every consumer the search (as
+// SearchConsumers, all pages) finds and whose status is one of from, and returns how many
+// changed. Returns an error for an unknown field, match or status.
+func (s *Store) SetStatusOfConsumersMatching(ctx context.Context, field, match, text string, filter rewards.ConsumerStatus,
+	status rewards.ConsumerStatus, from []rewards.ConsumerStatus) (int, error) {
+	switch status {
+	case rewards.StatusActive, rewards.StatusUnsubscribed, rewards.StatusBounced, rewards.StatusSuppressed:
+	default:
+		return 0, fmt.Errorf("consumer status %q is not active, unsubscribed, bounced or suppressed", status)
+	}
+	where, args, err := s.consumerSearchWhere(field, match, text, filter)
+	if err != nil {
+		return 0, err
+	}
+	if len(from) == 0 {
+		return 0, nil
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(from)), ", ")
+	for _, f := range from {
+		args = append(args, string(f))
+	}
+	res, err := s.exec(ctx, `UPDATE consumers SET status = ?, updated_at = ? WHERE `+where+` AND status IN (`+marks+`)`,
+		append([]any{string(status), ms(s.Now())}, args...)...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if n > 0 {
+		s.statusGen.Add(1)
+	}
+	return int(n), err
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -123,22 +125,130 @@ func TestImportConsumerFile(t *testing.T) {
 	}
 }
 
-func TestOutboxBefore(t *testing.T) {
+func TestOutboxSearch(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
 	var msgs []*postoffice.OutboxMessage
 	for i := range 5 {
-		msgs = append(msgs, &postoffice.OutboxMessage{From: "a@x", To: fmt.Sprintf("c%d@y", i), Data: []byte("x")})
+		campaign := "Spring sale"
+		if i%2 == 1 {
+			campaign = "[TEST] Autumn 100%"
+		}
+		msgs = append(msgs, &postoffice.OutboxMessage{From: "bounce@x", To: fmt.Sprintf("c%d@y.example", i), Subject: campaign,
+			Data: []byte("Subject: Hello\r\n\r\n" + strings.Repeat("body ", OutboxHeadBytes))})
 	}
 	if err := s.AppendOutbox(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.OutboxBefore(ctx, 0, 2)
-	if err != nil || len(got) != 2 || got[0].ID != 5 || got[1].ID != 4 || got[0].Data != nil {
-		t.Fatalf("newest two: %+v, %v", got, err)
+	got, total, err := s.OutboxSearch(ctx, "", "", 0, 2)
+	if err != nil || total != 5 || len(got) != 2 || got[0].ID != 5 || got[1].ID != 4 {
+		t.Fatalf("newest two: %+v, %d, %v", got, total, err)
 	}
-	got, err = s.OutboxBefore(ctx, 4, 10)
+	if len(got[0].Data) != OutboxHeadBytes || !strings.HasPrefix(string(got[0].Data), "Subject: Hello\r\n") {
+		t.Errorf("the listing's data is %d bytes, want the head of %d", len(got[0].Data), OutboxHeadBytes)
+	}
+	got, _, err = s.OutboxSearch(ctx, "", "", 4, 10)
 	if err != nil || len(got) != 3 || got[0].ID != 3 || got[2].ID != 1 {
 		t.Fatalf("before 4: %+v, %v", got, err)
+	}
+	// The recipient and the campaign match any part, whatever the case; LIKE's wildcards
+	// in the search match only themselves.
+	for _, c := range []struct {
+		to, campaign string
+		want         []int64
+	}{
+		{"C3@Y", "", []int64{4}},
+		{"", "autumn", []int64{4, 2}},
+		{"", "100%", []int64{4, 2}},
+		{"", "1_0", nil},
+		{"y.example", "spring", []int64{5, 3, 1}},
+		{"c1@", "spring", nil},
+	} {
+		got, total, err := s.OutboxSearch(ctx, c.to, c.campaign, 0, 10)
+		var ids []int64
+		for _, m := range got {
+			ids = append(ids, m.ID)
+		}
+		if err != nil || total != len(c.want) || !slices.Equal(ids, c.want) {
+			t.Errorf("to %q campaign %q: %v (total %d, %v), want %v", c.to, c.campaign, ids, total, err, c.want)
+		}
+	}
+}
+
+func TestUpdateConsumerWritesEveryField(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{
+		{Email: "ann@example.com", FirstName: "Ann", City: "Boston", Interests: []string{"golf"}, BirthYear: 1980,
+			Attributes: map[string]string{"tier": "gold"}},
+		{Email: "bob@example.com"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ann, err := s.ConsumerByEmail(ctx, "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := *ann
+	edited.Email, edited.FirstName, edited.City, edited.Interests, edited.BirthYear = "Ann.Lee@Example.com", "Annie", "", nil, 0
+	edited.Format = rewards.FormatHTML
+	if err := s.UpdateConsumer(ctx, &edited); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ConsumerByID(ctx, ann.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Email != "ann.lee@example.com" || got.FirstName != "Annie" || got.City != "" || len(got.Interests) != 0 ||
+		got.BirthYear != 0 || got.Format != rewards.FormatHTML || got.Attributes["tier"] != "gold" || got.Status != rewards.StatusActive {
+		t.Errorf("after the edit: %+v", got)
+	}
+	edited.Email = "bob@example.com"
+	if err := s.UpdateConsumer(ctx, &edited); !errors.Is(err, rewards.ErrExists) {
+		t.Errorf("taking bob's address: %v, want ErrExists", err)
+	}
+	edited.ID, edited.Email = 999, "nobody@example.com"
+	if err := s.UpdateConsumer(ctx, &edited); !errors.Is(err, rewards.ErrNotFound) {
+		t.Errorf("an unknown consumer: %v, want ErrNotFound", err)
+	}
+}
+
+func TestSetStatusOfConsumersMatching(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if _, _, err := s.UpsertConsumers(ctx, []rewards.Consumer{
+		{Email: "ann@boston.example", City: "Boston"},
+		{Email: "bea@boston.example", City: "Boston", Status: rewards.StatusBounced},
+		{Email: "cy@boston.example", City: "Boston", Status: rewards.StatusUnsubscribed},
+		{Email: "dan@austin.example", City: "Austin"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gen := s.StatusGeneration()
+	n, err := s.SetStatusOfConsumersMatching(ctx, SearchCity, MatchPrefix, "bost", "", rewards.StatusUnsubscribed,
+		[]rewards.ConsumerStatus{rewards.StatusActive})
+	if err != nil || n != 1 {
+		t.Fatalf("unsubscribing Boston: %d, %v; want the one active consumer", n, err)
+	}
+	if s.StatusGeneration() == gen {
+		t.Error("the status generation did not move")
+	}
+	n, err = s.SetStatusOfConsumersMatching(ctx, SearchAny, MatchContains, "boston", "", rewards.StatusSuppressed,
+		[]rewards.ConsumerStatus{rewards.StatusActive, rewards.StatusUnsubscribed, rewards.StatusBounced})
+	if err != nil || n != 3 {
+		t.Fatalf("suppressing Boston: %d, %v; want 3", n, err)
+	}
+	for email, want := range map[string]rewards.ConsumerStatus{"ann@boston.example": rewards.StatusSuppressed,
+		"bea@boston.example": rewards.StatusSuppressed, "dan@austin.example": rewards.StatusActive} {
+		if c, err := s.ConsumerByEmail(ctx, email); err != nil || c.Status != want {
+			t.Errorf("%s: %+v, %v; want %s", email, c, err, want)
+		}
+	}
+	if _, err := s.SetStatusOfConsumersMatching(ctx, SearchAny, MatchPrefix, "", "", "gone", nil); err == nil {
+		t.Error("an unknown status: no error")
+	}
+	if _, err := s.SetStatusOfConsumersMatching(ctx, "zip", MatchPrefix, "x", "", rewards.StatusSuppressed,
+		[]rewards.ConsumerStatus{rewards.StatusActive}); err == nil {
+		t.Error("an unknown field: no error")
 	}
 }

@@ -2,6 +2,8 @@ package toolbox
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/mail"
 	"regexp"
@@ -95,6 +97,15 @@ type invitation struct {
 	MailError string
 }
 
+// typed is what the invitation form shows of v: what was typed while it has errors, and
+// nothing once the invitation is made.
+func (v invitation) typed() invitation {
+	if v.Link != "" {
+		return invitation{}
+	}
+	return v
+}
+
 // Invitations e-mails a new toolbox user the link with which they choose a password.
 type Invitations interface {
 	// SendInvitation tells a new user of their account for what and its link.
@@ -153,11 +164,13 @@ func (d issuerAdmin) renderIssuers(w http.ResponseWriter, r *http.Request, statu
 		v.Issuers = append(v.Issuers, row)
 	}
 	v.Self = userFrom(ctx).ID
-	d.renderStatus(w, r, status, issuersPage(d.page(w, r, "Issuers & users", "issuers"), v))
+	p := d.page(w, r, "Issuers & users", "issuers")
+	p.Scripts = append(p.Scripts, "copy.js")
+	d.renderStatus(w, r, status, issuersPage(p, v))
 }
 
 func (d issuerAdmin) issuers(w http.ResponseWriter, r *http.Request) {
-	d.renderIssuers(w, r, http.StatusOK, issuersView{})
+	d.renderIssuers(w, r, http.StatusOK, issuersView{Invite: d.takeInvitation(w, r)})
 }
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
@@ -260,11 +273,11 @@ func (d issuerAdmin) inviteOperator(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
 	if len(v.InviteErrors) > 0 {
-		status = http.StatusUnprocessableEntity
+		d.renderIssuers(w, r, http.StatusUnprocessableEntity, v)
+		return
 	}
-	d.renderIssuers(w, r, status, v)
+	d.showInvitation(w, r, "/issuers", v.Invite)
 }
 
 type issuerView struct {
@@ -340,12 +353,14 @@ func (d issuerAdmin) renderIssuer(w http.ResponseWriter, r *http.Request, status
 		v.BudgetInput = strconv.FormatInt(v.Budget, 10)
 	}
 	v.Self = userFrom(ctx).ID
-	d.renderStatus(w, r, status, issuerPage(d.page(w, r, v.Issuer.Name, "issuers"), v))
+	p := d.page(w, r, v.Issuer.Name, "issuers")
+	p.Scripts = append(p.Scripts, "copy.js")
+	d.renderStatus(w, r, status, issuerPage(p, v))
 }
 
 func (d issuerAdmin) issuer(w http.ResponseWriter, r *http.Request) {
 	if iss := d.issuerFor(w, r); iss != nil {
-		d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss})
+		d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss, Invite: d.takeInvitation(w, r)})
 	}
 }
 
@@ -383,11 +398,11 @@ func (d issuerAdmin) inviteIssuerUser(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
 	if len(v.Errors) > 0 {
-		status = http.StatusUnprocessableEntity
+		d.renderIssuer(w, r, http.StatusUnprocessableEntity, v)
+		return
 	}
-	d.renderIssuer(w, r, status, v)
+	d.showInvitation(w, r, "/issuers/"+strconv.FormatInt(iss.ID, 10), v.Invite)
 }
 
 // createIssuerKey makes an API key for the issuer and shows its secret, this once.
@@ -515,7 +530,7 @@ func (d issuerAdmin) newSignInLink(w http.ResponseWriter, r *http.Request) {
 	inv := invitation{Email: u.Email, Name: u.Name, Link: link}
 	if u.Operator() {
 		d.mailInvitation(r.Context(), &inv, operatorsAccount, true)
-		d.renderIssuers(w, r, http.StatusOK, issuersView{Invite: inv})
+		d.showInvitation(w, r, usersPage(u), inv)
 		return
 	}
 	iss, err := d.issuerByID(r.Context(), u.IssuerID)
@@ -523,7 +538,46 @@ func (d issuerAdmin) newSignInLink(w http.ResponseWriter, r *http.Request) {
 		iss = &rewards.Issuer{ID: u.IssuerID, Slug: u.IssuerSlug, Name: u.IssuerSlug}
 	}
 	d.mailInvitation(r.Context(), &inv, issuerAccount(*iss), true)
-	d.renderIssuer(w, r, http.StatusOK, issuerView{Issuer: *iss, Invite: inv})
+	d.showInvitation(w, r, usersPage(u), inv)
+}
+
+// invitationCookie carries a link just made from the form that made it to the page that
+// shows it (POST, redirect, GET): a refresh then shows the page again instead of asking to
+// send the form twice. The link is a secret, so it travels in an HttpOnly cookie read once,
+// never in the URL.
+const invitationCookie = "pointpost_invitation"
+
+// shownInvitation is what the cookie holds: the invitation, for the page at Page alone.
+type shownInvitation struct {
+	Page string
+	invitation
+}
+
+// showInvitation redirects to page, which shows inv once.
+func (d issuerAdmin) showInvitation(w http.ResponseWriter, r *http.Request, page string, inv invitation) {
+	b, err := json.Marshal(shownInvitation{Page: page, invitation: inv})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: invitationCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: "/issuers",
+		MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: d.secure(r)})
+	http.Redirect(w, r, page, http.StatusSeeOther)
+}
+
+// takeInvitation returns the invitation a redirect left for this page, and forgets it.
+func (d issuerAdmin) takeInvitation(w http.ResponseWriter, r *http.Request) invitation {
+	c, err := r.Cookie(invitationCookie)
+	if err != nil {
+		return invitation{}
+	}
+	http.SetCookie(w, &http.Cookie{Name: invitationCookie, Path: "/issuers", MaxAge: -1})
+	var shown shownInvitation
+	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil || json.Unmarshal(b, &shown) != nil || shown.Page != r.URL.Path {
+		return invitation{}
+	}
+	return shown.invitation
 }
 
 type settingsView struct {

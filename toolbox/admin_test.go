@@ -28,6 +28,19 @@ func adminPost(t *testing.T, c *client, path string, form url.Values, want int) 
 	return resp, authParse(t, body)
 }
 
+// adminInvite posts a form that makes a sign-in link and follows the redirect to the page
+// that shows it, as a browser does (POST, redirect, GET); the page shows it once.
+func adminInvite(t *testing.T, c *client, path string, form url.Values) *html.Node {
+	t.Helper()
+	resp, _ := adminPost(t, c, path, form, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	doc := c.page(loc, http.StatusOK)
+	if len(byTestID(c.page(loc, http.StatusOK), "invite-link")) != 0 {
+		t.Errorf("a refresh of %s shows the link again", loc)
+	}
+	return doc
+}
+
 // adminLink returns the one-time link a page shows, as a path on the test server.
 func adminLink(t *testing.T, e *env, doc *html.Node) string {
 	t.Helper()
@@ -109,7 +122,7 @@ func TestOperatorInvitesIssuerUsers(t *testing.T) {
 	if len(byTestID(doc, "error-email")) != 1 {
 		t.Fatal("a bad address is not named")
 	}
-	_, doc = adminPost(t, op, path, url.Values{"email": {"Ann@Acme.example"}, "name": {"Ann"}}, http.StatusOK)
+	doc = adminInvite(t, op, path, url.Values{"email": {"Ann@Acme.example"}, "name": {"Ann"}})
 	link := adminLink(t, e, doc)
 	u, hash, err := e.st.UserByEmail(ctx, "ann@acme.example")
 	if err != nil || u.Role != rewards.RoleIssuer || u.IssuerID != acme.ID || hash != "" || u.Name != "Ann" {
@@ -132,7 +145,7 @@ func TestOperatorInvitesIssuerUsers(t *testing.T) {
 		t.Fatal("the invited user is not acme's")
 	}
 	// A lost link: the operator makes a new one, which works once more.
-	_, doc = adminPost(t, op, "/users/"+strconv.FormatInt(u.ID, 10)+"/link", nil, http.StatusOK)
+	doc = adminInvite(t, op, "/users/"+strconv.FormatInt(u.ID, 10)+"/link", nil)
 	again := adminLink(t, e, doc)
 	if again == link {
 		t.Fatal("the new link is the old one")
@@ -144,7 +157,7 @@ func TestOperatorInvitesIssuerUsers(t *testing.T) {
 func TestOperatorInvitesOperators(t *testing.T) {
 	e := newEnv(t)
 	op, _ := e.signIn("op@example.com", "")
-	_, doc := adminPost(t, op, "/operators", url.Values{"email": {"bea@example.com"}}, http.StatusOK)
+	doc := adminInvite(t, op, "/operators", url.Values{"email": {"bea@example.com"}})
 	adminLink(t, e, doc)
 	u, _, err := e.st.UserByEmail(context.Background(), "bea@example.com")
 	if err != nil || !u.Operator() {
@@ -273,7 +286,7 @@ func TestInvitationsAreEMailed(t *testing.T) {
 	op, _ := e.signIn("op@example.com", "")
 	acme := e.issuer("acme")
 
-	_, doc := adminPost(t, op, "/issuers/"+strconv.FormatInt(acme.ID, 10)+"/users", url.Values{"email": {"ann@acme.example"}, "name": {"Ann"}}, http.StatusOK)
+	doc := adminInvite(t, op, "/issuers/"+strconv.FormatInt(acme.ID, 10)+"/users", url.Values{"email": {"ann@acme.example"}, "name": {"Ann"}})
 	link := adminLink(t, e, doc)
 	if len(byTestID(doc, "invite-mailed")) != 1 {
 		t.Fatal("the page does not say the link was e-mailed")
@@ -291,7 +304,7 @@ func TestInvitationsAreEMailed(t *testing.T) {
 	sink.Answer = func(from, to string, data []byte) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	}
-	_, doc = adminPost(t, op, "/operators", url.Values{"email": {"bo@example.com"}}, http.StatusOK)
+	doc = adminInvite(t, op, "/operators", url.Values{"email": {"bo@example.com"}})
 	adminLink(t, e, doc)
 	if n := byTestID(doc, "invite-mail-error"); len(n) != 1 || !strings.Contains(text(n[0]), "could not be sent") {
 		t.Fatal("a refused invitation e-mail is not reported on the page")

@@ -35,6 +35,9 @@ type accountStore interface {
 type setupStore interface {
 	CheckSetupToken(ctx context.Context, tokenHash []byte, now time.Time) error
 	CreateFirstOperator(ctx context.Context, tokenHash []byte, u *rewards.User, passwordHash string, now time.Time) error
+	// CountOperators counts the operators: with none, the sign-in page says where the
+	// setup link is.
+	CountOperators(ctx context.Context) (int, error)
 }
 
 // defaultPasswordCost is the bcrypt cost of stored passwords: about a quarter of a second.
@@ -115,6 +118,8 @@ func (d *authPages) authRoutes(r chi.Router) {
 type loginView struct {
 	Email, Next string
 	Error       string
+	// NoOperator says nobody can sign in yet: the first operator comes from the setup link.
+	NoOperator bool
 }
 
 func (d *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +128,12 @@ func (d *authPages) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 		return
 	}
-	d.render(w, r, loginPage(d.page(w, r, "Sign in", ""), loginView{Next: next}))
+	n, err := d.settings.CountOperators(r.Context())
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.render(w, r, loginPage(d.page(w, r, "Sign in", ""), loginView{Next: next, NoOperator: n == 0}))
 }
 
 // login signs a user in. Every failure, whether the address has an account or not, gets

@@ -26,6 +26,8 @@ import (
 type campaignStore interface {
 	postoffice.Store
 	Issuers(ctx context.Context) ([]rewards.Issuer, error)
+	// JobReceipts counts each job's sent and received deliveries (Sent, Received) cheaply.
+	JobReceipts(ctx context.Context, keys []int64) (map[int64]postoffice.JobCounts, error)
 	JobRules(ctx context.Context, jobKey int64) ([]rewards.AwardRule, error)
 	Rules(ctx context.Context, issuerID int64) ([]rewards.AwardRule, error)
 	Rule(ctx context.Context, id int64) (*rewards.AwardRule, error)
@@ -67,22 +69,135 @@ func (d campaignPages) campaignRoutes(r chi.Router) {
 	r.Post("/jobs/{key}/test", d.testJob)
 }
 
-// campaignList shows the jobs the user may see, newest first.
+// campaignsPageSize is how many campaigns one page of the list shows.
+const campaignsPageSize = 25
+
+// campaignStates are the states the campaign list filters by: a job's state, or suspended.
+var campaignStates = []string{string(postoffice.JobDraft), string(postoffice.JobScheduled), string(postoffice.JobRunning),
+	"suspended", string(postoffice.JobDone)}
+
+// campaignListQuery is the campaign list's search, state filter and page, as its links
+// carry them.
+type campaignListQuery struct {
+	Text, State string
+	Page        int
+}
+
+// link is the list's page n with the query.
+func (q campaignListQuery) link(n int) string {
+	v := url.Values{}
+	if q.Text != "" {
+		v.Set("q", q.Text)
+	}
+	if q.State != "" {
+		v.Set("state", q.State)
+	}
+	if n > 1 {
+		v.Set("page", strconv.Itoa(n))
+	}
+	if len(v) == 0 {
+		return "/campaigns"
+	}
+	return "/campaigns?" + v.Encode()
+}
+
+// matches reports whether j is found by the search (in its name, its issuer's slug, or its
+// number) and has the state asked for.
+func (q campaignListQuery) matches(j *postoffice.Job) bool {
+	switch {
+	case q.State == "suspended":
+		if !j.Suspended || j.State == postoffice.JobDone {
+			return false
+		}
+	case q.State != "" && string(j.State) != q.State:
+		return false
+	}
+	t := strings.ToLower(q.Text)
+	return t == "" || strings.Contains(strings.ToLower(j.Name), t) || strings.Contains(j.IssuerSlug, t) ||
+		strconv.FormatInt(j.Key, 10) == t
+}
+
+// campaignRow is a campaign as the list shows it, with its sends and acknowledgements.
+type campaignRow struct {
+	*postoffice.Job
+	Sent, Received int
+}
+
+// Rate is the acknowledgement rate of the campaign's sent messages.
+func (c campaignRow) Rate() string { return ackRate(c.Received, c.Sent) }
+
+// campaignListView is one page of the campaign list.
+type campaignListView struct {
+	Q        campaignListQuery
+	Rows     []campaignRow
+	Operator bool
+	// Any says the user has campaigns at all, whatever the search finds.
+	Any bool
+	// Matching is how many campaigns the search finds; Pages how many pages they fill.
+	Matching, Pages int
+	// Error says what was wrong with the query; the list then shows its first page.
+	Error string
+}
+
+// campaignList shows the jobs the user may see, newest first, found by a search and a
+// state, a page at a time, with each one's sends and acknowledgements.
 func (d campaignPages) campaignList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	u := userFrom(ctx)
+	v := campaignListView{Operator: u.Operator(), Q: campaignListQuery{Text: strings.TrimSpace(r.URL.Query().Get("q")),
+		State: r.URL.Query().Get("state"), Page: 1}}
+	status := http.StatusOK
+	if len(v.Q.Text) > 200 {
+		v.Error, v.Q.Text = "Search for at most 200 characters.", ""
+	}
+	if v.Q.State != "" && !slices.Contains(campaignStates, v.Q.State) {
+		v.Error, v.Q.State = "Choose a state from the list: "+strings.Join(campaignStates, ", ")+".", ""
+	}
+	if p := r.URL.Query().Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			v.Error = "Page " + strconv.Quote(p) + " is not a page number: this is the first page."
+		} else {
+			v.Q.Page = n
+		}
+	}
 	jobs, err := d.jobs.Jobs(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	u := userFrom(ctx)
-	mine := jobs[:0]
+	var found []*postoffice.Job
 	for _, j := range jobs {
-		if u.MaySee(j.IssuerID) {
-			mine = append(mine, j)
+		if !u.MaySee(j.IssuerID) {
+			continue
+		}
+		v.Any = true
+		if v.Q.matches(j) {
+			found = append(found, j)
 		}
 	}
-	d.render(w, r, campaignListPage(d.page(w, r, "Campaigns", "campaigns"), mine, u.Operator()))
+	v.Matching, v.Pages = len(found), max(1, (len(found)+campaignsPageSize-1)/campaignsPageSize)
+	if v.Q.Page > v.Pages {
+		v.Error = fmt.Sprintf("There is no page %d: the campaigns found fill %d. This is the first.", v.Q.Page, v.Pages)
+		v.Q.Page = 1
+	}
+	if v.Error != "" {
+		status = http.StatusBadRequest
+	}
+	found = found[(v.Q.Page-1)*campaignsPageSize : min(len(found), v.Q.Page*campaignsPageSize)]
+	keys := make([]int64, len(found))
+	for i, j := range found {
+		keys[i] = j.Key
+	}
+	receipts, err := d.campaigns.JobReceipts(ctx, keys)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	for _, j := range found {
+		v.Rows = append(v.Rows, campaignRow{Job: j, Sent: receipts[j.Key].Sent, Received: receipts[j.Key].Received})
+	}
+	d.renderStatus(w, r, status, campaignListPage(d.page(w, r, "Campaigns", "campaigns"), v))
 }
 
 // selRow is one condition row of the selection builder, as typed.
@@ -1205,6 +1320,18 @@ func (d campaignPages) duplicateJob(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, fmt.Sprintf("/campaigns/%d/edit", dup.Key), flash)
 }
 
+// testFormats says how many messages a test of job sends: one per format it has.
+func testFormats(job *postoffice.Job) string {
+	switch {
+	case job.TextMessageID != 0 && job.HTMLMessageID != 0:
+		return "two messages, one per format (text and HTML)"
+	case job.HTMLMessageID != 0:
+		return "one message, in HTML"
+	default:
+		return "one message, in text"
+	}
+}
+
 // testJob sends the job's message to one address.
 func (d campaignPages) testJob(w http.ResponseWriter, r *http.Request) {
 	job := d.jobFor(w, r)
@@ -1226,7 +1353,7 @@ func (d campaignPages) testJob(w http.ResponseWriter, r *http.Request) {
 		d.redirect(w, r, back, "The test was not sent: "+err.Error())
 		return
 	}
-	d.redirect(w, r, back, fmt.Sprintf("A test of campaign %d was sent to %s, marked [TEST]; its links earn nothing.", job.Key, to))
+	d.redirect(w, r, back, fmt.Sprintf("A test of campaign %d was sent to %s: %s, marked [TEST]; its links earn nothing.", job.Key, to, testFormats(job)))
 }
 
 // jobActions is the row of action buttons for a job that fit its state: edit (a draft),

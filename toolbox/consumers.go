@@ -52,6 +52,12 @@ type consumerStore interface {
 	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
 	Timeline(ctx context.Context, email string) (*rewards.Timeline, error)
 	SetConsumerStatus(ctx context.Context, email string, status rewards.ConsumerStatus) error
+	// UpdateConsumer writes every own field of a consumer as an operator edited them.
+	UpdateConsumer(ctx context.Context, c *rewards.Consumer) error
+	// SetStatusOfConsumersMatching gives status to the consumers a search finds whose
+	// status is one of from, and returns how many changed.
+	SetStatusOfConsumersMatching(ctx context.Context, field, match, text string, filter rewards.ConsumerStatus,
+		status rewards.ConsumerStatus, from []rewards.ConsumerStatus) (int, error)
 	// ImportConsumerFile upserts the consumers of a CSV file, reporting each bad record.
 	ImportConsumerFile(ctx context.Context, r io.Reader, report func(rewards.RowError)) (inserted, updated int, err error)
 }
@@ -67,6 +73,10 @@ func (d consumerPages) consumerRoutes(r chi.Router, imports *importTracker) {
 	r.Get("/consumers/export.csv", d.exportConsumers)
 	r.Get("/consumers/{id:[0-9]+}", d.consumer)
 	r.Post("/consumers/{id:[0-9]+}/status", d.setConsumerStatus)
+	r.Get("/consumers/{id:[0-9]+}/edit", d.editConsumer)
+	r.Post("/consumers/{id:[0-9]+}/edit", d.saveConsumer)
+	r.Get("/consumers/bulk", d.confirmBulk)
+	r.Post("/consumers/bulk", d.bulkStatus)
 	r.Get("/consumers/import", d.importForm(imports))
 	r.Post("/consumers/import", d.uploadImport(imports))
 	r.Get("/consumers/import/{id:[0-9]+}", d.importPage(imports))
@@ -86,10 +96,9 @@ type consumerQuery struct {
 var consumerStatuses = []rewards.ConsumerStatus{rewards.StatusActive, rewards.StatusUnsubscribed,
 	rewards.StatusBounced, rewards.StatusSuppressed}
 
-// parseConsumerQuery reads the search from the URL. Returns the errors by form field for
-// values the form does not offer; the query then holds the defaults for them.
-func parseConsumerQuery(r *http.Request) (consumerQuery, map[string]string) {
-	v := r.URL.Query()
+// parseConsumerQuery reads the search from v, a URL's query or a form. Returns the errors
+// by form field for values the form does not offer; the query then holds the defaults for them.
+func parseConsumerQuery(v url.Values) (consumerQuery, map[string]string) {
 	q := consumerQuery{Text: strings.TrimSpace(v.Get("q")), Field: v.Get("field"), Match: v.Get("match"),
 		Status: rewards.ConsumerStatus(v.Get("status"))}
 	errs := map[string]string{}
@@ -177,7 +186,7 @@ type consumersView struct {
 
 func (d consumerPages) consumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q, errs := parseConsumerQuery(r)
+	q, errs := parseConsumerQuery(r.URL.Query())
 	v := consumersView{Q: q, Errors: errs}
 	rows, err := d.store.SearchConsumers(ctx, q.Field, q.Match, q.Text, q.Status, q.Before, consumersPageSize)
 	if err != nil {
@@ -270,13 +279,183 @@ func (d consumerPages) setConsumerStatus(w http.ResponseWriter, r *http.Request)
 	d.redirect(w, r, fmt.Sprintf("/consumers/%d", c.ID), c.Email+" is "+done+".")
 }
 
+// consumerEdit is the operator's edit form of a consumer: each of rewards.ConsumerFields as
+// typed, and what is wrong with them.
+type consumerEdit struct {
+	Consumer *rewards.Consumer
+	Values   map[string]string
+	Errors   fieldErrors
+}
+
+func (d consumerPages) editConsumer(w http.ResponseWriter, r *http.Request) {
+	c := d.consumerFor(w, r)
+	if c == nil {
+		return
+	}
+	v := consumerEdit{Consumer: c, Values: map[string]string{}, Errors: fieldErrors{}}
+	for _, f := range rewards.ConsumerFields {
+		v.Values[f.Name] = f.Get(c)
+	}
+	d.renderStatus(w, r, http.StatusOK, consumerEditPage(d.page(w, r, "Edit "+c.Email, "consumers"), v))
+}
+
+// saveConsumer writes the edit form over the consumer's own fields: an emptied field is
+// cleared. Each refused value is said beside its field, and nothing is written.
+func (d consumerPages) saveConsumer(w http.ResponseWriter, r *http.Request) {
+	c := d.consumerFor(w, r)
+	if c == nil {
+		return
+	}
+	v := consumerEdit{Consumer: c, Values: map[string]string{}, Errors: fieldErrors{}}
+	edited := rewards.Consumer{ID: c.ID}
+	for _, f := range rewards.ConsumerFields {
+		val := strings.TrimSpace(r.PostFormValue(f.Name))
+		v.Values[f.Name] = val
+		if len(val) > 200 {
+			v.Errors[f.Name] = "Keep it under 200 characters."
+			continue
+		}
+		if err := f.Set(&edited, val, d.now().Year()); err != nil {
+			v.Errors[f.Name] = err.Error()
+		}
+	}
+	if len(v.Errors) == 0 {
+		err := d.store.UpdateConsumer(r.Context(), &edited)
+		if err == nil {
+			d.logger.Info("consumer edited by operator", "consumer", c.ID, "by", userFrom(r.Context()).Email)
+			d.redirect(w, r, fmt.Sprintf("/consumers/%d", c.ID), edited.Email+" saved.")
+			return
+		}
+		if !errors.Is(err, rewards.ErrExists) {
+			d.fail(w, r, err)
+			return
+		}
+		v.Errors["email"] = edited.Email + " is another consumer's address."
+	}
+	d.renderStatus(w, r, http.StatusUnprocessableEntity, consumerEditPage(d.page(w, r, "Edit "+c.Email, "consumers"), v))
+}
+
+// bulkAction is a status change an operator may make to every consumer a search finds.
+type bulkAction struct {
+	Name, Label string
+	Status      rewards.ConsumerStatus
+	// From are the statuses it changes; the others stay (a bounced address stays bounced
+	// when unsubscribed).
+	From []rewards.ConsumerStatus
+}
+
+var bulkActions = []bulkAction{
+	{"unsubscribe", "Unsubscribe", rewards.StatusUnsubscribed, []rewards.ConsumerStatus{rewards.StatusActive}},
+	{"suppress", "Suppress", rewards.StatusSuppressed, []rewards.ConsumerStatus{rewards.StatusActive,
+		rewards.StatusUnsubscribed, rewards.StatusBounced}},
+}
+
+// bulkView is the confirmation of a bulk action: what it does to how many.
+type bulkView struct {
+	Q      consumerQuery
+	Action bulkAction
+	// Matching is how many consumers the search finds now.
+	Matching int
+	// Error says why the action was not done.
+	Error string
+}
+
+// bulkRequest reads the search and the action of a bulk request; it answers 400 and returns
+// false for a search or action the pages do not offer.
+func (d consumerPages) bulkRequest(w http.ResponseWriter, r *http.Request, values url.Values) (bulkView, bool) {
+	q, errs := parseConsumerQuery(values)
+	delete(errs, "before") // an action takes every page
+	if len(errs) > 0 {
+		http.Error(w, "That search is not one the consumers page makes: search again, then choose the action.", http.StatusBadRequest)
+		return bulkView{}, false
+	}
+	q.Before = 0
+	v := bulkView{Q: q}
+	for _, a := range bulkActions {
+		if a.Name == values.Get("action") {
+			v.Action = a
+		}
+	}
+	if v.Action.Name == "" {
+		http.Error(w, "Choose unsubscribe or suppress.", http.StatusBadRequest)
+		return bulkView{}, false
+	}
+	return v, true
+}
+
+// confirmBulk asks the operator to confirm a bulk action, saying how many it will change.
+func (d consumerPages) confirmBulk(w http.ResponseWriter, r *http.Request) {
+	v, ok := d.bulkRequest(w, r, r.URL.Query())
+	if !ok {
+		return
+	}
+	var err error
+	if v.Matching, err = d.store.CountConsumersMatching(r.Context(), v.Q.Field, v.Q.Match, v.Q.Text, v.Q.Status); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.renderStatus(w, r, http.StatusOK, bulkConfirmPage(d.page(w, r, v.Action.Label+" consumers", "consumers"), v))
+}
+
+// bulkStatus does a confirmed bulk action, if the search still finds as many consumers as
+// the confirmation said; otherwise it asks again.
+func (d consumerPages) bulkStatus(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "The form did not arrive whole.", http.StatusBadRequest)
+		return
+	}
+	v, ok := d.bulkRequest(w, r, r.PostForm)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	confirmed, err := strconv.Atoi(r.PostFormValue("count"))
+	if err != nil || confirmed < 0 {
+		http.Error(w, "The confirmation did not say how many consumers: confirm on the consumers page.", http.StatusBadRequest)
+		return
+	}
+	if v.Matching, err = d.store.CountConsumersMatching(ctx, v.Q.Field, v.Q.Match, v.Q.Text, v.Q.Status); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.Matching != confirmed {
+		v.Error = fmt.Sprintf("The search finds %s consumers now, not the %s you confirmed: nothing was changed. Confirm again.",
+			thousands(v.Matching), thousands(confirmed))
+		d.renderStatus(w, r, http.StatusConflict, bulkConfirmPage(d.page(w, r, v.Action.Label+" consumers", "consumers"), v))
+		return
+	}
+	n, err := d.store.SetStatusOfConsumersMatching(ctx, v.Q.Field, v.Q.Match, v.Q.Text, v.Q.Status, v.Action.Status, v.Action.From)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.logger.Info("consumers' status set in bulk by operator", "status", v.Action.Status, "changed", n, "matching", v.Matching,
+		"search", v.Q.values().Encode(), "by", userFrom(ctx).Email)
+	d.redirect(w, r, v.Q.link("/consumers", 0), fmt.Sprintf("%s of the %s consumers found are now %s; the others were already %s or %s.",
+		thousands(n), thousands(v.Matching), v.Action.Status, v.Action.Status, bulkKept(v.Action)))
+}
+
+// bulkKept names the statuses a bulk action leaves as they are.
+func bulkKept(a bulkAction) string {
+	var kept []string
+	for _, s := range consumerStatuses {
+		if s != a.Status && !containsStatus(a.From, s) {
+			kept = append(kept, string(s))
+		}
+	}
+	if len(kept) == 0 {
+		return "gone"
+	}
+	return strings.Join(kept, " or ")
+}
+
 // exportColumns are the export's columns: the import's (rewards.ConsumerFields), then what
 // only the export has.
 var exportColumns = append(rewards.ConsumerFieldNames(), "status", "points_balance", "id")
 
 func (d consumerPages) exportConsumers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q, errs := parseConsumerQuery(r)
+	q, errs := parseConsumerQuery(r.URL.Query())
 	delete(errs, "before") // the export is every page
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))

@@ -1,6 +1,7 @@
 package toolbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,8 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 	"github.com/go-chi/chi/v5"
 
 	"pointpost/postoffice"
@@ -27,9 +30,10 @@ import (
 type mailServerStore interface {
 	MailServers(ctx context.Context) ([]postoffice.MailServerStatus, error)
 	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
-	Outbox(ctx context.Context, limit int) ([]postoffice.OutboxMessage, int, error)
+	// OutboxSearch lists captured messages by recipient and campaign, each with the head of
+	// its data (its header); total is how many match.
+	OutboxSearch(ctx context.Context, to, campaign string, beforeID int64, limit int) (msgs []postoffice.OutboxMessage, total int, err error)
 	OutboxMessageByID(ctx context.Context, id int64) (*postoffice.OutboxMessage, error)
-	OutboxBefore(ctx context.Context, beforeID int64, limit int) ([]postoffice.OutboxMessage, error)
 	// The addresses an operator approved for test sends, beside the toolbox users' own.
 	TestAddresses(ctx context.Context) ([]rewards.TestAddress, error)
 	ApproveTestAddress(ctx context.Context, email, note, by string) error
@@ -56,6 +60,7 @@ func (d mailServerPages) mailServerRoutes(r chi.Router) {
 	}
 	r.Get("/outbox", d.outbox)
 	r.Get("/outbox/{id}", d.outboxMessage)
+	r.Get("/outbox/{id}/download", d.downloadOutboxMessage)
 	r.Post("/outbox/test-addresses", d.approveTestAddress)
 	r.Post("/outbox/test-addresses/remove", d.removeTestAddress)
 }
@@ -302,6 +307,53 @@ func ageText(age time.Duration, never bool) string {
 // be old: the post office saves them every second.
 func (s serverRow) stale() bool { return !s.ReportedAt.IsZero() && s.Age > 15*time.Second }
 
+// outboxQuery is the outbox search as its form and links carry it.
+type outboxQuery struct {
+	To, Campaign string
+	Before       int64
+}
+
+// maxOutboxSearch bounds what the outbox search looks for, in bytes.
+const maxOutboxSearch = 200
+
+// link is the outbox page of the query, below before when it is not 0.
+func (q outboxQuery) link(before int64) string {
+	v := url.Values{}
+	if q.To != "" {
+		v.Set("to", q.To)
+	}
+	if q.Campaign != "" {
+		v.Set("campaign", q.Campaign)
+	}
+	if before != 0 {
+		v.Set("before", strconv.FormatInt(before, 10))
+	}
+	if len(v) == 0 {
+		return "/outbox"
+	}
+	return "/outbox?" + v.Encode()
+}
+
+// outboxRow is a captured message as the outbox lists it: its campaign, and the From and
+// Subject its reader sees (not the envelope's bounce address).
+type outboxRow struct {
+	ID                          int64
+	To, Campaign, From, Subject string
+	CreatedAt                   time.Time
+}
+
+// outboxView is one page of the outbox.
+type outboxView struct {
+	Q     outboxQuery
+	Rows  []outboxRow
+	Total int
+	// Next is the link to the older messages, empty on the last page.
+	Next string
+	// Campaigns are the names of the campaigns, offered to the campaign search.
+	Campaigns []string
+	Approved  []rewards.TestAddress
+}
+
 func (d mailServerPages) outbox(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	before, ok := pageCursor(r, "before")
@@ -309,26 +361,60 @@ func (d mailServerPages) outbox(w http.ResponseWriter, r *http.Request) {
 		d.notFound(w, r)
 		return
 	}
-	msgs, err := d.store.OutboxBefore(ctx, before, outboxPageSize)
+	q := outboxQuery{To: strings.TrimSpace(r.URL.Query().Get("to")), Campaign: strings.TrimSpace(r.URL.Query().Get("campaign")), Before: before}
+	if len(q.To) > maxOutboxSearch || len(q.Campaign) > maxOutboxSearch {
+		http.Error(w, fmt.Sprintf("Search for at most %d characters.", maxOutboxSearch), http.StatusBadRequest)
+		return
+	}
+	msgs, total, err := d.store.OutboxSearch(ctx, q.To, q.Campaign, before, outboxPageSize)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	_, total, err := d.store.Outbox(ctx, 0)
-	if err != nil {
-		d.fail(w, r, err)
-		return
+	v := outboxView{Q: q, Total: total}
+	for _, m := range msgs {
+		v.Rows = append(v.Rows, outboxRowOf(m))
 	}
-	next := ""
 	if len(msgs) == outboxPageSize {
-		next = "/outbox?before=" + strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
+		v.Next = q.link(msgs[len(msgs)-1].ID)
 	}
-	approved, err := d.store.TestAddresses(ctx)
+	jobs, err := d.store.Jobs(ctx)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	d.render(w, r, outboxListPage(d.page(w, r, "Outbox", "outbox"), msgs, total, before != 0, next, approved))
+	for _, j := range jobs {
+		if !slices.Contains(v.Campaigns, j.Name) {
+			v.Campaigns = append(v.Campaigns, j.Name)
+		}
+	}
+	if v.Approved, err = d.store.TestAddresses(ctx); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	p := d.page(w, r, "Outbox", "outbox")
+	p.Styles = append(p.Styles, "outbox.css")
+	d.render(w, r, outboxListPage(p, v))
+}
+
+// outboxRowOf reads the From and Subject fields of m's header (m.Data holds at least the
+// header); a header that does not parse leaves the envelope's sender and no subject.
+func outboxRowOf(m postoffice.OutboxMessage) outboxRow {
+	row := outboxRow{ID: m.ID, To: m.To, Campaign: m.Subject, From: m.From, CreatedAt: m.CreatedAt}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.Data)))
+	if err != nil {
+		return row
+	}
+	mh := gomail.Header{Header: message.Header{Header: h}}
+	if s, err := mh.Subject(); err == nil {
+		row.Subject = s
+	} else {
+		row.Subject = mh.Get("Subject")
+	}
+	if from, err := mh.Text("From"); err == nil && from != "" {
+		row.From = from
+	}
+	return row
 }
 
 // approveTestAddress adds an address to those "send a test" may mail, on the outbox page
@@ -367,18 +453,43 @@ func pageCursor(r *http.Request, name string) (int64, bool) {
 	return n, err == nil && n > 0
 }
 
-func (d mailServerPages) outboxMessage(w http.ResponseWriter, r *http.Request) {
+// outboxMessageFor loads the captured message of the URL's {id}, or answers 404 and
+// returns nil.
+func (d mailServerPages) outboxMessageFor(w http.ResponseWriter, r *http.Request) *postoffice.OutboxMessage {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
-	if err != nil {
+	if err != nil || id <= 0 {
 		d.notFound(w, r)
-		return
+		return nil
 	}
 	m, err := d.store.OutboxMessageByID(r.Context(), id)
 	if err != nil {
 		d.fail(w, r, err)
+		return nil
+	}
+	return m
+}
+
+func (d mailServerPages) outboxMessage(w http.ResponseWriter, r *http.Request) {
+	m := d.outboxMessageFor(w, r)
+	if m == nil {
 		return
 	}
-	d.render(w, r, outboxPage(d.page(w, r, "Message "+strconv.FormatInt(id, 10), "outbox"), m, readCaptured(m.Data)))
+	p := d.page(w, r, "Message "+strconv.FormatInt(m.ID, 10), "outbox")
+	p.Styles = append(p.Styles, "outbox.css")
+	d.render(w, r, outboxPage(p, m, outboxRowOf(*m), readCaptured(m.Data)))
+}
+
+// downloadOutboxMessage hands over a captured message as it would have been sent, as an
+// .eml file a mail client opens.
+func (d mailServerPages) downloadOutboxMessage(w http.ResponseWriter, r *http.Request) {
+	m := d.outboxMessageFor(w, r)
+	if m == nil {
+		return
+	}
+	w.Header().Set("Content-Type", "message/rfc822")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="message-%d.eml"`, m.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(m.Data)
 }
 
 // captured is an outbox message decoded for reading: its header fields and its text and
