@@ -104,6 +104,7 @@ var conformanceTests = []string{
 	"TestRuleSpentFollowsAccruals",
 	"TestRulesCreateReadUpdateRetire",
 	"TestRulesErrors",
+	"TestScheduleJobRecordsTheBudgetOverride",
 	"TestSearchConsumers",
 	"TestSetConsumerStatus",
 	"TestSettleConcurrentPostsEachAccrualOnce",
