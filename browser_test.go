@@ -146,7 +146,9 @@ func TestBrowserWholeLoop(t *testing.T) {
 		t.Errorf("the HTML preview is %q (%v), want the message for a sample consumer", srcdoc, err)
 	}
 	screenshot(t, ctx, "campaign-editor")
-	do(t, ctx, "schedule", chromedp.Click(`[data-testid=schedule]`), chromedp.WaitVisible(`[data-testid=flash]`))
+	do(t, ctx, "schedule", chromedp.Click(`[data-testid=schedule]`), chromedp.WaitVisible(`[data-testid=confirm-schedule]`))
+	screenshot(t, ctx, "schedule-review")
+	do(t, ctx, "confirm the schedule", chromedp.Click(`[data-testid=confirm-schedule]`), chromedp.WaitVisible(`[data-testid=progress]`))
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)

@@ -145,6 +145,7 @@ func (d campaignPages) renderReview(w http.ResponseWriter, r *http.Request, job 
 		return
 	}
 	p := d.page(w, r, fmt.Sprintf("Schedule campaign %d", job.Key), "campaigns")
+	p.Styles = append(p.Styles, "editor.css")
 	w.WriteHeader(status)
 	d.render(w, r, scheduleReviewPage(p, v))
 }
