@@ -106,6 +106,7 @@ var conformanceTests = []string{
 	"TestRulesErrors",
 	"TestScheduleJobRecordsTheBudgetOverride",
 	"TestSearchConsumers",
+	"TestSegmentsBelongToTheirIssuer",
 	"TestSetConsumerStatus",
 	"TestSettleConcurrentPostsEachAccrualOnce",
 	"TestSettlerGoesOnPastHeldAccruals",

@@ -36,6 +36,10 @@ type campaignStore interface {
 	BudgetOfIssuer(ctx context.Context, issuerID int64) (budget, spent int64, err error)
 	SampleConsumer(ctx context.Context, where string, args []any, raw bool) (*rewards.Consumer, error)
 	UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error
+	CreateSegment(ctx context.Context, seg *postoffice.Segment) error
+	Segments(ctx context.Context, issuerID int64) ([]postoffice.Segment, error)
+	Segment(ctx context.Context, id int64) (*postoffice.Segment, error)
+	DeleteSegment(ctx context.Context, issuerID, id int64) error
 }
 
 // TestSender sends a job's message, rendered for a sample consumer, to one address.
@@ -66,6 +70,8 @@ func (d campaignPages) campaignRoutes(r chi.Router) {
 	r.Post("/jobs/{key}/stop", d.jobAction(actStop))
 	r.Post("/jobs/{key}/duplicate", d.duplicateJob)
 	r.Post("/jobs/{key}/test", d.testJob)
+	r.Get("/segments", d.segmentList)
+	r.Post("/segments/{id}/delete", d.deleteSegment)
 }
 
 // campaignList shows the jobs the user may see, newest first.
@@ -130,6 +136,11 @@ type campaignForm struct {
 	Rules   []ruleChoice
 	Preview msgPreview
 	Cost    costView
+	// Segments are the saved selections the campaign may use; SegmentName is the name
+	// typed to save one; Notice says what a segment button did.
+	Segments    []segmentRow
+	SegmentName string
+	Notice      string
 }
 
 type ruleChoice struct {
@@ -624,6 +635,9 @@ func (d campaignPages) fill(ctx context.Context, f *campaignForm) error {
 			}
 		}
 	}
+	if f.Segments, err = d.segmentsOf(ctx, false); err != nil {
+		return err
+	}
 	ev := d.evaluate(ctx, f)
 	f.Preview, f.Cost = ev.preview, ev.cost
 	return nil
@@ -722,6 +736,16 @@ func (d campaignPages) submitCampaign(w http.ResponseWriter, r *http.Request, dr
 	switch {
 	case action == "add_row":
 		f.Rows = append(f.Rows, selRow{N: f.nextRow(), Op: "="})
+	case action == "use_segment":
+		d.useSegment(ctx, f, r.PostForm.Get("segment"))
+		if len(f.Errors) > 0 {
+			status = http.StatusUnprocessableEntity
+		}
+	case action == "save_segment":
+		d.saveSegment(ctx, f, strings.TrimSpace(r.PostForm.Get("segment_name")))
+		if len(f.Errors) > 0 {
+			status = http.StatusUnprocessableEntity
+		}
 	case strings.HasPrefix(action, "remove_row:"):
 		if i, err := strconv.Atoi(strings.TrimPrefix(action, "remove_row:")); err == nil && i >= 0 && i < len(f.Rows) {
 			f.Rows = slices.Delete(f.Rows, i, i+1)
