@@ -141,3 +141,44 @@ func TestBrowserEditorCostReviewAndBudget(t *testing.T) {
 	}
 	screenshot(t, ctx, "editor-issuer")
 }
+
+// TestBrowserSavedSegments: a selection built in the editor is saved under a name, listed on
+// the segments page with its live count, and picked by a later campaign, whose live count
+// follows it.
+func TestBrowserSavedSegments(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 40)) // 20 in CA
+	srv := startServe(t, e)
+	base := "http://" + srv.addr
+	ctx := browser(t, 2*time.Minute)
+	signInOperator(t, ctx, e, base)
+	if _, err := openStore(t, e).EnsureIssuer(context.Background(), "acme", "Acme Outdoor"); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "build a selection", chromedp.Navigate(base+"/campaigns/new"), chromedp.WaitVisible(`[data-testid=campaign-form]`),
+		chromedp.SetValue(`[data-testid=issuer-select]`, "acme"),
+		chromedp.SetValue(`[name=sel_field_0]`, "country"),
+		chromedp.SendKeys(`[name=sel_value_0]`, "CA"),
+		chromedp.SendKeys(`[data-testid=segment-name]`, "Canadians"),
+		chromedp.Click(`[data-testid=save-segment]`), chromedp.WaitVisible(`[data-testid=segment-notice]`))
+	screenshot(t, ctx, "editor-segment-saved")
+	do(t, ctx, "open the segments", chromedp.Navigate(base+"/segments"), chromedp.WaitVisible(`[data-testid=segments]`))
+	if got := textOf(t, ctx, `[data-testid=segment-count]`); got != "20" {
+		t.Errorf("the segment's live count shows %q, want 20", got)
+	}
+	screenshot(t, ctx, "segments")
+
+	do(t, ctx, "start a campaign from it", chromedp.Navigate(base+"/campaigns/new"), chromedp.WaitVisible(`[data-testid=campaign-form]`),
+		chromedp.SetValue(`[data-testid=issuer-select]`, "acme"))
+	id, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid=segment-select] option')].find(o => o.textContent.includes('Canadians')).value`))
+	if err != nil {
+		t.Fatalf("the editor offers no Canadians segment: %v", err)
+	}
+	do(t, ctx, "use the segment", chromedp.SetValue(`[data-testid=segment-select]`, id), chromedp.Click(`[data-testid=use-segment]`),
+		chromedp.WaitVisible(`[data-testid=segment-notice]`))
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[name=sel_value_0]').value`)); got != "CA" {
+		t.Errorf("the segment's rows were not loaded: value %q", got)
+	}
+	poll(t, ctx, "the count of the segment", `(document.querySelector('[data-testid=count]')||{}).textContent?.trim() === '20'`)
+	screenshot(t, ctx, "editor-segment-used")
+}
