@@ -182,3 +182,24 @@ func TestBrowserSavedSegments(t *testing.T) {
 	poll(t, ctx, "the count of the segment", `(document.querySelector('[data-testid=count]')||{}).textContent?.trim() === '20'`)
 	screenshot(t, ctx, "editor-segment-used")
 }
+
+// TestBrowserEnterSavesTheDraft: Enter in a field saves the draft (the form's default
+// button), rather than pressing the first button of the selection rows.
+func TestBrowserEnterSavesTheDraft(t *testing.T) {
+	e := newEnv(t, "")
+	srv := startServe(t, e)
+	base := "http://" + srv.addr
+	ctx := browser(t, time.Minute)
+	signInOperator(t, ctx, e, base)
+	if _, err := openStore(t, e).EnsureIssuer(context.Background(), "acme", "Acme Outdoor"); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "type a name and press Enter", chromedp.Navigate(base+"/campaigns/new"), chromedp.WaitVisible(`[data-testid=campaign-form]`),
+		chromedp.SetValue(`[data-testid=issuer-select]`, "acme"),
+		chromedp.SendKeys(`textarea[name=text_body]`, "Hello"),
+		chromedp.SendKeys(`input[name=name]`, "By Enter\r"),
+		chromedp.WaitVisible(`[data-testid=flash]`))
+	if got := textOf(t, ctx, `[data-testid=flash]`); !strings.Contains(got, "saved as a draft") {
+		t.Errorf("Enter did %q, want the draft saved", got)
+	}
+}

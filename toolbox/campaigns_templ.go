@@ -849,7 +849,7 @@ func campaignEditPage(p Page, f *campaignForm) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 60, "\" data-preview-url=\"/campaigns/preview\" data-count-url=\"/campaigns/count\"><!-- Enter in a field saves the draft: the first submit button is the default. --><button type=\"submit\" name=\"action\" value=\"draft\" hidden tabindex=\"-1\" aria-hidden=\"true\"></button><div class=\"split\"><div class=\"stack\"><section class=\"card stack\"><h2>The campaign</h2><label>Name <span class=\"hint\">For you and the reports; consumers see it only through the getJobName tag.</span> ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 60, "\" data-preview-url=\"/campaigns/preview\" data-count-url=\"/campaigns/count\"><!-- Enter in a field saves the draft: the first submit button is the default. --><button type=\"submit\" name=\"action\" value=\"draft\" style=\"display: none\" tabindex=\"-1\" aria-hidden=\"true\"></button><div class=\"split\"><div class=\"stack\"><section class=\"card stack\"><h2>The campaign</h2><label>Name <span class=\"hint\">For you and the reports; consumers see it only through the getJobName tag.</span> ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
