@@ -44,6 +44,13 @@ func TestSegmentSavedListedWithItsCountAndReused(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="US"`) || !strings.Contains(body, `value="country"`) {
 		t.Fatalf("use segment: %d\n%.600s", resp.StatusCode, body)
 	}
+	// Deleted, it is gone from the list.
+	if resp, _ := c.post(fmt.Sprintf("/segments/%d/delete", segs[0].ID), nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	if len(byTestID(c.page("/segments", http.StatusOK), "no-segments")) != 1 {
+		t.Fatal("the deleted segment is still listed")
+	}
 }
 
 func TestSegmentBadNamesAndAnotherIssuersSegment(t *testing.T) {
