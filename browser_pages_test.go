@@ -17,15 +17,6 @@ import (
 	"pointpost/rewards"
 )
 
-// poll waits until the JavaScript condition holds, failing the test with what was awaited.
-func poll(t *testing.T, ctx context.Context, what, cond string) {
-	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
-		loc, _ := chromedp.Run(ctx, chromedp.Location())
-		t.Fatalf("%s (at %s): %v", what, loc, err)
-	}
-}
-
 // count is how many elements match sel on the page.
 func count(t *testing.T, ctx context.Context, sel string) int {
 	t.Helper()

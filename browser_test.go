@@ -59,6 +59,16 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// poll waits until the JavaScript condition cond holds on the page, failing the test with
+// what was awaited and where the page was.
+func poll(t *testing.T, ctx context.Context, what, cond string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("%s (at %s): %v", what, loc, err)
+	}
+}
+
 // do runs browser steps, failing the test with what was being done.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -146,7 +156,9 @@ func TestBrowserWholeLoop(t *testing.T) {
 		t.Errorf("the HTML preview is %q (%v), want the message for a sample consumer", srcdoc, err)
 	}
 	screenshot(t, ctx, "campaign-editor")
-	do(t, ctx, "schedule", chromedp.Click(`[data-testid=schedule]`), chromedp.WaitVisible(`[data-testid=flash]`))
+	do(t, ctx, "schedule", chromedp.Click(`[data-testid=schedule]`), chromedp.WaitVisible(`[data-testid=confirm-schedule]`))
+	screenshot(t, ctx, "schedule-review")
+	do(t, ctx, "confirm the schedule", chromedp.Click(`[data-testid=confirm-schedule]`), chromedp.WaitVisible(`[data-testid=progress]`))
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,8 @@ type Campaign struct {
 	HTML        *MessageSpec    `json:"html,omitempty"`
 	// MailServer pins the job to one mail server; 0 lets the post office choose (claim 8).
 	MailServer int `json:"mail_server,omitempty"`
-	// Draft keeps the job from being scheduled until someone schedules it.
+	// Draft keeps the job from being scheduled until someone schedules it. A draft may lack
+	// its messages' subjects; PostOffice.Ready checks them when it is scheduled.
 	Draft bool `json:"draft,omitempty"`
 	// Rules are award rules made for this job; RuleIDs names the issuer's existing ones.
 	Rules   []RuleSpec `json:"rules,omitempty"`
@@ -217,6 +218,8 @@ func (c *Campaign) compile() (*plan, error) {
 	if c.MailServer < 0 {
 		return nil, &FieldError{"mail_server", "must be a mail server number, or 0 to choose automatically"}
 	}
+	// A draft may be saved without a subject (Ready checks it when it is scheduled), not
+	// without any message: there would be nothing to keep.
 	if c.Text == nil && c.HTML == nil {
 		return nil, &FieldError{"text", "a campaign needs a text or an html message (or both)"}
 	}
@@ -229,7 +232,7 @@ func (c *Campaign) compile() (*plan, error) {
 		if m.spec == nil {
 			continue
 		}
-		if strings.TrimSpace(m.spec.Subject) == "" {
+		if strings.TrimSpace(m.spec.Subject) == "" && !c.Draft {
 			return nil, &FieldError{m.field + ".subject", "is required"}
 		}
 		if strings.ContainsAny(m.spec.Subject, "\r\n\x00") {

@@ -53,6 +53,15 @@ type Job struct {
 	UpdatedAt    time.Time
 	// Route, when set, is the only route the job's messages may leave by.
 	Route string
+	// BudgetOverride is set when an operator scheduled the job although its worst case
+	// exceeded what was left of its issuer's budget.
+	BudgetOverride BudgetOverride
+}
+
+// BudgetOverride records who scheduled a job over its issuer's budget, and when.
+type BudgetOverride struct {
+	By string
+	At time.Time
 }
 
 // Sendable reports whether the job may send at now.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,9 @@ type Store interface {
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
 	SetJobState(ctx context.Context, key int64, state JobState, reason string) error
 	SetJobSuspended(ctx context.Context, key int64, suspended bool) error
+	// ScheduleJob moves a draft to scheduled, recording override when it is set. Returns
+	// rewards.ErrConflict (wrapped) when the job is no longer a draft.
+	ScheduleJob(ctx context.Context, key int64, override BudgetOverride) error
 	// RecordAssignment writes the mail server that will send a job (216f) and why.
 	RecordAssignment(ctx context.Context, key int64, a Assignment) error
 	SelectBatch(ctx context.Context, job *Job, raw bool, limit int) (added int, complete bool, err error)
@@ -235,16 +239,52 @@ func (po *PostOffice) Stop(ctx context.Context, key int64) error {
 	return po.cfg.Store.SetJobState(ctx, key, JobDone, "stopped by operator")
 }
 
-// Schedule moves a draft job to scheduled: it starts at its start date.
+// Schedule moves a draft job to scheduled: it starts at its start date. Returns a
+// *FieldError when the draft is not complete enough to send (see Ready).
 func (po *PostOffice) Schedule(ctx context.Context, key int64) error {
+	return po.schedule(ctx, key, BudgetOverride{})
+}
+
+// ScheduleOverBudget schedules a draft as Schedule does, recording that by scheduled it
+// although its worst case exceeds its issuer's budget left.
+func (po *PostOffice) ScheduleOverBudget(ctx context.Context, key int64, by string) error {
+	return po.schedule(ctx, key, BudgetOverride{By: by, At: po.cfg.Now().UTC()})
+}
+
+func (po *PostOffice) schedule(ctx context.Context, key int64, override BudgetOverride) error {
 	job, err := po.cfg.Store.Job(ctx, key)
 	if err != nil {
 		return err
 	}
 	if job.State != JobDraft {
-		return fmt.Errorf("job %d is %s, not a draft", key, job.State)
+		return fmt.Errorf("job %d is %s, not a draft: %w", key, job.State, rewards.ErrConflict)
 	}
-	return po.cfg.Store.SetJobState(ctx, key, JobScheduled, "")
+	if err := po.Ready(ctx, job); err != nil {
+		return err
+	}
+	return po.cfg.Store.ScheduleJob(ctx, key, override)
+}
+
+// Ready reports whether a draft is complete enough to send: a draft may be saved without a
+// subject, a job may not be scheduled so. Returns a *FieldError naming what is
+// missing.
+func (po *PostOffice) Ready(ctx context.Context, job *Job) error {
+	text, html, err := po.cfg.Store.Messages(ctx, job)
+	if err != nil {
+		return err
+	}
+	if text == nil && html == nil {
+		return &FieldError{"text", "a campaign needs a text or an html message (or both) before it is scheduled"}
+	}
+	for _, m := range []struct {
+		field string
+		msg   *Message
+	}{{"text", text}, {"html", html}} {
+		if m.msg != nil && strings.TrimSpace(m.msg.Subject) == "" {
+			return &FieldError{m.field + ".subject", "is required before the campaign is scheduled"}
+		}
+	}
+	return nil
 }
 
 // Run is the scheduler: until ctx ends it starts jobs whose start date has come, ends jobs

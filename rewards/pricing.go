@@ -2,15 +2,17 @@ package rewards
 
 import "time"
 
-// RuleCost is the most one award rule can cost a job.
+// RuleCost is the most one award rule can cost a job, with the arithmetic that gives it.
 type RuleCost struct {
 	Points int64
 	// Times is how many times the rule may award one consumer within the job's dates.
 	Times int64
-	// Most is recipients × Points × Times, capped by what is left of the rule's budget
-	// (Capped then).
-	Most   int64
-	Capped bool
+	// Uncapped is recipients × Points × Times. Most is Uncapped capped by what is left of
+	// the rule's budget, BudgetLeft (Capped then).
+	Uncapped   int64
+	Most       int64
+	Capped     bool
+	BudgetLeft int64
 }
 
 // Price is the most r can award in a job from jobStart to jobStop (either zero: open) sent
@@ -19,10 +21,11 @@ type RuleCost struct {
 // rule run; the rule's own budget caps it.
 func (r *AwardRule) Price(spent int64, recipients int, jobStart, jobStop time.Time) RuleCost {
 	c := RuleCost{Points: r.Points, Times: r.AwardsPerConsumer(jobStart, jobStop)}
-	c.Most = MostPoints(int64(recipients), r.Points, c.Times)
+	c.Uncapped = MostPoints(int64(recipients), r.Points, c.Times)
+	c.Most = c.Uncapped
 	if r.Budget > 0 {
 		if left := max(r.Budget-spent, 0); c.Most > left {
-			c.Most, c.Capped = left, true
+			c.Most, c.Capped, c.BudgetLeft = left, true, left
 		}
 	}
 	return c
@@ -57,6 +60,16 @@ func JobCost(rules []RuleCost) (most, perConsumer int64) {
 		perConsumer = SumMostPoints(perConsumer, MostPoints(c.Points, c.Times))
 	}
 	return most, perConsumer
+}
+
+// UncappedCost is what the rules would award with no rule's budget capping them:
+// recipients × the points one consumer may earn, saturating.
+func UncappedCost(rules []RuleCost) int64 {
+	var sum int64
+	for _, c := range rules {
+		sum = SumMostPoints(sum, c.Uncapped)
+	}
+	return sum
 }
 
 // OverBudget reports whether a job that may award most points can exceed what is left of an

@@ -34,12 +34,12 @@ func TestAwardsPerConsumer(t *testing.T) {
 func TestPrice(t *testing.T) {
 	start, stop := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC)
 	daily := AwardRule{Points: 10, Frequency: FrequencyPeriod, Period: 24 * time.Hour}
-	if c := daily.Price(0, 100, start, stop); c != (RuleCost{Points: 10, Times: 7, Most: 7000}) {
+	if c := daily.Price(0, 100, start, stop); c != (RuleCost{Points: 10, Times: 7, Uncapped: 7000, Most: 7000}) {
 		t.Errorf("daily rule, 100 recipients, 7 days: %+v", c)
 	}
 	capped := daily
 	capped.Budget = 5000
-	if c := capped.Price(1000, 100, start, stop); c != (RuleCost{Points: 10, Times: 7, Most: 4000, Capped: true}) {
+	if c := capped.Price(1000, 100, start, stop); c != (RuleCost{Points: 10, Times: 7, Uncapped: 7000, Most: 4000, Capped: true, BudgetLeft: 4000}) {
 		t.Errorf("budget 5000 with 1000 spent: %+v, want capped at 4000", c)
 	}
 	if c := capped.Price(6000, 100, start, stop); c.Most != 0 || !c.Capped {
@@ -51,6 +51,22 @@ func TestPrice(t *testing.T) {
 	huge := AwardRule{Points: math.MaxInt64 / 2, Frequency: FrequencyOnce}
 	if c := huge.Price(0, 3, start, stop); c.Most != math.MaxInt64 {
 		t.Errorf("overflowing cost: %+v, want it saturated", c)
+	}
+}
+
+func TestUncappedCost(t *testing.T) {
+	// 300 recipients × 35 points: 10,500, whatever a rule's budget caps it at.
+	capped := AwardRule{Points: 35, Frequency: FrequencyOnce, Budget: 6000}
+	c := capped.Price(0, 300, time.Time{}, time.Time{})
+	if c.Uncapped != 10500 || c.Most != 6000 || !c.Capped || c.BudgetLeft != 6000 {
+		t.Errorf("35 points to 300 under a 6,000 budget: %+v, want 10,500 capped at 6,000", c)
+	}
+	other := AwardRule{Points: 5, Frequency: FrequencyOnce}
+	if got := UncappedCost([]RuleCost{c, other.Price(0, 300, time.Time{}, time.Time{})}); got != 12000 {
+		t.Errorf("UncappedCost = %d, want 10,500 + 1,500", got)
+	}
+	if got := UncappedCost([]RuleCost{{Uncapped: math.MaxInt64}, {Uncapped: 1}}); got != math.MaxInt64 {
+		t.Errorf("UncappedCost saturates: %d", got)
 	}
 }
 

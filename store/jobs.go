@@ -146,21 +146,24 @@ func nullID(id int64) any {
 const jobColumns = `j.key, j.issuer_id, i.slug, i.name, j.name, j.state, j.start_at, j.stop_at, j.client_count, j.suspended,
 	coalesce(j.mail_server_id, 0), coalesce(j.text_message_id, 0), coalesce(j.html_message_id, 0),
 	j.selection, j.selection_sql, j.selection_args, j.selected, j.select_cursor, j.selected_all, j.done_reason,
-	j.created_at, j.updated_at, j.route, j.assign_reason`
+	j.created_at, j.updated_at, j.route, j.assign_reason, j.budget_override_by, j.budget_override_at`
 
 func scanJob(row interface{ Scan(...any) error }) (*postoffice.Job, error) {
 	var j postoffice.Job
 	var state, args string
-	var start, stop, created, updated int64
+	var start, stop, created, updated, overrideAt int64
 	err := row.Scan(&j.Key, &j.IssuerID, &j.IssuerSlug, &j.IssuerName, &j.Name, &state, &start, &stop, &j.ClientCount, &j.Suspended,
 		&j.MailServerID, &j.TextMessageID, &j.HTMLMessageID,
 		&j.Selection, &j.SelectionSQL, &args, &j.Selected, &j.SelectCursor, &j.SelectedAll, &j.DoneReason,
-		&created, &updated, &j.Route, &j.AssignReason)
+		&created, &updated, &j.Route, &j.AssignReason, &j.BudgetOverride.By, &overrideAt)
 	if err != nil {
 		return nil, err
 	}
 	j.State = postoffice.JobState(state)
 	j.Start, j.Stop, j.CreatedAt, j.UpdatedAt = fromMS(start), fromMS(stop), fromMS(created), fromMS(updated)
+	if overrideAt != 0 {
+		j.BudgetOverride.At = fromMS(overrideAt)
+	}
 	if err := json.Unmarshal([]byte(args), &j.SelectionArgs); err != nil {
 		return nil, fmt.Errorf("job %d selection args: %w", j.Key, err)
 	}
@@ -228,6 +231,31 @@ func (s *Store) Messages(ctx context.Context, job *postoffice.Job) (text, html *
 // SetJobState moves a job to state, keeping reason when it is done.
 func (s *Store) SetJobState(ctx context.Context, key int64, state postoffice.JobState, reason string) error {
 	return s.updateJob(ctx, key, `state = ?, done_reason = ?`, string(state), reason)
+}
+
+// ScheduleJob moves the draft job key to scheduled in one statement, with the budget
+// override when it has one. Returns rewards.ErrNotFound if there is no job key and
+// rewards.ErrConflict (wrapped) if it is no longer a draft.
+func (s *Store) ScheduleJob(ctx context.Context, key int64, override postoffice.BudgetOverride) error {
+	var at int64
+	if override.By != "" {
+		at = ms(override.At)
+	}
+	s.rulesGen.Add(1)
+	defer s.rulesGen.Add(1)
+	res, err := s.exec(ctx, `UPDATE jobs SET state = ?, done_reason = '', budget_override_by = ?, budget_override_at = ?, updated_at = ?
+		WHERE key = ? AND state = ?`, string(postoffice.JobScheduled), override.By, at, ms(s.Now()), key, string(postoffice.JobDraft))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	job, err := s.Job(ctx, key)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("job %d is %s: only a draft can be scheduled: %w", key, job.State, rewards.ErrConflict)
 }
 
 // SetJobSuspended sets or clears a job's suspend flag (216e).

@@ -67,6 +67,7 @@ type apiHandler struct {
 	reports  reportStore
 	routes   RouteDesk
 	po       *postoffice.PostOffice
+	schedule scheduler
 }
 
 const (
@@ -672,9 +673,16 @@ type apiJob struct {
 	DoneReason        string          `json:"done_reason,omitempty"`
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
+	// BudgetOverride says who scheduled the job over its issuer's budget, and when.
+	BudgetOverride *apiBudgetOverride `json:"budget_override,omitempty"`
 	// Matching is how many consumers the selection matched when the job was created.
 	Matching *int       `json:"matching,omitempty"`
 	Counts   *apiCounts `json:"counts,omitempty"`
+}
+
+type apiBudgetOverride struct {
+	By string    `json:"by"`
+	At time.Time `json:"at"`
 }
 
 type apiCounts struct {
@@ -694,6 +702,9 @@ func apiJobView(j *postoffice.Job) apiJob {
 		SelectionComplete: j.SelectedAll, DoneReason: j.DoneReason, CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()}
 	if j.Selection != "" && json.Valid([]byte(j.Selection)) {
 		v.Selection = json.RawMessage(j.Selection)
+	}
+	if o := j.BudgetOverride; o.By != "" {
+		v.BudgetOverride = &apiBudgetOverride{By: o.By, At: o.At.UTC()}
 	}
 	return v
 }
@@ -764,10 +775,27 @@ func (d apiHandler) apiCreateJob(w http.ResponseWriter, r *http.Request) error {
 			// The answer's matching count would tell whether an address is enrolled.
 			return apiProblemf(http.StatusForbidden, "selection", "%s", byAddressRefused)
 		}
+		if c.MailServer != 0 {
+			return apiProblemf(http.StatusForbidden, "mail_server", "the mail server is the operators' to choose: leave mail_server out")
+		}
+	}
+	// A job to be scheduled is checked as a draft first, then scheduled as the schedule
+	// endpoint schedules it: over its issuer's budget, an issuer's key is refused.
+	schedule := !c.Draft
+	if schedule {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		c.Draft = true
 	}
 	job, matching, err := d.po.CreateJob(r.Context(), c)
 	if err != nil {
 		return err
+	}
+	if schedule {
+		if err := d.apiSchedule(r.Context(), job, r.URL.Query().Get("override_budget") == "yes"); err != nil {
+			return err
+		}
 	}
 	// Read back, for the issuer's slug and the stored times.
 	if stored, err := d.jobs.Job(r.Context(), job.Key); err == nil {
@@ -869,7 +897,7 @@ func (d apiHandler) apiJobAction(act apiAction) func(w http.ResponseWriter, r *h
 			if job.State != postoffice.JobDraft {
 				return apiProblemf(http.StatusConflict, "state", "job %d is %s: only a draft can be scheduled", job.Key, job.State)
 			}
-			err = d.po.Schedule(ctx, job.Key)
+			err = d.apiSchedule(ctx, job, r.URL.Query().Get("override_budget") == "yes")
 		case apiStop:
 			err = d.po.Stop(ctx, job.Key)
 		}
@@ -886,6 +914,24 @@ func (d apiHandler) apiJobAction(act apiAction) func(w http.ResponseWriter, r *h
 		apiWriteJSON(w, http.StatusOK, v)
 		return nil
 	}
+}
+
+// apiSchedule schedules a draft for the key's holder. A job whose worst case exceeds its
+// issuer's budget left is refused to an issuer's key (403); an operator's key schedules it
+// with ?override_budget=yes (recorded with the key's name), and is answered 409 without.
+func (d apiHandler) apiSchedule(ctx context.Context, job *postoffice.Job, override bool) error {
+	k := apiKeyFrom(ctx)
+	_, err := d.schedule.schedule(ctx, job, k.Operator(), override, "API key "+k.Name)
+	var over *errOverBudget
+	switch {
+	case errors.As(err, &over) && k.Operator():
+		return apiProblemf(http.StatusConflict, "budget", "job %d may cost up to %s points, more than the %s left of its issuer's budget: "+
+			"add ?override_budget=yes to schedule it anyway (the override is recorded); it is kept as a draft",
+			job.Key, thousands(over.most), thousands(over.left))
+	case errors.As(err, &over):
+		return apiProblemf(http.StatusForbidden, "budget", "%s (job %d is kept as a draft)", over.Error(), job.Key)
+	}
+	return err
 }
 
 // apiRate is a share of sent deliveries that were acknowledged.

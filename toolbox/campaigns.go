@@ -38,6 +38,10 @@ type campaignStore interface {
 	BudgetOfIssuer(ctx context.Context, issuerID int64) (budget, spent int64, err error)
 	SampleConsumer(ctx context.Context, where string, args []any, raw bool) (*rewards.Consumer, error)
 	UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, html *postoffice.Message, rules postoffice.JobRules) error
+	CreateSegment(ctx context.Context, seg *postoffice.Segment) error
+	Segments(ctx context.Context, issuerID int64) ([]postoffice.Segment, error)
+	Segment(ctx context.Context, id int64) (*postoffice.Segment, error)
+	DeleteSegment(ctx context.Context, issuerID, id int64) error
 }
 
 // TestSender sends a job's message, rendered for a sample consumer, to one address.
@@ -61,12 +65,15 @@ func (d campaignPages) campaignRoutes(r chi.Router) {
 	r.Post("/campaigns/count", d.campaignCount)
 	r.Get("/campaigns/{key}/edit", d.editCampaign)
 	r.Post("/campaigns/{key}/edit", d.saveCampaign)
-	r.Post("/jobs/{key}/schedule", d.jobAction(actSchedule))
+	r.Get("/jobs/{key}/schedule", d.reviewSchedule)
+	r.Post("/jobs/{key}/schedule", d.scheduleJob)
 	r.Post("/jobs/{key}/suspend", d.jobAction(actSuspend))
 	r.Post("/jobs/{key}/resume", d.jobAction(actResume))
 	r.Post("/jobs/{key}/stop", d.jobAction(actStop))
 	r.Post("/jobs/{key}/duplicate", d.duplicateJob)
 	r.Post("/jobs/{key}/test", d.testJob)
+	r.Get("/segments", d.segmentList)
+	r.Post("/segments/{id}/delete", d.deleteSegment)
 }
 
 // campaignsPageSize is how many campaigns one page of the list shows.
@@ -200,8 +207,11 @@ func (d campaignPages) campaignList(w http.ResponseWriter, r *http.Request) {
 	d.renderStatus(w, r, status, campaignListPage(d.page(w, r, "Campaigns", "campaigns"), v))
 }
 
-// selRow is one condition row of the selection builder, as typed.
+// selRow is one condition row of the selection builder, as typed. N numbers its inputs
+// (sel_field_N…) as the page named them, so an error finds its row however rows were added
+// and removed.
 type selRow struct {
+	N                int
 	Field, Op, Value string
 }
 
@@ -241,6 +251,11 @@ type campaignForm struct {
 	Rules   []ruleChoice
 	Preview msgPreview
 	Cost    costView
+	// Segments are the saved selections the campaign may use; SegmentName is the name
+	// typed to save one; Notice says what a segment button did.
+	Segments    []segmentRow
+	SegmentName string
+	Notice      string
 }
 
 type ruleChoice struct {
@@ -270,10 +285,20 @@ func (f *campaignForm) ruleChecked(id int64) bool { return slices.Contains(f.Rul
 // displayRows are the filled rows and a few blank ones.
 func (f *campaignForm) displayRows() []selRow {
 	rows := slices.Clone(f.Rows)
-	for range builderEmptyRows {
-		rows = append(rows, selRow{Op: "="})
+	next := f.nextRow()
+	for i := range builderEmptyRows {
+		rows = append(rows, selRow{N: next + i, Op: "="})
 	}
 	return rows
+}
+
+// nextRow is the number of a row added after the filled ones.
+func (f *campaignForm) nextRow() int {
+	next := 0
+	for _, row := range f.Rows {
+		next = max(next, row.N+1)
+	}
+	return next
 }
 
 // formReadFailed answers a form that could not be read: 413 for one over maxFormBytes.
@@ -320,7 +345,7 @@ func readCampaignForm(r *http.Request) (*campaignForm, error) {
 	}
 	sort.Ints(idx)
 	for _, i := range idx {
-		row := selRow{Field: get(fmt.Sprint("sel_field_", i)), Op: get(fmt.Sprint("sel_op_", i)), Value: get(fmt.Sprint("sel_value_", i))}
+		row := selRow{N: i, Field: get(fmt.Sprint("sel_field_", i)), Op: get(fmt.Sprint("sel_op_", i)), Value: get(fmt.Sprint("sel_value_", i))}
 		if row.Op == "" {
 			row.Op = "="
 		}
@@ -406,7 +431,7 @@ func selectionRows(raw string) (join string, rows []selRow, asJSON string) {
 		if m.Field == "" {
 			return "all", nil, strings.TrimSpace(raw)
 		}
-		rows = append(rows, selRow{Field: m.Field, Op: m.Op, Value: valueText(m.Value)})
+		rows = append(rows, selRow{N: len(rows), Field: m.Field, Op: m.Op, Value: valueText(m.Value)})
 	}
 	return join, rows, ""
 }
@@ -456,9 +481,9 @@ func (f *campaignForm) selection(operator bool) (json.RawMessage, bool) {
 	}
 	if !operator {
 		refused := false
-		for i, row := range f.Rows {
+		for _, row := range f.Rows {
 			if row.Field == addressField {
-				f.setErr(fmt.Sprintf("sel_field_%d", i), byAddressRefused)
+				f.setErr(fmt.Sprintf("sel_field_%d", row.N), byAddressRefused)
 				refused = true
 			}
 		}
@@ -558,11 +583,12 @@ func (f *campaignForm) formField(field string) string {
 			}
 			part := strings.TrimPrefix(rest, ".")
 			part, _, _ = strings.Cut(part, "[")
+			n = strconv.Itoa(f.Rows[i].N)
 			switch part {
 			case "field", "op", "value":
-				return fmt.Sprintf("sel_%s_%d", part, i)
+				return "sel_" + part + "_" + n
 			}
-			return fmt.Sprintf("sel_field_%d", i)
+			return "sel_field_" + n
 		}
 		return "selection"
 	}
@@ -669,7 +695,10 @@ func (f *campaignForm) campaign(operator bool) *postoffice.Campaign {
 	} else {
 		c.ClientCount = int(n)
 	}
-	if f.MailServer != "" && f.MailServer != "0" {
+	if f.MailServer != "" && f.MailServer != "0" && !operator {
+		// The page offers issuers no picker: a value is forged.
+		f.setErr("form", "the mail server is the operators' to choose: issuers leave it to them")
+	} else if f.MailServer != "" && f.MailServer != "0" {
 		if n, err := strconv.Atoi(f.MailServer); err != nil || n < 0 {
 			f.setErr("mail_server", "choose a mail server, or automatic")
 		} else {
@@ -720,6 +749,9 @@ func (d campaignPages) fill(ctx context.Context, f *campaignForm) error {
 				f.Rules = append(f.Rules, ruleChoice{Rule: r, Issuer: slugs[r.IssuerID]})
 			}
 		}
+	}
+	if f.Segments, err = d.segmentsOf(ctx, false); err != nil {
+		return err
 	}
 	ev := d.evaluate(ctx, f)
 	f.Preview, f.Cost = ev.preview, ev.cost
@@ -818,7 +850,17 @@ func (d campaignPages) submitCampaign(w http.ResponseWriter, r *http.Request, dr
 	status := http.StatusOK
 	switch {
 	case action == "add_row":
-		f.Rows = append(f.Rows, selRow{Op: "="})
+		f.Rows = append(f.Rows, selRow{N: f.nextRow(), Op: "="})
+	case action == "use_segment":
+		d.useSegment(ctx, f, r.PostForm.Get("segment"))
+		if len(f.Errors) > 0 {
+			status = http.StatusUnprocessableEntity
+		}
+	case action == "save_segment":
+		d.saveSegment(ctx, f, strings.TrimSpace(r.PostForm.Get("segment_name")))
+		if len(f.Errors) > 0 {
+			status = http.StatusUnprocessableEntity
+		}
 	case strings.HasPrefix(action, "remove_row:"):
 		if i, err := strconv.Atoi(strings.TrimPrefix(action, "remove_row:")); err == nil && i >= 0 && i < len(f.Rows) {
 			f.Rows = slices.Delete(f.Rows, i, i+1)
@@ -831,8 +873,20 @@ func (d campaignPages) submitCampaign(w http.ResponseWriter, r *http.Request, dr
 			}
 		}
 		if c := f.campaign(u.Operator()); c != nil {
-			c.Draft = action != "schedule"
-			job, matching, err := d.saveDraft(ctx, c, draft)
+			if !u.Operator() && draft != nil {
+				c.MailServer = draft.MailServerID // an operator's pin stays
+			}
+			// Scheduling checks what a draft may lack; the draft is saved, then reviewed.
+			var err error
+			if action == "schedule" {
+				err = c.Validate()
+			}
+			c.Draft = true
+			var job *postoffice.Job
+			var matching int
+			if err == nil {
+				job, matching, err = d.saveDraft(ctx, c, draft)
+			}
 			var fe *postoffice.FieldError
 			switch {
 			case errors.As(err, &fe):
@@ -848,13 +902,14 @@ func (d campaignPages) submitCampaign(w http.ResponseWriter, r *http.Request, dr
 				}
 				d.fail(w, r, err)
 				return
+			case action == "schedule":
+				d.redirect(w, r, fmt.Sprintf("/jobs/%d/schedule", job.Key), fmt.Sprintf(
+					"Campaign %d saved as a draft; its selection matches %s consumers now. Review it, then confirm to schedule it.",
+					job.Key, thousands(int64(matching))))
+				return
 			default:
-				verb, target := "saved as a draft", fmt.Sprintf("/campaigns/%d/edit", job.Key)
-				if job.State == postoffice.JobScheduled {
-					verb, target = "scheduled", fmt.Sprintf("/jobs/%d", job.Key)
-				}
-				d.redirect(w, r, target, fmt.Sprintf("Campaign %d %s; its selection matches %s consumers now.",
-					job.Key, verb, thousands(int64(matching))))
+				d.redirect(w, r, fmt.Sprintf("/campaigns/%d/edit", job.Key), fmt.Sprintf("Campaign %d saved as a draft; its selection matches %s consumers now.",
+					job.Key, thousands(int64(matching))))
 				return
 			}
 		}
@@ -915,7 +970,9 @@ type renderedMessage struct {
 	Error         string
 }
 
-// costView is the most a job can cost: recipients × the points each rule may award them.
+// costView is the most a job can cost: recipients × the points each rule may award them,
+// with each cap that applies (the client count on the recipients, a rule's budget on its
+// points) shown rather than applied silently.
 type costView struct {
 	// Counted is false when the selection could not be counted (Problem says why).
 	Counted     bool
@@ -925,7 +982,9 @@ type costView struct {
 	Recipients  int
 	Rules       []ruleCost
 	PerConsumer int64
-	Most        int64
+	// Uncapped is Recipients × PerConsumer; Most is less when a rule's budget caps it.
+	Uncapped int64
+	Most     int64
 	// HasBudget is set when the issuer has a budget; Left is what remains of it.
 	HasBudget bool
 	Budget    int64
@@ -1034,14 +1093,24 @@ func (d campaignPages) evaluate(ctx context.Context, f *campaignForm) evaluation
 		r.Stop, _ = time.Parse(time.RFC3339, spec.Stop)
 		ev.cost.Rules = append(ev.cost.Rules, priceRule(r, 0, ev.cost.Recipients, jobStart, jobStop))
 	}
-	costs := make([]rewards.RuleCost, len(ev.cost.Rules))
-	for i, rc := range ev.cost.Rules {
-		costs[i] = rc.RuleCost
-	}
-	ev.cost.Most, ev.cost.PerConsumer = rewards.JobCost(costs)
-	ev.cost.Over, ev.cost.Left = rewards.OverBudget(ev.cost.Budget, ev.cost.Spent, ev.cost.Most)
+	ev.cost.total()
 	return ev
 }
+
+// total sums the rules' costs and sets them against the issuer's budget left.
+func (c *costView) total() {
+	costs := make([]rewards.RuleCost, len(c.Rules))
+	for i, rc := range c.Rules {
+		costs[i] = rc.RuleCost
+	}
+	c.Most, c.PerConsumer = rewards.JobCost(costs)
+	c.Uncapped = rewards.UncappedCost(costs)
+	c.Over, c.Left = rewards.OverBudget(c.Budget, c.Spent, c.Most)
+}
+
+// capsRecipients reports whether the client count holds the recipients below the matching
+// consumers.
+func (c costView) capsRecipients() bool { return c.Counted && c.Matching > c.Recipients }
 
 // priceRule is rule r's cost in the job (rewards.AwardRule.Price), labelled for the page.
 func priceRule(r rewards.AwardRule, spent int64, recipients int, jobStart, jobStop time.Time) ruleCost {
@@ -1235,8 +1304,6 @@ func (d campaignPages) jobAction(a jobActionKind) http.HandlerFunc {
 		var err error
 		var done string
 		switch a {
-		case actSchedule:
-			err, done = d.po.Schedule(ctx, job.Key), "scheduled: it starts "+editorTime(job.Start)+" UTC"
 		case actSuspend:
 			err, done = d.po.Suspend(ctx, job.Key), "suspended: nothing more is sent until you resume it"
 		case actResume:
@@ -1247,9 +1314,6 @@ func (d campaignPages) jobAction(a jobActionKind) http.HandlerFunc {
 		if err != nil {
 			d.fail(w, r, err)
 			return
-		}
-		if a == actSchedule && strings.HasPrefix(back, "/campaigns/") {
-			back = fmt.Sprintf("/jobs/%d", job.Key) // the editor no longer applies
 		}
 		d.redirect(w, r, back, fmt.Sprintf("Campaign %d %s.", job.Key, done))
 	}

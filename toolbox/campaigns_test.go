@@ -195,8 +195,15 @@ func TestCampaignCreatedThroughTheForm(t *testing.T) {
 	form.Set("rule_points", "")
 	form.Set("action", "schedule")
 	resp, body = c.post(fmt.Sprintf("/campaigns/%d/edit", key), form)
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != fmt.Sprintf("/jobs/%d", key) {
-		t.Fatalf("save and schedule: %d to %q\n%.1500s", resp.StatusCode, resp.Header.Get("Location"), body)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != fmt.Sprintf("/jobs/%d/schedule", key) {
+		t.Fatalf("save and schedule: %d to %q, want the review\n%.1500s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if job, _ = e.st.Job(ctx, key); job.State != postoffice.JobDraft {
+		t.Fatalf("scheduled before the review was confirmed: %+v", job)
+	}
+	c.page(resp.Header.Get("Location"), http.StatusOK)
+	if resp, _ := c.post(fmt.Sprintf("/jobs/%d/schedule", key), url.Values{"confirm": {"yes"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("confirm: %d", resp.StatusCode)
 	}
 	job, _ = e.st.Job(ctx, key)
 	if job.State != postoffice.JobScheduled || !strings.Contains(job.SelectionSQL, "birth_year >= ?") {
@@ -543,7 +550,7 @@ func TestJobActionsChangeState(t *testing.T) {
 	ctx := context.Background()
 	step := func(action string, check func(*postoffice.Job) bool) {
 		t.Helper()
-		resp, _ := c.post(fmt.Sprintf("/jobs/%d/%s", job.Key, action), url.Values{})
+		resp, _ := c.post(fmt.Sprintf("/jobs/%d/%s", job.Key, action), url.Values{"confirm": {"yes"}})
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("%s: %d", action, resp.StatusCode)
 		}

@@ -40,6 +40,7 @@ type isoSide struct {
 	jobs       []*postoffice.Job
 	rule       rewards.AwardRule
 	keyID      int64
+	segmentID  int64
 	key        string // the API key's secret
 	consumerID int64
 	linkToken  string
@@ -105,6 +106,7 @@ func (w *isoWorld) isoParams() map[string]isoParam {
 		"jobs/{key}":      foreign(jobs...),
 		"campaigns/{key}": foreign(jobs...),
 		"rules/{id}":      foreign(id(w.b.rule.ID)),
+		"segments/{id}":   foreign(id(w.b.segmentID)),
 		"api-keys/{id}":   foreign(id(w.b.keyID)),
 		"users/{id}":      foreign(id(w.b.user.ID)),
 		"issuers/{id}":    foreign(id(w.b.iss.ID)),
@@ -377,7 +379,12 @@ func newIsoWorld(t *testing.T, tune ...func(*toolbox.Deps)) *isoWorld {
 		if err := e.st.CreateUserLink(ctx, lh[:], s.user.ID, time.Now(), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		s.markers = []string{word + " launch", word + " loyalty", word + " CRM", email, domain}
+		seg := &postoffice.Segment{IssuerID: s.iss.ID, Name: word + " regulars", Selection: `{"field":"country","op":"=","value":"US"}`}
+		if err := e.st.CreateSegment(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+		s.segmentID = seg.ID
+		s.markers = []string{word + " launch", word + " loyalty", word + " CRM", email, domain, word + " regulars"}
 		return s
 	}
 	w.a = side("ann@acme.example", "acme", "Aster")

@@ -125,7 +125,8 @@ func Handler(d Deps) http.Handler {
 	issuers := issuerAdmin{base: b, accounts: d.Store, issuerStore: d.Store, invitations: d.Invitations}
 	settings := settingsPages{base: b, store: d.Store, setup: d.Setup}
 	inbound := inboundPages{base: b, store: d.Store}
-	api := apiHandler{jobPages: jobs, store: d.Store, accounts: d.Store, reports: d.Store, routes: d.Routes, po: d.PostOffice}
+	api := apiHandler{jobPages: jobs, store: d.Store, accounts: d.Store, reports: d.Store, routes: d.Routes, po: d.PostOffice,
+		schedule: scheduler{store: d.Store, po: d.PostOffice}}
 
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {

@@ -108,14 +108,19 @@
 					i.removeAttribute("data-live-invalid");
 				});
 				if (ans.error && ans.error.field) {
+					// An error of the selection as a whole goes under the rows, not only
+					// in the side panel.
 					var input = form.querySelector("[name='" + ans.error.field + "']");
+					var span = document.createElement("span");
+					span.className = "field-error live-error";
+					span.setAttribute("data-testid", "live-error");
+					span.textContent = ans.error.reason;
 					if (input) {
 						input.setAttribute("aria-invalid", "true");
 						input.setAttribute("data-live-invalid", "");
-						var span = document.createElement("span");
-						span.className = "field-error live-error";
-						span.textContent = ans.error.reason;
 						input.after(span);
+					} else if (ans.error.field === "selection" || ans.error.field.indexOf("sel_") === 0) {
+						document.getElementById("selection-error").appendChild(span);
 					}
 				}
 			})
