@@ -311,7 +311,8 @@ func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, c
 	} else {
 		err = guarded(conn, body)
 	}
-	if err != nil && !errors.Is(err, ErrSelectionRefused) && stopped() {
+	// PostgreSQL's statement_timeout may stop the statement a moment before run's deadline.
+	if err != nil && !errors.Is(err, ErrSelectionRefused) && (stopped() || ctx.Err() == nil && pgQueryCanceled(err)) {
 		return refused("stopped after %v: too slow to run, make the selection cheaper", s.selectionLimit)
 	}
 	return err

@@ -378,10 +378,7 @@ func TestCheckSelectionCompiled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		where, args, err := sel.Compile()
-		if err != nil {
-			t.Fatal(err)
-		}
+		where, args := compileTest(t, s, sel, "")
 		n, err := s.CheckSelection(ctx, where, args, sel.IsRaw())
 		if err != nil || n != tc.want {
 			t.Errorf("%s: %s: matched %d, %v; want %d", tc.json, where, n, err, tc.want)
