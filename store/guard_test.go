@@ -38,8 +38,8 @@ func seedGuardConsumers(t testing.TB, s *Store, n int) {
 			status = "unsubscribed"
 		}
 		if _, err := tx.Exec(`INSERT INTO consumers (email, city, country, birth_year, interests, attributes, status, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ';golf;', json_object('plan', ?), ?, 0, 0)`,
-			fmt.Sprintf("c%d@example.com", i), city, country, year, plan, status); err != nil {
+			VALUES (?, ?, ?, ?, ';golf;', ?, ?, 0, 0)`,
+			fmt.Sprintf("c%d@example.com", i), city, country, year, `{"plan":"`+plan+`"}`, status); err != nil {
 			t.Fatal(err)
 		}
 	}
