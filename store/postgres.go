@@ -43,11 +43,12 @@ import (
 //     SQLite's alone.
 //   - Then main may accept --db postgres:// (config.go refuses it until then), with
 //     bench's figures beside SQLite's in the README.
-//   - Raw-SQL selections in a READ ONLY transaction (readOnlyPG) through a role that reads
-//     only the consumers' columns; they are refused on PostgreSQL until then (refuseRawPG).
-//     Structured selections compile per engine (selection.go: postoffice checks them into
-//     Criteria, CompileSelection writes each engine's SQL); jobs.selection_sql holds the
-//     engine's text, so migrate --to recompiles it from jobs.selection.
+//   - Done since: structured selections compile per engine (selection.go: postoffice
+//     checks them into Criteria, CompileSelection writes each engine's SQL); raw-SQL
+//     selections run in a READ ONLY transaction (readOnlyPG) as selectionRole, made by
+//     migration 0056, and are refused, saying why, where that role cannot be used
+//     (refuseRawPG). jobs.selection_sql holds the engine's text, so migrate --to must
+//     recompile it from jobs.selection and the issuer.
 //   - Several processes: a writer pool wider than one connection (the code still assumes one
 //     writer per process, as on SQLite: max(id)+1 counts in writeConsumers, the select
 //     cursor), claims with FOR UPDATE SKIP LOCKED and a lease, heartbeats, settlement under
