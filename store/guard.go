@@ -457,10 +457,20 @@ func readOnlyPG(ctx context.Context, conn *sql.Conn, limit time.Duration, role s
 	if _, err := conn.ExecContext(ctx, `BEGIN READ ONLY`); err != nil {
 		return err
 	}
-	done := false
+	// Always rolled back, also after success: there is nothing to commit, and the rollback
+	// undoes the settings an expression may change with set_config(..., false), which a
+	// commit would leave on the pooled connection.
+	rolledBack := false
+	rollback := func() error {
+		rolledBack = true
+		_, err := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		return err
+	}
 	defer func() {
-		if !done {
-			conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		if !rolledBack {
+			if rollback() != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn }) // not back to the pool
+			}
 		}
 	}()
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`SET LOCAL statement_timeout = %d`, max(limit.Milliseconds(), 1))); err != nil {
@@ -475,7 +485,5 @@ func readOnlyPG(ctx context.Context, conn *sql.Conn, limit time.Duration, role s
 	if err := fn(conn); err != nil {
 		return err
 	}
-	done = true
-	_, err := conn.ExecContext(ctx, `COMMIT`)
-	return err
+	return rollback()
 }

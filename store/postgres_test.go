@@ -193,3 +193,27 @@ func TestPostgresTwoProcessesAwardOnceWithinBudget(t *testing.T) {
 			accrued, spent, awarded.Load(), perConsumer)
 	}
 }
+
+// TestPostgresRawSelectionLeavesTheConnectionAsItWas: a raw expression may call set_config,
+// which PostgreSQL allows in a read-only transaction; what it sets must not outlive the
+// selection on the pooled connection (the transaction is rolled back, which undoes it).
+func TestPostgresRawSelectionLeavesTheConnectionAsItWas(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.Need(t, pgServer).NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.sel.SetMaxOpenConns(1)    // the next selection gets the same connection
+	seedGuardConsumers(t, s, 2) // an expression is evaluated only on rows
+	if _, err := s.CheckSelection(ctx, `set_config('search_path', 'nowhere', false) <> '' AND set_config('role', '`+selectionRole+`', false) <> ''`, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var path, role string
+	err = s.runSelection(ctx, false, func(run context.Context, conn *sql.Conn) error {
+		return conn.QueryRowContext(run, `SELECT current_setting('search_path'), current_user`).Scan(&path, &role)
+	})
+	if err != nil || path == "nowhere" || role == selectionRole {
+		t.Fatalf("after the raw selection the connection has search_path %q, user %q (%v)", path, role, err)
+	}
+}
