@@ -168,13 +168,13 @@ func ParseCampaign(data []byte) (*Campaign, error) {
 type plan struct {
 	job        Job
 	text, html *Message
-	raw        bool
+	criteria   *Criteria
 	rules      []*rewards.AwardRule
 	ruleIDs    []int64
 }
 
 // Validate checks every field of c as CreateJob does, without a store: the selection is
-// compiled, not run. Errors are *FieldError.
+// checked, not compiled nor run. Errors are *FieldError.
 func (c *Campaign) Validate() error {
 	_, err := c.compile()
 	return err
@@ -259,14 +259,12 @@ func (c *Campaign) compile() (*plan, error) {
 	if err != nil {
 		return nil, selectionFieldError(err)
 	}
-	where, args, err := sel.CompileFor(c.Issuer)
-	if err != nil {
+	if p.criteria, err = sel.Check(c.Issuer); err != nil {
 		return nil, selectionFieldError(err)
 	}
 	if len(c.Selection) > 0 {
 		p.job.Selection = string(c.Selection)
 	}
-	p.raw = sel.IsRaw()
 	for i := range c.Rules {
 		rule, err := c.Rules[i].rule(fmt.Sprintf("rules[%d]", i))
 		if err != nil {
@@ -279,7 +277,6 @@ func (c *Campaign) compile() (*plan, error) {
 	p.job.Start, p.job.Stop = start.UTC(), stop.UTC()
 	p.job.ClientCount = c.ClientCount
 	p.job.MailServerID = c.MailServer
-	p.job.SelectionSQL, p.job.SelectionArgs = where, args
 	p.job.State = JobScheduled
 	if c.Draft {
 		p.job.State = JobDraft
@@ -296,7 +293,10 @@ func (po *PostOffice) CreateJob(ctx context.Context, c *Campaign) (job *Job, mat
 	if err != nil {
 		return nil, 0, err
 	}
-	matching, err = po.cfg.Store.CheckSelection(WithSelectionOwner(ctx, c.Issuer), p.job.SelectionSQL, p.job.SelectionArgs, p.raw)
+	if p.job.SelectionSQL, p.job.SelectionArgs, err = po.cfg.Store.CompileSelection(p.criteria); err != nil {
+		return nil, 0, &FieldError{"selection", err.Error()}
+	}
+	matching, err = po.cfg.Store.CheckSelection(WithSelectionOwner(ctx, c.Issuer), p.job.SelectionSQL, p.job.SelectionArgs, p.criteria.Raw != "")
 	if errors.Is(err, ErrTooManySelections) {
 		return nil, 0, err // nothing wrong with the campaign: try again
 	}

@@ -12,7 +12,7 @@ import (
 // through RFC 2047 encoding: the token is always found and decodes to its ids, and nothing
 // else in the subject verifies unless it was already there.
 // Other targets: FuzzDecodeToken (token_test.go), FuzzParseTemplate (template_test.go),
-// FuzzCompileSelection (selection_test.go).
+// FuzzCheckSelection (selection_test.go).
 func FuzzFindTokenInSubject(f *testing.F) {
 	k := testKeyring(f, 2, 1, 2)
 	for _, s := range [][2]string{

@@ -28,6 +28,9 @@ type Store interface {
 	// RecordAssignment writes the mail server that will send a job (216f) and why.
 	RecordAssignment(ctx context.Context, key int64, a Assignment) error
 	SelectBatch(ctx context.Context, job *Job, raw bool, limit int) (added int, complete bool, err error)
+	// CompileSelection writes checked criteria as the engine's WHERE expression over the
+	// consumers, with its parameters; a raw expression as it is.
+	CompileSelection(c *Criteria) (where string, args []any, err error)
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	PendingCount(ctx context.Context, key int64) (int, error)
 	ReportMailServers(ctx context.Context, statuses []MailServerStatus) error

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"pointpost/rewards"
 )
@@ -81,9 +80,6 @@ const (
 	maxAttrName        = 64
 )
 
-// everyone is the WHERE expression of the empty selection.
-const everyone = "1"
-
 // ParseSelection decodes selection criteria as a campaign file gives them and checks them
 // by compiling. Empty input or JSON null is the empty selection: every active consumer.
 // Returns a *SelectionError naming where the criteria are wrong, including unknown keys and
@@ -115,7 +111,7 @@ func ParseSelection(data []byte) (*Selection, error) {
 	if err := strict.Decode(&s); err != nil {
 		return nil, &SelectionError{"selection", err.Error()}
 	}
-	if _, _, err := s.Compile(); err != nil {
+	if _, err := s.Check(""); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -199,48 +195,83 @@ func (s *Selection) isEmpty() bool {
 	return s.All == nil && s.Any == nil && s.Field == "" && s.Op == "" && s.Value == nil && s.SQL == ""
 }
 
-// Compile turns the selection into a boolean SQL expression over the columns of the
-// consumers table, unqualified, with every value a "?" parameter in args. The empty (or nil)
-// selection compiles to "1". A raw selection is returned as written (plus a newline when it
-// ends in a "--" comment), without args, after a cheap check; the store's guard is what
-// makes it safe. Returns a *SelectionError naming the node, key or value that is wrong.
-func (s *Selection) Compile() (where string, args []any, err error) {
-	return s.CompileFor("")
+// Criteria is a selection checked by Check, resolved for one issuer: what the store compiles
+// into its engine's SQL, a parameterised WHERE expression over the consumers. Exactly one of
+// Raw and Root is set, or neither: the empty selection, every active consumer.
+type Criteria struct {
+	// Raw is the whole selection when it is one raw SQL expression, trimmed, plus a newline
+	// when it ends in a "--" comment; checked only cheaply (one expression, no parameters):
+	// the store's guard is what makes it safe.
+	Raw string
+	// Issuer is the slug of the issuer whose own attributes attr.NAME reads first, before the
+	// program's (see rewards.IssuerAttribute); "" for the program's alone.
+	Issuer string
+	Root   *Criterion
 }
 
-// CompileFor is Compile for a job of the issuer with slug: attr.NAME reads the issuer's own
-// attribute NAME, or else the program's (see rewards.IssuerAttribute), never another
-// issuer's. An empty slug compiles as Compile does, for the program's attributes alone.
-func (s *Selection) CompileFor(slug string) (where string, args []any, err error) {
+// Criterion is one node of Criteria: a condition when Cond is set, else a group of Members
+// that all match (or, with Any, at least one). An all-group without members matches
+// everyone; an any-group always has members.
+type Criterion struct {
+	Cond    *Condition
+	Any     bool
+	Members []Criterion
+}
+
+// Condition compares one consumer field with checked values.
+type Condition struct {
+	// Field is the consumers' column, of Kind; empty for an attribute, named by Attr.
+	Field string
+	Kind  rewards.FieldKind
+	Attr  string
+	// Op is one of =, !=, <, <=, >, >=, in, not in, contains, prefix.
+	Op string
+	// Values holds the one value (the list for in and not in), each a string, int64 or
+	// float64: lower-cased for FieldLower and FieldList, an int64 for FieldYear, strings or
+	// numbers (never both in one list) for an attribute. On FieldYear and attributes, which
+	// may be unknown, != and not in also match the consumers for whom the value is unknown;
+	// a number compares with an attribute's numeric reading.
+	Values []any
+}
+
+// Nullable reports whether the field the condition reads may be unknown.
+func (c *Condition) Nullable() bool { return c.Attr != "" || c.Kind == rewards.FieldYear }
+
+// Check checks the selection and resolves it for a job of the issuer with slug: attr.NAME
+// reads the issuer's own attribute NAME, or else the program's, never another issuer's. An
+// empty slug reads the program's attributes alone. The empty (or nil) selection is Criteria
+// with nothing set. Returns a *SelectionError naming the node, key or value that is wrong.
+func (s *Selection) Check(slug string) (*Criteria, error) {
 	if s == nil || s.isEmpty() {
-		return everyone, nil, nil
+		return &Criteria{Issuer: slug}, nil
 	}
 	if s.SQL != "" && s.All == nil && s.Any == nil && s.Field == "" && s.Op == "" && s.Value == nil {
-		return compileRaw(s.SQL)
+		raw, err := checkRaw(s.SQL)
+		if err != nil {
+			return nil, err
+		}
+		return &Criteria{Raw: raw, Issuer: slug}, nil
 	}
 	if slug != "" && !slugPattern.MatchString(slug) {
-		return "", nil, &SelectionError{"selection", fmt.Sprintf("issuer %q is not an issuer's short name", slug)}
+		return nil, &SelectionError{"selection", fmt.Sprintf("issuer %q is not an issuer's short name", slug)}
 	}
-	c := selectionCompiler{issuer: slug}
-	if err := c.node(s, "selection", 0); err != nil {
-		return "", nil, err
+	var c selectionChecker
+	root, err := c.node(s, "selection", 0)
+	if err != nil {
+		return nil, err
 	}
-	if len(c.args) > maxSelectionArgs {
-		return "", nil, &SelectionError{"selection", fmt.Sprintf("more than %d values in all", maxSelectionArgs)}
+	if c.values > maxSelectionArgs {
+		return nil, &SelectionError{"selection", fmt.Sprintf("more than %d values in all", maxSelectionArgs)}
 	}
-	return c.sql.String(), c.args, nil
+	return &Criteria{Issuer: slug, Root: &root}, nil
 }
 
-// selectionCompiler accumulates the SQL and the parameters of one Compile.
-type selectionCompiler struct {
-	sql    strings.Builder
-	args   []any
-	issuer string // the slug whose attributes attr.NAME reads first
-}
+// selectionChecker counts the values of one Check.
+type selectionChecker struct{ values int }
 
-func (c *selectionCompiler) node(s *Selection, path string, depth int) error {
+func (c *selectionChecker) node(s *Selection, path string, depth int) (Criterion, error) {
 	if depth > maxSelectionDepth {
-		return &SelectionError{path, fmt.Sprintf("nested more than %d levels deep", maxSelectionDepth)}
+		return Criterion{}, &SelectionError{path, fmt.Sprintf("nested more than %d levels deep", maxSelectionDepth)}
 	}
 	var kinds []string
 	if s.All != nil {
@@ -257,85 +288,55 @@ func (c *selectionCompiler) node(s *Selection, path string, depth int) error {
 	}
 	switch {
 	case len(kinds) == 0:
-		return &SelectionError{path, "empty: want all, any, a condition (field, op, value) or sql"}
+		return Criterion{}, &SelectionError{path, "empty: want all, any, a condition (field, op, value) or sql"}
 	case len(kinds) > 1:
-		return &SelectionError{path, "has " + strings.Join(kinds, " and ") + "; a node is exactly one of all, any, a condition or sql"}
+		return Criterion{}, &SelectionError{path, "has " + strings.Join(kinds, " and ") + "; a node is exactly one of all, any, a condition or sql"}
 	}
 	switch {
 	case s.All != nil:
-		return c.group(s.All, path+".all", " AND ", depth)
+		return c.group(s.All, path+".all", false, depth)
 	case s.Any != nil:
 		if len(s.Any) == 0 {
-			return &SelectionError{path + ".any", "empty: an any-group with no members matches no one"}
+			return Criterion{}, &SelectionError{path + ".any", "empty: an any-group with no members matches no one"}
 		}
-		return c.group(s.Any, path+".any", " OR ", depth)
+		return c.group(s.Any, path+".any", true, depth)
 	case s.SQL != "":
-		return &SelectionError{path + ".sql", "raw sql must be the whole selection, not part of a group"}
+		return Criterion{}, &SelectionError{path + ".sql", "raw sql must be the whole selection, not part of a group"}
 	}
-	return c.condition(s, path)
+	cond, err := c.condition(s, path)
+	return Criterion{Cond: cond}, err
 }
 
-// group writes the members joined by and/or, in parentheses. An empty all-group is true:
-// what an editor leaves when every condition was removed.
-func (c *selectionCompiler) group(members []Selection, path, join string, depth int) error {
-	if len(members) == 0 {
-		c.sql.WriteString(everyone)
-		return nil
-	}
-	c.sql.WriteByte('(')
+// group checks the members of an all- or any-group. An empty all-group is true: what an
+// editor leaves when every condition was removed.
+func (c *selectionChecker) group(members []Selection, path string, any bool, depth int) (Criterion, error) {
+	g := Criterion{Any: any, Members: make([]Criterion, 0, len(members))}
 	for i := range members {
-		if i > 0 {
-			c.sql.WriteString(join)
+		m, err := c.node(&members[i], fmt.Sprintf("%s[%d]", path, i), depth+1)
+		if err != nil {
+			return Criterion{}, err
 		}
-		if err := c.node(&members[i], fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
-			return err
-		}
+		g.Members = append(g.Members, m)
 	}
-	c.sql.WriteByte(')')
-	return nil
+	return g, nil
 }
 
-// fieldKind is how a field's values are read and compared.
-type fieldKind int
-
-const (
-	textField      fieldKind = iota + 1 // compared as written
-	lowerField                          // stored lower-cased, so the value is lower-cased
-	yearField                           // an integer, maybe NULL
-	interestsField                      // ';golf;tennis;'
-	attrField                           // a value of the attributes JSON object, maybe NULL
-)
-
-// consumerFieldKinds is how a selection compares each kind of the consumer's own fields.
-var consumerFieldKinds = map[rewards.FieldKind]fieldKind{
-	rewards.FieldText:  textField,
-	rewards.FieldLower: lowerField,
-	rewards.FieldYear:  yearField,
-	rewards.FieldList:  interestsField,
-}
-
-// lookupField resolves a condition's field to the SQL that reads it.
-func lookupField(name, issuer string) (column string, kind fieldKind, reason string) {
+// lookupField resolves a condition's field: a consumer column and its kind, or an attribute
+// name. A non-empty reason says why the name is wrong.
+func lookupField(name string) (column string, kind rewards.FieldKind, attr, reason string) {
 	if name == "" {
-		return "", 0, "missing"
+		return "", 0, "", "missing"
 	}
 	if f, ok := rewards.ConsumerFieldNamed(name); ok {
-		return name, consumerFieldKinds[f.Kind], ""
+		return name, f.Kind, "", ""
 	}
 	if attr, ok := strings.CutPrefix(name, "attr."); ok {
 		if !validAttrName(attr) {
-			return "", 0, fmt.Sprintf("attribute name %q must be 1 to %d letters, digits, '_' or '-'", attr, maxAttrName)
+			return "", 0, "", fmt.Sprintf("attribute name %q must be 1 to %d letters, digits, '_' or '-'", attr, maxAttrName)
 		}
-		// The name is checked above, so it may stand inside the path literal: the compiled
-		// SQL stays readable where the job shows it.
-		program := `json_extract(attributes, '$."` + attr + `"')`
-		if issuer == "" {
-			return program, attrField, ""
-		}
-		// The slug is checked by CompileFor, and neither it nor the name holds ':' or '"'.
-		return `coalesce(json_extract(attributes, '$."` + rewards.IssuerAttribute(issuer, attr) + `"'), ` + program + `)`, attrField, ""
+		return "", 0, attr, ""
 	}
-	return "", 0, fmt.Sprintf("unknown field %q (want %s or attr.NAME)", name, strings.Join(rewards.ConsumerFieldNames(), ", "))
+	return "", 0, "", fmt.Sprintf("unknown field %q (want %s or attr.NAME)", name, strings.Join(rewards.ConsumerFieldNames(), ", "))
 }
 
 func validAttrName(name string) bool {
@@ -352,171 +353,117 @@ func validAttrName(name string) bool {
 	return true
 }
 
-func (c *selectionCompiler) condition(s *Selection, path string) error {
-	column, kind, reason := lookupField(s.Field, c.issuer)
+func (c *selectionChecker) condition(s *Selection, path string) (*Condition, error) {
+	column, kind, attr, reason := lookupField(s.Field)
 	if reason != "" {
-		return &SelectionError{path + ".field", reason}
+		return nil, &SelectionError{path + ".field", reason}
 	}
+	cond := &Condition{Field: column, Kind: kind, Attr: attr}
 	op := strings.Join(strings.Fields(strings.ToLower(s.Op)), " ")
 	switch op {
 	case "=", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "prefix":
 	case "":
-		return &SelectionError{path + ".op", "missing"}
+		return nil, &SelectionError{path + ".op", "missing"}
 	default:
-		return &SelectionError{path + ".op", fmt.Sprintf("unknown operator %q (want =, !=, <, <=, >, >=, in, not in, contains or prefix)", s.Op)}
+		return nil, &SelectionError{path + ".op", fmt.Sprintf("unknown operator %q (want =, !=, <, <=, >, >=, in, not in, contains or prefix)", s.Op)}
 	}
-	if !opApplies(op, kind) {
-		return &SelectionError{path + ".op", fmt.Sprintf("operator %q does not apply to %s", op, s.Field) + opHint(kind)}
+	cond.Op = op
+	if !opApplies(op, cond) {
+		return nil, &SelectionError{path + ".op", fmt.Sprintf("operator %q does not apply to %s", op, s.Field) + opHint(cond)}
 	}
 	vpath := path + ".value"
 	if s.Value == nil {
-		return &SelectionError{vpath, "missing"}
+		return nil, &SelectionError{vpath, "missing"}
 	}
 	if op == "in" || op == "not in" {
-		return c.list(column, kind, op, s.Value, vpath)
+		vals, err := listValues(cond, op, s.Value, vpath)
+		if err != nil {
+			return nil, err
+		}
+		cond.Values = vals
+		c.values += len(vals)
+		return cond, nil
 	}
-	v, reason := fieldValue(kind, s.Value, s.Field)
+	v, reason := fieldValue(cond, s.Value, s.Field)
 	if reason != "" {
-		return &SelectionError{vpath, reason}
+		return nil, &SelectionError{vpath, reason}
 	}
-	switch op {
-	case "contains":
-		text, ok := v.(string)
-		if !ok || text == "" {
-			return &SelectionError{vpath, "contains needs a non-empty string"}
+	if op == "contains" || op == "prefix" {
+		if text, ok := v.(string); !ok || text == "" {
+			return nil, &SelectionError{vpath, op + " needs a non-empty string"}
 		}
-		if kind == interestsField {
-			c.sql.WriteString(`instr(interests, ';' || ? || ';') > 0`)
-		} else {
-			c.sql.WriteString("instr(" + column + ", ?) > 0")
-		}
-		c.args = append(c.args, text)
-	case "prefix":
-		text, ok := v.(string)
-		if !ok || text == "" {
-			return &SelectionError{vpath, "prefix needs a non-empty string"}
-		}
-		// substr rather than LIKE: the value's '%' and '_' stay plain characters, and the
-		// comparison stays case-sensitive like '='. substr counts characters, not bytes.
-		c.sql.WriteString("substr(" + column + ", 1, ?) = ?")
-		c.args = append(c.args, int64(utf8.RuneCountInString(text)), text)
-	case "!=":
-		// On a column that may be NULL, "is not X" includes those for whom X is unknown.
-		if nullable(kind) {
-			c.sql.WriteString(operand(column, kind, v) + " IS NOT ?")
-		} else {
-			c.sql.WriteString(column + " != ?")
-		}
-		c.args = append(c.args, v)
-	default:
-		c.sql.WriteString(operand(column, kind, v) + " " + op + " ?")
-		c.args = append(c.args, v)
 	}
-	return nil
+	cond.Values = []any{v}
+	c.values++
+	return cond, nil
 }
 
-// list writes in / not in. On interests, in means "has any of these" and not in "has none".
-func (c *selectionCompiler) list(column string, kind fieldKind, op string, value any, path string) error {
+// listValues checks the values of in / not in.
+func listValues(cond *Condition, op string, value any, path string) ([]any, error) {
 	rv := reflect.ValueOf(value)
 	if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() == reflect.Uint8 {
-		return &SelectionError{path, op + " needs an array of values"}
+		return nil, &SelectionError{path, op + " needs an array of values"}
 	}
 	n := rv.Len()
 	if n == 0 {
-		return &SelectionError{path, op + " needs at least one value"}
+		return nil, &SelectionError{path, op + " needs at least one value"}
 	}
 	if n > maxSelectionList {
-		return &SelectionError{path, fmt.Sprintf("more than %d values", maxSelectionList)}
+		return nil, &SelectionError{path, fmt.Sprintf("more than %d values", maxSelectionList)}
 	}
 	vals := make([]any, n)
 	numbers := 0
 	for i := range n {
-		v, reason := fieldValue(kind, rv.Index(i).Interface(), "")
+		v, reason := fieldValue(cond, rv.Index(i).Interface(), "")
 		if reason != "" {
-			return &SelectionError{fmt.Sprintf("%s[%d]", path, i), reason}
+			return nil, &SelectionError{fmt.Sprintf("%s[%d]", path, i), reason}
 		}
 		if _, isText := v.(string); !isText {
 			numbers++
 		}
 		vals[i] = v
 	}
-	if kind == attrField && numbers != 0 && numbers != n {
-		// Text and numbers compare differently (see operand); one list is one kind.
-		return &SelectionError{path, "mixes strings and numbers; use an any-group for both"}
+	if cond.Attr != "" && numbers != 0 && numbers != n {
+		// Text and numbers compare differently; one list is one kind.
+		return nil, &SelectionError{path, "mixes strings and numbers; use an any-group for both"}
 	}
-	if kind == interestsField {
-		if op == "not in" {
-			c.sql.WriteString("NOT ")
-		}
-		c.sql.WriteByte('(')
-		for i, v := range vals {
-			if i > 0 {
-				c.sql.WriteString(" OR ")
-			}
-			c.sql.WriteString(`instr(interests, ';' || ? || ';') > 0`)
-			c.args = append(c.args, v)
-		}
-		c.sql.WriteByte(')')
-		return nil
-	}
-	expr := operand(column, kind, vals[0])
-	marks := strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-	switch {
-	case op == "in":
-		c.sql.WriteString(expr + " IN (" + marks + ")")
-	case nullable(kind):
-		c.sql.WriteString("(" + expr + " IS NULL OR " + expr + " NOT IN (" + marks + "))")
-	default:
-		c.sql.WriteString(expr + " NOT IN (" + marks + ")")
-	}
-	c.args = append(c.args, vals...)
-	return nil
+	return vals, nil
 }
 
-func nullable(kind fieldKind) bool { return kind == yearField || kind == attrField }
-
-func opApplies(op string, kind fieldKind) bool {
-	switch kind {
-	case yearField:
+func opApplies(op string, cond *Condition) bool {
+	switch {
+	case cond.Attr != "":
+		return true
+	case cond.Kind == rewards.FieldYear:
 		return op != "contains" && op != "prefix"
-	case interestsField:
+	case cond.Kind == rewards.FieldList:
 		return op == "contains" || op == "in" || op == "not in"
 	}
 	return true
 }
 
-func opHint(kind fieldKind) string {
-	switch kind {
-	case yearField:
+func opHint(cond *Condition) string {
+	switch {
+	case cond.Attr != "":
+	case cond.Kind == rewards.FieldYear:
 		return " (a number: use =, !=, <, <=, >, >=, in or not in)"
-	case interestsField:
+	case cond.Kind == rewards.FieldList:
 		return " (use contains, in or not in)"
 	}
 	return ""
 }
 
-// operand is the SQL a comparison with v reads. The importer stores attributes as strings,
-// and SQLite orders every string after every number, so a number is compared with the
-// attribute's numeric reading, NULL when the attribute does not look like a number.
-func operand(column string, kind fieldKind, v any) string {
-	if kind != attrField {
-		return column
-	}
-	if _, isText := v.(string); isText {
-		return column
-	}
-	return "(CASE WHEN typeof(" + column + ") IN ('integer', 'real') THEN " + column +
-		" WHEN trim(" + column + ") GLOB '*[0-9]*' AND trim(" + column + ") NOT GLOB '*[^0-9.eE+-]*'" +
-		" THEN CAST(trim(" + column + ") AS NUMERIC) END)"
-}
-
-// fieldValue converts one JSON value for a field of kind: a string or int64 for text fields
+// fieldValue converts one JSON value for the field cond reads: a string or int64 for text fields
 // (an integral number becomes its digits, for postal codes), an int64 for birth_year, a
 // lower-cased interest, a string, int64 or float64 for attributes. A non-empty reason says
 // why v does not fit.
-func fieldValue(kind fieldKind, v any, field string) (any, string) {
+func fieldValue(cond *Condition, v any, field string) (any, string) {
+	kind := cond.Kind
+	if cond.Attr != "" {
+		kind = 0
+	}
 	switch kind {
-	case textField, lowerField:
+	case rewards.FieldText, rewards.FieldLower:
 		var s string
 		switch x := v.(type) {
 		case string:
@@ -528,11 +475,11 @@ func fieldValue(kind fieldKind, v any, field string) (any, string) {
 			}
 			s = strconv.FormatInt(n, 10)
 		}
-		if kind == lowerField {
+		if kind == rewards.FieldLower {
 			s = strings.ToLower(s)
 		}
 		return s, ""
-	case yearField:
+	case rewards.FieldYear:
 		if s, ok := v.(string); ok {
 			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 			if err != nil {
@@ -545,7 +492,7 @@ func fieldValue(kind fieldKind, v any, field string) (any, string) {
 			return nil, fmt.Sprintf("birth_year needs a whole number, not %s", describe(v))
 		}
 		return n, ""
-	case interestsField:
+	case rewards.FieldList:
 		s, ok := v.(string)
 		if !ok {
 			return nil, fmt.Sprintf("interests needs a string, not %s", describe(v))
@@ -555,7 +502,7 @@ func fieldValue(kind fieldKind, v any, field string) (any, string) {
 			return nil, fmt.Sprintf("%q is not one interest (non-empty, without ';')", v)
 		}
 		return s, ""
-	case attrField:
+	case 0: // an attribute
 		if s, ok := v.(string); ok {
 			return s, ""
 		}
@@ -635,30 +582,30 @@ func describe(v any) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// compileRaw checks a raw expression cheaply: one expression, that cannot close the
+// checkRaw checks a raw expression cheaply: one expression, that cannot close the
 // parentheses the store puts around it, nor carry parameters that would shift the store's.
-// The guard's authorizer, not this, keeps it read-only.
-func compileRaw(expr string) (string, []any, error) {
+// The store's guard, not this, keeps it read-only.
+func checkRaw(expr string) (string, error) {
 	const path = "selection.sql"
 	expr = strings.TrimSpace(expr)
 	if expr == "" {
-		return "", nil, &SelectionError{path, "empty expression"}
+		return "", &SelectionError{path, "empty expression"}
 	}
 	if len(expr) > maxSelectionRawSQL {
-		return "", nil, &SelectionError{path, fmt.Sprintf("longer than %d bytes", maxSelectionRawSQL)}
+		return "", &SelectionError{path, fmt.Sprintf("longer than %d bytes", maxSelectionRawSQL)}
 	}
 	if strings.IndexByte(expr, 0) >= 0 {
 		// SQLite stops reading at a NUL, which would drop what the store writes after it.
-		return "", nil, &SelectionError{path, "contains a NUL byte"}
+		return "", &SelectionError{path, "contains a NUL byte"}
 	}
 	lineComment, err := scanRawSQL(expr)
 	if err != nil {
-		return "", nil, &SelectionError{path, err.Error()}
+		return "", &SelectionError{path, err.Error()}
 	}
 	if lineComment {
 		expr += "\n" // so that "(" + expr + ")" still closes
 	}
-	return expr, nil, nil
+	return expr, nil
 }
 
 // scanRawSQL walks an expression the way SQLite's tokenizer splits strings, quoted names

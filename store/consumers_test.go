@@ -88,8 +88,8 @@ func TestImportConsumersBadRows(t *testing.T) {
 	if interests != ";golf;tennis;" || attrs != `{"member_since":"2019","plan":"gold"}` {
 		t.Errorf("stored interests %q, attributes %s", interests, attrs)
 	}
-	if v, err := jsonField(s, "ann@example.com", "$.plan"); err != nil || v != "gold" {
-		t.Errorf("json_extract plan = %q, %v", v, err)
+	if v, err := jsonField(s, "ann@example.com", "plan"); err != nil || v != "gold" {
+		t.Errorf("the engine's JSON reads plan = %q, %v", v, err)
 	}
 
 	fay := consumer(t, s, "fay@example.com")
@@ -101,9 +101,11 @@ func TestImportConsumersBadRows(t *testing.T) {
 	}
 }
 
-func jsonField(s *Store, email, path string) (string, error) {
+// jsonField reads the consumer's attribute key with the engine's own JSON functions.
+func jsonField(s *Store, email, key string) (string, error) {
 	var v string
-	err := s.read.QueryRow(`SELECT json_extract(attributes, ?) FROM consumers WHERE email = ?`, path, email).Scan(&v)
+	err := s.read.QueryRow(s.either(`SELECT json_extract(attributes, '$.' || ?) FROM consumers WHERE email = ?`,
+		`SELECT attributes::jsonb ->> CAST(? AS text) FROM consumers WHERE email = ?`), key, email).Scan(&v)
 	return v, err
 }
 

@@ -116,6 +116,9 @@ func (s *Store) UpdateDraftJob(ctx context.Context, job *postoffice.Job, text, h
 // the one the campaign editor previews messages for. It runs as CheckSelection does, and
 // returns the same errors, or rewards.ErrNotFound if the selection matches no one.
 func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, raw bool) (*rewards.Consumer, error) {
+	if err := s.refuseRawPG(ctx, raw); err != nil {
+		return nil, err
+	}
 	expr, err := selectionExpr(where)
 	if err != nil {
 		return nil, err
@@ -126,7 +129,7 @@ func (s *Store) SampleConsumer(ctx context.Context, where string, args []any, ra
 	}
 	defer release()
 	var id int64
-	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+	err = s.runSelection(ctx, raw, func(run context.Context, conn *sql.Conn) error {
 		stmt, err := conn.PrepareContext(run, `SELECT id FROM consumers WHERE status = 'active' AND `+expr+` ORDER BY id LIMIT 1`)
 		if err != nil {
 			return err

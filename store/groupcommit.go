@@ -392,7 +392,10 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 		return nil
 	}
 	if s.engine == enginePostgres {
-		err = apply(&pgAckRunner{ctx: ctx, conn: conn})
+		c := &pgAckRunner{ctx: ctx, conn: conn}
+		if err = apply(c); err == nil {
+			err = c.flush() // a failure here fails the whole batch: no one culprit
+		}
 	} else {
 		err = conn.Raw(func(dc any) error {
 			c := &s.acks.stmts

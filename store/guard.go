@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	sqlite3 "github.com/mattn/go-sqlite3"
 
 	"pointpost/postoffice"
@@ -221,7 +222,7 @@ func guarded(conn *sql.Conn, fn func(conn *sql.Conn) error) error {
 // postoffice.ErrTooManySelections when the issuer has maxSelectionsPerIssuer running; SQLite's
 // error, prefixed "selection sql:", for one that is not valid.
 func (s *Store) CheckSelection(ctx context.Context, where string, args []any, raw bool) (matching int, err error) {
-	if err := s.refuseRawPG(raw); err != nil {
+	if err := s.refuseRawPG(ctx, raw); err != nil {
 		return 0, err
 	}
 	expr, err := selectionExpr(where)
@@ -234,7 +235,7 @@ func (s *Store) CheckSelection(ctx context.Context, where string, args []any, ra
 	}
 	defer release()
 	query := `SELECT count(*) FROM consumers WHERE status = 'active' AND ` + expr
-	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+	err = s.runSelection(ctx, raw, func(run context.Context, conn *sql.Conn) error {
 		// A prepared statement runs only the first statement of its text.
 		stmt, err := conn.PrepareContext(run, query)
 		if err != nil {
@@ -288,7 +289,7 @@ func (sl *selectionSlots) take(owner string) (release func(), err error) {
 // postoffice.ErrTooManySelections when no connection came free in time, a refusal wrapping
 // ErrSelectionRefused when the guard refused a statement or the time limit stopped it, or
 // fn's error.
-func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, conn *sql.Conn) error) error {
+func (s *Store) runSelection(ctx context.Context, raw bool, fn func(run context.Context, conn *sql.Conn) error) error {
 	run, cancel := context.WithTimeout(ctx, s.selectionLimit)
 	defer cancel()
 	stopped := func() bool { return ctx.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded) }
@@ -307,11 +308,16 @@ func (s *Store) runSelection(ctx context.Context, fn func(run context.Context, c
 		return fn(run, conn)
 	}
 	if s.engine == enginePostgres {
-		err = readOnlyPG(run, conn, s.selectionLimit, body)
+		role := ""
+		if raw {
+			role = selectionRole
+		}
+		err = refusedPG(readOnlyPG(run, conn, s.selectionLimit, role, body), raw)
 	} else {
 		err = guarded(conn, body)
 	}
-	if err != nil && !errors.Is(err, ErrSelectionRefused) && stopped() {
+	// PostgreSQL's statement_timeout may stop the statement a moment before run's deadline.
+	if err != nil && !errors.Is(err, ErrSelectionRefused) && (stopped() || ctx.Err() == nil && pgQueryCanceled(err)) {
 		return refused("stopped after %v: too slow to run, make the selection cheaper", s.selectionLimit)
 	}
 	return err
@@ -396,35 +402,88 @@ func exprProblem(where string) string {
 	return ""
 }
 
-// refuseRawPG refuses a raw-SQL selection on PostgreSQL: the guard that checks one is
-// SQLite's authorizer, and its PostgreSQL counterpart (a role that reads only the consumers'
-// columns, issue 12) is not built yet.
-func (s *Store) refuseRawPG(raw bool) error {
-	if raw && s.engine == enginePostgres {
-		return refused("raw SQL selections are not yet supported on PostgreSQL; use a structured selection")
+// selectionRole is the PostgreSQL role raw SQL selections run as: it reads the consumers'
+// columns and nothing else (migrations/postgres/0056_selection_role.sql).
+const selectionRole = "pointpost_selection"
+
+// refuseRawPG refuses a raw-SQL selection on PostgreSQL when the database user cannot run it
+// as selectionRole: the role is missing (the user that migrated could not create it), the
+// user is not a member, or the role may not read consumers. Returns an error wrapping
+// ErrSelectionRefused that says which.
+func (s *Store) refuseRawPG(ctx context.Context, raw bool) error {
+	if !raw || s.engine != enginePostgres {
+		return nil
+	}
+	var exists, member, reads bool
+	err := s.read.QueryRowContext(ctx, `SELECT r.rolname IS NOT NULL,
+			coalesce(pg_has_role(current_user, r.oid, 'USAGE'), false),
+			coalesce(has_any_column_privilege(r.oid, 'consumers', 'SELECT'), false)
+		FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = ?`, selectionRole).Scan(&exists, &member, &reads)
+	switch {
+	case err != nil:
+		return err
+	case !exists:
+		return refused("raw SQL selections on PostgreSQL run as the role %s, which does not exist: the database user that migrated could not create it; create it as the README shows, or use a structured selection", selectionRole)
+	case !member:
+		return refused("raw SQL selections on PostgreSQL run as the role %s, and this database user is not a member: GRANT %s TO the user, or use a structured selection", selectionRole, selectionRole)
+	case !reads:
+		return refused("raw SQL selections on PostgreSQL run as the role %s, which may not read consumers: grant it as the README shows, or use a structured selection", selectionRole)
 	}
 	return nil
 }
 
+// refusedPG words what PostgreSQL refused in a raw selection as a refusal wrapping
+// ErrSelectionRefused: reading what the role may not read, writing in the read-only
+// transaction, a function or table that does not exist.
+func refusedPG(err error, raw bool) error {
+	var pe *pgconn.PgError
+	if !raw || !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "42501": // insufficient_privilege
+		return refused("not authorized: only columns of consumers may be read: %s", pe.Message)
+	case "25006": // read_only_sql_transaction
+		return refused("a selection may not write: %s", pe.Message)
+	case "42883", "42P01": // undefined_function, undefined_table
+		return refused("not allowed: %s", pe.Message)
+	}
+	return err
+}
+
 // readOnlyPG runs fn on a PostgreSQL connection inside a READ ONLY transaction that the
 // server stops after limit, so that a selection can neither write nor run on.
-func readOnlyPG(ctx context.Context, conn *sql.Conn, limit time.Duration, fn func(conn *sql.Conn) error) error {
+func readOnlyPG(ctx context.Context, conn *sql.Conn, limit time.Duration, role string, fn func(conn *sql.Conn) error) error {
 	if _, err := conn.ExecContext(ctx, `BEGIN READ ONLY`); err != nil {
 		return err
 	}
-	done := false
+	// Always rolled back, also after success: there is nothing to commit, and the rollback
+	// undoes the settings an expression may change with set_config(..., false), which a
+	// commit would leave on the pooled connection.
+	rolledBack := false
+	rollback := func() error {
+		rolledBack = true
+		_, err := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		return err
+	}
 	defer func() {
-		if !done {
-			conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		if !rolledBack {
+			if rollback() != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn }) // not back to the pool
+			}
 		}
 	}()
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`SET LOCAL statement_timeout = %d`, max(limit.Milliseconds(), 1))); err != nil {
 		return err
 	}
+	if role != "" {
+		// Until the transaction ends; role is one of ours, never the user's text.
+		if _, err := conn.ExecContext(ctx, `SET LOCAL ROLE `+role); err != nil {
+			return err
+		}
+	}
 	if err := fn(conn); err != nil {
 		return err
 	}
-	done = true
-	_, err := conn.ExecContext(ctx, `COMMIT`)
-	return err
+	return rollback()
 }

@@ -297,7 +297,7 @@ func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...an
 // postoffice.ErrSelectionFailed for a selection refused or stopped by the time limit, one
 // wrapping postoffice.ErrTooManySelections when no connection came free in time.
 func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, limit int) (added int, complete bool, err error) {
-	if err := s.refuseRawPG(raw); err != nil {
+	if err := s.refuseRawPG(ctx, raw); err != nil {
 		return 0, false, fmt.Errorf("%w: %w", postoffice.ErrSelectionFailed, err)
 	}
 	expr, err := selectionExpr(job.SelectionSQL)
@@ -319,7 +319,7 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 	if want > 0 {
 		query := `SELECT id FROM consumers WHERE status = 'active' AND id > ? AND ` + expr + ` ORDER BY id LIMIT ?`
 		args := append(append([]any{cursor}, job.SelectionArgs...), want)
-		err := s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+		err := s.runSelection(ctx, raw, func(run context.Context, conn *sql.Conn) error {
 			rows, err := conn.QueryContext(run, query, args...)
 			if err != nil {
 				return err

@@ -43,26 +43,21 @@ import (
 //     SQLite's alone.
 //   - Then main may accept --db postgres:// (config.go refuses it until then), with
 //     bench's figures beside SQLite's in the README.
-//   - The selection compiler moved here from postoffice, which writes SQLite's functions
-//     (instr, json_extract) into structured selections; today only the empty selection and
-//     plain column comparisons run on PostgreSQL. A plan: postoffice keeps Selection,
-//     ParseSelection and every check (the *SelectionError paths), and hands a checked tree
-//     (groups; conditions with the field's kind, the operator, typed values; or the raw
-//     text) to a CompileSelection of the store, which writes today's SQLite text unchanged
-//     or PostgreSQL's (strpos, jsonb ->>, a regex for the numeric reading of attributes).
-//     postoffice.Store and toolbox's store interface gain it; campaign.go and toolbox's
-//     campaigns.go call it instead of CompileFor; the SQL-text assertions of
-//     postoffice/selection_test.go move here. jobs.selection_sql then holds the engine's
-//     text, so migrate --to recompiles it from jobs.selection. Raw-SQL selections in a READ ONLY
-//     transaction (readOnlyPG) through a role that reads only the consumers' columns; they are
-//     refused on PostgreSQL until then (refuseRawPG).
+//   - Done since: structured selections compile per engine (selection.go: postoffice
+//     checks them into Criteria, CompileSelection writes each engine's SQL); raw-SQL
+//     selections run in a READ ONLY transaction (readOnlyPG) as selectionRole, made by
+//     migration 0056, and are refused, saying why, where that role cannot be used
+//     (refuseRawPG). jobs.selection_sql holds the engine's text, so migrate --to must
+//     recompile it from jobs.selection and the issuer.
 //   - Several processes: a writer pool wider than one connection (the code still assumes one
 //     writer per process, as on SQLite: max(id)+1 counts in writeConsumers, the select
 //     cursor), claims with FOR UPDATE SKIP LOCKED and a lease, heartbeats, settlement under
 //     its advisory lock alone; migrate --to.
-//   - Speed: acknowledgements run at about 760 a second (SQLite: 25,000; README), one round
-//     trip per statement; send a batch's statements pipelined (pgx's Batch on the raw
-//     connection) or as set-wise statements.
+//   - Speed: acknowledgements run at about 750 a second (SQLite: 25,000; README). A batch's
+//     acknowledgement rows already go in as one insert (pgAckRunner.flush); what is left is
+//     a round trip per statement, in order: mark received, history per rule, accrual. Next:
+//     the batch's deliveries in one UPDATE ... RETURNING, the histories of all its
+//     (rule, consumer) pairs in one query, decisions in Go, the accruals in one insert.
 //   - Acknowledgements are answered once COMMIT returns, durable only with the server's
 //     synchronous_commit on (its default); the store could insist on it per session.
 
@@ -263,6 +258,13 @@ func isForeignKeyViolation(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23503"
+}
+
+// pgQueryCanceled reports whether err is PostgreSQL having stopped a statement: its
+// statement_timeout, or a cancel request.
+func pgQueryCanceled(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57014"
 }
 
 // pgUnavailable reports whether err is PostgreSQL saying it cannot take the work now: the

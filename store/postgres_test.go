@@ -41,7 +41,7 @@ func TestRebind(t *testing.T) {
 }
 
 // TestPostgresSelections: on PostgreSQL a selection runs read-only and is stopped by the
-// server at the time limit, and raw SQL is refused until its guard exists.
+// server at the time limit, and raw SQL is refused when the role it runs as cannot be used.
 func TestPostgresSelections(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, pgtest.Need(t, pgServer).NewDatabase(t))
@@ -52,11 +52,21 @@ func TestPostgresSelections(t *testing.T) {
 	if n, err := s.CheckSelection(ctx, "", nil, false); err != nil || n != 0 {
 		t.Fatalf("the empty selection on an empty database: %d, %v", n, err)
 	}
-	if _, err := s.CheckSelection(ctx, "country = 'CA'", nil, true); !errors.Is(err, ErrSelectionRefused) ||
-		!strings.Contains(err.Error(), "not yet supported on PostgreSQL") {
-		t.Errorf("a raw selection: %v, want a refusal that says why", err)
+	if n, err := s.CheckSelection(ctx, "country = 'CA'", nil, true); err != nil || n != 0 {
+		t.Errorf("a raw selection: %d, %v", n, err)
 	}
-	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+	// Without the role, raw SQL is refused, saying why.
+	if _, err := s.write.ExecContext(ctx, `REVOKE SELECT ON consumers FROM `+selectionRole); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckSelection(ctx, "country = 'CA'", nil, true); !errors.Is(err, ErrSelectionRefused) ||
+		!strings.Contains(err.Error(), "may not read consumers") {
+		t.Errorf("a raw selection without the role's grant: %v, want a refusal that says why", err)
+	}
+	if _, err := s.SampleConsumer(ctx, "country = 'CA'", nil, true); !errors.Is(err, ErrSelectionRefused) {
+		t.Errorf("a raw sample without the role's grant: %v, want a refusal", err)
+	}
+	err = s.runSelection(ctx, false, func(run context.Context, conn *sql.Conn) error {
 		_, err := conn.ExecContext(run, `INSERT INTO settings (name, value) VALUES ('x', 'y')`)
 		return err
 	})
@@ -64,7 +74,7 @@ func TestPostgresSelections(t *testing.T) {
 		t.Errorf("a write inside a selection: %v, want PostgreSQL's read-only refusal", err)
 	}
 	s.selectionLimit = 100 * time.Millisecond
-	err = s.runSelection(ctx, func(run context.Context, conn *sql.Conn) error {
+	err = s.runSelection(ctx, false, func(run context.Context, conn *sql.Conn) error {
 		// Without the context's deadline only the server's statement_timeout can stop it
 		// before its 30 s.
 		_, err := conn.ExecContext(context.WithoutCancel(run), `SELECT pg_sleep(30)`)
@@ -181,5 +191,29 @@ func TestPostgresTwoProcessesAwardOnceWithinBudget(t *testing.T) {
 	if accrued != 25 || spent != 25 || awarded.Load() != 25 || perConsumer != 0 {
 		t.Errorf("accrued %d, spent %d, answered as awarded %d, %d consumers twice; want 25, 25, 25, 0",
 			accrued, spent, awarded.Load(), perConsumer)
+	}
+}
+
+// TestPostgresRawSelectionLeavesTheConnectionAsItWas: a raw expression may call set_config,
+// which PostgreSQL allows in a read-only transaction; what it sets must not outlive the
+// selection on the pooled connection (the transaction is rolled back, which undoes it).
+func TestPostgresRawSelectionLeavesTheConnectionAsItWas(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.Need(t, pgServer).NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.sel.SetMaxOpenConns(1)    // the next selection gets the same connection
+	seedGuardConsumers(t, s, 2) // an expression is evaluated only on rows
+	if _, err := s.CheckSelection(ctx, `set_config('search_path', 'nowhere', false) <> '' AND set_config('role', '`+selectionRole+`', false) <> ''`, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var path, role string
+	err = s.runSelection(ctx, false, func(run context.Context, conn *sql.Conn) error {
+		return conn.QueryRowContext(run, `SELECT current_setting('search_path'), current_user`).Scan(&path, &role)
+	})
+	if err != nil || path == "nowhere" || role == selectionRole {
+		t.Fatalf("after the raw selection the connection has search_path %q, user %q (%v)", path, role, err)
 	}
 }

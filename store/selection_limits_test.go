@@ -15,17 +15,13 @@ import (
 
 // heavySelection is the structured selection: 900 conditions none of which matches,
 // so every consumer is read and tested against all of them.
-func heavySelection(t *testing.T) (string, []any) {
+func heavySelection(t *testing.T, s *Store) (string, []any) {
 	t.Helper()
 	var any []postoffice.Selection
 	for i := range 900 {
 		any = append(any, postoffice.Selection{Field: "city", Op: "contains", Value: fmt.Sprintf("nowhere-%d", i)})
 	}
-	where, args, err := (&postoffice.Selection{Any: any}).Compile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return where, args
+	return compileTest(t, s, &postoffice.Selection{Any: any}, "")
 }
 
 // A structured selection is stopped at the time limit too, whichever way it runs: count,
@@ -35,7 +31,7 @@ func TestStructuredSelectionStoppedAtTheLimit(t *testing.T) {
 	seedGuardConsumers(t, s, 5000)
 	key := seedGuardJob(t, s)
 	ctx := context.Background()
-	where, args := heavySelection(t)
+	where, args := heavySelection(t, s)
 	s.selectionLimit = time.Millisecond
 	if _, err := s.CheckSelection(ctx, where, args, false); !errors.Is(err, ErrSelectionRefused) || !strings.Contains(err.Error(), "stopped after 1ms") {
 		t.Fatalf("count: %v, want stopped after 1ms", err)

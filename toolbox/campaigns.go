@@ -1032,8 +1032,12 @@ func (d campaignPages) evaluate(ctx context.Context, f *campaignForm) evaluation
 	if selOK {
 		data, _ := probe.selection(operator)
 		sel, err := postoffice.ParseSelection(data)
+		var c *postoffice.Criteria
 		if err == nil {
-			where, args, err = sel.CompileFor(probe.Issuer)
+			c, err = sel.Check(probe.Issuer)
+		}
+		if err == nil {
+			where, args, err = d.campaigns.CompileSelection(c)
 			raw = sel.IsRaw()
 		}
 		if err != nil {

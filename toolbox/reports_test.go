@@ -61,7 +61,11 @@ func reportJob(t *testing.T, e *env, iss rewards.Issuer, name, selection string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.SelectionSQL, job.SelectionArgs, err = sel.Compile(); err != nil {
+	crit, err := sel.Check("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.SelectionSQL, job.SelectionArgs, err = e.st.CompileSelection(crit); err != nil {
 		t.Fatal(err)
 	}
 	rules := postoffice.JobRules{New: []*rewards.AwardRule{

@@ -56,7 +56,11 @@ func (d campaignPages) countSegment(ctx context.Context, seg postoffice.Segment,
 	if err != nil {
 		return 0, err.Error()
 	}
-	where, args, err := sel.CompileFor(issuer)
+	c, err := sel.Check(issuer)
+	if err != nil {
+		return 0, err.Error()
+	}
+	where, args, err := d.campaigns.CompileSelection(c)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -149,7 +153,7 @@ func (d campaignPages) saveSegment(ctx context.Context, f *campaignForm, name st
 	}
 	sel, err := postoffice.ParseSelection(data)
 	if err == nil {
-		_, _, err = sel.CompileFor(iss.Slug)
+		_, err = sel.Check(iss.Slug)
 	}
 	if err != nil {
 		field, reason := "selection", err.Error()
