@@ -73,6 +73,7 @@ type Webhooks struct {
 
 	mu       sync.Mutex
 	seen     map[string]time.Time         // Mailgun tokens within MaxAge: a replayed signature is refused
+	pruned   time.Time                    // when seen last lost its stale tokens
 	snsCerts map[string]*x509.Certificate // SNS signing certificates by URL
 }
 
@@ -173,10 +174,15 @@ func (wh *Webhooks) mailgunSigned(ts, token, sig string) bool {
 	if wh.seen == nil {
 		wh.seen = map[string]time.Time{}
 	}
-	for k, at := range wh.seen {
-		if now.Sub(at) > 2*wh.MaxAge {
-			delete(wh.seen, k)
+	// Stale tokens go once per MaxAge, not on every event: at thousands of events a second
+	// a sweep per event is quadratic. A token older than MaxAge fails the timestamp anyway.
+	if now.Sub(wh.pruned) > wh.MaxAge {
+		for k, at := range wh.seen {
+			if now.Sub(at) > wh.MaxAge {
+				delete(wh.seen, k)
+			}
 		}
+		wh.pruned = now
 	}
 	if _, replayed := wh.seen[token]; replayed {
 		return false

@@ -296,6 +296,24 @@ func BenchmarkSignedEvents(b *testing.B) {
 	}
 }
 
+// BenchmarkMailgunEvents posts signed Mailgun failures, each with a token of its own as
+// Mailgun sends them, so the replay memory grows as it does under a real burst:
+//
+//	go test -run '^$' -bench BenchmarkMailgunEvents -benchtime 20000x ./web/
+func BenchmarkMailgunEvents(b *testing.B) {
+	w := newWebhookWorld(b)
+	ts := w.now.Unix()
+	i := 0
+	for b.Loop() {
+		i++
+		body := mailgunEvent(w.mgKey, ts, fmt.Sprintf("tok%d", i), fmt.Sprintf("ev%d", i), "failed", "permanent")
+		if c := w.post(b, "/webhooks/mailgun", "application/json", body, nil); c != 200 {
+			b.Fatalf("%d", c)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // TestSendGridInboundParse: SendGrid's Inbound Parse signs nothing, so a forwarded message is
 // taken only with the secret in the URL path or as the basic-auth password.
 func TestSendGridInboundParse(t *testing.T) {
