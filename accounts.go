@@ -60,12 +60,7 @@ func userCommand(e *cli) *cobra.Command {
 		Use:   "link EMAIL",
 		Short: "a new one-time link for a user to set a password",
 		Args:  nArgs(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := e.openStore(cmd, linkCfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(linkCfg, func(cmd *cobra.Command, a *app, args []string) error {
 			u, _, err := a.store.UserByEmail(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -76,7 +71,7 @@ func userCommand(e *cli) *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "for %s, open (valid 24 hours, once):\n%s\n", u.Email, link)
 			return nil
-		},
+		}),
 	}
 	linkCfg.dbFlag(link.Flags())
 	linkCfg.addressFlags(link.Flags())

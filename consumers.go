@@ -19,12 +19,7 @@ func importCommand(e *cli) *cobra.Command {
 		Use:   "consumers FILE.csv",
 		Short: "add or update consumers from a CSV file",
 		Args:  nArgs(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := e.openStore(cmd, cfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(cfg, func(cmd *cobra.Command, a *app, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
@@ -40,7 +35,7 @@ func importCommand(e *cli) *cobra.Command {
 			fmt.Fprintf(e.stdout, "imported %d rows in %.1fs: %d new, %d updated, %d bad\n",
 				res.Rows, time.Since(start).Seconds(), res.Inserted, res.Updated, res.Bad)
 			return nil
-		},
+		}),
 	}
 	cfg.dbFlag(consumers.Flags())
 	return group("import", "bring data in", consumers)
@@ -53,12 +48,7 @@ func consumerCommand(e *cli) *cobra.Command {
 		Use:   "consumer EMAIL",
 		Short: "a consumer's timeline: deliveries, acknowledgements, points",
 		Args:  nArgs(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := e.openStore(cmd, cfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(cfg, func(cmd *cobra.Command, a *app, args []string) error {
 			tl, err := a.store.Timeline(cmd.Context(), args[0])
 			if errors.Is(err, rewards.ErrNotFound) {
 				return fmt.Errorf("no consumer with e-mail %s", args[0])
@@ -72,7 +62,7 @@ func consumerCommand(e *cli) *cobra.Command {
 				return enc.Encode(tl)
 			}
 			return tl.WriteText(e.stdout)
-		},
+		}),
 	}
 	cfg.dbFlag(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the timeline as JSON")

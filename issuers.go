@@ -61,12 +61,7 @@ func catalogCommand(e *cli) *cobra.Command {
 		Use:   "list",
 		Short: "the rewards on offer",
 		Args:  nArgs(0, 0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := e.openStore(cmd, listCfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(listCfg, func(cmd *cobra.Command, a *app, _ []string) error {
 			items, err := a.store.Catalog(cmd.Context())
 			if err != nil {
 				return err
@@ -76,7 +71,7 @@ func catalogCommand(e *cli) *cobra.Command {
 				fmt.Fprintf(e.stdout, "%-4d %-30.30s %8d %7d\n", it.ID, it.Name, it.Cost, it.Stock)
 			}
 			return nil
-		},
+		}),
 	}
 	listCfg.dbFlag(list.Flags())
 	addCfg := e.config()
@@ -118,19 +113,14 @@ func settleCommand(e *cli) *cobra.Command {
 		Use:   "settle",
 		Short: "post pending points into consumer accounts now",
 		Args:  nArgs(0, 0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := e.openStore(cmd, cfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(cfg, func(cmd *cobra.Command, a *app, _ []string) error {
 			n, err := (&rewards.Settler{Store: a.store}).SettleNow(cmd.Context())
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "posted %d accruals\n", n)
 			return nil
-		},
+		}),
 	}
 	cfg.dbFlag(cmd.Flags())
 	return cmd

@@ -18,12 +18,7 @@ func campaignCommand(e *cli) *cobra.Command {
 		Use:   "create FILE.json",
 		Short: "define a job from a campaign file; prints its job key",
 		Args:  nArgs(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := e.openStore(cmd, cfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(cfg, func(cmd *cobra.Command, a *app, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
@@ -39,7 +34,7 @@ func campaignCommand(e *cli) *cobra.Command {
 			}
 			fmt.Fprintln(e.stdout, job.Key)
 			return nil
-		},
+		}),
 	}
 	cfg.dbFlag(create.Flags())
 	return group("campaign", "define campaigns", create)

@@ -54,6 +54,18 @@ func (e *cli) openStore(cmd *cobra.Command, cfg *Config) (*app, error) {
 	return open(cmd.Context(), cfg, nil, false)
 }
 
+// onStore is a command's RunE that opens the database with cfg, runs run, and closes it.
+func (e *cli) onStore(cfg *Config, run func(cmd *cobra.Command, a *app, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a, err := e.openStore(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		defer a.close()
+		return run(cmd, a, args)
+	}
+}
+
 // rootCommand is the command tree. Cobra (with pflag) gives each command its own flags and
 // help, flags after the arguments and `pointpost help COMMAND`.
 func rootCommand(e *cli) *cobra.Command {

@@ -23,12 +23,7 @@ func routeCommand(e *cli) *cobra.Command {
 		Use:   "list",
 		Short: "the saved routes with their limits (passwords hidden)",
 		Args:  nArgs(0, 0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := e.openStore(cmd, listCfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(listCfg, func(cmd *cobra.Command, a *app, _ []string) error {
 			routes, err := a.store.Routes(cmd.Context())
 			if err != nil {
 				return err
@@ -55,7 +50,7 @@ func routeCommand(e *cli) *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	listCfg.dbFlag(list.Flags())
 	removeCfg := e.config()
@@ -63,14 +58,9 @@ func routeCommand(e *cli) *cobra.Command {
 		Use:   "remove NAME",
 		Short: "remove a saved route (refused while a job is pinned to it)",
 		Args:  nArgs(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := e.openStore(cmd, removeCfg)
-			if err != nil {
-				return err
-			}
-			defer a.close()
+		RunE: e.onStore(removeCfg, func(cmd *cobra.Command, a *app, args []string) error {
 			return a.store.RemoveRoute(cmd.Context(), args[0])
-		},
+		}),
 	}
 	removeCfg.dbFlag(remove.Flags())
 	return group("route", "outbound routes: relays with their rate, quotas and connections",
