@@ -77,7 +77,7 @@ func (d campaignPages) segmentList(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	d.render(w, r, segmentListPage(d.page(w, r, "Saved segments", "campaigns"), rows, userFrom(r.Context()).Operator()))
+	d.render(w, r, segmentListPage(d.page(w, r, "Saved segments", "segments"), rows, userFrom(r.Context()).Operator()))
 }
 
 // segmentFor returns the segment the URL's {id} names if the user may see it; otherwise it

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/html"
+
 	"pointpost/postoffice"
+	"pointpost/web/pagetest"
 )
 
 func TestSegmentSavedListedWithItsCountAndReused(t *testing.T) {
@@ -29,6 +32,16 @@ func TestSegmentSavedListedWithItsCountAndReused(t *testing.T) {
 	list := c.page("/segments", http.StatusOK)
 	if got := oneText(t, list, "segment-count"); got != "3" {
 		t.Errorf("the segment's live count is %q, want 3", got)
+	}
+	// The navigation leads to the page and marks it as the one open.
+	current := ""
+	for a := range pagetest.ByTestID(list, "nav")[0].Descendants() {
+		if a.Type == html.ElementNode && a.Data == "a" && pagetest.Attr(a, "aria-current") == "page" {
+			current = pagetest.Attr(a, "href")
+		}
+	}
+	if current != "/segments" {
+		t.Errorf("the navigation marks %q as open on the segments page, want /segments", current)
 	}
 	segs, _ := e.st.Segments(context.Background(), e.issuer("acme").ID)
 	if len(segs) != 1 {
