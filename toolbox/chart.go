@@ -2,8 +2,8 @@ package toolbox
 
 import (
 	"fmt"
-	"html"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,19 +74,58 @@ const (
 	lineColor   = "#e3e6ec"
 )
 
-// timelineSVG draws the buckets as an SVG chart: sends per bucket in one panel (a line over
-// a light area), acknowledgements in a panel below with a scale of their own, one point per
-// bucket, a shared time axis, and a tooltip (<title>) per bucket giving its exact figures.
-// It needs no script.
-func timelineSVG(buckets []timeBucket, size time.Duration) string {
+// chartView is the timeline as the timelineChart component draws it: sends per bucket in one
+// panel (a line over a light area), acknowledgements in a panel below with a scale of their
+// own, one point per bucket, a shared time axis, and a tooltip per bucket giving its exact
+// figures. It needs no script.
+type chartView struct {
+	Label   string
+	ViewBox string
+	Panels  []panelView
+	Ticks   []chartTick
+	Bands   []chartBand
+	Bottom  float64 // the time axis
+}
+
+// panelView is one series drawn on a value axis of its own, from 0 to a round step above
+// its peak, with a titled legend above it.
+type panelView struct {
+	Series, Title, Color string
+	LegendY, TitleY      float64
+	Grid                 []chartTick // Y and the value there
+	Base                 float64
+	Points, Area         string // polyline points; the filled polygon's, or ""
+	Dots                 [][2]float64
+}
+
+// chartTick is a labelled place on an axis: X on the time axis, Y on a value axis.
+type chartTick struct {
+	X, Y  float64
+	Label string
+}
+
+// chartBand is a bucket's hover band over both panels, with its figures.
+type chartBand struct {
+	Tip        string
+	X, Y, W, H float64
+}
+
+// panel is one series of the timeline and where it is drawn.
+type panel struct {
+	series, title, color string
+	top, height          float64
+	// parts is at most how many steps the value axis has; area fills under the line.
+	parts int
+	area  bool
+}
+
+// timelineView lays the buckets out for the timelineChart component.
+func timelineView(buckets []timeBucket, size time.Duration) chartView {
 	n := len(buckets)
-	var b strings.Builder
-	label := "Messages sent and acknowledgements received per " + durationWords(size)
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-testid="timeline" viewBox="0 0 %g %g" role="img" aria-labelledby="timeline-title">`, chartW, chartH)
-	fmt.Fprintf(&b, `<title id="timeline-title">%s</title>`, html.EscapeString(label))
+	v := chartView{Label: "Messages sent and acknowledgements received per " + durationWords(size),
+		ViewBox: fmt.Sprintf("0 0 %g %g", chartW, chartH)}
 	if n == 0 {
-		b.WriteString(`</svg>`)
-		return b.String()
+		return v
 	}
 	plotW := chartW - chartLeft - chartRight
 	x := func(i int) float64 {
@@ -103,13 +142,15 @@ func timelineSVG(buckets []timeBucket, size time.Duration) string {
 		totalAcks += k.Acks
 	}
 	acksTop := chartTop + sendsH + panelGap
-	chartPanel(&b, panel{series: "sends", title: "Sent: " + thousands(totalSends), color: sendColor, top: chartTop,
-		height: sendsH, parts: 4, area: true}, sends, x)
-	chartPanel(&b, panel{series: "acks", title: "Acknowledged: " + thousands(totalAcks) + " (own scale)", color: ackColor,
-		top: acksTop, height: acksH, parts: 2}, acks, x)
+	v.Panels = []panelView{
+		chartPanel(panel{series: "sends", title: "Sent: " + thousands(totalSends), color: sendColor, top: chartTop,
+			height: sendsH, parts: 4, area: true}, sends, x),
+		chartPanel(panel{series: "acks", title: "Acknowledged: " + thousands(totalAcks) + " (own scale)", color: ackColor,
+			top: acksTop, height: acksH, parts: 2}, acks, x),
+	}
 
 	// Time axis, under the acknowledgements: at most 8 labels.
-	base := acksTop + acksH
+	v.Bottom = acksTop + acksH
 	layout := "15:04"
 	switch {
 	case size >= 24*time.Hour:
@@ -119,16 +160,11 @@ func timelineSVG(buckets []timeBucket, size time.Duration) string {
 	case size < time.Minute:
 		layout = "15:04:05"
 	}
-	b.WriteString(`<g font-size="11" fill="` + inkColor + `">`)
 	every := (n + 7) / 8
 	for i := 0; i < n; i += every {
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`, x(i), base, x(i), base+4, inkColor)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x(i), base+17,
-			html.EscapeString(buckets[i].Start.UTC().Format(layout)))
+		v.Ticks = append(v.Ticks, chartTick{X: x(i), Label: buckets[i].Start.UTC().Format(layout)})
 	}
-	b.WriteString(`</g>`)
 
-	// One hover band per bucket, over both panels, with its figures.
 	band := plotW
 	if n > 1 {
 		band = plotW / float64(n-1)
@@ -140,27 +176,15 @@ func timelineSVG(buckets []timeBucket, size time.Duration) string {
 	for i, k := range buckets {
 		left := max(x(i)-band/2, chartLeft)
 		right := min(x(i)+band/2, chartLeft+plotW)
-		tip := fmt.Sprintf("%s – %s UTC: %s sent, %s acknowledged", k.Start.UTC().Format(tipLayout),
-			k.Start.Add(size).UTC().Format(tipLayout), thousands(k.Sends), thousands(k.Acks))
-		fmt.Fprintf(&b, `<g data-testid="bucket"><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="transparent"/></g>`,
-			html.EscapeString(tip), left, chartTop, right-left, base-chartTop)
+		v.Bands = append(v.Bands, chartBand{Tip: fmt.Sprintf("%s – %s UTC: %s sent, %s acknowledged", k.Start.UTC().Format(tipLayout),
+			k.Start.Add(size).UTC().Format(tipLayout), thousands(k.Sends), thousands(k.Acks)),
+			X: left, Y: chartTop, W: right - left, H: v.Bottom - chartTop})
 	}
-	b.WriteString(`</svg>`)
-	return b.String()
+	return v
 }
 
-// panel is one series of the timeline and where it is drawn.
-type panel struct {
-	series, title, color string
-	top, height          float64
-	// parts is at most how many steps the value axis has; area fills under the line.
-	parts int
-	area  bool
-}
-
-// chartPanel draws one series on a value axis of its own, from 0 to a round step above its
-// peak, with a titled legend above it.
-func chartPanel(b *strings.Builder, p panel, values []int, x func(int) float64) {
+// chartPanel lays out one series on a value axis of its own.
+func chartPanel(p panel, values []int, x func(int) float64) panelView {
 	n := len(values)
 	peak := 0
 	for _, v := range values {
@@ -171,32 +195,28 @@ func chartPanel(b *strings.Builder, p panel, values []int, x func(int) float64) 
 	base := p.top + p.height
 	y := func(v int) float64 { return base - float64(v)*p.height/float64(top) }
 
-	fmt.Fprintf(b, `<g font-size="12" fill="#1d2330" data-testid="legend-%s"><rect x="%g" y="%g" width="10" height="10" rx="2" fill="%s"/><text x="%g" y="%g">%s</text></g>`,
-		p.series, chartLeft, p.top-20, p.color, chartLeft+15, p.top-11, html.EscapeString(p.title))
-	fmt.Fprintf(b, `<g font-size="11" fill="%s" data-testid="axis-%s">`, inkColor, p.series)
+	pv := panelView{Series: p.series, Title: p.title, Color: p.color, LegendY: p.top - 20, TitleY: p.top - 11, Base: base}
 	for v := 0; v <= top; v += step {
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`, chartLeft, y(v), chartW-chartRight, y(v), lineColor)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`, chartLeft-6, y(v)+4, thousands(v))
+		pv.Grid = append(pv.Grid, chartTick{Y: y(v), Label: thousands(v)})
 	}
-	fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`, chartLeft, base, chartW-chartRight, base, inkColor)
-	b.WriteString(`</g>`)
-
 	points := make([]string, n)
 	for i, v := range values {
 		points[i] = fmt.Sprintf("%.1f,%.1f", x(i), y(v))
 	}
+	pv.Points = strings.Join(points, " ")
 	if p.area {
-		fmt.Fprintf(b, `<polygon points="%.1f,%.1f %s %.1f,%.1f" fill="%s" fill-opacity="0.12"/>`,
-			x(0), base, strings.Join(points, " "), x(n-1), base, p.color)
+		pv.Area = fmt.Sprintf("%.1f,%.1f %s %.1f,%.1f", x(0), base, pv.Points, x(n-1), base)
 	}
-	fmt.Fprintf(b, `<polyline data-series="%s" points="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`,
-		p.series, strings.Join(points, " "), p.color)
 	if n <= 30 {
 		for i, v := range values {
-			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>`, x(i), y(v), p.color)
+			pv.Dots = append(pv.Dots, [2]float64{x(i), y(v)})
 		}
 	}
+	return pv
 }
+
+// coord writes a coordinate as the chart's attributes do, to a tenth.
+func coord(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 
 // niceStep is a round step (1, 2 or 5 × 10ⁿ) that divides 0..peak into at most parts parts.
 func niceStep(peak, parts int) int {

@@ -1,6 +1,7 @@
 package toolbox
 
 import (
+	"context"
 	"encoding/xml"
 	"io"
 	"strconv"
@@ -210,4 +211,13 @@ func TestAckRateIsNeverRoundedAway(t *testing.T) {
 			t.Errorf("ackRate(%d, %d) = %q, want %q", tc.received, tc.sent, got, tc.want)
 		}
 	}
+}
+
+// timelineSVG renders the timeline component as the report shows it.
+func timelineSVG(buckets []timeBucket, size time.Duration) string {
+	var b strings.Builder
+	if err := timelineChart(timelineView(buckets, size)).Render(context.Background(), &b); err != nil {
+		panic(err)
+	}
+	return b.String()
 }

@@ -296,7 +296,7 @@ type reportView struct {
 	// they went to.
 	Settled int64
 	Earners int
-	Chart   string // SVG; empty while nothing was sent
+	Chart   *chartView // nil while nothing was sent
 	Bucket  time.Duration
 	Formats []rateRow
 	Fields  []fieldRates
@@ -468,12 +468,12 @@ func runAll(tasks ...func() error) error {
 }
 
 // timeline draws a job's sends and acknowledgements over time, in buckets sized to the
-// span from its first send to its last send or acknowledgement (to now, while it runs); ""
+// span from its first send to its last send or acknowledgement (to now, while it runs); nil
 // while it has sent nothing.
-func (d reportPages) timeline(ctx context.Context, job *postoffice.Job) (string, time.Duration, error) {
+func (d reportPages) timeline(ctx context.Context, job *postoffice.Job) (*chartView, time.Duration, error) {
 	first, last, err := d.reports.JobSpan(ctx, job.Key)
 	if err != nil || first.IsZero() {
-		return "", 0, err
+		return nil, 0, err
 	}
 	if now := d.now(); job.State == postoffice.JobRunning && now.After(last) {
 		last = now
@@ -481,13 +481,14 @@ func (d reportPages) timeline(ctx context.Context, job *postoffice.Job) (string,
 	from, size, n := chooseBuckets(first, last)
 	sends, acks, err := d.reports.JobTimeline(ctx, job.Key, from, size, n)
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	buckets := make([]timeBucket, n)
 	for i := range buckets {
 		buckets[i] = timeBucket{Start: from.Add(time.Duration(i) * size), Sends: sends[i], Acks: acks[i]}
 	}
-	return timelineSVG(buckets, size), size, nil
+	v := timelineView(buckets, size)
+	return &v, size, nil
 }
 
 // rateRows orders grouped counts by sends, most first, then by value.
