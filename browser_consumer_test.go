@@ -11,7 +11,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 )
@@ -161,20 +160,7 @@ func TestBrowserConsumerAccount(t *testing.T) {
 // idle show on the mail servers page on three servers, not all on mail-1, and `job show`
 // says why each went where it did.
 func TestBrowserIdleServersTakeTurns(t *testing.T) {
-	sink := &mailer.Sink{}
-	if err := sink.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	e := newEnv(t, "")
-	e["POINTPOST_MAIL_SERVERS"] = "4"
-	// A slow route keeps the jobs running while the page is read.
-	runOK(t, e, "route", "add", "slow", "--url", sink.URL(), "--rate", "2", "--db", e["POINTPOST_DB"])
-	runOK(t, e, "import", "consumers", writeConsumers(t, 30))
-	srv := startServe(t, e)
-	base := "http://" + srv.addr
-	ctx := browser(t, 2*time.Minute)
-	signInOperator(t, ctx, e, base)
+	e, base, ctx := slowRouteOperator(t, 4, 2*time.Minute)
 	st := openStore(t, e)
 
 	now := time.Now()

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"pointpost/mailer"
 )
 
 // TestBrowserReportMovesTogether opens a job's report while the job waits to start and
@@ -21,20 +19,7 @@ import (
 // server the post office then gives the job to (idle servers take turns: it marked mail-1
 // again), and says why it went there.
 func TestBrowserReportMovesTogether(t *testing.T) {
-	sink := &mailer.Sink{}
-	if err := sink.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	e := newEnv(t, "")
-	e["POINTPOST_MAIL_SERVERS"] = "3"
-	// A slow route keeps the job sending while the report is watched.
-	runOK(t, e, "route", "add", "slow", "--url", sink.URL(), "--rate", "2", "--db", e["POINTPOST_DB"])
-	runOK(t, e, "import", "consumers", writeConsumers(t, 30))
-	srv := startServe(t, e)
-	base := "http://" + srv.addr
-	ctx := browser(t, 3*time.Minute)
-	signInOperator(t, ctx, e, base)
+	e, base, ctx := slowRouteOperator(t, 3, 3*time.Minute)
 	st := openStore(t, e)
 
 	// A first job, of one message, goes to mail-1 and ends: the three servers are idle again,

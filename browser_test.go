@@ -69,6 +69,26 @@ func poll(t *testing.T, ctx context.Context, what, cond string) {
 	}
 }
 
+// slowRouteOperator serves 30 consumers through mailServers mail servers and one route of
+// 2 messages a second into a sink, so jobs keep running while their pages are read, and
+// signs an operator in with a browser that lives for life.
+func slowRouteOperator(t *testing.T, mailServers int, life time.Duration) (e env, base string, ctx context.Context) {
+	t.Helper()
+	sink := &mailer.Sink{}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	e = newEnv(t, "")
+	e["POINTPOST_MAIL_SERVERS"] = strconv.Itoa(mailServers)
+	runOK(t, e, "route", "add", "slow", "--url", sink.URL(), "--rate", "2", "--db", e["POINTPOST_DB"])
+	runOK(t, e, "import", "consumers", writeConsumers(t, 30))
+	base = "http://" + startServe(t, e).addr
+	ctx = browser(t, life)
+	signInOperator(t, ctx, e, base)
+	return e, base, ctx
+}
+
 // do runs browser steps, failing the test with what was being done.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
