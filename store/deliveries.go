@@ -180,19 +180,6 @@ func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postof
 
 // JobConsumers returns the ids of up to limit consumers a job has a delivery for, in id order.
 func (s *Store) JobConsumers(ctx context.Context, jobKey int64, limit int) ([]int64, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT consumer_id FROM deliveries WHERE job_key = ?
-		ORDER BY consumer_id LIMIT ?`, jobKey, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return scanIDs(s.read.QueryContext(ctx, `SELECT consumer_id FROM deliveries WHERE job_key = ?
+		ORDER BY consumer_id LIMIT ?`, jobKey, limit))
 }

@@ -209,6 +209,23 @@ func scanJobs(rows *sql.Rows, err error) ([]*postoffice.Job, error) {
 	return out, rows.Err()
 }
 
+// scanIDs reads a query's one column of ids.
+func scanIDs(rows *sql.Rows, err error) ([]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // Messages returns the message entries of a job: text and HTML, nil where it has none.
 func (s *Store) Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error) {
 	load := func(id int64) (*postoffice.Message, error) {
@@ -319,20 +336,9 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 	if want > 0 {
 		query := `SELECT id FROM consumers WHERE status = 'active' AND id > ? AND ` + expr + ` ORDER BY id LIMIT ?`
 		args := append(append([]any{cursor}, job.SelectionArgs...), want)
-		err := s.runSelection(ctx, raw, func(run context.Context, conn *sql.Conn) error {
-			rows, err := conn.QueryContext(run, query, args...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					return err
-				}
-				ids = append(ids, id)
-			}
-			return rows.Err()
+		err := s.runSelection(ctx, raw, func(run context.Context, conn *sql.Conn) (err error) {
+			ids, err = scanIDs(conn.QueryContext(run, query, args...))
+			return err
 		})
 		switch {
 		case errors.Is(err, ErrSelectionRefused):

@@ -70,21 +70,10 @@ func matchingIDs(t testing.TB, s *Store, where string, args []any, raw bool) []i
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := []int64{}
-	err = s.runSelection(context.Background(), raw, func(run context.Context, conn *sql.Conn) error {
-		rows, err := conn.QueryContext(run, `SELECT id FROM consumers WHERE status = 'active' AND `+expr+` ORDER BY id`, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
+	var ids []int64
+	err = s.runSelection(context.Background(), raw, func(run context.Context, conn *sql.Conn) (err error) {
+		ids, err = scanIDs(conn.QueryContext(run, `SELECT id FROM consumers WHERE status = 'active' AND `+expr+` ORDER BY id`, args...))
+		return err
 	})
 	if err != nil {
 		t.Fatalf("%s %v: %v", where, args, err)
