@@ -19,6 +19,7 @@ import (
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
+	"pointpost/store/pgtest"
 )
 
 // TestBackupDuringJobRestores takes `pointpost backup` while serve sends a job, restores the
@@ -244,22 +245,16 @@ func TestBackupPruneKeepsNewest(t *testing.T) {
 	}
 }
 
-// TestPostgresNotYetSupported: until the whole store passes on PostgreSQL, a postgres:// --db
-// is refused with an error that says so, by serve and by the other commands, and nothing
-// is opened.
-func TestPostgresNotYetSupported(t *testing.T) {
-	for _, args := range [][]string{
-		{"serve", "--db", "postgres://pointpost@127.0.0.1:1/pointpost"},
-		{"backup", "--db", "postgresql://pointpost@127.0.0.1:1/pointpost", filepath.Join(t.TempDir(), "b.db")},
-		{"import", "consumers", "people.csv", "--db", "postgres://127.0.0.1:1/x"},
-	} {
-		err := run(context.Background(), args, env{}.get, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), "--db must be a SQLite file: PostgreSQL is not yet supported") {
-			t.Errorf("pointpost %v: %v", args, err)
-		}
+// TestPostgresBackupAndUnreachable: backup refuses a PostgreSQL database, naming the server's
+// own means, and a postgres:// --db that cannot be reached is an error that names it.
+func TestPostgresBackupAndUnreachable(t *testing.T) {
+	e := env{"POINTPOST_DB": pgtest.Need(t, pgServer).NewDatabase(t)}
+	err := run(context.Background(), []string{"backup", filepath.Join(t.TempDir(), "b.db")}, e.get, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("backup of a PostgreSQL database: %v", err)
 	}
-	err := run(context.Background(), []string{"settle"}, env{"POINTPOST_DB": "postgres://127.0.0.1:1/x"}.get, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "POINTPOST_DB must be a SQLite file") {
-		t.Errorf("POINTPOST_DB=postgres://…: %v", err)
+	err = run(context.Background(), []string{"settle"}, env{"POINTPOST_DB": "postgres://pointpost@127.0.0.1:1/pointpost"}.get, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("settle on an unreachable PostgreSQL: %v", err)
 	}
 }

@@ -115,7 +115,7 @@ func bindEnv(fs *pflag.FlagSet, name, env string) {
 
 // dbFlag binds the database file, which every command but bench opens.
 func (c *Config) dbFlag(fs *pflag.FlagSet) {
-	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file")
+	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file, or a PostgreSQL URL (postgres://user:password@host/database)")
 	bindEnv(fs, "db", "POINTPOST_DB")
 }
 
@@ -245,8 +245,6 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		bad  bool
 		want string
 	}{
-		{"db", strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://"),
-			"a SQLite file: PostgreSQL is not yet supported (issue 12; the store runs on it only in part so far)"},
 		{"mail-servers", c.MailServers < 1, "at least 1"},
 		{"connections", c.Workers < 1, "at least 1"},
 		{"soft-bounces", c.SoftBounces < 1, "at least 1"},

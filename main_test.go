@@ -19,6 +19,7 @@ import (
 	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
+	"pointpost/store/pgtest"
 )
 
 // env is a test's environment for run: a database in a temp dir and quick retries.
@@ -26,10 +27,27 @@ type env map[string]string
 
 func (e env) get(k string) string { return e[k] }
 
+// envEngine names the engine the tests' databases are on: "postgres", or SQLite when empty.
+const envEngine = "POINTPOST_TEST_ENGINE"
+
+// pgServer is the PostgreSQL the tests create databases on; nil without one.
+var pgServer *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
+
+// testDatabase names a fresh database for t on the engine the tests run on.
+func testDatabase(t testing.TB, dir string) string {
+	t.Helper()
+	if os.Getenv(envEngine) == "postgres" {
+		return pgtest.Need(t, pgServer).NewDatabase(t)
+	}
+	return filepath.Join(dir, "pointpost.db")
+}
+
 func newEnv(t *testing.T, relay string) env {
 	dir := t.TempDir()
 	return env{
-		"POINTPOST_DB":            filepath.Join(dir, "pointpost.db"),
+		"POINTPOST_DB":            testDatabase(t, dir),
 		"POINTPOST_DKIM_KEY":      filepath.Join(dir, "dkim.pem"),
 		"POINTPOST_DKIM_KEY_TYPE": "ed25519",
 		// bcrypt at its least cost: under the race detector the default takes many seconds.
