@@ -1,0 +1,407 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pointpost/postoffice"
+	"pointpost/rewards"
+	"pointpost/store/pgtest"
+)
+
+// migrateWorld is a SQLite database filled through the store's own flows, and what the
+// tests check on the copy.
+type migrateWorld struct {
+	s         *Store
+	file      string
+	consumers []int64
+	job       *postoffice.Job
+	// structured, rawSQLite and rawDraft are jobs not yet selected: a structured selection
+	// (a prefix, which each engine compiles its own way), a raw one in SQLite's dialect
+	// alone, and a raw draft PostgreSQL reads too.
+	structured, rawSQLite, rawDraft int64
+}
+
+// newMigrateWorld makes a SQLite database with consumers, a job selected and sent, replies
+// and clicks acknowledged under two rules, settlement, a correction, a redemption, a
+// redemption code replaced (its AUTOINCREMENT id), users with a session and an API key, a
+// segment, a route with quotas, a bounce, settings, and the three jobs of migrateWorld.
+func newMigrateWorld(t *testing.T) *migrateWorld {
+	t.Helper()
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "source.db")
+	s, err := Open(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	w := &migrateWorld{s: s, file: file, consumers: seedAckConsumers(t, s, 30)}
+	iss := seedAckIssuer(t, s, "acme")
+	reply := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleReply, Points: 10, Frequency: rewards.FrequencyOnce})
+	click := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 3, Frequency: rewards.FrequencyOnce})
+	w.job = seedAckJob(t, s, iss, time.Time{}, reply, click)
+	for i, id := range w.consumers[:20] {
+		mustAcknowledge(t, s, ackAt(w.job, id, postoffice.ChannelReply, ackT0.Add(time.Duration(i)*time.Minute)))
+		if i%2 == 0 {
+			mustAcknowledge(t, s, ackAt(w.job, id, postoffice.ChannelClick, ackT0.Add(time.Duration(i)*time.Minute)))
+		}
+	}
+	if _, err := s.Settle(ctx, 15); err != nil { // some accruals stay pending
+		t.Fatal(err)
+	}
+	if err := s.Correct(ctx, w.consumers[1], iss, 7, "goodwill"); err != nil {
+		t.Fatal(err)
+	}
+	item := &rewards.CatalogItem{Name: "mug", Cost: 5, Stock: 3}
+	if err := s.AddCatalogItem(ctx, item); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Redeem(ctx, w.consumers[0], item.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // each replaces the one before: the AUTOINCREMENT counter runs ahead of max(id)
+		if _, err := s.CreateRedemptionCode(ctx, w.consumers[2], item.ID, []byte{byte(i)}, ackT0, ackT0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := &rewards.User{Email: "Op@Example.com", Role: rewards.RoleOperator}
+	if err := s.CreateUser(ctx, op, ackT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, &rewards.User{Email: "ann@acme.example", Role: rewards.RoleIssuer, IssuerID: iss}, ackT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSession(ctx, []byte("session-hash"), op.ID, ackT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAPIKey(ctx, &rewards.APIKey{Name: "ci", Prefix: "pp_1", IssuerID: iss}, []byte("key-hash"), ackT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSegment(ctx, &postoffice.Segment{IssuerID: iss, Name: "golfers", Selection: `{"field":"interests","op":"contains","value":"golf"}`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveRoute(ctx, postoffice.Route{Name: "main", URL: "smtp://relay.example:25", Rate: 12.5,
+		Quotas: []postoffice.Quota{{Limit: 100, Window: time.Hour}, {Limit: 1000, Window: 24 * time.Hour}}}); err != nil {
+		t.Fatal(err)
+	}
+	mustRecordBounce(t, s, &Bounce{Message: InboundMessage{Kind: "bounce", JobKey: w.job.Key, ConsumerID: w.consumers[29], From: "MAILER-DAEMON@mx"},
+		Key: "<b1@mx>", Failures: []BounceFailure{{Email: "c000029@example.com", Severity: BounceHard, Status: "5.1.1", Detail: "5.1.1 user unknown"}}})
+	if err := s.SetSetting(ctx, "from", "Acme <news@acme.example>"); err != nil {
+		t.Fatal(err)
+	}
+	w.structured = migrateJob(t, s, iss, `{"field":"email","op":"prefix","value":"c00001"}`, postoffice.JobScheduled)
+	w.rawSQLite = migrateJob(t, s, iss, `{"sql":"instr(email, 'c00002') > 0"}`, postoffice.JobScheduled)
+	w.rawDraft = migrateJob(t, s, iss, `{"sql":"first_name = 'C' AND birth_year IS NULL"}`, postoffice.JobDraft)
+	return w
+}
+
+// migrateJob creates a job with a selection as the post office does: checked, compiled by
+// the store's engine, and proved by CheckSelection.
+func migrateJob(t *testing.T, s *Store, issuer int64, selection string, state postoffice.JobState) int64 {
+	t.Helper()
+	ctx := context.Background()
+	sel, err := postoffice.ParseSelection([]byte(selection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sel.Check("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &postoffice.Job{IssuerID: issuer, Name: "later", State: state, Start: ackT0, Stop: ackT0.Add(24 * time.Hour),
+		ClientCount: 1000, Selection: selection}
+	if job.SelectionSQL, job.SelectionArgs, err = s.CompileSelection(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckSelection(ctx, job.SelectionSQL, job.SelectionArgs, c.Raw != ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+		t.Fatal(err)
+	}
+	return job.Key
+}
+
+// openPG opens a fresh PostgreSQL database on the tests' cluster.
+func openPG(t *testing.T) (*Store, string) {
+	t.Helper()
+	url := pgtest.Need(t, pgServer).NewDatabase(t)
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, url
+}
+
+// pgRows counts the rows of every table of a PostgreSQL store but schema_migrations.
+func pgRows(t *testing.T, s *Store) int64 {
+	t.Helper()
+	tables, err := scanStrings(s.read.Query(`SELECT table_name::text FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name != 'schema_migrations'`))
+	if err != nil || len(tables) < 20 {
+		t.Fatalf("tables %v: %v", tables, err)
+	}
+	var all int64
+	for _, table := range tables {
+		var n int64
+		if err := s.read.QueryRow(`SELECT count(*) FROM "` + table + `"`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		all += n
+	}
+	return all
+}
+
+func TestMigrateCopiesEverythingAndTheCopyWorks(t *testing.T) {
+	w := newMigrateWorld(t)
+	ctx := context.Background()
+	dst, url := openPG(t)
+	dst.Close()
+	report, err := Migrate(ctx, w.file, url, "test-binary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err = Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+
+	// Every table and row, and the ledger's sums.
+	var rows int64
+	for _, tr := range report.Tables {
+		var want int64
+		if err := w.s.read.QueryRow(`SELECT count(*) FROM "` + tr.Name + `"`).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Rows != want {
+			t.Errorf("%s: copied %d rows of %d", tr.Name, tr.Rows, want)
+		}
+		rows += want
+	}
+	if report.Rows != rows || pgRows(t, dst) != rows+1 { // + opened_by, recorded by Migrate
+		t.Errorf("report %d rows, source %d, target %d", report.Rows, rows, pgRows(t, dst))
+	}
+	if len(report.Tables) < 30 {
+		t.Errorf("only %d tables copied: %+v", len(report.Tables), report.Tables)
+	}
+	l := report.Ledger
+	var accounts int64
+	if err := w.s.read.QueryRow(`SELECT count(DISTINCT account) FROM ledger_entries`).Scan(&accounts); err != nil {
+		t.Fatal(err)
+	}
+	if l.Accrued != 20*10+10*3 || l.Settled >= l.Accrued || l.Settled == 0 || l.Redeemed != 5 || l.Net != 0 ||
+		l.Balances != l.Settled+7-5 || l.Spent != l.Accrued || report.Accounts != accounts || accounts < 5 {
+		t.Errorf("ledger %+v, %d accounts", l, report.Accounts)
+	}
+
+	// The copy, opened on PostgreSQL, shows what the source shows.
+	for _, id := range w.consumers {
+		want, err := w.s.Account(ctx, id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dst.Account(ctx, id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Balance != want.Balance || got.Pending != want.Pending || len(got.History) != len(want.History) {
+			t.Errorf("consumer %d: PostgreSQL balance %d pending %d (%d entries), SQLite %d %d (%d)", id,
+				got.Balance, got.Pending, len(got.History), want.Balance, want.Pending, len(want.History))
+		}
+	}
+	// The deliveries by state, as JobCounts counts them (whose sum of comparisons PostgreSQL
+	// does not take yet).
+	for _, key := range []int64{w.job.Key, w.structured} {
+		const q = `SELECT count(*), coalesce(sum(sent), 0), coalesce(sum(received), 0), coalesce(sum(rejected), 0),
+			coalesce(sum(failed), 0), coalesce(sum(retry_count), 0) FROM deliveries WHERE job_key = ?`
+		var want, got [6]int64
+		if err := w.s.read.QueryRow(q, key).Scan(&want[0], &want[1], &want[2], &want[3], &want[4], &want[5]); err != nil {
+			t.Fatal(err)
+		}
+		if err := dst.read.QueryRow(q, key).Scan(&got[0], &got[1], &got[2], &got[3], &got[4], &got[5]); err != nil || got != want {
+			t.Errorf("job %d deliveries: PostgreSQL %v (%v), SQLite %v", key, got, err, want)
+		}
+	}
+	if b, s, err := dst.IssuerBudget(ctx, w.job.IssuerID); err != nil || s != l.Accrued {
+		t.Errorf("issuer budget %d spent %d: %v", b, s, err)
+	}
+
+	// Selections: the structured one compiled again and selecting the same consumers as on
+	// SQLite; the SQLite-only raw one stopped with the reason; the portable draft kept.
+	job, err := dst.Job(ctx, w.structured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(job.SelectionSQL, "starts_with") || len(job.SelectionArgs) != 1 || report.Recompiled != 2 {
+		t.Errorf("structured selection on PostgreSQL: %q %v (%d recompiled)", job.SelectionSQL, job.SelectionArgs, report.Recompiled)
+	}
+	srcJob, err := w.s.Job(ctx, w.structured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*Store{w.s, dst} {
+		j := srcJob
+		if st == dst {
+			j = job
+		}
+		if added, complete, err := st.SelectBatch(ctx, j, false, 100); err != nil || added != 10 || !complete {
+			t.Errorf("SelectBatch on %v: %d, %v, %v", st.engine, added, complete, err)
+		}
+	}
+	stopped, err := dst.Job(ctx, w.rawSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stopped.State != postoffice.JobDone || !strings.Contains(stopped.DoneReason, "instr") {
+		t.Errorf("SQLite-only raw job on PostgreSQL: %s %q", stopped.State, stopped.DoneReason)
+	}
+	draft, err := dst.Job(ctx, w.rawDraft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if draft.State != postoffice.JobDraft || draft.SelectionSQL == "" {
+		t.Errorf("raw draft on PostgreSQL: %s %q", draft.State, draft.SelectionSQL)
+	}
+	notes := fmt.Sprint(report.Selections)
+	if len(report.Selections) != 2 || !report.Selections[0].Stopped || report.Selections[1].Stopped ||
+		report.Selections[0].JobKey != w.rawSQLite || report.Selections[1].JobKey != w.rawDraft {
+		t.Errorf("selection notes: %s", notes)
+	}
+
+	// New rows continue past the copied ids, AUTOINCREMENT's included, and the triggers are on
+	// again: a new acknowledgement's accrual counts in the issuer's spent.
+	if _, _, err := dst.UpsertConsumers(ctx, []rewards.Consumer{{Email: "new@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dst.ConsumerByEmail(ctx, "new@example.com"); err != nil || c.ID != w.consumers[len(w.consumers)-1]+1 {
+		t.Errorf("new consumer: %+v, %v", c, err)
+	}
+	var seq int64
+	if err := w.s.read.QueryRow(`SELECT seq FROM sqlite_sequence WHERE name = 'redemption_codes'`).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := dst.CreateRedemptionCode(ctx, w.consumers[3], 1, []byte("x"), ackT0, ackT0.Add(time.Hour)); err != nil || id != seq+1 {
+		t.Errorf("new redemption code %d (AUTOINCREMENT gave %d): %v", id, seq, err)
+	}
+	res := mustAcknowledge(t, dst, ackAt(w.job, w.consumers[25], postoffice.ChannelReply, ackT0))
+	if _, spent, err := dst.IssuerBudget(ctx, w.job.IssuerID); err != nil || spent != l.Accrued+10 {
+		t.Errorf("after a new acknowledgement (%+v): spent %d, %v", res, spent, err)
+	}
+	if _, err := dst.Settle(ctx, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Redeem(ctx, w.consumers[4], 1); err != nil {
+		t.Fatal(err)
+	}
+	if schema, binary, _, err := dst.OpenedBy(ctx); err != nil || binary != "test-binary" || schema < 56 {
+		t.Errorf("opened by %d %q: %v", schema, binary, err)
+	}
+}
+
+func TestMigrateRefusesATargetWithData(t *testing.T) {
+	w := newMigrateWorld(t)
+	ctx := context.Background()
+	dst, url := openPG(t)
+	if _, _, err := dst.UpsertConsumers(ctx, []rewards.Consumer{{Email: "already@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Migrate(ctx, w.file, url, "test")
+	if !errors.Is(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), "table consumers has rows") {
+		t.Fatalf("got %v, want a refusal naming consumers", err)
+	}
+	if n := pgRows(t, dst); n != 1 {
+		t.Errorf("the target has %d rows after the refusal, want its 1", n)
+	}
+}
+
+// TestMigrateFailureLeavesTheTargetEmpty breaks the copy midway, after the tables the
+// foreign keys put first are copied: a row PostgreSQL refuses (an accrual past the bound its
+// CHECK enforces, which SQLite's trigger only keeps from new rows), and a row the migration
+// refuses itself (text that is not UTF-8). Each time the target is left empty, and takes the
+// whole copy once the source is mended.
+func TestMigrateFailureLeavesTheTargetEmpty(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name, break_, mend, want string
+	}{
+		{"refused by PostgreSQL", `DROP TRIGGER accruals_points_bound_update;
+			UPDATE accruals SET points = 2000000 WHERE id = (SELECT max(id) FROM accruals)`,
+			`UPDATE accruals SET points = 10 WHERE points = 2000000`, "copy accruals"},
+		{"refused by the migration", `UPDATE bounces SET detail = CAST(x'66ff6f' AS TEXT)`,
+			`UPDATE bounces SET detail = 'mended'`, "copy bounces: row 1 (id 1), column detail"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newMigrateWorld(t)
+			dst, url := openPG(t)
+			if _, err := w.s.write.Exec(c.break_); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Migrate(ctx, w.file, url, "test")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %q", err, c.want)
+			}
+			if n := pgRows(t, dst); n != 0 {
+				t.Fatalf("the failed migration left %d rows", n)
+			}
+			if _, err := w.s.write.Exec(c.mend); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Migrate(ctx, w.file, url, "test"); err != nil {
+				t.Fatalf("after mending: %v", err)
+			}
+		})
+	}
+}
+
+func TestMigrateRefusesSchemasThatDiffer(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ change, want string }{
+		{`ALTER TABLE consumers ADD COLUMN shoe_size INTEGER`, "column consumers.shoe_size is in the SQLite database but not in PostgreSQL's schema"},
+		{`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`, "table notes is in the SQLite database but not in PostgreSQL's schema"},
+		{`ALTER TABLE outbox DROP COLUMN subject`, "column outbox.subject is in PostgreSQL's schema but not in the SQLite database"},
+	} {
+		s := openSQLite(t)
+		if _, err := s.write.Exec(c.change); err != nil {
+			t.Fatal(err)
+		}
+		dst, _ := openPG(t)
+		if _, err := s.migrateTo(ctx, dst); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.change, err, c.want)
+		}
+	}
+}
+
+func TestMigrateRefusesWhatItCannotCopy(t *testing.T) {
+	ctx := context.Background()
+	pgtest.Need(t, pgServer)
+	file := filepath.Join(t.TempDir(), "pointpost.db")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A port nothing listens on: one just freed.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "postgres://pointpost@" + l.Addr().String() + "/pointpost?connect_timeout=10"
+	l.Close()
+	for _, c := range []struct{ from, to, want string }{
+		{file, down, "migrate: target: open PostgreSQL"},
+		{filepath.Join(t.TempDir(), "missing.db"), down, "migrate: source: stat"},
+		{down, down, "the source (--db) must be a SQLite file"},
+		{file, filepath.Join(t.TempDir(), "other.db"), "the target must be a PostgreSQL URL"},
+	} {
+		if _, err := Migrate(ctx, c.from, c.to, "test"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Migrate(%s, %s): got %v, want %q", c.from, c.to, err, c.want)
+		}
+	}
+}
