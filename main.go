@@ -98,6 +98,7 @@ func rootCommand(e *cli) *cobra.Command {
 		consumerCommand(e),
 		settleCommand(e),
 		backupCommand(e),
+		migrateCommand(e),
 		issuerCommand(e),
 		catalogCommand(e),
 		userCommand(e),
