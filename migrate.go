@@ -44,10 +44,11 @@ func printMigration(e *cli, from, to string, r *store.MigrateReport) {
 	if u, err := url.Parse(to); err == nil {
 		to = u.Redacted()
 	}
-	fmt.Fprintf(e.stdout, "migrated %s to %s in %s: %d tables, %d rows\n", from, to, r.Took.Round(time.Millisecond),
-		len(r.Tables), r.Rows)
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	fmt.Fprintf(e.stdout, "migrated %s to %s in %s: %d tables, %d rows (copy %s, keys and indexes %s, checks %s)\n",
+		from, to, ms(r.Took), len(r.Tables), r.Rows, ms(r.Copy), ms(r.Keys), ms(r.Check))
 	for _, t := range r.Tables {
-		fmt.Fprintf(e.stdout, "  %-20s %10d\n", t.Name, t.Rows)
+		fmt.Fprintf(e.stdout, "  %-20s %10d  %s\n", t.Name, t.Rows, ms(t.Took))
 	}
 	l := r.Ledger
 	fmt.Fprintf(e.stdout, "ledger, equal on both: accrued %d (settled %d, pending %d), redeemed %d, consumers' balances %d, issuers' spent %d, net %d; %d accounts compared one by one\n",

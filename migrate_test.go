@@ -44,7 +44,7 @@ func TestMigrateToPostgres(t *testing.T) {
 			t.Errorf("migrate printed\n%s\nwant %q", out, want)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^  deliveries +4$`).MatchString(out) || !regexp.MustCompile(`(?m)^  users +1$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^  deliveries +4  \S+$`).MatchString(out) || !regexp.MustCompile(`(?m)^  users +1  \S+$`).MatchString(out) {
 		t.Errorf("migrate printed\n%s\nwant deliveries 4 and users 1", out)
 	}
 

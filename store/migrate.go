@@ -57,13 +57,16 @@ type MigrateReport struct {
 	Selections []SelectionNote
 	// Recompiled counts the structured selections compiled again for PostgreSQL.
 	Recompiled int
-	Took       time.Duration
+	// Took is the whole migration; Copy the tables' copies, Keys the building of the keys
+	// and indexes after them, Check the comparison of the two databases.
+	Took, Copy, Keys, Check time.Duration
 }
 
-// TableRows is one table's row count.
+// TableRows is one table's row count, and how long its copy took.
 type TableRows struct {
 	Name string
 	Rows int64
+	Took time.Duration
 }
 
 // LedgerTotals are the sums of points a migration must keep.
@@ -223,15 +226,28 @@ func (m *migration) run(ctx context.Context) (*MigrateReport, error) {
 			return nil, fmt.Errorf("migrate: %s: %w", t.name, err)
 		}
 	}
+	rebuild, err := m.setAsideKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	report := &MigrateReport{}
 	for _, t := range m.tables {
+		start := time.Now()
 		n, err := m.copy(ctx, t)
 		if err != nil {
 			return nil, fmt.Errorf("migrate: copy %s: %w", t.name, err)
 		}
-		report.Tables = append(report.Tables, TableRows{t.name, n})
+		report.Tables = append(report.Tables, TableRows{t.name, n, time.Since(start)})
 		report.Rows += n
+		report.Copy += time.Since(start)
 	}
+	start := time.Now()
+	for _, stmt := range rebuild {
+		if _, err := m.dst.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", stmt, err)
+		}
+	}
+	report.Keys = time.Since(start)
 	for _, t := range m.tables {
 		if _, err := m.dst.Exec(ctx, `ALTER TABLE `+pgx.Identifier{t.name}.Sanitize()+` ENABLE TRIGGER USER`); err != nil {
 			return nil, fmt.Errorf("migrate: %s: %w", t.name, err)
@@ -243,10 +259,82 @@ func (m *migration) run(ctx context.Context) (*MigrateReport, error) {
 	if err := m.selections(ctx, report); err != nil {
 		return nil, err
 	}
+	start = time.Now()
 	if err := m.check(ctx, report); err != nil {
 		return nil, err
 	}
+	report.Check = time.Since(start)
 	return report, nil
+}
+
+// setAsideKeys drops the target's keys and indexes, to be built once over the copied rows
+// rather than grown row by row (as pg_restore does), and returns the statements that build
+// them again, in order: primary and unique keys, the other indexes, the foreign keys, which
+// check every row then in one query each. CHECK constraints stay: they cost little a row. All
+// of it is undone with the transaction if the migration fails.
+func (m *migration) setAsideKeys(ctx context.Context) (rebuild []string, err error) {
+	// Index builds sort in memory up to this, per build; for this transaction only.
+	if _, err := m.dst.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
+		return nil, err
+	}
+	var drop, keys, indexes, foreign []string
+	rows, err := m.dst.Query(ctx, `SELECT t.relname::text, k.conname::text, k.contype::text, pg_get_constraintdef(k.oid)
+		FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+		WHERE k.connamespace = current_schema()::regnamespace AND k.contype IN ('p', 'u', 'f')
+		ORDER BY k.contype = 'f' DESC, t.relname, k.conname`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var table, name, kind, def string
+		if err := rows.Scan(&table, &name, &kind, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if migrateSkipped[table] {
+			continue
+		}
+		t, n := pgx.Identifier{table}.Sanitize(), pgx.Identifier{name}.Sanitize()
+		drop = append(drop, `ALTER TABLE `+t+` DROP CONSTRAINT `+n)
+		add := `ALTER TABLE ` + t + ` ADD CONSTRAINT ` + n + ` ` + def
+		if kind == "f" {
+			foreign = append(foreign, add)
+		} else {
+			keys = append(keys, add)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = m.dst.Query(ctx, `SELECT t.relname::text, i.relname::text, pg_get_indexdef(i.oid)
+		FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+		WHERE t.relnamespace = current_schema()::regnamespace
+			AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
+		ORDER BY t.relname, i.relname`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var table, name, def string
+		if err := rows.Scan(&table, &name, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if migrateSkipped[table] {
+			continue
+		}
+		drop = append(drop, `DROP INDEX `+pgx.Identifier{name}.Sanitize())
+		indexes = append(indexes, def)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, stmt := range drop {
+		if _, err := m.dst.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", stmt, err)
+		}
+	}
+	return append(append(keys, indexes...), foreign...), nil
 }
 
 // plan reads both schemas and pairs their tables and columns, in an order the foreign keys

@@ -160,6 +160,21 @@ func pgRows(t *testing.T, s *Store) int64 {
 	return all
 }
 
+// pgSchema describes a PostgreSQL store's keys, indexes and triggers (with whether each is
+// enabled), which a migration sets aside while it copies.
+func pgSchema(t *testing.T, s *Store) string {
+	t.Helper()
+	parts, err := scanStrings(s.read.Query(`SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+			FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+		UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()
+		UNION ALL SELECT tgrelid::regclass::text || ' ' || tgname || ' ' || tgenabled::text FROM pg_trigger WHERE NOT tgisinternal
+		ORDER BY 1`))
+	if err != nil || len(parts) < 50 {
+		t.Fatalf("schema %v: %v", parts, err)
+	}
+	return strings.Join(parts, "\n")
+}
+
 func TestMigrateCopiesEverythingAndTheCopyWorks(t *testing.T) {
 	w := newMigrateWorld(t)
 	ctx := context.Background()
@@ -174,6 +189,12 @@ func TestMigrateCopiesEverythingAndTheCopyWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
+
+	// The keys, indexes and triggers set aside for the copy are back.
+	fresh, _ := openPG(t)
+	if got, want := pgSchema(t, dst), pgSchema(t, fresh); got != want {
+		t.Errorf("schema after the migration:\n%s\nwant:\n%s", got, want)
+	}
 
 	// Every table and row, and the ledger's sums.
 	var rows int64
@@ -352,6 +373,10 @@ func TestMigrateFailureLeavesTheTargetEmpty(t *testing.T) {
 			if n := pgRows(t, dst); n != 0 {
 				t.Fatalf("the failed migration left %d rows", n)
 			}
+			fresh, _ := openPG(t)
+			if got, want := pgSchema(t, dst), pgSchema(t, fresh); got != want {
+				t.Errorf("schema after the failed migration:\n%s\nwant:\n%s", got, want)
+			}
 			if _, err := w.s.write.Exec(c.mend); err != nil {
 				t.Fatal(err)
 			}
@@ -404,4 +429,85 @@ func TestMigrateRefusesWhatItCannotCopy(t *testing.T) {
 			t.Errorf("Migrate(%s, %s): got %v, want %q", c.from, c.to, err, c.want)
 		}
 	}
+}
+
+// TestMigrateFillLarge builds the database `pointpost migrate` is measured on (README), at
+// the file POINTPOST_MIGRATE_FILL names: 1,000,000 consumers, one job selected over all of
+// them by SelectBatch and sent, 300,000 replies acknowledged with their accruals, settled by
+// Settle. Rows that would take the real flows minutes (sends, acknowledgements) are written
+// by SQL as those flows write them. Skipped without the variable: it is a measurement's
+// set-up, not a test.
+func TestMigrateFillLarge(t *testing.T) {
+	file := os.Getenv("POINTPOST_MIGRATE_FILL")
+	if file == "" {
+		t.Skip("set POINTPOST_MIGRATE_FILL=FILE to build the 1,000,000-consumer database")
+	}
+	const consumers, replies = 1_000_000, 300_000
+	ctx := context.Background()
+	s, err := Open(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	now := ms(ackT0)
+	if _, err := s.write.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO consumers (email, first_name, last_name, city, country, postal_code, birth_year, gender,
+			interests, format, attributes, created_at, updated_at)
+		SELECT printf('c%07d@example.com', i), 'First' || i, 'Last' || (i % 977), 'City' || (i % 313), 'US',
+			printf('%05d', i % 99999), 1940 + i % 65, CASE i % 2 WHEN 0 THEN 'f' ELSE 'm' END,
+			CASE i % 3 WHEN 0 THEN ';golf;tennis;' WHEN 1 THEN ';tennis;' ELSE '' END,
+			CASE i % 4 WHEN 0 THEN 'html' ELSE 'text' END, '{"plan":"gold","visits":"' || (i % 50) || '"}', ?, ?
+		FROM n`, consumers, now, now); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("consumers: %v", time.Since(start))
+	iss := seedAckIssuer(t, s, "acme")
+	rule := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleReply, Points: 10, Frequency: rewards.FrequencyOnce})
+	job := &postoffice.Job{IssuerID: iss, Name: "everyone", State: postoffice.JobRunning, Start: ackT0.Add(-time.Hour),
+		Stop: ackT0.Add(30 * 24 * time.Hour), ClientCount: consumers, SelectionSQL: "1"}
+	if err := s.CreateJob(ctx, job, &postoffice.Message{Type: "text", Subject: "s", Body: "b"}, nil, postoffice.JobRules{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LinkJobRules(ctx, job.Key, []int64{rule.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for complete := false; !complete; {
+		if _, complete, err = s.SelectBatch(ctx, job, false, 50_000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("selected: %v", time.Since(start))
+	if _, err := s.write.Exec(`UPDATE deliveries SET sent = 1, sent_at = ?1 + id, updated_at = ?1 + id WHERE job_key = ?2`, now, job.Key); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE deliveries SET received = 1, received_at = ?1 + 86400000 + id WHERE job_key = ?2 AND consumer_id <= ?3`,
+		`INSERT INTO acknowledgements (job_key, consumer_id, channel, source, rule_id, awarded, points, reason, created_at)
+			SELECT ?2, consumer_id, 'reply', 'smtp', ?4, 1, 10, '', ?1 + 86400000 + id FROM deliveries WHERE job_key = ?2 AND consumer_id <= ?3`,
+		`INSERT INTO accruals (rule_id, job_key, consumer_id, occurrence, issuer_id, points, created_at)
+			SELECT ?4, ?2, consumer_id, 0, ?5, 10, ?1 + 86400000 + id FROM deliveries WHERE job_key = ?2 AND consumer_id <= ?3`,
+	} {
+		if _, err := s.write.Exec(q, now, job.Key, replies, rule.ID, iss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("sent and acknowledged: %v", time.Since(start))
+	for {
+		n, err := s.Settle(ctx, 50_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	var sum, entries int64
+	if err := s.read.QueryRow(`SELECT sum(points_balance), (SELECT count(*) FROM ledger_entries) FROM consumers`).Scan(&sum, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if sum != replies*10 {
+		t.Fatalf("balances sum to %d, want %d", sum, replies*10)
+	}
+	t.Logf("settled (%d ledger entries): %v", entries, time.Since(start))
 }
