@@ -770,8 +770,9 @@ func recompileSelection(selection, issuer string) (where string, args []any, raw
 	return where, args, false, err
 }
 
-// tryRaw asks PostgreSQL to plan a selection as SelectBatch runs it, in a savepoint, and
-// returns what it refused, or "" when nothing.
+// tryRaw asks PostgreSQL to plan a raw selection as SelectBatch runs it, in a savepoint, and
+// returns what it refused, or "" when nothing. EXPLAIN checks the names, the functions and
+// the role's privileges without running the query.
 func (m *migration) tryRaw(ctx context.Context, where string, args []any) string {
 	expr, err := selectionExpr(where)
 	if err != nil {
@@ -781,20 +782,25 @@ func (m *migration) tryRaw(ctx context.Context, where string, args []any) string
 	if err != nil {
 		return err.Error()
 	}
+	if err := m.target.refuseRawPG(ctx, true); err != nil {
+		return err.Error()
+	}
+	// As the role it will run as, which may read only consumers; the savepoint's rollback
+	// ends the role with it.
 	sp, err := m.dst.Begin(ctx)
 	if err != nil {
 		return err.Error()
 	}
 	defer sp.Rollback(ctx)
+	if _, err := sp.Exec(ctx, `SET LOCAL ROLE `+selectionRole); err != nil {
+		return err.Error()
+	}
 	rows, err := sp.Query(ctx, query, args...)
 	if err == nil {
 		rows.Close()
 		err = rows.Err()
 	}
 	if err != nil {
-		return err.Error()
-	}
-	if err := m.target.refuseRawPG(ctx, true); err != nil {
 		return err.Error()
 	}
 	return ""

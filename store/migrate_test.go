@@ -359,6 +359,9 @@ func TestMigrateFailureLeavesTheTargetEmpty(t *testing.T) {
 			`UPDATE accruals SET points = 10 WHERE points = 2000000`, "copy accruals"},
 		{"refused by the migration", `UPDATE bounces SET detail = CAST(x'66ff6f' AS TEXT)`,
 			`UPDATE bounces SET detail = 'mended'`, "copy bounces: row 1 (id 1), column detail"},
+		// After every row is copied, when the foreign keys are built again.
+		{"a row naming no row", `PRAGMA foreign_keys = OFF; INSERT INTO deliveries (job_key, consumer_id) VALUES (1, 999999);
+			PRAGMA foreign_keys = ON`, `DELETE FROM deliveries WHERE consumer_id = 999999`, "deliveries_consumer_id_fkey"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			w := newMigrateWorld(t)
