@@ -2,12 +2,24 @@ package store
 
 // Moving a SQLite database into PostgreSQL (issue 12, `pointpost migrate --to`): every table
 // copied by the COPY protocol in one PostgreSQL transaction, so that a failure leaves the
-// target as empty as it was, and checked (row counts, ledger sums) before the commit.
+// target as empty as it was, and checked (row counts, ledger sums, each ledger account)
+// before the commit.
 //
-// What is not copied, because each database keeps its own: schema_migrations (each engine's
-// migrations, numbered alike), opened_by (the binary that opened this database: Migrate
-// records its own), and SQLite's internal tables (sqlite_sequence is read, to keep an
-// AUTOINCREMENT id from being reused).
+// The tables are found in SQLite's schema and paired by name with PostgreSQL's, and their
+// columns likewise. A table or column that one side has and the other not is an error that
+// names it, except the engine-specific ones: engineOnlyColumns, and the tables each database
+// keeps for itself, which are not copied — schema_migrations (each engine's migrations,
+// numbered alike), opened_by (the binary that opened this database: Migrate records its own)
+// and SQLite's internal tables (sqlite_sequence is read, so that an AUTOINCREMENT id is not
+// given out again). Values keep their representation (migrations/postgres/0040_baseline.sql:
+// times in milliseconds, flags 0/1, JSON as text), so the conversion is by type alone:
+// INTEGER to the integer columns, REAL to double precision, BLOB to bytea, TEXT checked to be
+// text PostgreSQL takes.
+//
+// While copying, the target's user triggers are off (they would count again what the copied
+// rows hold: accruals_spent) and its keys and indexes set aside, built again after the copy.
+// The target is empty when no table but schema_migrations has a row: no PostgreSQL migration
+// inserts any.
 
 import (
 	"context"
@@ -17,7 +29,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -337,8 +348,8 @@ func (m *migration) setAsideKeys(ctx context.Context) (rebuild []string, err err
 	return append(append(keys, indexes...), foreign...), nil
 }
 
-// plan reads both schemas and pairs their tables and columns, in an order the foreign keys
-// allow. Returns an error naming a table or column only one side has.
+// plan reads both schemas and pairs their tables and columns. Returns an error naming a table
+// or column only one side has.
 func (m *migration) plan(ctx context.Context) error {
 	type pgColumn struct {
 		name     string
@@ -421,70 +432,13 @@ func (m *migration) plan(ctx context.Context) error {
 			return fmt.Errorf("migrate: table %s is in PostgreSQL's schema but not in the SQLite database", name)
 		}
 	}
-	order, err := m.foreignKeyOrder(ctx, tables)
-	if err != nil {
-		return err
-	}
-	for _, name := range order {
-		m.tables = append(m.tables, tables[name])
+	// By name: the foreign keys, which would want an order, are set aside while copying.
+	for _, name := range names {
+		if t, ok := tables[name]; ok {
+			m.tables = append(m.tables, t)
+		}
 	}
 	return nil
-}
-
-// foreignKeyOrder orders the tables so that each comes after those its foreign keys name
-// (PostgreSQL checks each row as it is copied), by name among equals.
-func (m *migration) foreignKeyOrder(ctx context.Context, tables map[string]migrateTable) ([]string, error) {
-	rows, err := m.dst.Query(ctx, `SELECT src.relname::text, ref.relname::text FROM pg_constraint k
-		JOIN pg_class src ON src.oid = k.conrelid JOIN pg_class ref ON ref.oid = k.confrelid
-		WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace`)
-	if err != nil {
-		return nil, err
-	}
-	needs := map[string]map[string]bool{}
-	for rows.Next() {
-		var table, ref string
-		if err := rows.Scan(&table, &ref); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if table != ref {
-			if needs[table] == nil {
-				needs[table] = map[string]bool{}
-			}
-			needs[table][ref] = true
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	var order []string
-	done := map[string]bool{}
-	for len(order) < len(tables) {
-		var ready []string
-		for name := range tables {
-			if done[name] {
-				continue
-			}
-			ok := true
-			for ref := range needs[name] {
-				if _, copied := tables[ref]; copied && !done[ref] {
-					ok = false
-				}
-			}
-			if ok {
-				ready = append(ready, name)
-			}
-		}
-		if len(ready) == 0 {
-			return nil, errors.New("migrate: the tables' foreign keys form a cycle")
-		}
-		sort.Strings(ready)
-		for _, name := range ready {
-			done[name] = true
-		}
-		order = append(order, ready...)
-	}
-	return order, nil
 }
 
 // refuseData locks the target's tables against writers and returns an error wrapping

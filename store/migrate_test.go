@@ -344,19 +344,20 @@ func TestMigrateRefusesATargetWithData(t *testing.T) {
 	}
 }
 
-// TestMigrateFailureLeavesTheTargetEmpty breaks the copy midway, after the tables the
-// foreign keys put first are copied: a row PostgreSQL refuses (an accrual past the bound its
-// CHECK enforces, which SQLite's trigger only keeps from new rows), and a row the migration
-// refuses itself (text that is not UTF-8). Each time the target is left empty, and takes the
-// whole copy once the source is mended.
+// TestMigrateFailureLeavesTheTargetEmpty breaks the copy midway, after the tables before it
+// by name are copied: a row PostgreSQL refuses (a negative balance, which its CHECK refuses
+// and SQLite's trigger, dropped here, would), a row the migration refuses itself (text that
+// is not UTF-8), and, once every row is copied, a row naming a row that does not exist. Each
+// time the target is left empty as it was, and takes the whole copy once the source is
+// mended.
 func TestMigrateFailureLeavesTheTargetEmpty(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		name, break_, mend, want string
 	}{
-		{"refused by PostgreSQL", `DROP TRIGGER accruals_points_bound_update;
-			UPDATE accruals SET points = 2000000 WHERE id = (SELECT max(id) FROM accruals)`,
-			`UPDATE accruals SET points = 10 WHERE points = 2000000`, "copy accruals"},
+		{"refused by PostgreSQL", `DROP TRIGGER consumers_balance_not_negative;
+			UPDATE consumers SET points_balance = -1 WHERE id = 29`,
+			`UPDATE consumers SET points_balance = 0 WHERE id = 29`, `copy consumers: ERROR: new row for relation "consumers" violates check constraint "consumers_balance_not_negative"`},
 		{"refused by the migration", `UPDATE bounces SET detail = CAST(x'66ff6f' AS TEXT)`,
 			`UPDATE bounces SET detail = 'mended'`, "copy bounces: row 1 (id 1), column detail"},
 		// After every row is copied, when the foreign keys are built again.
