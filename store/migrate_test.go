@@ -515,3 +515,39 @@ func TestMigrateFillLarge(t *testing.T) {
 	}
 	t.Logf("settled (%d ledger entries): %v", entries, time.Since(start))
 }
+
+// TestConvertForPG: what a table not declared STRICT may hold is converted where nothing is
+// lost, and refused, saying what it is, where something would be.
+func TestConvertForPG(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		kind columnKind
+		want any
+		err  string
+	}{
+		{int64(7), kindInteger, int64(7), ""},
+		{float64(12), kindInteger, int64(12), ""},
+		{"42", kindInteger, int64(42), ""},
+		{12.5, kindInteger, nil, "float64 12.5 is not an integer"},
+		{"twelve", kindInteger, nil, "string twelve is not an integer"},
+		{int64(3), kindFloat, float64(3), ""},
+		{"3", kindFloat, nil, "string 3 is not a number"},
+		{[]byte("abc"), kindText, "abc", ""},
+		{int64(5), kindText, "5", ""},
+		{"a\x00b", kindText, nil, "not text PostgreSQL takes"},
+		{"abc", kindBytes, []byte("abc"), ""},
+		{int64(1), kindBytes, nil, "int64 is not a BLOB"},
+		{nil, kindInteger, nil, ""},
+	} {
+		got, err := convertForPG(c.v, c.kind)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("convertForPG(%#v, %d): %v, want %q", c.v, c.kind, err, c.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", c.want) {
+			t.Errorf("convertForPG(%#v, %d) = %#v, %v; want %#v", c.v, c.kind, got, err, c.want)
+		}
+	}
+}
