@@ -117,16 +117,17 @@ func Migrate(ctx context.Context, from, to, binary string) (*MigrateReport, erro
 	} else if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("migrate: source %s is not a file", from)
 	}
-	src, err := Open(ctx, from)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: source: %w", err)
-	}
-	defer src.Close()
+	// The target first: an unreachable one leaves the source as it was, not migrated.
 	dst, err := Open(ctx, to)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: target: %w", err)
 	}
 	defer dst.Close()
+	src, err := Open(ctx, from)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: source: %w", err)
+	}
+	defer src.Close()
 	report, err := src.migrateTo(ctx, dst)
 	if err != nil {
 		return nil, err
