@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store/pgtest"
 )
 
 // ackT0 is the tests' "now": acknowledgements carry times around it, so rule dates and periods
@@ -804,5 +807,286 @@ func TestAcknowledgeSameReplyAgainInALaterPeriod(t *testing.T) {
 	}
 	if res := reply("m2@example.com", ackT0.Add(2*time.Hour)); res.Points() != 3 {
 		t.Fatalf("a new reply in the next period earned %d", res.Points())
+	}
+}
+
+// One batch that holds duplicates of the same invitation and the same reply: it decides as
+// the acknowledgements would one after the other, on either engine (on PostgreSQL the
+// batch's decisions are taken in Go from what it read once).
+func TestAcknowledgeBatchMixingDuplicates(t *testing.T) {
+	s := openTest(t)
+	cs := seedAckConsumers(t, s, 2)
+	iss := seedAckIssuer(t, s, "acme")
+	click := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	reply := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleReply, Points: 3,
+		Frequency: rewards.FrequencyPeriod, Period: time.Hour})
+	job := seedAckJob(t, s, iss, time.Time{}, click, reply)
+	replyAt := func(msgID string, at time.Time) postoffice.Ack {
+		a := ackAt(job, cs[1], postoffice.ChannelReply, at)
+		a.Source = "smtp <" + msgID + ">"
+		return a
+	}
+	later := ackT0.Add(2 * time.Hour) // the reply rule's next period
+	acks := []struct {
+		ack    postoffice.Ack
+		first  bool
+		points int64
+		reason string
+	}{
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0), true, 5, ""},
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0.Add(time.Minute)), false, 0, "already awarded for this invitation"},
+		{replyAt("m1@example.com", ackT0), true, 3, ""},
+		{replyAt("m1@example.com", later), false, 0, "already counted"},
+		{replyAt("m2@example.com", later), false, 3, ""},
+		{replyAt("m3@example.com", later.Add(time.Minute)), false, 0, "already awarded"},
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0.Add(2*time.Minute)), false, 0, "already awarded for this invitation"},
+		{replyAt("m2@example.com", later.Add(5*time.Minute)), false, 0, "already counted"},
+	}
+	var reqs []*ackRequest
+	for _, a := range acks {
+		reqs = append(reqs, &ackRequest{ctx: context.Background(), ack: a.ack, reply: make(chan struct{})})
+	}
+	before := s.acks.batches.Load()
+	s.commitAcks(slices.Clone(reqs))
+	if n := s.acks.batches.Load() - before; n != 1 {
+		t.Fatalf("%d transactions, want 1", n)
+	}
+	for i, req := range reqs {
+		<-req.reply
+		if req.err != nil {
+			t.Fatalf("ack %d: %v", i, req.err)
+		}
+		if req.res.FirstReceipt != acks[i].first {
+			t.Errorf("ack %d: FirstReceipt %v", i, req.res.FirstReceipt)
+		}
+		wantAckDecision(t, req.res, acks[i].points, acks[i].reason)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 3 {
+		t.Errorf("%d accruals, want 3", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM acknowledgements`); n != 6 {
+		t.Errorf("%d acknowledgement rows, want 6 (a reply counted before adds none)", n)
+	}
+	for _, c := range cs {
+		d, err := s.Delivery(context.Background(), job.Key, c)
+		if err != nil || !d.ReceivedAt.Equal(ackT0) {
+			t.Errorf("consumer %d received at %v, %v; want the first acknowledgement's %v", c, d.ReceivedAt, err, ackT0)
+		}
+	}
+}
+
+// openTwoPostgres opens two Stores on one fresh PostgreSQL database, as two processes would.
+func openTwoPostgres(t *testing.T) (*Store, *Store) {
+	t.Helper()
+	url := pgtest.Need(t, pgServer).NewDatabase(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	return stores[0], stores[1]
+}
+
+// Two processes receiving the same acknowledgements at once: each invitation awards once and
+// is received once, and a budget that both spend is not overspent.
+func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
+	a, b := openTwoPostgres(t)
+	const consumers, budgeted = 40, 25
+	cs := seedAckConsumers(t, a, consumers)
+	iss := seedAckIssuer(t, a, "acme")
+	r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
+		Budget: 5 * budgeted})
+	job := seedAckJob(t, a, iss, time.Time{}, r)
+	var mu sync.Mutex
+	awarded, firsts := map[int64]int{}, map[int64]int{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	const callers = 8 // per process; each acknowledges every invitation, from its own offset
+	for p, s := range []*Store{a, b} {
+		for g := range callers {
+			wg.Go(func() {
+				<-start
+				for k := range consumers {
+					c := cs[(k+g*5+p*3)%consumers]
+					res, err := s.Acknowledge(context.Background(), ackAt(job, c, postoffice.ChannelClick, ackT0))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if res.Decisions[0].Awarded {
+						awarded[c]++
+					}
+					if res.FirstReceipt {
+						firsts[c]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	if len(awarded) != budgeted || len(firsts) != consumers {
+		t.Errorf("%d invitations awarded (want %d, the budget), %d received (want %d)", len(awarded), budgeted, len(firsts), consumers)
+	}
+	for c, n := range awarded {
+		if n != 1 {
+			t.Errorf("consumer %d awarded %d times", c, n)
+		}
+	}
+	for c, n := range firsts {
+		if n != 1 {
+			t.Errorf("consumer %d received first %d times", c, n)
+		}
+	}
+	if n := ackCount(t, a, `SELECT count(*) FROM accruals`); n != budgeted {
+		t.Errorf("%d accruals, want %d", n, budgeted)
+	}
+	if n := ackCount(t, b, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5*budgeted {
+		t.Errorf("rule spent %d, want %d", n, 5*budgeted)
+	}
+	if n := ackCount(t, a, `SELECT count(*) FROM acknowledgements`); n != 2*callers*consumers {
+		t.Errorf("%d acknowledgement rows, want %d", n, 2*callers*consumers)
+	}
+}
+
+// An accrual whose key another writer took between the batch's read and its write (one
+// that did not hold the issuer's lock): the unique key refuses it, and the batch is read and
+// decided again.
+func TestAcknowledgeTakenKeyReadsAgain(t *testing.T) {
+	s, _ := openTwoPostgres(t)
+	cs := seedAckConsumers(t, s, 1)
+	iss := seedAckIssuer(t, s, "acme")
+	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job := seedAckJob(t, s, iss, time.Time{}, r)
+	ctx := context.Background()
+	var hookErr error
+	s.acks.beforeWrite = func() {
+		s.acks.beforeWrite = nil
+		conn, err := s.read.Conn(ctx)
+		if err != nil {
+			hookErr = err
+			return
+		}
+		defer conn.Close()
+		// Triggers off: the running totals' trigger would wait for the issuer's lock.
+		if _, err := conn.ExecContext(ctx, `SET session_replication_role = replica`); err != nil {
+			hookErr = err
+			return
+		}
+		defer conn.ExecContext(ctx, `RESET session_replication_role`)
+		_, hookErr = conn.ExecContext(ctx, `INSERT INTO accruals (rule_id, job_key, consumer_id, occurrence, issuer_id, points, created_at)
+			VALUES (?, ?, ?, 0, ?, 5, ?)`, r.ID, job.Key, cs[0], iss, ms(ackT0))
+	}
+	before := s.acks.batches.Load()
+	res := mustAcknowledge(t, s, ackAt(job, cs[0], postoffice.ChannelClick, ackT0))
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if n := s.acks.batches.Load() - before; n != 2 {
+		t.Errorf("%d transactions, want 2 (the batch read again)", n)
+	}
+	if !res.FirstReceipt {
+		t.Error("the delivery's receipt was rolled back with the first attempt but not set again")
+	}
+	wantAckDecision(t, res, 0, "already awarded for this invitation")
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 1 {
+		t.Errorf("%d accruals, want 1", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM acknowledgements`); n != 1 {
+		t.Errorf("%d acknowledgement rows, want 1", n)
+	}
+}
+
+// On PostgreSQL a batch's rows go in together, so an acknowledgement the database refuses
+// is found out by applying each alone: it fails with its own error, and the others commit.
+func TestAcknowledgePoisonFailsAlonePostgres(t *testing.T) {
+	s, _ := openTwoPostgres(t)
+	cs := seedAckConsumers(t, s, 3)
+	iss := seedAckIssuer(t, s, "acme")
+	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job := seedAckJob(t, s, iss, time.Time{}, r)
+	if _, err := s.write.Exec(fmt.Sprintf(`CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'check_violation'; END $$;
+		CREATE TRIGGER boom BEFORE INSERT ON acknowledgements FOR EACH ROW WHEN (NEW.consumer_id = %d)
+		EXECUTE FUNCTION boom()`, cs[1])); err != nil {
+		t.Fatal(err)
+	}
+	var reqs []*ackRequest
+	for _, c := range cs {
+		reqs = append(reqs, &ackRequest{ctx: context.Background(), ack: ackAt(job, c, postoffice.ChannelClick, ackT0), reply: make(chan struct{})})
+	}
+	s.commitAcks(slices.Clone(reqs))
+	for _, req := range reqs {
+		<-req.reply
+	}
+	for _, i := range []int{0, 2} {
+		if reqs[i].err != nil {
+			t.Fatalf("innocent acknowledgement %d: %v", i, reqs[i].err)
+		}
+		wantAckDecision(t, reqs[i].res, 5, "")
+	}
+	if reqs[1].res != nil || reqs[1].err == nil || !strings.Contains(reqs[1].err.Error(), "boom") {
+		t.Fatalf("the poisoned acknowledgement: %+v, %v; want its own error", reqs[1].res, reqs[1].err)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 2 {
+		t.Errorf("%d accruals, want 2", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM deliveries WHERE received = 1`); n != 2 {
+		t.Errorf("%d received, want 2", n)
+	}
+}
+
+// The store's PostgreSQL sessions commit durably whatever the database's default, and a URL
+// that turns that off is refused.
+func TestPostgresSynchronousCommit(t *testing.T) {
+	if _, err := openPostgres("postgres://pointpost@127.0.0.1:1/pointpost?synchronous_commit=off"); err == nil ||
+		!strings.Contains(err.Error(), "synchronous_commit=off") {
+		t.Fatalf("a URL with synchronous_commit=off: %v", err)
+	}
+	ctx := context.Background()
+	url := pgtest.Need(t, pgServer).NewDatabase(t)
+	s, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var name string
+	if err := s.write.QueryRow(`SELECT current_database()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec(`ALTER DATABASE ` + name + ` SET synchronous_commit = off`); err != nil {
+		t.Fatal(err)
+	}
+	show := func(db interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) string {
+		var v string
+		if err := db.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	plain, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	if v := show(plain); v != "off" {
+		t.Fatalf("a plain session: synchronous_commit = %s, want the database's off", v)
+	}
+	s2, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var v string
+	if err := s2.write.QueryRow(`SHOW synchronous_commit`).Scan(&v); err != nil || v != "on" {
+		t.Fatalf("the store's session: synchronous_commit = %s, %v; want on", v, err)
 	}
 }
