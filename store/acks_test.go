@@ -875,43 +875,52 @@ func TestAcknowledgeBatchMixingDuplicates(t *testing.T) {
 	}
 }
 
-// openTwoPostgres opens two Stores on one fresh PostgreSQL database, as two processes would.
-func openTwoPostgres(t *testing.T) (*Store, *Store) {
+// openPostgresTest opens a Store on a fresh PostgreSQL database, whatever the engine of the
+// run; a second Open of its Path is a second process on the same database.
+func openPostgresTest(t *testing.T) *Store {
 	t.Helper()
-	url := pgtest.Need(t, pgServer).NewDatabase(t)
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
+	s, err := Open(context.Background(), pgtest.Need(t, pgServer).NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return stores[0], stores[1]
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
-// Two processes receiving the same acknowledgements at once: each invitation awards once and
-// is received once, and a budget that both spend is not overspent.
+// Two processes receiving the same acknowledgements at once, of two issuers' jobs: each
+// invitation is received first once and awards at most once, and neither issuer's budget is
+// overspent although both processes spend it.
 func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
-	a, b := openTwoPostgres(t)
-	const consumers, budgeted = 40, 25
+	a := openPostgresTest(t)
+	b, err := Open(context.Background(), a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const consumers, budgeted = 30, 20
 	cs := seedAckConsumers(t, a, consumers)
-	iss := seedAckIssuer(t, a, "acme")
-	r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
-		Budget: 5 * budgeted})
-	job := seedAckJob(t, a, iss, time.Time{}, r)
+	var jobs []*postoffice.Job
+	var rules []rewards.AwardRule
+	for _, slug := range []string{"acme", "globex"} {
+		iss := seedAckIssuer(t, a, slug)
+		r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
+			Budget: 5 * budgeted})
+		rules = append(rules, r)
+		jobs = append(jobs, seedAckJob(t, a, iss, time.Time{}, r))
+	}
+	type invitation struct{ job, consumer int64 }
 	var mu sync.Mutex
-	awarded, firsts := map[int64]int{}, map[int64]int{}
+	awarded, firsts := map[invitation]int{}, map[invitation]int{}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	const callers = 8 // per process; each acknowledges every invitation, from its own offset
+	const callers = 6 // per process; each acknowledges every invitation, from its own offset
 	for p, s := range []*Store{a, b} {
 		for g := range callers {
 			wg.Go(func() {
 				<-start
-				for k := range consumers {
-					c := cs[(k+g*5+p*3)%consumers]
+				for k := range consumers * len(jobs) {
+					k += g*7 + p*3
+					job, c := jobs[k%len(jobs)], cs[k/len(jobs)%consumers]
 					res, err := s.Acknowledge(context.Background(), ackAt(job, c, postoffice.ChannelClick, ackT0))
 					if err != nil {
 						t.Error(err)
@@ -919,10 +928,10 @@ func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
 					}
 					mu.Lock()
 					if res.Decisions[0].Awarded {
-						awarded[c]++
+						awarded[invitation{job.Key, c}]++
 					}
 					if res.FirstReceipt {
-						firsts[c]++
+						firsts[invitation{job.Key, c}]++
 					}
 					mu.Unlock()
 				}
@@ -931,27 +940,90 @@ func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if len(awarded) != budgeted || len(firsts) != consumers {
-		t.Errorf("%d invitations awarded (want %d, the budget), %d received (want %d)", len(awarded), budgeted, len(firsts), consumers)
+	if len(awarded) != budgeted*len(jobs) || len(firsts) != consumers*len(jobs) {
+		t.Errorf("%d invitations awarded (want %d, the budgets), %d received (want %d)",
+			len(awarded), budgeted*len(jobs), len(firsts), consumers*len(jobs))
 	}
-	for c, n := range awarded {
+	for inv, n := range awarded {
 		if n != 1 {
-			t.Errorf("consumer %d awarded %d times", c, n)
+			t.Errorf("%+v awarded %d times", inv, n)
 		}
 	}
-	for c, n := range firsts {
+	for inv, n := range firsts {
 		if n != 1 {
-			t.Errorf("consumer %d received first %d times", c, n)
+			t.Errorf("%+v received first %d times", inv, n)
 		}
 	}
-	if n := ackCount(t, a, `SELECT count(*) FROM accruals`); n != budgeted {
-		t.Errorf("%d accruals, want %d", n, budgeted)
+	for _, r := range rules {
+		if n := ackCount(t, a, `SELECT count(*) FROM accruals WHERE rule_id = ?`, r.ID); n != budgeted {
+			t.Errorf("rule %d: %d accruals, want %d", r.ID, n, budgeted)
+		}
+		if n := ackCount(t, b, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5*budgeted {
+			t.Errorf("rule %d spent %d, want %d", r.ID, n, 5*budgeted)
+		}
 	}
-	if n := ackCount(t, b, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5*budgeted {
-		t.Errorf("rule spent %d, want %d", n, 5*budgeted)
+	if n := ackCount(t, a, `SELECT count(*) FROM acknowledgements`); n != 2*callers*consumers*len(jobs) {
+		t.Errorf("%d acknowledgement rows, want %d", n, 2*callers*consumers*len(jobs))
 	}
-	if n := ackCount(t, a, `SELECT count(*) FROM acknowledgements`); n != 2*callers*consumers {
-		t.Errorf("%d acknowledgement rows, want %d", n, 2*callers*consumers)
+}
+
+// A second process acknowledging for an issuer whose batch the first has read but not yet
+// written waits for it, and then sees what it spent: the issuer's row lock, not luck, keeps
+// a budget from being spent twice.
+func TestAcknowledgeOtherProcessWaitsForTheIssuer(t *testing.T) {
+	a := openPostgresTest(t)
+	b, err := Open(context.Background(), a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cs := seedAckConsumers(t, a, 2)
+	iss := seedAckIssuer(t, a, "acme")
+	r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
+		Budget: 5})
+	job := seedAckJob(t, a, iss, time.Time{}, r)
+	ctx := context.Background()
+	type outcome struct {
+		res *postoffice.AckResult
+		err error
+	}
+	other := make(chan outcome, 1)
+	var waited bool
+	a.acks.beforeWrite = func() {
+		a.acks.beforeWrite = nil
+		go func() {
+			res, err := b.Acknowledge(ctx, ackAt(job, cs[1], postoffice.ChannelClick, ackT0))
+			other <- outcome{res, err}
+		}()
+		// Until the other process's batch waits for a lock, or (were it not to) ends.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			var n int
+			if err := a.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+				t.Error(err)
+				return
+			}
+			if n > 0 {
+				waited = true
+				return
+			}
+			if len(other) > 0 {
+				return
+			}
+		}
+	}
+	first := mustAcknowledge(t, a, ackAt(job, cs[0], postoffice.ChannelClick, ackT0))
+	second := <-other
+	if second.err != nil {
+		t.Fatal(second.err)
+	}
+	if !waited {
+		t.Error("the other process did not wait for the issuer")
+	}
+	wantAckDecision(t, first, 5, "")
+	wantAckDecision(t, second.res, 0, "the rule's points budget is spent")
+	if n := ackCount(t, a, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5 {
+		t.Errorf("rule spent %d, want 5", n)
 	}
 }
 
@@ -959,7 +1031,7 @@ func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
 // that did not hold the issuer's lock): the unique key refuses it, and the batch is read and
 // decided again.
 func TestAcknowledgeTakenKeyReadsAgain(t *testing.T) {
-	s, _ := openTwoPostgres(t)
+	s := openPostgresTest(t)
 	cs := seedAckConsumers(t, s, 1)
 	iss := seedAckIssuer(t, s, "acme")
 	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
@@ -1006,7 +1078,7 @@ func TestAcknowledgeTakenKeyReadsAgain(t *testing.T) {
 // On PostgreSQL a batch's rows go in together, so an acknowledgement the database refuses
 // is found out by applying each alone: it fails with its own error, and the others commit.
 func TestAcknowledgePoisonFailsAlonePostgres(t *testing.T) {
-	s, _ := openTwoPostgres(t)
+	s := openPostgresTest(t)
 	cs := seedAckConsumers(t, s, 3)
 	iss := seedAckIssuer(t, s, "acme")
 	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
