@@ -55,7 +55,7 @@ import (
 //     its advisory lock alone; migrate --to.
 //   - Done since: acknowledgements go in two round trips a batch (pgAckBatch: the issuers'
 //     row locks and every read the decisions need, then the accruals, the acknowledgement
-//     rows and COMMIT), about 5,000 a second on the reference machine (SQLite: 25,000). The
+//     rows and COMMIT), 8,000-11,500 a second on the 2-core machine (README). The
 //     issuers' locks, not one lock for all, keep two processes from spending one budget
 //     twice; the unique key of accruals stays the last word. The sessions insist on
 //     synchronous_commit (openPostgres), so an answered acknowledgement is on disk.
