@@ -622,9 +622,10 @@ type ackJob struct {
 	rules    map[rewards.RuleType][]rewards.AwardRule
 }
 
-// loadAckJobs reads the jobs the batch's acknowledgements name, with their rules, inside the
-// batch's transaction: nothing can change them before it commits. A job that does not exist
-// is left out; its acknowledgements find no delivery.
+// loadAckJobs reads the jobs the batch's acknowledgements name, with their rules: on SQLite
+// inside the batch's transaction, where nothing can change them before it commits; on
+// PostgreSQL just before it (the jobs cache keeps them across batches either way). A job
+// that does not exist is left out; its acknowledgements find no delivery.
 func loadAckJobs(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (map[int64]*ackJob, error) {
 	jobs := map[int64]*ackJob{}
 	for _, req := range batch {

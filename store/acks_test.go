@@ -996,7 +996,7 @@ func TestAcknowledgeOtherProcessWaitsForTheIssuer(t *testing.T) {
 			other <- outcome{res, err}
 		}()
 		// Until the other process's batch waits for a lock, or (were it not to) ends.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			var n int
 			if err := a.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
 				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
