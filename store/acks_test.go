@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store/pgtest"
 )
 
 // ackT0 is the tests' "now": acknowledgements carry times around it, so rule dates and periods
@@ -804,5 +807,358 @@ func TestAcknowledgeSameReplyAgainInALaterPeriod(t *testing.T) {
 	}
 	if res := reply("m2@example.com", ackT0.Add(2*time.Hour)); res.Points() != 3 {
 		t.Fatalf("a new reply in the next period earned %d", res.Points())
+	}
+}
+
+// One batch that holds duplicates of the same invitation and the same reply: it decides as
+// the acknowledgements would one after the other, on either engine (on PostgreSQL the
+// batch's decisions are taken in Go from what it read once).
+func TestAcknowledgeBatchMixingDuplicates(t *testing.T) {
+	s := openTest(t)
+	cs := seedAckConsumers(t, s, 2)
+	iss := seedAckIssuer(t, s, "acme")
+	click := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	reply := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleReply, Points: 3,
+		Frequency: rewards.FrequencyPeriod, Period: time.Hour})
+	job := seedAckJob(t, s, iss, time.Time{}, click, reply)
+	replyAt := func(msgID string, at time.Time) postoffice.Ack {
+		a := ackAt(job, cs[1], postoffice.ChannelReply, at)
+		a.Source = "smtp <" + msgID + ">"
+		return a
+	}
+	later := ackT0.Add(2 * time.Hour) // the reply rule's next period
+	acks := []struct {
+		ack    postoffice.Ack
+		first  bool
+		points int64
+		reason string
+	}{
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0), true, 5, ""},
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0.Add(time.Minute)), false, 0, "already awarded for this invitation"},
+		{replyAt("m1@example.com", ackT0), true, 3, ""},
+		{replyAt("m1@example.com", later), false, 0, "already counted"},
+		{replyAt("m2@example.com", later), false, 3, ""},
+		{replyAt("m3@example.com", later.Add(time.Minute)), false, 0, "already awarded"},
+		{ackAt(job, cs[0], postoffice.ChannelClick, ackT0.Add(2*time.Minute)), false, 0, "already awarded for this invitation"},
+		{replyAt("m2@example.com", later.Add(5*time.Minute)), false, 0, "already counted"},
+	}
+	var reqs []*ackRequest
+	for _, a := range acks {
+		reqs = append(reqs, &ackRequest{ctx: context.Background(), ack: a.ack, reply: make(chan struct{})})
+	}
+	before := s.acks.batches.Load()
+	s.commitAcks(slices.Clone(reqs))
+	if n := s.acks.batches.Load() - before; n != 1 {
+		t.Fatalf("%d transactions, want 1", n)
+	}
+	for i, req := range reqs {
+		<-req.reply
+		if req.err != nil {
+			t.Fatalf("ack %d: %v", i, req.err)
+		}
+		if req.res.FirstReceipt != acks[i].first {
+			t.Errorf("ack %d: FirstReceipt %v", i, req.res.FirstReceipt)
+		}
+		wantAckDecision(t, req.res, acks[i].points, acks[i].reason)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 3 {
+		t.Errorf("%d accruals, want 3", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM acknowledgements`); n != 6 {
+		t.Errorf("%d acknowledgement rows, want 6 (a reply counted before adds none)", n)
+	}
+	for _, c := range cs {
+		d, err := s.Delivery(context.Background(), job.Key, c)
+		if err != nil || !d.ReceivedAt.Equal(ackT0) {
+			t.Errorf("consumer %d received at %v, %v; want the first acknowledgement's %v", c, d.ReceivedAt, err, ackT0)
+		}
+	}
+}
+
+// openPostgresTest opens a Store on a fresh PostgreSQL database, whatever the engine of the
+// run; a second Open of its Path is a second process on the same database.
+func openPostgresTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), pgtest.Need(t, pgServer).NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Two processes receiving the same acknowledgements at once, of two issuers' jobs: each
+// invitation is received first once and awards at most once, and neither issuer's budget is
+// overspent although both processes spend it.
+func TestAcknowledgeTwoProcessesAwardOnce(t *testing.T) {
+	a := openPostgresTest(t)
+	b, err := Open(context.Background(), a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const consumers, budgeted = 30, 20
+	cs := seedAckConsumers(t, a, consumers)
+	var jobs []*postoffice.Job
+	var rules []rewards.AwardRule
+	for _, slug := range []string{"acme", "globex"} {
+		iss := seedAckIssuer(t, a, slug)
+		r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
+			Budget: 5 * budgeted})
+		rules = append(rules, r)
+		jobs = append(jobs, seedAckJob(t, a, iss, time.Time{}, r))
+	}
+	type invitation struct{ job, consumer int64 }
+	var mu sync.Mutex
+	awarded, firsts := map[invitation]int{}, map[invitation]int{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	const callers = 6 // per process; each acknowledges every invitation, from its own offset
+	for p, s := range []*Store{a, b} {
+		for g := range callers {
+			wg.Go(func() {
+				<-start
+				for k := range consumers * len(jobs) {
+					k += g*7 + p*3
+					job, c := jobs[k%len(jobs)], cs[k/len(jobs)%consumers]
+					res, err := s.Acknowledge(context.Background(), ackAt(job, c, postoffice.ChannelClick, ackT0))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if res.Decisions[0].Awarded {
+						awarded[invitation{job.Key, c}]++
+					}
+					if res.FirstReceipt {
+						firsts[invitation{job.Key, c}]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	if len(awarded) != budgeted*len(jobs) || len(firsts) != consumers*len(jobs) {
+		t.Errorf("%d invitations awarded (want %d, the budgets), %d received (want %d)",
+			len(awarded), budgeted*len(jobs), len(firsts), consumers*len(jobs))
+	}
+	for inv, n := range awarded {
+		if n != 1 {
+			t.Errorf("%+v awarded %d times", inv, n)
+		}
+	}
+	for inv, n := range firsts {
+		if n != 1 {
+			t.Errorf("%+v received first %d times", inv, n)
+		}
+	}
+	for _, r := range rules {
+		if n := ackCount(t, a, `SELECT count(*) FROM accruals WHERE rule_id = ?`, r.ID); n != budgeted {
+			t.Errorf("rule %d: %d accruals, want %d", r.ID, n, budgeted)
+		}
+		if n := ackCount(t, b, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5*budgeted {
+			t.Errorf("rule %d spent %d, want %d", r.ID, n, 5*budgeted)
+		}
+	}
+	if n := ackCount(t, a, `SELECT count(*) FROM acknowledgements`); n != 2*callers*consumers*len(jobs) {
+		t.Errorf("%d acknowledgement rows, want %d", n, 2*callers*consumers*len(jobs))
+	}
+}
+
+// A second process acknowledging for an issuer whose batch the first has read but not yet
+// written waits for it, and then sees what it spent: the issuer's row lock, not luck, keeps
+// a budget from being spent twice.
+func TestAcknowledgeOtherProcessWaitsForTheIssuer(t *testing.T) {
+	a := openPostgresTest(t)
+	b, err := Open(context.Background(), a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cs := seedAckConsumers(t, a, 2)
+	iss := seedAckIssuer(t, a, "acme")
+	r := seedAckRule(t, a, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce,
+		Budget: 5})
+	job := seedAckJob(t, a, iss, time.Time{}, r)
+	ctx := context.Background()
+	type outcome struct {
+		res *postoffice.AckResult
+		err error
+	}
+	other := make(chan outcome, 1)
+	var waited bool
+	a.acks.beforeWrite = func() {
+		a.acks.beforeWrite = nil
+		go func() {
+			res, err := b.Acknowledge(ctx, ackAt(job, cs[1], postoffice.ChannelClick, ackT0))
+			other <- outcome{res, err}
+		}()
+		// Until the other process's batch waits for a lock, or (were it not to) ends.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			var n int
+			if err := a.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+				t.Error(err)
+				return
+			}
+			if n > 0 {
+				waited = true
+				return
+			}
+			if len(other) > 0 {
+				return
+			}
+		}
+	}
+	first := mustAcknowledge(t, a, ackAt(job, cs[0], postoffice.ChannelClick, ackT0))
+	second := <-other
+	if second.err != nil {
+		t.Fatal(second.err)
+	}
+	if !waited {
+		t.Error("the other process did not wait for the issuer")
+	}
+	wantAckDecision(t, first, 5, "")
+	wantAckDecision(t, second.res, 0, "the rule's points budget is spent")
+	if n := ackCount(t, a, `SELECT spent FROM award_rules WHERE id = ?`, r.ID); n != 5 {
+		t.Errorf("rule spent %d, want 5", n)
+	}
+}
+
+// An accrual whose key another writer took between the batch's read and its write (one
+// that did not hold the issuer's lock): the unique key refuses it, and the batch is read and
+// decided again.
+func TestAcknowledgeTakenKeyReadsAgain(t *testing.T) {
+	s := openPostgresTest(t)
+	cs := seedAckConsumers(t, s, 1)
+	iss := seedAckIssuer(t, s, "acme")
+	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job := seedAckJob(t, s, iss, time.Time{}, r)
+	ctx := context.Background()
+	var hookErr error
+	s.acks.beforeWrite = func() {
+		s.acks.beforeWrite = nil
+		conn, err := s.read.Conn(ctx)
+		if err != nil {
+			hookErr = err
+			return
+		}
+		defer conn.Close()
+		// Triggers off: the running totals' trigger would wait for the issuer's lock.
+		if _, err := conn.ExecContext(ctx, `SET session_replication_role = replica`); err != nil {
+			hookErr = err
+			return
+		}
+		defer conn.ExecContext(ctx, `RESET session_replication_role`)
+		_, hookErr = conn.ExecContext(ctx, `INSERT INTO accruals (rule_id, job_key, consumer_id, occurrence, issuer_id, points, created_at)
+			VALUES (?, ?, ?, 0, ?, 5, ?)`, r.ID, job.Key, cs[0], iss, ms(ackT0))
+	}
+	before := s.acks.batches.Load()
+	res := mustAcknowledge(t, s, ackAt(job, cs[0], postoffice.ChannelClick, ackT0))
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if n := s.acks.batches.Load() - before; n != 2 {
+		t.Errorf("%d transactions, want 2 (the batch read again)", n)
+	}
+	if !res.FirstReceipt {
+		t.Error("the delivery's receipt was rolled back with the first attempt but not set again")
+	}
+	wantAckDecision(t, res, 0, "already awarded for this invitation")
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 1 {
+		t.Errorf("%d accruals, want 1", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM acknowledgements`); n != 1 {
+		t.Errorf("%d acknowledgement rows, want 1", n)
+	}
+}
+
+// On PostgreSQL a batch's rows go in together, so an acknowledgement the database refuses
+// is found out by applying each alone: it fails with its own error, and the others commit.
+func TestAcknowledgePoisonFailsAlonePostgres(t *testing.T) {
+	s := openPostgresTest(t)
+	cs := seedAckConsumers(t, s, 3)
+	iss := seedAckIssuer(t, s, "acme")
+	r := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job := seedAckJob(t, s, iss, time.Time{}, r)
+	if _, err := s.write.Exec(fmt.Sprintf(`CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'check_violation'; END $$;
+		CREATE TRIGGER boom BEFORE INSERT ON acknowledgements FOR EACH ROW WHEN (NEW.consumer_id = %d)
+		EXECUTE FUNCTION boom()`, cs[1])); err != nil {
+		t.Fatal(err)
+	}
+	var reqs []*ackRequest
+	for _, c := range cs {
+		reqs = append(reqs, &ackRequest{ctx: context.Background(), ack: ackAt(job, c, postoffice.ChannelClick, ackT0), reply: make(chan struct{})})
+	}
+	s.commitAcks(slices.Clone(reqs))
+	for _, req := range reqs {
+		<-req.reply
+	}
+	for _, i := range []int{0, 2} {
+		if reqs[i].err != nil {
+			t.Fatalf("innocent acknowledgement %d: %v", i, reqs[i].err)
+		}
+		wantAckDecision(t, reqs[i].res, 5, "")
+	}
+	if reqs[1].res != nil || reqs[1].err == nil || !strings.Contains(reqs[1].err.Error(), "boom") {
+		t.Fatalf("the poisoned acknowledgement: %+v, %v; want its own error", reqs[1].res, reqs[1].err)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM accruals`); n != 2 {
+		t.Errorf("%d accruals, want 2", n)
+	}
+	if n := ackCount(t, s, `SELECT count(*) FROM deliveries WHERE received = 1`); n != 2 {
+		t.Errorf("%d received, want 2", n)
+	}
+}
+
+// The store's PostgreSQL sessions commit durably whatever the database's default, and a URL
+// that turns that off is refused.
+func TestPostgresSynchronousCommit(t *testing.T) {
+	if _, err := openPostgres("postgres://pointpost@127.0.0.1:1/pointpost?synchronous_commit=off"); err == nil ||
+		!strings.Contains(err.Error(), "synchronous_commit=off") {
+		t.Fatalf("a URL with synchronous_commit=off: %v", err)
+	}
+	ctx := context.Background()
+	url := pgtest.Need(t, pgServer).NewDatabase(t)
+	s, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var name string
+	if err := s.write.QueryRow(`SELECT current_database()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec(`ALTER DATABASE ` + name + ` SET synchronous_commit = off`); err != nil {
+		t.Fatal(err)
+	}
+	show := func(db interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) string {
+		var v string
+		if err := db.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	plain, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	if v := show(plain); v != "off" {
+		t.Fatalf("a plain session: synchronous_commit = %s, want the database's off", v)
+	}
+	s2, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var v string
+	if err := s2.write.QueryRow(`SHOW synchronous_commit`).Scan(&v); err != nil || v != "on" {
+		t.Fatalf("the store's session: synchronous_commit = %s, %v; want on", v, err)
 	}
 }

@@ -43,6 +43,7 @@ var conformanceTests = []string{
 	"TestAPIConsumerVisibleOnceTheIssuerMailedHer",
 	"TestAPIJobsPages",
 	"TestAcknowledgeAfterTheJobStops",
+	"TestAcknowledgeBatchMixingDuplicates",
 	"TestAcknowledgeBatchWithAFailure",
 	"TestAcknowledgeBudgets",
 	"TestAcknowledgeCloseAppliesQueued",

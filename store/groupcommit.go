@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"pointpost/postoffice"
 )
 
@@ -49,6 +51,8 @@ type ackCommitter struct {
 	wal    *os.File
 	// syncHook, when set by a test, runs in place of the WAL fsync.
 	syncHook func() error
+	// beforeWrite, when set by a test, runs between a PostgreSQL batch's read and its write.
+	beforeWrite func()
 	// jobs caches the jobs' rules between batches, while rulesGen stands still and for at
 	// most jobCacheAge, which bounds how stale a change made by another process can be.
 	jobs     map[int64]*ackJob
@@ -322,25 +326,7 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 		return
 	}
 	defer conn.Close()
-	// Each pass either commits or takes one acknowledgement out, so it ends.
-	for len(live) > 0 {
-		s.acks.batches.Add(1)
-		culprit, err := s.applyAckBatch(ctx, conn, live)
-		if err == nil {
-			break
-		}
-		if culprit == nil || IsBusy(err) {
-			for _, req := range live {
-				req.res, req.err = nil, err
-				close(req.reply)
-			}
-			return
-		}
-		culprit.res, culprit.err = nil, err
-		close(culprit.reply)
-		live = slices.DeleteFunc(live, func(req *ackRequest) bool { return req == culprit })
-	}
-	if len(live) == 0 {
+	if live = s.runAckBatch(ctx, conn, live); len(live) == 0 {
 		return
 	}
 	if s.acks.synced == nil {
@@ -350,15 +336,79 @@ func (s *Store) commitAcks(batch []*ackRequest) {
 	s.acks.synced <- live
 }
 
-// applyAckBatch runs the batch's transaction; an acknowledgement naming no invitation fails
-// alone and leaves the others be. It sets each request's res and err. Returns an error if
-// the transaction failed, rolled back, and with it the acknowledgement whose statement
-// failed, if one did (nil when the transaction as a whole failed). The commit is made
-// durable by the syncer, before any caller hears of it.
+// maxAckAttempts bounds how often a PostgreSQL batch is run again after a conflict with
+// another transaction (a deadlock, or an accrual's key taken under it).
+const maxAckAttempts = 4
+
+// runAckBatch applies live until it commits and returns the requests it committed, having
+// answered the others with their errors. On SQLite a failed statement names its
+// acknowledgement; on PostgreSQL, whose batch goes in a few statements for all, a statement
+// the database refuses is found out by applying each acknowledgement alone.
+func (s *Store) runAckBatch(ctx context.Context, conn *sql.Conn, live []*ackRequest) []*ackRequest {
+	fail := func(reqs []*ackRequest, err error) {
+		for _, req := range reqs {
+			req.res, req.err = nil, err
+			close(req.reply)
+		}
+	}
+	// Each pass either commits, takes one acknowledgement out, or counts an attempt, so it
+	// ends.
+	for attempt := 1; len(live) > 0; attempt++ {
+		s.acks.batches.Add(1)
+		var culprit *ackRequest
+		var err error
+		if s.engine == enginePostgres {
+			err = s.applyAckBatchPG(ctx, conn, live)
+		} else {
+			culprit, err = s.applyAckBatch(ctx, conn, live)
+		}
+		switch {
+		case err == nil:
+			return live
+		case culprit != nil && !IsBusy(err):
+			fail([]*ackRequest{culprit}, err)
+			live = slices.DeleteFunc(live, func(req *ackRequest) bool { return req == culprit })
+		case pgAckConflict(err) && attempt < maxAckAttempts:
+			// Read and decide again: the other transaction has committed or given up.
+		case pgRefused(err) && len(live) > 1:
+			var committed []*ackRequest
+			for _, req := range live {
+				committed = append(committed, s.runAckBatch(ctx, conn, []*ackRequest{req})...)
+			}
+			return committed
+		default:
+			fail(live, err)
+			return nil
+		}
+	}
+	return nil
+}
+
+// pgAckConflict reports whether err is PostgreSQL giving up a batch for another
+// transaction's sake: a deadlock, a serialization failure, or a unique key taken (an
+// accrual inserted by a writer that did not hold the issuer's lock).
+func pgAckConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001" || pe.Code == "23505")
+}
+
+// pgRefused reports whether err is PostgreSQL refusing a statement for what it holds (a
+// constraint, a trigger's exception, a number out of range) rather than being unable to
+// work: one acknowledgement of the batch may be to blame.
+func pgRefused(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && !pgUnavailable(err) && !pgQueryCanceled(err)
+}
+
+// applyAckBatch runs the batch's transaction on SQLite; an acknowledgement naming no
+// invitation fails alone and leaves the others be. It sets each request's res and err.
+// Returns an error if the transaction failed, rolled back, and with it the acknowledgement
+// whose statement failed, if one did (nil when the transaction as a whole failed). The
+// commit is made durable by the syncer, before any caller hears of it.
 func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackRequest) (culprit *ackRequest, err error) {
 	// The transaction is run by hand on the connection rather than with a *sql.Tx, which
 	// would start a goroutine for every query's rows to watch the transaction's context.
-	if _, err := conn.ExecContext(ctx, s.either(`BEGIN IMMEDIATE`, `BEGIN`)); err != nil {
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return nil, err
 	}
 	committed := false
@@ -367,44 +417,18 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 			conn.ExecContext(ctx, `ROLLBACK`)
 		}
 	}()
-	if s.engine == enginePostgres {
-		// One batch at a time across processes, as SQLite's write lock gives: the budgets
-		// are read and then spent in the same batch.
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lockAcks); err != nil {
-			return nil, err
-		}
-	}
 	jobs, err := s.acks.jobsFor(ctx, s, conn, batch)
 	if err != nil {
 		return nil, err
 	}
-	apply := func(c ackRunner) error {
-		for _, req := range batch {
-			// An acknowledgement naming no invitation is found out before it writes
-			// anything, so it needs no savepoint; any other error is the database's, and
-			// then nothing of the batch stands.
-			req.res, req.err = s.applyAck(c, jobs, req.ack)
-			if req.err != nil && !errors.Is(req.err, postoffice.ErrNoDelivery) {
-				culprit = req
-				return fmt.Errorf("acknowledgement of job %d by consumer %d: %w", req.ack.JobKey, req.ack.ConsumerID, req.err)
-			}
+	err = conn.Raw(func(dc any) error {
+		c := &s.acks.stmts
+		if err := c.use(dc); err != nil {
+			return err
 		}
-		return nil
-	}
-	if s.engine == enginePostgres {
-		c := &pgAckRunner{ctx: ctx, conn: conn}
-		if err = apply(c); err == nil {
-			err = c.flush() // a failure here fails the whole batch: no one culprit
-		}
-	} else {
-		err = conn.Raw(func(dc any) error {
-			c := &s.acks.stmts
-			if err := c.use(dc); err != nil {
-				return err
-			}
-			return apply(c)
-		})
-	}
+		culprit, err = s.applyAcks(c, jobs, batch)
+		return err
+	})
 	if err != nil {
 		return culprit, err
 	}
@@ -413,4 +437,64 @@ func (s *Store) applyAckBatch(ctx context.Context, conn *sql.Conn, batch []*ackR
 	}
 	committed = true
 	return nil, nil
+}
+
+// applyAcks applies the batch's acknowledgements in turn through c and sets each request's
+// res and err. An acknowledgement naming no invitation is found out before it writes
+// anything, so it needs no savepoint; any other error is the database's, and then nothing of
+// the batch stands: applyAcks returns it and the acknowledgement it came from.
+func (s *Store) applyAcks(c ackRunner, jobs map[int64]*ackJob, batch []*ackRequest) (culprit *ackRequest, err error) {
+	now := ms(s.Now())
+	for _, req := range batch {
+		req.res, req.err = s.applyAck(c, jobs, req.ack, now)
+		if req.err != nil && !errors.Is(req.err, postoffice.ErrNoDelivery) {
+			return req, fmt.Errorf("acknowledgement of job %d by consumer %d: %w", req.ack.JobKey, req.ack.ConsumerID, req.err)
+		}
+	}
+	return nil, nil
+}
+
+// applyAckBatchPG runs the batch's transaction on PostgreSQL, in two round trips
+// (pgAckBatch): its answer is as SQLite's, but an error fails the whole batch. The COMMIT
+// returns once the server has flushed its WAL (openPostgres insists on synchronous_commit),
+// so the batch is durable when this returns nil.
+func (s *Store) applyAckBatchPG(ctx context.Context, conn *sql.Conn, batch []*ackRequest) error {
+	// The jobs' rules are read outside the transaction: the cache serves them across batches
+	// anyway, and a job's issuer never changes.
+	jobs, err := s.acks.jobsFor(ctx, s, conn, batch)
+	if err != nil {
+		return err
+	}
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*pgConn)
+		if !ok {
+			return fmt.Errorf("acknowledgements on PostgreSQL need the store's connection, not %T", dc)
+		}
+		db := pc.Conn.Conn()
+		err := func() error {
+			b := newPGAckBatch()
+			began, err := b.read(ctx, db, jobs, batch, ms(s.Now()))
+			if err != nil {
+				return err
+			}
+			if _, err := s.applyAcks(b, jobs, batch); err != nil {
+				return err
+			}
+			if !began {
+				return nil // no job of the batch exists: nothing to write
+			}
+			if s.acks.beforeWrite != nil {
+				s.acks.beforeWrite()
+			}
+			if err := b.write(ctx, db); err != nil {
+				return fmt.Errorf("acknowledgement batch: %w", err)
+			}
+			return nil
+		}()
+		if err != nil && db.PgConn().TxStatus() != 'I' {
+			// The pool drops a connection left in a transaction, should this fail too.
+			db.Exec(ctx, `ROLLBACK`)
+		}
+		return err
+	})
 }
