@@ -370,23 +370,36 @@ func (po *PostOffice) Ready(ctx context.Context, job *Job) error {
 // Run is the scheduler: until ctx ends it starts jobs whose start date has come, ends jobs
 // past their stop date or with nothing left to send, and saves the mail servers' statuses.
 func (po *PostOffice) Run(ctx context.Context) error {
+	var heartbeat sync.WaitGroup
+	heartbeat.Go(func() { po.heartbeat(ctx) })
+	defer heartbeat.Wait()
 	t := time.NewTicker(po.cfg.Tick)
 	defer t.Stop()
-	lastReport := time.Time{}
 	for {
 		if err := po.Tick(ctx); err != nil && ctx.Err() == nil {
 			po.cfg.Logger.Error("scheduler", "err", err)
 		}
-		if now := po.cfg.Now(); now.Sub(lastReport) >= time.Second {
-			lastReport = now
-			// The heartbeat of this process's mail servers, which also extends their leases.
-			if err := po.cfg.Store.ReportMailServers(ctx, po.localStatuses()); err != nil && ctx.Err() == nil {
-				po.cfg.Logger.Warn("saving mail server statuses", "err", err)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat saves this process's mail servers' statuses every second until ctx ends, which
+// extends their leases too: on its own, so that a tick that takes long (a large selection)
+// does not let the other processes take them for dead.
+func (po *PostOffice) heartbeat(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if err := po.cfg.Store.ReportMailServers(ctx, po.localStatuses()); err != nil && ctx.Err() == nil {
+			po.cfg.Logger.Warn("saving mail server statuses", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-t.C:
 		}
 	}
@@ -424,11 +437,11 @@ func (po *PostOffice) advance(ctx context.Context, job *Job) error {
 			return po.selectionFailed(ctx, job, err)
 		}
 	}
-	if job.MailServerID == 0 || po.deadServer(job.MailServerID) {
+	if dead, why := po.deadServer(job.MailServerID); job.MailServerID == 0 || dead {
 		gone := job.MailServerID
 		if a := po.assign(job.Key, job.Selected); a.MailServerID != 0 {
 			if gone != 0 {
-				a.Reason = fmt.Sprintf("mail-%d no longer reports; %s", gone, a.Reason)
+				a.Reason = fmt.Sprintf("mail-%d %s; %s", gone, why, a.Reason)
 			}
 			a.Replaces = gone
 			if err := po.cfg.Store.RecordAssignment(ctx, job.Key, a); errors.Is(err, rewards.ErrConflict) {
@@ -463,17 +476,20 @@ func (po *PostOffice) selectionFailed(ctx context.Context, job *Job, err error) 
 // time limit. The store wraps such errors with it.
 var ErrSelectionFailed = errors.New("selection failed")
 
-// deadServer reports whether id names no live mail server: none that has reported within
-// the heartbeat timeout, in this process or another (a process that died or stopped, a
-// restart with fewer mail servers), while some server has reported.
-func (po *PostOffice) deadServer(id int) bool {
+// deadServer reports whether id names no live mail server, and why: none that has reported
+// within the heartbeat timeout, in this process or another (a process that died, a restart
+// with fewer mail servers), or one that said it stopped; while some server has reported.
+func (po *PostOffice) deadServer(id int) (dead bool, why string) {
 	po.mu.Lock()
 	defer po.mu.Unlock()
-	if len(po.statuses) == 0 {
-		return false
-	}
 	st, ok := po.statuses[id]
-	return !ok || !po.alive(st)
+	switch {
+	case len(po.statuses) == 0:
+		return false, ""
+	case ok && st.State == stateStopped:
+		return true, "stopped"
+	}
+	return !ok || !po.alive(st), "no longer reports"
 }
 
 // start selects the first batch of the audience, so the mail server can begin, and marks

@@ -288,13 +288,23 @@ func TestProcessesRegisterTheirOwnMailServers(t *testing.T) {
 				seen[id] = true
 			}
 		}
+		// A process silent for more than a day leaves no rows once another registers, unless
+		// a job names one of them.
+		gone, err := stores[0].RegisterProcessMailServers(ctx, "gone", 2, "", ackT0.Add(-25*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := seedLeaseJob(t, stores[0], 1)
+		if err := stores[0].AssignJob(ctx, job.Key, gone[1]); err != nil {
+			t.Fatal(err)
+		}
 		again, err := stores[1].RegisterProcessMailServers(ctx, "p4", 3, "smtp://other", ackT0.Add(time.Minute))
 		if err != nil || !slices.Equal(again, got[4]) {
 			t.Fatalf("p4 started again got %v, %v; want its rows %v", again, err, got[4])
 		}
 		all, err := stores[0].MailServers(ctx)
-		if err != nil || len(all) != 18 {
-			t.Fatalf("%d mail servers, %v", len(all), err)
+		if err != nil || len(all) != 19 || !slices.ContainsFunc(all, func(st postoffice.MailServerStatus) bool { return st.ID == gone[1] }) {
+			t.Fatalf("%d mail servers, %v; want 18 and the silent process's row a job names", len(all), err)
 		}
 		for _, st := range all {
 			if st.Name != fmt.Sprint("mail-", st.ID) || st.Process == "" {

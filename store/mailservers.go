@@ -13,6 +13,9 @@ import (
 // time on PostgreSQL (beside lockMigrate, lockLedger and lockAcks).
 const lockMailServers int64 = 0x706f696e74_08
 
+// deadRowsKept is how long the rows of a process that stopped reporting stay, for the pages.
+const deadRowsKept = 24 * time.Hour
+
 // RegisterMailServers makes sure the unnamed process's mail server rows 1..n exist, named
 // and with the relay they use, so jobs can reference them (216f): what one process alone
 // on its database registers in the tests.
@@ -25,12 +28,21 @@ func (s *Store) RegisterMailServers(ctx context.Context, n int, relay string) er
 // the relay they use and reported at now, and returns their ids in slot order. A process
 // started again under its name gets its rows back; a new name gets new rows, numbered past
 // every other process's, so the mail servers of several processes on one database each
-// have their own id (which jobs reference, 216f, and leases name).
+// have their own id (which jobs reference, 216f, and leases name). The rows of processes
+// silent for a day that no job names are deleted.
 func (s *Store) RegisterProcessMailServers(ctx context.Context, process string, n int, relay string, now time.Time) ([]int, error) {
 	ids := make([]int, 0, n)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if s.engine == enginePostgres {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lockMailServers); err != nil {
+				return err
+			}
+		}
+		if !now.IsZero() {
+			// The rows of processes gone a day, which no job names, go: a process started
+			// under a new name each time (HOSTNAME-PID) leaves its rows behind.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM mail_servers WHERE process <> '' AND reported_at < ?
+				AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.mail_server_id = mail_servers.id)`, ms(now.Add(-deadRowsKept))); err != nil {
 				return err
 			}
 		}
