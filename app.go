@@ -342,7 +342,7 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		a.receiver = receiver
 	}
 	// The webhooks hand the providers' events to the receiver's handling, without its SMTP.
-	if a.cfg.runs(roleWeb) && a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" || a.cfg.SendGridInbound != "" {
+	if a.cfg.runs(roleWeb) && (a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" || a.cfg.SendGridInbound != "") {
 		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
 		if err != nil {
 			return err

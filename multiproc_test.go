@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,6 +274,14 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 
 	kills, early, renamed := 0, 0, 0
 	killed := map[string]int{}
+	// The messages beyond the first to each recipient, before each kill: what came between
+	// one kill and the next is the first one's (resends happen after it).
+	var extra []int
+	resent := func() int {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return int(log.written) - len(log.counts)
+	}
 	for kills < wantKills {
 		victim := peers[rng.IntN(len(peers))]
 		if rng.IntN(4) == 0 {
@@ -288,6 +298,7 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 			}
 		}
 		victim.mu.Lock()
+		extra = append(extra, resent())
 		victim.p.kill(t)
 		kills++
 		killed[victim.name]++
@@ -311,6 +322,11 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 	})
 	close(stop)
 	background.Wait()
+	extra = append(extra, resent())
+	perKill := make([]int, kills)
+	for i := range perKill {
+		perKill[i] = extra[i+1] - extra[i]
+	}
 
 	got := log.reread(t)
 	lost, duplicates := 0, 0
@@ -364,8 +380,8 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 		failures.Range(func(k, _ any) bool { some = append(some, k.(string)); return len(some) < 5 })
 		t.Errorf("%d of %d requests to the web processes not being killed failed: %v", failed.Load(), failed.Load()+answered.Load(), some)
 	}
-	t.Logf("%d recipients on 3 processes: %d kills (by process %v; %d in the first 800ms of a start, %d started under a new name), %d lost, %d duplicates (bound %d, %.1f a kill), %d web requests answered, %d acknowledgements, %v",
-		n, kills, killed, early, renamed, lost, duplicates, bound, float64(duplicates)/float64(kills), answered.Load(), len(ackers),
+	t.Logf("%d recipients on 3 processes: %d kills (by process %v; %d in the first 800ms of a start, %d started under a new name), %d lost, %d duplicates (bound %d, %.1f a kill; after each kill %v), %d web requests answered, %d acknowledgements, %v",
+		n, kills, killed, early, renamed, lost, duplicates, bound, float64(duplicates)/float64(kills), perKill, answered.Load(), len(ackers),
 		time.Since(began).Round(time.Second))
 }
 
@@ -426,4 +442,98 @@ func hostname(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestRolesServeTheirParts: a process of each role serves its parts and no other: the web
+// role the toolbox and consumer pages, without an SMTP receiver; the mail role its mail
+// servers, answering only the health checks on its HTTP address; the receiver role the SMTP
+// receiver. Each one's /readyz answers for its own parts.
+func TestRolesServeTheirParts(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 2))
+	for _, tc := range []struct {
+		role        string
+		toolbox     int
+		smtp        bool
+		checks      []string
+		mailServers int
+	}{
+		{"web", http.StatusSeeOther, false, []string{"database", "relay"}, 0},
+		{"mail", http.StatusNotFound, false, []string{"database", "mail_servers", "relay"}, 2},
+		{"receiver", http.StatusNotFound, true, []string{"database", "receiver"}, 0},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			re := env{}
+			for k, v := range e {
+				re[k] = v
+			}
+			re["POINTPOST_ROLE"], re["POINTPOST_NAME"] = tc.role, "p-"+tc.role
+			ctx, cancel := context.WithCancel(context.Background())
+			out := &lineWriter{lines: make(chan string, 16)}
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, []string{"serve"}, re.get, out) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("serve --role %s: %v", tc.role, err)
+				}
+			}()
+			var line string
+			select {
+			case line = <-out.lines:
+			case err := <-done:
+				t.Fatalf("serve --role %s ended: %v", tc.role, err)
+			case <-time.After(time.Minute):
+				t.Fatal("serve did not start")
+			}
+			m := readyLine.FindStringSubmatch(line)
+			if m == nil || strings.Contains(line, "smtp://") != tc.smtp {
+				t.Fatalf("first line %q: want the HTTP address, and the SMTP one only with the receiver", line)
+			}
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := client.Get("http://" + m[1] + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.toolbox {
+				t.Errorf("GET /: %d, want %d", resp.StatusCode, tc.toolbox)
+			}
+			var rep healthReport
+			waitFor(t, "readiness", 30*time.Second, func() bool {
+				resp, err := http.Get("http://" + m[1] + "/readyz")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				rep = healthReport{}
+				if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+					t.Fatal(err)
+				}
+				return resp.StatusCode == http.StatusOK
+			})
+			var got []string
+			for name := range rep.Checks {
+				got = append(got, name)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.checks) {
+				t.Errorf("/readyz checks %v, want %v", got, tc.checks)
+			}
+			st := openStore(t, e)
+			servers, err := st.MailServers(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			mine := 0
+			for _, s := range servers {
+				if s.Process == "p-"+tc.role {
+					mine++
+				}
+			}
+			if mine != tc.mailServers {
+				t.Errorf("%d mail servers registered as p-%s, want %d", mine, tc.role, tc.mailServers)
+			}
+		})
+	}
 }
