@@ -705,6 +705,7 @@ func (m *MailServer) commit(ctx context.Context, results <-chan postoffice.Outco
 			if !ok {
 				return flush()
 			}
+			o.Owner = m.cfg.ID // the lease it was claimed under
 			batch = append(batch, o)
 			if len(batch) >= m.cfg.CommitSize {
 				err = flush()

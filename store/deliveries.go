@@ -138,7 +138,8 @@ func splitInterests(s string) []string {
 // RecordOutcomes writes the results of many sends in one transaction and clears their
 // leases. Only a delivery still to send takes an outcome: one that another mail server
 // recorded first (it took the delivery over when this one's lease ended) keeps its own, so a
-// delivery is recorded sent once.
+// delivery is recorded sent once; and an outcome that sent nothing only while its server
+// (Outcome.Owner) still holds the lease, or nobody does.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error {
 	if len(outcomes) == 0 {
 		return nil
@@ -153,11 +154,11 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 		postoffice.OutcomeSent: `UPDATE deliveries SET sent = 1, sent_at = ?1, updated_at = ?1, last_error = '',
 			last_reply = 0, last_status = '', last_refusal = '', ` + unleased,
 		postoffice.OutcomeRetry: `UPDATE deliveries SET retry_count = retry_count + 1, next_attempt_at = ?3,
-			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1, ` + unleased,
+			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?8)`,
 		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?3,
-			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?7)`,
 		postoffice.OutcomeFailed: `UPDATE deliveries SET failed = 1, last_error = ?3,
-			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?7)`,
 	}
 	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
 	// bad bounces it in this same transaction.
@@ -193,10 +194,10 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 		rf := o.Refusal
 		switch o.Kind {
 		case postoffice.OutcomeRetry:
-			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class))
+			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		case postoffice.OutcomeRejected, postoffice.OutcomeFailed:
 			// No next attempt: PostgreSQL cannot type a parameter a statement does not use.
-			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class))
+			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err

@@ -181,6 +181,17 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 		if err != nil || !slices.Equal(leaseIDs(taken), leaseIDs(first[5:])) {
 			t.Fatalf("after the lease the live server took %v, %v; want %v", leaseIDs(taken), err, leaseIDs(first[5:]))
 		}
+		// A late retry of the first server's, for a delivery the live one holds now, undoes
+		// nothing: the lease stays the live server's.
+		if err := a.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: taken[0].DeliveryID, Kind: postoffice.OutcomeRetry,
+			At: later, NextAttempt: later.Add(time.Hour), Error: "421 late", Owner: dead}}); err != nil {
+			t.Fatal(err)
+		}
+		var owner, retries int
+		if err := a.read.QueryRow(`SELECT lease_owner, retry_count FROM deliveries WHERE id = ?`, taken[0].DeliveryID).
+			Scan(&owner, &retries); err != nil || owner != live || retries != 0 {
+			t.Fatalf("after a late retry of a delivery taken over: lease mail-%d's, %d retries, %v; want mail-%d's, none", owner, retries, err, live)
+		}
 		// The first server's outcomes again, late, then the live server's for all ten: five
 		// of them duplicates of what the first recorded, and a rejection after the send.
 		if err := a.RecordOutcomes(ctx, sentOutcomes(half, later)); err != nil {
