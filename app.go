@@ -45,10 +45,12 @@ type app struct {
 	// for /readyz.
 	receiver    *mailer.Receiver
 	mailRunning atomic.Bool
+	// relay names the way out, for the log.
+	relay string
 }
 
-// open opens the database and wires the post office; with mail servers it also builds the
-// sender and the pool.
+// open opens the database and wires the post office; withMail it also builds the sender and,
+// when the process runs the mail role, registers its mail servers and builds the pool.
 func open(ctx context.Context, cfg *Config, log *slog.Logger, withMail bool) (*app, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -95,7 +97,8 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 	if err != nil {
 		return err
 	}
-	a.po = postoffice.New(postoffice.Config{Store: st, Tokens: keys, BaseURL: cfg.BaseURL, Logger: a.log})
+	a.po = postoffice.New(postoffice.Config{Store: st, Tokens: keys, BaseURL: cfg.BaseURL, Logger: a.log,
+		HeartbeatTimeout: cfg.Lease})
 	if !withMail {
 		return nil
 	}
@@ -128,18 +131,23 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 			relay = mailer.RedactURL(routes[0].URL)
 		}
 	}
-	if err := st.RegisterMailServers(ctx, cfg.MailServers, relay); err != nil {
-		return err
-	}
+	a.relay = relay
 	if a.dkim, err = dkimSigner(cfg, a.from, a.log); err != nil {
 		return err
 	}
 	a.signed = &mailer.DKIMSender{Sender: a.sender, DKIM: a.dkim}
-	a.pool = mailer.NewPool(cfg.MailServers, mailer.Config{
+	if !cfg.runs(roleMail) {
+		return nil // the web pages send notices and test sends through the sender alone
+	}
+	ids, err := st.RegisterProcessMailServers(ctx, cfg.Name, cfg.MailServers, relay, time.Now())
+	if err != nil {
+		return err
+	}
+	a.pool = mailer.NewPool(ids, mailer.Config{
 		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys, DKIM: a.dkim,
 		Addresses:  a.addresses(),
 		Workers:    cfg.Workers,
-		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Logger: a.log,
+		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Lease: cfg.Lease, Logger: a.log,
 	})
 	return nil
 }
@@ -284,7 +292,9 @@ func (a *app) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		a.pool.WriteMetrics(w)
+		if a.pool != nil {
+			a.pool.WriteMetrics(w)
+		}
 		if a.router != nil {
 			a.router.WriteMetrics(w)
 		}
@@ -315,9 +325,11 @@ type listeners struct {
 	tls                        *tlsServing
 }
 
-// serve runs the scheduler, the mail servers and the web server until ctx ends, then stops
-// them in order: HTTP first, then the mail servers (which record what they sent), then the
-// scheduler, then the database.
+// serve runs the parts of the process's role — the web server; the scheduler, settlement and
+// the mail servers; the receiver — until ctx ends, then stops them in order: HTTP first,
+// then the mail servers (which record what they sent), then the scheduler, then the
+// database. A process without the web role answers only /healthz and /readyz on its HTTP
+// address.
 func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	// A server that fails stops the others as a signal would.
 	ctx, stopAll := context.WithCancel(parent)
@@ -326,8 +338,11 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		Tokens: a.po.Tokens(), Acks: a.po, Inbound: inboundRecorder{a.store}, Bounces: inboundRecorder{a.store}, Unsubscribe: a.store, Logger: a.log,
 		TLSCertFile: a.cfg.SMTPTLSCert, TLSKeyFile: a.cfg.SMTPTLSKey, MaxConnectionsPerClient: a.cfg.SMTPMaxPerClient,
 		GetCertificate: ls.tls.forSMTP()})
-	a.receiver = receiver
-	if a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" || a.cfg.SendGridInbound != "" {
+	if a.cfg.runs(roleReceiver) {
+		a.receiver = receiver
+	}
+	// The webhooks hand the providers' events to the receiver's handling, without its SMTP.
+	if a.cfg.runs(roleWeb) && (a.cfg.MailgunKey != "" || a.cfg.SendGridKey != "" || a.cfg.PostmarkAuth != "" || a.cfg.SESTopic != "" || a.cfg.SendGridInbound != "") {
 		wh, err := a.cfg.webhooks(webhookEvents{receiver}, a.log)
 		if err != nil {
 			return err
@@ -335,7 +350,7 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		a.webhooks = wh
 	}
 	var mailbox *mailer.Mailbox
-	if a.cfg.IMAP != "" {
+	if a.cfg.IMAP != "" && a.cfg.runs(roleReceiver) {
 		var err error
 		if mailbox, err = mailer.NewMailbox(mailer.MailboxConfig{URL: a.cfg.IMAP, Expunge: a.cfg.IMAPExpunge, Logger: a.log}, receiver); err != nil {
 			return fmt.Errorf("--imap: %w", err)
@@ -343,7 +358,11 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	}
 	// Requests in progress at a stop finish with their answer: their context is not the
 	// serve context, which is already cancelled when the shutdown begins.
-	pages := &http.Server{Handler: a.handler(ctx), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	handler := a.healthHandler()
+	if a.cfg.runs(roleWeb) {
+		handler = a.handler(ctx)
+	}
+	pages := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	servers := []*http.Server{pages}
 	serving := []func() error{func() error { return pages.Serve(ls.http) }}
@@ -360,33 +379,43 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		servers = append(servers, metrics)
 		serving = append(serving, func() error { return metrics.Serve(ls.metrics) })
 	}
-	a.log.Info("pointpost serving", "http", "http://"+ls.http.Addr().String(), "base_url", a.cfg.BaseURL, "db", a.cfg.DB,
-		"mail_servers", a.cfg.MailServers, "relay", a.pool.Servers()[0].Status().Relay, "version", a.cfg.Version)
+	mailServers := 0
+	if a.pool != nil {
+		mailServers = len(a.pool.Servers())
+	}
+	a.log.Info("pointpost serving", "role", a.cfg.Role, "name", a.cfg.Name, "http", "http://"+ls.http.Addr().String(),
+		"base_url", a.cfg.BaseURL, "db", a.cfg.DB, "mail_servers", mailServers, "relay", a.relay, "version", a.cfg.Version)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
 	var poolDone, schedDone sync.WaitGroup
-	poolDone.Add(1)
-	a.mailRunning.Store(true)
-	go func() { defer poolDone.Done(); defer a.mailRunning.Store(false); a.pool.Run(runCtx) }()
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	schedDone.Add(2)
-	go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
-	settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
-	go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
+	if a.pool != nil {
+		poolDone.Add(1)
+		a.mailRunning.Store(true)
+		go func() { defer poolDone.Done(); defer a.mailRunning.Store(false); a.pool.Run(runCtx) }()
+		// Every mail process schedules: the store lets one post office move a job at a
+		// time (RecordAssignment), and settlement posts each accrual once however many run.
+		schedDone.Add(2)
+		go func() { defer schedDone.Done(); a.po.Run(schedCtx) }()
+		settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
+		go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
+	}
 	failed := make(chan error, 1+len(servers))
 	if mailbox != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = mailbox.Run(ctx) }()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := receiver.Serve(ctx, ls.smtp); err != nil {
-			failed <- err
-		}
-	}()
+	if a.receiver != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := receiver.Serve(ctx, ls.smtp); err != nil {
+				failed <- err
+			}
+		}()
+	}
 	for i := range servers {
 		wg.Add(1)
 		go func() {
@@ -419,6 +448,13 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	poolDone.Wait()
 	stopSched()
 	schedDone.Wait()
+	if a.pool != nil {
+		// The last heartbeat says stopped: the post offices of the other processes give this
+		// one's jobs to their servers at once rather than after the lease.
+		if err := a.store.ReportMailServers(context.WithoutCancel(ctx), a.pool.Statuses()); err != nil {
+			a.log.Warn("reporting the mail servers stopped", "err", err)
+		}
+	}
 	a.log.Info("stopped")
 	return result
 }

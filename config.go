@@ -7,12 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/acme/autocert"
 
+	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 	"pointpost/web"
@@ -93,6 +97,13 @@ type Config struct {
 	BackupDir   string
 	BackupEvery time.Duration
 	BackupKeep  int
+	// Role is what serve runs (roleAll, roleWeb, roleMail, roleReceiver); Name names the
+	// process among those on one database, its mail servers' rows registered under it.
+	Role string
+	Name string
+	// Lease is how long a mail server that stops reporting keeps its jobs and the deliveries
+	// it claimed before the live ones take them over.
+	Lease time.Duration
 
 	// given names the settings given by flag or environment, which win over the toolbox's
 	// settings page and over what the database remembers.
@@ -204,6 +215,11 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		}},
 		{"backup-keep", "POINTPOST_BACKUP_KEEP", num(&c.BackupKeep, 24, "newest scheduled backups kept in --backup-dir; older ones are removed")},
 		{"trusted-proxies", "POINTPOST_TRUSTED_PROXIES", str(&c.trustedProxies, "", "comma-separated IPs and CIDRs of the reverse proxies whose X-Forwarded-For names the client (default: none)")},
+		{"role", "POINTPOST_ROLE", str(&c.Role, roleAll, "what this process runs: all; web (toolbox, consumer pages, webhooks); mail (the post office's scheduling, settlement and the mail servers); receiver (replies and bounces by SMTP and IMAP)")},
+		{"name", "POINTPOST_NAME", str(&c.Name, "", "this process's name among the processes on one database, its mail servers registered under it; a process started again under its name takes its mail servers back at once (default: HOSTNAME-PID)")},
+		{"lease", "POINTPOST_LEASE", func(name string) {
+			fs.DurationVar(&c.Lease, name, mailer.DefaultLease, "how long a mail server that stops reporting (its process killed) keeps its jobs and the deliveries it claimed before live ones take them over")
+		}},
 		{"demo", "POINTPOST_DEMO", func(name string) {
 			fs.BoolVar(&c.Demo, name, false, "seed demo data into an empty database")
 		}},
@@ -252,6 +268,8 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		{"password-cost", c.PasswordCost < 4 || c.PasswordCost > 31, "from 4 to 31"},
 		{"retry-base", c.RetryBase <= 0, "positive"},
 		{"settle-interval", c.SettleEvery <= 0, "positive"},
+		{"role", !slices.Contains([]string{roleAll, roleWeb, roleMail, roleReceiver}, c.Role), "all, web, mail or receiver, not " + strconv.Quote(c.Role)},
+		{"lease", c.Lease < time.Second, "at least 1s: mail servers report every second"},
 		{"backup-every", c.BackupEvery <= 0, "positive, as 1h or 30m"},
 		{"backup-keep", c.BackupKeep < 1, "at least 1"},
 		{"relay-rate", fs.Changed("relay-rate") && !(c.RelayRate > 0 && !math.IsInf(c.RelayRate, 0)), "a number of messages a second, more than 0"},
@@ -281,6 +299,13 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		}
 		c.TrustedProxies = proxies
 	}
+	if fs.Lookup("name") != nil && c.Name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "pointpost"
+		}
+		c.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 	if fs.Lookup("https") != nil {
 		if err := c.checkHTTPS(); err != nil {
 			return err
@@ -294,6 +319,18 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 	}
 	return nil
 }
+
+// The roles of serve: a process runs all the parts, or one.
+const (
+	roleAll      = "all"
+	roleWeb      = "web"      // the toolbox, the consumer pages and the providers' webhooks
+	roleMail     = "mail"     // the post office's scheduling, settlement and the mail servers
+	roleReceiver = "receiver" // replies and bounces by SMTP and IMAP
+)
+
+// runs reports whether this process runs role's part; a command without --role is all it
+// needs.
+func (c *Config) runs(role string) bool { return c.Role == "" || c.Role == roleAll || c.Role == role }
 
 // source names where a flag's value came from: the flag, or its environment variable.
 func (c *Config) source(flag string) string {

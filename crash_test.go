@@ -198,6 +198,10 @@ func crashTest(t *testing.T, n, wantKills int) {
 	e := newEnv(t, sink.URL())
 	e["POINTPOST_MAIL_SERVERS"] = strconv.Itoa(servers)
 	e["POINTPOST_CONNECTIONS"] = strconv.Itoa(connections)
+	// Started again under its name, the process takes its mail servers and their leases
+	// back at once, as a supervisor restarting it would (multiproc_test.go kills processes
+	// whose successors have other names).
+	e["POINTPOST_NAME"] = "crash"
 	runOK(t, e, "import", "consumers", writeConsumers(t, n))
 	now := time.Now()
 	key, err := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create",

@@ -59,12 +59,18 @@ func (a *app) readiness(ctx context.Context) healthReport {
 	} else {
 		checks["database"] = healthCheck{OK: true}
 	}
-	checks["mail_servers"] = a.mailServersCheck()
-	checks["relay"] = a.relayCheck()
-	if addr := a.receiverAddr(); addr != "" {
-		checks["receiver"] = healthCheck{OK: true, Detail: "listening"}
-	} else {
+	// Each process answers for the parts of its role (serve --role).
+	if a.cfg.runs(roleMail) {
+		checks["mail_servers"] = a.mailServersCheck()
+	}
+	if a.cfg.runs(roleMail) || a.cfg.runs(roleWeb) {
+		checks["relay"] = a.relayCheck()
+	}
+	if a.cfg.runs(roleReceiver) {
 		checks["receiver"] = healthCheck{Detail: "not listening"}
+		if a.receiverAddr() != "" {
+			checks["receiver"] = healthCheck{OK: true, Detail: "listening"}
+		}
 	}
 	rep := healthReport{Status: "ok", Checks: checks}
 	for _, c := range checks {

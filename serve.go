@@ -15,7 +15,7 @@ func serveCommand(e *cli) *cobra.Command {
 	cfg := e.config()
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "run the post office, mail servers, web server and SMTP receiver",
+		Short: "run the post office, mail servers, web server and SMTP receiver, or one of them (--role)",
 		Args:  nArgs(0, 0),
 	}
 	cfg.serveFlags(cmd.Flags())
@@ -42,7 +42,8 @@ func serveCommand(e *cli) *cobra.Command {
 			ln   *net.Listener
 		}{{"http", &cfg.HTTP, &ls.http}, {"smtp", &cfg.SMTP, &ls.smtp}, {"metrics", &cfg.Metrics, &ls.metrics},
 			{"https-addr", &cfg.HTTPSAddr, &ls.https}} {
-			if (*l.addr == "" && l.flag == "metrics") || (l.flag == "https-addr" && !cfg.httpsOn()) {
+			if (*l.addr == "" && l.flag == "metrics") || (l.flag == "https-addr" && !cfg.httpsOn()) ||
+				(l.flag == "smtp" && !cfg.runs(roleReceiver)) {
 				continue
 			}
 			if *l.ln, err = net.Listen("tcp", *l.addr); err != nil {
@@ -68,6 +69,18 @@ func serveCommand(e *cli) *cobra.Command {
 			return err
 		}
 		defer stopBackups()
+		if !cfg.runs(roleWeb) {
+			return a.serve(ctx, ls, func() {
+				replies := ""
+				if cfg.runs(roleReceiver) {
+					replies = " (replies: smtp://" + cfg.SMTP + ")"
+				}
+				fmt.Fprintf(e.stdout, "pointpost is running as %s (%s): health http://%s/healthz%s\n", cfg.Role, cfg.Name, cfg.HTTP, replies)
+				if ls.metrics != nil {
+					fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", cfg.Metrics)
+				}
+			})
+		}
 		if err := a.store.SetSetting(ctx, settingServedURL, cfg.BaseURL); err != nil {
 			return err
 		}
@@ -77,11 +90,15 @@ func serveCommand(e *cli) *cobra.Command {
 			}
 		}
 		return a.serve(ctx, ls, func() {
+			replies := "replies: smtp://" + cfg.SMTP
+			if !cfg.runs(roleReceiver) {
+				replies = "role web, " + cfg.Name
+			}
 			if ls.https != nil {
-				fmt.Fprintf(e.stdout, "pointpost is running: open %s/ (HTTPS on %s, http://%s/ redirects; replies: smtp://%s)\n",
-					cfg.BaseURL, cfg.HTTPSAddr, cfg.HTTP, cfg.SMTP)
+				fmt.Fprintf(e.stdout, "pointpost is running: open %s/ (HTTPS on %s, http://%s/ redirects; %s)\n",
+					cfg.BaseURL, cfg.HTTPSAddr, cfg.HTTP, replies)
 			} else {
-				fmt.Fprintf(e.stdout, "pointpost is running: open http://%s/ (replies: smtp://%s)\n", cfg.HTTP, cfg.SMTP)
+				fmt.Fprintf(e.stdout, "pointpost is running: open http://%s/ (%s)\n", cfg.HTTP, replies)
 			}
 			if ls.metrics != nil {
 				fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", cfg.Metrics)

@@ -116,7 +116,7 @@ func newFaultRig(t *testing.T, n int) *faultRig {
 func (r *faultRig) run(cfg Config) {
 	cfg.Store, cfg.PostOffice, cfg.Tokens, cfg.Addresses = r.st, r.po, r.keys, testAddresses
 	cfg.Logger = slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r.pool = NewPool(1, cfg)
+	r.pool = NewPool([]int{1}, cfg)
 	ctx, cancel := context.WithCancel(r.ctx)
 	go func() {
 		defer close(r.stopped)

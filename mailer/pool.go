@@ -5,17 +5,20 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"pointpost/postoffice"
 )
 
-// Pool is the in-process mail servers, numbered from 1.
+// Pool is the mail servers of this process.
 type Pool struct {
 	servers []*MailServer
 }
 
-// NewPool makes n mail servers from base, which gives everything but the ID.
-func NewPool(n int, base Config) *Pool {
+// NewPool makes a mail server of each of ids (the process's rows,
+// store.RegisterProcessMailServers) from base, which gives everything but the ID.
+func NewPool(ids []int, base Config) *Pool {
 	p := &Pool{}
-	for id := 1; id <= n; id++ {
+	for _, id := range ids {
 		cfg := base
 		cfg.ID = id
 		p.servers = append(p.servers, New(cfg))
@@ -25,6 +28,15 @@ func NewPool(n int, base Config) *Pool {
 
 // Servers returns the mail servers.
 func (p *Pool) Servers() []*MailServer { return p.servers }
+
+// Statuses returns what each mail server reports now.
+func (p *Pool) Statuses() []postoffice.MailServerStatus {
+	out := make([]postoffice.MailServerStatus, len(p.servers))
+	for i, m := range p.servers {
+		out[i] = m.Status()
+	}
+	return out
+}
 
 // Run runs every mail server until ctx ends, and returns when all have stopped.
 func (p *Pool) Run(ctx context.Context) error {

@@ -24,9 +24,15 @@ type Store interface {
 	Jobs(ctx context.Context, states ...postoffice.JobState) ([]*postoffice.Job, error)
 	Job(ctx context.Context, key int64) (*postoffice.Job, error)
 	Messages(ctx context.Context, job *postoffice.Job) (text, html *postoffice.Message, err error)
-	ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error)
+	// LeaseRecipients claims due deliveries of a job for the mail server owner until until;
+	// RecordOutcomes records them and ends their leases; ReleaseLeases ends the leases of
+	// what the server claimed and did not send.
+	LeaseRecipients(ctx context.Context, jobKey int64, owner int, now, until time.Time, limit int) ([]postoffice.Recipient, error)
 	RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error
-	NextAttemptAfter(ctx context.Context, jobKey int64, now time.Time) (time.Time, error)
+	ReleaseLeases(ctx context.Context, owner int) error
+	// NextClaimable is when the first of a job's deliveries still to send can next be
+	// claimed; ok is false when none is left.
+	NextClaimable(ctx context.Context, jobKey int64) (at time.Time, ok bool, err error)
 	PendingCount(ctx context.Context, jobKey int64) (int, error)
 	// StatusGeneration moves whenever a consumer may have left 'active'; ConsumerStatuses
 	// rereads the statuses of claimed consumers when it has moved since their claim.
@@ -42,6 +48,8 @@ type PostOffice interface {
 
 // Config configures one mail server. Zero fields get the defaults New gives.
 type Config struct {
+	// ID is the server's own among every process's on the database (its mail_servers row);
+	// it names the leases of what it claims.
 	ID         int
 	Relay      string // shown in its status; "" for the embedded outbox
 	Store      Store
@@ -55,6 +63,9 @@ type Config struct {
 	Workers int
 	// Batch is how many deliveries one claim takes.
 	Batch int
+	// Lease is how long claimed deliveries stay the server's after its last heartbeat: a
+	// process that dies leaves them to another server once it has passed.
+	Lease time.Duration
 	// CommitSize and CommitEvery bound how many outcomes wait for one transaction, and how long.
 	CommitSize  int
 	CommitEvery time.Duration
@@ -101,6 +112,9 @@ func New(cfg Config) *MailServer {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 512
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
 	// Outcomes not yet committed at a crash are sent again after the restart: small, frequent
 	// commits keep that window short. A WAL commit without fsync costs little.
 	if cfg.CommitSize <= 0 {
@@ -132,6 +146,9 @@ func New(cfg Config) *MailServer {
 	return &MailServer{cfg: cfg, state: "idle", compiled: map[int64]*jobMessages{}}
 }
 
+// DefaultLease is how long claimed deliveries stay a mail server's without a heartbeat.
+const DefaultLease = 15 * time.Second
+
 // Counters are a mail server's totals since it started.
 type Counters struct {
 	Sent, Retried, Rejected, Failed int64
@@ -146,12 +163,17 @@ func (m *MailServer) Counters() Counters {
 func (m *MailServer) Status() postoffice.MailServerStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return postoffice.MailServerStatus{
+	now := m.cfg.Now()
+	st := postoffice.MailServerStatus{
 		ID: m.cfg.ID, Name: fmt.Sprintf("mail-%d", m.cfg.ID), Relay: m.cfg.Relay, State: m.state, Note: m.note,
 		Jobs: append([]int64(nil), m.jobs...), Queue: int(m.queue.Load()), Rate: m.rate,
 		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
-		ReportedAt: m.cfg.Now(),
+		ReportedAt: now,
 	}
+	if m.state != "stopped" {
+		st.Leases = now.Add(m.cfg.Lease)
+	}
+	return st
 }
 
 func (m *MailServer) setState(state string, jobs []int64) {
@@ -173,6 +195,11 @@ func (m *MailServer) Run(ctx context.Context) error {
 		m.reportLoop(ctx)
 	}()
 	defer wg.Wait()
+	// Leases this server's id held before a restart under the same name are of messages
+	// whose outcome was never recorded: they are this server's to send again at once.
+	if err := m.cfg.Store.ReleaseLeases(ctx, m.cfg.ID); err != nil && ctx.Err() == nil {
+		m.cfg.Logger.Warn("releasing the leases of before the start", "err", err)
+	}
 	due := map[int64]time.Time{}
 	wakes := map[int64]<-chan struct{}{}
 	for ctx.Err() == nil {
@@ -295,7 +322,14 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	close(results)
 	committer.Wait()
 	if commitErr != nil {
+		// Sent messages whose outcomes are not recorded keep their leases, which end by
+		// themselves: released now, they would be sent again at once.
 		return time.Time{}, commitErr
+	}
+	// What was claimed and not sent (halted, the route full, the relay down) is free for the
+	// next claim, this server's or another's, at once; also when the server is stopping.
+	if err := m.cfg.Store.ReleaseLeases(context.WithoutCancel(ctx), m.cfg.ID); err != nil {
+		return time.Time{}, fmt.Errorf("releasing leases: %w", err)
 	}
 	now := m.cfg.Now()
 	if w := m.waiting.Load(); w != nil && ctx.Err() == nil {
@@ -340,13 +374,10 @@ func (m *MailServer) nextLook(ctx context.Context, job *postoffice.Job, now time
 		m.forget(job.Key)
 		return now.Add(m.cfg.Poll), m.cfg.PostOffice.Finished(ctx, job.Key)
 	}
-	// Deliveries that came due during the pass sit behind the cursor: go again at once.
-	due, err := m.cfg.Store.ClaimRecipients(ctx, job.Key, 0, now, 1)
-	if err != nil || len(due) > 0 {
-		return now, err
-	}
-	next, err := m.cfg.Store.NextAttemptAfter(ctx, job.Key, now)
-	if err != nil || next.IsZero() {
+	// At the earliest retry, or when the lease of a delivery another server claimed ends
+	// (it died, or stopped without recording it): the job's server takes it over.
+	next, ok, err := m.cfg.Store.NextClaimable(ctx, job.Key)
+	if err != nil || !ok || !next.After(now) {
 		return now, err
 	}
 	return next, nil
@@ -433,13 +464,14 @@ type claimedDelivery struct {
 	i     int
 }
 
-// claim feeds the workers batch after batch of due deliveries, walking the job by id.
+// claim feeds the workers batch after batch of due deliveries, each batch leased to this
+// server: what it holds, no other server claims.
 func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- claimedDelivery) error {
-	var cursor int64
 	for {
 		// Read before the query: a status change the query misses moves it afterwards.
 		gen := m.cfg.Store.StatusGeneration()
-		batch, err := m.cfg.Store.ClaimRecipients(ctx, jobKey, cursor, m.cfg.Now(), m.cfg.Batch)
+		now := m.cfg.Now()
+		batch, err := m.cfg.Store.LeaseRecipients(ctx, jobKey, m.cfg.ID, now, now.Add(m.cfg.Lease), m.cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -457,7 +489,6 @@ func (m *MailServer) claim(ctx context.Context, jobKey int64, work chan<- claime
 				return nil
 			}
 		}
-		cursor = batch[len(batch)-1].DeliveryID
 	}
 }
 
@@ -674,6 +705,7 @@ func (m *MailServer) commit(ctx context.Context, results <-chan postoffice.Outco
 			if !ok {
 				return flush()
 			}
+			o.Owner = m.cfg.ID // the lease it was claimed under
 			batch = append(batch, o)
 			if len(batch) >= m.cfg.CommitSize {
 				err = flush()

@@ -262,7 +262,7 @@ func newHarness(t *testing.T, s setup) *harness {
 	if workers == 0 {
 		workers = 4
 	}
-	h.pool = NewPool(2, Config{
+	h.pool = NewPool([]int{1, 2}, Config{
 		Relay: h.sink.URL(), Store: h.st, PostOffice: h.po, Sender: sender, Tokens: h.keys, Addresses: testAddresses, DKIM: s.dkim,
 		Workers: workers, Batch: 16, CommitSize: 8, CommitEvery: 10 * time.Millisecond,
 		MaxRetries: 2, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,

@@ -139,6 +139,11 @@ type Outcome struct {
 	Refusal Refusal
 	// Route is the route that took a sent message ("" without routes): its quotas count it.
 	Route string
+	// Owner is the mail server that held the delivery's lease (0: none). An outcome that
+	// sent nothing is recorded only while the lease is still its own, or none: a server that
+	// stalled past its lease does not undo the claim of the server that took the delivery
+	// over.
+	Owner int
 }
 
 // Refusal is a relay's refusal of a send as the mail server classified it.

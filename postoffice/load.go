@@ -10,6 +10,10 @@ import (
 type Assignment struct {
 	MailServerID int
 	Reason       string
+	// Replaces is the mail server the job had when the choice was made (0: none): the
+	// store records the assignment only while the job still has it, so that of the post
+	// offices of several processes choosing at once, one moves the job.
+	Replaces int
 }
 
 // Candidate is a mail server as the post office weighs it for the next job: its last

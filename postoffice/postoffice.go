@@ -25,7 +25,8 @@ type Store interface {
 	// ScheduleJob moves a draft to scheduled, recording override when it is set. Returns
 	// rewards.ErrConflict (wrapped) when the job is no longer a draft.
 	ScheduleJob(ctx context.Context, key int64, override BudgetOverride) error
-	// RecordAssignment writes the mail server that will send a job (216f) and why.
+	// RecordAssignment writes the mail server that will send a job (216f) and why, if the
+	// job still has a.Replaces; rewards.ErrConflict (wrapped) if it has another.
 	RecordAssignment(ctx context.Context, key int64, a Assignment) error
 	SelectBatch(ctx context.Context, job *Job, raw bool, limit int) (added int, complete bool, err error)
 	// CompileSelection writes checked criteria as the engine's WHERE expression over the
@@ -34,6 +35,8 @@ type Store interface {
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	PendingCount(ctx context.Context, key int64) (int, error)
 	ReportMailServers(ctx context.Context, statuses []MailServerStatus) error
+	// MailServers returns the last status every mail server, of every process, reported.
+	MailServers(ctx context.Context) ([]MailServerStatus, error)
 	AckStore
 	Messages(ctx context.Context, job *Job) (text, html *Message, err error)
 	ConsumerByID(ctx context.Context, id int64) (*rewards.Consumer, error)
@@ -48,21 +51,33 @@ type JobRules struct {
 
 // MailServerStatus is what a mail server reports about itself (claim 8).
 type MailServerStatus struct {
-	ID    int
-	Name  string
-	Relay string
-	State string // idle, sending, waiting, paused
+	// ID is the server's own across every process on the database; Process names the
+	// process it runs in (serve --name).
+	ID      int
+	Name    string
+	Process string
+	Relay   string
+	State   string // idle, sending, waiting, paused
 	// Note says why a waiting server waits, and until when.
 	Note string
 	Jobs []int64
 	// Queue is the deliveries of its jobs still to send; Rate its measured messages/s.
-	Queue      int
-	Rate       float64
-	Sent       int64
-	Retried    int64
-	Rejected   int64
+	Queue    int
+	Rate     float64
+	Sent     int64
+	Retried  int64
+	Rejected int64
+	// ReportedAt is the heartbeat: a server whose last report is older than the post
+	// office's HeartbeatTimeout is dead, and its jobs go to live ones.
 	ReportedAt time.Time
+	// Leases is until when the deliveries the server has claimed stay its own: saving the
+	// report extends their leases to it. Zero for a server that holds none.
+	Leases time.Time
 }
+
+// stateStopped is the state a mail server reports as it stops: dead without waiting for
+// its heartbeat to age.
+const stateStopped = "stopped"
 
 // nominalRate stands in for a mail server's rate before it has measured one.
 const nominalRate = 1000.0
@@ -88,9 +103,11 @@ type Config struct {
 	// SelectBatch is how many deliveries one selection transaction writes.
 	SelectBatch int
 	// Tick is how often the scheduler looks at the jobs.
-	Tick   time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	Tick time.Duration
+	// HeartbeatTimeout is how long after its last report a mail server counts as dead.
+	HeartbeatTimeout time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // PostOffice schedules jobs, selects their audience and assigns them to mail servers.
@@ -99,6 +116,9 @@ type PostOffice struct {
 
 	mu       sync.Mutex
 	statuses map[int]MailServerStatus
+	// local are the mail servers that report to this post office in its process; the
+	// others' statuses are read from the store.
+	local map[int]bool
 	// given is what the post office gave each mail server, by ID; given counts the jobs.
 	given    map[int]*givenTo
 	assigned uint64
@@ -126,14 +146,20 @@ func New(cfg Config) *PostOffice {
 	if cfg.Tick <= 0 {
 		cfg.Tick = 250 * time.Millisecond
 	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}, given: map[int]*givenTo{}}
+	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}, local: map[int]bool{}, given: map[int]*givenTo{}}
 }
+
+// DefaultHeartbeatTimeout is how long a mail server that stopped reporting counts as alive.
+const DefaultHeartbeatTimeout = 15 * time.Second
 
 // Tokens is the keyring acknowledgement tokens are made and checked with.
 func (po *PostOffice) Tokens() *Keyring { return po.cfg.Tokens }
@@ -144,12 +170,45 @@ func (po *PostOffice) BaseURL() string { return po.cfg.BaseURL }
 // Now is the post office's clock.
 func (po *PostOffice) Now() time.Time { return po.cfg.Now() }
 
-// Report records a mail server's status; the post office assigns jobs from these.
+// Report records the status of a mail server of this process; the post office assigns jobs
+// from these and from the other processes' (refresh), and saves them (Run).
 func (po *PostOffice) Report(st MailServerStatus) {
 	if st.ReportedAt.IsZero() {
 		st.ReportedAt = po.cfg.Now()
 	}
 	po.mu.Lock()
+	po.local[st.ID] = true
+	po.record(st)
+	po.mu.Unlock()
+}
+
+// refresh reads the statuses the other processes' mail servers saved, and takes each one
+// newer than the post office has; one already dead when read is left out.
+func (po *PostOffice) refresh(ctx context.Context) error {
+	saved, err := po.cfg.Store.MailServers(ctx)
+	if err != nil {
+		return err
+	}
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	for _, st := range saved {
+		if po.local[st.ID] || !st.ReportedAt.After(po.statuses[st.ID].ReportedAt) ||
+			po.statuses[st.ID].ReportedAt.IsZero() && !po.alive(st) {
+			continue
+		}
+		po.record(st)
+	}
+	return nil
+}
+
+// alive reports whether st is of a mail server still running: reported within the
+// heartbeat timeout and not stopped.
+func (po *PostOffice) alive(st MailServerStatus) bool {
+	return st.State != stateStopped && po.cfg.Now().Sub(st.ReportedAt) <= po.cfg.HeartbeatTimeout
+}
+
+// record takes a mail server's report; po.mu is held.
+func (po *PostOffice) record(st MailServerStatus) {
 	po.statuses[st.ID] = st
 	if g := po.given[st.ID]; g != nil {
 		for key, u := range g.unreported {
@@ -158,7 +217,20 @@ func (po *PostOffice) Report(st MailServerStatus) {
 			}
 		}
 	}
-	po.mu.Unlock()
+}
+
+// localStatuses returns the latest status of this process's mail servers, for the store.
+func (po *PostOffice) localStatuses() []MailServerStatus {
+	var out []MailServerStatus
+	for _, st := range po.Statuses() {
+		po.mu.Lock()
+		local := po.local[st.ID]
+		po.mu.Unlock()
+		if local {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // Statuses returns the latest status of every mail server, by ID.
@@ -205,17 +277,22 @@ func (po *PostOffice) NextAssignment() Assignment {
 	return ChooseMailServer(po.candidates(statuses))
 }
 
-// candidates weighs each reported server with what it was given since; po.mu is held.
+// candidates weighs each live server, of any process, with what it was given since; po.mu
+// is held.
 func (po *PostOffice) candidates(statuses []MailServerStatus) []Candidate {
-	cands := make([]Candidate, len(statuses))
-	for i, st := range statuses {
-		cands[i] = Candidate{MailServerStatus: st}
+	cands := make([]Candidate, 0, len(statuses))
+	for _, st := range statuses {
+		if !po.alive(st) {
+			continue
+		}
+		c := Candidate{MailServerStatus: st}
 		if g := po.given[st.ID]; g != nil {
-			cands[i].LastGiven = g.last
+			c.LastGiven = g.last
 			for _, u := range g.unreported {
-				cands[i].Unreported += u.deliveries
+				c.Unreported += u.deliveries
 			}
 		}
+		cands = append(cands, c)
 	}
 	return cands
 }
@@ -293,18 +370,14 @@ func (po *PostOffice) Ready(ctx context.Context, job *Job) error {
 // Run is the scheduler: until ctx ends it starts jobs whose start date has come, ends jobs
 // past their stop date or with nothing left to send, and saves the mail servers' statuses.
 func (po *PostOffice) Run(ctx context.Context) error {
+	var heartbeat sync.WaitGroup
+	heartbeat.Go(func() { po.heartbeat(ctx) })
+	defer heartbeat.Wait()
 	t := time.NewTicker(po.cfg.Tick)
 	defer t.Stop()
-	lastReport := time.Time{}
 	for {
 		if err := po.Tick(ctx); err != nil && ctx.Err() == nil {
 			po.cfg.Logger.Error("scheduler", "err", err)
-		}
-		if now := po.cfg.Now(); now.Sub(lastReport) >= time.Second {
-			lastReport = now
-			if err := po.cfg.Store.ReportMailServers(ctx, po.Statuses()); err != nil && ctx.Err() == nil {
-				po.cfg.Logger.Warn("saving mail server statuses", "err", err)
-			}
 		}
 		select {
 		case <-ctx.Done():
@@ -314,8 +387,29 @@ func (po *PostOffice) Run(ctx context.Context) error {
 	}
 }
 
+// heartbeat saves this process's mail servers' statuses every second until ctx ends, which
+// extends their leases too: on its own, so that a tick that takes long (a large selection)
+// does not let the other processes take them for dead.
+func (po *PostOffice) heartbeat(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if err := po.cfg.Store.ReportMailServers(ctx, po.localStatuses()); err != nil && ctx.Err() == nil {
+			po.cfg.Logger.Warn("saving mail server statuses", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Tick does one pass of the scheduler.
 func (po *PostOffice) Tick(ctx context.Context) error {
+	if err := po.refresh(ctx); err != nil {
+		return fmt.Errorf("mail server statuses: %w", err)
+	}
 	jobs, err := po.cfg.Store.Jobs(ctx, JobScheduled, JobRunning)
 	if err != nil {
 		return err
@@ -343,13 +437,16 @@ func (po *PostOffice) advance(ctx context.Context, job *Job) error {
 			return po.selectionFailed(ctx, job, err)
 		}
 	}
-	if job.MailServerID == 0 || po.unknownServer(job.MailServerID) {
+	if dead, why := po.deadServer(job.MailServerID); job.MailServerID == 0 || dead {
 		gone := job.MailServerID
 		if a := po.assign(job.Key, job.Selected); a.MailServerID != 0 {
 			if gone != 0 {
-				a.Reason = fmt.Sprintf("mail-%d no longer reports; %s", gone, a.Reason)
+				a.Reason = fmt.Sprintf("mail-%d %s; %s", gone, why, a.Reason)
 			}
-			if err := po.cfg.Store.RecordAssignment(ctx, job.Key, a); err != nil {
+			a.Replaces = gone
+			if err := po.cfg.Store.RecordAssignment(ctx, job.Key, a); errors.Is(err, rewards.ErrConflict) {
+				return nil // another process's post office moved it first: the next tick reads where
+			} else if err != nil {
 				return err
 			}
 			job.MailServerID, job.AssignReason = a.MailServerID, a.Reason
@@ -379,16 +476,20 @@ func (po *PostOffice) selectionFailed(ctx context.Context, job *Job, err error) 
 // time limit. The store wraps such errors with it.
 var ErrSelectionFailed = errors.New("selection failed")
 
-// unknownServer reports whether id names no mail server that has reported, as after a
-// restart with fewer mail servers.
-func (po *PostOffice) unknownServer(id int) bool {
+// deadServer reports whether id names no live mail server, and why: none that has reported
+// within the heartbeat timeout, in this process or another (a process that died, a restart
+// with fewer mail servers), or one that said it stopped; while some server has reported.
+func (po *PostOffice) deadServer(id int) (dead bool, why string) {
 	po.mu.Lock()
 	defer po.mu.Unlock()
-	if len(po.statuses) == 0 {
-		return false
+	st, ok := po.statuses[id]
+	switch {
+	case len(po.statuses) == 0:
+		return false, ""
+	case ok && st.State == stateStopped:
+		return true, "stopped"
 	}
-	_, ok := po.statuses[id]
-	return !ok
+	return !ok || !po.alive(st), "no longer reports"
 }
 
 // start selects the first batch of the audience, so the mail server can begin, and marks

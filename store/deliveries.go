@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,9 +13,32 @@ import (
 	"pointpost/rewards"
 )
 
-// ClaimRecipients returns up to limit deliveries of a job still to send whose next attempt
-// is due at now and whose id is past afterID, in id order, each with its consumer row. The
-// caller keeps afterID as its cursor, so a delivery in flight is not claimed twice.
+// ClaimRecipients reads up to limit deliveries of a job still to send whose next attempt is
+// due at now and whose id is past afterID, in id order, each with its consumer row, leasing
+// none: what LeaseRecipients would take, for the tests and pages that look at a job's
+// recipients. Deliveries whose consumer is no longer active are returned too, with her
+// status (see LeaseRecipients).
+func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
+	slug, err := s.jobIssuerSlug(ctx, jobKey)
+	if err != nil {
+		return nil, err
+	}
+	return scanRecipients(s.read.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
+		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
+		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
+			AND d.id > ? AND d.next_attempt_at <= ?
+		ORDER BY d.id LIMIT ?`, jobKey, afterID, ms(now), limit))(slug, limit)
+}
+
+// LeaseRecipients claims up to limit deliveries of a job for the mail server owner: those
+// still to send whose next attempt is due at now and that no lease holds (none, or one
+// ended by now), in id order, each with its consumer row. Each gets the lease (owner,
+// until), so no other claim, in this process or another, takes it until RecordOutcomes
+// records it, ReleaseLeases lets it go or until passes; a heartbeat extends it
+// (ReportMailServers). On PostgreSQL the claim skips the rows another claim is taking at the
+// same moment (FOR UPDATE SKIP LOCKED); on SQLite the writer's lock runs claims one at a
+// time.
+//
 // Deliveries whose consumer is no longer active (unsubscribed, bounced or suppressed since
 // selection, which takes only active ones) are returned too, with her status, so that the
 // mail server closes them unsent (postoffice.Recipient.Mailable) and the job still ends;
@@ -23,31 +47,83 @@ import (
 //
 // Each consumer's attributes are those the job's issuer may see (rewards.Consumer.AttributesFor),
 // so a template's getAttr never shows another issuer's.
-func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
-	var slug string
-	if err := s.read.QueryRowContext(ctx, `SELECT i.slug FROM jobs j JOIN issuers i ON i.id = j.issuer_id
-		WHERE j.key = ?`, jobKey).Scan(&slug); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, err
+func (s *Store) LeaseRecipients(ctx context.Context, jobKey int64, owner int, now, until time.Time, limit int) ([]postoffice.Recipient, error) {
+	if owner <= 0 || !until.After(now) {
+		return nil, fmt.Errorf("lease of job %d: owner %d until %v: want a mail server and a time after now", jobKey, owner, until)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
-		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
-		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
-			AND d.id > ? AND d.next_attempt_at <= ?
-		ORDER BY d.id LIMIT ?`, jobKey, afterID, ms(now), limit)
+	slug, err := s.jobIssuerSlug(ctx, jobKey)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := make([]postoffice.Recipient, 0, limit)
-	for rows.Next() {
-		var r postoffice.Recipient
-		if err := scanConsumer(rows, &r.Consumer, &r.DeliveryID, &r.RetryCount); err != nil {
+	const due = `job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND next_attempt_at <= ? AND lease_until <= ?`
+	if s.engine == enginePostgres {
+		return scanRecipients(s.write.QueryContext(ctx, `WITH picked AS (
+				SELECT id FROM deliveries WHERE `+due+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED),
+			leased AS (
+				UPDATE deliveries d SET lease_owner = ?, lease_until = ? FROM picked WHERE d.id = picked.id
+				RETURNING d.id, d.retry_count, d.consumer_id)
+			SELECT d.id, d.retry_count, `+consumerColumns+`
+			FROM leased d JOIN consumers c ON c.id = d.consumer_id ORDER BY d.id`,
+			jobKey, ms(now), ms(now), limit, owner, ms(until)))(slug, limit)
+	}
+	var out []postoffice.Recipient
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		ids, err := scanIDs(tx.QueryContext(ctx, `UPDATE deliveries SET lease_owner = ?, lease_until = ?
+			WHERE id IN (SELECT id FROM deliveries WHERE `+due+` ORDER BY id LIMIT ?) RETURNING id`,
+			owner, ms(until), jobKey, ms(now), ms(now), limit))
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return err
+		}
+		out, err = scanRecipients(tx.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
+			FROM json_each(?) j JOIN deliveries d ON d.id = j.value JOIN consumers c ON c.id = d.consumer_id
+			ORDER BY d.id`, string(list)))(slug, len(ids))
+		return err
+	})
+	return out, err
+}
+
+// jobIssuerSlug is the slug of a job's issuer, whose attributes its recipients show; "" for
+// no job.
+func (s *Store) jobIssuerSlug(ctx context.Context, jobKey int64) (string, error) {
+	var slug string
+	err := s.read.QueryRowContext(ctx, `SELECT i.slug FROM jobs j JOIN issuers i ON i.id = j.issuer_id
+		WHERE j.key = ?`, jobKey).Scan(&slug)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return slug, err
+}
+
+// scanRecipients reads rows of a delivery's id and retry count and its consumer's columns,
+// showing the attributes of the issuer slug.
+func scanRecipients(rows *sql.Rows, err error) func(slug string, capacity int) ([]postoffice.Recipient, error) {
+	return func(slug string, capacity int) ([]postoffice.Recipient, error) {
+		if err != nil {
 			return nil, err
 		}
-		r.Consumer.Attributes = r.Consumer.AttributesFor(slug)
-		out = append(out, r)
+		defer rows.Close()
+		out := make([]postoffice.Recipient, 0, capacity)
+		for rows.Next() {
+			var r postoffice.Recipient
+			if err := scanConsumer(rows, &r.Consumer, &r.DeliveryID, &r.RetryCount); err != nil {
+				return nil, err
+			}
+			r.Consumer.Attributes = r.Consumer.AttributesFor(slug)
+			out = append(out, r)
+		}
+		return out, rows.Err()
 	}
-	return out, rows.Err()
+}
+
+// ReleaseLeases lets go of the leases the mail server owner holds, at the end of its pass:
+// what it claimed and did not send is at once another claim's.
+func (s *Store) ReleaseLeases(ctx context.Context, owner int) error {
+	_, err := s.exec(ctx, `UPDATE deliveries SET lease_owner = 0, lease_until = 0 WHERE lease_owner = ?`, owner)
+	return err
 }
 
 // splitInterests turns the stored ';golf;tennis;' into its items.
@@ -59,7 +135,11 @@ func splitInterests(s string) []string {
 	return strings.Split(s, ";")
 }
 
-// RecordOutcomes writes the results of many sends in one transaction.
+// RecordOutcomes writes the results of many sends in one transaction and clears their
+// leases. Only a delivery still to send takes an outcome: one that another mail server
+// recorded first (it took the delivery over when this one's lease ended) keeps its own, so a
+// delivery is recorded sent once; and an outcome that sent nothing only while its server
+// (Outcome.Owner) still holds the lease, or nobody does.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcome) error {
 	if len(outcomes) == 0 {
 		return nil
@@ -72,13 +152,13 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	var stmts [4]*sql.Stmt
 	queries := [4]string{
 		postoffice.OutcomeSent: `UPDATE deliveries SET sent = 1, sent_at = ?1, updated_at = ?1, last_error = '',
-			last_reply = 0, last_status = '', last_refusal = '' WHERE id = ?2`,
+			last_reply = 0, last_status = '', last_refusal = '', ` + unleased,
 		postoffice.OutcomeRetry: `UPDATE deliveries SET retry_count = retry_count + 1, next_attempt_at = ?3,
-			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1 WHERE id = ?2`,
+			last_error = ?4, last_reply = ?5, last_status = ?6, last_refusal = ?7, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?8)`,
 		postoffice.OutcomeRejected: `UPDATE deliveries SET rejected = 1, last_error = ?3,
-			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1 WHERE id = ?2`,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?7)`,
 		postoffice.OutcomeFailed: `UPDATE deliveries SET failed = 1, last_error = ?3,
-			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1 WHERE id = ?2`,
+			last_reply = ?4, last_status = ?5, last_refusal = ?6, updated_at = ?1, ` + unleased + ` AND lease_owner IN (0, ?7)`,
 	}
 	// A refusal at send time counts as a bounce (RecordBounce): one that says the address is
 	// bad bounces it in this same transaction.
@@ -114,15 +194,16 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 		rf := o.Refusal
 		switch o.Kind {
 		case postoffice.OutcomeRetry:
-			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class))
+			args = append(args, ms(o.NextAttempt), o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		case postoffice.OutcomeRejected, postoffice.OutcomeFailed:
 			// No next attempt: PostgreSQL cannot type a parameter a statement does not use.
-			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class))
+			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 	}
+	// Every message the relays took counts against its route's quota, a late duplicate too.
 	if err := countRouteSends(ctx, tx, outcomes); err != nil {
 		return err
 	}
@@ -134,6 +215,9 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	}
 	return nil
 }
+
+// unleased ends each outcome's update: the lease cleared, on a delivery still to send.
+const unleased = `lease_owner = 0, lease_until = 0 WHERE id = ?2 AND sent = 0 AND rejected = 0 AND failed = 0`
 
 // refusalFailure is a refusal at send time as a bounce: the mail server's class decides
 // (a policy refusal is a soft bounce whose x.7.x or 5.1.7/8 status RecordBounce never counts
@@ -149,16 +233,17 @@ func refusalFailure(o postoffice.Outcome) BounceFailure {
 	return f
 }
 
-// NextAttemptAfter returns the earliest due time of a job's deliveries waiting for a retry
-// after now, or the zero time when none waits.
-func (s *Store) NextAttemptAfter(ctx context.Context, jobKey int64, now time.Time) (time.Time, error) {
-	var at sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT min(next_attempt_at) FROM deliveries
-		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND next_attempt_at > ?`, jobKey, ms(now)).Scan(&at)
-	if err != nil || !at.Valid {
-		return time.Time{}, err
+// NextClaimable returns when the first of a job's deliveries still to send can next be
+// claimed: the later of its next attempt and the end of its lease (a time not after now: at
+// once). ok is false when none is left to send.
+func (s *Store) NextClaimable(ctx context.Context, jobKey int64) (at time.Time, ok bool, err error) {
+	var next sql.NullInt64
+	err = s.read.QueryRowContext(ctx, `SELECT min(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at ELSE lease_until END)
+		FROM deliveries WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0`, jobKey).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, false, err
 	}
-	return fromMS(at.Int64), nil
+	return time.UnixMilli(next.Int64).UTC(), true, nil
 }
 
 // Delivery returns the delivery of a job to a consumer. Returns rewards.ErrNotFound if there is none.

@@ -280,14 +280,32 @@ func (s *Store) SetJobSuspended(ctx context.Context, key int64, suspended bool) 
 	return s.updateJob(ctx, key, `suspended = ?`, suspended)
 }
 
-// AssignJob writes the mail server that will send a job (216f), with no reason.
+// AssignJob writes the mail server that will send a job (216f), with no reason, whatever
+// server it had.
 func (s *Store) AssignJob(ctx context.Context, key int64, mailServerID int) error {
-	return s.RecordAssignment(ctx, key, postoffice.Assignment{MailServerID: mailServerID})
+	return s.updateJob(ctx, key, `mail_server_id = ?, assign_reason = ''`, mailServerID)
 }
 
-// RecordAssignment writes the mail server that will send a job (216f) and why.
+// RecordAssignment writes the mail server that will send a job (216f) and why, if the job
+// still has the server a.Replaces (0: none), in one statement: of the post offices of
+// several processes choosing at once, one moves the job. Returns rewards.ErrNotFound if
+// there is no job key, rewards.ErrConflict (wrapped) if its server is no longer a.Replaces.
 func (s *Store) RecordAssignment(ctx context.Context, key int64, a postoffice.Assignment) error {
-	return s.updateJob(ctx, key, `mail_server_id = ?, assign_reason = ?`, a.MailServerID, a.Reason)
+	s.rulesGen.Add(1)
+	defer s.rulesGen.Add(1)
+	res, err := s.exec(ctx, `UPDATE jobs SET mail_server_id = ?, assign_reason = ?, updated_at = ?
+		WHERE key = ? AND coalesce(mail_server_id, 0) = ?`, a.MailServerID, a.Reason, ms(s.Now()), key, a.Replaces)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	job, err := s.Job(ctx, key)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("job %d is now mail-%d's, not mail-%d's: %w", key, job.MailServerID, a.Replaces, rewards.ErrConflict)
 }
 
 func (s *Store) updateJob(ctx context.Context, key int64, set string, args ...any) error {
@@ -354,7 +372,9 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 	defer tx.Rollback()
 	var nowSelected int
 	var nowCursor int64
-	if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`, job.Key).
+	// On PostgreSQL the row lock makes the selections of two processes' post offices take
+	// turns; SQLite's writer lock already does.
+	if err := tx.QueryRowContext(ctx, `SELECT selected, select_cursor, selected_all FROM jobs WHERE key = ?`+s.either("", " FOR UPDATE"), job.Key).
 		Scan(&nowSelected, &nowCursor, &all); err != nil {
 		return 0, false, err
 	}
@@ -393,10 +413,11 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 // JobCounts counts a job's deliveries by state.
 func (s *Store) JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {
 	var c postoffice.JobCounts
+	// CASE, not a sum of the comparison: PostgreSQL does not add booleans.
 	err := s.read.QueryRowContext(ctx, `SELECT count(*),
 			coalesce(sum(sent), 0),
-			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0), 0),
-			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0 AND retry_count > 0), 0),
+			coalesce(sum(CASE WHEN sent = 0 AND rejected = 0 AND failed = 0 THEN 1 ELSE 0 END), 0),
+			coalesce(sum(CASE WHEN sent = 0 AND rejected = 0 AND failed = 0 AND retry_count > 0 THEN 1 ELSE 0 END), 0),
 			coalesce(sum(rejected), 0), coalesce(sum(failed), 0), coalesce(sum(received), 0)
 		FROM deliveries WHERE job_key = ?`, key).
 		Scan(&c.Total, &c.Sent, &c.Pending, &c.Retrying, &c.Rejected, &c.Failed, &c.Received)
