@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"pointpost/mailer"
 	"pointpost/postoffice"
@@ -42,6 +44,33 @@ func testDatabase(t testing.TB, dir string) string {
 		return pgtest.Need(t, pgServer).NewDatabase(t)
 	}
 	return filepath.Join(dir, "pointpost.db")
+}
+
+// onPostgres says whether the tests' databases are on PostgreSQL.
+func onPostgres() bool { return os.Getenv(envEngine) == "postgres" }
+
+// sqliteOnly skips t when the tests run on PostgreSQL: what it tests is SQLite's alone.
+func sqliteOnly(t *testing.T, what string) {
+	t.Helper()
+	if onPostgres() {
+		t.Skip("SQLite's alone: " + what)
+	}
+}
+
+// openSQL opens the database of e without the store, with its engine's driver, for a test
+// to write what the store would not.
+func openSQL(t *testing.T, e env) *sql.DB {
+	t.Helper()
+	driver := "sqlite3"
+	if onPostgres() {
+		driver = "pgx"
+	}
+	db, err := sql.Open(driver, e["POINTPOST_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func newEnv(t *testing.T, relay string) env {

@@ -393,10 +393,11 @@ func (s *Store) SelectBatch(ctx context.Context, job *postoffice.Job, raw bool, 
 // JobCounts counts a job's deliveries by state.
 func (s *Store) JobCounts(ctx context.Context, key int64) (postoffice.JobCounts, error) {
 	var c postoffice.JobCounts
+	// CASE, not a sum of the comparison: PostgreSQL does not add booleans.
 	err := s.read.QueryRowContext(ctx, `SELECT count(*),
 			coalesce(sum(sent), 0),
-			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0), 0),
-			coalesce(sum(sent = 0 AND rejected = 0 AND failed = 0 AND retry_count > 0), 0),
+			coalesce(sum(CASE WHEN sent = 0 AND rejected = 0 AND failed = 0 THEN 1 ELSE 0 END), 0),
+			coalesce(sum(CASE WHEN sent = 0 AND rejected = 0 AND failed = 0 AND retry_count > 0 THEN 1 ELSE 0 END), 0),
 			coalesce(sum(rejected), 0), coalesce(sum(failed), 0), coalesce(sum(received), 0)
 		FROM deliveries WHERE job_key = ?`, key).
 		Scan(&c.Total, &c.Sent, &c.Pending, &c.Retrying, &c.Rejected, &c.Failed, &c.Received)

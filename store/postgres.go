@@ -69,10 +69,14 @@ const (
 	enginePostgres
 )
 
-// isPostgresURL reports whether name names a PostgreSQL database rather than a SQLite file.
-func isPostgresURL(name string) bool {
+// IsPostgresURL reports whether name, a --db, names a PostgreSQL database rather than a
+// SQLite file.
+func IsPostgresURL(name string) bool {
 	return strings.HasPrefix(name, "postgres://") || strings.HasPrefix(name, "postgresql://")
 }
+
+// isPostgresURL is IsPostgresURL, by the name the store's files call it.
+func isPostgresURL(name string) bool { return IsPostgresURL(name) }
 
 // either is the statement for the store's engine.
 func (s *Store) either(sqlite, postgres string) string { return s.engine.either(sqlite, postgres) }
