@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -637,7 +636,7 @@ func TestAcknowledgeGroupCommit(t *testing.T) {
 }
 
 func TestAcknowledgeContextAndClose(t *testing.T) {
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	s, err := Open(context.Background(), testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,7 +678,7 @@ func TestAcknowledgeContextAndClose(t *testing.T) {
 
 // Close applies what was queued before it, then refuses.
 func TestAcknowledgeCloseAppliesQueued(t *testing.T) {
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	s, err := Open(context.Background(), testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
