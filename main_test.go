@@ -29,30 +29,52 @@ type env map[string]string
 
 func (e env) get(k string) string { return e[k] }
 
-// envEngine names the engine the tests' databases are on: "postgres", or SQLite when empty.
-const envEngine = "POINTPOST_TEST_ENGINE"
-
 // pgServer is the PostgreSQL the tests create databases on; nil without one.
 var pgServer *pgtest.Server
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
 
+// postgresTests are the tests TestCommandsOnPostgres runs again on PostgreSQL: the whole loop
+// and the commands and pages of every part (campaigns, consumers, jobs, points, webhooks,
+// health, routes), a few each, for a cost of some seconds. Each of the others passes there
+// too, bar the SQLite backup's (sqliteOnly): POINTPOST_TEST_ENGINE=postgres go test .
+var postgresTests = []string{
+	"TestWholeLoop",
+	"TestRawSQLSelection",
+	"TestCampaignErrorsNameTheField",
+	"TestImportReportsBadRows",
+	"TestRefusesNewerDatabase",
+	"TestSuspendResumeAndRestart",
+	"TestReplyEarnsPointsOnce",
+	"TestSubmitEarnsPointsOnce",
+	"TestRedeemWithTheMailedCode",
+	"TestIssuerBudgetAndCatalogCommands",
+	"TestAccountCommands",
+	"TestProviderWebhooksFindDeliveriesByCustomArgument",
+	"TestHealthAndReadiness",
+	"TestRouteAddedThroughTheAPIIsUsedWithoutRestart",
+	"TestBrowserConsumerAccount",
+}
+
+// TestCommandsOnPostgres runs postgresTests again on PostgreSQL, in this test binary run
+// again with its databases there, and checks that each of them ran and passed.
+func TestCommandsOnPostgres(t *testing.T) {
+	pgtest.Need(t, pgServer).RunAgain(t, postgresTests)
+}
+
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB, dir string) string {
 	t.Helper()
-	if os.Getenv(envEngine) == "postgres" {
+	if pgtest.OnPostgres() {
 		return pgtest.Need(t, pgServer).NewDatabase(t)
 	}
 	return filepath.Join(dir, "pointpost.db")
 }
 
-// onPostgres says whether the tests' databases are on PostgreSQL.
-func onPostgres() bool { return os.Getenv(envEngine) == "postgres" }
-
 // sqliteOnly skips t when the tests run on PostgreSQL: what it tests is SQLite's alone.
 func sqliteOnly(t *testing.T, what string) {
 	t.Helper()
-	if onPostgres() {
+	if pgtest.OnPostgres() {
 		t.Skip("SQLite's alone: " + what)
 	}
 }
@@ -62,7 +84,7 @@ func sqliteOnly(t *testing.T, what string) {
 func openSQL(t *testing.T, e env) *sql.DB {
 	t.Helper()
 	driver := "sqlite3"
-	if onPostgres() {
+	if pgtest.OnPostgres() {
 		driver = "pgx"
 	}
 	db, err := sql.Open(driver, e["POINTPOST_DB"])

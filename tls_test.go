@@ -31,6 +31,7 @@ import (
 	"github.com/miekg/dns"
 
 	"net/http/httptest"
+	"pointpost/store/pgtest"
 )
 
 // testDomain is the name the tests obtain certificates for; the test's DNS server says it
@@ -179,7 +180,7 @@ func httpsEnv(t *testing.T, p *pebble) env {
 	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
 	e["POINTPOST_ACME_DIRECTORY"] = p.directory
 	e["POINTPOST_ACME_CA"] = p.caFile
-	if onPostgres() {
+	if pgtest.OnPostgres() {
 		// Not ./certificates, the default: the tests' working directory is the source's.
 		e["POINTPOST_TLS_DIR"] = filepath.Join(t.TempDir(), "certificates")
 	}

@@ -1,15 +1,11 @@
 package store
 
 import (
-	"bytes"
-	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -17,11 +13,8 @@ import (
 )
 
 // The conformance suite: the store's tests, unchanged, on both engines. openTest opens
-// SQLite, or PostgreSQL when envEngine says so; TestConformancePostgres runs this test binary
-// again with it, for the tests of conformanceTests.
-
-// envEngine names the engine the tests' stores open on: "postgres", or SQLite when empty.
-const envEngine = "POINTPOST_TEST_ENGINE"
+// SQLite, or PostgreSQL when pgtest.EnvEngine says so; TestConformancePostgres runs this test
+// binary again with it, for the tests of conformanceTests.
 
 // conformanceTests are the tests that run on PostgreSQL too, unchanged: every test that opens
 // its store with openTest but those of sqliteTests. Tests whose SQL differs say so where it
@@ -215,40 +208,14 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(envEngine) == "postgres" {
+	if pgtest.OnPostgres() {
 		return pgtest.Need(t, pgServer).NewDatabase(t)
 	}
 	return filepath.Join(t.TempDir(), "pointpost.db")
 }
 
 // TestConformancePostgres runs conformanceTests on PostgreSQL, in this test binary run again
-// with envEngine set, and checks that each of them ran and passed there.
+// with pgtest.EnvEngine set, and checks that each of them ran and passed there.
 func TestConformancePostgres(t *testing.T) {
-	if os.Getenv(envEngine) != "" {
-		t.Skip("the PostgreSQL run itself")
-	}
-	srv := pgtest.Need(t, pgServer)
-	if testing.Short() {
-		t.Skip("runs the store's tests again")
-	}
-	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^("+strings.Join(conformanceTests, "|")+")$",
-		"-test.v", "-test.count=1", "-test.timeout=15m")
-	cmd.Env = append(os.Environ(), envEngine+"=postgres", pgtest.EnvURL+"="+srv.URL)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	passed := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^--- PASS: (\S+)`).FindAllStringSubmatch(out.String(), -1) {
-		passed[m[1]] = true
-	}
-	var missing []string
-	for _, name := range conformanceTests {
-		if !passed[name] {
-			missing = append(missing, name)
-		}
-	}
-	if err != nil || len(missing) > 0 {
-		t.Fatalf("on PostgreSQL: %v; not passed: %v\n%s", err, missing, out.String())
-	}
-	t.Logf("%d tests passed on PostgreSQL", len(passed))
+	pgtest.Need(t, pgServer).RunAgain(t, conformanceTests)
 }
