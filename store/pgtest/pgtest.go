@@ -201,6 +201,25 @@ func Main(m *testing.M, srv **Server) int {
 	return m.Run()
 }
 
+// MainIfAsked is Main when EnvEngine puts the tests on PostgreSQL, and m.Run alone otherwise:
+// for a package whose tests start no cluster of their own on SQLite.
+func MainIfAsked(m *testing.M, srv **Server) int {
+	if !OnPostgres() {
+		return m.Run()
+	}
+	return Main(m, srv)
+}
+
+// Database names a fresh database for t on the engine the tests run on (EnvEngine): one on
+// srv, dropped when t ends, or else the SQLite file sqliteFile.
+func Database(t testing.TB, srv *Server, sqliteFile string) string {
+	t.Helper()
+	if OnPostgres() {
+		return Need(t, srv).NewDatabase(t)
+	}
+	return sqliteFile
+}
+
 // Need returns srv, or skips t when there is no PostgreSQL (Main left it nil).
 func Need(t testing.TB, srv *Server) *Server {
 	t.Helper()
