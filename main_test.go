@@ -65,10 +65,7 @@ func TestCommandsOnPostgres(t *testing.T) {
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB, dir string) string {
 	t.Helper()
-	if pgtest.OnPostgres() {
-		return pgtest.Need(t, pgServer).NewDatabase(t)
-	}
-	return filepath.Join(dir, "pointpost.db")
+	return pgtest.Database(t, pgServer, filepath.Join(dir, "pointpost.db"))
 }
 
 // sqliteOnly skips t when the tests run on PostgreSQL: what it tests is SQLite's alone.

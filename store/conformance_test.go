@@ -208,10 +208,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB) string {
 	t.Helper()
-	if pgtest.OnPostgres() {
-		return pgtest.Need(t, pgServer).NewDatabase(t)
-	}
-	return filepath.Join(t.TempDir(), "pointpost.db")
+	return pgtest.Database(t, pgServer, filepath.Join(t.TempDir(), "pointpost.db"))
 }
 
 // TestConformancePostgres runs conformanceTests on PostgreSQL, in this test binary run again
