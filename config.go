@@ -117,7 +117,7 @@ func bindEnv(fs *pflag.FlagSet, name, env string) {
 
 // dbFlag binds the database file, which every command but bench opens.
 func (c *Config) dbFlag(fs *pflag.FlagSet) {
-	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file, or a PostgreSQL URL (postgres://user:password@host/database)")
+	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file (or sqlite:FILE), or a PostgreSQL URL (postgres://user:password@host/database)")
 	bindEnv(fs, "db", "POINTPOST_DB")
 }
 

@@ -37,7 +37,7 @@ func (c *Config) certCacheDir() string {
 	case store.IsPostgresURL(c.DB):
 		return "certificates"
 	}
-	return filepath.Join(filepath.Dir(c.DB), "certificates")
+	return filepath.Join(filepath.Dir(store.SQLiteFile(c.DB)), "certificates")
 }
 
 // checkHTTPS refuses a domain ACME could not be asked for.

@@ -196,6 +196,7 @@ func TestCertificatesDirectory(t *testing.T) {
 	}{
 		{Config{DB: "/var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
 		{Config{DB: "pointpost.db"}, "certificates"},
+		{Config{DB: "sqlite:///var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
 		{Config{DB: "postgres://pointpost@db.internal/pointpost"}, "certificates"},
 		{Config{DB: "postgresql://db.internal/pointpost", TLSDir: "/srv/shared/acme"}, "/srv/shared/acme"},
 		{Config{DB: "/var/lib/pointpost/pointpost.db", TLSDir: "/etc/pointpost/acme"}, "/etc/pointpost/acme"},
