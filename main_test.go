@@ -16,7 +16,6 @@ import (
 
 	_ "github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
-	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"pointpost/mailer"
 	"pointpost/postoffice"
