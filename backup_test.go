@@ -28,6 +28,7 @@ import (
 // then holds the next ones until the backup is written and refuses them (4xx), so what the
 // copy records as sent is exactly what the sink accepted.
 func TestBackupDuringJobRestores(t *testing.T) {
+	sqliteOnly(t, "the online backup API; PostgreSQL is backed up by pg_dump (TestPostgresBackupAndUnreachable)")
 	const n, before = 1200, 300
 	var mu sync.Mutex
 	accepted := map[string]int{}
@@ -118,6 +119,7 @@ func TestBackupDuringJobRestores(t *testing.T) {
 // TestBackupRefusals: a backup never overwrites a file, and serve refuses scheduled backups
 // it could not keep.
 func TestBackupRefusals(t *testing.T) {
+	sqliteOnly(t, "backups by pointpost; on PostgreSQL they are refused (TestPostgresBackupAndUnreachable)")
 	e := newEnv(t, "")
 	runOK(t, e, "import", "consumers", writeConsumers(t, 3))
 	existing := filepath.Join(t.TempDir(), "taken.db")
@@ -173,6 +175,7 @@ func TestBackupRefusals(t *testing.T) {
 // TestScheduledBackups: serve writes backups into --backup-dir and, after each, keeps only
 // the newest --backup-keep; each opens as a database. Files of other names are left alone.
 func TestScheduledBackups(t *testing.T) {
+	sqliteOnly(t, "scheduled backups; PostgreSQL is backed up by pg_dump")
 	e := newEnv(t, "")
 	runOK(t, e, "import", "consumers", writeConsumers(t, 5))
 	dir := filepath.Join(t.TempDir(), "backups")
@@ -213,6 +216,7 @@ func TestScheduledBackups(t *testing.T) {
 
 // TestBackupPruneKeepsNewest: with a controlled clock, five backups leave the three newest.
 func TestBackupPruneKeepsNewest(t *testing.T) {
+	sqliteOnly(t, "scheduled backups; PostgreSQL is backed up by pg_dump")
 	e := newEnv(t, "")
 	st := openStore(t, e)
 	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -245,13 +249,19 @@ func TestBackupPruneKeepsNewest(t *testing.T) {
 	}
 }
 
-// TestPostgresBackupAndUnreachable: backup refuses a PostgreSQL database, naming the server's
-// own means, and a postgres:// --db that cannot be reached is an error that names it.
+// TestPostgresBackupAndUnreachable: backup and serve's scheduled backups refuse a PostgreSQL
+// database, naming the server's own means, and a postgres:// --db that cannot be reached is
+// an error that names it.
 func TestPostgresBackupAndUnreachable(t *testing.T) {
 	e := env{"POINTPOST_DB": pgtest.Need(t, pgServer).NewDatabase(t)}
 	err := run(context.Background(), []string{"backup", filepath.Join(t.TempDir(), "b.db")}, e.get, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "pg_dump") {
 		t.Errorf("backup of a PostgreSQL database: %v", err)
+	}
+	_, err = parseServeConfig([]string{"--backup-dir", t.TempDir()}, e.get)
+	if err == nil || !strings.Contains(err.Error(), "--backup-dir must be left out with a PostgreSQL --db") ||
+		!strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("serve --backup-dir on PostgreSQL: %v", err)
 	}
 	err = run(context.Background(), []string{"settle"}, env{"POINTPOST_DB": "postgres://pointpost@127.0.0.1:1/pointpost"}.get, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"pointpost/mailer"
@@ -75,6 +76,7 @@ func benchCommand(e *cli) *cobra.Command {
 	fs.DurationVar(&o.latency, "relay-latency", 0, "hold each direction's bytes to and from the relay this long, through an in-process proxy: a relay that far away")
 	fs.BoolVar(&o.noPipelining, "no-pipelining", false, "send one SMTP command a round trip even where the relay offers PIPELINING")
 	fs.Float64Var(&o.relayRate, "relay-rate", 0, "tell the route the relay's rate, messages a second (default: none)")
+	fs.StringVar(&o.db, "db", "", "measure on this PostgreSQL server, postgres://user@host/database: bench makes a database of its own there and drops it after (default: a SQLite file in a temporary directory)")
 	fs.IntVar(&o.sinkRate, "sink-rate", 0, "the in-process sink takes at most this many messages a second, answering 454 4.7.0 beyond (default: no limit)")
 	return cmd
 }
@@ -82,7 +84,7 @@ func benchCommand(e *cli) *cobra.Command {
 // benchOptions are bench's flags.
 type benchOptions struct {
 	consumers, servers, conns, acks, ackConns, replies, replyConns, sinkRate int
-	relay, cpuProfile, dkimKind                                              string
+	relay, cpuProfile, dkimKind, db                                          string
 	asJSON, keep, noPipelining                                               bool
 	latency                                                                  time.Duration
 	relayRate                                                                float64
@@ -95,6 +97,9 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.latency < 0 {
 		return errors.New("--relay-latency must not be negative")
 	}
+	if o.db != "" && !store.IsPostgresURL(o.db) {
+		return errors.New("--db must be a PostgreSQL URL (postgres://…): on SQLite, bench makes its own file")
+	}
 	dir, err := os.MkdirTemp("", "pointpost-bench-")
 	if err != nil {
 		return err
@@ -102,12 +107,26 @@ func (o benchOptions) run(ctx context.Context, stdout io.Writer) error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
+	db := filepath.Join(dir, "bench.db")
+	if o.db != "" {
+		var drop func() error
+		if db, drop, err = benchDatabase(ctx, o.db); err != nil {
+			return err
+		}
+		if !o.keep {
+			defer func() {
+				if err := drop(); err != nil {
+					fmt.Fprintln(os.Stderr, "bench:", err)
+				}
+			}()
+		}
+	}
 	sink, closeRelay, err := o.startRelay()
 	if err != nil {
 		return err
 	}
 	defer closeRelay()
-	cfg := &Config{DB: filepath.Join(dir, "bench.db"), HTTP: "127.0.0.1:0", Relay: o.relay, MailServers: o.servers,
+	cfg := &Config{DB: db, HTTP: "127.0.0.1:0", Relay: o.relay, MailServers: o.servers,
 		RelayNoPipelining: o.noPipelining, RelayRate: o.relayRate,
 		Workers: o.conns, From: "Bench <bench@pointpost.localhost>", MaxRetries: 5, RetryBase: time.Second, LogLevel: "warn",
 		SoftBounces: 3, DKIMKey: "off", DKIMKind: o.dkimKind, DKIMSelector: "bench"}
@@ -267,6 +286,31 @@ func (o *benchOptions) startRelay() (sink *mailer.Sink, closeRelay func(), err e
 }
 
 // waitDone polls until the job is done.
+// benchDatabase makes an empty database on the PostgreSQL server of serverURL, for one run,
+// and returns its URL and the function that drops it.
+func benchDatabase(ctx context.Context, serverURL string) (string, func() error, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("--db: %w", err)
+	}
+	name := fmt.Sprintf("pointpost_bench_%d_%d", os.Getpid(), time.Now().UnixNano())
+	admin := func(ctx context.Context, stmt string) error {
+		conn, err := pgx.Connect(ctx, serverURL)
+		if err != nil {
+			return fmt.Errorf("--db: %w", err)
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, stmt)
+		return err
+	}
+	if err := admin(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("bench: make a database on the server of --db: %w", err)
+	}
+	u.Path = "/" + name
+	// Dropped also when bench was interrupted.
+	return u.String(), func() error { return admin(context.WithoutCancel(ctx), "DROP DATABASE "+name+" WITH (FORCE)") }, nil
+}
+
 func waitDone(ctx context.Context, st *store.Store, key int64) error {
 	for {
 		job, err := st.Job(ctx, key)

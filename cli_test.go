@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"os"
@@ -135,13 +134,8 @@ func TestVersion(t *testing.T) {
 func TestRefusesNewerDatabase(t *testing.T) {
 	e := newEnv(t, "")
 	runOK(t, e, "import", "consumers", writeConsumers(t, 1))
-	db, err := sql.Open("sqlite3", e["POINTPOST_DB"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_later.sql', 0);
+	_, err := openSQL(t, e).Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_later.sql', 0);
 		UPDATE opened_by SET binary_version = 'v99.0.0'`)
-	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

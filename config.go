@@ -88,7 +88,9 @@ type Config struct {
 	HTTPS           []string
 	HTTPSAddr       string
 	TLSCert, TLSKey string
-	ACMEDirectory   string
+	// TLSDir keeps ACME's account key and certificates; empty: see certCacheDir.
+	TLSDir        string
+	ACMEDirectory string
 	// ACMECA is a PEM file of the CA that signs the ACME server's own HTTPS certificate, for a
 	// private or test CA; empty trusts the system's roots.
 	ACMECA string
@@ -126,7 +128,7 @@ func bindEnv(fs *pflag.FlagSet, name, env string) {
 
 // dbFlag binds the database file, which every command but bench opens.
 func (c *Config) dbFlag(fs *pflag.FlagSet) {
-	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file, or a PostgreSQL URL (postgres://user:password@host/database)")
+	fs.StringVar(&c.DB, "db", "pointpost.db", "SQLite database file (or sqlite:FILE), or a PostgreSQL URL (postgres://user:password@host/database)")
 	bindEnv(fs, "db", "POINTPOST_DB")
 }
 
@@ -181,6 +183,7 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"tls-cert", "POINTPOST_TLS_CERT", str(&c.TLSCert, "", "PEM certificate (chain) of the HTTPS server, instead of ACME; read again when it changes")},
 		{"tls-key", "POINTPOST_TLS_KEY", str(&c.TLSKey, "", "PEM private key of --tls-cert")},
 		{"acme-directory", "POINTPOST_ACME_DIRECTORY", str(&c.ACMEDirectory, autocert.DefaultACMEDirectory, "directory URL of the ACME CA --https uses")},
+		{"tls-dir", "POINTPOST_TLS_DIR", str(&c.TLSDir, "", "directory ACME's account key and certificates are kept in; processes behind one load balancer share it (default: certificates beside a SQLite --db, ./certificates with a PostgreSQL one)")},
 		{"acme-ca", "POINTPOST_ACME_CA", str(&c.ACMECA, "", "PEM file of the CA of the ACME server's own HTTPS, for a private CA (default: the system's roots)")},
 		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
 		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},
@@ -272,6 +275,7 @@ func (c *Config) check(fs *pflag.FlagSet) error {
 		{"lease", c.Lease < time.Second, "at least 1s: mail servers report every second"},
 		{"backup-every", c.BackupEvery <= 0, "positive, as 1h or 30m"},
 		{"backup-keep", c.BackupKeep < 1, "at least 1"},
+		{"backup-dir", c.BackupDir != "" && store.IsPostgresURL(c.DB), "left out with a PostgreSQL --db: the server's own means back it up (pg_dump, continuous archiving)"},
 		{"relay-rate", fs.Changed("relay-rate") && !(c.RelayRate > 0 && !math.IsInf(c.RelayRate, 0)), "a number of messages a second, more than 0"},
 		{"relay-connections", c.RelayConnections < 0, "0 (no limit) or more"},
 		{"smtp-max-per-client", c.SMTPMaxPerClient < 1, "at least 1"},

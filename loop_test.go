@@ -16,6 +16,7 @@ import (
 
 	"pointpost/mailer"
 	"pointpost/postoffice"
+	"pointpost/store/pgtest"
 )
 
 // TestWholeLoop runs the program as an operator would: import, create a campaign, serve
@@ -160,6 +161,10 @@ func TestRawSQLSelection(t *testing.T) {
 	runOK(t, e, "import", "consumers", writeConsumers(t, 200))
 	now := time.Now()
 	sel := `{"sql": "country = 'CA' AND birth_year < 1960 AND json_extract(attributes, '$.plan') = 'gold'"}`
+	if pgtest.OnPostgres() {
+		// The expression is in the engine's own dialect.
+		sel = `{"sql": "country = 'CA' AND birth_year < 1960 AND CAST(attributes AS jsonb) ->> 'plan' = 'gold'"}`
+	}
 	key, _ := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", writeCampaign(t, campaignJSON(now.Add(-time.Minute), now.Add(time.Hour), 1000, sel)))), 10, 64)
 	startServe(t, e)
 	st := openStore(t, e)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -27,21 +28,67 @@ type env map[string]string
 
 func (e env) get(k string) string { return e[k] }
 
-// envEngine names the engine the tests' databases are on: "postgres", or SQLite when empty.
-const envEngine = "POINTPOST_TEST_ENGINE"
-
 // pgServer is the PostgreSQL the tests create databases on; nil without one.
 var pgServer *pgtest.Server
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
 
+// postgresTests are the tests TestCommandsOnPostgres runs again on PostgreSQL: the whole loop
+// and the commands and pages of every part (campaigns, consumers, jobs, points, webhooks,
+// health, routes), a few each, for a cost of some seconds. Each of the others passes there
+// too, bar the SQLite backup's (sqliteOnly): POINTPOST_TEST_ENGINE=postgres go test .
+var postgresTests = []string{
+	"TestWholeLoop",
+	"TestRawSQLSelection",
+	"TestCampaignErrorsNameTheField",
+	"TestImportReportsBadRows",
+	"TestRefusesNewerDatabase",
+	"TestSuspendResumeAndRestart",
+	"TestReplyEarnsPointsOnce",
+	"TestSubmitEarnsPointsOnce",
+	"TestRedeemWithTheMailedCode",
+	"TestIssuerBudgetAndCatalogCommands",
+	"TestAccountCommands",
+	"TestProviderWebhooksFindDeliveriesByCustomArgument",
+	"TestHealthAndReadiness",
+	"TestRouteAddedThroughTheAPIIsUsedWithoutRestart",
+	"TestBrowserConsumerAccount",
+}
+
+// TestCommandsOnPostgres runs postgresTests again on PostgreSQL, in this test binary run
+// again with its databases there, and checks that each of them ran and passed.
+func TestCommandsOnPostgres(t *testing.T) {
+	pgtest.Need(t, pgServer).RunAgain(t, postgresTests)
+}
+
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB, dir string) string {
 	t.Helper()
-	if os.Getenv(envEngine) == "postgres" {
-		return pgtest.Need(t, pgServer).NewDatabase(t)
+	return pgtest.Database(t, pgServer, filepath.Join(dir, "pointpost.db"))
+}
+
+// sqliteOnly skips t when the tests run on PostgreSQL: what it tests is SQLite's alone.
+func sqliteOnly(t *testing.T, what string) {
+	t.Helper()
+	if pgtest.OnPostgres() {
+		t.Skip("SQLite's alone: " + what)
 	}
-	return filepath.Join(dir, "pointpost.db")
+}
+
+// openSQL opens the database of e without the store, with its engine's driver, for a test
+// to write what the store would not.
+func openSQL(t *testing.T, e env) *sql.DB {
+	t.Helper()
+	driver := "sqlite3"
+	if pgtest.OnPostgres() {
+		driver = "pgx"
+	}
+	db, err := sql.Open(driver, e["POINTPOST_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func newEnv(t *testing.T, relay string) env {

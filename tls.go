@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"pointpost/mailer"
+	"pointpost/store"
 )
 
 // hstsMaxAge is a year: browsers that once reached the site over HTTPS never try plain HTTP
@@ -26,10 +27,17 @@ const hstsMaxAge = "max-age=31536000"
 // httpsOn says whether serve serves HTTPS: by ACME or from the team's files.
 func (c *Config) httpsOn() bool { return len(c.HTTPS) > 0 || c.TLSCert != "" }
 
-// certCacheDir is where ACME's account key and certificates are kept: beside the database,
-// so a backup of its directory keeps them.
+// certCacheDir is where ACME's account key and certificates are kept: --tls-dir, or else
+// beside a SQLite database, so a backup of its directory keeps them; a PostgreSQL database
+// has no directory, and they are kept under the working directory.
 func (c *Config) certCacheDir() string {
-	return filepath.Join(filepath.Dir(c.DB), "certificates")
+	switch {
+	case c.TLSDir != "":
+		return c.TLSDir
+	case store.IsPostgresURL(c.DB):
+		return "certificates"
+	}
+	return filepath.Join(filepath.Dir(store.SQLiteFile(c.DB)), "certificates")
 }
 
 // checkHTTPS refuses a domain ACME could not be asked for.

@@ -31,6 +31,7 @@ import (
 	"github.com/miekg/dns"
 
 	"net/http/httptest"
+	"pointpost/store/pgtest"
 )
 
 // testDomain is the name the tests obtain certificates for; the test's DNS server says it
@@ -179,7 +180,35 @@ func httpsEnv(t *testing.T, p *pebble) env {
 	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
 	e["POINTPOST_ACME_DIRECTORY"] = p.directory
 	e["POINTPOST_ACME_CA"] = p.caFile
+	if pgtest.OnPostgres() {
+		// Not ./certificates, the default: the tests' working directory is the source's.
+		e["POINTPOST_TLS_DIR"] = filepath.Join(t.TempDir(), "certificates")
+	}
 	return e
+}
+
+// TestCertificatesDirectory: ACME's files are kept in --tls-dir, or else beside a SQLite
+// database, or else (PostgreSQL has no directory) under the working directory.
+func TestCertificatesDirectory(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{DB: "/var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
+		{Config{DB: "pointpost.db"}, "certificates"},
+		{Config{DB: "sqlite:///var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
+		{Config{DB: "postgres://pointpost@db.internal/pointpost"}, "certificates"},
+		{Config{DB: "postgresql://db.internal/pointpost", TLSDir: "/srv/shared/acme"}, "/srv/shared/acme"},
+		{Config{DB: "/var/lib/pointpost/pointpost.db", TLSDir: "/etc/pointpost/acme"}, "/etc/pointpost/acme"},
+	} {
+		if got := c.cfg.certCacheDir(); got != c.want {
+			t.Errorf("--db %s --tls-dir %q: %s, want %s", c.cfg.DB, c.cfg.TLSDir, got, c.want)
+		}
+	}
+	cfg, err := parseServeConfig(nil, env{"POINTPOST_TLS_DIR": "/srv/acme"}.get)
+	if err != nil || cfg.certCacheDir() != "/srv/acme" {
+		t.Errorf("POINTPOST_TLS_DIR: %q, %v", cfg.certCacheDir(), err)
+	}
 }
 
 // TestHTTPSByACMETLSALPN: serve --https obtains a certificate from Pebble by TLS-ALPN-01 (the
@@ -199,8 +228,8 @@ func TestHTTPSByACMETLSALPN(t *testing.T) {
 	if len(first.DNSNames) != 1 || first.DNSNames[0] != testDomain {
 		t.Fatalf("certificate for %v", first.DNSNames)
 	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(e["POINTPOST_DB"]), "certificates", testDomain)); err != nil {
-		t.Errorf("the certificate is not kept beside the database: %v", err)
+	if _, err := os.Stat(filepath.Join((&Config{DB: e["POINTPOST_DB"], TLSDir: e["POINTPOST_TLS_DIR"]}).certCacheDir(), testDomain)); err != nil {
+		t.Errorf("the certificate is not kept beside the database (or in --tls-dir): %v", err)
 	}
 
 	// The receiver's STARTTLS offers the same certificate, to a mail server that names the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -640,7 +639,7 @@ func TestAcknowledgeGroupCommit(t *testing.T) {
 }
 
 func TestAcknowledgeContextAndClose(t *testing.T) {
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	s, err := Open(context.Background(), testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +681,7 @@ func TestAcknowledgeContextAndClose(t *testing.T) {
 
 // Close applies what was queued before it, then refuses.
 func TestAcknowledgeCloseAppliesQueued(t *testing.T) {
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	s, err := Open(context.Background(), testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,11 @@
 package store
 
 import (
-	"bytes"
-	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -14,30 +13,13 @@ import (
 )
 
 // The conformance suite: the store's tests, unchanged, on both engines. openTest opens
-// SQLite, or PostgreSQL when envEngine says so; TestConformancePostgres runs this test binary
-// again with it, for the tests that pass on PostgreSQL so far. The next sessions grow the
-// list until it is every test that opens a store with openTest, and then drop the list.
+// SQLite, or PostgreSQL when pgtest.EnvEngine says so; TestConformancePostgres runs this test
+// binary again with it, for the tests of conformanceTests.
 
-// envEngine names the engine the tests' stores open on: "postgres", or SQLite when empty.
-const envEngine = "POINTPOST_TEST_ENGINE"
-
-// conformanceTests are the tests that run on PostgreSQL too, unchanged: the exactly-once
-// core first — deliveries (selection, claim, outcomes: every acknowledgement test seeds its
-// job through them), acknowledgements and the ledger — and every other test that already
-// passes there. Of the store's tests that open their store with openTest, these do not yet:
-//   - SQLite's by nature: the selection guard's authorizer and length cap (TestWithGuard*,
-//     TestCheckSelectionLengthCap), raw expressions in SQLite's dialect
-//     (TestCheckSelectionGoodExpressions), EXPLAIN QUERY PLAN (TestReportQueriesUseIndexes,
-//     TestSearchConsumersEmailPrefixUsesTheIndex), the write lock
-//     (TestDatabaseLockedIsUnavailable), tests that drop or add SQLite triggers to make rows
-//     a PostgreSQL database cannot hold (TestAcknowledgePoisonFailsAlone,
-//     TestSettleHoldsWhatItCannotPost, TestAcknowledgeCommitFailureFailsTheBatch), and
-//     pragma_table_info (TestConsumerFieldsAreColumns). Each needs a PostgreSQL counterpart.
-//   - TestStructuredSelectionStoppedAtTheLimit: its 1 ms limit runs out while PostgreSQL
-//     hands over a connection, before the selection starts.
-//   - TestImportConsumersManyBatches reads SQLite's PRAGMAs in its checks.
-//   - TestTimelineExplainsPoints: its own SQL uses one parameter as two types, and
-//     timeline.go's "LIMIT -1" (all) is an error on PostgreSQL.
+// conformanceTests are the tests that run on PostgreSQL too, unchanged: every test that opens
+// its store with openTest but those of sqliteTests. Tests whose SQL differs say so where it
+// does: raw expressions in each dialect (TestCheckSelectionGoodExpressions), query plans by
+// each engine's EXPLAIN (queryPlan). TestConformanceListed keeps the two lists whole.
 var conformanceTests = []string{
 	"TestAPIConsumerIDs",
 	"TestAPIConsumerVisibleOnceTheIssuerMailedHer",
@@ -60,9 +42,11 @@ var conformanceTests = []string{
 	"TestAcknowledgeUnknownDelivery",
 	"TestAcknowledgeWithoutARuleOfTheChannel",
 	"TestCheckSelectionCompiled",
+	"TestCheckSelectionGoodExpressions",
 	"TestCheckSelectionRefusesHostileExpressions",
 	"TestCheckSelectionTimeLimit",
 	"TestCompileSelectionReadsTheIssuersAttributes",
+	"TestConsumerFieldsAreColumns",
 	"TestConsumerStatuses",
 	"TestCorrect",
 	"TestCreateDeviceKeepsAFewPerUser",
@@ -79,6 +63,7 @@ var conformanceTests = []string{
 	"TestImportConsumersBrokenQuote",
 	"TestImportConsumersCancelled",
 	"TestImportConsumersHeaderError",
+	"TestImportConsumersManyBatches",
 	"TestImportConsumersReadError",
 	"TestImportConsumersReimport",
 	"TestImportDemoConsumers",
@@ -108,6 +93,7 @@ var conformanceTests = []string{
 	"TestRedeemRaceNeverOversells",
 	"TestRedeemRaceNeverOverspends",
 	"TestRedemptionCodeWorksOnceForItsConsumerUntilItExpires",
+	"TestReportQueriesUseIndexes",
 	"TestRouteSendsCountedWithOutcomes",
 	"TestRouteWarmupSaved",
 	"TestRoutes",
@@ -117,6 +103,7 @@ var conformanceTests = []string{
 	"TestSampleConsumerAndBudget",
 	"TestScheduleJobRecordsTheBudgetOverride",
 	"TestSearchConsumers",
+	"TestSearchConsumersEmailPrefixUsesTheIndex",
 	"TestSegmentsBelongToTheirIssuer",
 	"TestSelectionFromGo",
 	"TestSelectionMatches",
@@ -127,11 +114,92 @@ var conformanceTests = []string{
 	"TestSettlerGoesOnPastHeldAccruals",
 	"TestSettlerPostsInBatchesAndOnInterval",
 	"TestStatusGenerationMovesWithEveryStatusChange",
+	"TestTimelineExplainsPoints",
 	"TestUpdateConsumerWritesEveryField",
 	"TestUpdateDraftJobRefusesAnotherIssuersRule",
 	"TestUpdateDraftJobRewritesMessagesAndRules",
 	"TestUpsertConsumers",
 	"TestUserLinkSetsAPasswordOnce",
+}
+
+// sqliteTests open their store with openTest but test what is SQLite's alone; each says why,
+// and where PostgreSQL's counterpart is.
+var sqliteTests = map[string]string{
+	"TestWithGuardRemovesAuthorizer": "the guard's authorizer; raw SQL on PostgreSQL runs as a role that reads consumers only, " +
+		"READ ONLY (TestCheckSelectionRefusesHostileExpressions)",
+	"TestWithGuardRefusesStatements": "the guard's authorizer; raw SQL on PostgreSQL runs as a role that reads consumers " +
+		"only, READ ONLY (TestCheckSelectionRefusesHostileExpressions)",
+	"TestCheckSelectionLengthCap": "SQLite's length limit; PostgreSQL's raw SQL is bounded by statement_timeout " +
+		"(TestCheckSelectionTimeLimit)",
+	"TestDatabaseLockedIsUnavailable":           "SQLite's write lock",
+	"TestAcknowledgePoisonFailsAlone":           "drops a SQLite trigger to make a row a PostgreSQL database cannot hold",
+	"TestSettleHoldsWhatItCannotPost":           "drops a SQLite trigger to make a row a PostgreSQL database cannot hold",
+	"TestAcknowledgeCommitFailureFailsTheBatch": "adds a SQLite trigger that fails the commit",
+	"TestStructuredSelectionStoppedAtTheLimit": "its 1 ms limit runs out while PostgreSQL hands over a connection, " +
+		"before the selection starts (TestCheckSelectionTimeLimit)",
+	"TestImportMillion": "runs only with POINTPOST_BIG",
+}
+
+// TestConformanceListed: every test that reaches openTest (or testDatabase), directly or through the tests
+// own functions, is in conformanceTests or in sqliteTests, and none is in both.
+func TestConformanceListed(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]map[string]bool{} // function → the functions it calls by name
+	fset := token.NewFileSet()
+	for _, name := range files {
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			called := map[string]bool{}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				if c, ok := n.(*ast.CallExpr); ok {
+					switch f := c.Fun.(type) {
+					case *ast.Ident:
+						called[f.Name] = true
+					case *ast.SelectorExpr:
+						called[f.Sel.Name] = true
+					}
+				}
+				return true
+			})
+			calls[fn.Name.Name] = called
+		}
+	}
+	reaches := map[string]bool{"openTest": true, "testDatabase": true}
+	for grew := true; grew; {
+		grew = false
+		for fn, called := range calls {
+			for c := range called {
+				if !reaches[fn] && reaches[c] {
+					reaches[fn], grew = true, true
+				}
+			}
+		}
+	}
+	listed := map[string]bool{}
+	for _, name := range conformanceTests {
+		listed[name] = true
+		if _, ok := sqliteTests[name]; ok {
+			t.Errorf("%s is in conformanceTests and in sqliteTests", name)
+		}
+		if !reaches[name] {
+			t.Errorf("%s is in conformanceTests but does not open a store with openTest", name)
+		}
+	}
+	for fn := range reaches {
+		if _, sqlite := sqliteTests[fn]; strings.HasPrefix(fn, "Test") && !listed[fn] && !sqlite {
+			t.Errorf("%s opens a store with openTest: add it to conformanceTests, or to sqliteTests saying why", fn)
+		}
+	}
 }
 
 var pgServer *pgtest.Server
@@ -141,40 +209,11 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(envEngine) == "postgres" {
-		return pgtest.Need(t, pgServer).NewDatabase(t)
-	}
-	return filepath.Join(t.TempDir(), "pointpost.db")
+	return pgtest.Database(t, pgServer, filepath.Join(t.TempDir(), "pointpost.db"))
 }
 
 // TestConformancePostgres runs conformanceTests on PostgreSQL, in this test binary run again
-// with envEngine set, and checks that each of them ran and passed there.
+// with pgtest.EnvEngine set, and checks that each of them ran and passed there.
 func TestConformancePostgres(t *testing.T) {
-	if os.Getenv(envEngine) != "" {
-		t.Skip("the PostgreSQL run itself")
-	}
-	srv := pgtest.Need(t, pgServer)
-	if testing.Short() {
-		t.Skip("runs the store's tests again")
-	}
-	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^("+strings.Join(conformanceTests, "|")+")$",
-		"-test.v", "-test.count=1", "-test.timeout=15m")
-	cmd.Env = append(os.Environ(), envEngine+"=postgres", pgtest.EnvURL+"="+srv.URL)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	passed := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^--- PASS: (\S+)`).FindAllStringSubmatch(out.String(), -1) {
-		passed[m[1]] = true
-	}
-	var missing []string
-	for _, name := range conformanceTests {
-		if !passed[name] {
-			missing = append(missing, name)
-		}
-	}
-	if err != nil || len(missing) > 0 {
-		t.Fatalf("on PostgreSQL: %v; not passed: %v\n%s", err, missing, out.String())
-	}
-	t.Logf("%d tests passed on PostgreSQL", len(passed))
+	pgtest.Need(t, pgServer).RunAgain(t, conformanceTests)
 }

@@ -203,27 +203,34 @@ func TestCheckSelectionGoodExpressions(t *testing.T) {
 	s := openTest(t)
 	seedGuardConsumers(t, s, 30) // consumer 30 (US, gold) is unsubscribed
 	ctx := context.Background()
+	// pg is the expression in PostgreSQL's dialect where SQLite's is its own.
 	for _, tc := range []struct {
-		expr string
-		args []any
-		raw  bool
-		want int
+		expr, pg string
+		args     []any
+		raw      bool
+		want     int
 	}{
-		{`country = 'US' AND birth_year >= 1980`, nil, true, 9},
-		{`lower(city) LIKE 'par%'`, nil, true, 20},
-		{`json_extract(attributes,'$.plan') = 'gold'`, nil, true, 14},
-		{`attributes ->> '$.plan' = 'silver' AND instr(interests, ';golf;') > 0`, nil, true, 15},
-		{`country = 'US' -- a comment at the end`, nil, true, 9},
-		{`coalesce(birth_year, 0) < 1980 /* French */`, nil, true, 20},
-		{`id IN (SELECT id FROM consumers WHERE city = 'Boston')`, nil, true, 9},
-		{`substr(email, 1, 2) = 'c1' AND length(email) = 14`, nil, true, 1},
-		{`email = 'a;b' OR country = ')'`, nil, true, 0}, // ';' and ')' inside strings
-		{`"country" = 'FR' AND [city] = 'Paris'`, nil, true, 20},
-		{``, nil, false, 29},
-		{`1`, nil, false, 29},
-		{`country = ? AND instr(interests, ';' || ? || ';') > 0`, []any{"US", "golf"}, false, 9},
-		{`json_extract(attributes, '$."plan"') IN (?, ?)`, []any{"gold", "silver"}, false, 29},
+		{`country = 'US' AND birth_year >= 1980`, "", nil, true, 9},
+		{`lower(city) LIKE 'par%'`, "", nil, true, 20},
+		{`json_extract(attributes,'$.plan') = 'gold'`, `CAST(attributes AS jsonb) ->> 'plan' = 'gold'`, nil, true, 14},
+		{`attributes ->> '$.plan' = 'silver' AND instr(interests, ';golf;') > 0`,
+			`CAST(attributes AS jsonb) ->> 'plan' = 'silver' AND strpos(interests, ';golf;') > 0`, nil, true, 15},
+		{`country = 'US' -- a comment at the end`, "", nil, true, 9},
+		{`coalesce(birth_year, 0) < 1980 /* French */`, "", nil, true, 20},
+		{`id IN (SELECT id FROM consumers WHERE city = 'Boston')`, "", nil, true, 9},
+		{`substr(email, 1, 2) = 'c1' AND length(email) = 14`, "", nil, true, 1},
+		{`email = 'a;b' OR country = ')'`, "", nil, true, 0}, // ';' and ')' inside strings
+		{`"country" = 'FR' AND [city] = 'Paris'`, `"country" = 'FR' AND "city" = 'Paris'`, nil, true, 20},
+		{``, "", nil, false, 29},
+		{`1`, `TRUE`, nil, false, 29},
+		{`country = ? AND instr(interests, ';' || ? || ';') > 0`, `country = ? AND strpos(interests, ';' || ? || ';') > 0`,
+			[]any{"US", "golf"}, false, 9},
+		{`json_extract(attributes, '$."plan"') IN (?, ?)`, `CAST(attributes AS jsonb) ->> 'plan' IN (?, ?)`,
+			[]any{"gold", "silver"}, false, 29},
 	} {
+		if s.engine == enginePostgres && tc.pg != "" {
+			tc.expr = tc.pg
+		}
 		got, err := s.CheckSelection(ctx, tc.expr, tc.args, tc.raw)
 		if err != nil {
 			t.Errorf("%s: %v", tc.expr, err)

@@ -253,9 +253,8 @@ func (s *Store) JobCountsBy(ctx context.Context, jobKey int64, field string, lim
 func (s *Store) jobCountsByFormat(ctx context.Context, jobKey int64, limit int) (map[string]postoffice.JobCounts, error) {
 	var all, html postoffice.JobCounts
 	err := s.read.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(d.sent), 0), coalesce(sum(d.received), 0),
-			`+s.either(`coalesce(sum(c.format = 'html'), 0), coalesce(sum(c.format = 'html' AND d.sent), 0),
-			coalesce(sum(c.format = 'html' AND d.received), 0)`, `count(*) FILTER (WHERE c.format = 'html'),
-			count(*) FILTER (WHERE c.format = 'html' AND d.sent = 1), count(*) FILTER (WHERE c.format = 'html' AND d.received = 1)`)+`
+			count(*) FILTER (WHERE c.format = 'html'), count(*) FILTER (WHERE c.format = 'html' AND d.sent = 1),
+			count(*) FILTER (WHERE c.format = 'html' AND d.received = 1)
 		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id WHERE d.job_key = ?`, jobKey).
 		Scan(&all.Total, &all.Sent, &all.Received, &html.Total, &html.Sent, &html.Received)
 	if err != nil {

@@ -82,12 +82,22 @@ func dsn(file string, readOnly bool) string {
 	return "file:" + file + "?" + q.Encode()
 }
 
-// Open opens (creating if needed) the database at file and applies pending migrations. A
-// postgres:// URL opens that PostgreSQL database instead (postgres.go: in progress).
+// SQLiteFile is the file a SQLite --db names: a path, or the same as a sqlite: URL
+// (sqlite:pointpost.db, sqlite:///var/lib/pointpost/pointpost.db).
+func SQLiteFile(name string) string {
+	if rest, ok := strings.CutPrefix(name, "sqlite:"); ok {
+		return strings.TrimPrefix(rest, "//")
+	}
+	return name
+}
+
+// Open opens (creating if needed) the database at file, a path or a sqlite: URL, and applies
+// pending migrations. A postgres:// URL opens that PostgreSQL database instead (postgres.go).
 func Open(ctx context.Context, file string) (*Store, error) {
 	if isPostgresURL(file) {
 		return openPostgresStore(ctx, file)
 	}
+	file = SQLiteFile(file)
 	write, err := sql.Open("sqlite3", dsn(file, false))
 	if err != nil {
 		return nil, err

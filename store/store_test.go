@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -16,6 +17,31 @@ func openTest(t testing.TB) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// TestOpenSQLiteURL: a sqlite: URL opens the file it names, relative or absolute.
+func TestOpenSQLiteURL(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for name, file := range map[string]string{
+		"sqlite:relative.db":                               "relative.db",
+		"sqlite://" + filepath.Join(dir, "absolute.db"):    filepath.Join(dir, "absolute.db"),
+		filepath.Join(dir, "plain.db"):                     filepath.Join(dir, "plain.db"),
+		"sqlite:" + filepath.Join(dir, "one-slash-abs.db"): filepath.Join(dir, "one-slash-abs.db"),
+	} {
+		s, err := Open(context.Background(), name)
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		path := s.Path()
+		s.Close()
+		if path != file {
+			t.Errorf("open %s: path %s, want %s", name, path, file)
+		}
+		if _, err := os.Stat(file); err != nil {
+			t.Errorf("open %s: %v", name, err)
+		}
+	}
 }
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {

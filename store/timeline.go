@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"math"
 
 	"pointpost/rewards"
 )
@@ -34,13 +35,13 @@ func (s *Store) Timeline(ctx context.Context, email string) (*rewards.Timeline, 
 	if t.Deliveries, err = timelineDeliveries(ctx, tx, c.ID); err != nil {
 		return nil, err
 	}
-	if t.Acknowledgements, err = timelineAcks(ctx, tx, c.ID, -1); err != nil {
+	if t.Acknowledgements, err = timelineAcks(ctx, tx, c.ID, everyRow); err != nil {
 		return nil, err
 	}
-	if t.Accruals, err = timelineAccruals(ctx, tx, c.ID, -1); err != nil {
+	if t.Accruals, err = timelineAccruals(ctx, tx, c.ID, everyRow); err != nil {
 		return nil, err
 	}
-	if t.Postings, err = s.timelineEntries(ctx, tx, c.ID, -1); err != nil {
+	if t.Postings, err = s.timelineEntries(ctx, tx, c.ID, everyRow); err != nil {
 		return nil, err
 	}
 	if t.Redemptions, err = timelineRedemptions(ctx, tx, c.ID); err != nil {
@@ -48,6 +49,9 @@ func (s *Store) Timeline(ctx context.Context, email string) (*rewards.Timeline, 
 	}
 	return t, nil
 }
+
+// everyRow is the LIMIT that takes every row: PostgreSQL refuses SQLite's -1.
+const everyRow = math.MaxInt64
 
 // timelineDeliveries lists a consumer's invitations in the order of what last happened to
 // them: sent, or else rejected, failed or retried, or else (still waiting) their job's start.
@@ -78,7 +82,7 @@ func timelineDeliveries(ctx context.Context, tx *sql.Tx, consumerID int64) ([]re
 	return out, rows.Err()
 }
 
-// timelineAcks lists a consumer's newest limit acknowledgement decisions (-1: all), oldest
+// timelineAcks lists a consumer's newest limit acknowledgement decisions (everyRow: all), oldest
 // first.
 func timelineAcks(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) ([]rewards.TimelineAck, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT * FROM (
@@ -105,7 +109,7 @@ func timelineAcks(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) 
 	return out, rows.Err()
 }
 
-// timelineAccruals lists a consumer's newest limit accruals (-1: all), posted or pending,
+// timelineAccruals lists a consumer's newest limit accruals (everyRow: all), posted or pending,
 // oldest first.
 func timelineAccruals(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) ([]rewards.TimelineAccrual, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT * FROM (
@@ -133,7 +137,7 @@ func timelineAccruals(ctx context.Context, tx *sql.Tx, consumerID int64, limit i
 	return out, rows.Err()
 }
 
-// timelineEntries lists the newest limit entries of a consumer's ledger account (-1: all),
+// timelineEntries lists the newest limit entries of a consumer's ledger account (everyRow: all),
 // oldest first, each with the other side of its posting and, when that is an issuer, its name.
 func (s *Store) timelineEntries(ctx context.Context, tx *sql.Tx, consumerID int64, limit int) ([]rewards.TimelineEntry, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT * FROM (

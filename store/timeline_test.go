@@ -29,8 +29,9 @@ func TestTimelineExplainsPoints(t *testing.T) {
 
 	// Spring golf: sent, replied (awarded), replied again (refused), clicked (awarded,
 	// left pending). Fall golf: rejected by her server.
+	sent := at()
 	exec(`INSERT INTO deliveries (job_key, consumer_id, sent, received, sent_at, received_at, updated_at)
-		VALUES (?, ?, 1, 1, ?3, ?3 + 60000, ?3 + 60000)`, w.job.Key, ann, at())
+		VALUES (?, ?, 1, 1, ?, ?4, ?4)`, w.job.Key, ann, sent, sent+60000)
 	exec(`INSERT INTO deliveries (job_key, consumer_id, rejected, last_error, updated_at)
 		VALUES (?, ?, 1, '550 5.1.1 mailbox unknown', ?)`, fall.Key, ann, at())
 	exec(`INSERT INTO acknowledgements (job_key, consumer_id, channel, source, rule_id, awarded, points, created_at)

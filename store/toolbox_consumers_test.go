@@ -93,21 +93,15 @@ func TestSearchConsumersEmailPrefixUsesTheIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.read.Query(`EXPLAIN QUERY PLAN SELECT count(*) FROM consumers WHERE `+where, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
+	p := queryPlan(t, s, `SELECT count(*) FROM consumers WHERE `+where, args...)
+	if s.engine == enginePostgres {
+		// The unique constraint's index, as a range: email >= … AND email < ….
+		if !strings.Contains(p, "Index Only Scan using consumers_email_key") || !strings.Contains(p, "email >=") {
+			t.Fatalf("plan %q does not search the e-mail index", p)
 		}
-		plan = append(plan, detail)
+		return
 	}
-	if p := strings.Join(plan, "; "); !strings.Contains(p, "USING COVERING INDEX") || !strings.Contains(p, "email>?") {
+	if !strings.Contains(p, "USING COVERING INDEX") || !strings.Contains(p, "email>?") {
 		t.Fatalf("plan %q does not search the e-mail index", p)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"pointpost/postoffice"
 	"pointpost/rewards"
 	"pointpost/store"
+	"pointpost/store/pgtest"
 	"pointpost/toolbox"
 	"pointpost/web/pagetest"
 )
@@ -33,10 +35,15 @@ type env struct {
 	deps toolbox.Deps
 }
 
+// pgServer holds the databases of a run with pgtest.EnvEngine=postgres.
+var pgServer *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.MainIfAsked(m, &pgServer)) }
+
 // newEnv serves a toolbox over a fresh database; tune may adjust its Deps.
 func newEnv(t *testing.T, tune ...func(*toolbox.Deps)) *env {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "tb.db"))
+	st, err := store.Open(context.Background(), pgtest.Database(t, pgServer, filepath.Join(t.TempDir(), "tb.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

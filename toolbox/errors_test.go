@@ -9,11 +9,15 @@ import (
 	"time"
 
 	"pointpost/rewards"
+	"pointpost/store/pgtest"
 )
 
 // TestDatabaseLockedAnswersUnavailable: a change the database is too busy to take answers
 // 503 with Retry-After, not "internal error", and changes nothing.
 func TestDatabaseLockedAnswersUnavailable(t *testing.T) {
+	if pgtest.OnPostgres() {
+		t.Skip("SQLite's write lock")
+	}
 	e := newEnv(t)
 	c, u := e.signIn("ann@acme.example", "acme")
 	ctx := context.Background()

@@ -23,6 +23,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store/pgtest"
 	"pointpost/toolbox"
 )
 
@@ -247,7 +248,12 @@ func leak(resp *http.Response, body string, markers []string) string {
 func (w *isoWorld) snapshot() map[string][]string {
 	w.t.Helper()
 	ctx := context.Background()
-	rows, err := w.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sessions'`)
+	tablesSQL := `SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sessions'`
+	if pgtest.OnPostgres() {
+		tablesSQL = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'sessions'`
+	}
+	rows, err := w.db.QueryContext(ctx, tablesSQL)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -345,7 +351,11 @@ func newIsoWorld(t *testing.T, tune ...func(*toolbox.Deps)) *isoWorld {
 		}
 	})
 	e := w.e
-	w.db, err = sql.Open("sqlite3", "file:"+e.st.Path()+"?mode=ro&_busy_timeout=10000")
+	driver, dsn := "sqlite3", "file:"+e.st.Path()+"?mode=ro&_busy_timeout=10000"
+	if pgtest.OnPostgres() {
+		driver, dsn = "pgx", e.st.Path()
+	}
+	w.db, err = sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"pointpost/postoffice"
 	"pointpost/rewards"
 	"pointpost/store"
+	"pointpost/store/pgtest"
 	"pointpost/web"
 	"pointpost/web/pagetest"
 )
@@ -48,13 +50,18 @@ var quiet = slog.New(slog.DiscardHandler)
 
 const successURL = "https://acme.example/spring?from=pointpost"
 
+// pgServer holds the databases of a run with pgtest.EnvEngine=postgres.
+var pgServer *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.MainIfAsked(m, &pgServer)) }
+
 // worldOption changes a world's campaign before it is created.
 type worldOption func(*postoffice.Campaign)
 
 func newWorld(t testing.TB, opts ...worldOption) *world {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "web.db"))
+	st, err := store.Open(ctx, pgtest.Database(t, pgServer, filepath.Join(t.TempDir(), "web.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

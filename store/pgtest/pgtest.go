@@ -6,6 +6,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,6 +37,13 @@ const EnvRequire = "POINTPOST_REQUIRE_POSTGRES"
 
 // BinDir is where Debian's postgresql-15 puts initdb, pg_ctl and postgres.
 const BinDir = "/usr/lib/postgresql/15/bin"
+
+// EnvEngine names the variable that puts a package's test databases on PostgreSQL: "postgres"
+// there, SQLite files when empty. RunAgain sets it.
+const EnvEngine = "POINTPOST_TEST_ENGINE"
+
+// OnPostgres reports whether this test binary's databases are on PostgreSQL (EnvEngine).
+func OnPostgres() bool { return os.Getenv(EnvEngine) == "postgres" }
 
 // ErrUnavailable is returned by Start when neither EnvURL nor the binaries in BinDir are
 // there.
@@ -192,6 +201,25 @@ func Main(m *testing.M, srv **Server) int {
 	return m.Run()
 }
 
+// MainIfAsked is Main when EnvEngine puts the tests on PostgreSQL, and m.Run alone otherwise:
+// for a package whose tests start no cluster of their own on SQLite.
+func MainIfAsked(m *testing.M, srv **Server) int {
+	if !OnPostgres() {
+		return m.Run()
+	}
+	return Main(m, srv)
+}
+
+// Database names a fresh database for t on the engine the tests run on (EnvEngine): one on
+// srv, dropped when t ends, or else the SQLite file sqliteFile.
+func Database(t testing.TB, srv *Server, sqliteFile string) string {
+	t.Helper()
+	if OnPostgres() {
+		return Need(t, srv).NewDatabase(t)
+	}
+	return sqliteFile
+}
+
 // Need returns srv, or skips t when there is no PostgreSQL (Main left it nil).
 func Need(t testing.TB, srv *Server) *Server {
 	t.Helper()
@@ -199,6 +227,39 @@ func Need(t testing.TB, srv *Server) *Server {
 		t.Skip(ErrUnavailable.Error())
 	}
 	return srv
+}
+
+// RunAgain runs this test binary again with its databases on s (EnvEngine), for the tests
+// named, and fails t unless each of them ran and passed there: a package's tests, unchanged,
+// on the other engine. It skips in that run itself, and with -short.
+func (s *Server) RunAgain(t *testing.T, tests []string) {
+	t.Helper()
+	if OnPostgres() {
+		t.Skip("the PostgreSQL run itself")
+	}
+	if testing.Short() {
+		t.Skip("runs the package's tests again")
+	}
+	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$",
+		"-test.v", "-test.count=1", "-test.timeout=15m")
+	cmd.Env = append(os.Environ(), EnvEngine+"=postgres", EnvURL+"="+s.URL)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	passed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^--- PASS: (\S+)`).FindAllStringSubmatch(out.String(), -1) {
+		passed[m[1]] = true
+	}
+	var missing []string
+	for _, name := range tests {
+		if !passed[name] {
+			missing = append(missing, name)
+		}
+	}
+	if err != nil || len(missing) > 0 {
+		t.Fatalf("on PostgreSQL: %v; not passed: %v\n%s", err, missing, out.String())
+	}
+	t.Logf("%d tests passed on PostgreSQL", len(passed))
 }
 
 func freePort() (int, error) {
