@@ -73,6 +73,7 @@ var conformanceTests = []string{
 	"TestJobCountsByGroupsByConsumerField",
 	"TestJobPointsChannelsAndRulePoints",
 	"TestJobTimelineCountsSendsAndAcknowledgementsByBucket",
+	"TestLeaseRecipientsRefusesNoOwnerOrNoTime",
 	"TestLedgerIsAppendOnly",
 	"TestLinkJobRules",
 	"TestOutboxSearch",

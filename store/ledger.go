@@ -135,6 +135,16 @@ func (s *Store) Settle(ctx context.Context, limit int) (posted int, err error) {
 // statement names the batch the same way: the unposted, unheld accruals up to upto.
 func (s *Store) settleBatch(ctx context.Context, limit int) (posted int, err error) {
 	err = s.ledgerTx(ctx, false, func(tx *sql.Tx) error {
+		// On PostgreSQL an acknowledgement may hold an accrual id below upto and commit
+		// between the statements below, each of which sees what has committed when it starts:
+		// the posting would miss an accrual the balance and posted_at take. SHARE waits for the
+		// transactions inserting accruals to end and holds new ones off until the commit, as
+		// SQLite's write lock does.
+		if s.engine == enginePostgres {
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE accruals IN SHARE MODE`); err != nil {
+				return err
+			}
+		}
 		var upto, base sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM (SELECT id FROM accruals
 			WHERE posted_at IS NULL AND settle_error IS NULL ORDER BY id LIMIT ?) AS batch`, limit).Scan(&upto); err != nil || !upto.Valid {

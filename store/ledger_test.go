@@ -12,6 +12,7 @@ import (
 
 	"pointpost/postoffice"
 	"pointpost/rewards"
+	"pointpost/store/pgtest"
 )
 
 // ledgerWorld is an issuer with a job and a reply rule, and some consumers.
@@ -491,4 +492,91 @@ func BenchmarkSettle(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "accruals/s")
+}
+
+// TestSettleWaitsForAccrualsInFlight: on PostgreSQL an acknowledgement's accrual whose id
+// is below the batch's last may commit while settlement runs. Settlement waits for it and
+// posts it with the rest, rather than seeing it in some statements and not in others.
+func TestSettleWaitsForAccrualsInFlight(t *testing.T) {
+	ctx := context.Background()
+	name := pgtest.Need(t, pgServer).NewDatabase(t)
+	s, err := Open(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The acknowledging process: a store's writer is one connection, which settlement takes.
+	other, err := Open(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ids := seedAckConsumers(t, s, 2)
+	iss := seedAckIssuer(t, s, "acme")
+	rule := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job := seedAckJob(t, s, iss, time.Time{}, rule)
+	// Another issuer's, committed after: an accrual's trigger holds its issuer's row.
+	iss2 := seedAckIssuer(t, s, "globex")
+	rule2 := seedAckRule(t, s, rewards.AwardRule{IssuerID: iss2, Type: rewards.RuleClick, Points: 5, Frequency: rewards.FrequencyOnce})
+	job2 := seedAckJob(t, s, iss2, time.Time{}, rule2)
+	accrue := `INSERT INTO accruals (rule_id, job_key, consumer_id, occurrence, issuer_id, points, created_at)
+		VALUES (?, ?, ?, 0, ?, ?, ?)`
+	inFlight, err := other.write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inFlight.Rollback()
+	if _, err := inFlight.ExecContext(ctx, accrue, rule.ID, job.Key, ids[0], iss, 3, ms(ackT0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.ExecContext(ctx, accrue, rule2.ID, job2.Key, ids[1], iss2, 4, ms(ackT0)); err != nil {
+		t.Fatal(err)
+	}
+	settled := make(chan error, 1)
+	var posted int
+	go func() {
+		var err error
+		posted, err = s.Settle(ctx, 100)
+		settled <- err
+	}()
+	// Settlement must be seen waiting on a lock while the first accrual is uncommitted.
+	waiting := false
+	for range 2000 {
+		var n int
+		if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE accruals%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if waiting = n > 0; waiting {
+			break
+		}
+		select {
+		case err := <-settled:
+			t.Fatalf("settlement ended (posted %d, %v) while an accrual below its batch's last was in flight", posted, err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if !waiting {
+		t.Fatal("settlement never waited for the accrual in flight")
+	}
+	if err := inFlight.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-settled; err != nil {
+		t.Fatal(err)
+	}
+	if posted != 2 {
+		t.Errorf("posted %d accruals, want both", posted)
+	}
+	var entries int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM ledger_entries`).Scan(&entries); err != nil {
+		t.Fatal(err)
+	}
+	var balances int64
+	if err := s.read.QueryRowContext(ctx, `SELECT sum(points_balance) FROM consumers`).Scan(&balances); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 4 || balances != 7 {
+		t.Errorf("%d ledger entries and balances of %d, want 4 and 7", entries, balances)
+	}
 }
