@@ -164,7 +164,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 	// bad bounces it in this same transaction.
 	bounces := bounceEffects{tx: tx, ctx: ctx, engine: s.engine}
 	statusChanged := false
+	// PostgreSQL takes the batch's sends in one statement: a round trip each kept its
+	// mail servers waiting on the database for half their time.
+	var sentIDs, sentAts []int64
 	for _, o := range outcomes {
+		if s.engine == enginePostgres && o.Kind == postoffice.OutcomeSent {
+			sentIDs, sentAts = append(sentIDs, o.DeliveryID), append(sentAts, ms(o.At))
+			continue
+		}
 		if o.Kind == postoffice.OutcomeRejected {
 			if f := refusalFailure(o); f.Severity != "" {
 				var consumerID int64
@@ -200,6 +207,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	if len(sentIDs) > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries AS d SET sent = 1, sent_at = v.at, updated_at = v.at,
+				last_error = '', last_reply = 0, last_status = '', last_refusal = '', lease_owner = 0, lease_until = 0
+			FROM unnest(?::bigint[], ?::bigint[]) AS v(id, at)
+			WHERE d.id = v.id AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0`, sentIDs, sentAts); err != nil {
 			return err
 		}
 	}
