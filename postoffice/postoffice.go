@@ -201,11 +201,20 @@ func (po *PostOffice) refresh(ctx context.Context) error {
 	return nil
 }
 
-// alive reports whether st is of a mail server still running: reported within the
-// heartbeat timeout and not stopped.
+// alive reports whether st is of a mail server still running, by the post office's clock
+// and heartbeat timeout.
 func (po *PostOffice) alive(st MailServerStatus) bool {
-	return st.State != stateStopped && po.cfg.Now().Sub(st.ReportedAt) <= po.cfg.HeartbeatTimeout
+	return st.Alive(po.cfg.Now(), po.cfg.HeartbeatTimeout)
 }
+
+// Alive reports whether st is of a mail server still running at now: reported within
+// timeout and not stopped. A dead server is given no job, and its jobs go to live ones.
+func (st MailServerStatus) Alive(now time.Time, timeout time.Duration) bool {
+	return st.State != stateStopped && now.Sub(st.ReportedAt) <= timeout
+}
+
+// HeartbeatTimeout is how long after its last report a mail server counts as alive.
+func (po *PostOffice) HeartbeatTimeout() time.Duration { return po.cfg.HeartbeatTimeout }
 
 // record takes a mail server's report; po.mu is held.
 func (po *PostOffice) record(st MailServerStatus) {

@@ -76,6 +76,9 @@ type serverRow struct {
 	NextWhy string
 	// Age is how long ago the server reported.
 	Age time.Duration
+	// Alive is whether the server still answers by the post office's rule: its heartbeat
+	// younger than the lease and not stopped. A dead one is given no job.
+	Alive bool
 }
 
 // mailServerRows gathers each mail server's latest status, live from the post office when
@@ -95,24 +98,31 @@ func (d mailServerPages) mailServerRows(ctx context.Context) ([]serverRow, error
 	if err != nil {
 		return nil, err
 	}
+	now, lease := d.now(), d.lease()
+	var live []postoffice.MailServerStatus
+	for _, st := range statuses {
+		if st.Alive(now, lease) {
+			live = append(live, st)
+		}
+	}
 	// The post office's own choice, counting the jobs it gave since the servers reported
-	// and whose turn it is; by the saved statuses alone when it runs elsewhere.
+	// and whose turn it is; by the saved statuses of the live servers alone when it runs
+	// elsewhere (a web-only process).
 	var next postoffice.Assignment
 	if d.po != nil {
 		next = d.po.NextAssignment()
 	}
 	if next.MailServerID == 0 {
-		next.MailServerID = postoffice.SoonestIdle(statuses)
+		next.MailServerID = postoffice.SoonestIdle(live)
 	}
-	now := d.now()
 	rows := make([]serverRow, len(statuses))
 	for i, st := range statuses {
 		st.Relay = hideRelayPassword(st.Relay)
 		if st.Name == "" {
 			st.Name = fmt.Sprintf("mail-%d", st.ID)
 		}
-		row := serverRow{MailServerStatus: st, Next: st.ID == next.MailServerID}
-		if row.Next {
+		row := serverRow{MailServerStatus: st, Alive: st.Alive(now, lease)}
+		if row.Next = row.Alive && st.ID == next.MailServerID; row.Next {
 			row.NextWhy = next.Reason
 		}
 		if !st.ReportedAt.IsZero() {
@@ -126,6 +136,69 @@ func (d mailServerPages) mailServerRows(ctx context.Context) ([]serverRow, error
 		rows[i] = row
 	}
 	return rows, nil
+}
+
+// lease is how long after its last report a mail server counts as alive: the post
+// office's heartbeat timeout (serve --lease), its default without a post office.
+func (d mailServerPages) lease() time.Duration {
+	if d.po != nil {
+		return d.po.HeartbeatTimeout()
+	}
+	return postoffice.DefaultHeartbeatTimeout
+}
+
+// serverGroup is the mail servers of one process as the page lists them; Heading is false
+// when every server is of one process: the page then shows no process.
+type serverGroup struct {
+	Process string
+	Heading bool
+	Rows    []serverRow
+}
+
+// serversView is the mail servers as the page lists them: the live ones by process, then
+// those not answering (their heartbeat older than Lease, or stopped), folded.
+type serversView struct {
+	Live, Silent []serverGroup
+	Lease        time.Duration
+	// SilentCount is how many servers do not answer.
+	SilentCount int
+}
+
+// serversViewOf groups rows, by process name then ID.
+func serversViewOf(rows []serverRow, lease time.Duration) serversView {
+	rows = slices.Clone(rows)
+	slices.SortStableFunc(rows, func(a, b serverRow) int {
+		if c := strings.Compare(a.Process, b.Process); c != 0 {
+			return c
+		}
+		return a.ID - b.ID
+	})
+	several := slices.ContainsFunc(rows, func(s serverRow) bool { return s.Process != rows[0].Process })
+	v := serversView{Lease: lease}
+	add := func(groups []serverGroup, s serverRow) []serverGroup {
+		if n := len(groups); n > 0 && groups[n-1].Process == s.Process {
+			groups[n-1].Rows = append(groups[n-1].Rows, s)
+			return groups
+		}
+		return append(groups, serverGroup{Process: s.Process, Heading: several, Rows: []serverRow{s}})
+	}
+	for _, s := range rows {
+		if s.Alive {
+			v.Live = add(v.Live, s)
+		} else {
+			v.Silent = add(v.Silent, s)
+			v.SilentCount++
+		}
+	}
+	return v
+}
+
+// processName is how the page names a process: by serve --name.
+func processName(name string) string {
+	if name == "" {
+		return "unnamed process"
+	}
+	return "process " + name
 }
 
 func (d mailServerPages) mailServers(w http.ResponseWriter, r *http.Request) {
@@ -147,13 +220,15 @@ func (d mailServerPages) renderMailServers(w http.ResponseWriter, r *http.Reques
 	}
 	p := d.page(w, r, "Mail servers", "mail-servers")
 	p.Scripts = append(p.Scripts, "live.js")
-	d.render(w, r, mailServersPage(p, rows, serversLayout(rows)+"|"+routesLayout(routes), routes, form, d.routes != nil))
+	d.render(w, r, mailServersPage(p, serversViewOf(rows, d.lease()), serversLayout(rows)+"|"+routesLayout(routes), routes, form, d.routes != nil))
 }
 
 // mailServerJSON is one mail server in /mail-servers.json.
 type mailServerJSON struct {
 	ID            int       `json:"id"`
 	Name          string    `json:"name"`
+	Process       string    `json:"process"`
+	Alive         bool      `json:"alive"`
 	State         string    `json:"state"`
 	Relay         string    `json:"relay"`
 	Jobs          []int64   `json:"jobs"`
@@ -201,7 +276,7 @@ func (d mailServerPages) mailServersJSON(w http.ResponseWriter, r *http.Request)
 		}
 	}
 	for _, s := range rows {
-		m := mailServerJSON{ID: s.ID, Name: s.Name, State: s.State, Relay: s.Relay, Jobs: []int64{}, Queue: s.Queue,
+		m := mailServerJSON{ID: s.ID, Name: s.Name, Process: s.Process, Alive: s.Alive, State: s.State, Relay: s.Relay, Jobs: []int64{}, Queue: s.Queue,
 			Rate: s.Rate, IdleInSeconds: s.IdleIn().Seconds(), Next: s.Next, Sent: s.Sent, Retried: s.Retried,
 			Rejected: s.Rejected, ReportedAt: s.ReportedAt}
 		for _, j := range s.Jobs {
@@ -225,17 +300,22 @@ func (s serverRow) liveText() map[string]string {
 	return map[string]string{k + "next-why": s.NextWhy,
 		k + "state": s.State, k + "queue": thousands(s.Queue), k + "rate": rateText(s.Rate),
 		k + "idle": idleText(s.IdleIn()), k + "sent": thousands(s.Sent), k + "retried": thousands(s.Retried),
-		k + "rejected": thousands(s.Rejected), k + "reported": ageText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
+		k + "rejected": thousands(s.Rejected), k + "reported": reportedText(s.Age, s.ReportedAt.IsZero()), k + "next": next,
 		k + "note": s.Note,
 	}
 }
 
-// serversLayout names the servers and their jobs: when it changes, the page reloads to show
-// the new rows and links.
+// serversLayout names the servers, whether each answers and their jobs: when it changes,
+// the page reloads to show the new rows and links, and to move a server that stops (or
+// starts again) answering.
 func serversLayout(rows []serverRow) string {
 	var b strings.Builder
 	for _, s := range rows {
-		fmt.Fprintf(&b, "%d:", s.ID)
+		fmt.Fprintf(&b, "%d", s.ID)
+		if !s.Alive {
+			b.WriteString(" silent")
+		}
+		b.WriteByte(':')
 		for _, j := range s.Jobs {
 			fmt.Fprintf(&b, "%d,", j.Key)
 		}
@@ -288,24 +368,21 @@ func idleText(d time.Duration) string {
 	}
 }
 
-func ageText(age time.Duration, never bool) string {
+// reportedText is the age of a server's heartbeat: "reported just now", "reported 2s ago".
+func reportedText(age time.Duration, never bool) string {
 	switch {
 	case never:
 		return "never reported"
 	case age < 2*time.Second:
-		return "just now"
+		return "reported just now"
 	case age < time.Minute:
-		return fmt.Sprintf("%ds ago", int(age.Seconds()))
+		return fmt.Sprintf("reported %ds ago", int(age.Seconds()))
 	case age < time.Hour:
-		return fmt.Sprintf("%dm ago", int(age.Minutes()))
+		return fmt.Sprintf("reported %dm ago", int(age.Minutes()))
 	default:
-		return fmt.Sprintf("%dh ago", int(age.Hours()))
+		return fmt.Sprintf("reported %dh ago", int(age.Hours()))
 	}
 }
-
-// stale reports whether the server has not reported for long enough that its figures may
-// be old: the post office saves them every second.
-func (s serverRow) stale() bool { return !s.ReportedAt.IsZero() && s.Age > 15*time.Second }
 
 // outboxQuery is the outbox search as its form and links carry it.
 type outboxQuery struct {

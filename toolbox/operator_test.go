@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/html"
 
@@ -158,6 +160,115 @@ func TestMailServersPageReadsTheStoreWithoutAPostOffice(t *testing.T) {
 	row = serverRows(t, op.page("/mail-servers", http.StatusOK))["1"]
 	if got := cell(t, row, "note"); got != note {
 		t.Errorf("waiting server's note shown as %q, want %q", got, note)
+	}
+}
+
+// TestMailServersPageShowsEachProcessAndWhoAnswers: in a web-only process (a post office
+// that runs no mail servers, with a 30s lease) the page reads the saved statuses of two
+// mail processes. It names each process, shows each heartbeat's age, folds the server whose
+// heartbeat is older than the lease as not answering, and does not choose it as the next
+// job's server, though it is the idle one.
+func TestMailServersPageShowsEachProcessAndWhoAnswers(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	e := newEnv(t, func(d *toolbox.Deps) {
+		d.Now = func() time.Time { return now }
+		d.PostOffice = postoffice.New(postoffice.Config{Store: d.Store.(postoffice.Store), HeartbeatTimeout: 30 * time.Second,
+			Now: d.Now})
+	})
+	ctx := context.Background()
+	gone, err := e.st.RegisterProcessMailServers(ctx, "mail-b", 1, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := e.st.RegisterProcessMailServers(ctx, "mail-a", 2, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.ReportMailServers(ctx, []postoffice.MailServerStatus{
+		{ID: gone[0], State: "idle", ReportedAt: now.Add(-40 * time.Second)},
+		{ID: live[0], State: "sending", Queue: 5000, Rate: 1000, ReportedAt: now.Add(-2 * time.Second)},
+		// Older than the default 15s, within this post office's lease.
+		{ID: live[1], State: "sending", Queue: 9000, Rate: 1000, ReportedAt: now.Add(-20 * time.Second)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	op, _ := e.signIn("op@example.com", "")
+	doc := op.page("/mail-servers", http.StatusOK)
+	var processes []string
+	for _, h := range byTestID(doc, "process") {
+		processes = append(processes, text(h))
+	}
+	if want := []string{"process mail-a", "process mail-b"}; !slices.Equal(processes, want) {
+		t.Errorf("process headings %q, want %q", processes, want)
+	}
+	rows := serverRows(t, doc)
+	for id, want := range map[int]struct{ process, reported, alive string }{
+		gone[0]: {"mail-b", "reported 40s ago", "false"},
+		live[0]: {"mail-a", "reported 2s ago", "true"},
+		live[1]: {"mail-a", "reported 20s ago", "true"},
+	} {
+		row := rows[strconv.Itoa(id)]
+		if row == nil {
+			t.Fatalf("mail server %d is not shown", id)
+		}
+		if got := [3]string{attr(row, "data-process"), cell(t, row, "reported"), attr(row, "data-alive")}; got != [3]string{want.process, want.reported, want.alive} {
+			t.Errorf("mail server %d: process, heartbeat, alive %q, want %v", id, got, want)
+		}
+		if marked := len(byTestID(row, "silent")) == 1; marked != (want.alive == "false") {
+			t.Errorf("mail server %d marked not answering: %v", id, marked)
+		}
+	}
+	folded := byTestID(doc, "not-answering")
+	if len(folded) != 1 || len(byTestID(folded[0], "mail-server")) != 1 || len(serverRows(t, byTestID(doc, "mail-servers")[0])) != 2 {
+		t.Fatal("the live servers are not listed apart from the folded one not answering")
+	}
+	if got := cell(t, folded[0], "process"); got != "process mail-b" {
+		t.Errorf("the folded server's process: %q", got)
+	}
+	for id, row := range rows {
+		marked := cell(t, row, "next") == "next job goes here"
+		if want := id == strconv.Itoa(live[0]); marked != want {
+			t.Errorf("mail server %s marked as the next job's server: %v, want %v", id, marked, want)
+		}
+	}
+
+	var js struct {
+		Servers []struct {
+			ID      int    `json:"id"`
+			Process string `json:"process"`
+			Alive   bool   `json:"alive"`
+			Next    bool   `json:"next"`
+		} `json:"servers"`
+		Text map[string]string `json:"text"`
+	}
+	_, body := op.do(http.MethodGet, "/mail-servers.json", nil, nil)
+	if err := json.Unmarshal([]byte(body), &js); err != nil {
+		t.Fatal(err)
+	}
+	if len(js.Servers) != 3 || js.Servers[0].Process != "mail-b" || js.Servers[0].Alive || js.Servers[0].Next ||
+		!js.Servers[1].Alive || !js.Servers[1].Next || js.Text[fmt.Sprintf("ms-%d-reported", live[0])] != "reported 2s ago" {
+		t.Fatalf("mail-servers.json: %s", body)
+	}
+}
+
+// TestMailServersPageOfOneProcessNamesNone: the servers of one process are listed without
+// its name.
+func TestMailServersPageOfOneProcessNamesNone(t *testing.T) {
+	po := postoffice.New(postoffice.Config{})
+	e := newEnv(t, func(d *toolbox.Deps) { d.PostOffice = po })
+	if _, err := e.st.RegisterProcessMailServers(context.Background(), "solo", 2, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	po.Report(postoffice.MailServerStatus{ID: 1, Process: "solo", State: "idle"})
+	po.Report(postoffice.MailServerStatus{ID: 2, Process: "solo", State: "idle"})
+	op, _ := e.signIn("op@example.com", "")
+	doc := op.page("/mail-servers", http.StatusOK)
+	if n := len(byTestID(doc, "process")); n != 0 {
+		t.Errorf("%d process headings for one process", n)
+	}
+	if len(serverRows(t, doc)) != 2 || len(byTestID(doc, "not-answering")) != 0 {
+		t.Error("one process's live servers are not listed as answering")
 	}
 }
 
