@@ -9,10 +9,6 @@ import (
 	"pointpost/postoffice"
 )
 
-// lockMailServers is the advisory lock that numbers new mail server rows one process at a
-// time on PostgreSQL (beside lockMigrate, lockLedger and lockAcks).
-const lockMailServers int64 = 0x706f696e74_08
-
 // deadRowsKept is how long the rows of a process that stopped reporting stay, for the pages.
 const deadRowsKept = 24 * time.Hour
 

@@ -105,10 +105,10 @@ type SelectionNote struct {
 // naming the table or column for a schema the two do not share; on any error the target is
 // left without data.
 func Migrate(ctx context.Context, from, to, binary string) (*MigrateReport, error) {
-	if isPostgresURL(from) {
+	if IsPostgresURL(from) {
 		return nil, fmt.Errorf("migrate: the source (--db) must be a SQLite file, not a PostgreSQL URL")
 	}
-	if !isPostgresURL(to) {
+	if !IsPostgresURL(to) {
 		return nil, fmt.Errorf("migrate: the target must be a PostgreSQL URL (postgres://user:password@host/database), not %q", to)
 	}
 	// Open would make an empty database of a missing file, and migrate would copy nothing.

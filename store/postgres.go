@@ -16,46 +16,28 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
-// PostgreSQL (issue 12), in progress. The same Store runs on either engine: Open picks it by
-// the name it is given. Most statements are written once, in the SQL both engines read, and
-// reach PostgreSQL through pgConnector, which renumbers SQLite's placeholders (? and ?NNN)
-// as $N and passes Go bools as 0/1, the way the schema keeps flags (migrations/postgres).
-// Where the engines differ (pragmas, json_each, INDEXED BY, the WAL fsync of the
-// acknowledgements' group commit), the store says so at the statement: s.either(sqlite,
-// postgres).
+// PostgreSQL (issue 12). The same Store runs on either engine: Open picks it by the name it
+// is given. Most statements are written once, in the SQL both engines read, and reach
+// PostgreSQL through pgConnector, which renumbers SQLite's placeholders (? and ?NNN) as $N
+// and passes Go bools as 0/1, the way the schema keeps flags (migrations/postgres). Where
+// the engines differ (pragmas, json_each, INDEXED BY, set-wise batches over unnest, the
+// acknowledgements' two round trips, SKIP LOCKED claims), the store says so at the
+// statement: s.either(sqlite, postgres).
 //
-// Done: the schema (migrations/postgres/0040_baseline.sql, the twin of SQLite's 0001-0040),
-// the migrations under an advisory lock, and every code path the commands use: the store's
-// tests run on PostgreSQL unchanged but for what is SQLite's alone (conformanceTests and
-// sqliteTests in conformance_test.go; TestConformancePostgres), and so do the root package's
-// (POINTPOST_TEST_ENGINE=postgres go test .; TestCommandsOnPostgres runs a few of each part
-// in make test). SetBusyTimeout, SetMaxPageCount and Backup are SQLite's alone. The consumer
-// search's e-mail prefix range (email < prefix + U+10FFFF) assumes the C collation the
-// tests' cluster has.
+// The store's tests run on PostgreSQL unchanged but for what is SQLite's alone
+// (conformanceTests and sqliteTests in conformance_test.go; TestConformancePostgres), and so
+// do the root package's (POINTPOST_TEST_ENGINE=postgres go test .; TestCommandsOnPostgres
+// runs a few of each part in make test). SetBusyTimeout, SetMaxPageCount and Backup are
+// SQLite's alone. The consumer search's e-mail prefix range (email < prefix + U+10FFFF)
+// assumes the C collation the tests' cluster has.
 //
-// Left for the next sessions, in order:
-//   - Sending speed: bench --db postgres:// sends at about half SQLite's rate on the
-//     reference machine; the mail servers wait on a round trip per delivery in
-//     RecordOutcomes (one UPDATE each). Tried: the batch's sent outcomes in one UPDATE ...
-//     FROM unnest(?::bigint[], ?::bigint[]) took it from about 3,600 to 6,000-9,000 msg/s
-//     (20,000 consumers). The import's upserts are one statement a row as well (some 6,000
-//     rows a second).
-//   - Done since: structured selections compile per engine (selection.go: postoffice
-//     checks them into Criteria, CompileSelection writes each engine's SQL); raw-SQL
-//     selections run in a READ ONLY transaction (readOnlyPG) as selectionRole, made by
-//     migration 0056, and are refused, saying why, where that role cannot be used
-//     (refuseRawPG). jobs.selection_sql holds the engine's text, so migrate --to must
-//     recompile it from jobs.selection and the issuer.
-//   - Several processes: a writer pool wider than one connection (the code still assumes one
-//     writer per process, as on SQLite: max(id)+1 counts in writeConsumers, the select
-//     cursor), claims with FOR UPDATE SKIP LOCKED and a lease, heartbeats, settlement under
-//     its advisory lock alone; migrate --to.
-//   - Done since: acknowledgements go in two round trips a batch (pgAckBatch: the issuers'
-//     row locks and every read the decisions need, then the accruals, the acknowledgement
-//     rows and COMMIT), 8,000-11,500 a second on the 2-core machine (README). The
-//     issuers' locks, not one lock for all, keep two processes from spending one budget
-//     twice; the unique key of accruals stays the last word. The sessions insist on
-//     synchronous_commit (openPostgres), so an answered acknowledgement is on disk.
+// Several processes share one database: work that one process at a time may do takes an
+// advisory lock (the keys below); acknowledgements lock their issuers' rows; deliveries are
+// claimed with leases (deliveries.go). The sessions insist on synchronous_commit, so an
+// answered acknowledgement is on disk (openPostgres).
+//
+// Not yet: the writer pool is one connection per process, as on SQLite; a process's
+// acknowledgement batches and sends take turns on it.
 
 // engine is the database a Store runs on.
 type engine int
@@ -70,9 +52,6 @@ const (
 func IsPostgresURL(name string) bool {
 	return strings.HasPrefix(name, "postgres://") || strings.HasPrefix(name, "postgresql://")
 }
-
-// isPostgresURL is IsPostgresURL, by the name the store's files call it.
-func isPostgresURL(name string) bool { return IsPostgresURL(name) }
 
 // either is the statement for the store's engine.
 func (s *Store) either(sqlite, postgres string) string { return s.engine.either(sqlite, postgres) }
@@ -89,6 +68,8 @@ func (e engine) either(sqlite, postgres string) string {
 const (
 	lockMigrate int64 = 0x706f696e74_01 // "point" and a number
 	lockLedger  int64 = 0x706f696e74_02
+	// New mail server rows are numbered one process at a time.
+	lockMailServers int64 = 0x706f696e74_08
 )
 
 // openPostgres opens a pool on the PostgreSQL database at url, through pgConnector. Its

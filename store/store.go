@@ -94,7 +94,7 @@ func SQLiteFile(name string) string {
 // Open opens (creating if needed) the database at file, a path or a sqlite: URL, and applies
 // pending migrations. A postgres:// URL opens that PostgreSQL database instead (postgres.go).
 func Open(ctx context.Context, file string) (*Store, error) {
-	if isPostgresURL(file) {
+	if IsPostgresURL(file) {
 		return openPostgresStore(ctx, file)
 	}
 	file = SQLiteFile(file)
