@@ -63,6 +63,57 @@ func newRecipientLog(t *testing.T) *recipientLog {
 	return &recipientLog{f: f, counts: map[string]int{}}
 }
 
+// killSink is the crash tests' relay: it logs every recipient it accepts (recipientLog)
+// and, while kills remain, holds back the recipients past the first limit until the next
+// kill, so the job cannot end before every kill lands however fast the mail servers are.
+type killSink struct {
+	*mailer.Sink
+	mu   sync.Mutex
+	hold chan struct{} // closed at the next kill; nil once no kill remains
+}
+
+func startKillSink(t *testing.T, log *recipientLog, limit int) *killSink {
+	t.Helper()
+	k := &killSink{hold: make(chan struct{})}
+	k.Sink = &mailer.Sink{Answer: func(from, to string, data []byte) error {
+		if h := k.held(); h != nil && log.distinct() >= limit {
+			<-h
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "held until the kill"}
+		}
+		return log.record(to)
+	}}
+	if err := k.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		k.afterKill(false)
+		k.Close()
+	})
+	return k
+}
+
+func (k *killSink) held() chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.hold
+}
+
+// afterKill lets the held recipients through, holding the next ones again while more kills
+// remain.
+func (k *killSink) afterKill(more bool) {
+	var next chan struct{}
+	if more {
+		next = make(chan struct{})
+	}
+	k.mu.Lock()
+	old := k.hold
+	k.hold = next
+	k.mu.Unlock()
+	if old != nil {
+		close(old)
+	}
+}
+
 // record logs to and returns once the line is on disk; an error makes the sink refuse the
 // message, so nothing is accepted that the log does not hold.
 func (l *recipientLog) record(to string) error {
@@ -166,35 +217,8 @@ func crashTest(t *testing.T, n, wantKills int) {
 	// the job cannot end before every kill lands however fast the mail servers are. The
 	// reserve covers the answers that pass the check together.
 	reserve := 2 * servers * connections
-	var holdMu sync.Mutex
-	hold := make(chan struct{})
-	held := func() chan struct{} {
-		holdMu.Lock()
-		defer holdMu.Unlock()
-		return hold
-	}
-	release := func(next chan struct{}) {
-		holdMu.Lock()
-		old := hold
-		hold = next
-		holdMu.Unlock()
-		if old != nil {
-			close(old)
-		}
-	}
-	defer release(nil)
 	log := newRecipientLog(t)
-	sink := &mailer.Sink{Answer: func(from, to string, data []byte) error {
-		if h := held(); h != nil && log.distinct() >= n-reserve {
-			<-h
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "held until the kill"}
-		}
-		return log.record(to)
-	}}
-	if err := sink.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := startKillSink(t, log, n-reserve)
 	e := newEnv(t, sink.URL())
 	e["POINTPOST_MAIL_SERVERS"] = strconv.Itoa(servers)
 	e["POINTPOST_CONNECTIONS"] = strconv.Itoa(connections)
@@ -234,11 +258,7 @@ func crashTest(t *testing.T, n, wantKills int) {
 		}
 		p.kill(t)
 		kills++
-		if kills < wantKills {
-			release(make(chan struct{}))
-		} else {
-			release(nil)
-		}
+		sink.afterKill(kills < wantKills)
 	}
 	if log.distinct() >= n {
 		t.Fatalf("the sink had every recipient before kill %d: the hold failed", kills)

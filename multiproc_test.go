@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
-	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 	"pointpost/store/pgtest"
@@ -132,35 +129,8 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 	// While kills remain, the sink holds back the last recipients until the next kill, so
 	// the job cannot end before every kill lands (crashTest).
 	reserve := 2 * 2 * servers * connections
-	var holdMu sync.Mutex
-	hold := make(chan struct{})
-	held := func() chan struct{} {
-		holdMu.Lock()
-		defer holdMu.Unlock()
-		return hold
-	}
-	release := func(next chan struct{}) {
-		holdMu.Lock()
-		old := hold
-		hold = next
-		holdMu.Unlock()
-		if old != nil {
-			close(old)
-		}
-	}
-	defer release(nil)
 	log := newRecipientLog(t)
-	sink := &mailer.Sink{Answer: func(from, to string, data []byte) error {
-		if h := held(); h != nil && log.distinct() >= n-reserve {
-			<-h
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "held until the kill"}
-		}
-		return log.record(to)
-	}}
-	if err := sink.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := startKillSink(t, log, n-reserve)
 
 	e := newEnv(t, sink.URL())
 	e["POINTPOST_DB"] = db
@@ -308,11 +278,7 @@ func multiProcessTest(t *testing.T, db string, n, wantKills int) {
 		}
 		victim.start(t, bin, e, stderr, fresh)
 		victim.mu.Unlock()
-		if kills < wantKills {
-			release(make(chan struct{}))
-		} else {
-			release(nil)
-		}
+		sink.afterKill(kills < wantKills)
 	}
 	if log.distinct() >= n {
 		t.Fatalf("the sink had every recipient before kill %d: the hold failed", kills)
