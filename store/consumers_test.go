@@ -370,7 +370,8 @@ func writeDemoCSV(w io.Writer, n int, seed int64) error {
 }
 
 // BenchmarkImportConsumers imports 100,000 consumers from an in-memory CSV into a fresh
-// database per iteration, parsing included.
+// database per iteration, parsing included; with POINTPOST_TEST_ENGINE=postgres, into a fresh
+// PostgreSQL database.
 func BenchmarkImportConsumers(b *testing.B) {
 	const rows = 100_000
 	var data strings.Builder
@@ -379,9 +380,9 @@ func BenchmarkImportConsumers(b *testing.B) {
 	}
 	b.SetBytes(int64(data.Len()))
 	var elapsed time.Duration
-	for i := 0; b.Loop(); i++ {
+	for b.Loop() {
 		b.StopTimer()
-		s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench"+strconv.Itoa(i)+".db"))
+		s, err := Open(context.Background(), testDatabase(b))
 		if err != nil {
 			b.Fatal(err)
 		}
