@@ -298,7 +298,7 @@ func (s *Store) writeConsumersPG(ctx context.Context, rows []consumerRow, w cons
 		k := seen[rows[i].email]
 		seen[rows[i].email] = k + 1
 		if k == len(rounds) {
-			rounds = append(rounds, make([]*consumerRow, 0, len(rows)))
+			rounds = append(rounds, make([]*consumerRow, 0, len(rows)>>k))
 		}
 		rounds[k] = append(rounds[k], &rows[i])
 	}
