@@ -327,7 +327,7 @@ func (s *Store) writeConsumersPG(ctx context.Context, rows []consumerRow, w cons
 				return 0, err
 			}
 			inserted += n
-			if len(formats) > 0 {
+			if len(formats) > 0 && n < len(round) { // new consumers have theirs already
 				if _, err := tx.ExecContext(ctx, setFormatsPG, formatEmails, formats); err != nil {
 					return 0, err
 				}
