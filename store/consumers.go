@@ -134,6 +134,7 @@ const enrollConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 // enrollConsumerPG is enrollConsumerSQL for PostgreSQL (see upsertConsumerPG).
 const enrollConsumerPG = consumerInsert + consumerValues + enrollConflictPG
 
+// enrollConflictPG is enrollConsumerPG's update, for one consumer or a batch.
 const enrollConflictPG = `
 	ON CONFLICT (email) DO UPDATE SET
 		attributes  = (consumers.attributes::jsonb || excluded.attributes::jsonb)::text,
