@@ -66,6 +66,7 @@ var conformanceTests = []string{
 	"TestImportConsumersManyBatches",
 	"TestImportConsumersReadError",
 	"TestImportConsumersReimport",
+	"TestImportConsumersTwoStoresAtOnce",
 	"TestImportDemoConsumers",
 	"TestInboundPageFiltersAndPages",
 	"TestInboundPageListsAcknowledgedReplies",
@@ -120,6 +121,8 @@ var conformanceTests = []string{
 	"TestUpdateDraftJobRefusesAnotherIssuersRule",
 	"TestUpdateDraftJobRewritesMessagesAndRules",
 	"TestUpsertConsumers",
+	"TestUpsertConsumersBadRowNamed",
+	"TestUpsertConsumersSameAddressAgain",
 	"TestUserLinkSetsAPasswordOnce",
 }
 

@@ -46,10 +46,35 @@ const upsertConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 // upsertConsumerPG is upsertConsumerSQL for PostgreSQL: the stored columns named by their
 // table, and jsonb's || for json_patch, the same merge for attributes, a flat object of
 // strings.
-const upsertConsumerPG = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
-		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
-	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
-	ON CONFLICT (email) DO UPDATE SET
+const upsertConsumerPG = consumerInsert + consumerValues + `
+	ON CONFLICT (email) DO UPDATE SET` + upsertKeepPG + `,
+		format      = CASE WHEN ?11 <> '' THEN excluded.format ELSE consumers.format END`
+
+// consumerInsert, consumerValues and consumerUnnest are the parts of the statements that write
+// consumers: one (?1 to ?14), or a batch, one array per column (consumerUnnest). A batch's
+// new consumers take their ids in the batch's order, as one at a time they would, but its
+// rows are written in the order of their addresses, so that two imports of overlapping files
+// wait for each other instead of deadlocking.
+const (
+	consumerInsert = `INSERT INTO consumers (` + consumerFields + `)`
+	consumerFields = `email, first_name, last_name, city, region, country,
+		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at`
+	consumerValues = `
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)`
+	consumerUnnest = `INSERT INTO consumers (id, ` + consumerFields + `)
+	SELECT id, email, first_name, last_name, city, region, country, postal_code, nullif(birth_year, 0),
+		gender, interests, coalesce(nullif(format, ''), 'text'), attributes, status, ?14, ?14
+	FROM (SELECT nextval((SELECT pg_get_serial_sequence('consumers', 'id'))::regclass) AS id, *
+		FROM unnest(?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[],
+			?8::bigint[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[])
+			AS v(email, first_name, last_name, city, region, country, postal_code, birth_year, gender,
+				interests, format, attributes, status)) AS v
+	ORDER BY email`
+)
+
+// upsertKeepPG is upsertConsumerPG's update but for the format, which a batch sets apart
+// (setFormatsPG): whether a row gave one is not in excluded.
+const upsertKeepPG = `
 		first_name  = CASE WHEN excluded.first_name <> '' THEN excluded.first_name ELSE consumers.first_name END,
 		last_name   = CASE WHEN excluded.last_name <> '' THEN excluded.last_name ELSE consumers.last_name END,
 		city        = CASE WHEN excluded.city <> '' THEN excluded.city ELSE consumers.city END,
@@ -59,10 +84,30 @@ const upsertConsumerPG = `INSERT INTO consumers (email, first_name, last_name, c
 		birth_year  = coalesce(excluded.birth_year, consumers.birth_year),
 		gender      = CASE WHEN excluded.gender <> '' THEN excluded.gender ELSE consumers.gender END,
 		interests   = CASE WHEN excluded.interests <> '' THEN excluded.interests ELSE consumers.interests END,
-		format      = CASE WHEN ?11 <> '' THEN excluded.format ELSE consumers.format END,
 		attributes  = CASE WHEN excluded.attributes = '{}' THEN consumers.attributes
 			ELSE (consumers.attributes::jsonb || excluded.attributes::jsonb)::text END,
 		updated_at  = excluded.updated_at`
+
+// setFormatsPG gives the consumers of a batch that named a format that format, after
+// upsertConsumersPG wrote the rest (and locked their rows).
+const setFormatsPG = `UPDATE consumers SET format = v.format
+	FROM unnest(?::text[], ?::text[]) AS v(email, format)
+	WHERE consumers.email = v.email AND consumers.format <> v.format`
+
+// consumerBatchPG is the statement that writes a batch of distinct addresses, one array per
+// column, on conflict doing what onConflict says, and returns how many rows it inserted: a
+// row it updated carries the lock the update took, so its xmax is not 0.
+func consumerBatchPG(onConflict string) string {
+	return `WITH written AS (` + consumerUnnest + onConflict + `
+	RETURNING xmax = 0 AS inserted)
+	SELECT count(*) FILTER (WHERE inserted) FROM written`
+}
+
+var (
+	upsertConsumersPG = consumerBatchPG(`
+	ON CONFLICT (email) DO UPDATE SET` + upsertKeepPG)
+	enrollConsumersPG = consumerBatchPG(enrollConflictPG)
+)
 
 // UpsertConsumers writes a batch of consumers in one transaction, matching existing ones by
 // e-mail address (trimmed and lower-cased here too), and reports how many rows it inserted and
@@ -72,7 +117,7 @@ const upsertConsumerPG = `INSERT INTO consumers (email, first_name, last_name, c
 // stay. Returns an error, having written nothing, if a consumer has no e-mail address or a
 // value the table refuses (a format other than text or html), or the context ends.
 func (s *Store) UpsertConsumers(ctx context.Context, batch []rewards.Consumer) (inserted, updated int, err error) {
-	return s.writeConsumers(ctx, batch, s.either(upsertConsumerSQL, upsertConsumerPG), "")
+	return s.writeConsumers(ctx, batch, upsertWrite, "")
 }
 
 // enrollConsumerSQL inserts a consumer an issuer enrolls; for an address that is a consumer
@@ -87,9 +132,10 @@ const enrollConsumerSQL = `INSERT INTO consumers (email, first_name, last_name, 
 	WHERE excluded.attributes <> '{}'`
 
 // enrollConsumerPG is enrollConsumerSQL for PostgreSQL (see upsertConsumerPG).
-const enrollConsumerPG = `INSERT INTO consumers (email, first_name, last_name, city, region, country,
-		postal_code, birth_year, gender, interests, format, attributes, status, created_at, updated_at)
-	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(nullif(?11, ''), 'text'), ?12, ?13, ?14, ?14)
+const enrollConsumerPG = consumerInsert + consumerValues + enrollConflictPG
+
+// enrollConflictPG is enrollConsumerPG's update, for one consumer or a batch.
+const enrollConflictPG = `
 	ON CONFLICT (email) DO UPDATE SET
 		attributes  = (consumers.attributes::jsonb || excluded.attributes::jsonb)::text,
 		updated_at  = excluded.updated_at
@@ -105,16 +151,84 @@ func (s *Store) EnrollConsumers(ctx context.Context, slug string, batch []reward
 	if slug == "" {
 		return 0, 0, errors.New("enroll consumers: no issuer named")
 	}
-	return s.writeConsumers(ctx, batch, s.either(enrollConsumerSQL, enrollConsumerPG), slug)
+	return s.writeConsumers(ctx, batch, enrollWrite, slug)
 }
 
-// writeConsumers runs query (upsertConsumerSQL's parameters) for each consumer of batch in
-// one transaction, attributes renamed into the namespace of the issuer with slug.
-func (s *Store) writeConsumers(ctx context.Context, batch []rewards.Consumer, query, slug string) (inserted, updated int, err error) {
+// consumerWrite is how UpsertConsumers or EnrollConsumers writes: rowSQL and rowPG, a
+// consumer at a time (upsertConsumerSQL's parameters); batchPG, a batch at a time on
+// PostgreSQL (consumerBatchPG's), followed by setFormatsPG when setFormats.
+type consumerWrite struct {
+	rowSQL, rowPG, batchPG string
+	setFormats             bool
+}
+
+var (
+	upsertWrite = consumerWrite{upsertConsumerSQL, upsertConsumerPG, upsertConsumersPG, true}
+	enrollWrite = consumerWrite{enrollConsumerSQL, enrollConsumerPG, enrollConsumersPG, false}
+)
+
+// consumerRow is a consumer of a batch as its columns are written; birthYear 0 is none.
+type consumerRow struct {
+	email, firstName, lastName, city, region, country, postalCode, gender, interests, format,
+	attributes, status string
+	birthYear int64
+}
+
+// consumerRows makes batch's rows, attributes renamed into the namespace of the issuer with
+// slug. Returns an error for a consumer without an e-mail address.
+func consumerRows(batch []rewards.Consumer, slug string) ([]consumerRow, error) {
+	rows := make([]consumerRow, len(batch))
+	for i := range batch {
+		c := &batch[i]
+		email := strings.ToLower(strings.TrimSpace(c.Email))
+		if email == "" {
+			return nil, fmt.Errorf("consumer %d of the batch has no e-mail address", i+1)
+		}
+		attrs := "{}"
+		if len(c.Attributes) > 0 {
+			stored := c.Attributes
+			if slug != "" {
+				stored = make(map[string]string, len(c.Attributes))
+				for k, v := range c.Attributes {
+					stored[rewards.IssuerAttribute(slug, k)] = v
+				}
+			}
+			b, err := json.Marshal(stored)
+			if err != nil {
+				return nil, err
+			}
+			attrs = string(b)
+		}
+		status := c.Status
+		if status == "" {
+			status = rewards.StatusActive
+		}
+		rows[i] = consumerRow{email: email, firstName: c.FirstName, lastName: c.LastName, city: c.City,
+			region: c.Region, country: c.Country, postalCode: c.PostalCode, gender: c.Gender,
+			interests: interestsColumn(c.Interests), format: string(c.Format), attributes: attrs,
+			status: string(status), birthYear: int64(c.BirthYear)}
+	}
+	return rows, nil
+}
+
+// writeConsumers writes batch in one transaction as w says, attributes renamed into the
+// namespace of the issuer with slug, and counts the rows inserted and updated.
+func (s *Store) writeConsumers(ctx context.Context, batch []rewards.Consumer, w consumerWrite, slug string) (inserted, updated int, err error) {
 	if len(batch) == 0 {
 		return 0, 0, nil
 	}
+	rows, err := consumerRows(batch, slug)
+	if err != nil {
+		return 0, 0, err
+	}
 	now := ms(s.Now())
+	if s.engine == enginePostgres {
+		inserted, err = s.writeConsumersPG(ctx, rows, w, now)
+		if err != nil {
+			return 0, 0, err
+		}
+		return inserted, len(batch) - inserted, nil
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
@@ -126,53 +240,8 @@ func (s *Store) writeConsumers(ctx context.Context, batch []rewards.Consumer, qu
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM consumers`).Scan(&maxID); err != nil {
 		return 0, 0, err
 	}
-	stmt, err := tx.PrepareContext(ctx, query)
-	if err != nil {
+	if err := writeEachConsumer(ctx, tx, w.rowSQL, rows, now); err != nil {
 		return 0, 0, err
-	}
-	defer stmt.Close()
-	// mattn/go-sqlite3 starts a goroutine per statement to watch a cancellable context, a
-	// cost the rows of a million-row import do not need: they run without it, and the
-	// context is checked every few hundred rows instead.
-	rowCtx := context.WithoutCancel(ctx)
-	var attrs []byte
-	for i := range batch {
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return 0, 0, err
-			}
-		}
-		c := &batch[i]
-		email := strings.ToLower(strings.TrimSpace(c.Email))
-		if email == "" {
-			return 0, 0, fmt.Errorf("consumer %d of the batch has no e-mail address", i+1)
-		}
-		var birthYear any
-		if c.BirthYear != 0 {
-			birthYear = c.BirthYear
-		}
-		attrs = append(attrs[:0], "{}"...)
-		if len(c.Attributes) > 0 {
-			stored := c.Attributes
-			if slug != "" {
-				stored = make(map[string]string, len(c.Attributes))
-				for k, v := range c.Attributes {
-					stored[rewards.IssuerAttribute(slug, k)] = v
-				}
-			}
-			if attrs, err = json.Marshal(stored); err != nil {
-				return 0, 0, err
-			}
-		}
-		status := c.Status
-		if status == "" {
-			status = rewards.StatusActive
-		}
-		if _, err := stmt.ExecContext(rowCtx, email, c.FirstName, c.LastName, c.City, c.Region, c.Country,
-			c.PostalCode, birthYear, c.Gender, interestsColumn(c.Interests), string(c.Format), string(attrs),
-			string(status), now); err != nil {
-			return 0, 0, fmt.Errorf("consumer %s: %w", email, err)
-		}
 	}
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM consumers WHERE id > ?`, maxID).Scan(&n); err != nil {
@@ -182,6 +251,113 @@ func (s *Store) writeConsumers(ctx context.Context, batch []rewards.Consumer, qu
 		return 0, 0, err
 	}
 	return n, len(batch) - n, nil
+}
+
+// writeEachConsumer runs query (upsertConsumerSQL's parameters) for each of rows in tx.
+// Returns the first error, naming the consumer.
+func writeEachConsumer(ctx context.Context, tx *sql.Tx, query string, rows []consumerRow, now int64) error {
+	stmt, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	// mattn/go-sqlite3 starts a goroutine per statement to watch a cancellable context, a
+	// cost the rows of a million-row import do not need: they run without it, and the
+	// context is checked every few hundred rows instead.
+	rowCtx := context.WithoutCancel(ctx)
+	for i := range rows {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r := &rows[i]
+		var birthYear any
+		if r.birthYear != 0 {
+			birthYear = r.birthYear
+		}
+		if _, err := stmt.ExecContext(rowCtx, r.email, r.firstName, r.lastName, r.city, r.region, r.country,
+			r.postalCode, birthYear, r.gender, r.interests, r.format, r.attributes, r.status, now); err != nil {
+			return fmt.Errorf("consumer %s: %w", r.email, err)
+		}
+	}
+	return nil
+}
+
+// writeConsumersPG writes rows on PostgreSQL in one transaction, a statement for all of them
+// (w.batchPG) rather than one each, and returns how many it inserted, as the statement counts
+// them: another process may be inserting consumers too, so ids say nothing. An address that
+// is in rows again goes in a later statement, its second time in the second, and so on, since
+// one statement cannot touch a row twice; the later statements touch only rows the first has
+// locked, so they keep its order of locking (consumerUnnest). When a statement
+// fails, the rows are tried one at a time, in a transaction rolled back, to name the consumer
+// that fails.
+func (s *Store) writeConsumersPG(ctx context.Context, rows []consumerRow, w consumerWrite, now int64) (inserted int, err error) {
+	var rounds [][]*consumerRow
+	seen := make(map[string]int, len(rows))
+	for i := range rows {
+		k := seen[rows[i].email]
+		seen[rows[i].email] = k + 1
+		if k == len(rounds) {
+			rounds = append(rounds, make([]*consumerRow, 0, len(rows)>>k))
+		}
+		rounds[k] = append(rounds[k], &rows[i])
+	}
+	write := func(tx *sql.Tx) (inserted int, err error) {
+		var cols [12][]string // the text columns, in the order of the parameters
+		var birthYears []int64
+		var formatEmails, formats []string
+		for _, round := range rounds {
+			for i := range cols {
+				cols[i] = cols[i][:0]
+			}
+			birthYears, formatEmails, formats = birthYears[:0], formatEmails[:0], formats[:0]
+			for _, r := range round {
+				for i, v := range [...]string{r.email, r.firstName, r.lastName, r.city, r.region, r.country,
+					r.postalCode, r.gender, r.interests, r.format, r.attributes, r.status} {
+					cols[i] = append(cols[i], v)
+				}
+				birthYears = append(birthYears, r.birthYear)
+				if r.format != "" && w.setFormats {
+					formatEmails, formats = append(formatEmails, r.email), append(formats, r.format)
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, w.batchPG, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5],
+				cols[6], birthYears, cols[7], cols[8], cols[9], cols[10], cols[11], now).Scan(&n); err != nil {
+				return 0, err
+			}
+			inserted += n
+			if len(formats) > 0 && n < len(round) { // new consumers have theirs already
+				if _, err := tx.ExecContext(ctx, setFormatsPG, formatEmails, formats); err != nil {
+					return 0, err
+				}
+			}
+		}
+		return inserted, nil
+	}
+
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if inserted, err = write(tx); err == nil {
+		return inserted, tx.Commit()
+	}
+	tx.Rollback()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	tx, txErr := s.write.BeginTx(ctx, nil)
+	if txErr != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if rowErr := writeEachConsumer(ctx, tx, w.rowPG, rows, now); rowErr != nil {
+		return 0, rowErr
+	}
+	return 0, err
 }
 
 // interestsColumn is the stored form of a consumer's interests, ';golf;tennis;', or empty
