@@ -172,23 +172,6 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			sentIDs, sentAts = append(sentIDs, o.DeliveryID), append(sentAts, ms(o.At))
 			continue
 		}
-		if o.Kind == postoffice.OutcomeRejected {
-			if f := refusalFailure(o); f.Severity != "" {
-				var consumerID int64
-				err := tx.QueryRowContext(ctx, `SELECT consumer_id FROM deliveries WHERE id = ?`, o.DeliveryID).Scan(&consumerID)
-				if err != nil && !errors.Is(err, sql.ErrNoRows) {
-					return err
-				}
-				if consumerID != 0 {
-					bounces.now = ms(o.At)
-					changed, err := bounces.bounce(consumerID, o.DeliveryID, f)
-					if err != nil {
-						return err
-					}
-					statusChanged = statusChanged || changed
-				}
-			}
-		}
 		st := stmts[o.Kind]
 		if st == nil {
 			if st, err = tx.PrepareContext(ctx, queries[o.Kind]); err != nil {
@@ -206,9 +189,32 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []postoffice.Outcom
 			// No next attempt: PostgreSQL cannot type a parameter a statement does not use.
 			args = append(args, o.Error, rf.Reply, rf.Status, string(rf.Class), o.Owner)
 		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
 			return err
 		}
+		// A refusal counts as a bounce only where it was recorded: not on a delivery another
+		// server has since sent, or whose lease it lost.
+		if o.Kind != postoffice.OutcomeRejected {
+			continue
+		}
+		f := refusalFailure(o)
+		if n, err := res.RowsAffected(); err != nil || n == 0 || f.Severity == "" {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		var consumerID int64
+		if err := tx.QueryRowContext(ctx, `SELECT consumer_id FROM deliveries WHERE id = ?`, o.DeliveryID).Scan(&consumerID); err != nil {
+			return err
+		}
+		bounces.now = ms(o.At)
+		changed, err := bounces.bounce(consumerID, o.DeliveryID, f)
+		if err != nil {
+			return err
+		}
+		statusChanged = statusChanged || changed
 	}
 	if len(sentIDs) > 0 {
 		if _, err := tx.ExecContext(ctx, `UPDATE deliveries AS d SET sent = 1, sent_at = v.at, updated_at = v.at,

@@ -192,6 +192,20 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 			Scan(&owner, &retries); err != nil || owner != live || retries != 0 {
 			t.Fatalf("after a late retry of a delivery taken over: lease mail-%d's, %d retries, %v; want mail-%d's, none", owner, retries, err, live)
 		}
+		// A late hard refusal of the first server's, for a delivery the live one holds: not
+		// recorded, so no bounce is counted against her either.
+		if err := a.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: taken[1].DeliveryID, Kind: postoffice.OutcomeRejected,
+			At: later, Error: "550 5.1.1 late", Owner: dead,
+			Refusal: postoffice.Refusal{Reply: 550, Status: "5.1.1", Class: postoffice.RefusalHard}}}); err != nil {
+			t.Fatal(err)
+		}
+		var bounced int
+		if err := a.read.QueryRow(`SELECT count(*) FROM bounces WHERE delivery_id = ?`, taken[1].DeliveryID).Scan(&bounced); err != nil || bounced != 0 {
+			t.Fatalf("a late refusal of a delivery taken over counted %d bounces, %v; want none", bounced, err)
+		}
+		if st := consumer(t, a, taken[1].Consumer.Email).Status; st != rewards.StatusActive {
+			t.Fatalf("a late refusal of a delivery taken over left her %s", st)
+		}
 		// The first server's outcomes again, late, then the live server's for all ten: five
 		// of them duplicates of what the first recorded, and a rejection after the send.
 		if err := a.RecordOutcomes(ctx, sentOutcomes(half, later)); err != nil {
