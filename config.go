@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/acme/autocert"
 
-	"pointpost/mailer"
 	"pointpost/postoffice"
 	"pointpost/store"
 	"pointpost/web"
@@ -221,7 +220,7 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"role", "POINTPOST_ROLE", str(&c.Role, roleAll, "what this process runs: all; web (toolbox, consumer pages, webhooks); mail (the post office's scheduling, settlement and the mail servers); receiver (replies and bounces by SMTP and IMAP)")},
 		{"name", "POINTPOST_NAME", str(&c.Name, "", "this process's name among the processes on one database, its mail servers registered under it; a process started again under its name takes its mail servers back at once (default: HOSTNAME-PID)")},
 		{"lease", "POINTPOST_LEASE", func(name string) {
-			fs.DurationVar(&c.Lease, name, mailer.DefaultLease, "how long a mail server that stops reporting (its process killed) keeps its jobs and the deliveries it claimed before live ones take them over")
+			fs.DurationVar(&c.Lease, name, postoffice.DefaultLease, "how long a mail server that stops reporting (its process killed) keeps its jobs and the deliveries it claimed before live ones take them over")
 		}},
 		{"demo", "POINTPOST_DEMO", func(name string) {
 			fs.BoolVar(&c.Demo, name, false, "seed demo data into an empty database")

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"pointpost/postoffice"
 )
 
 // healthCheck is one part of the readiness answer. Detail never holds a secret: routes are
@@ -88,7 +90,7 @@ func (a *app) mailServersCheck() healthCheck {
 	stopped := 0
 	servers := a.pool.Servers()
 	for _, s := range servers {
-		if s.Status().State == "stopped" {
+		if s.Status().State == postoffice.StateStopped {
 			stopped++
 		}
 	}

@@ -113,7 +113,7 @@ func New(cfg Config) *MailServer {
 		cfg.Batch = 512
 	}
 	if cfg.Lease <= 0 {
-		cfg.Lease = DefaultLease
+		cfg.Lease = postoffice.DefaultLease
 	}
 	// Outcomes not yet committed at a crash are sent again after the restart: small, frequent
 	// commits keep that window short. A WAL commit without fsync costs little.
@@ -146,9 +146,6 @@ func New(cfg Config) *MailServer {
 	return &MailServer{cfg: cfg, state: "idle", compiled: map[int64]*jobMessages{}}
 }
 
-// DefaultLease is how long claimed deliveries stay a mail server's without a heartbeat.
-const DefaultLease = 15 * time.Second
-
 // Counters are a mail server's totals since it started.
 type Counters struct {
 	Sent, Retried, Rejected, Failed int64
@@ -170,7 +167,7 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
 		ReportedAt: now,
 	}
-	if m.state != "stopped" {
+	if m.state != postoffice.StateStopped {
 		st.Leases = now.Add(m.cfg.Lease)
 	}
 	return st
@@ -214,7 +211,7 @@ func (m *MailServer) Run(ctx context.Context) error {
 			}
 		}
 	}
-	m.setState("stopped", nil)
+	m.setState(postoffice.StateStopped, nil)
 	return nil
 }
 

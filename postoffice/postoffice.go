@@ -75,9 +75,9 @@ type MailServerStatus struct {
 	Leases time.Time
 }
 
-// stateStopped is the state a mail server reports as it stops: dead without waiting for
+// StateStopped is the state a mail server reports as it stops: dead without waiting for
 // its heartbeat to age.
-const stateStopped = "stopped"
+const StateStopped = "stopped"
 
 // nominalRate stands in for a mail server's rate before it has measured one.
 const nominalRate = 1000.0
@@ -147,7 +147,7 @@ func New(cfg Config) *PostOffice {
 		cfg.Tick = 250 * time.Millisecond
 	}
 	if cfg.HeartbeatTimeout <= 0 {
-		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+		cfg.HeartbeatTimeout = DefaultLease
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -158,8 +158,9 @@ func New(cfg Config) *PostOffice {
 	return &PostOffice{cfg: cfg, statuses: map[int]MailServerStatus{}, local: map[int]bool{}, given: map[int]*givenTo{}}
 }
 
-// DefaultHeartbeatTimeout is how long a mail server that stopped reporting counts as alive.
-const DefaultHeartbeatTimeout = 15 * time.Second
+// DefaultLease is how long a mail server that stopped reporting counts as alive, keeping its
+// jobs and the deliveries it claimed (serve --lease).
+const DefaultLease = 15 * time.Second
 
 // Tokens is the keyring acknowledgement tokens are made and checked with.
 func (po *PostOffice) Tokens() *Keyring { return po.cfg.Tokens }
@@ -210,7 +211,7 @@ func (po *PostOffice) alive(st MailServerStatus) bool {
 // Alive reports whether st is of a mail server still running at now: reported within
 // timeout and not stopped. A dead server is given no job, and its jobs go to live ones.
 func (st MailServerStatus) Alive(now time.Time, timeout time.Duration) bool {
-	return st.State != stateStopped && now.Sub(st.ReportedAt) <= timeout
+	return st.State != StateStopped && now.Sub(st.ReportedAt) <= timeout
 }
 
 // HeartbeatTimeout is how long after its last report a mail server counts as alive.
@@ -495,7 +496,7 @@ func (po *PostOffice) deadServer(id int) (dead bool, why string) {
 	switch {
 	case len(po.statuses) == 0:
 		return false, ""
-	case ok && st.State == stateStopped:
+	case ok && st.State == StateStopped:
 		return true, "stopped"
 	}
 	return !ok || !po.alive(st), "no longer reports"

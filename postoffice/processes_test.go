@@ -46,13 +46,13 @@ func TestJobsGoToTheLiveServersOfEveryProcess(t *testing.T) {
 	}
 
 	// The other process dies: its heartbeat ages past the timeout, ours goes on.
-	clk.Set(t0.Add(postoffice.DefaultHeartbeatTimeout - time.Second))
+	clk.Set(t0.Add(postoffice.DefaultLease - time.Second))
 	po.Report(postoffice.MailServerStatus{ID: mine[0], State: "sending", Queue: 10_000, Rate: 100})
 	tick(t, po)
 	if j := reload(t, st, job.Key); j.MailServerID != theirs[0] {
 		t.Fatalf("within the timeout the job moved to mail-%d", j.MailServerID)
 	}
-	clk.Set(t0.Add(postoffice.DefaultHeartbeatTimeout + time.Second))
+	clk.Set(t0.Add(postoffice.DefaultLease + time.Second))
 	po.Report(postoffice.MailServerStatus{ID: mine[0], State: "sending", Queue: 10_000, Rate: 100})
 	tick(t, po)
 	j := reload(t, st, job.Key)
@@ -63,7 +63,7 @@ func TestJobsGoToTheLiveServersOfEveryProcess(t *testing.T) {
 	// A server that says it stopped is dead at once, however fresh its report.
 	now := clk.Now()
 	save(postoffice.MailServerStatus{ID: theirs[0], State: "idle", ReportedAt: now})
-	po.Report(postoffice.MailServerStatus{ID: mine[0], State: "stopped", Queue: 0})
+	po.Report(postoffice.MailServerStatus{ID: mine[0], State: postoffice.StateStopped, Queue: 0})
 	tick(t, po)
 	if j := reload(t, st, job.Key); j.MailServerID != theirs[0] || !strings.HasPrefix(j.AssignReason, fmt.Sprintf("mail-%d stopped;", mine[0])) {
 		t.Fatalf("with this process's server stopped the job is mail-%d's (%q); want mail-%d's", j.MailServerID, j.AssignReason, theirs[0])

@@ -144,7 +144,7 @@ func (d mailServerPages) lease() time.Duration {
 	if d.po != nil {
 		return d.po.HeartbeatTimeout()
 	}
-	return postoffice.DefaultHeartbeatTimeout
+	return postoffice.DefaultLease
 }
 
 // serverGroup is the mail servers of one process as the page lists them; Heading is false
