@@ -682,10 +682,19 @@ func TestStatusGenerationMovesWithEveryStatusChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d7, err := s.Delivery(ctx, job.Key, ids[7])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture sent every delivery; these two are refused at send time instead (a
+	// refusal of a delivery already recorded sent is not recorded, nor counted).
+	if _, err := s.write.Exec(`UPDATE deliveries SET sent = 0, sent_at = 0 WHERE id IN (?, ?)`, d5.ID, d7.ID); err != nil {
+		t.Fatal(err)
+	}
 	step("a sent outcome and a policy refusal", false, func() error {
 		return s.RecordOutcomes(ctx, []postoffice.Outcome{
 			{DeliveryID: d6.ID, Kind: postoffice.OutcomeSent, At: ackT0},
-			{DeliveryID: d5.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 554: 5.7.1 blocked",
+			{DeliveryID: d7.ID, Kind: postoffice.OutcomeRejected, At: ackT0, Error: "SMTP error 554: 5.7.1 blocked",
 				Refusal: postoffice.Refusal{Reply: 554, Status: "5.7.1", Class: postoffice.RefusalPolicy}},
 		})
 	})
