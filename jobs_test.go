@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	netmail "net/mail"
+	"os/user"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,5 +119,126 @@ func TestStopDate(t *testing.T) {
 	}
 	if j := jobState(t, st, key); j.DoneReason != "stop date passed" {
 		t.Errorf("done reason %q", j.DoneReason)
+	}
+}
+
+// budgetCampaign is a campaign file for issuer acme whose worst case is count × 10 points:
+// every consumer matches and may earn 10 points once.
+func budgetCampaign(t *testing.T, count int, draft bool) string {
+	now := time.Now()
+	c := strings.Replace(campaignJSON(now.Add(time.Hour), now.Add(2*time.Hour), count, `{}`),
+		`"client_count"`, `"rules": [{"type": "reply", "points": 10, "frequency": "once"}], "client_count"`, 1)
+	if draft {
+		c = strings.Replace(c, `"client_count"`, `"draft": true, "client_count"`, 1)
+	}
+	return writeCampaign(t, c)
+}
+
+// runFails runs a command that must fail and returns its error and what it printed.
+func runFails(t *testing.T, e env, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), args, e.get, &out)
+	if err == nil {
+		t.Fatalf("pointpost %s succeeded:\n%s", strings.Join(args, " "), out.String())
+	}
+	return out.String(), err
+}
+
+// TestScheduleAgainstTheIssuersBudget: `job schedule` refuses a draft whose worst case
+// exceeds what is left of its issuer's budget, saying by how much and how to go ahead, and
+// keeps it a draft; --over-budget schedules it and the job records the user and when; a
+// draft within the budget is scheduled with no override recorded.
+func TestScheduleAgainstTheIssuersBudget(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 10))
+	over := strings.TrimSpace(runOK(t, e, "campaign", "create", budgetCampaign(t, 10, true)))
+	runOK(t, e, "issuer", "budget", "acme", "60")
+	st := openStore(t, e)
+	key, _ := strconv.ParseInt(over, 10, 64)
+
+	_, err := runFails(t, e, "job", "schedule", over)
+	for _, want := range []string{"up to 100 points", "40 more than the 60 left", "issuer acme", "kept as a draft", "job schedule " + over + " --over-budget"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if j := jobState(t, st, key); j.State != postoffice.JobDraft || j.BudgetOverride.By != "" {
+		t.Fatalf("refused job is %s, override %+v: want a draft with none", j.State, j.BudgetOverride)
+	}
+
+	before := time.Now()
+	out := runOK(t, e, "job", "schedule", over, "--over-budget")
+	me, uerr := user.Current()
+	if uerr != nil {
+		t.Fatal(uerr)
+	}
+	j := jobState(t, st, key)
+	if j.State != postoffice.JobScheduled {
+		t.Errorf("overridden job is %s, want scheduled", j.State)
+	}
+	if want := "command line user " + me.Username; j.BudgetOverride.By != want {
+		t.Errorf("override recorded by %q, want %q", j.BudgetOverride.By, want)
+	}
+	if at := j.BudgetOverride.At; at.Before(before.Truncate(time.Millisecond)) || at.After(time.Now()) {
+		t.Errorf("override recorded at %v, not while the command ran (from %v)", at, before)
+	}
+	if !strings.Contains(out, "scheduled over issuer acme's budget") || !strings.Contains(out, me.Username) {
+		t.Errorf("override printed %q", out)
+	}
+
+	within := strings.TrimSpace(runOK(t, e, "campaign", "create", budgetCampaign(t, 6, true)))
+	if out := runOK(t, e, "job", "schedule", within); out != "" {
+		t.Errorf("a schedule within the budget printed %q", out)
+	}
+	k2, _ := strconv.ParseInt(within, 10, 64)
+	if j := jobState(t, st, k2); j.State != postoffice.JobScheduled || j.BudgetOverride.By != "" {
+		t.Errorf("job within the budget is %s, override %+v: want scheduled with none", j.State, j.BudgetOverride)
+	}
+
+	// A job that is not a draft, or no job at all, is refused for what it is.
+	if _, err := runFails(t, e, "job", "schedule", within, "--over-budget"); !strings.Contains(err.Error(), "not a draft") {
+		t.Errorf("scheduling a scheduled job: %v", err)
+	}
+	if _, err := runFails(t, e, "job", "schedule", "9999"); !strings.Contains(err.Error(), "9999") {
+		t.Errorf("scheduling no job: %v", err)
+	}
+}
+
+// TestCampaignCreateAgainstTheIssuersBudget: `campaign create` of a campaign that is not a
+// draft schedules it as `job schedule` does: over the budget it prints the key, keeps the
+// job a draft and says how to go ahead; with --over-budget the override is recorded.
+func TestCampaignCreateAgainstTheIssuersBudget(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 10))
+	runOK(t, e, "campaign", "create", budgetCampaign(t, 1, true)) // makes issuer acme
+	runOK(t, e, "issuer", "budget", "acme", "50")
+	st := openStore(t, e)
+
+	out, err := runFails(t, e, "campaign", "create", budgetCampaign(t, 10, false))
+	key, perr := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if perr != nil {
+		t.Fatalf("a refused campaign printed %q, not its key", out)
+	}
+	if !strings.Contains(err.Error(), "50 more than the 50 left") || !strings.Contains(err.Error(), "--over-budget") {
+		t.Errorf("refusal %q lacks the figures or the way to go ahead", err)
+	}
+	if j := jobState(t, st, key); j.State != postoffice.JobDraft {
+		t.Errorf("refused campaign's job is %s, want a draft", j.State)
+	}
+
+	e["SUDO_USER"] = "alice" // run by alice through sudo: she is who overrode
+	out = runOK(t, e, "campaign", "create", budgetCampaign(t, 10, false), "--over-budget")
+	first, _, _ := strings.Cut(out, "\n")
+	key2, _ := strconv.ParseInt(first, 10, 64)
+	j := jobState(t, st, key2)
+	if j.State != postoffice.JobScheduled || !strings.HasPrefix(j.BudgetOverride.By, "command line user alice") || j.BudgetOverride.At.IsZero() {
+		t.Errorf("campaign created over the budget is %s, override %+v", j.State, j.BudgetOverride)
+	}
+
+	// Within the budget a campaign is scheduled at once, as before.
+	key3, _ := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", budgetCampaign(t, 5, false))), 10, 64)
+	if j := jobState(t, st, key3); j.State != postoffice.JobScheduled || j.BudgetOverride.By != "" {
+		t.Errorf("campaign within the budget is %s, override %+v", j.State, j.BudgetOverride)
 	}
 }

@@ -922,12 +922,12 @@ func (d apiHandler) apiJobAction(act apiAction) func(w http.ResponseWriter, r *h
 func (d apiHandler) apiSchedule(ctx context.Context, job *postoffice.Job, override bool) error {
 	k := apiKeyFrom(ctx)
 	_, err := d.schedule.schedule(ctx, job, k.Operator(), override, "API key "+k.Name)
-	var over *errOverBudget
+	var over *OverBudgetError
 	switch {
 	case errors.As(err, &over) && k.Operator():
 		return apiProblemf(http.StatusConflict, "budget", "job %d may cost up to %s points, more than the %s left of its issuer's budget: "+
 			"add ?override_budget=yes to schedule it anyway (the override is recorded); it is kept as a draft",
-			job.Key, thousands(over.most), thousands(over.left))
+			job.Key, thousands(over.Most), thousands(over.Left))
 	case errors.As(err, &over):
 		return apiProblemf(http.StatusForbidden, "budget", "%s (job %d is kept as a draft)", over.Error(), job.Key)
 	}

@@ -10,8 +10,8 @@ import (
 	"pointpost/rewards"
 )
 
-// scheduleStore is what scheduling reads to price a stored job against its issuer's budget.
-type scheduleStore interface {
+// ScheduleStore is what scheduling reads to price a stored job against its issuer's budget.
+type ScheduleStore interface {
 	CheckSelection(ctx context.Context, where string, args []any, raw bool) (int, error)
 	JobRules(ctx context.Context, jobKey int64) ([]rewards.AwardRule, error)
 	RulesSpent(ctx context.Context, issuerID int64) (map[int64]int64, error)
@@ -22,7 +22,7 @@ type scheduleStore interface {
 // whose worst case exceeds what is left of its issuer's budget is refused to issuers, and
 // an operator's override is recorded on the job.
 type scheduler struct {
-	store scheduleStore
+	store ScheduleStore
 	po    *postoffice.PostOffice
 }
 
@@ -63,21 +63,20 @@ func (s scheduler) worstCase(ctx context.Context, job *postoffice.Job) (costView
 	return c, nil
 }
 
-// errOverBudget is a schedule refused because the job may cost more than its issuer's
-// budget left.
-type errOverBudget struct {
-	key        int64
-	most, left int64
+// OverBudgetError is a schedule refused because job Key may award up to Most points, more
+// than the Left of its issuer's budget.
+type OverBudgetError struct {
+	Key, Most, Left int64
 }
 
-func (e *errOverBudget) Error() string {
+func (e *OverBudgetError) Error() string {
 	return fmt.Sprintf("campaign %d may cost up to %s points, %s more than the %s left of its issuer's budget: "+
 		"an issuer cannot schedule it. Lower its client count or its rules' points, or ask an operator to schedule it over the budget",
-		e.key, thousands(e.most), thousands(e.most-e.left), thousands(e.left))
+		e.Key, thousands(e.Most), thousands(e.Most-e.Left), thousands(e.Left))
 }
 
 // schedule moves the draft job to scheduled. When its worst case exceeds its issuer's budget
-// left, an issuer is refused (*errOverBudget) and an operator must override, which the job
+// left, an issuer is refused (*OverBudgetError) and an operator must override, which the job
 // records with who (by) and when. Returns a *postoffice.FieldError for a draft not complete
 // enough to send.
 func (s scheduler) schedule(ctx context.Context, job *postoffice.Job, operator, override bool, by string) (costView, error) {
@@ -89,9 +88,17 @@ func (s scheduler) schedule(ctx context.Context, job *postoffice.Job, operator, 
 		return cost, s.po.Schedule(ctx, job.Key)
 	}
 	if !operator || !override {
-		return cost, &errOverBudget{key: job.Key, most: cost.Most, left: cost.Left}
+		return cost, &OverBudgetError{Key: job.Key, Most: cost.Most, Left: cost.Left}
 	}
 	return cost, s.po.ScheduleOverBudget(ctx, job.Key, by)
+}
+
+// ScheduleAsOperator schedules the draft job for an operator outside the toolbox (the
+// command line) as the toolbox does: over its issuer's budget it is refused with an
+// *OverBudgetError unless override is set, and the job then records by as who overrode.
+func ScheduleAsOperator(ctx context.Context, st ScheduleStore, po *postoffice.PostOffice, job *postoffice.Job, override bool, by string) error {
+	_, err := scheduler{store: st, po: po}.schedule(ctx, job, true, override, by)
+	return err
 }
 
 // scheduleReview is what the review page shows before a draft is scheduled.
@@ -182,7 +189,7 @@ func (d campaignPages) scheduleJob(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u := userFrom(ctx)
 	_, err := d.scheduler().schedule(ctx, job, u.Operator(), r.PostFormValue("override") == "yes", u.Email)
-	var over *errOverBudget
+	var over *OverBudgetError
 	var fe *postoffice.FieldError
 	switch {
 	case errors.As(err, &over):
