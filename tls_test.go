@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -30,7 +26,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
 
-	"net/http/httptest"
+	"pointpost/certtest"
 	"pointpost/store/pgtest"
 )
 
@@ -314,51 +310,14 @@ func TestHTTPSByACMEHTTP01(t *testing.T) {
 	}
 }
 
-// writeSelfSigned writes a certificate for name and its key as PEM files, each renamed over
-// the one before as a renewal does.
-func writeSelfSigned(t *testing.T, certFile, keyFile, name string) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
-		file, typ string
-		der       []byte
-	}{{keyFile, "PRIVATE KEY", keyDER}, {certFile, "CERTIFICATE", der}} {
-		if err := os.WriteFile(f.file+".new", pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(f.file+".new", f.file); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
 // TestHTTPSFromFiles: --tls-cert and --tls-key serve the team's certificate, links use its
 // name, and a renewal written over the files is served from the next connection.
 func TestHTTPSFromFiles(t *testing.T) {
 	const name = "files.pointpost.test"
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	first := writeSelfSigned(t, certFile, keyFile, name)
+	first := certtest.New(t, nil, name)
+	first.Write(t, certFile, keyFile)
 	e := newEnv(t, "")
 	e["POINTPOST_TLS_CERT"], e["POINTPOST_TLS_KEY"] = certFile, keyFile
 	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
@@ -366,13 +325,13 @@ func TestHTTPSFromFiles(t *testing.T) {
 	if want := "https://" + name + ":" + strconv.Itoa(port(t, srv.https)); srv.baseURL != want {
 		t.Errorf("base URL %s, want %s", srv.baseURL, want)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(first)
+	roots := first.Pool()
 	if got := servedCert(t, srv.https, name, roots); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatalf("served serial %v, want %v", got.SerialNumber, first.SerialNumber)
 	}
-	second := writeSelfSigned(t, certFile, keyFile, name)
-	roots.AddCert(second)
+	second := certtest.New(t, nil, name)
+	second.Write(t, certFile, keyFile)
+	roots.AddCert(second.Certificate)
 	if got := servedCert(t, srv.https, name, roots); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
 		t.Fatalf("after the renewal, served serial %v, want %v", got.SerialNumber, second.SerialNumber)
 	}

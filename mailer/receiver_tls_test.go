@@ -2,15 +2,9 @@ package mailer
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	stdsmtp "net/smtp"
 	"os"
@@ -19,51 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"pointpost/certtest"
 	"pointpost/rewards"
 )
 
-// testCert writes a self-signed certificate for testReplyDomain and 127.0.0.1, with serial,
-// into dir as cert.pem and key.pem (each written beside and renamed over, as a renewal
-// does), and returns the certificate.
-func testCert(t testing.TB, dir string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: testReplyDomain},
-		DNSNames: []string{testReplyDomain}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, b []byte) {
-		tmp := filepath.Join(dir, name+".new")
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("key.pem", "EC PRIVATE KEY", kder)
-	write("cert.pem", "CERTIFICATE", der)
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
 // sendTLS sends a reply over STARTTLS trusting only cert, and returns the certificate the
 // receiver presented.
-func sendTLS(t *testing.T, addr string, trust *x509.Certificate, rcpt string, data []byte) *x509.Certificate {
+func sendTLS(t *testing.T, addr string, trust *certtest.Cert, rcpt string, data []byte) *x509.Certificate {
 	t.Helper()
 	c, err := stdsmtp.Dial(addr)
 	if err != nil {
@@ -76,9 +32,7 @@ func sendTLS(t *testing.T, addr string, trust *x509.Certificate, rcpt string, da
 	if ok, _ := c.Extension("STARTTLS"); !ok {
 		t.Fatal("STARTTLS not offered")
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(trust)
-	if err := c.StartTLS(&tls.Config{RootCAs: roots, ServerName: testReplyDomain}); err != nil {
+	if err := c.StartTLS(&tls.Config{RootCAs: trust.Pool(), ServerName: testReplyDomain}); err != nil {
 		t.Fatalf("STARTTLS: %v", err)
 	}
 	state, ok := c.TLSConnectionState()
@@ -110,28 +64,31 @@ func sendTLS(t *testing.T, addr string, trust *x509.Certificate, rcpt string, da
 // keeps the previous certificate.
 func TestReceiverSTARTTLS(t *testing.T) {
 	dir := t.TempDir()
-	first := testCert(t, dir, 1)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := certtest.New(t, nil, testReplyDomain, "127.0.0.1")
+	first.Write(t, certFile, keyFile)
 	r := startReceiver(t, func(c *ReceiverConfig, _ *fakeAcks, _ *fakeInbound) {
-		c.TLSCertFile, c.TLSKeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
 	})
 	tok := r.k.Encode(7, 42)
 	rcpt := "reply+" + tok + "@" + testReplyDomain
 	reply := func(n int) []byte {
 		return wireCRLF(fmt.Sprintf("From: joe@example.com\nSubject: Re: points [#%s]\nMessage-ID: <tls%d@example.com>\n\nyes\n", tok, n))
 	}
-	if got := sendTLS(t, r.addr, first, rcpt, reply(1)); got.SerialNumber.Int64() != 1 {
-		t.Errorf("served serial %v, want 1", got.SerialNumber)
+	if got := sendTLS(t, r.addr, first, rcpt, reply(1)); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Errorf("served serial %v, want %v", got.SerialNumber, first.SerialNumber)
 	}
-	second := testCert(t, dir, 2)
-	if got := sendTLS(t, r.addr, second, rcpt, reply(2)); got.SerialNumber.Int64() != 2 {
-		t.Errorf("after the renewal, served serial %v, want 2", got.SerialNumber)
+	second := certtest.New(t, nil, testReplyDomain, "127.0.0.1")
+	second.Write(t, certFile, keyFile)
+	if got := sendTLS(t, r.addr, second, rcpt, reply(2)); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Errorf("after the renewal, served serial %v, want the renewal's %v", got.SerialNumber, second.SerialNumber)
 	}
 	// A key that does not match: the receiver keeps serving the second certificate.
-	if err := os.WriteFile(filepath.Join(dir, "key.pem"), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := sendTLS(t, r.addr, second, rcpt, reply(3)); got.SerialNumber.Int64() != 2 {
-		t.Errorf("after a broken renewal, served serial %v, want 2", got.SerialNumber)
+	if got := sendTLS(t, r.addr, second, rcpt, reply(3)); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Errorf("after a broken renewal, served serial %v, want %v", got.SerialNumber, second.SerialNumber)
 	}
 	if _, committed := r.acks.snapshot(); len(committed) != 3 {
 		t.Errorf("%d replies over TLS acknowledged, want 3", len(committed))
@@ -142,7 +99,7 @@ func TestReceiverSTARTTLS(t *testing.T) {
 // the receiver from starting, with the reason.
 func TestReceiverTLSConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	testCert(t, dir, 1)
+	certtest.New(t, nil, testReplyDomain, "127.0.0.1").Write(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	for name, c := range map[string]struct{ cert, key, want string }{
 		"no key":       {filepath.Join(dir, "cert.pem"), "", "needs its key"},
 		"missing file": {filepath.Join(dir, "nope.pem"), filepath.Join(dir, "key.pem"), "nope.pem"},

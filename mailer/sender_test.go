@@ -3,17 +3,11 @@ package mailer
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"path/filepath"
 	"slices"
@@ -26,6 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"pointpost/certtest"
 	"pointpost/postoffice"
 	"pointpost/store"
 )
@@ -332,34 +327,6 @@ func TestSMTPSenderRedialsStaleConnection(t *testing.T) {
 	}
 }
 
-// selfSignedTLS returns a server config with a certificate for 127.0.0.1 and a client config
-// that trusts it.
-func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sink.localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
-}
-
 // probeSession notes, for each message, whether it came over TLS and the EHLO name then.
 type probeSession struct {
 	smtp.Session
@@ -377,15 +344,18 @@ func (p *probeSession) Data(r io.Reader) error {
 }
 
 func TestSMTPSenderStartTLS(t *testing.T) {
-	serverTLS, clientTLS := selfSignedTLS(t)
+	cert := certtest.New(t, nil, "127.0.0.1") // the relay's
 	sink := &Sink{Keep: true}
 	var mu sync.Mutex
 	var seen []string
 	l := serveSMTP(t, smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		s, err := sink.NewSession(c)
 		return &probeSession{Session: s, conn: c, mu: &mu, seen: &seen}, err
-	}), func(srv *smtp.Server) { srv.TLSConfig = serverTLS })
-	s, err := NewSMTPSender(RelayConfig{URL: l.url(), HelloName: "pointpost.test", Timeout: 5 * time.Second, TLS: clientTLS})
+	}), func(srv *smtp.Server) {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}
+	})
+	s, err := NewSMTPSender(RelayConfig{URL: l.url(), HelloName: "pointpost.test", Timeout: 5 * time.Second,
+		TLS: &tls.Config{RootCAs: cert.Pool(), ServerName: "127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,18 +6,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
+
+	"pointpost/certtest"
 )
 
 // snsFake answers the certificate and subscription URLs of an SNS host, counting fetches.
@@ -46,13 +43,8 @@ func sesWorld(t *testing.T) (*webhookWorld, *rsa.PrivateKey, *snsFake) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sns.amazonaws.com"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := &snsFake{cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), fetched: map[string]int{}}
+	// SNS signs with RSA: its signing certificate holds the key the deliveries are signed with.
+	fake := &snsFake{cert: certtest.New(t, key, "sns.amazonaws.com").PEM(), fetched: map[string]int{}}
 	w := &webhookWorld{events: &recordedEvents{}}
 	wh := &Webhooks{Events: w.events, SESTopicARN: testTopic, SNSClient: &http.Client{Transport: fake}}
 	w.srv = httptest.NewServer(Handler(Deps{Webhooks: wh}))

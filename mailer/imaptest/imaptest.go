@@ -5,15 +5,8 @@ package imaptest
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +19,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"pointpost/certtest"
 )
 
 // Binary is where Debian's dovecot-imapd puts the server.
@@ -62,7 +57,9 @@ func Start(t testing.TB, extra string) *Dovecot {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cert := writeCert(t, dir)
+	// Dovecot reads its certificate and key from dir; clients trust the certificate alone.
+	cert := certtest.New(t, nil, "127.0.0.1")
+	cert.Write(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +113,7 @@ func Start(t testing.TB, extra string) *Dovecot {
 			t.Logf("dovecot log:\n%s", log)
 		}
 	})
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	d.TLS = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	d.TLS = &tls.Config{RootCAs: cert.Pool(), ServerName: "127.0.0.1"}
 	d.CertFile = filepath.Join(dir, "cert.pem")
 	d.imapsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapsPort))
 	d.imapAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(imapPort))
@@ -284,36 +279,4 @@ func (d *Dovecot) Count(t testing.TB, folder string) int {
 		return 0
 	}
 	return int(*st.NumMessages)
-}
-
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key to dir, as cert.pem
-// and key.pem.
-func writeCert(t testing.TB, dir string) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"cert.pem": {Type: "CERTIFICATE", Bytes: der}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }
