@@ -48,6 +48,7 @@ var postgresTests = []string{
 	"TestSubmitEarnsPointsOnce",
 	"TestRedeemWithTheMailedCode",
 	"TestIssuerBudgetAndCatalogCommands",
+	"TestScheduleAgainstTheIssuersBudget",
 	"TestAccountCommands",
 	"TestProviderWebhooksFindDeliveriesByCustomArgument",
 	"TestHealthAndReadiness",
