@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"pointpost/store/pgtest"
 )
@@ -46,6 +47,14 @@ func TestLockProcessHoldsTheNameUntilRelease(t *testing.T) {
 	}
 	if err := held.Release(); err != nil {
 		t.Errorf("a second release: %v", err)
+	}
+	if pgtest.OnPostgres() {
+		// The holder's session names it to the database's operators.
+		var sessions int
+		if err := first.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = ?`,
+			"pointpost host-2").Scan(&sessions); err != nil || sessions != 1 {
+			t.Errorf("sessions named pointpost host-2: %d, %v; want 1", sessions, err)
+		}
 	}
 	if !pgtest.OnPostgres() {
 		if _, err := os.Stat(processLockFile(first.Path(), "host-1")); !errors.Is(err, os.ErrNotExist) {
@@ -120,10 +129,12 @@ func TestLockProcessFreedWhenTheHolderIsKilled(t *testing.T) {
 		t.Fatalf("the holder ended with %v, want killed", err)
 	}
 	done <- nil // for the cleanup
+	killed := time.Now()
 	l, err := s.LockProcess(ctx, "held")
 	if err != nil {
 		t.Fatalf("the name of the killed process: %v", err)
 	}
+	t.Logf("the killed process's name taken %v after its end", time.Since(killed))
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
