@@ -41,13 +41,15 @@ type ProcessLock struct {
 // on a connection of its own, held until it closes: the server ends a session whose client
 // closed its connection, which the kernel does for a killed process. The session asks the
 // server for TCP keepalives every few seconds, so the name of a process whose machine went
-// down comes free within half a minute rather than the server's default two hours.
+// down comes free within half a minute rather than after the usual system default of two
+// hours. A name held by a live process is refused after processLockWait.
 //
 // On SQLite the lock is an flock on a file beside the database's, FILE.process-NAME.lock,
 // one per name: the kernel releases it when the process ends. A file per name keeps the
 // lock exact and readable (ls shows the names in use), where byte ranges of one file would
-// be hashes of names, and POSIX byte-range locks are the process's, not the open file's. Release removes the file. A database in memory has no other process
-// to share it with: nothing is locked.
+// be hashes of names, and POSIX byte-range locks are the process's, not the open file's.
+// Release removes the file. A database in memory has no other process to share it with:
+// nothing is locked.
 func (s *Store) LockProcess(ctx context.Context, name string) (*ProcessLock, error) {
 	var release func() error
 	var err error
