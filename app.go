@@ -47,6 +47,8 @@ type app struct {
 	mailRunning atomic.Bool
 	// relay names the way out, for the log.
 	relay string
+	// name holds cfg.Name on the database while the process's mail servers run under it.
+	name *store.ProcessLock
 }
 
 // open opens the database and wires the post office; withMail it also builds the sender and,
@@ -138,6 +140,14 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 	a.signed = &mailer.DKIMSender{Sender: a.sender, DKIM: a.dkim}
 	if !cfg.runs(roleMail) {
 		return nil // the web pages send notices and test sends through the sender alone
+	}
+	// The name's mail server rows and their leases are one live process's: a second one under
+	// the name would send what the first has claimed and end its leases.
+	if a.name, err = st.LockProcess(ctx, cfg.Name); err != nil {
+		if errors.Is(err, store.ErrProcessNameTaken) {
+			return fmt.Errorf("%w: start this process under another %s, or stop the other one", err, cfg.source("name"))
+		}
+		return err
 	}
 	ids, err := st.RegisterProcessMailServers(ctx, cfg.Name, cfg.MailServers, relay, time.Now())
 	if err != nil {
@@ -254,6 +264,10 @@ func (a *app) close() {
 		a.outbox.Close() // the router leaves it to us
 	}
 	a.store.Close()
+	// Last: the name stays this process's until nothing of it writes any more.
+	if err := a.name.Release(); err != nil {
+		a.log.Warn("releasing the process name", "name", a.cfg.Name, "err", err)
+	}
 }
 
 // handler is the web server: consumer pages and the toolbox.

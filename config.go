@@ -218,7 +218,7 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"backup-keep", "POINTPOST_BACKUP_KEEP", num(&c.BackupKeep, 24, "newest scheduled backups kept in --backup-dir; older ones are removed")},
 		{"trusted-proxies", "POINTPOST_TRUSTED_PROXIES", str(&c.trustedProxies, "", "comma-separated IPs and CIDRs of the reverse proxies whose X-Forwarded-For names the client (default: none)")},
 		{"role", "POINTPOST_ROLE", str(&c.Role, roleAll, "what this process runs: all; web (toolbox, consumer pages, webhooks); mail (the post office's scheduling, settlement and the mail servers); receiver (replies and bounces by SMTP and IMAP)")},
-		{"name", "POINTPOST_NAME", str(&c.Name, "", "this process's name among the processes on one database, its mail servers registered under it; a process started again under its name takes its mail servers back at once (default: HOSTNAME-PID)")},
+		{"name", "POINTPOST_NAME", str(&c.Name, "", "this process's name among the processes on one database, its mail servers registered under it, held by one live process at a time; a process started again under its name takes its mail servers back at once (default: HOSTNAME-PID)")},
 		{"lease", "POINTPOST_LEASE", func(name string) {
 			fs.DurationVar(&c.Lease, name, postoffice.DefaultLease, "how long a mail server that stops reporting (its process killed) keeps its jobs and the deliveries it claimed before live ones take them over")
 		}},

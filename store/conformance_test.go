@@ -77,6 +77,8 @@ var conformanceTests = []string{
 	"TestLeaseRecipientsRefusesNoOwnerOrNoTime",
 	"TestLedgerIsAppendOnly",
 	"TestLinkJobRules",
+	"TestLockProcessFreedWhenTheHolderIsKilled",
+	"TestLockProcessHoldsTheNameUntilRelease",
 	"TestOutboxSearch",
 	"TestPasswordChangeAndDisableEndSessions",
 	"TestPointsBoundsInTheDatabase",

@@ -72,6 +72,11 @@ const (
 	lockMailServers int64 = 0x706f696e74_08
 )
 
+// lockProcessNames is the first key of the two-key advisory locks that hold process names,
+// one session each for the process's life (LockProcess): the second key is the name's hash.
+// Two-key locks are apart from the one-key ones above in PostgreSQL's lock space.
+const lockProcessNames int32 = 0x706f696e // "poin"
+
 // openPostgres opens a pool on the PostgreSQL database at url, through pgConnector. Its
 // sessions run with synchronous_commit on, whatever the server's or the database's default,
 // since an acknowledgement is answered as accepted once its COMMIT returns; a URL may ask for

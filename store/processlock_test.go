@@ -1,0 +1,201 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"pointpost/store/pgtest"
+)
+
+// TestLockProcessHoldsTheNameUntilRelease: a name held by one store is refused to another on
+// the same database, naming the name; another name is free; after the release the name is
+// taken again, and the SQLite lock file is gone.
+func TestLockProcessHoldsTheNameUntilRelease(t *testing.T) {
+	ctx := context.Background()
+	first := openTest(t)
+	second, err := Open(ctx, first.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+
+	held, err := first.LockProcess(ctx, "host-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = second.LockProcess(ctx, "host-1")
+	if !errors.Is(err, ErrProcessNameTaken) || !strings.Contains(err.Error(), `process name "host-1"`) {
+		t.Fatalf("second lock of host-1: %v; want ErrProcessNameTaken naming host-1", err)
+	}
+	other, err := second.LockProcess(ctx, "host-2")
+	if err != nil {
+		t.Fatalf("another name: %v", err)
+	}
+	defer other.Release()
+
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Release(); err != nil {
+		t.Errorf("a second release: %v", err)
+	}
+	if pgtest.OnPostgres() {
+		// The holder's session names it to the database's operators.
+		var sessions int
+		if err := first.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = ?`,
+			"pointpost host-2").Scan(&sessions); err != nil || sessions != 1 {
+			t.Errorf("sessions named pointpost host-2: %d, %v; want 1", sessions, err)
+		}
+	}
+	if !pgtest.OnPostgres() {
+		if _, err := os.Stat(processLockFile(first.Path(), "host-1")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the released name's lock file: %v; want it removed", err)
+		}
+	}
+	again, err := second.LockProcess(ctx, "host-1")
+	if err != nil {
+		t.Fatalf("host-1 after its release: %v", err)
+	}
+	if err := again.Release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holderEnv names the database TestLockProcessFreedWhenTheHolderIsKilled's child process
+// holds the name "held" on.
+const holderEnv = "POINTPOST_TEST_NAME_HOLDER"
+
+// TestLockProcessFreedWhenTheHolderIsKilled: a name held by another process (this test
+// binary run again) is refused; once that process is killed with SIGKILL, which releases
+// nothing by itself, the name is taken at once.
+func TestLockProcessFreedWhenTheHolderIsKilled(t *testing.T) {
+	ctx := context.Background()
+	if db := os.Getenv(holderEnv); db != "" {
+		holdNameUntilKilled(t, db)
+		return
+	}
+	s := openTest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockProcessFreedWhenTheHolderIsKilled$", "-test.count=1")
+	cmd.Env = append(os.Environ(), holderEnv+"="+s.Path())
+	if pgServer != nil {
+		cmd.Env = append(cmd.Env, pgtest.EnvURL+"="+pgServer.URL) // no cluster of its own
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	lines := bufio.NewScanner(stdout)
+	var said strings.Builder
+	for lines.Scan() && lines.Text() != "holding" {
+		said.WriteString(lines.Text() + "\n")
+	}
+	if lines.Text() != "holding" {
+		t.Fatalf("the holder ended before it held the name: %v\n%s%s", lines.Err(), said.String(), stderr.String())
+	}
+	go io.Copy(io.Discard, stdout) // the rest, so the child never blocks writing
+
+	if _, err := s.LockProcess(ctx, "held"); !errors.Is(err, ErrProcessNameTaken) {
+		t.Fatalf("the name another process holds: %v; want ErrProcessNameTaken", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the holder ended with %v, want killed", err)
+	}
+	done <- nil // for the cleanup
+	killed := time.Now()
+	l, err := s.LockProcess(ctx, "held")
+	if err != nil {
+		t.Fatalf("the name of the killed process: %v", err)
+	}
+	t.Logf("the killed process's name taken %v after its end", time.Since(killed))
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdNameUntilKilled is the child of TestLockProcessFreedWhenTheHolderIsKilled: it holds
+// "held" on db, says so, and waits for the end of its standard input, which comes only
+// with the kill.
+func holdNameUntilKilled(t *testing.T, db string) {
+	s, err := Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.LockProcess(context.Background(), "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	os.Stdout.WriteString("holding\n")
+	io.Copy(io.Discard, os.Stdin)
+	t.Error("the holder's standard input ended: the parent test went away without the kill")
+}
+
+// TestProcessLockFileNames: each name has a file of its own beside the database, whatever
+// bytes it holds; a name too long for a file name goes by its hash; a database in memory
+// locks nothing.
+func TestProcessLockFileNames(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "pointpost.db")
+	long := strings.Repeat("n", 300)
+	files := map[string]string{}
+	for _, name := range []string{"", "host-1", "host_1", "a/b", "a%2Fb", "../up", "名前", long, long + "x"} {
+		f := processLockFile(db, name)
+		if filepath.Dir(f) != filepath.Dir(db) || !strings.HasPrefix(filepath.Base(f), "pointpost.db.process-") ||
+			!strings.HasSuffix(f, ".lock") || len(filepath.Base(f)) > 255 {
+			t.Errorf("name %q: lock file %s, want pointpost.db.process-….lock beside the database", name, f)
+		}
+		if other, ok := files[f]; ok {
+			t.Errorf("names %q and %q share the lock file %s", other, name, f)
+		}
+		files[f] = name
+	}
+	if got := processLockFile(db, "host-1"); got != db+".process-host-1.lock" {
+		t.Errorf("host-1's lock file %s", got)
+	}
+
+	// A lock file that cannot be made is the error, not a refusal.
+	if _, err := lockProcessFile(filepath.Join(t.TempDir(), "missing", "x.lock")); err == nil ||
+		errors.Is(err, ErrProcessNameTaken) {
+		t.Errorf("a lock file in a missing directory: %v", err)
+	}
+
+	s := &Store{path: ":memory:", engine: engineSQLite}
+	l, err := s.LockProcess(context.Background(), "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.LockProcess(context.Background(), "any"); err != nil {
+		t.Errorf("in memory, a second lock: %v", err)
+	} else {
+		again.Release()
+	}
+	l.Release()
+}
