@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,9 @@ func (s *Store) LockProcess(ctx context.Context, name string) (*ProcessLock, err
 		release = func() error { return nil }
 	default:
 		release, err = lockProcessFile(processLockFile(s.path, name))
+		if err == nil {
+			removeDeadProcessLocks(s.path)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("process name %q: %w", name, err)
@@ -186,4 +190,34 @@ func lockProcessFile(path string) (func() error, error) {
 			return nil, fmt.Errorf("lock %s: removed under us %d times", path, try+1)
 		}
 	}
+}
+
+// removeDeadProcessLocks removes the lock files beside the SQLite database file that no live
+// process holds: a killed process leaves its file, and with the default names (HOSTNAME-PID)
+// no process takes that name again. A process about to lock a file removed here finds it gone
+// and makes it again (lockProcessFile).
+func removeDeadProcessLocks(file string) {
+	paths, _ := filepath.Glob(escapeGlob(file) + ".process-*.lock")
+	for _, path := range paths {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.Remove(path)
+		}
+		f.Close()
+	}
+}
+
+// escapeGlob makes path match itself alone in filepath.Glob.
+func escapeGlob(path string) string {
+	var b strings.Builder
+	for _, r := range path {
+		if strings.ContainsRune(`*?[\\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

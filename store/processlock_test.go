@@ -60,6 +60,22 @@ func TestLockProcessHoldsTheNameUntilRelease(t *testing.T) {
 		if _, err := os.Stat(processLockFile(first.Path(), "host-1")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the released name's lock file: %v; want it removed", err)
 		}
+		// A killed process's file, which nobody holds, goes at the next lock; a live one's stays.
+		dead := processLockFile(first.Path(), "host-9")
+		if err := os.WriteFile(dead, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		third, err := first.LockProcess(ctx, "host-3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer third.Release()
+		if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a dead process's lock file after another lock: %v; want it removed", err)
+		}
+		if _, err := os.Stat(processLockFile(first.Path(), "host-2")); err != nil {
+			t.Errorf("the live holder's lock file: %v; want it kept", err)
+		}
 	}
 	again, err := second.LockProcess(ctx, "host-1")
 	if err != nil {
