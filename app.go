@@ -416,7 +416,18 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		settler := &rewards.Settler{Store: a.store, Interval: a.cfg.SettleEvery, Logger: a.log}
 		go func() { defer schedDone.Done(); settler.Run(schedCtx) }()
 	}
-	failed := make(chan error, 1+len(servers))
+	failed := make(chan error, 2+len(servers))
+	if a.name != nil {
+		// A name lost to another process while the database was away stops this one: the two
+		// would share the name's mail servers and leases.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.name.Watch(ctx, time.Second); err != nil {
+				failed <- err
+			}
+		}()
+	}
 	if mailbox != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = mailbox.Run(ctx) }()

@@ -79,6 +79,7 @@ var conformanceTests = []string{
 	"TestLinkJobRules",
 	"TestLockProcessFreedWhenTheHolderIsKilled",
 	"TestLockProcessHoldsTheNameUntilRelease",
+	"TestWatchTakesALostNameBack",
 	"TestOutboxSearch",
 	"TestPasswordChangeAndDisableEndSessions",
 	"TestPointsBoundsInTheDatabase",

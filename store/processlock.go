@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,8 +33,19 @@ const processLockWait = 3 * time.Second
 // operating system or the database server lets go of it when the process dies, however it
 // dies, so a process started again under the name after a kill takes it at once.
 type ProcessLock struct {
+	mu      sync.Mutex // release, which Watch replaces when it takes the name again
 	release func() error
+	// retake is how a lost PostgreSQL session takes the name again; nil on SQLite, whose
+	// lock only the process's end lets go of.
+	retake func(context.Context) (func() error, error)
+	// alive checks the session that holds the lock.
+	alive func(context.Context) error
+	name  string
 }
+
+// ErrProcessNameLost is Watch's end when the session that held a process's name ended and
+// another process took the name before this one could take it back.
+var ErrProcessNameLost = errors.New("lost to another process while the database connection was down")
 
 // LockProcess takes the process name name on the store's database until Release or the end
 // of the process. Returns ErrProcessNameTaken, naming the name, when another live process
@@ -54,9 +67,19 @@ type ProcessLock struct {
 func (s *Store) LockProcess(ctx context.Context, name string) (*ProcessLock, error) {
 	var release func() error
 	var err error
+	lock := &ProcessLock{}
 	switch {
 	case s.engine == enginePostgres:
-		release, err = s.lockProcessSession(ctx, name)
+		var session *sql.Conn
+		release, session, err = s.lockProcessSession(ctx, name)
+		lock.alive = func(ctx context.Context) error { return session.PingContext(ctx) }
+		lock.retake = func(ctx context.Context) (func() error, error) {
+			release, again, err := s.lockProcessSession(ctx, name)
+			if err == nil {
+				session = again
+			}
+			return release, err
+		}
 	case inMemory(s.path):
 		release = func() error { return nil }
 	default:
@@ -68,13 +91,64 @@ func (s *Store) LockProcess(ctx context.Context, name string) (*ProcessLock, err
 	if err != nil {
 		return nil, fmt.Errorf("process name %q: %w", name, err)
 	}
-	return &ProcessLock{release: release}, nil
+	lock.release = release
+	lock.name = name
+	return lock, nil
+}
+
+// Watch checks every interval, until ctx ends, that the lock is still held. On PostgreSQL the
+// lock is its session's: when the connection to the database was lost (a restart of the
+// server, a failover, a network cut long enough for the keepalives) the lock went with it,
+// and Watch takes it again on a new session. It returns ErrProcessNameLost when another
+// process took the name meanwhile: this process must stop its mail servers, which share that
+// name's rows and leases. While the database cannot be reached it keeps trying: nothing can
+// be written then either. On SQLite it waits for ctx alone.
+func (l *ProcessLock) Watch(ctx context.Context, interval time.Duration) error {
+	if l == nil || l.alive == nil {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if l.alive(ctx) == nil || ctx.Err() != nil {
+			continue
+		}
+		release, err := l.retake(ctx)
+		if errors.Is(err, ErrProcessNameTaken) {
+			return fmt.Errorf("process name %q: %w", l.name, ErrProcessNameLost)
+		}
+		if err != nil {
+			continue // the database is still away; the next tick tries again
+		}
+		l.mu.Lock()
+		dead := l.release
+		if dead != nil {
+			l.release = release
+		}
+		l.mu.Unlock()
+		if dead == nil { // released meanwhile: so is the new one
+			release()
+			return nil
+		}
+		dead() // closes what is left of the lost session
+	}
 }
 
 // Release lets go of the name; another process may take it at once. A second Release does
 // nothing.
 func (l *ProcessLock) Release() error {
-	if l == nil || l.release == nil {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.release == nil {
 		return nil
 	}
 	release := l.release
@@ -84,16 +158,16 @@ func (l *ProcessLock) Release() error {
 
 // lockProcessSession takes name's advisory lock on a PostgreSQL session of its own, kept
 // open until the release.
-func (s *Store) lockProcessSession(ctx context.Context, name string) (func() error, error) {
+func (s *Store) lockProcessSession(ctx context.Context, name string) (func() error, *sql.Conn, error) {
 	db, err := openPostgres(s.path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	db.SetMaxOpenConns(1)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	closeAll := func() error { return errors.Join(conn.Close(), db.Close()) }
 	// application_name shows the holder in pg_stat_activity; the keepalives end the session
@@ -103,22 +177,22 @@ func (s *Store) lockProcessSession(ctx context.Context, name string) (func() err
 		set_config('tcp_keepalives_count', '3', false), set_config('lock_timeout', ?, false)`,
 		"pointpost "+name, fmt.Sprintf("%dms", processLockWait.Milliseconds())); err != nil {
 		closeAll()
-		return nil, err
+		return nil, nil, err
 	}
 	key := processNameKey(name)
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?, ?)`, lockProcessNames, key); err != nil {
 		closeAll()
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available: lock_timeout ran out
-			return nil, ErrProcessNameTaken
+			return nil, nil, ErrProcessNameTaken
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	return func() error {
 		// Unlocked before the session ends, so the name is free when Release returns.
 		_, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(?, ?)`, lockProcessNames, key)
 		return errors.Join(err, closeAll())
-	}, nil
+	}, conn, nil
 }
 
 // processNameKey is the second key of name's advisory lock: two names sharing a hash would

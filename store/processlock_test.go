@@ -215,3 +215,96 @@ func TestProcessLockFileNames(t *testing.T) {
 	}
 	l.Release()
 }
+
+// TestWatchTakesALostNameBack: on PostgreSQL a name's lock is its session's. When the server
+// ends that session (a restart, a failover, a cut), Watch takes the name again on a new
+// session; when another process took the name first, Watch ends with ErrProcessNameLost. On
+// SQLite nothing but the process's end takes the lock away: Watch ends with its context.
+func TestWatchTakesALostNameBack(t *testing.T) {
+	ctx := context.Background()
+	first := openTest(t)
+	second, err := Open(ctx, first.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	held, err := first.LockProcess(ctx, "host-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	watch := func() (stop func() error) {
+		watchCtx, cancel := context.WithCancel(ctx)
+		ended := make(chan error, 1)
+		go func() { ended <- held.Watch(watchCtx, 5*time.Millisecond) }()
+		return func() error {
+			cancel()
+			return <-ended
+		}
+	}
+	if !pgtest.OnPostgres() {
+		if err := watch()(); err != nil {
+			t.Fatalf("Watch on SQLite: %v; want nil at its context's end", err)
+		}
+		if _, err := second.LockProcess(ctx, "host-1"); !errors.Is(err, ErrProcessNameTaken) {
+			t.Fatalf("the name after Watch: %v; want it still held", err)
+		}
+		return
+	}
+	// session is the backend that holds host-1's lock; 0 when none does.
+	session := func() int {
+		var pid int
+		err := first.read.QueryRowContext(ctx, `SELECT coalesce(max(l.pid), 0) FROM pg_locks l
+			JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pointpost host-1'`).Scan(&pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	terminate := func(pid int) {
+		var ended bool
+		if err := first.read.QueryRowContext(ctx, `SELECT pg_terminate_backend(?, 10000)`, pid).Scan(&ended); err != nil || !ended {
+			t.Fatalf("terminating the lock's session %d: %v, %v", pid, ended, err)
+		}
+	}
+
+	lost := session()
+	if lost == 0 {
+		t.Fatal("no session holds host-1's lock")
+	}
+	terminate(lost)
+	stop := watch()
+	again := 0
+	for range 2000 {
+		if again = session(); again != 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if again == 0 || again == lost {
+		t.Fatalf("the lock's session after the old one %d ended: %d; want a new one", lost, again)
+	}
+	if _, err := second.LockProcess(ctx, "host-1"); !errors.Is(err, ErrProcessNameTaken) {
+		t.Fatalf("the name Watch took back: %v; want ErrProcessNameTaken", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Watch at its context's end: %v", err)
+	}
+
+	// Another process takes the name while this one is cut off: Watch says it is lost.
+	terminate(again)
+	other, err := second.LockProcess(ctx, "host-1")
+	if err != nil {
+		t.Fatalf("the name of the ended session: %v", err)
+	}
+	defer other.Release()
+	ended := make(chan error, 1)
+	go func() { ended <- held.Watch(ctx, 5*time.Millisecond) }()
+	if err := <-ended; !errors.Is(err, ErrProcessNameLost) || !strings.Contains(err.Error(), `"host-1"`) {
+		t.Fatalf("Watch with the name taken: %v; want ErrProcessNameLost naming host-1", err)
+	}
+	if err := held.Release(); err != nil {
+		t.Logf("releasing the lost lock: %v", err) // its session is gone: nothing to let go of
+	}
+}
