@@ -531,3 +531,52 @@ func BenchmarkNextClaimable(b *testing.B) {
 		})
 	}
 }
+
+// TestDueRecipientsAreWhatAClaimTakes: DueRecipients lists, leasing nothing, what
+// LeaseRecipients would take at the same time: not what a lease holds, nor a retry not yet
+// due; a lease that ended lets its deliveries be listed again. afterID pages through them.
+func TestDueRecipientsAreWhatAClaimTakes(t *testing.T) {
+	onBothEngines(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		job := seedLeaseJob(t, s, 10)
+		ids, err := s.RegisterProcessMailServers(ctx, "a", 2, "", ackT0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := ids[0], ids[1]
+		all, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 100)
+		if err != nil || len(all) != 10 {
+			t.Fatalf("listed %d, %v; want all 10", len(all), err)
+		}
+		held, err := s.LeaseRecipients(ctx, job.Key, a, ackT0, ackT0.Add(time.Minute), 4)
+		if err != nil || !slices.Equal(leaseIDs(held), leaseIDs(all[:4])) {
+			t.Fatalf("claimed %v, %v; want the first four", leaseIDs(held), err)
+		}
+		if err := s.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: held[0].DeliveryID, Kind: postoffice.OutcomeRetry,
+			At: ackT0, NextAttempt: ackT0.Add(time.Hour), Error: "421 later", Owner: a}}); err != nil {
+			t.Fatal(err)
+		}
+		listed, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 100)
+		if err != nil || !slices.Equal(leaseIDs(listed), leaseIDs(all[4:])) {
+			t.Fatalf("listed %v, %v; want the six no lease holds", leaseIDs(listed), err)
+		}
+		page, err := s.DueRecipients(ctx, job.Key, all[6].DeliveryID, ackT0, 2)
+		if err != nil || !slices.Equal(leaseIDs(page), leaseIDs(all[7:9])) {
+			t.Fatalf("listed after %d: %v, %v; want the two next", all[6].DeliveryID, leaseIDs(page), err)
+		}
+		// Once the lease has ended the three still held are due again; the retry is not yet.
+		later := ackT0.Add(2 * time.Minute)
+		listed, err = s.DueRecipients(ctx, job.Key, 0, later, 100)
+		if err != nil || !slices.Equal(leaseIDs(listed), leaseIDs(all[1:])) {
+			t.Fatalf("after the lease listed %v, %v; want all but the retry", leaseIDs(listed), err)
+		}
+		taken, err := s.LeaseRecipients(ctx, job.Key, b, later, later.Add(time.Minute), 100)
+		if err != nil || !slices.Equal(leaseIDs(taken), leaseIDs(listed)) {
+			t.Fatalf("a claim took %v, %v; want what was listed, %v", leaseIDs(taken), err, leaseIDs(listed))
+		}
+		if listed, err := s.DueRecipients(ctx, job.Key, 0, later, 100); err != nil || len(listed) != 0 {
+			t.Fatalf("after the claim listed %v, %v; want none", leaseIDs(listed), err)
+		}
+	})
+}
