@@ -261,9 +261,9 @@ func refusalFailure(o postoffice.Outcome) BounceFailure {
 // once). ok is false when none is left to send.
 //
 // It reads two minimums off indexes (0067), not every delivery of the job: the first next
-// attempt of those no lease holds, and the first end of a lease among those leased. A claim
-// takes only deliveries due, and the heartbeat only moves a lease's end later, so a leased
-// delivery's lease ends after its next attempt.
+// attempt of those no lease holds, and the first end of a lease among those leased, few. A
+// claim takes only deliveries due, and the heartbeat only moves a lease's end later, so a
+// leased delivery's lease ends after its next attempt.
 func (s *Store) NextClaimable(ctx context.Context, jobKey int64) (at time.Time, ok bool, err error) {
 	var unleased, leased sql.NullInt64
 	err = s.read.QueryRowContext(ctx, nextClaimable, jobKey, jobKey).Scan(&unleased, &leased)
@@ -277,8 +277,8 @@ func (s *Store) NextClaimable(ctx context.Context, jobKey int64) (at time.Time, 
 	return time.UnixMilli(next).UTC(), true, nil
 }
 
-// nextClaimable is NextClaimable's query, one minimum on each of deliveries_unleased and
-// deliveries_lease_ends.
+// nextClaimable is NextClaimable's query: one minimum read off deliveries_unleased, one over
+// the rows of deliveries_job_leased.
 const nextClaimable = `SELECT
 	(SELECT min(next_attempt_at) FROM deliveries
 		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND lease_owner = 0),
