@@ -618,3 +618,26 @@ func BenchmarkHeartbeat(b *testing.B) {
 		b.Run("row-only", beat(false))
 	}
 }
+
+// BenchmarkLeaseAndRelease is a claim of 512 deliveries of a job of 20,000 and their
+// release, which moves each between the indexes of 0067:
+//
+//	go test -run '^$' -bench LeaseAndRelease ./store/
+//	POINTPOST_TEST_ENGINE=postgres go test -run '^$' -bench LeaseAndRelease ./store/
+func BenchmarkLeaseAndRelease(b *testing.B) {
+	ctx := context.Background()
+	s := openTest(b)
+	job := seedLeaseJob(b, s, 20_000)
+	ids, err := s.RegisterProcessMailServers(ctx, "a", 1, "", ackT0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if rs, err := s.LeaseRecipients(ctx, job.Key, ids[0], ackT0, ackT0.Add(time.Minute), 512); err != nil || len(rs) != 512 {
+			b.Fatalf("claimed %d, %v", len(rs), err)
+		}
+		if err := s.ReleaseLeases(ctx, ids[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
