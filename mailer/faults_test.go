@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,4 +526,109 @@ func firstLine(log, s string) string {
 		}
 	}
 	return ""
+}
+
+// releaseFailingStore is the real store whose ReleaseLeases works once (at the mail
+// server's start) and then fails, as on a database that takes the heartbeat but not that
+// update.
+type releaseFailingStore struct {
+	*store.Store
+	calls atomic.Int64
+}
+
+func (s *releaseFailingStore) ReleaseLeases(ctx context.Context, owner int) error {
+	if s.calls.Add(1) > 1 {
+		return errors.New("injected failure")
+	}
+	return s.Store.ReleaseLeases(ctx, owner)
+}
+
+// TestLeftLeasesEnd: a pass of mail server 1 claims every delivery, finds the relay down and
+// cannot release its leases. The job then goes to mail server 2 while server 1 runs on, its
+// heartbeat saved all the while: server 1's leases are not extended outside a pass, so they
+// end, and server 2 sends every delivery once. Server 1 sends nothing.
+func TestLeftLeasesEnd(t *testing.T) {
+	const n, lease = 40, 300 * time.Millisecond
+	r := newFaultRig(t, n)
+	if err := r.st.RegisterMailServers(r.ctx, 2, "smtp://sink"); err != nil {
+		t.Fatal(err)
+	}
+	// A port nobody listens on: the relay of server 1 is down.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "smtp://" + l.Addr().String()
+	l.Close()
+	sink := &Sink{Keep: true}
+	if err := sink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+
+	failing := &releaseFailingStore{Store: r.st}
+	base := Config{Tokens: r.keys, Addresses: testAddresses, PostOffice: r.po, Workers: 2, Batch: n, Lease: lease,
+		CommitEvery: 10 * time.Millisecond, Poll: 20 * time.Millisecond, HaltCheck: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	one, two := base, base
+	one.ID, one.Store, one.Relay, one.Sender = 1, failing, down, newSender(t, down, 5*time.Second)
+	two.ID, two.Store, two.Relay, two.Sender = 2, r.st, sink.URL(), newSender(t, sink.URL(), 5*time.Second)
+	servers := []*MailServer{New(one), New(two)}
+
+	ctx, cancel := context.WithCancel(r.ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, m := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Run(ctx)
+		}()
+	}
+	// The post office's heartbeat, which saves each server's status and so extends its leases.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := r.st.ReportMailServers(ctx, []postoffice.MailServerStatus{servers[0].Status(), servers[1].Status()}); err != nil && ctx.Err() == nil {
+				t.Errorf("heartbeat: %v", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+
+	// Server 1's first pass claims all, finds the relay down, and cannot release.
+	waitFor(t, 30*time.Second, "server 1 to fail releasing after a pass", func() bool {
+		return strings.Contains(r.log.String(), "releasing leases: injected failure")
+	})
+	if err := r.st.AssignJob(r.ctx, r.job.Key, 2); err != nil {
+		t.Fatal(err)
+	}
+	movedAt := time.Now()
+	r.waitDone(30 * time.Second)
+	tookOver := time.Since(movedAt)
+
+	per := map[string]int{}
+	for _, m := range sink.Messages() {
+		per[m.To]++
+	}
+	for _, e := range r.emails {
+		if per[e] != 1 {
+			t.Errorf("%s got %d messages", e, per[e])
+		}
+	}
+	if c := r.counts(); c.Sent != n || c.Pending != 0 || c.Failed != 0 {
+		t.Errorf("counts %+v, want all %d sent", c, n)
+	}
+	if got := servers[0].Counters(); got != (Counters{}) {
+		t.Errorf("server 1 counted %+v, want nothing", got)
+	}
+	if st := servers[0].Status(); !st.Leases.IsZero() {
+		t.Errorf("idle server 1 reports leases until %v, want none", st.Leases)
+	}
+	t.Logf("server 2 sent all %d in %v after the job moved (lease %v); %d failed releases", n,
+		tookOver.Round(time.Millisecond), lease, failing.calls.Load()-1)
 }

@@ -1061,7 +1061,7 @@ func storeWithJob(t testing.TB, n int, rules postoffice.JobRules) (st *store.Sto
 	if _, _, err := st.SelectBatch(ctx, j, false, n); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := st.ClaimRecipients(ctx, j.Key, 0, now, n)
+	rs, err := st.DueRecipients(ctx, j.Key, 0, now, n)
 	if err != nil || len(rs) != n {
 		t.Fatalf("%d recipients, %v", len(rs), err)
 	}

@@ -93,6 +93,13 @@ type MailServer struct {
 	// while the relay stays down. Only the dispatcher goroutine touches it.
 	relayPause time.Duration
 	relayDown  atomic.Bool
+	// leasing is set while a pass works on what it claims: only then does the heartbeat
+	// extend the server's leases (Status). Leases a pass left behind (leftover) are not
+	// extended, so they end by themselves and the job's deliveries are another server's
+	// once the job is; the next pass releases them before it claims. leftover is touched
+	// by the dispatcher goroutine alone.
+	leasing  atomic.Bool
+	leftover bool
 	// waiting is set when no route had room for a message: the pass ends and the job waits.
 	waiting atomic.Pointer[WaitError]
 
@@ -167,7 +174,7 @@ func (m *MailServer) Status() postoffice.MailServerStatus {
 		Sent: m.sent.Load(), Retried: m.retried.Load(), Rejected: m.rejected.Load() + m.failed.Load(),
 		ReportedAt: now,
 	}
-	if m.state != postoffice.StateStopped {
+	if m.state != postoffice.StateStopped && m.leasing.Load() {
 		st.Leases = now.Add(m.cfg.Lease)
 	}
 	return st
@@ -194,8 +201,11 @@ func (m *MailServer) Run(ctx context.Context) error {
 	defer wg.Wait()
 	// Leases this server's id held before a restart under the same name are of messages
 	// whose outcome was never recorded: they are this server's to send again at once.
-	if err := m.cfg.Store.ReleaseLeases(ctx, m.cfg.ID); err != nil && ctx.Err() == nil {
-		m.cfg.Logger.Warn("releasing the leases of before the start", "err", err)
+	if err := m.cfg.Store.ReleaseLeases(ctx, m.cfg.ID); err != nil {
+		m.leftover = true // the first pass tries again; until then they are not extended
+		if ctx.Err() == nil {
+			m.cfg.Logger.Warn("releasing the leases of before the start", "err", err)
+		}
 	}
 	due := map[int64]time.Time{}
 	wakes := map[int64]<-chan struct{}{}
@@ -275,9 +285,20 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	if err != nil {
 		return time.Time{}, err
 	}
+	if m.leftover {
+		// What a failed pass left leased: unsent, or sent with its outcome lost, and then
+		// sent again (at least once). Released before this pass claims, so the heartbeat
+		// of this pass does not keep it from everyone.
+		if err := m.cfg.Store.ReleaseLeases(ctx, m.cfg.ID); err != nil {
+			return time.Time{}, fmt.Errorf("releasing the leases a pass left: %w", err)
+		}
+		m.leftover = false
+	}
 	if pending, err := m.cfg.Store.PendingCount(ctx, job.Key); err == nil {
 		m.queue.Store(int64(pending))
 	}
+	m.leasing.Store(true)
+	defer m.leasing.Store(false)
 	passCtx, halt := context.WithCancel(ctx)
 	var halted atomic.Bool
 	stop := func() { halted.Store(true); halt() }
@@ -320,12 +341,15 @@ func (m *MailServer) pass(ctx context.Context, job *postoffice.Job) (time.Time, 
 	committer.Wait()
 	if commitErr != nil {
 		// Sent messages whose outcomes are not recorded keep their leases, which end by
-		// themselves: released now, they would be sent again at once.
+		// themselves (no heartbeat extends them once the pass is over): released now, they
+		// would be sent again at once.
+		m.leftover = true
 		return time.Time{}, commitErr
 	}
 	// What was claimed and not sent (halted, the route full, the relay down) is free for the
 	// next claim, this server's or another's, at once; also when the server is stopping.
 	if err := m.cfg.Store.ReleaseLeases(context.WithoutCancel(ctx), m.cfg.ID); err != nil {
+		m.leftover = true
 		return time.Time{}, fmt.Errorf("releasing leases: %w", err)
 	}
 	now := m.cfg.Now()

@@ -254,7 +254,7 @@ func TestFinishedOnlyWhenNothingIsPending(t *testing.T) {
 	if j := reload(t, st, job.Key); j.State != postoffice.JobRunning {
 		t.Fatalf("finished with deliveries pending: %s", j.State)
 	}
-	rs, err := st.ClaimRecipients(ctx, job.Key, 0, clk.Now(), 10)
+	rs, err := st.DueRecipients(ctx, job.Key, 0, clk.Now(), 10)
 	if err != nil || len(rs) != 3 {
 		t.Fatalf("claimed %d, %v", len(rs), err)
 	}

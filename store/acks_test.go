@@ -97,7 +97,7 @@ func seedAckJob(t testing.TB, s *Store, issuerID int64, stop time.Time, rules ..
 		t.Fatal(err)
 	}
 	for after := int64(0); ; {
-		rs, err := s.ClaimRecipients(ctx, job.Key, after, ackT0, 10000)
+		rs, err := s.DueRecipients(ctx, job.Key, after, ackT0, 10000)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func TestAPIConsumerVisibleOnceTheIssuerMailedHer(t *testing.T) {
 	if visible(ids[0], acme) {
 		t.Fatal("a consumer only selected is visible to the issuer")
 	}
-	rs, err := s.ClaimRecipients(ctx, job.Key, 0, ackT0, 1)
+	rs, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 1)
 	if err != nil || len(rs) != 1 || rs[0].Consumer.ID != ids[0] {
 		t.Fatalf("claimed %+v, %v", rs, err)
 	}

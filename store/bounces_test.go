@@ -303,7 +303,7 @@ func TestRecordOutcomesCountsRefusalsAsBounces(t *testing.T) {
 	if _, _, err := s.SelectBatch(ctx, job2, false, 100); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := s.ClaimRecipients(ctx, job2.Key, 0, ackT0, 100)
+	rs, err := s.DueRecipients(ctx, job2.Key, 0, ackT0, 100)
 	if err != nil || len(rs) != 5 {
 		t.Fatalf("%d recipients, %v", len(rs), err)
 	}
@@ -353,7 +353,7 @@ func TestRecordOutcomesCountsRefusalsAsBounces(t *testing.T) {
 	if _, _, err := s.SelectBatch(ctx, job3, false, 100); err != nil {
 		t.Fatal(err)
 	}
-	rs, err = s.ClaimRecipients(ctx, job3.Key, 0, ackT0, 100)
+	rs, err = s.DueRecipients(ctx, job3.Key, 0, ackT0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestRecordOutcomesCountsRefusalsAsBounces(t *testing.T) {
 	if err := s.Unsubscribe(ctx, rs[0].Consumer.ID); err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.ClaimRecipients(ctx, job3.Key, 0, ackT0, 100)
+	again, err := s.DueRecipients(ctx, job3.Key, 0, ackT0, 100)
 	if err != nil || len(again) != 3 || again[0].Mailable() || !again[1].Mailable() {
 		t.Errorf("claim after an unsubscribe: %d, %v", len(again), err)
 	}

@@ -13,22 +13,25 @@ import (
 	"pointpost/rewards"
 )
 
-// ClaimRecipients reads up to limit deliveries of a job still to send whose next attempt is
-// due at now and whose id is past afterID, in id order, each with its consumer row, leasing
-// none: what LeaseRecipients would take, for the tests and pages that look at a job's
-// recipients. Deliveries whose consumer is no longer active are returned too, with her
-// status (see LeaseRecipients).
-func (s *Store) ClaimRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
+// DueRecipients reads up to limit deliveries of a job that LeaseRecipients would claim at
+// now (dueDeliveries), past afterID, in id order, each with its consumer row, leasing none:
+// for the tests and pages that look at a job's recipients. Deliveries whose consumer is no
+// longer active are returned too, with her status (see LeaseRecipients).
+func (s *Store) DueRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
 	slug, err := s.jobIssuerSlug(ctx, jobKey)
 	if err != nil {
 		return nil, err
 	}
 	return scanRecipients(s.read.QueryContext(ctx, `SELECT d.id, d.retry_count, `+consumerColumns+`
 		FROM deliveries d JOIN consumers c ON c.id = d.consumer_id
-		WHERE d.job_key = ? AND d.sent = 0 AND d.rejected = 0 AND d.failed = 0
-			AND d.id > ? AND d.next_attempt_at <= ?
-		ORDER BY d.id LIMIT ?`, jobKey, afterID, ms(now), limit))(slug, limit)
+		WHERE d.id IN (SELECT id FROM deliveries WHERE `+dueDeliveries+` AND id > ? ORDER BY id LIMIT ?)
+		ORDER BY d.id`, jobKey, ms(now), ms(now), afterID, limit))(slug, limit)
 }
+
+// dueDeliveries picks the deliveries of a job (the first parameter) that a claim at now (the
+// second and third) may take: still to send, their next attempt due, and no lease holding
+// them (none, or one ended by now).
+const dueDeliveries = `job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND next_attempt_at <= ? AND lease_until <= ?`
 
 // LeaseRecipients claims up to limit deliveries of a job for the mail server owner: those
 // still to send whose next attempt is due at now and that no lease holds (none, or one
@@ -55,10 +58,9 @@ func (s *Store) LeaseRecipients(ctx context.Context, jobKey int64, owner int, no
 	if err != nil {
 		return nil, err
 	}
-	const due = `job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND next_attempt_at <= ? AND lease_until <= ?`
 	if s.engine == enginePostgres {
 		return scanRecipients(s.write.QueryContext(ctx, `WITH picked AS (
-				SELECT id FROM deliveries WHERE `+due+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED),
+				SELECT id FROM deliveries WHERE `+dueDeliveries+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED),
 			leased AS (
 				UPDATE deliveries d SET lease_owner = ?, lease_until = ? FROM picked WHERE d.id = picked.id
 				RETURNING d.id, d.retry_count, d.consumer_id)
@@ -69,7 +71,7 @@ func (s *Store) LeaseRecipients(ctx context.Context, jobKey int64, owner int, no
 	var out []postoffice.Recipient
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		ids, err := scanIDs(tx.QueryContext(ctx, `UPDATE deliveries SET lease_owner = ?, lease_until = ?
-			WHERE id IN (SELECT id FROM deliveries WHERE `+due+` ORDER BY id LIMIT ?) RETURNING id`,
+			WHERE id IN (SELECT id FROM deliveries WHERE `+dueDeliveries+` ORDER BY id LIMIT ?) RETURNING id`,
 			owner, ms(until), jobKey, ms(now), ms(now), limit))
 		if err != nil || len(ids) == 0 {
 			return err
@@ -257,15 +259,31 @@ func refusalFailure(o postoffice.Outcome) BounceFailure {
 // NextClaimable returns when the first of a job's deliveries still to send can next be
 // claimed: the later of its next attempt and the end of its lease (a time not after now: at
 // once). ok is false when none is left to send.
+//
+// It reads two minimums off indexes (0067), not every delivery of the job: the first next
+// attempt of those no lease holds, and the first end of a lease among those leased, few. A
+// claim takes only deliveries due, and the heartbeat only moves a lease's end later, so a
+// leased delivery's lease ends after its next attempt.
 func (s *Store) NextClaimable(ctx context.Context, jobKey int64) (at time.Time, ok bool, err error) {
-	var next sql.NullInt64
-	err = s.read.QueryRowContext(ctx, `SELECT min(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at ELSE lease_until END)
-		FROM deliveries WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0`, jobKey).Scan(&next)
-	if err != nil || !next.Valid {
+	var unleased, leased sql.NullInt64
+	err = s.read.QueryRowContext(ctx, nextClaimable, jobKey, jobKey).Scan(&unleased, &leased)
+	if err != nil || !unleased.Valid && !leased.Valid {
 		return time.Time{}, false, err
 	}
-	return time.UnixMilli(next.Int64).UTC(), true, nil
+	next := unleased.Int64
+	if !unleased.Valid || leased.Valid && leased.Int64 < next {
+		next = leased.Int64
+	}
+	return time.UnixMilli(next).UTC(), true, nil
 }
+
+// nextClaimable is NextClaimable's query: one minimum read off deliveries_unleased, one over
+// the rows of deliveries_job_leased.
+const nextClaimable = `SELECT
+	(SELECT min(next_attempt_at) FROM deliveries
+		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND lease_owner = 0),
+	(SELECT min(lease_until) FROM deliveries
+		WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0 AND lease_owner <> 0)`
 
 // Delivery returns the delivery of a job to a consumer. Returns rewards.ErrNotFound if there is none.
 func (s *Store) Delivery(ctx context.Context, jobKey, consumerID int64) (*postoffice.Delivery, error) {

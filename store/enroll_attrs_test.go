@@ -72,7 +72,7 @@ func TestRecipientsAndCountsSeeTheJobIssuersAttributes(t *testing.T) {
 	if _, _, err := s.SelectBatch(ctx, job, false, 10); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := s.ClaimRecipients(ctx, job.Key, 0, ackT0, 10)
+	rs, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 10)
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("claimed %+v, %v", rs, err)
 	}

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +43,7 @@ func onBothEngines(t *testing.T, test func(t *testing.T, open func() *Store)) {
 }
 
 // seedLeaseJob makes n consumers and a running job to every one, selected, none sent.
-func seedLeaseJob(t *testing.T, s *Store, n int) *postoffice.Job {
+func seedLeaseJob(t testing.TB, s *Store, n int) *postoffice.Job {
 	t.Helper()
 	ctx := context.Background()
 	seedAckConsumers(t, s, n)
@@ -406,4 +409,235 @@ func TestSettlementOfTwoProcesses(t *testing.T) {
 			t.Fatalf("balances %d (want %d), %d accrual entries (want %d), %d unposted", balances, total, entries, 2*want, unposted)
 		}
 	})
+}
+
+// TestNextClaimableFollowsLeasesAndRetries: when a job's next delivery can be claimed, as
+// its deliveries are leased, retried, released and sent; read off two indexes, not a scan of
+// the job's deliveries.
+func TestNextClaimableFollowsLeasesAndRetries(t *testing.T) {
+	onBothEngines(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		job := seedLeaseJob(t, s, 10)
+		ids, err := s.RegisterProcessMailServers(ctx, "a", 2, "", ackT0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := ids[0], ids[1]
+		want := func(step string, at time.Time) {
+			t.Helper()
+			got, ok, err := s.NextClaimable(ctx, job.Key)
+			if err != nil || !ok || !got.Equal(at) {
+				t.Fatalf("%s: NextClaimable = %v, %v, %v; want %v", step, got, ok, err, at)
+			}
+		}
+		want("none leased, none tried", time.UnixMilli(0).UTC())
+		all, err := s.LeaseRecipients(ctx, job.Key, a, ackT0, ackT0.Add(time.Minute), 100)
+		if err != nil || len(all) != 10 {
+			t.Fatalf("claimed %d, %v", len(all), err)
+		}
+		want("all leased", ackT0.Add(time.Minute))
+		if err := s.ReportMailServers(ctx, []postoffice.MailServerStatus{{ID: a, State: "sending",
+			ReportedAt: ackT0.Add(30 * time.Second), Leases: ackT0.Add(90 * time.Second)}}); err != nil {
+			t.Fatal(err)
+		}
+		want("all leased, extended", ackT0.Add(90*time.Second))
+		var retries []postoffice.Outcome
+		for _, r := range all[:3] {
+			retries = append(retries, postoffice.Outcome{DeliveryID: r.DeliveryID, Kind: postoffice.OutcomeRetry, At: ackT0,
+				NextAttempt: ackT0.Add(2 * time.Hour), Error: "421 later", Owner: a})
+		}
+		if err := s.RecordOutcomes(ctx, retries); err != nil {
+			t.Fatal(err)
+		}
+		want("seven leased, three retrying later", ackT0.Add(90*time.Second))
+		if err := s.ReleaseLeases(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		want("seven released", time.UnixMilli(0).UTC())
+		due, err := s.LeaseRecipients(ctx, job.Key, b, ackT0.Add(time.Minute), ackT0.Add(2*time.Minute), 100)
+		if err != nil || !slices.Equal(leaseIDs(due), leaseIDs(all[3:])) {
+			t.Fatalf("claimed %v, %v; want the seven not retrying", leaseIDs(due), err)
+		}
+		want("seven leased again", ackT0.Add(2*time.Minute))
+		if err := s.RecordOutcomes(ctx, sentOutcomes(leaseIDs(due), ackT0.Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+		want("three retrying", ackT0.Add(2*time.Hour))
+		// The server dies with the retries leased: they are claimable when its lease ends.
+		if rs, err := s.LeaseRecipients(ctx, job.Key, a, ackT0.Add(3*time.Hour), ackT0.Add(3*time.Hour+time.Minute), 100); err != nil || len(rs) != 3 {
+			t.Fatalf("claimed %d retries, %v", len(rs), err)
+		}
+		want("three retries leased", ackT0.Add(3*time.Hour+time.Minute))
+
+		// Each minimum is read off its index (0067), not by a scan of the job's deliveries.
+		p := queryPlan(t, s, nextClaimable, job.Key, job.Key)
+		t.Logf("plan: %s", p)
+		for _, index := range []string{"deliveries_unleased", "deliveries_job_leased"} {
+			if !strings.Contains(p, index) {
+				t.Errorf("the plan does not use %s: %s", index, p)
+			}
+		}
+		if strings.Contains(p, "Seq Scan") || strings.Contains(p, "SCAN deliveries") || strings.Contains(p, "Sort") {
+			t.Errorf("the plan scans or sorts: %s", p)
+		}
+	})
+}
+
+// BenchmarkNextClaimable compares NextClaimable on a job of 100,000 deliveries still to
+// send, 1,024 of them leased, with the scan of every one it replaced, in rounds that
+// alternate the two (POINTPOST_BIG=1; building the job takes some seconds):
+//
+//	POINTPOST_BIG=1 go test -run '^$' -bench NextClaimable -benchtime 2s ./store/
+//	POINTPOST_BIG=1 POINTPOST_TEST_ENGINE=postgres go test -run '^$' -bench NextClaimable -benchtime 2s ./store/
+func BenchmarkNextClaimable(b *testing.B) {
+	if os.Getenv("POINTPOST_BIG") == "" {
+		b.Skip("set POINTPOST_BIG=1 to build a job of 100,000 deliveries")
+	}
+	const n = 100_000
+	ctx := context.Background()
+	s := openTest(b)
+	job := seedLeaseJob(b, s, n)
+	ids, err := s.RegisterProcessMailServers(ctx, "a", 1, "", ackT0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rs, err := s.LeaseRecipients(ctx, job.Key, ids[0], ackT0, ackT0.Add(time.Minute), 1024); err != nil || len(rs) != 1024 {
+		b.Fatalf("claimed %d, %v", len(rs), err)
+	}
+	if _, err := s.write.ExecContext(ctx, s.either(`ANALYZE`, `ANALYZE deliveries`)); err != nil {
+		b.Fatal(err)
+	}
+	// The query NextClaimable ran before 0067: the later of next attempt and lease end, over
+	// every delivery of the job still to send.
+	const scan = `SELECT min(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at ELSE lease_until END)
+		FROM deliveries WHERE job_key = ? AND sent = 0 AND rejected = 0 AND failed = 0`
+	want := time.UnixMilli(0).UTC()
+	for range 3 {
+		b.Run("scan", func(b *testing.B) {
+			for b.Loop() {
+				var next sql.NullInt64
+				if err := s.read.QueryRowContext(ctx, scan, job.Key).Scan(&next); err != nil || next.Int64 != 0 {
+					b.Fatal(next, err)
+				}
+			}
+		})
+		b.Run("indexes", func(b *testing.B) {
+			for b.Loop() {
+				if at, ok, err := s.NextClaimable(ctx, job.Key); err != nil || !ok || !at.Equal(want) {
+					b.Fatal(at, ok, err)
+				}
+			}
+		})
+	}
+}
+
+// TestDueRecipientsAreWhatAClaimTakes: DueRecipients lists, leasing nothing, what
+// LeaseRecipients would take at the same time: not what a lease holds, nor a retry not yet
+// due; a lease that ended lets its deliveries be listed again. afterID pages through them.
+func TestDueRecipientsAreWhatAClaimTakes(t *testing.T) {
+	onBothEngines(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		job := seedLeaseJob(t, s, 10)
+		ids, err := s.RegisterProcessMailServers(ctx, "a", 2, "", ackT0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := ids[0], ids[1]
+		all, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 100)
+		if err != nil || len(all) != 10 {
+			t.Fatalf("listed %d, %v; want all 10", len(all), err)
+		}
+		held, err := s.LeaseRecipients(ctx, job.Key, a, ackT0, ackT0.Add(time.Minute), 4)
+		if err != nil || !slices.Equal(leaseIDs(held), leaseIDs(all[:4])) {
+			t.Fatalf("claimed %v, %v; want the first four", leaseIDs(held), err)
+		}
+		if err := s.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: held[0].DeliveryID, Kind: postoffice.OutcomeRetry,
+			At: ackT0, NextAttempt: ackT0.Add(time.Hour), Error: "421 later", Owner: a}}); err != nil {
+			t.Fatal(err)
+		}
+		listed, err := s.DueRecipients(ctx, job.Key, 0, ackT0, 100)
+		if err != nil || !slices.Equal(leaseIDs(listed), leaseIDs(all[4:])) {
+			t.Fatalf("listed %v, %v; want the six no lease holds", leaseIDs(listed), err)
+		}
+		page, err := s.DueRecipients(ctx, job.Key, all[6].DeliveryID, ackT0, 2)
+		if err != nil || !slices.Equal(leaseIDs(page), leaseIDs(all[7:9])) {
+			t.Fatalf("listed after %d: %v, %v; want the two next", all[6].DeliveryID, leaseIDs(page), err)
+		}
+		// Once the lease has ended the three still held are due again; the retry is not yet.
+		later := ackT0.Add(2 * time.Minute)
+		listed, err = s.DueRecipients(ctx, job.Key, 0, later, 100)
+		if err != nil || !slices.Equal(leaseIDs(listed), leaseIDs(all[1:])) {
+			t.Fatalf("after the lease listed %v, %v; want all but the retry", leaseIDs(listed), err)
+		}
+		taken, err := s.LeaseRecipients(ctx, job.Key, b, later, later.Add(time.Minute), 100)
+		if err != nil || !slices.Equal(leaseIDs(taken), leaseIDs(listed)) {
+			t.Fatalf("a claim took %v, %v; want what was listed, %v", leaseIDs(taken), err, leaseIDs(listed))
+		}
+		if listed, err := s.DueRecipients(ctx, job.Key, 0, later, 100); err != nil || len(listed) != 0 {
+			t.Fatalf("after the claim listed %v, %v; want none", leaseIDs(listed), err)
+		}
+	})
+}
+
+// BenchmarkHeartbeat is the cost of one mail server's heartbeat (ReportMailServers) while it
+// holds a batch of 512 leases, which the heartbeat extends row by row, against its status row
+// alone, in rounds that alternate the two:
+//
+//	go test -run '^$' -bench Heartbeat ./store/
+//	POINTPOST_TEST_ENGINE=postgres go test -run '^$' -bench Heartbeat ./store/
+func BenchmarkHeartbeat(b *testing.B) {
+	ctx := context.Background()
+	s := openTest(b)
+	job := seedLeaseJob(b, s, 2048)
+	ids, err := s.RegisterProcessMailServers(ctx, "a", 1, "", ackT0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rs, err := s.LeaseRecipients(ctx, job.Key, ids[0], ackT0, ackT0.Add(time.Minute), 512); err != nil || len(rs) != 512 {
+		b.Fatalf("claimed %d, %v", len(rs), err)
+	}
+	at := ackT0
+	beat := func(leases bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			for b.Loop() {
+				at = at.Add(time.Millisecond) // each beat extends every lease
+				st := postoffice.MailServerStatus{ID: ids[0], State: "sending", ReportedAt: at}
+				if leases {
+					st.Leases = at.Add(time.Minute)
+				}
+				if err := s.ReportMailServers(ctx, []postoffice.MailServerStatus{st}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	for range 3 {
+		b.Run("leases-512", beat(true))
+		b.Run("row-only", beat(false))
+	}
+}
+
+// BenchmarkLeaseAndRelease is a claim of 512 deliveries of a job of 20,000 and their
+// release, which moves each between the indexes of 0067:
+//
+//	go test -run '^$' -bench LeaseAndRelease ./store/
+//	POINTPOST_TEST_ENGINE=postgres go test -run '^$' -bench LeaseAndRelease ./store/
+func BenchmarkLeaseAndRelease(b *testing.B) {
+	ctx := context.Background()
+	s := openTest(b)
+	job := seedLeaseJob(b, s, 20_000)
+	ids, err := s.RegisterProcessMailServers(ctx, "a", 1, "", ackT0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if rs, err := s.LeaseRecipients(ctx, job.Key, ids[0], ackT0, ackT0.Add(time.Minute), 512); err != nil || len(rs) != 512 {
+			b.Fatalf("claimed %d, %v", len(rs), err)
+		}
+		if err := s.ReleaseLeases(ctx, ids[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -64,7 +64,7 @@ func newReportJob(t *testing.T, s *Store) reportJob {
 	if n, _, err := s.SelectBatch(ctx, job, false, 100); err != nil || n != len(people) {
 		t.Fatalf("selected %d, %v; want %d", n, err, len(people))
 	}
-	recips, err := s.ClaimRecipients(ctx, job.Key, 0, t0.Add(time.Hour), 100)
+	recips, err := s.DueRecipients(ctx, job.Key, 0, t0.Add(time.Hour), 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -625,7 +625,7 @@ func sendJob(t *testing.T, e *env, job *postoffice.Job) {
 	if _, _, err := e.st.SelectBatch(ctx, job, false, 1000); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := e.st.ClaimRecipients(ctx, job.Key, 0, time.Now(), 1000)
+	rs, err := e.st.DueRecipients(ctx, job.Key, 0, time.Now(), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +661,7 @@ func TestAPIJobStats(t *testing.T) {
 	if _, _, err := e.st.SelectBatch(ctx, job, false, 100); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := e.st.ClaimRecipients(ctx, job.Key, 0, now, 100)
+	rs, err := e.st.DueRecipients(ctx, job.Key, 0, now, 100)
 	if err != nil || len(rs) != 5 {
 		t.Fatalf("%d recipients, %v", len(rs), err)
 	}

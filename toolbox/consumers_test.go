@@ -195,9 +195,9 @@ func TestConsumerPageShowsTimelineWithReasons(t *testing.T) {
 	if _, _, err := e.st.SelectBatch(ctx, job, false, 10); err != nil {
 		t.Fatal(err)
 	}
-	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, now, 10)
+	recips, err := e.st.DueRecipients(ctx, job.Key, 0, now, 10)
 	if err != nil || len(recips) != 1 {
-		t.Fatalf("ClaimRecipients: %v, %v", recips, err)
+		t.Fatalf("DueRecipients: %v, %v", recips, err)
 	}
 	if err := e.st.RecordOutcomes(ctx, []postoffice.Outcome{{DeliveryID: recips[0].DeliveryID, Kind: postoffice.OutcomeSent, At: now}}); err != nil {
 		t.Fatal(err)

@@ -77,7 +77,7 @@ func reportJob(t *testing.T, e *env, iss rewards.Issuer, name, selection string,
 	if n, _, err := e.st.SelectBatch(ctx, job, false, 1000); err != nil || n != len(people) {
 		t.Fatalf("selected %d, %v; want %d", n, err, len(people))
 	}
-	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, now.Add(time.Hour), 1000)
+	recips, err := e.st.DueRecipients(ctx, job.Key, 0, now.Add(time.Hour), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestJobProgressJSON(t *testing.T) {
 	// The rest goes out and the job ends within the second its counts are shared for: the
 	// finished job's figures are exact all the same (its page will not poll again).
 	ctx := context.Background()
-	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
+	recips, err := e.st.DueRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
 	if err != nil || len(recips) != 3 {
 		t.Fatalf("%d pending, %v", len(recips), err)
 	}
@@ -573,7 +573,7 @@ func TestProgressMovesWithoutReload(t *testing.T) {
 	cardJS := `document.querySelector('[data-testid=stat-sent] [data-testid=value]').textContent`
 	waitFor("5 sent", sentJS+` === "5" && `+cardJS+` === "5"`)
 
-	recips, err := e.st.ClaimRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
+	recips, err := e.st.DueRecipients(ctx, job.Key, 0, time.Now().Add(2*time.Hour), 100)
 	if err != nil || len(recips) != 3 {
 		t.Fatalf("%d pending, %v", len(recips), err)
 	}
