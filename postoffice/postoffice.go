@@ -71,7 +71,8 @@ type MailServerStatus struct {
 	// office's HeartbeatTimeout is dead, and its jobs go to live ones.
 	ReportedAt time.Time
 	// Leases is until when the deliveries the server has claimed stay its own: saving the
-	// report extends their leases to it. Zero for a server that holds none.
+	// report extends their leases to it. Zero outside a pass: leases a failed pass left
+	// behind are not extended, and end by themselves.
 	Leases time.Time
 }
 
