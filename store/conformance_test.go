@@ -1,11 +1,14 @@
 package store
 
 import (
+	"flag"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,7 +214,31 @@ func TestConformanceListed(t *testing.T) {
 
 var pgServer *pgtest.Server
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pgServer)) }
+func TestMain(m *testing.M) {
+	if pgtest.OnPostgres() {
+		skipSQLiteTests()
+	}
+	os.Exit(pgtest.Main(m, &pgServer))
+}
+
+// skipSQLiteTests leaves sqliteTests out of a run on PostgreSQL (-test.skip), which they
+// would fail by their nature: POINTPOST_TEST_ENGINE=postgres go test ./store/ runs the rest.
+func skipSQLiteTests() {
+	flag.Parse()
+	names := make([]string, 0, len(sqliteTests))
+	for name := range sqliteTests {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	skip := "^(" + strings.Join(names, "|") + ")$"
+	if given := flag.Lookup("test.skip").Value.String(); given != "" {
+		skip = given + "|" + skip
+	}
+	if err := flag.Set("test.skip", skip); err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(os.Stderr, "on PostgreSQL: %d tests of SQLite's alone are skipped (sqliteTests)\n", len(names))
+}
 
 // testDatabase names a fresh database for t on the engine the tests run on.
 func testDatabase(t testing.TB) string {
