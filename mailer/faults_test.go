@@ -140,6 +140,21 @@ func (r *faultRig) waitDone(within time.Duration) {
 	r.po.waitDone(r.t, within, r.job.Key)
 }
 
+// checkEachGotOne fails the test unless the sink took one message for each of the job's
+// consumers.
+func (r *faultRig) checkEachGotOne(sink *Sink) {
+	r.t.Helper()
+	per := map[string]int{}
+	for _, m := range sink.Messages() {
+		per[m.To]++
+	}
+	for _, e := range r.emails {
+		if per[e] != 1 {
+			r.t.Errorf("%s got %d messages", e, per[e])
+		}
+	}
+}
+
 func (r *faultRig) counts() postoffice.JobCounts {
 	c, err := r.st.JobCounts(r.ctx, r.job.Key)
 	if err != nil {
@@ -409,15 +424,7 @@ func TestDatabaseLocked(t *testing.T) {
 	}
 
 	r.waitDone(time.Minute)
-	per := map[string]int{}
-	for _, m := range sink.Messages() {
-		per[m.To]++
-	}
-	for _, e := range r.emails {
-		if per[e] != 1 {
-			t.Errorf("%s got %d messages", e, per[e])
-		}
-	}
+	r.checkEachGotOne(sink)
 	if c := r.counts(); c.Sent != n || c.Failed != 0 || c.Pending != 0 {
 		t.Errorf("after the lock: counts %+v, want all %d sent", c, n)
 	}
@@ -486,14 +493,8 @@ func TestDatabaseFull(t *testing.T) {
 		t.Fatal("the mail server stopped")
 	default:
 	}
-	per := map[string]int{}
-	for _, m := range sink.Messages() {
-		per[m.To]++
-	}
+	r.checkEachGotOne(sink)
 	for _, e := range r.emails {
-		if per[e] != 1 {
-			t.Errorf("%s got %d messages", e, per[e])
-		}
 		d, err := r.st.Delivery(r.ctx, r.job.Key, r.ids[e])
 		if err != nil {
 			t.Fatal(err)
@@ -611,15 +612,7 @@ func TestLeftLeasesEnd(t *testing.T) {
 	r.waitDone(30 * time.Second)
 	tookOver := time.Since(movedAt)
 
-	per := map[string]int{}
-	for _, m := range sink.Messages() {
-		per[m.To]++
-	}
-	for _, e := range r.emails {
-		if per[e] != 1 {
-			t.Errorf("%s got %d messages", e, per[e])
-		}
-	}
+	r.checkEachGotOne(sink)
 	if c := r.counts(); c.Sent != n || c.Pending != 0 || c.Failed != 0 {
 		t.Errorf("counts %+v, want all %d sent", c, n)
 	}
