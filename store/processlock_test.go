@@ -21,18 +21,8 @@ import (
 // taken again, and the SQLite lock file is gone.
 func TestLockProcessHoldsTheNameUntilRelease(t *testing.T) {
 	ctx := context.Background()
-	first := openTest(t)
-	second, err := Open(ctx, first.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
-
-	held, err := first.LockProcess(ctx, "host-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = second.LockProcess(ctx, "host-1")
+	first, second, held := holdingHost1(t)
+	_, err := second.LockProcess(ctx, "host-1")
 	if !errors.Is(err, ErrProcessNameTaken) || !strings.Contains(err.Error(), `process name "host-1"`) {
 		t.Fatalf("second lock of host-1: %v; want ErrProcessNameTaken naming host-1", err)
 	}
@@ -222,17 +212,7 @@ func TestProcessLockFileNames(t *testing.T) {
 // SQLite nothing but the process's end takes the lock away: Watch ends with its context.
 func TestWatchTakesALostNameBack(t *testing.T) {
 	ctx := context.Background()
-	first := openTest(t)
-	second, err := Open(ctx, first.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
-	held, err := first.LockProcess(ctx, "host-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
+	first, second, held := holdingHost1(t)
 	watch := func() (stop func() error) {
 		watchCtx, cancel := context.WithCancel(ctx)
 		ended := make(chan error, 1)
@@ -307,4 +287,21 @@ func TestWatchTakesALostNameBack(t *testing.T) {
 	if err := held.Release(); err != nil {
 		t.Logf("releasing the lost lock: %v", err) // its session is gone: nothing to let go of
 	}
+}
+
+// holdingHost1 opens a test database twice, as two processes would, the first holding the
+// name host-1 until the test ends.
+func holdingHost1(t *testing.T) (first, second *Store, held *ProcessLock) {
+	t.Helper()
+	first = openTest(t)
+	second, err := Open(context.Background(), first.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	if held, err = first.LockProcess(context.Background(), "host-1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Release() })
+	return first, second, held
 }
