@@ -87,7 +87,7 @@ type Config struct {
 	HTTPS           []string
 	HTTPSAddr       string
 	TLSCert, TLSKey string
-	// TLSDir keeps ACME's account key and certificates; empty: see certCacheDir.
+	// TLSDir keeps ACME's account key, certificates and challenges; empty: see certCacheDir.
 	TLSDir        string
 	ACMEDirectory string
 	// ACMECA is a PEM file of the CA that signs the ACME server's own HTTPS certificate, for a
@@ -182,7 +182,7 @@ func (c *Config) serveFlags(fs *pflag.FlagSet) {
 		{"tls-cert", "POINTPOST_TLS_CERT", str(&c.TLSCert, "", "PEM certificate (chain) of the HTTPS server, instead of ACME; read again when it changes")},
 		{"tls-key", "POINTPOST_TLS_KEY", str(&c.TLSKey, "", "PEM private key of --tls-cert")},
 		{"acme-directory", "POINTPOST_ACME_DIRECTORY", str(&c.ACMEDirectory, autocert.DefaultACMEDirectory, "directory URL of the ACME CA --https uses")},
-		{"tls-dir", "POINTPOST_TLS_DIR", str(&c.TLSDir, "", "directory ACME's account key and certificates are kept in; processes behind one load balancer share it (default: certificates beside a SQLite --db, ./certificates with a PostgreSQL one)")},
+		{"tls-dir", "POINTPOST_TLS_DIR", str(&c.TLSDir, "", "directory ACME's account key, certificates and challenges are kept in; processes behind one load balancer share it (default: certificates beside a SQLite --db; with a PostgreSQL one, the database, which every process on it shares)")},
 		{"acme-ca", "POINTPOST_ACME_CA", str(&c.ACMECA, "", "PEM file of the CA of the ACME server's own HTTPS, for a private CA (default: the system's roots)")},
 		{"metrics", "POINTPOST_METRICS", str(&c.Metrics, "127.0.0.1:9090", "address of the Prometheus metrics (/metrics), unauthenticated: keep it private; empty: none")},
 		{"relay", "POINTPOST_RELAY", str(&c.Relay, "", "SMTP relay URL, smtp://user:pass@host:port or smtps://…; empty keeps mail in the embedded outbox")},

@@ -64,6 +64,7 @@ func serveCommand(e *cli) *cobra.Command {
 			return err
 		}
 		defer a.close()
+		ls.tls.keepIn(a.store) // before the servers take a handshake
 		stopBackups, err := a.startBackups(ctx)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"pointpost/mailer"
+	"pointpost/rewards"
 	"pointpost/store"
 )
 
@@ -27,18 +28,52 @@ const hstsMaxAge = "max-age=31536000"
 // httpsOn says whether serve serves HTTPS: by ACME or from the team's files.
 func (c *Config) httpsOn() bool { return len(c.HTTPS) > 0 || c.TLSCert != "" }
 
-// certCacheDir is where ACME's account key and certificates are kept: --tls-dir, or else
-// beside a SQLite database, so a backup of its directory keeps them; a PostgreSQL database
-// has no directory, and they are kept under the working directory.
+// certCacheDir is the directory ACME's account key, certificates and HTTP-01 challenges are
+// kept in: --tls-dir, or else beside a SQLite database, so a backup of its directory keeps
+// them. "" with a PostgreSQL database: they are kept in it (dbCertCache), where every web
+// process on it, behind one load balancer, finds the certificate one of them obtained and the
+// challenge another asked the CA for.
 func (c *Config) certCacheDir() string {
 	switch {
 	case c.TLSDir != "":
 		return c.TLSDir
 	case store.IsPostgresURL(c.DB):
-		return "certificates"
+		return ""
 	}
 	return filepath.Join(filepath.Dir(store.SQLiteFile(c.DB)), "certificates")
 }
+
+// dbCertCache is autocert's Cache in the database, once serve has opened it (keepIn). Only a
+// missing entry is a miss: a database out of reach is an error, or autocert would order a new
+// certificate, and a new account, at every handshake and soon meet the CA's rate limits.
+type dbCertCache struct{ store *store.Store }
+
+func (c *dbCertCache) Get(ctx context.Context, key string) ([]byte, error) {
+	if c.store == nil {
+		return nil, errDatabaseNotOpen
+	}
+	data, err := c.store.ACMEGet(ctx, key)
+	if errors.Is(err, rewards.ErrNotFound) {
+		return nil, autocert.ErrCacheMiss
+	}
+	return data, err
+}
+
+func (c *dbCertCache) Put(ctx context.Context, key string, data []byte) error {
+	if c.store == nil {
+		return errDatabaseNotOpen
+	}
+	return c.store.ACMEPut(ctx, key, data)
+}
+
+func (c *dbCertCache) Delete(ctx context.Context, key string) error {
+	if c.store == nil {
+		return errDatabaseNotOpen
+	}
+	return c.store.ACMEDelete(ctx, key)
+}
+
+var errDatabaseNotOpen = errors.New("ACME cache: the database is not open yet")
 
 // checkHTTPS refuses a domain ACME could not be asked for.
 func (c *Config) checkHTTPS() error {
@@ -102,8 +137,11 @@ func (c *Config) newTLS(log *slog.Logger) (*tlsServing, error) {
 			}
 			return allowed(ctx, host)
 		},
-		Cache:  autocert.DirCache(c.certCacheDir()),
+		Cache:  &dbCertCache{},
 		Client: client,
+	}
+	if dir := c.certCacheDir(); dir != "" {
+		m.Cache = autocert.DirCache(dir)
 	}
 	config := m.TLSConfig() // answers TLS-ALPN-01 challenges too
 	config.MinVersion = tls.VersionTLS12
@@ -122,6 +160,17 @@ func (c *Config) newTLS(log *slog.Logger) (*tlsServing, error) {
 		return cert, err
 	}
 	return &tlsServing{config: config, acme: m, name: c.HTTPS[0]}, nil
+}
+
+// keepIn gives an ACME cache kept in the database (certCacheDir "") the store serve opened;
+// it must come before the first handshake.
+func (s *tlsServing) keepIn(st *store.Store) {
+	if s == nil || s.acme == nil {
+		return
+	}
+	if c, ok := s.acme.Cache.(*dbCertCache); ok {
+		c.store = st
+	}
 }
 
 // forSMTP gives the receiver's STARTTLS the web server's certificate: mail servers name the

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -25,8 +26,10 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+	"golang.org/x/crypto/acme/autocert"
 
 	"pointpost/certtest"
+	"pointpost/store"
 	"pointpost/store/pgtest"
 )
 
@@ -65,6 +68,20 @@ type pebble struct {
 	handler   atomic.Pointer[http.Handler]
 	ca        *ca.CAImpl
 	dns       string
+	// orders counts the orders the CA created (one or more per certificate obtained or
+	// renewed: one per challenge type tried) and accounts the accounts.
+	orders, accounts atomic.Int64
+}
+
+// statusRecorder keeps the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
 }
 
 func newPebble(t *testing.T) *pebble {
@@ -72,7 +89,16 @@ func newPebble(t *testing.T) *pebble {
 	p := &pebble{dns: startLoopbackDNS(t)}
 	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h := p.handler.Load(); h != nil {
-			(*h).ServeHTTP(w, r)
+			rec := &statusRecorder{ResponseWriter: w}
+			(*h).ServeHTTP(rec, r)
+			// Created only: Pebble refuses some nonces, and the client sends those again.
+			switch {
+			case r.Method != http.MethodPost || rec.status != http.StatusCreated:
+			case r.URL.Path == "/order-plz": // wfe's newOrderPath
+				p.orders.Add(1)
+			case r.URL.Path == "/sign-me-up": // wfe's newAccountPath
+				p.accounts.Add(1)
+			}
 			return
 		}
 		http.Error(w, "pebble not started", http.StatusServiceUnavailable)
@@ -176,15 +202,26 @@ func httpsEnv(t *testing.T, p *pebble) env {
 	e["POINTPOST_HTTPS_ADDR"] = "127.0.0.1:0"
 	e["POINTPOST_ACME_DIRECTORY"] = p.directory
 	e["POINTPOST_ACME_CA"] = p.caFile
-	if pgtest.OnPostgres() {
-		// Not ./certificates, the default: the tests' working directory is the source's.
-		e["POINTPOST_TLS_DIR"] = filepath.Join(t.TempDir(), "certificates")
-	}
 	return e
 }
 
+// keptCert is the certificate ACME keeps for testDomain, read where serve keeps it: in the
+// database of e (PostgreSQL) or the directory (SQLite, --tls-dir).
+func keptCert(t *testing.T, e env) ([]byte, error) {
+	t.Helper()
+	if dir := (&Config{DB: e["POINTPOST_DB"], TLSDir: e["POINTPOST_TLS_DIR"]}).certCacheDir(); dir != "" {
+		return os.ReadFile(filepath.Join(dir, testDomain))
+	}
+	s, err := store.Open(context.Background(), e["POINTPOST_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.ACMEGet(context.Background(), testDomain)
+}
+
 // TestCertificatesDirectory: ACME's files are kept in --tls-dir, or else beside a SQLite
-// database, or else (PostgreSQL has no directory) under the working directory.
+// database, or else ("") in the PostgreSQL database.
 func TestCertificatesDirectory(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config
@@ -193,7 +230,7 @@ func TestCertificatesDirectory(t *testing.T) {
 		{Config{DB: "/var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
 		{Config{DB: "pointpost.db"}, "certificates"},
 		{Config{DB: "sqlite:///var/lib/pointpost/pointpost.db"}, "/var/lib/pointpost/certificates"},
-		{Config{DB: "postgres://pointpost@db.internal/pointpost"}, "certificates"},
+		{Config{DB: "postgres://pointpost@db.internal/pointpost"}, ""},
 		{Config{DB: "postgresql://db.internal/pointpost", TLSDir: "/srv/shared/acme"}, "/srv/shared/acme"},
 		{Config{DB: "/var/lib/pointpost/pointpost.db", TLSDir: "/etc/pointpost/acme"}, "/etc/pointpost/acme"},
 	} {
@@ -224,8 +261,8 @@ func TestHTTPSByACMETLSALPN(t *testing.T) {
 	if len(first.DNSNames) != 1 || first.DNSNames[0] != testDomain {
 		t.Fatalf("certificate for %v", first.DNSNames)
 	}
-	if _, err := os.Stat(filepath.Join((&Config{DB: e["POINTPOST_DB"], TLSDir: e["POINTPOST_TLS_DIR"]}).certCacheDir(), testDomain)); err != nil {
-		t.Errorf("the certificate is not kept beside the database (or in --tls-dir): %v", err)
+	if _, err := keptCert(t, e); err != nil {
+		t.Errorf("the certificate is not kept beside the SQLite database, in the PostgreSQL one, or in --tls-dir: %v", err)
 	}
 
 	// The receiver's STARTTLS offers the same certificate, to a mail server that names the
@@ -307,6 +344,80 @@ func TestHTTPSByACMEHTTP01(t *testing.T) {
 	if c, err := tls.Dial("tcp", srv.https, &tls.Config{ServerName: "other.pointpost.test", RootCAs: p.roots()}); err == nil {
 		c.Close()
 		t.Error("a certificate for a name not in --https")
+	}
+}
+
+// TestHTTPSByACMESharedOnPostgres: two web processes on one PostgreSQL database, behind one
+// load balancer, keep ACME's cache in it. The CA validates the HTTP-01 challenge the first
+// asked for at the second (where a load balancer may send it), which answers it from the
+// database; the second then serves the certificate the first obtained, with no order and no
+// account of its own.
+func TestHTTPSByACMESharedOnPostgres(t *testing.T) {
+	db := pgtest.Need(t, pgServer).NewDatabase(t)
+	p := newPebble(t)
+	var srvs [2]*httpsServer
+	for i := range srvs {
+		e := httpsEnv(t, p)
+		e["POINTPOST_DB"] = db
+		e["POINTPOST_NAME"] = "web" + strconv.Itoa(i+1)
+		srvs[i] = startHTTPSServe(t, e)
+	}
+	first, second := srvs[0], srvs[1]
+	// TLS-ALPN-01 out of reach; HTTP-01 reaches the second process only.
+	p.start(24*time.Hour, port(t, second.http), closedPort(t))
+
+	cert := servedCert(t, first.https, testDomain, p.roots())
+	orders := p.orders.Load()
+	if orders == 0 || p.accounts.Load() != 1 {
+		t.Fatalf("the first certificate: %d orders, %d accounts", orders, p.accounts.Load())
+	}
+	if got := servedCert(t, second.https, testDomain, p.roots()); got.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		t.Errorf("the second process serves serial %v, the first %v", got.SerialNumber, cert.SerialNumber)
+	}
+	if n, a := p.orders.Load(), p.accounts.Load(); n != orders || a != 1 {
+		t.Errorf("the second process asked the CA: %d orders (%d before), %d accounts", n, orders, a)
+	}
+	if kept, err := keptCert(t, env{"POINTPOST_DB": db}); err != nil || len(kept) == 0 {
+		t.Errorf("the certificate in the database: %d bytes, %v", len(kept), err)
+	}
+}
+
+// TestACMECacheMissOnlyWhenMissing: the database's ACME cache tells autocert of a miss only
+// for an entry not there; a database not open yet, or closed (out of reach), is an error
+// that is not autocert.ErrCacheMiss, so autocert orders no certificate.
+func TestACMECacheMissOnlyWhenMissing(t *testing.T) {
+	ctx := context.Background()
+	var cache autocert.Cache = &dbCertCache{}
+	if _, err := cache.Get(ctx, testDomain); err == nil || errors.Is(err, autocert.ErrCacheMiss) {
+		t.Errorf("Get before the database is open: %v, want an error that is not a miss", err)
+	}
+	if err := cache.Put(ctx, testDomain, []byte("x")); err == nil {
+		t.Error("Put before the database is open: no error")
+	}
+	s, err := store.Open(ctx, testDatabase(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	(&tlsServing{acme: &autocert.Manager{Cache: cache}}).keepIn(s)
+	if _, err := cache.Get(ctx, testDomain); !errors.Is(err, autocert.ErrCacheMiss) {
+		t.Errorf("Get of an entry not there: %v, want autocert.ErrCacheMiss", err)
+	}
+	if err := cache.Put(ctx, testDomain, []byte("cert")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cache.Get(ctx, testDomain); err != nil || string(got) != "cert" {
+		t.Errorf("Get after Put: %q, %v", got, err)
+	}
+	if err := cache.Delete(ctx, testDomain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Get(ctx, testDomain); !errors.Is(err, autocert.ErrCacheMiss) {
+		t.Errorf("Get after Delete: %v, want autocert.ErrCacheMiss", err)
+	}
+	s.Close()
+	if _, err := cache.Get(ctx, testDomain); err == nil || errors.Is(err, autocert.ErrCacheMiss) {
+		t.Errorf("Get with the database closed: %v, want an error that is not a miss", err)
 	}
 }
 

@@ -24,6 +24,9 @@ import (
 // does: raw expressions in each dialect (TestCheckSelectionGoodExpressions), query plans by
 // each engine's EXPLAIN (queryPlan). TestConformanceListed keeps the two lists whole.
 var conformanceTests = []string{
+	"TestACMECacheOutOfReachIsNoMiss",
+	"TestACMECacheRefusesBadInput",
+	"TestACMECacheSharedByTwoStores",
 	"TestAPIConsumerIDs",
 	"TestAPIConsumerVisibleOnceTheIssuerMailedHer",
 	"TestAPIJobsPages",
