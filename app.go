@@ -49,6 +49,9 @@ type app struct {
 	relay string
 	// name holds cfg.Name on the database while the process's mail servers run under it.
 	name *store.ProcessLock
+	// nameLost is set when another process took the name (ProcessLock.Watch): its mail
+	// server rows and leases are that process's from then on.
+	nameLost atomic.Bool
 }
 
 // open opens the database and wires the post office; withMail it also builds the sender and,
@@ -99,7 +102,7 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 	if err != nil {
 		return err
 	}
-	a.po = postoffice.New(postoffice.Config{Store: st, Tokens: keys, BaseURL: cfg.BaseURL, Logger: a.log,
+	a.po = postoffice.New(postoffice.Config{Store: nameKeeper{st, &a.nameLost}, Tokens: keys, BaseURL: cfg.BaseURL, Logger: a.log,
 		HeartbeatTimeout: cfg.Lease})
 	if !withMail {
 		return nil
@@ -154,7 +157,7 @@ func (a *app) wire(ctx context.Context, withMail bool) error {
 		return err
 	}
 	a.pool = mailer.NewPool(ids, mailer.Config{
-		Relay: relay, Store: st, PostOffice: a.po, Sender: a.sender, Tokens: keys, DKIM: a.dkim,
+		Relay: relay, Store: nameKeeper{st, &a.nameLost}, PostOffice: a.po, Sender: a.sender, Tokens: keys, DKIM: a.dkim,
 		Addresses:  a.addresses(),
 		Workers:    cfg.Workers,
 		MaxRetries: cfg.MaxRetries, RetryBase: cfg.RetryBase, Lease: cfg.Lease, Logger: a.log,
@@ -424,6 +427,8 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 		go func() {
 			defer wg.Done()
 			if err := a.name.Watch(ctx, time.Second); err != nil {
+				a.nameLost.Store(true)
+				cancel() // the mail servers stop now, not after the web's grace period
 				failed <- err
 			}
 		}()
@@ -473,7 +478,7 @@ func (a *app) serve(parent context.Context, ls listeners, ready func()) error {
 	poolDone.Wait()
 	stopSched()
 	schedDone.Wait()
-	if a.pool != nil {
+	if a.pool != nil && !a.nameLost.Load() {
 		// The last heartbeat says stopped: the post offices of the other processes give this
 		// one's jobs to their servers at once rather than after the lease.
 		if err := a.store.ReportMailServers(context.WithoutCancel(ctx), a.pool.Statuses()); err != nil {
@@ -510,4 +515,27 @@ func (r inboundRecorder) RecordBounce(ctx context.Context, b *mailer.BounceRecor
 			Status: f.Status, Detail: f.Detail()})
 	}
 	return r.st.RecordBounce(ctx, sb)
+}
+
+// nameKeeper is the store as the post office and the mail servers write their process's rows:
+// once the name is lost to another process, the heartbeats and the releases of leases, which
+// name this process's mail server ids, would write over that process's and free what it
+// claimed; they are left out. Outcomes are still recorded: the messages went.
+type nameKeeper struct {
+	*store.Store
+	lost *atomic.Bool
+}
+
+func (k nameKeeper) ReportMailServers(ctx context.Context, statuses []postoffice.MailServerStatus) error {
+	if k.lost.Load() {
+		return nil
+	}
+	return k.Store.ReportMailServers(ctx, statuses)
+}
+
+func (k nameKeeper) ReleaseLeases(ctx context.Context, owner int) error {
+	if k.lost.Load() {
+		return nil
+	}
+	return k.Store.ReleaseLeases(ctx, owner)
 }

@@ -210,7 +210,8 @@ func (e *cli) osUser() string {
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
-	if sudo := e.getenv("SUDO_USER"); sudo != "" && sudo != name {
+	// SUDO_USER is sudo's word only when sudo made us root; anyone can set it otherwise.
+	if sudo := e.getenv("SUDO_USER"); sudo != "" && sudo != name && os.Geteuid() == 0 {
 		name = sudo + " (via sudo as " + name + ")"
 	}
 	return name

@@ -15,7 +15,7 @@ import (
 
 // DueRecipients reads up to limit deliveries of a job that LeaseRecipients would claim at
 // now (dueDeliveries), past afterID, in id order, each with its consumer row, leasing none:
-// for the tests and pages that look at a job's recipients. Deliveries whose consumer is no
+// what the tests look at. Deliveries whose consumer is no
 // longer active are returned too, with her status (see LeaseRecipients).
 func (s *Store) DueRecipients(ctx context.Context, jobKey, afterID int64, now time.Time, limit int) ([]postoffice.Recipient, error) {
 	slug, err := s.jobIssuerSlug(ctx, jobKey)

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -188,9 +191,37 @@ func TestProcessLockFileNames(t *testing.T) {
 	}
 
 	// A lock file that cannot be made is the error, not a refusal.
-	if _, err := lockProcessFile(filepath.Join(t.TempDir(), "missing", "x.lock")); err == nil ||
+	if _, err := lockProcessFile(filepath.Join(t.TempDir(), "missing", "x.db"), "x"); err == nil ||
 		errors.Is(err, ErrProcessNameTaken) {
 		t.Errorf("a lock file in a missing directory: %v", err)
+	}
+
+	// The same database by a symbolic link, or by a relative path, has the same locks.
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.db")
+	if err := os.WriteFile(real, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	release, err := lockProcessFile(real, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockProcessFile(link, "n"); !errors.Is(err, ErrProcessNameTaken) {
+		t.Errorf("the name by a link to the database: %v; want ErrProcessNameTaken", err)
+	}
+	t.Chdir(dir)
+	if _, err := lockProcessFile("real.db", "n"); !errors.Is(err, ErrProcessNameTaken) {
+		t.Errorf("the name by a relative path to the database: %v; want ErrProcessNameTaken", err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(processLockFile(real, "n")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the released lock file: %v; want it removed", err)
 	}
 
 	s := &Store{path: ":memory:", engine: engineSQLite}
@@ -304,4 +335,119 @@ func holdingHost1(t *testing.T) (first, second *Store, held *ProcessLock) {
 	}
 	t.Cleanup(func() { held.Release() })
 	return first, second, held
+}
+
+// TestWatchEndsItsOwnLostSession: a connection that dies on the client's side alone leaves
+// its session, and the name's lock, on the server until the server's keepalives run out. Watch
+// ends that session of its own and takes the name again, rather than taking it for another
+// process's and stopping.
+func TestWatchEndsItsOwnLostSession(t *testing.T) {
+	pgtest.Need(t, pgServer)
+	ctx := context.Background()
+	direct, err := url.Parse(pgServer.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := cuttableProxy(t, direct.Host)
+	proxied := *direct
+	proxied.Host = cut.addr
+	s, err := Open(ctx, proxied.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	held, err := s.LockProcess(ctx, "host-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	lost := held.session.pid
+
+	cut.dropClients() // the server still has every session, and the lock
+	watchCtx, stop := context.WithCancel(ctx)
+	ended := make(chan error, 1)
+	go func() { ended <- held.Watch(watchCtx, 5*time.Millisecond) }()
+	for range 2000 {
+		held.mu.Lock()
+		pid := held.session.pid
+		held.mu.Unlock()
+		if pid != lost {
+			break
+		}
+		select {
+		case err := <-ended:
+			t.Fatalf("Watch ended with %v; want it to take the name back", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-ended; err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	var holders int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = ?`, lost).Scan(&holders); err != nil || holders != 0 {
+		t.Errorf("the lost session %d: %d sessions, %v; want it ended", lost, holders, err)
+	}
+	other, err := Open(ctx, direct.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.LockProcess(ctx, "host-1"); !errors.Is(err, ErrProcessNameTaken) {
+		t.Errorf("the name Watch took back: %v; want ErrProcessNameTaken", err)
+	}
+}
+
+// cutProxy forwards TCP connections to a server; dropClients closes the client sides alone,
+// as a network cut the server has not noticed yet.
+type cutProxy struct {
+	addr    string
+	mu      sync.Mutex
+	clients []net.Conn
+}
+
+func cuttableProxy(t *testing.T, target string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{addr: l.Addr().String()}
+	var servers []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		p.dropClients()
+		p.mu.Lock()
+		for _, c := range servers {
+			c.Close()
+		}
+		p.mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.clients, servers = append(p.clients, c), append(servers, up)
+			p.mu.Unlock()
+			go io.Copy(up, c) // on the cut it stops, leaving the server's side open
+			go io.Copy(c, up)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) dropClients() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.clients {
+		c.Close()
+	}
+	p.clients = nil
 }
