@@ -14,17 +14,9 @@ import (
 // database reads; a Put replaces, a Delete removes (twice is no error), a miss is
 // rewards.ErrNotFound, and binary data comes back byte for byte.
 func TestACMECacheSharedByTwoStores(t *testing.T) {
-	name := testDatabase(t)
 	ctx := context.Background()
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
-	}
+	first := openTest(t)
+	stores := [2]*Store{first, openAgain(t, first)}
 	a, b := stores[0], stores[1]
 	const key = "mail.example.org"
 	if _, err := b.ACMEGet(ctx, key); !errors.Is(err, rewards.ErrNotFound) {

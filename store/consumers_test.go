@@ -405,17 +405,9 @@ func TestUpsertConsumersBadRowNamed(t *testing.T) {
 // overlapping batches at the same time each count what they inserted; together, every new
 // address once.
 func TestImportConsumersTwoStoresAtOnce(t *testing.T) {
-	name := testDatabase(t)
 	ctx := context.Background()
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
-	}
+	first := openTest(t)
+	stores := [2]*Store{first, openAgain(t, first)}
 	email := func(i int) string { return fmt.Sprintf("c%05d@example.com", i) }
 	const existing, n, batch = 500, 6000, 1000
 	var old []rewards.Consumer

@@ -325,11 +325,8 @@ func TestWatchTakesALostNameBack(t *testing.T) {
 func holdingHost1(t *testing.T) (first, second *Store, held *ProcessLock) {
 	t.Helper()
 	first = openTest(t)
-	second, err := Open(context.Background(), first.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { second.Close() })
+	second = openAgain(t, first)
+	var err error
 	if held, err = first.LockProcess(context.Background(), "host-1"); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,17 @@ func openTest(t testing.TB) *Store {
 	return s
 }
 
+// openAgain opens s's database once more, as another process on it would, until t ends.
+func openAgain(t testing.TB, s *Store) *Store {
+	t.Helper()
+	again, err := Open(context.Background(), s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Close() })
+	return again
+}
+
 // TestOpenSQLiteURL: a sqlite: URL opens the file it names, relative or absolute.
 func TestOpenSQLiteURL(t *testing.T) {
 	dir := t.TempDir()
