@@ -5,9 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"pointpost/postoffice"
 	"pointpost/store"
 )
 
@@ -118,4 +122,88 @@ func processMailServers(t *testing.T, st *store.Store, process string) []int {
 		}
 	}
 	return ids
+}
+
+// TestLostNameWritesNothingOnItsRows: once the process name is lost to another process, the
+// heartbeats and lease releases of this one's mail servers, which name that process's rows
+// now, are left out (nameKeeper); before, they go through.
+func TestLostNameWritesNothingOnItsRows(t *testing.T) {
+	e := newEnv(t, "")
+	runOK(t, e, "import", "consumers", writeConsumers(t, 3))
+	key, err := strconv.ParseInt(strings.TrimSpace(runOK(t, e, "campaign", "create", budgetCampaign(t, 3, false))), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, e)
+	ctx := context.Background()
+	ids, err := st.RegisterProcessMailServers(ctx, "twin", 1, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := st.Job(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for complete := false; !complete; {
+		if _, complete, err = st.SelectBatch(ctx, job, false, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if rs, err := st.LeaseRecipients(ctx, key, ids[0], now, now.Add(time.Hour), 10); err != nil || len(rs) != 3 {
+		t.Fatalf("leased %d, %v; want 3", len(rs), err)
+	}
+	var lost atomic.Bool
+	keeper := nameKeeper{st, &lost}
+	stopped := []postoffice.MailServerStatus{{ID: ids[0], State: postoffice.StateStopped, ReportedAt: now}}
+	state := func() string {
+		t.Helper()
+		all, err := st.MailServers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range all {
+			if s.ID == ids[0] {
+				return s.State
+			}
+		}
+		t.Fatalf("no mail server %d", ids[0])
+		return ""
+	}
+	claimable := func() int {
+		t.Helper()
+		rs, err := st.DueRecipients(ctx, key, 0, now, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+
+	lost.Store(true)
+	if err := keeper.ReportMailServers(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := keeper.ReleaseLeases(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got == postoffice.StateStopped {
+		t.Errorf("a lost name's heartbeat was written: the row says %s", got)
+	}
+	if n := claimable(); n != 0 {
+		t.Errorf("a lost name's release freed %d deliveries of the new holder's leases", n)
+	}
+
+	lost.Store(false)
+	if err := keeper.ReportMailServers(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := keeper.ReleaseLeases(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != postoffice.StateStopped {
+		t.Errorf("the heartbeat of a name held: the row says %s, want stopped", got)
+	}
+	if n := claimable(); n != 3 {
+		t.Errorf("the release of a name held freed %d deliveries, want 3", n)
+	}
 }
